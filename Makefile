@@ -1,0 +1,117 @@
+# gallop: build, run and test. `make` builds build/gallop; `make test` runs every suite.
+PYTHON      ?= /usr/bin/python3
+CC          ?= cc
+BUILD       ?= build
+FUZZ_SECONDS ?= 20
+
+PY_CFLAGS   := $(shell $(PYTHON) -c 'import sysconfig as s; print("-I" + s.get_paths()["include"])' 2>/dev/null)
+PY_LDLIBS   := $(shell $(PYTHON) -c 'import sysconfig as s; v=s.get_config_var; print("-L" + v("LIBDIR") + " -lpython" + v("LDVERSION") + " " + (v("LIBS") or "") + " " + (v("SYSLIBS") or ""))' 2>/dev/null)
+PY_EXE      := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null)
+
+WARN        := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS      ?= -O2 -g
+CFLAGS      += -std=gnu11 -D_GNU_SOURCE -fno-strict-aliasing $(WARN) -Isrc -MMD -MP
+SAN_FLAGS   := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+CORE_SRC    := $(wildcard src/core/*.c)
+PY_SRC      := $(wildcard src/py/*.c)
+CORE_OBJ    := $(CORE_SRC:%.c=$(BUILD)/%.o)
+PY_OBJ      := $(PY_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
+ASAN_CORE   := $(CORE_SRC:%.c=$(BUILD)/asan/%.o)
+ASAN_UNIT   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/unit/%)
+FUZZ_SRC    := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN    := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+
+DEB_BUILD   := gcc make python3-dev libcmocka-dev clang libclang-rt-14-dev
+DEB_TEST    := python3-pytest python3-requests python3-flask python3-django curl
+DEB_BENCH   := wrk gunicorn uwsgi uwsgi-plugin-python3 nginx-light python3-uvicorn python3-httptools python3-uvloop python3-hypercorn valgrind strace
+
+.PHONY: all deps deps-bench run test unit asan-unit pytest fuzz fuzz-long bench format clean
+
+all: $(BUILD)/gallop
+
+$(BUILD)/gallop: $(BUILD)/src/main.o $(PY_OBJ) $(BUILD)/libgpcore.a
+	$(CC) $(CFLAGS) -o $@ $^ $(PY_LDLIBS) -Wl,-rpath,$(shell $(PYTHON) -c 'import sysconfig as s; print(s.get_config_var("LIBDIR"))')
+
+$(BUILD)/libgpcore.a: $(CORE_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/src/core/%.o: src/core/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/src/py/%.o: src/py/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PY_CFLAGS) -c -o $@ $<
+
+$(BUILD)/src/main.o: src/main.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PY_CFLAGS) -DGP_PYTHON='"$(PY_EXE)"' -c -o $@ $<
+
+# Unit tests: core only, no Python. A test may #include the .c it tests to reach
+# its static functions; the archive then supplies only the other modules.
+$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libgpcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgpcore.a -lcmocka
+
+$(BUILD)/asan/src/core/%.o: src/core/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -c -o $@ $<
+
+$(BUILD)/asan/libgpcore.a: $(ASAN_CORE)
+	ar rcs $@ $^
+
+$(BUILD)/asan/unit/%: tests/unit/%.c $(BUILD)/asan/libgpcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -o $@ $< $(BUILD)/asan/libgpcore.a -lcmocka
+
+$(BUILD)/fuzz/%: fuzz/%.c $(CORE_SRC)
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=gnu11 -D_GNU_SOURCE -Isrc -o $@ $< $(CORE_SRC)
+
+deps:
+	@missing=""; for p in $(DEB_BUILD) $(DEB_TEST); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null || \
+	  { echo "could not install:$$missing (run as root, or install them yourself)"; exit 1; }; fi
+
+deps-bench:
+	@missing=""; for p in $(DEB_BENCH); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; fi
+
+run: deps all
+	$(BUILD)/gallop --chdir examples --workers 2 --access-log - app:app
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+asan-unit: $(ASAN_UNIT)
+	@set -e; for t in $(ASAN_UNIT); do echo "== $$t (ASan/UBSan)"; $$t; done
+
+fuzz: $(FUZZ_BIN)
+	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p $(BUILD)/fuzz/corpus-$$n; \
+	  echo "== $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(BUILD)/fuzz/corpus-$$n fuzz/corpus/$${n#fuzz_} 2>&1 | tail -n 3; done
+
+fuzz-long:
+	$(MAKE) fuzz FUZZ_SECONDS=600
+
+pytest: all
+	GALLOP_BIN=$(abspath $(BUILD)/gallop) $(PYTHON) -m pytest -q tests/py
+
+test: deps
+	$(MAKE) all unit asan-unit fuzz
+	$(MAKE) pytest
+
+bench: deps deps-bench all
+	$(PYTHON) bench/run.py
+
+format:
+	clang-format -i src/*.c src/core/*.[ch] src/py/*.[ch] tests/unit/*.c fuzz/*.c
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

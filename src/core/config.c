@@ -1,0 +1,219 @@
+/* config: command-line parsing; see config.h. */
+#include "core/config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cpus.h"
+#include "core/log.h"
+
+#ifndef GP_VERSION
+#define GP_VERSION "0.1.0"
+#endif
+
+static const char usage_text[] =
+    "usage: gallop [OPTIONS] MODULE[:ATTRIBUTE]\n"
+    "\n"
+    "Serve a Python WSGI app from a pre-fork master. ATTRIBUTE defaults to 'app'.\n"
+    "\n"
+    "  -b, --bind ADDR              HOST:PORT, [::1]:PORT or unix:/path (repeatable;\n"
+    "                               default 127.0.0.1:8000)\n"
+    "  -w, --workers N|auto         worker processes (default $WEB_CONCURRENCY, else auto:\n"
+    "                               the CPUs this process may use)\n"
+    "      --factory                call MODULE:ATTRIBUTE() to get the app\n"
+    "      --chdir DIR              change to DIR before loading the app\n"
+    "      --pythonpath DIR         prepend DIR to sys.path (repeatable)\n"
+    "      --venv DIR               use this virtual environment (default $VIRTUAL_ENV)\n"
+    "      --root-path PATH         SCRIPT_NAME the app is mounted at\n"
+    "      --backlog N              listen backlog (2048)\n"
+    "      --graceful-timeout S     seconds workers get to finish on TERM (30)\n"
+    "      --keep-alive S           seconds an idle keep-alive connection is kept (5)\n"
+    "      --limit-request-line N   max request line bytes (4094; 0: 65536)\n"
+    "      --limit-request-fields N max header fields (100; at most 256)\n"
+    "      --limit-request-field_size N  max bytes of one header line (8190; 0: 65536)\n"
+    "      --limit-request-body N   max request body bytes (0: unlimited)\n"
+    "      --log-level LEVEL        debug, info, warning, error, critical (info)\n"
+    "      --access-log FILE|-      write an access log (off by default)\n"
+    "      --error-log FILE|-       where the error log goes (- : stderr)\n"
+    "      --version                print the version and exit\n"
+    "  -h, --help                   print this help and exit\n"
+    "\n"
+    "Signals to the master: TERM/INT graceful stop, QUIT immediate stop.\n"
+    "Exit codes: 0 clean stop, 1 error, 2 usage, 3 worker boot failed, 4 app failed to load.\n";
+
+enum {
+    OPT_CHDIR = 256, OPT_PYTHONPATH, OPT_BACKLOG, OPT_GRACEFUL, OPT_KEEPALIVE, OPT_LRL, OPT_LRF,
+    OPT_LRFS, OPT_LRB, OPT_LOGLEVEL, OPT_ACCESS, OPT_ERROR, OPT_VERSION, OPT_FACTORY, OPT_VENV,
+    OPT_ROOT, OPT_REUSEPORT,
+};
+
+static const struct option long_opts[] = {
+    {"bind", required_argument, 0, 'b'},
+    {"workers", required_argument, 0, 'w'},
+    {"chdir", required_argument, 0, OPT_CHDIR},
+    {"pythonpath", required_argument, 0, OPT_PYTHONPATH},
+    {"backlog", required_argument, 0, OPT_BACKLOG},
+    {"graceful-timeout", required_argument, 0, OPT_GRACEFUL},
+    {"keep-alive", required_argument, 0, OPT_KEEPALIVE},
+    {"limit-request-line", required_argument, 0, OPT_LRL},
+    {"limit-request-fields", required_argument, 0, OPT_LRF},
+    {"limit-request-field_size", required_argument, 0, OPT_LRFS},
+    {"limit-request-field-size", required_argument, 0, OPT_LRFS},
+    {"limit-request-body", required_argument, 0, OPT_LRB},
+    {"log-level", required_argument, 0, OPT_LOGLEVEL},
+    {"access-log", required_argument, 0, OPT_ACCESS},
+    {"access-logfile", required_argument, 0, OPT_ACCESS},
+    {"error-log", required_argument, 0, OPT_ERROR},
+    {"error-logfile", required_argument, 0, OPT_ERROR},
+    {"log-file", required_argument, 0, OPT_ERROR},
+    {"version", no_argument, 0, OPT_VERSION},
+    {"factory", no_argument, 0, OPT_FACTORY},
+    {"venv", required_argument, 0, OPT_VENV},
+    {"root-path", required_argument, 0, OPT_ROOT},
+    {"reuse-port", no_argument, 0, OPT_REUSEPORT},
+    {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0},
+};
+
+static int fail(const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "gallop: error: ");
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, "\n");
+    return -1;
+}
+
+static int parse_ull(const char *s, unsigned long long max, unsigned long long *out)
+{
+    char *end;
+    if (!*s || *s == '-' || *s == '+') return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0) || v > 1e7) return -1;
+    *out = v;
+    return 0;
+}
+
+/* Resolves "auto" / a number / WEB_CONCURRENCY into cfg->workers and its reason. */
+static int resolve_workers(gp_config *cfg, const char *spec, const char *source)
+{
+    if (strcmp(spec, "auto") == 0) {
+        gp_cpus c;
+        gp_cpus_detect(&c, "", 0);
+        cfg->workers = c.usable;
+        snprintf(cfg->workers_why, sizeof cfg->workers_why, "%s", c.why);
+        return 0;
+    }
+    unsigned long long n;
+    if (parse_ull(spec, 4096, &n) || n < 1)
+        return fail("invalid worker count '%s' (from %s): use a number from 1 to 4096 or 'auto'",
+                    spec, source);
+    cfg->workers = (int)n;
+    snprintf(cfg->workers_why, sizeof cfg->workers_why, "from %s", source);
+    return 0;
+}
+
+int gp_config_parse(gp_config *cfg, int argc, char **argv)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->backlog = 2048;
+    cfg->graceful_timeout = 30;
+    cfg->keep_alive = 5;
+    cfg->limit_request_line = 4094;
+    cfg->limit_request_fields = 100;
+    cfg->limit_request_field_size = 8190;
+    cfg->log_level = GP_LOG_INFO;
+    const char *workers = NULL;
+    unsigned long long v;
+
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "+b:w:h", long_opts, NULL)) != -1) {
+        switch (c) {
+        case 'b':
+            if (cfg->num_binds == GP_MAX_BINDS) return fail("too many --bind addresses%s%s", "", "");
+            cfg->binds[cfg->num_binds++] = optarg;
+            break;
+        case 'w': workers = optarg; break;
+        case OPT_CHDIR: cfg->chdir = optarg; break;
+        case OPT_PYTHONPATH:
+            if (cfg->num_pythonpath == GP_MAX_PYTHONPATH) return fail("too many --pythonpath%s%s", "", "");
+            cfg->pythonpath[cfg->num_pythonpath++] = optarg;
+            break;
+        case OPT_VENV: cfg->venv = optarg; break;
+        case OPT_ROOT: cfg->root_path = optarg; break;
+        case OPT_FACTORY: cfg->factory = true; break;
+        case OPT_REUSEPORT: cfg->reuse_port = true; break;
+        case OPT_BACKLOG:
+            if (parse_ull(optarg, INT_MAX, &v) || v < 1) return fail("invalid --backlog '%s'%s", optarg, "");
+            cfg->backlog = (int)v;
+            break;
+        case OPT_GRACEFUL:
+            if (parse_seconds(optarg, &cfg->graceful_timeout)) return fail("invalid --graceful-timeout '%s'%s", optarg, "");
+            break;
+        case OPT_KEEPALIVE:
+            if (parse_seconds(optarg, &cfg->keep_alive)) return fail("invalid --keep-alive '%s'%s", optarg, "");
+            break;
+        case OPT_LRL:
+            if (parse_ull(optarg, 65536, &v)) return fail("invalid --limit-request-line '%s' (0 to 65536)%s", optarg, "");
+            cfg->limit_request_line = v ? v : 65536;
+            break;
+        case OPT_LRF:
+            if (parse_ull(optarg, 256, &v) || v < 1) return fail("invalid --limit-request-fields '%s' (1 to 256)%s", optarg, "");
+            cfg->limit_request_fields = v;
+            break;
+        case OPT_LRFS:
+            if (parse_ull(optarg, 65536, &v)) return fail("invalid --limit-request-field_size '%s' (0 to 65536)%s", optarg, "");
+            cfg->limit_request_field_size = v ? v : 65536;
+            break;
+        case OPT_LRB:
+            if (parse_ull(optarg, ULLONG_MAX, &v)) return fail("invalid --limit-request-body '%s'%s", optarg, "");
+            cfg->limit_request_body = v;
+            break;
+        case OPT_LOGLEVEL:
+            if ((cfg->log_level = gp_log_level_parse(optarg)) < 0)
+                return fail("invalid --log-level '%s' (debug, info, warning, error, critical)%s", optarg, "");
+            break;
+        case OPT_ACCESS: cfg->access_log = optarg; break;
+        case OPT_ERROR: cfg->error_log = optarg; break;
+        case OPT_VERSION: printf("gallop %s\n", GP_VERSION); return 1;
+        case 'h': fputs(usage_text, stdout); return 1;
+        case ':': return fail("option '%s' needs a value%s", argv[optind - 1], "");
+        default:
+            if (optopt && optopt < 256) {
+                char s[3] = {'-', (char)optopt, 0};
+                return fail("unknown option '%s' (see gallop --help)%s", s, "");
+            }
+            return fail("unknown option '%s' (see gallop --help)%s", argv[optind - 1], "");
+        }
+    }
+    if (optind >= argc) return fail("no application given: gallop [OPTIONS] MODULE[:ATTRIBUTE]%s%s", "", "");
+    if (optind + 1 < argc) return fail("unexpected argument '%s' (one application only)%s", argv[optind + 1], "");
+    cfg->app = argv[optind];
+    if (!cfg->app[0] || cfg->app[0] == ':' || cfg->app[strlen(cfg->app) - 1] == ':')
+        return fail("invalid application '%s': use MODULE[:ATTRIBUTE]%s", cfg->app, "");
+    if (!cfg->venv) {
+        const char *ve = getenv("VIRTUAL_ENV");
+        if (ve && *ve) cfg->venv = ve;
+    }
+    if (cfg->num_binds == 0) cfg->binds[cfg->num_binds++] = "127.0.0.1:8000";
+    if (workers) return resolve_workers(cfg, workers, "--workers");
+    const char *wc = getenv("WEB_CONCURRENCY");
+    if (wc && *wc) return resolve_workers(cfg, wc, "WEB_CONCURRENCY");
+    return resolve_workers(cfg, "auto", "auto");
+}

@@ -1,0 +1,53 @@
+/* config: the command line, parsed into one struct the master and workers share.
+ *
+ * Flag names and meanings follow gunicorn (and uvicorn where gunicorn has none).
+ * No Python here: the app spec is kept as text for the bridge to import. */
+#ifndef GP_CONFIG_H
+#define GP_CONFIG_H
+
+#include <stddef.h>
+#include <stdbool.h>
+
+#define GP_MAX_BINDS 16
+#define GP_MAX_PYTHONPATH 16
+
+/* Exit codes, documented in the README. */
+enum {
+    GP_EXIT_OK = 0,
+    GP_EXIT_ERROR = 1,        /* bad configuration, port in use, fatal runtime error */
+    GP_EXIT_USAGE = 2,        /* unknown flag or bad flag value */
+    GP_EXIT_BOOT_ERROR = 3,   /* a worker could not start its interpreter */
+    GP_EXIT_APP_ERROR = 4,    /* the app could not be imported or built */
+};
+
+typedef struct {
+    const char *app;                       /* "module[:attribute]" */
+    const char *binds[GP_MAX_BINDS];
+    int num_binds;
+    int workers;                           /* resolved count, >= 1 */
+    char workers_why[200];                 /* how the count was chosen, for the log */
+    const char *chdir;
+    const char *pythonpath[GP_MAX_PYTHONPATH];
+    int num_pythonpath;
+    const char *venv;                      /* --venv, else $VIRTUAL_ENV, else NULL */
+    const char *root_path;                 /* SCRIPT_NAME prefix */
+    int backlog;
+    double graceful_timeout;               /* seconds */
+    double keep_alive;                     /* idle seconds before closing */
+    size_t limit_request_line;
+    size_t limit_request_fields;
+    size_t limit_request_field_size;
+    unsigned long long limit_request_body; /* 0: unlimited */
+    int log_level;
+    const char *access_log;                /* NULL: off; "-": stdout */
+    const char *error_log;                 /* NULL or "-": stderr */
+    bool factory;
+    bool reuse_port;
+} gp_config;
+
+/* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed and
+ * the process should exit 0, or -1 after printing one "gallop: error: ..." line
+ * to stderr (exit GP_EXIT_USAGE). */
+int gp_config_parse(gp_config *cfg, int argc, char **argv);
+
+#endif

@@ -1,0 +1,881 @@
+/* conn: one connection's HTTP/1.x work in the worker: reading heads, handing
+ * requests to the app bridge, the request body, response framing and writing.
+ *
+ * Never blocks the loop except inside the app's own body reads and write()
+ * calls, which are the WSGI contract. Never buffers a whole response: at most
+ * one output buffer plus one chunk the app still owns. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/worker_internal.h"
+
+#define ALOG_FIELD 512
+#define SENDFILE_MAX (1 << 20)
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+/* ---- connection lifetime ---------------------------------------------- */
+
+gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_storage *peer,
+                     socklen_t peer_len)
+{
+    gp_conn *c = w->free_conns;
+    if (c) w->free_conns = c->next;
+    else if (!(c = malloc(sizeof *c))) return NULL;
+    memset(c, 0, sizeof *c);
+    c->buf = gp_worker_buf_get(w);
+    if (!c->buf) {
+        free(c);
+        return NULL;
+    }
+    c->cap = GP_IO_BUF_SIZE;
+    c->io.fd = fd;
+    c->io.cb = gp_conn_on_event;
+    c->w = w;
+    c->listener = listener;
+    c->peer = *peer;
+    c->peer_len = peer_len;
+    c->file_fd = -1;
+    c->state = CS_HEAD;
+    c->deadline = w->now + w->cfg->keep_alive;
+    if (gp_loop_watch(&w->loop, &c->io, EPOLLIN) < 0) {
+        gp_worker_buf_put(w, c->buf);
+        free(c);
+        return NULL;
+    }
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    w->num_conns++;
+    return c;
+}
+
+static void release_buffer(gp_worker *w, char **buf, size_t *cap)
+{
+    if (!*buf) return;
+    if (*cap == GP_IO_BUF_SIZE) gp_worker_buf_put(w, *buf);
+    else free(*buf);
+    *buf = NULL;
+    *cap = 0;
+}
+
+/* Closes now; the memory is recycled after this loop turn, since the batch of
+ * events being handled may still name this connection. */
+void gp_conn_close(gp_conn *c)
+{
+    gp_worker *w = c->w;
+    if (c->dead) return;
+    if (c->state == CS_APP_WAIT && w->ops->abort) w->ops->abort(w->app, c);
+    c->dead = true;
+    gp_loop_watch(&w->loop, &c->io, 0);
+    close(c->io.fd);
+    release_buffer(w, &c->buf, &c->cap);
+    release_buffer(w, &c->out, &c->out_cap);
+    free(c->alog);
+    c->alog = NULL;
+    if (c->prev) c->prev->next = c->next;
+    else w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    w->num_conns--;
+    c->next = w->dead;
+    w->dead = c;
+}
+
+void *gp_conn_app_state(gp_conn *c)
+{
+    return c->app_state;
+}
+
+void gp_conn_set_app_state(gp_conn *c, void *state)
+{
+    c->app_state = state;
+}
+
+const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len)
+{
+    *len = c->peer_len;
+    return (const struct sockaddr *)&c->peer;
+}
+
+const gp_addr *gp_conn_local(gp_conn *c)
+{
+    return c->w->listeners[c->listener].addr;
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static int out_reserve(gp_conn *c, size_t n)
+{
+    if (!c->out) {
+        c->out = gp_worker_buf_get(c->w);
+        if (!c->out) return GP_ERROR;
+        c->out_cap = GP_IO_BUF_SIZE;
+        c->out_len = c->out_pos = 0;
+    }
+    if (c->out_len + n <= c->out_cap) return GP_OK;
+    if (c->out_pos) {
+        memmove(c->out, c->out + c->out_pos, c->out_len - c->out_pos);
+        c->out_len -= c->out_pos;
+        c->out_pos = 0;
+        if (c->out_len + n <= c->out_cap) return GP_OK;
+    }
+    size_t want = c->out_cap;
+    while (want < c->out_len + n) want *= 2;
+    if (want > 4 * GP_IO_BUF_SIZE) return GP_ERROR;
+    char *nb = malloc(want);
+    if (!nb) return GP_ERROR;
+    memcpy(nb, c->out, c->out_len);
+    release_buffer(c->w, &c->out, &c->out_cap);
+    c->out = nb;
+    c->out_cap = want;
+    return GP_OK;
+}
+
+static void out_put(gp_conn *c, const void *p, size_t n)
+{
+    memcpy(c->out + c->out_len, p, n);
+    c->out_len += n;
+}
+
+#define OUT_LIT(c, s) out_put(c, s, sizeof(s) - 1)
+
+/* Writes out, then pend, then the file, as far as the socket takes them. */
+static int flush(gp_conn *c)
+{
+    for (;;) {
+        size_t out_left = c->out_len - c->out_pos;
+        ssize_t n;
+        if (out_left || c->pend_len) {
+            struct iovec iov[2];
+            int cnt = 0;
+            if (out_left) iov[cnt++] = (struct iovec){c->out + c->out_pos, out_left};
+            if (c->pend_len) iov[cnt++] = (struct iovec){(void *)c->pend, c->pend_len};
+            n = writev(c->io.fd, iov, cnt);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN) return GP_AGAIN;
+                c->broken = true;
+                return GP_ERROR;
+            }
+            c->deadline = c->w->now + GP_WRITE_TIMEOUT_S;
+            size_t k = (size_t)n;
+            size_t from_out = k < out_left ? k : out_left;
+            c->out_pos += from_out;
+            k -= from_out;
+            c->pend += k;
+            c->pend_len -= k;
+            if (c->out_pos == c->out_len) c->out_pos = c->out_len = 0;
+        } else if (c->file_left) {
+            size_t want = c->file_left < SENDFILE_MAX ? (size_t)c->file_left : SENDFILE_MAX;
+            n = sendfile(c->io.fd, c->file_fd, &c->file_off, want);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN) return GP_AGAIN;
+                c->broken = true;
+                return GP_ERROR;
+            }
+            if (n == 0) { /* the file shrank under us: the framing is now a lie */
+                c->broken = true;
+                return GP_ERROR;
+            }
+            c->deadline = c->w->now + GP_WRITE_TIMEOUT_S;
+            c->file_left -= (uint64_t)n;
+        } else if (c->pend_crlf) {
+            c->pend_crlf = false;
+            if (out_reserve(c, 2)) return GP_ERROR;
+            OUT_LIT(c, "\r\n");
+        } else {
+            c->pend = NULL;
+            c->file_fd = -1;
+            return GP_OK;
+        }
+    }
+}
+
+static int status_has_no_body(int status)
+{
+    return status < 200 || status == 204 || status == 304;
+}
+
+int gp_conn_head_begin(gp_conn *c, const char *status, size_t status_len)
+{
+    if (c->head_sent) return GP_ERROR;
+    c->status = (status[0] - '0') * 100 + (status[1] - '0') * 10 + (status[2] - '0');
+    c->resp_has_length = false;
+    c->has_date = c->has_server = false;
+    if (c->out) c->out_len = c->out_pos = 0;
+    if (out_reserve(c, status_len + 11)) return GP_ERROR;
+    OUT_LIT(c, "HTTP/1.1 ");
+    out_put(c, status, status_len);
+    OUT_LIT(c, "\r\n");
+    return GP_OK;
+}
+
+/* token characters of RFC 9110 */
+static const unsigned char tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
+static int parse_length(const char *v, size_t n, uint64_t *out)
+{
+    uint64_t x = 0;
+    if (n == 0 || n > 19) return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9') return -1;
+        x = x * 10 + (uint64_t)(v[i] - '0');
+    }
+    *out = x;
+    return 0;
+}
+
+int gp_conn_field_ok(const char *name, size_t name_len, const char *value, size_t value_len)
+{
+    if (name_len == 0) return 0;
+    for (size_t i = 0; i < name_len; i++)
+        if (!tchar[(unsigned char)name[i]]) return 0;
+    for (size_t i = 0; i < value_len; i++) {
+        unsigned char ch = (unsigned char)value[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return 0;
+    }
+    return 1;
+}
+
+int gp_conn_head_add(gp_conn *c, const char *name, size_t name_len, const char *value,
+                     size_t value_len)
+{
+    if (!gp_conn_field_ok(name, name_len, value, value_len)) return GP_ERROR;
+    switch (name_len) {
+    case 4:
+        if (gp_http_token_eq(name, name_len, "date")) c->has_date = true;
+        break;
+    case 6:
+        if (gp_http_token_eq(name, name_len, "server")) c->has_server = true;
+        break;
+    case 10:
+        if (gp_http_token_eq(name, name_len, "connection")) {
+            /* the app may ask to close; keep-alive is ours to decide */
+            for (size_t i = 0; i + 5 <= value_len; i++)
+                if (gp_http_token_eq(value + i, 5, "close")) c->keep_alive = false;
+            return GP_OK;
+        }
+        if (gp_http_token_eq(name, name_len, "keep-alive")) return GP_OK;
+        break;
+    case 14:
+        if (gp_http_token_eq(name, name_len, "content-length")) {
+            uint64_t n;
+            if (parse_length(value, value_len, &n) || c->resp_has_length) return GP_ERROR;
+            c->resp_has_length = true;
+            c->resp_left = n;
+        }
+        break;
+    case 17:
+        if (gp_http_token_eq(name, name_len, "transfer-encoding")) return GP_OK;
+        break;
+    }
+    if (out_reserve(c, name_len + value_len + 4)) return GP_ERROR;
+    out_put(c, name, name_len);
+    OUT_LIT(c, ": ");
+    out_put(c, value, value_len);
+    OUT_LIT(c, "\r\n");
+    return GP_OK;
+}
+
+void gp_conn_head_set_length(gp_conn *c, uint64_t length)
+{
+    if (c->resp_has_length) return;
+    char num[24];
+    int k = snprintf(num, sizeof num, "%llu", (unsigned long long)length);
+    if (gp_conn_head_add(c, "Content-Length", 14, num, (size_t)k) == GP_OK) {
+        c->resp_has_length = true;
+        c->resp_left = length;
+    }
+}
+
+/* Unread request body that is not in the buffer forces a close: reading it
+ * all just to keep the connection is not worth a slow upload. */
+static void settle_request_body(gp_conn *c)
+{
+    if (c->body_done) return;
+    if (c->body_kind == GP_HTTP_BODY_LENGTH) {
+        uint64_t avail = c->len - c->rpos;
+        if (avail >= c->body_left) {
+            c->rpos += (size_t)c->body_left;
+            c->body_left = 0;
+            c->body_done = true;
+            return;
+        }
+    } else if (c->body_kind == GP_HTTP_BODY_CHUNKED) {
+        size_t used, outn = c->len - c->rpos;
+        int r = gp_chunked_decode(&c->chunked, c->buf + c->rpos, c->len - c->rpos, &used,
+                                  c->buf + c->rpos, &outn);
+        c->rpos += used;
+        if (r == GP_CHUNKED_DONE) {
+            c->body_done = true;
+            return;
+        }
+    }
+    c->keep_alive = false;
+}
+
+int gp_conn_head_end(gp_conn *c)
+{
+    gp_worker *w = c->w;
+    settle_request_body(c);
+    if (w->stopping) c->keep_alive = false;
+    c->no_body = c->head_method || status_has_no_body(c->status);
+    c->chunked_out = false;
+    if (!c->resp_has_length && !c->no_body) {
+        if (c->version_minor >= 1) c->chunked_out = true;
+        else c->keep_alive = false; /* HTTP/1.0: the close delimits the body */
+    }
+    if (out_reserve(c, w->date_len + 64)) return GP_ERROR;
+    if (!c->has_date) out_put(c, w->date_line, w->date_len);
+    if (!c->has_server) OUT_LIT(c, "Server: gallop\r\n");
+    if (c->chunked_out) OUT_LIT(c, "Transfer-Encoding: chunked\r\n");
+    if (!c->keep_alive) OUT_LIT(c, "Connection: close\r\n");
+    else if (c->version_minor == 0) OUT_LIT(c, "Connection: keep-alive\r\n");
+    OUT_LIT(c, "\r\n");
+    c->head_sent = true;
+    return GP_OK;
+}
+
+int gp_conn_head_sent(gp_conn *c)
+{
+    return c->head_sent;
+}
+
+static size_t chunk_prefix(char *dst, uint64_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char tmp[16];
+    size_t k = 0;
+    do tmp[k++] = hex[n & 15];
+    while ((n >>= 4));
+    for (size_t i = 0; i < k; i++) dst[i] = tmp[k - 1 - i];
+    dst[k] = '\r';
+    dst[k + 1] = '\n';
+    return k + 2;
+}
+
+/* Clips a body piece to the declared Content-Length; an app that says less
+ * than it sends would otherwise desynchronise the stream. */
+static size_t clip_to_length(gp_conn *c, size_t len)
+{
+    c->resp_bytes += len;
+    if (c->resp_has_length) {
+        if (len > c->resp_left) {
+            len = (size_t)c->resp_left;
+            c->keep_alive = false;
+        }
+        c->resp_left -= len;
+    }
+    return len;
+}
+
+int gp_conn_write(gp_conn *c, const void *data, size_t len)
+{
+    if (c->broken) return GP_ERROR;
+    len = clip_to_length(c, len);
+    if (c->no_body || len == 0) return GP_OK;
+    size_t framing = c->chunked_out ? 20 : 0;
+    if (c->out_len + len + framing <= GP_IO_BUF_SIZE || (c->out && c->out_len + len + framing <= c->out_cap)) {
+        if (out_reserve(c, len + framing)) return GP_ERROR;
+        if (c->chunked_out) c->out_len += chunk_prefix(c->out + c->out_len, len);
+        out_put(c, data, len);
+        if (c->chunked_out) OUT_LIT(c, "\r\n");
+        return GP_OK;
+    }
+    if (c->chunked_out) {
+        if (out_reserve(c, 20)) return GP_ERROR;
+        c->out_len += chunk_prefix(c->out + c->out_len, len);
+        c->pend_crlf = true;
+    }
+    c->pend = data;
+    c->pend_len = len;
+    return flush(c);
+}
+
+int gp_conn_write_all(gp_conn *c, const void *data, size_t len)
+{
+    int r = gp_conn_write(c, data, len);
+    while (r == GP_AGAIN) {
+        struct pollfd p = {.fd = c->io.fd, .events = POLLOUT};
+        int n = poll(&p, 1, (int)(GP_WRITE_TIMEOUT_S * 1000));
+        if (n == 0) {
+            c->broken = true;
+            return GP_ERROR;
+        }
+        r = flush(c);
+    }
+    return r;
+}
+
+int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len)
+{
+    if (c->broken) return GP_ERROR;
+    len = clip_to_length(c, (size_t)len);
+    if (c->no_body || len == 0) return GP_OK;
+    if (c->chunked_out) {
+        if (out_reserve(c, 20)) return GP_ERROR;
+        c->out_len += chunk_prefix(c->out + c->out_len, len);
+        c->pend_crlf = true;
+    }
+    c->file_fd = fd;
+    c->file_off = offset;
+    c->file_left = len;
+    return flush(c);
+}
+
+void gp_conn_end_response(gp_conn *c)
+{
+    if (c->resp_ended) return;
+    if (!c->head_sent) gp_conn_head_end(c);
+    c->resp_ended = true;
+    if (c->resp_has_length && c->resp_left > 0 && !c->no_body) c->keep_alive = false;
+    if (c->chunked_out && !c->broken && out_reserve(c, 5) == GP_OK) OUT_LIT(c, "0\r\n\r\n");
+}
+
+void gp_conn_set_close(gp_conn *c)
+{
+    c->keep_alive = false;
+    c->chunked_out = false; /* no last-chunk: the client must see a truncated body */
+}
+
+void gp_conn_send_error(gp_conn *c, int status, int close_after)
+{
+    if (c->head_sent) {
+        gp_conn_set_close(c);
+        c->resp_ended = true;
+        return;
+    }
+    char line[64];
+    int n = snprintf(line, sizeof line, "%d %s", status, reason_phrase(status));
+    if (close_after) c->keep_alive = false;
+    c->file_fd = -1;
+    c->pend_len = c->file_left = 0;
+    c->pend_crlf = false;
+    if (gp_conn_head_begin(c, line, (size_t)n) || gp_conn_head_add(c, "Content-Type", 12, "text/plain", 10)) {
+        c->broken = true;
+        return;
+    }
+    char body[80];
+    int bn = snprintf(body, sizeof body, "%s\n", reason_phrase(status));
+    gp_conn_head_set_length(c, (uint64_t)bn);
+    gp_conn_head_end(c);
+    gp_conn_write(c, body, (size_t)bn);
+    gp_conn_end_response(c);
+}
+
+/* ---- request body --------------------------------------------------------- */
+
+static ssize_t body_fail(gp_conn *c, int code, int status)
+{
+    c->keep_alive = false;
+    c->broken = code == GP_BODY_CLOSED;
+    c->body_error = status;
+    c->body_done = true;
+    return code;
+}
+
+/* Waits for input; the caller holds no lock we know of (the bridge dropped
+ * the GIL). Returns 1 when readable, or a GP_BODY_* code. */
+static int wait_readable(gp_conn *c)
+{
+    struct pollfd p = {.fd = c->io.fd, .events = POLLIN};
+    int n;
+    do n = poll(&p, 1, GP_BODY_TIMEOUT_MS);
+    while (n < 0 && errno == EINTR);
+    if (n == 0) return GP_BODY_TIMEOUT;
+    return n < 0 ? GP_BODY_CLOSED : 1;
+}
+
+static ssize_t recv_some(gp_conn *c, char *dst, size_t n)
+{
+    for (;;) {
+        ssize_t r = recv(c->io.fd, dst, n, 0);
+        if (r > 0) return r;
+        if (r == 0) return GP_BODY_CLOSED;
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN) return GP_BODY_CLOSED;
+        int wr = wait_readable(c);
+        if (wr < 0) return wr;
+    }
+}
+
+static void send_continue(gp_conn *c)
+{
+    static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    c->continue_sent = true;
+    ssize_t r;
+    do r = send(c->io.fd, msg, sizeof msg - 1, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+}
+
+static ssize_t check_body_limit(gp_conn *c, size_t got)
+{
+    c->body_total += got;
+    unsigned long long lim = c->w->cfg->limit_request_body;
+    if (lim && c->body_total > lim) return body_fail(c, GP_BODY_TOO_LARGE, 413);
+    return (ssize_t)got;
+}
+
+ssize_t gp_conn_body_read(gp_conn *c, char *dst, size_t n)
+{
+    if (c->body_done || n == 0) return 0;
+    if (c->expect_continue && !c->continue_sent && c->rpos == c->len) send_continue(c);
+    if (c->body_kind == GP_HTTP_BODY_LENGTH) {
+        if (n > c->body_left) n = (size_t)c->body_left;
+        size_t avail = c->len - c->rpos;
+        ssize_t got;
+        if (avail) {
+            got = (ssize_t)(avail < n ? avail : n);
+            memcpy(dst, c->buf + c->rpos, (size_t)got);
+            c->rpos += (size_t)got;
+        } else {
+            got = recv_some(c, dst, n);
+            if (got < 0) return body_fail(c, (int)got, got == GP_BODY_TIMEOUT ? 408 : 400);
+        }
+        c->body_left -= (uint64_t)got;
+        if (c->body_left == 0) c->body_done = true;
+        return check_body_limit(c, (size_t)got);
+    }
+    /* chunked: decode what is buffered, read more raw bytes when that gives nothing */
+    for (;;) {
+        size_t used, outn = n;
+        int r = gp_chunked_decode(&c->chunked, c->buf + c->rpos, c->len - c->rpos, &used, dst, &outn);
+        c->rpos += used;
+        if (r == GP_CHUNKED_ERROR) return body_fail(c, GP_BODY_BAD, 400);
+        if (r == GP_CHUNKED_DONE) c->body_done = true;
+        if (outn || c->body_done) return check_body_limit(c, outn);
+        /* all buffered input consumed: make room and read more */
+        if (c->rpos == c->len) c->rpos = c->len = c->head_len = 0;
+        if (c->len == c->cap) {
+            memmove(c->buf, c->buf + c->rpos, c->len - c->rpos);
+            c->len -= c->rpos;
+            c->rpos = c->head_len = 0;
+        }
+        ssize_t got = recv_some(c, c->buf + c->len, c->cap - c->len);
+        if (got < 0) return body_fail(c, (int)got, got == GP_BODY_TIMEOUT ? 408 : 400);
+        c->len += (size_t)got;
+    }
+}
+
+int gp_conn_body_would_block(gp_conn *c)
+{
+    return !c->body_done && c->rpos == c->len;
+}
+
+int gp_conn_body_error_status(gp_conn *c)
+{
+    return c->body_error;
+}
+
+/* ---- request heads and the response cycle ------------------------------- */
+
+static void copy_field(char **p, const char *end, const char *s, size_t n)
+{
+    size_t room = (size_t)(end - *p) - 1;
+    if (n > room) n = room;
+    memcpy(*p, s, n);
+    (*p)[n] = 0;
+    *p += n + 1;
+}
+
+/* Keeps what the access log needs, since the head is gone by the end. */
+static void remember_for_log(gp_conn *c, const gp_http_request *req)
+{
+    if (!c->alog && !(c->alog = malloc(3 * ALOG_FIELD))) return;
+    char *p = c->alog, *end = c->alog + 3 * ALOG_FIELD;
+    size_t line_len = (size_t)(req->target + req->target_len - req->method) + 9;
+    copy_field(&p, c->alog + ALOG_FIELD, req->method, line_len);
+    const char *ref = "-", *ua = "-";
+    size_t ref_len = 1, ua_len = 1;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const gp_http_header *h = &req->headers[i];
+        if (gp_http_token_eq(h->name, h->name_len, "referer")) ref = h->value, ref_len = h->value_len;
+        else if (gp_http_token_eq(h->name, h->name_len, "user-agent")) ua = h->value, ua_len = h->value_len;
+    }
+    copy_field(&p, c->alog + 2 * ALOG_FIELD, ref, ref_len);
+    copy_field(&p, end, ua, ua_len);
+}
+
+static void write_access_log(gp_conn *c)
+{
+    char host[64] = "-", line[2 * 3 * ALOG_FIELD], tbuf[40];
+    const struct sockaddr *sa = (const struct sockaddr *)&c->peer;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof host);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof host);
+    time_t t = time(NULL);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(tbuf, sizeof tbuf, "%d/%b/%Y:%H:%M:%S %z", &tm);
+    const char *rl = "-", *ref = "-", *ua = "-";
+    if (c->alog) {
+        rl = c->alog;
+        ref = rl + strlen(rl) + 1;
+        ua = ref + strlen(ref) + 1;
+    }
+    char bytes[24] = "-";
+    if (c->resp_bytes) snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)c->resp_bytes);
+    int n = snprintf(line, sizeof line, "%s - - [%s] \"%s\" %d %s \"%s\" \"%s\"\n", host, tbuf, rl,
+                     c->status, bytes, ref, ua);
+    if (n > (int)sizeof line - 1) n = (int)sizeof line - 1;
+    ssize_t r = write(c->w->access_fd, line, (size_t)n);
+    (void)r;
+}
+
+static void watch(gp_conn *c, uint32_t events)
+{
+    if (gp_loop_watch(&c->w->loop, &c->io, events) < 0) gp_conn_close(c);
+}
+
+/* Closes, but first lets the client read our last response: closing with
+ * unread input would reset the connection and could destroy it. */
+static void linger_close(gp_conn *c)
+{
+    if (c->broken || c->dead) {
+        gp_conn_close(c);
+        return;
+    }
+    shutdown(c->io.fd, SHUT_WR);
+    c->state = CS_LINGER;
+    c->deadline = c->w->now + GP_LINGER_S;
+    c->body_total = 0;
+    watch(c, EPOLLIN);
+}
+
+/* The response is fully written: log, then close or get ready for the next. */
+static void response_complete(gp_conn *c)
+{
+    gp_worker *w = c->w;
+    if (w->access_fd >= 0) write_access_log(c);
+    if (w->slot) atomic_fetch_add_explicit(&w->slot->requests, 1, memory_order_relaxed);
+    release_buffer(w, &c->out, &c->out_cap);
+    c->out_len = c->out_pos = 0;
+    c->app_state = NULL;
+    if (!c->keep_alive || w->stopping) {
+        linger_close(c);
+        return;
+    }
+    /* pipelined bytes move to the front for the next head */
+    size_t rest = c->len - c->rpos;
+    if (rest && c->rpos) memmove(c->buf, c->buf + c->rpos, rest);
+    c->len = rest;
+    c->rpos = c->head_len = 0;
+    c->state = CS_HEAD;
+    c->deadline = w->now + (rest ? GP_HEAD_TIMEOUT_S : w->cfg->keep_alive);
+    watch(c, EPOLLIN);
+}
+
+/* After the app returned or the response otherwise ended: drain output. */
+static void after_app(gp_conn *c, gp_app_status st)
+{
+    if (c->dead) return;
+    if (st == GP_APP_PENDING && !c->broken) {
+        c->state = CS_APP_WAIT;
+        watch(c, EPOLLOUT);
+        return;
+    }
+    if (!c->resp_ended) gp_conn_send_error(c, 500, 0);
+    int r = c->broken ? GP_ERROR : flush(c);
+    if (r == GP_ERROR) {
+        gp_conn_close(c);
+    } else if (r == GP_AGAIN) {
+        c->state = CS_FLUSH;
+        watch(c, EPOLLOUT);
+    } else {
+        response_complete(c);
+    }
+}
+
+static void reject(gp_conn *c, int status)
+{
+    c->version_minor = 1;
+    c->head_method = false;
+    c->head_sent = false;
+    c->resp_ended = false;
+    c->body_done = true;
+    c->len = c->rpos = 0; /* what follows a bad head cannot be trusted */
+    gp_conn_send_error(c, status, 1);
+    after_app(c, GP_APP_DONE);
+}
+
+static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
+{
+    gp_worker *w = c->w;
+    c->head_len = c->rpos = head_len;
+    c->version_minor = req->version_minor;
+    c->keep_alive = req->keep_alive;
+    c->head_method = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    c->head_sent = c->resp_ended = c->chunked_out = c->no_body = false;
+    c->resp_bytes = 0;
+    c->status = 0;
+    c->body_kind = req->body;
+    c->body_left = req->body == GP_HTTP_BODY_LENGTH ? req->content_length : 0;
+    c->body_done = req->body == GP_HTTP_BODY_NONE || (req->body == GP_HTTP_BODY_LENGTH && c->body_left == 0);
+    c->body_total = 0;
+    c->body_error = 0;
+    memset(&c->chunked, 0, sizeof c->chunked);
+    c->expect_continue = req->expect_continue;
+    c->continue_sent = false;
+    if (w->access_fd >= 0) remember_for_log(c, req);
+    if (w->cfg->limit_request_body && req->body == GP_HTTP_BODY_LENGTH &&
+        req->content_length > w->cfg->limit_request_body) {
+        reject(c, 413);
+        return;
+    }
+    c->state = CS_APP_WAIT; /* the app owns the response from here */
+    if (w->slot) atomic_store_explicit(&w->slot->state, GP_WS_BUSY, memory_order_relaxed);
+    gp_app_status st = w->ops->start(w->app, c, req);
+    c->state = CS_FLUSH;
+    if (w->slot) atomic_store_explicit(&w->slot->state, GP_WS_IDLE, memory_order_relaxed);
+    after_app(c, st);
+}
+
+/* Parses and serves every complete head in the buffer, in order. */
+static void serve_buffered(gp_conn *c)
+{
+    gp_worker *w = c->w;
+    while (!c->dead && c->state == CS_HEAD && c->len > 0) {
+        gp_http_request req;
+        req.headers = w->headers;
+        req.num_headers = w->cfg->limit_request_fields;
+        int r = gp_http_parse_request(c->buf, c->len, &req, &w->limits);
+        if (r < 0) {
+            reject(c, -r);
+            return;
+        }
+        if (r == 0) {
+            if (c->len >= w->head_cap) reject(c, 431);
+            else if (c->deadline > w->now + GP_HEAD_TIMEOUT_S) c->deadline = w->now + GP_HEAD_TIMEOUT_S;
+            return;
+        }
+        dispatch(c, &req, (size_t)r);
+    }
+}
+
+static void read_head(gp_conn *c)
+{
+    gp_worker *w = c->w;
+    if (c->len == c->cap) {
+        size_t want = c->cap * 2 > w->head_cap ? w->head_cap : c->cap * 2;
+        if (want <= c->cap) {
+            reject(c, 431);
+            return;
+        }
+        char *nb = malloc(want);
+        if (!nb) {
+            gp_conn_close(c);
+            return;
+        }
+        memcpy(nb, c->buf, c->len);
+        release_buffer(w, &c->buf, &c->cap);
+        c->buf = nb;
+        c->cap = want;
+    }
+    ssize_t n = recv(c->io.fd, c->buf + c->len, c->cap - c->len, 0);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        gp_conn_close(c);
+        return;
+    }
+    if (c->len == 0) c->deadline = w->now + GP_HEAD_TIMEOUT_S;
+    c->len += (size_t)n;
+    serve_buffered(c);
+}
+
+static void discard_input(gp_conn *c)
+{
+    char sink[4096];
+    ssize_t n = recv(c->io.fd, sink, sizeof sink, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    c->body_total += n > 0 ? (uint64_t)n : 0;
+    if (n <= 0 || c->body_total > GP_LINGER_MAX) gp_conn_close(c);
+}
+
+void gp_conn_on_event(gp_io *io, uint32_t events)
+{
+    gp_conn *c = (gp_conn *)io;
+    if (c->dead) return;
+    gp_app_status st;
+    switch (c->state) {
+    case CS_HEAD:
+        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_head(c);
+        break;
+    case CS_APP_WAIT:
+        switch (flush(c)) {
+        case GP_AGAIN: return;
+        case GP_ERROR:
+            gp_conn_close(c); /* tells the app through abort */
+            return;
+        }
+        c->state = CS_FLUSH; /* not CS_APP_WAIT: a close now must not abort twice */
+        st = c->w->ops->resume(c->w->app, c);
+        after_app(c, st);
+        if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
+        break;
+    case CS_FLUSH:
+        switch (flush(c)) {
+        case GP_AGAIN: return;
+        case GP_ERROR: gp_conn_close(c); return;
+        }
+        response_complete(c);
+        if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
+        break;
+    case CS_LINGER:
+        discard_input(c);
+        break;
+    }
+}
+
+void gp_conn_on_timeout(gp_conn *c)
+{
+    if (c->state == CS_HEAD && c->len > 0 && !c->head_len) {
+        reject(c, 408);
+        return;
+    }
+    gp_conn_close(c);
+}
+
+void gp_conn_on_stop(gp_conn *c)
+{
+    if (c->state == CS_HEAD && c->len == 0) gp_conn_close(c);
+    else c->keep_alive = false;
+}

@@ -1,0 +1,100 @@
+/* conn: one client connection, as the app bridge sees it.
+ *
+ * The worker core owns the socket, the buffers and the HTTP framing; the
+ * bridge (WSGI today) gets a parsed request through gp_app_ops.start, pulls the
+ * body with gp_conn_body_read, and hands the response over with the head and
+ * write calls below. Nothing here knows Python. */
+#ifndef GP_CONN_H
+#define GP_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include "core/http_parser.h"
+#include "core/listen.h"
+
+typedef struct gp_conn gp_conn;
+
+/* Return codes shared by the write and app calls. */
+enum { GP_OK = 0, GP_AGAIN = 1, GP_ERROR = -1 };
+
+/* What the bridge tells the core after start or resume. */
+typedef enum {
+    GP_APP_DONE,    /* the response was ended (gp_conn_end_response) or abandoned */
+    GP_APP_PENDING, /* a write returned GP_AGAIN: call resume once the socket drained */
+} gp_app_status;
+
+typedef struct {
+    /* A request head arrived. req points into the connection's buffer and is
+     * valid only during this call. */
+    gp_app_status (*start)(void *app, gp_conn *c, const gp_http_request *req);
+    /* The socket drained after GP_APP_PENDING: produce more of the response. */
+    gp_app_status (*resume)(void *app, gp_conn *c);
+    /* The connection died while the app's response was pending: release it. */
+    void (*abort)(void *app, gp_conn *c);
+    /* Around the loop's wait, so the app's threads can run (the GIL). */
+    void (*before_wait)(void *app);
+    void (*after_wait)(void *app);
+} gp_app_ops;
+
+/* Per-connection slot for the bridge's state of the response in progress. */
+void *gp_conn_app_state(gp_conn *c);
+void gp_conn_set_app_state(gp_conn *c, void *state);
+
+/* Who and where. */
+const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len);
+const gp_addr *gp_conn_local(gp_conn *c);
+
+/* Request body. Blocks (up to the body timeout) when nothing is buffered;
+ * sends "100 Continue" first when the client asked for it. Returns bytes read
+ * into dst (> 0), 0 at the end of the body, or a negative code below after
+ * which the connection will close. */
+enum { GP_BODY_CLOSED = -1, GP_BODY_BAD = -2, GP_BODY_TOO_LARGE = -3, GP_BODY_TIMEOUT = -4 };
+ssize_t gp_conn_body_read(gp_conn *c, char *dst, size_t n);
+/* The HTTP status matching a body error code (400, 413, 408), 0 when none. */
+int gp_conn_body_error_status(gp_conn *c);
+
+/* True when no request-body bytes are buffered, so a body read may block. */
+int gp_conn_body_would_block(gp_conn *c);
+
+/* Whether a header would be accepted by gp_conn_head_add (token name; value
+ * without CR, LF or other control bytes). */
+int gp_conn_field_ok(const char *name, size_t name_len, const char *value, size_t value_len);
+
+/* Response head. status is "200 OK" as the app wrote it (already validated to
+ * start with 3 digits and a space). add_header validates the bytes (token
+ * name; no CR, LF or other control byte in the value) and returns GP_ERROR when
+ * they are bad, or when the head outgrows its buffer. Content-Length sets the
+ * framing; hop-by-hop fields (Connection, Transfer-Encoding, Keep-Alive) are
+ * the server's business and are not passed through. */
+int gp_conn_head_begin(gp_conn *c, const char *status, size_t status_len);
+int gp_conn_head_add(gp_conn *c, const char *name, size_t name_len, const char *value,
+                     size_t value_len);
+/* Sets Content-Length when the app gave none and the body is known in full. */
+void gp_conn_head_set_length(gp_conn *c, uint64_t length);
+/* Completes the head (Date, Server, framing). Nothing is sent before the first
+ * write or the end of the response. */
+int gp_conn_head_end(gp_conn *c);
+int gp_conn_head_sent(gp_conn *c); /* head_end was called */
+
+/* Body bytes. GP_OK: consumed (copied or written). GP_AGAIN: the socket is
+ * full; data may still be referenced by the core, so keep it alive and do not
+ * write again before resume. GP_ERROR: the client is gone. */
+int gp_conn_write(gp_conn *c, const void *data, size_t len);
+/* Same, blocking until written (for WSGI's write() callable). */
+int gp_conn_write_all(gp_conn *c, const void *data, size_t len);
+/* Sends len bytes of fd from offset with sendfile(2). Same return values; fd
+ * must stay open until the response ends or is aborted. */
+int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len);
+/* Ends the response (last chunk when chunked). The core flushes what is left. */
+void gp_conn_end_response(gp_conn *c);
+/* The response cannot complete properly (app error mid-body): close after it. */
+void gp_conn_set_close(gp_conn *c);
+
+/* A complete error response (status 400, 413, 500, 503, ...) in place of the
+ * app's, when no head was sent yet. close_after forces Connection: close. */
+void gp_conn_send_error(gp_conn *c, int status, int close_after);
+
+#endif

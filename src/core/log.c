@@ -1,0 +1,113 @@
+/* log: error and access log sinks; see log.h. Never allocates. */
+#include "core/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const level_names[] = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"};
+
+static struct {
+    int level;
+    char error_path[512]; /* empty: stderr */
+    char access_path[512];
+    int access_fd;
+} g_log = {GP_LOG_INFO, "", "", -1};
+
+int gp_log_level_parse(const char *name)
+{
+    for (int i = 0; i <= GP_LOG_CRITICAL; i++)
+        if (strcasecmp(name, level_names[i]) == 0) return i;
+    return -1;
+}
+
+static int open_append(const char *path)
+{
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+int gp_log_reopen(void)
+{
+    if (!g_log.error_path[0]) return 0;
+    int fd = open_append(g_log.error_path);
+    if (fd < 0) return -errno;
+    if (fd != STDERR_FILENO) {
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+    }
+    return 0;
+}
+
+int gp_log_setup(int level, const char *error_log)
+{
+    g_log.level = level;
+    if (error_log && strcmp(error_log, "-") != 0) {
+        snprintf(g_log.error_path, sizeof g_log.error_path, "%s", error_log);
+        return gp_log_reopen();
+    }
+    g_log.error_path[0] = 0;
+    return 0;
+}
+
+int gp_log_enabled(int level)
+{
+    return level >= g_log.level;
+}
+
+void gp_log(int level, const char *fmt, ...)
+{
+    if (level < g_log.level) return;
+    char line[2048];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    localtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(line, sizeof line, "[%Y-%m-%d %H:%M:%S %z]", &tm);
+    n += (size_t)snprintf(line + n, sizeof line - n, " [%d] [%s] ", (int)getpid(), level_names[level]);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - n, fmt, ap);
+    va_end(ap);
+    n = (m < 0) ? n : (n + (size_t)m >= sizeof line - 1 ? sizeof line - 2 : n + (size_t)m);
+    line[n++] = '\n';
+    ssize_t w;
+    do w = write(STDERR_FILENO, line, n);
+    while (w < 0 && errno == EINTR);
+}
+
+int gp_access_log_reopen(void)
+{
+    if (!g_log.access_path[0]) return 0;
+    int fd = open_append(g_log.access_path);
+    if (fd < 0) return -errno;
+    if (g_log.access_fd >= 0) {
+        dup2(fd, g_log.access_fd);
+        close(fd);
+    } else {
+        g_log.access_fd = fd;
+    }
+    return 0;
+}
+
+int gp_access_log_setup(const char *path)
+{
+    if (!path) {
+        g_log.access_fd = -1;
+        return 0;
+    }
+    if (strcmp(path, "-") == 0) {
+        g_log.access_fd = STDOUT_FILENO;
+        return 0;
+    }
+    snprintf(g_log.access_path, sizeof g_log.access_path, "%s", path);
+    return gp_access_log_reopen();
+}
+
+int gp_access_log_fd(void)
+{
+    return g_log.access_fd;
+}

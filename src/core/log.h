@@ -1,0 +1,35 @@
+/* log: the error log (time, level, pid on every line) and the access log.
+ *
+ * One write(2) per line, so lines from several processes never interleave.
+ * No Python; the bridge routes Python's tracebacks here through fd 2. */
+#ifndef GP_LOG_H
+#define GP_LOG_H
+
+#include <stdarg.h>
+
+enum gp_log_level { GP_LOG_DEBUG, GP_LOG_INFO, GP_LOG_WARNING, GP_LOG_ERROR, GP_LOG_CRITICAL };
+
+/* Parses "debug|info|warning|error|critical"; returns -1 when unknown. */
+int gp_log_level_parse(const char *name);
+
+/* Sets the minimum level and the error log's path ("-" or NULL: stderr).
+ * Opening the file also points fd 2 at it, so anything the app or Python
+ * prints to stderr lands in the same log. Returns 0 or -errno. */
+int gp_log_setup(int level, const char *error_log);
+
+/* Reopens the error log file after rotation (USR1). */
+int gp_log_reopen(void);
+
+int gp_log_enabled(int level);
+void gp_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define gp_debug(...) gp_log(GP_LOG_DEBUG, __VA_ARGS__)
+#define gp_info(...) gp_log(GP_LOG_INFO, __VA_ARGS__)
+#define gp_warn(...) gp_log(GP_LOG_WARNING, __VA_ARGS__)
+#define gp_error(...) gp_log(GP_LOG_ERROR, __VA_ARGS__)
+
+/* The access log: "-" for stdout, a path, or NULL for off. */
+int gp_access_log_setup(const char *path);
+int gp_access_log_fd(void); /* -1 when off */
+int gp_access_log_reopen(void);
+
+#endif

@@ -1,0 +1,32 @@
+/* master: the arbiter. Binds the listeners, forks the workers, watches them
+ * through one signalfd loop, replaces the dead and stops them all on TERM/QUIT.
+ *
+ * Never starts Python: the worker entry point is a callback that runs only in
+ * the forked child. */
+#ifndef GP_MASTER_H
+#define GP_MASTER_H
+
+#include "core/config.h"
+#include "core/listen.h"
+#include "core/scoreboard.h"
+
+typedef struct {
+    int fd;
+    gp_addr addr;
+} gp_listener;
+
+typedef struct {
+    const gp_config *cfg;
+    gp_listener *listeners;
+    int num_listeners;
+    gp_scoreboard *scoreboard;
+    int slot;
+} gp_worker_args;
+
+/* Runs in the forked child; its return value is the child's exit status. */
+typedef int (*gp_worker_entry)(const gp_worker_args *args);
+
+/* Runs the master until it stops; returns the process exit code (config.h). */
+int gp_master_run(const gp_config *cfg, gp_worker_entry entry);
+
+#endif

@@ -1,0 +1,229 @@
+/* worker: the loop of one worker process; see worker.h.
+ *
+ * Owns the listeners' registration, accepting, the once-a-second tick (Date
+ * header, idle and slow-client deadlines) and the graceful stop. Connection
+ * work is in conn.c. */
+#include "core/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/worker_internal.h"
+
+#define ACCEPT_BATCH 16
+#define MAX_FREE_BUFS 64
+
+double gp_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+char *gp_worker_buf_get(gp_worker *w)
+{
+    if (w->num_free_bufs) return w->free_bufs[--w->num_free_bufs];
+    return malloc(GP_IO_BUF_SIZE);
+}
+
+void gp_worker_buf_put(gp_worker *w, char *buf)
+{
+    if (w->num_free_bufs < MAX_FREE_BUFS) w->free_bufs[w->num_free_bufs++] = buf;
+    else free(buf);
+}
+
+static void update_date(gp_worker *w)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    w->date_len = strftime(w->date_line, sizeof w->date_line, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+}
+
+static void stop_accepting(gp_worker *w)
+{
+    for (int i = 0; i < w->num_listeners; i++) {
+        if (w->listeners[i].io.fd < 0) continue;
+        gp_loop_watch(&w->loop, &w->listeners[i].io, 0);
+        close(w->listeners[i].io.fd);
+        w->listeners[i].io.fd = -1;
+    }
+}
+
+static void begin_stop(gp_worker *w)
+{
+    if (w->stopping) return;
+    w->stopping = true;
+    if (w->slot) atomic_store(&w->slot->state, GP_WS_STOPPING);
+    stop_accepting(w);
+    for (gp_conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        gp_conn_on_stop(c);
+    }
+}
+
+/* EMFILE: accept with the spare descriptor and close at once, so the client
+ * is told no instead of waiting while the listener stays readable forever. */
+static void shed_one(gp_worker *w, int lfd)
+{
+    if (w->spare_fd < 0) return;
+    close(w->spare_fd);
+    int fd = accept(lfd, NULL, NULL);
+    if (fd >= 0) close(fd);
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void on_accept(gp_io *io, uint32_t events)
+{
+    struct gp_listen_io *l = (struct gp_listen_io *)io;
+    gp_worker *w = l->w;
+    int idx = l->index;
+    for (int i = 0; i < ACCEPT_BATCH && !w->stopping; i++) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE) shed_one(w, io->fd);
+            return;
+        }
+        if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        if (!gp_conn_new(w, fd, idx, &peer, plen)) close(fd);
+    }
+}
+
+static void on_signal(gp_io *io, uint32_t events)
+{
+    gp_worker *w = (gp_worker *)((char *)io - offsetof(gp_worker, signal_io));
+    struct signalfd_siginfo si;
+    while (read(io->fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        switch (si.ssi_signo) {
+        case SIGTERM:
+        case SIGINT:
+            begin_stop(w);
+            break;
+        case SIGUSR1:
+            gp_log_reopen();
+            gp_access_log_reopen();
+            break;
+        }
+    }
+}
+
+static void on_tick(gp_io *io, uint32_t events)
+{
+    gp_worker *w = (gp_worker *)((char *)io - offsetof(gp_worker, timer_io));
+    uint64_t ticks;
+    ssize_t r = read(io->fd, &ticks, sizeof ticks);
+    (void)r;
+    update_date(w);
+    if (getppid() == 1) begin_stop(w); /* orphaned: the death signal was missed */
+    for (gp_conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->deadline <= w->now) gp_conn_on_timeout(c);
+    }
+}
+
+static void quit_now(int sig)
+{
+    (void)sig;
+    _exit(0);
+}
+
+static int setup(gp_worker *w, const gp_worker_args *a)
+{
+    const gp_config *cfg = a->cfg;
+    w->limits.max_request_line = cfg->limit_request_line;
+    w->limits.max_fields = cfg->limit_request_fields;
+    w->limits.max_field_size = cfg->limit_request_field_size;
+    w->head_cap = cfg->limit_request_line + 2 + cfg->limit_request_fields * (cfg->limit_request_field_size + 2) + 2;
+    if (w->head_cap > (1u << 20)) w->head_cap = 1u << 20;
+    if (w->head_cap < GP_IO_BUF_SIZE) w->head_cap = GP_IO_BUF_SIZE;
+    w->access_fd = gp_access_log_fd();
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    w->free_bufs = calloc(MAX_FREE_BUFS, sizeof *w->free_bufs);
+    if (!w->free_bufs || gp_loop_init(&w->loop) < 0) return -1;
+    update_date(w);
+    w->now = gp_now();
+
+    /* QUIT must work even while the app is running Python: a plain handler. */
+    struct sigaction sa = {.sa_handler = quit_now};
+    sigaction(SIGQUIT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    w->signal_io.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    w->signal_io.cb = on_signal;
+    if (w->signal_io.fd < 0 || gp_loop_watch(&w->loop, &w->signal_io, EPOLLIN) < 0) return -1;
+
+    w->timer_io.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    struct itimerspec its = {.it_interval = {1, 0}, .it_value = {1, 0}};
+    w->timer_io.cb = on_tick;
+    if (w->timer_io.fd < 0 || timerfd_settime(w->timer_io.fd, 0, &its, NULL) < 0 ||
+        gp_loop_watch(&w->loop, &w->timer_io, EPOLLIN) < 0)
+        return -1;
+
+    for (int i = 0; i < a->num_listeners; i++) {
+        w->listeners[i].io.fd = a->listeners[i].fd;
+        w->listeners[i].io.cb = on_accept;
+        w->listeners[i].addr = &a->listeners[i].addr;
+        w->listeners[i].w = w;
+        w->listeners[i].index = i;
+        /* one wakeup per connection, not one per worker */
+        if (gp_loop_watch(&w->loop, &w->listeners[i].io, EPOLLIN | EPOLLEXCLUSIVE) < 0) return -1;
+        w->num_listeners++;
+    }
+    return 0;
+}
+
+static void free_dead(gp_worker *w)
+{
+    while (w->dead) {
+        gp_conn *c = w->dead;
+        w->dead = c->next;
+        c->next = w->free_conns;
+        w->free_conns = c;
+    }
+}
+
+int gp_worker_run(const gp_worker_args *a, const gp_app_ops *ops, void *app)
+{
+    gp_worker *w = calloc(1, sizeof *w);
+    if (!w) return GP_EXIT_ERROR;
+    w->cfg = a->cfg;
+    w->ops = ops;
+    w->app = app;
+    w->slot = &a->scoreboard->slots[a->slot];
+    if (setup(w, a) < 0) {
+        gp_error("worker setup failed: %s", strerror(errno));
+        return GP_EXIT_ERROR;
+    }
+    atomic_store(&w->slot->state, GP_WS_IDLE);
+    gp_info("worker %d ready", (int)getpid());
+    while (!(w->stopping && w->num_conns == 0)) {
+        if (ops->before_wait) ops->before_wait(app);
+        gp_loop_wait(&w->loop, -1);
+        if (ops->after_wait) ops->after_wait(app);
+        w->now = gp_now();
+        gp_loop_dispatch(&w->loop);
+        free_dead(w);
+    }
+    return GP_EXIT_OK;
+}

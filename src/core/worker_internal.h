@@ -1,0 +1,119 @@
+/* worker_internal: the structs shared by worker.c (loop, accept, timers) and
+ * conn.c (one connection's protocol work). Nothing else includes this. */
+#ifndef GP_WORKER_INTERNAL_H
+#define GP_WORKER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/conn.h"
+#include "core/loop.h"
+#include "core/scoreboard.h"
+
+#define GP_IO_BUF_SIZE 16384        /* initial read buffer and output buffer */
+#define GP_BODY_TIMEOUT_MS 60000    /* a blocked body read gives up after this */
+#define GP_HEAD_TIMEOUT_S 30.0      /* a request head must arrive within this */
+#define GP_WRITE_TIMEOUT_S 60.0     /* a client must take some bytes within this */
+#define GP_LINGER_S 2.0             /* read and discard before closing, at most */
+#define GP_LINGER_MAX (1 << 20)
+
+typedef struct gp_worker gp_worker;
+
+enum gp_conn_state {
+    CS_HEAD,      /* waiting for / parsing a request head */
+    CS_APP_WAIT,  /* app response pending on a full socket */
+    CS_FLUSH,     /* response ended, output still draining */
+    CS_LINGER,    /* shut down for writing, discarding input until EOF */
+};
+
+struct gp_conn {
+    gp_io io; /* first member: the loop hands us back this pointer */
+    gp_worker *w;
+    gp_conn *prev, *next;
+    enum gp_conn_state state;
+    bool dead;         /* closed this turn; freed after the batch */
+    bool keep_alive;
+    bool broken;       /* the peer is gone or the stream is unusable */
+    double deadline;   /* monotonic seconds */
+    int listener;
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+
+    /* input: buf[0..len) holds bytes read; the current head is buf[0..head_len) */
+    char *buf;
+    size_t cap, len, head_len, rpos;
+
+    /* request body */
+    enum gp_http_body body_kind;
+    uint64_t body_left;     /* LENGTH: bytes still to come */
+    uint64_t body_total;    /* decoded bytes handed out, for the body limit */
+    gp_chunked chunked;
+    bool body_done, expect_continue, continue_sent;
+    int body_error;         /* HTTP status for a body error, 0 when none */
+
+    /* response */
+    int version_minor;
+    bool head_method, head_sent, chunked_out, no_body, resp_has_length, resp_ended;
+    bool has_date, has_server;
+    uint64_t resp_left;     /* with Content-Length: body bytes still allowed */
+    uint64_t resp_bytes;    /* body bytes the app produced */
+    int status;
+    char *out;
+    size_t out_cap, out_len, out_pos;
+    const char *pend;       /* caller-owned bytes still to write after out */
+    size_t pend_len;
+    int file_fd;            /* sendfile source, -1 when none */
+    off_t file_off;
+    uint64_t file_left;
+    bool pend_crlf;         /* chunk's CRLF to add once pend/file are written */
+    void *app_state;
+
+    /* access log: request line, referer, user agent, copied at dispatch */
+    char *alog;
+    double started;
+};
+
+struct gp_worker {
+    gp_loop loop;
+    const gp_config *cfg;
+    const gp_app_ops *ops;
+    void *app;
+    gp_http_limits limits;
+    size_t head_cap;        /* largest request head we buffer */
+    struct gp_listen_io {
+        gp_io io; /* first member */
+        gp_worker *w;
+        int index;
+        const gp_addr *addr;
+    } listeners[GP_MAX_BINDS];
+    int num_listeners;
+    gp_io signal_io, timer_io;
+    gp_conn *conns;         /* every live connection */
+    gp_conn *dead;          /* closed during this turn, freed after it */
+    gp_conn *free_conns;
+    char **free_bufs;       /* GP_IO_BUF_SIZE buffers for reuse */
+    int num_free_bufs;
+    size_t num_conns;
+    bool stopping, quit;
+    int spare_fd;
+    gp_slot *slot;
+    double now;
+    char date_line[48];     /* "Date: Thu, 26 Nov 2026 20:42:13 GMT\r\n" */
+    size_t date_len;
+    int access_fd;
+    gp_http_header headers[GP_HTTP_MAX_HEADERS];
+};
+
+/* conn.c, for worker.c */
+gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_storage *peer,
+                     socklen_t peer_len);
+void gp_conn_close(gp_conn *c);
+void gp_conn_on_event(gp_io *io, uint32_t events);
+void gp_conn_on_timeout(gp_conn *c);
+void gp_conn_on_stop(gp_conn *c);
+char *gp_worker_buf_get(gp_worker *w);
+void gp_worker_buf_put(gp_worker *w, char *buf);
+double gp_now(void);
+
+#endif

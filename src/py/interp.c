@@ -1,0 +1,158 @@
+/* interp: interpreter start-up and app import; see interp.h. */
+#include "py/interp.h"
+
+#include <glob.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+#ifndef GP_PYTHON
+#define GP_PYTHON "/usr/bin/python3"
+#endif
+
+static int prepend_path(PyObject *sys_path, const char *dir)
+{
+    PyObject *s = PyUnicode_DecodeFSDefault(dir);
+    if (!s) return -1;
+    int r = PyList_Insert(sys_path, 0, s);
+    Py_DECREF(s);
+    return r;
+}
+
+/* The venv's site-packages go first, and through site.addsitedir so its .pth
+ * files work, as they would under the venv's own python. */
+static int add_venv(const char *venv)
+{
+    char pattern[4096];
+    snprintf(pattern, sizeof pattern, "%s/lib/python%d.%d/site-packages", venv, PY_MAJOR_VERSION,
+             PY_MINOR_VERSION);
+    if (access(pattern, F_OK) != 0) {
+        fprintf(stderr, "gallop: error: virtual environment '%s' has no %s (built for another Python?)\n",
+                venv, pattern);
+        return -1;
+    }
+    PyObject *site = PyImport_ImportModule("site");
+    PyObject *r = site ? PyObject_CallMethod(site, "addsitedir", "s", pattern) : NULL;
+    Py_XDECREF(r);
+    Py_XDECREF(site);
+    if (!r) return -1;
+    PyObject *sys_path = PySys_GetObject("path");
+    return sys_path ? prepend_path(sys_path, pattern) : -1;
+}
+
+int gp_py_start(const gp_config *cfg)
+{
+    PyConfig pc;
+    PyConfig_InitPythonConfig(&pc);
+    pc.install_signal_handlers = 0; /* the worker core owns the signals */
+    pc.parse_argv = 0;
+    PyStatus st = PyConfig_SetBytesString(&pc, &pc.program_name, GP_PYTHON);
+    if (!PyStatus_Exception(st)) {
+        char *argv[] = {(char *)"gallop", NULL};
+        st = PyConfig_SetBytesArgv(&pc, 1, argv);
+    }
+    if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&pc);
+    PyConfig_Clear(&pc);
+    if (PyStatus_Exception(st)) {
+        fprintf(stderr, "gallop: error: cannot start Python: %s\n", st.err_msg ? st.err_msg : "unknown");
+        return GP_EXIT_BOOT_ERROR;
+    }
+    PyObject *sys_path = PySys_GetObject("path");
+    if (!sys_path) goto fail;
+    if (cfg->venv && add_venv(cfg->venv) < 0) goto fail;
+    for (int i = cfg->num_pythonpath - 1; i >= 0; i--)
+        if (prepend_path(sys_path, cfg->pythonpath[i]) < 0) goto fail;
+    char cwd[4096];
+    if (getcwd(cwd, sizeof cwd) && prepend_path(sys_path, cwd) < 0) goto fail;
+    return 0;
+fail:
+    if (PyErr_Occurred()) PyErr_Print();
+    return GP_EXIT_BOOT_ERROR;
+}
+
+/* True when the import failed because `module` (or a package above it) does
+ * not exist, rather than because the module itself imports something missing. */
+static int module_missing(const char *module)
+{
+    if (!PyErr_ExceptionMatches(PyExc_ModuleNotFoundError)) return 0;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    int missing = 0;
+    PyObject *name = value ? PyObject_GetAttrString(value, "name") : NULL;
+    if (name && PyUnicode_Check(name)) {
+        const char *n = PyUnicode_AsUTF8(name);
+        size_t k = n ? strlen(n) : 0;
+        missing = n && strncmp(module, n, k) == 0 && (module[k] == 0 || module[k] == '.');
+    }
+    Py_XDECREF(name);
+    PyErr_Restore(type, value, tb);
+    return missing;
+}
+
+static void report_once(gp_scoreboard *sb, const char *fmt, const char *a, const char *b)
+{
+    if (sb && atomic_exchange(&sb->load_error_reported, 1)) {
+        PyErr_Clear();
+        return;
+    }
+    if (PyErr_Occurred()) PyErr_Print();
+    fprintf(stderr, "gallop: error: ");
+    fprintf(stderr, fmt, a, b);
+    fputc('\n', stderr);
+}
+
+PyObject *gp_py_load_app(const gp_config *cfg, gp_scoreboard *sb, int *exit_code)
+{
+    char module[1024];
+    const char *colon = strchr(cfg->app, ':');
+    const char *attr = colon ? colon + 1 : "app";
+    size_t mlen = colon ? (size_t)(colon - cfg->app) : strlen(cfg->app);
+    *exit_code = GP_EXIT_APP_ERROR;
+    if (mlen >= sizeof module) mlen = sizeof module - 1;
+    memcpy(module, cfg->app, mlen);
+    module[mlen] = 0;
+
+    PyObject *obj = PyImport_ImportModule(module);
+    if (!obj) {
+        if (module_missing(module)) {
+            PyErr_Clear();
+            report_once(sb, "cannot import module '%s': no such module (sys.path[0] is the current directory%s)",
+                        module, cfg->chdir ? ", set by --chdir" : "; see --chdir and --pythonpath");
+        } else {
+            report_once(sb, "the app module '%s' raised an exception while importing (traceback above)%s", module, "");
+        }
+        return NULL;
+    }
+    /* dotted attribute path: module:obj.attr */
+    char path[1024];
+    snprintf(path, sizeof path, "%s", attr);
+    for (char *part = strtok(path, "."); part; part = strtok(NULL, ".")) {
+        PyObject *next = PyObject_GetAttrString(obj, part);
+        Py_DECREF(obj);
+        if (!next) {
+            PyErr_Clear();
+            report_once(sb, "attribute '%s' not found in module '%s'", attr, module);
+            return NULL;
+        }
+        obj = next;
+    }
+    if (cfg->factory) {
+        PyObject *app = PyObject_CallNoArgs(obj);
+        Py_DECREF(obj);
+        if (!app) {
+            report_once(sb, "the app factory '%s' raised an exception (traceback above)%s", cfg->app, "");
+            return NULL;
+        }
+        obj = app;
+    }
+    if (!PyCallable_Check(obj)) {
+        report_once(sb, "'%s' is not callable (is it the app? use --factory for an app factory)%s", cfg->app, "");
+        Py_DECREF(obj);
+        return NULL;
+    }
+    *exit_code = 0;
+    return obj;
+}

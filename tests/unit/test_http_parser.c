@@ -1,0 +1,970 @@
+/* Unit tests for core/http_parser: every accepted request shape, every rejection
+ * with its exact status (the smuggling cases above all), limits on complete and
+ * partial input, the chunked decoder at every byte boundary, and overreads caught
+ * by placing input right before an unmapped page. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/http_parser.h"
+
+static const gp_http_limits LIM = {1024, 32, 1024};
+
+typedef struct {
+    gp_http_request req;
+    gp_http_header hdr[GP_HTTP_MAX_HEADERS];
+} parsed;
+
+static int parse_n(parsed *p, const char *s, size_t n, size_t cap, const gp_http_limits *lim)
+{
+    memset(p, 0, sizeof *p);
+    p->req.headers = p->hdr;
+    p->req.num_headers = cap;
+    return gp_http_parse_request(s, n, &p->req, lim);
+}
+
+/* Parses with the default test limits and a roomy headers array. */
+static int P(const char *s)
+{
+    parsed p;
+    return parse_n(&p, s, strlen(s), 64, &LIM);
+}
+
+static int PN(const char *s, size_t n)
+{
+    parsed p;
+    return parse_n(&p, s, n, 64, &LIM);
+}
+
+static int PL(const char *s, const gp_http_limits *lim, size_t cap)
+{
+    parsed p;
+    return parse_n(&p, s, strlen(s), cap, lim);
+}
+
+static bool eqs(const char *p, size_t n, const char *lit)
+{
+    return p && n == strlen(lit) && memcmp(p, lit, n) == 0;
+}
+
+#define H11(extra) "GET / HTTP/1.1\r\nHost: h\r\n" extra "\r\n"
+#define POST11(extra) "POST /u HTTP/1.1\r\nHost: h\r\n" extra "\r\n"
+
+/* ---- accepted requests ---------------------------------------------------- */
+
+static void test_simple_get(void **st)
+{
+    const char *s = "GET /index.html HTTP/1.1\r\n"
+                    "Host: example.com\r\n"
+                    "User-Agent:  curl/8.0 \t\r\n"
+                    "Accept: */*\r\n"
+                    "X-Empty:\r\n"
+                    "\r\n";
+    parsed p;
+    int r = parse_n(&p, s, strlen(s), 64, &LIM);
+    assert_int_equal(r, (int)strlen(s));
+    gp_http_request *q = &p.req;
+    assert_true(eqs(q->method, q->method_len, "GET"));
+    assert_true(eqs(q->target, q->target_len, "/index.html"));
+    assert_true(eqs(q->path, q->path_len, "/index.html"));
+    assert_null(q->query);
+    assert_true(eqs(q->host, q->host_len, "example.com"));
+    assert_int_equal(q->version_minor, 1);
+    assert_int_equal(q->num_headers, 4);
+    assert_true(eqs(q->headers[1].name, q->headers[1].name_len, "User-Agent"));
+    assert_true(eqs(q->headers[1].value, q->headers[1].value_len, "curl/8.0"));
+    assert_true(eqs(q->headers[3].name, q->headers[3].name_len, "X-Empty"));
+    assert_int_equal(q->headers[3].value_len, 0);
+    assert_int_equal(q->body, GP_HTTP_BODY_NONE);
+    assert_true(q->keep_alive);
+    assert_false(q->expect_continue);
+    assert_false(q->upgrade);
+}
+
+static void test_query(void **st)
+{
+    parsed p;
+    const char *s = "GET /a/b?x=1&y=2?z HTTP/1.1\r\nHost: h\r\n\r\n";
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_true(eqs(p.req.path, p.req.path_len, "/a/b"));
+    assert_true(eqs(p.req.query, p.req.query_len, "x=1&y=2?z"));
+
+    s = "GET /a? HTTP/1.1\r\nHost: h\r\n\r\n";
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_true(eqs(p.req.path, p.req.path_len, "/a"));
+    assert_non_null(p.req.query);
+    assert_int_equal(p.req.query_len, 0);
+}
+
+static void test_target_forms(void **st)
+{
+    parsed p;
+    const char *s = "GET http://example.com:8080/p/q?x HTTP/1.1\r\nHost: example.com\r\n\r\n";
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_true(eqs(p.req.path, p.req.path_len, "/p/q"));
+    assert_true(eqs(p.req.query, p.req.query_len, "x"));
+    assert_true(eqs(p.req.target, p.req.target_len, "http://example.com:8080/p/q?x"));
+
+    s = "GET HTTPS://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n";
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_true(eqs(p.req.path, p.req.path_len, "/"));
+    assert_null(p.req.query);
+
+    s = "GET http://e.com?a=b HTTP/1.1\r\nHost: e.com\r\n\r\n";
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_true(eqs(p.req.path, p.req.path_len, "/"));
+    assert_true(eqs(p.req.query, p.req.query_len, "a=b"));
+
+    s = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_true(eqs(p.req.path, p.req.path_len, "example.com:443"));
+    assert_null(p.req.query);
+
+    s = "CONNECT [::1]:8443 HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n";
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+
+    s = "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n";
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_true(eqs(p.req.path, p.req.path_len, "*"));
+
+    s = "OPTIONS /x HTTP/1.1\r\nHost: h\r\n\r\n";
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+}
+
+static void test_bad_target_forms(void **st)
+{
+    assert_int_equal(P("GET * HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("OPTIONS ** HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("CONNECT / HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("CONNECT http://h:80/ HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("CONNECT h HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("CONNECT h: HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("CONNECT :80 HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("CONNECT h:8x HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("CONNECT u@h:80 HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET h:80 HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET index.html HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET http:// HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET http://u:p@h/ HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET ftp://h/ HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET http:/h/ HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+}
+
+static void test_bad_target_bytes(void **st)
+{
+    assert_int_equal(P("GET /a b HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET /a#frag HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET /a\x7f HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET /a\x80 HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET /a\xff HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET /a\tb HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET /a\x01 HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(PN("GET /a\0b HTTP/1.1\r\nHost: h\r\n\r\n", 31), -400);
+    /* detected before the line is complete */
+    assert_int_equal(P("GET /a\x7f"), -400);
+    assert_int_equal(P("GET /a#"), -400);
+}
+
+static void test_post_content_length(void **st)
+{
+    parsed p;
+    const char *s = "POST /form HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world";
+    int r = parse_n(&p, s, strlen(s), 8, &LIM);
+    assert_int_equal(r, (int)strlen(s) - 11);
+    assert_int_equal(p.req.body, GP_HTTP_BODY_LENGTH);
+    assert_int_equal(p.req.content_length, 11);
+
+    s = POST11("content-length: 0\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_int_equal(p.req.body, GP_HTTP_BODY_LENGTH);
+    assert_int_equal(p.req.content_length, 0);
+
+    s = POST11("Content-Length: 9223372036854775807\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_true(p.req.content_length == (uint64_t)INT64_MAX);
+
+    /* identical repeats are one value (RFC 9110 8.6) */
+    s = POST11("Content-Length: 5, 5\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_int_equal(p.req.content_length, 5);
+    s = POST11("Content-Length: 5,5\r\nContent-Length: 5\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_int_equal(p.req.content_length, 5);
+    s = POST11("Content-Length: 007\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_int_equal(p.req.content_length, 7);
+}
+
+static void test_bad_content_length(void **st)
+{
+    assert_int_equal(P(POST11("Content-Length: +5\r\n")), -400);
+    assert_int_equal(P(POST11("Content-Length: -5\r\n")), -400);
+    assert_int_equal(P(POST11("Content-Length:  5 5\r\n")), -400);
+    assert_int_equal(P(POST11("Content-Length: 5,6\r\n")), -400);
+    assert_int_equal(P(POST11("Content-Length: 5, 6\r\n")), -400);
+    assert_int_equal(P(POST11("Content-Length: 5,\r\n")), -400);
+    assert_int_equal(P(POST11("Content-Length: ,5\r\n")), -400);
+    assert_int_equal(P(POST11("Content-Length: 5,,5\r\n")), -400);
+    assert_int_equal(P(POST11("Content-Length: 5\r\nContent-Length: 6\r\n")), -400);
+    assert_int_equal(P(POST11("Content-Length: \r\n")), -400);
+    assert_int_equal(P(POST11("Content-Length: abc\r\n")), -400);
+    assert_int_equal(P(POST11("Content-Length: 0x5\r\n")), -400);
+    assert_int_equal(P(POST11("Content-Length: 5.0\r\n")), -400);
+    assert_int_equal(P(POST11("Content-Length: 9223372036854775808\r\n")), -400);
+    assert_int_equal(P(POST11("Content-Length: 99999999999999999999999\r\n")), -400);
+}
+
+static void test_chunked_head(void **st)
+{
+    parsed p;
+    const char *s = POST11("Transfer-Encoding: chunked\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_int_equal(p.req.body, GP_HTTP_BODY_CHUNKED);
+
+    s = POST11("transfer-encoding:  Chunked \r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_int_equal(p.req.body, GP_HTTP_BODY_CHUNKED);
+}
+
+static void test_transfer_encoding_rejections(void **st)
+{
+    /* smuggling classics */
+    assert_int_equal(P(POST11("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n")), -400);
+    assert_int_equal(P(POST11("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n")), -400);
+    assert_int_equal(P(POST11("Transfer-Encoding: chunked, gzip\r\n")), -501);
+    assert_int_equal(P(POST11("Transfer-Encoding: gzip\r\n")), -501);
+    assert_int_equal(P(POST11("Transfer-Encoding: gzip, chunked\r\n")), -501);
+    assert_int_equal(P(POST11("Transfer-Encoding: deflate, chunked\r\n")), -501);
+    assert_int_equal(P(POST11("Transfer-Encoding: compress\r\n")), -501);
+    assert_int_equal(P(POST11("Transfer-Encoding: identity\r\n")), -501);
+    assert_int_equal(P(POST11("Transfer-Encoding: chunked, identity\r\n")), -501);
+    assert_int_equal(P(POST11("Transfer-Encoding: xchunked\r\n")), -501);
+    assert_int_equal(P(POST11("Transfer-Encoding: x-custom\r\n")), -501);
+    assert_int_equal(P(POST11("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n")), -501);
+    assert_int_equal(P(POST11("Transfer-Encoding: gzip;level=1, chunked\r\n")), -501);
+    /* syntax */
+    assert_int_equal(P(POST11("Transfer-Encoding: chunked, chunked\r\n")), -400);
+    assert_int_equal(P(POST11("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n")),
+                     -400);
+    assert_int_equal(P(POST11("Transfer-Encoding: \r\n")), -400);
+    assert_int_equal(P(POST11("Transfer-Encoding: chunked,\r\n")), -400);
+    assert_int_equal(P(POST11("Transfer-Encoding: ,chunked\r\n")), -400);
+    assert_int_equal(P(POST11("Transfer-Encoding: chunked,,chunked\r\n")), -400);
+    assert_int_equal(P(POST11("Transfer-Encoding: chunked;x=1\r\n")), -400);
+    assert_int_equal(P(POST11("Transfer-Encoding: chunked x\r\n")), -400);
+    assert_int_equal(P(POST11("Transfer-Encoding: \"chunked\"\r\n")), -400);
+    /* HTTP/1.0 may not use it at all */
+    assert_int_equal(P("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), -400);
+    assert_int_equal(P("POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\n"), -400);
+}
+
+static void test_keep_alive(void **st)
+{
+    parsed p;
+    const char *s = "GET / HTTP/1.0\r\n\r\n";
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_int_equal(p.req.version_minor, 0);
+    assert_false(p.req.keep_alive);
+    assert_null(p.req.host);
+
+    s = "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n";
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_true(p.req.keep_alive);
+
+    s = "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n";
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_false(p.req.keep_alive);
+
+    s = H11("");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_true(p.req.keep_alive);
+
+    s = H11("Connection: close\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_false(p.req.keep_alive);
+
+    s = H11("Connection: foo , CLOSE\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_false(p.req.keep_alive);
+
+    s = H11("Connection: keep-alive\r\nConnection: close\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_false(p.req.keep_alive);
+
+    s = H11("Connection: closed\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_true(p.req.keep_alive);
+}
+
+static void test_upgrade(void **st)
+{
+    parsed p;
+    const char *s = H11("Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_true(p.req.upgrade);
+    assert_true(p.req.keep_alive);
+
+    s = H11("Connection: upgrade\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_false(p.req.upgrade);
+
+    s = H11("Upgrade: websocket\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_false(p.req.upgrade);
+}
+
+static void test_expect(void **st)
+{
+    parsed p;
+    const char *s = POST11("Content-Length: 3\r\nExpect: 100-continue\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_true(p.req.expect_continue);
+
+    s = POST11("Content-Length: 3\r\nexpect: 100-Continue\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_true(p.req.expect_continue);
+
+    s = POST11("Expect: something-else\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_false(p.req.expect_continue);
+
+    s = "POST / HTTP/1.0\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n";
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_false(p.req.expect_continue);
+}
+
+static void test_pipelined(void **st)
+{
+    const char *a = "GET /1 HTTP/1.1\r\nHost: h\r\n\r\n";
+    const char *b = "POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi";
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s%s%s", a, b, a);
+    parsed p;
+    int r = parse_n(&p, buf, strlen(buf), 8, &LIM);
+    assert_int_equal(r, (int)strlen(a));
+    assert_true(eqs(p.req.path, p.req.path_len, "/1"));
+    int r2 = parse_n(&p, buf + r, strlen(buf) - (size_t)r, 8, &LIM);
+    assert_int_equal(r2, (int)strlen(b) - 2);
+    assert_int_equal(p.req.content_length, 2);
+    /* a second request that is only partly there does not matter */
+    assert_int_equal(PN(buf, strlen(a) + 3), (int)strlen(a));
+}
+
+static void test_incremental(void **st)
+{
+    const char *reqs[] = {
+        "\r\nPOST /x?y HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nX-A: b\r\n\r\n",
+        "GET http://a.b/c HTTP/1.1\r\nHost: a.b\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "GET / HTTP/1.0\r\n\r\n",
+    };
+    for (size_t k = 0; k < sizeof reqs / sizeof reqs[0]; k++) {
+        const char *s = reqs[k];
+        size_t n = strlen(s);
+        parsed p;
+        memset(&p, 0, sizeof p);
+        p.req.headers = p.hdr;
+        p.req.num_headers = 5;
+        /* the same req is reused across calls, as a server would */
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(gp_http_parse_request(s, i, &p.req, &LIM), 0);
+            assert_int_equal(p.req.num_headers, 5);
+        }
+        assert_int_equal(gp_http_parse_request(s, n, &p.req, &LIM), (int)n);
+    }
+}
+
+static void test_leading_crlf(void **st)
+{
+    assert_int_equal(P("\r\nGET / HTTP/1.0\r\n\r\n"), 20);
+    assert_int_equal(P("\r\n\r\n\r\n\r\nGET / HTTP/1.0\r\n\r\n"), 26);
+    assert_int_equal(P("\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.0\r\n\r\n"), -400);
+    assert_int_equal(P("\nGET / HTTP/1.0\r\n\r\n"), -400);
+    assert_int_equal(P("\r\n\nGET / HTTP/1.0\r\n\r\n"), -400);
+    assert_int_equal(P("\rGET / HTTP/1.0\r\n\r\n"), -400);
+    assert_int_equal(P("\r"), 0);
+    assert_int_equal(P("\r\n"), 0);
+    assert_int_equal(P(""), 0);
+}
+
+static void test_request_line_rejections(void **st)
+{
+    assert_int_equal(P("GET / HTTP/1.2\r\nHost: h\r\n\r\n"), -505);
+    assert_int_equal(P("GET / HTTP/2.0\r\nHost: h\r\n\r\n"), -505);
+    assert_int_equal(P("GET / HTTP/0.9\r\nHost: h\r\n\r\n"), -505);
+    assert_int_equal(P("GET / HTTP/9.9\r\n"), -505); /* known before the fields */
+    assert_int_equal(P("GET / HTTP/1.1 \r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET / http/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET / HTTP/1.10\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET / HTTP/11\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET / HTTP/1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET / HTTP/1,1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET / HTTP/a.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET /\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET  / HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET /  HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P(" GET / HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("G(T / HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET / HTTP/1.1\nHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET / HTTP/1.1\rHost: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET / HTTP/1.1\n"), -400);
+    assert_int_equal(P("GET /\n"), -400);
+    assert_int_equal(P("GET / HTTP/1.1\r\r\n"), -400);
+    /* errors are found before the line ends */
+    assert_int_equal(P("GET / HTTP/1.1 "), -400);
+    assert_int_equal(P("GET / htt"), -400);
+    assert_int_equal(P("G\x01"), -400);
+    assert_int_equal(P("GET / HTTP/1.1\r"), 0);
+}
+
+static void test_field_rejections(void **st)
+{
+    assert_int_equal(P(H11("X-A : b\r\n")), -400);      /* space before colon */
+    assert_int_equal(P(H11("X-A\t: b\r\n")), -400);     /* tab before colon */
+    assert_int_equal(P(H11("X\tA: b\r\n")), -400);      /* tab in name */
+    assert_int_equal(P(H11("X A: b\r\n")), -400);       /* space in name */
+    assert_int_equal(P(H11(": b\r\n")), -400);          /* empty name */
+    assert_int_equal(P(H11("X-A b\r\n")), -400);        /* no colon */
+    assert_int_equal(P(H11("X-A: b\r\n c\r\n")), -400); /* obs-fold */
+    assert_int_equal(P(H11("X-A: b\r\n\tc\r\n")), -400);
+    assert_int_equal(P("GET / HTTP/1.1\r\n Host: h\r\n\r\n"), -400);
+    assert_int_equal(P(H11("X-A: b\n")), -400);          /* bare LF */
+    assert_int_equal(P("GET / HTTP/1.1\r\nHost: h\n\r\n"), -400);
+    assert_int_equal(P("GET / HTTP/1.1\r\nHost: h\r\n\n"), -400);
+    assert_int_equal(P(H11("X-A: b\rc\r\n")), -400);     /* bare CR */
+    assert_int_equal(P("GET / HTTP/1.1\r\nHost: h\r\n\rX"), -400);
+    assert_int_equal(P(H11("X-A: b\x7f\r\n")), -400);    /* DEL */
+    assert_int_equal(P(H11("X-A: \x01\r\n")), -400);
+    assert_int_equal(P(H11("X-A: a\x1b[0m\r\n")), -400);
+    assert_int_equal(P(H11("X-\x80: b\r\n")), -400);     /* obs-text is not a token */
+    const char nul[] = "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\0b\r\n\r\n";
+    assert_int_equal(PN(nul, sizeof nul - 1), -400);
+    const char nul2[] = "GET / HTTP/1.1\r\nHost: h\r\nX-\0: a\r\n\r\n";
+    assert_int_equal(PN(nul2, sizeof nul2 - 1), -400);
+    /* found on partial input */
+    assert_int_equal(P("GET / HTTP/1.1\r\nX-A : "), -400);
+    assert_int_equal(P("GET / HTTP/1.1\r\nX-A: a\x7f"), -400);
+    assert_int_equal(P("GET / HTTP/1.1\r\nX-A: a\n"), -400);
+    assert_int_equal(P("GET / HTTP/1.1\r\n "), -400);
+    /* obs-text and tabs are legal in values */
+    parsed p;
+    const char *s = H11("X-A: caf\xc3\xa9\tok\r\n");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_true(eqs(p.req.headers[1].value, p.req.headers[1].value_len, "caf\xc3\xa9\tok"));
+}
+
+static void test_host(void **st)
+{
+    assert_int_equal(P("GET / HTTP/1.1\r\n\r\n"), -400);
+    assert_int_equal(P("GET / HTTP/1.1\r\nX-Host: h\r\n\r\n"), -400);
+    assert_int_equal(P("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"), -400);
+    assert_int_equal(P("GET / HTTP/1.1\r\nHost: a\r\nhOST: b\r\n\r\n"), -400);
+    assert_int_equal(P("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"), -400);
+    parsed p;
+    const char *s = "GET / HTTP/1.1\r\nhost:\r\n\r\n"; /* empty Host is allowed */
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, &LIM), (int)strlen(s));
+    assert_non_null(p.req.host);
+    assert_int_equal(p.req.host_len, 0);
+}
+
+static void test_request_line_limit(void **st)
+{
+    gp_http_limits lim = {16, 8, 64};
+    /* "GET /0123456 HTTP/1.1" style: pick targets to land on the limit exactly */
+    const char *at = "GET /a HTTP/1.1\r\nHost: h\r\n\r\n"; /* 15 bytes of line */
+    assert_int_equal(PL(at, &lim, 8), (int)strlen(at));
+    const char *exact = "GET /ab HTTP/1.1\r\nHost: h\r\n\r\n"; /* 16 */
+    assert_int_equal(PL(exact, &lim, 8), (int)strlen(exact));
+    assert_int_equal(PL("GET /abc HTTP/1.1\r\nHost: h\r\n\r\n", &lim, 8), -414);
+    /* partial input: 16 bytes is not over, the 17th is */
+    assert_int_equal(PL("GET /ab HTTP/1.1", &lim, 8), 0);
+    assert_int_equal(PL("GET /abcdefghijkl", &lim, 8), -414);
+    assert_int_equal(PL("GET /abcdefghijk", &lim, 8), 0);
+    assert_int_equal(PL("GETGETGETGETGETGETGET", &lim, 8), -414);
+    /* leading CRLFs do not count */
+    assert_int_equal(PL("\r\n\r\nGET /ab HTTP/1.1\r\nHost: h\r\n\r\n", &lim, 8), 33);
+}
+
+static void test_field_limits(void **st)
+{
+    gp_http_limits lim = {64, 3, 10};
+    /* "Host: abcd" is 10 bytes */
+    const char *ok = "GET / HTTP/1.1\r\nHost: abcd\r\n\r\n";
+    assert_int_equal(PL(ok, &lim, 8), (int)strlen(ok));
+    assert_int_equal(PL("GET / HTTP/1.1\r\nHost: abcde\r\n\r\n", &lim, 8), -431);
+    assert_int_equal(PL("GET / HTTP/1.1\r\nX-Very-Long-Name: 1\r\n\r\n", &lim, 8), -431);
+    /* partial */
+    assert_int_equal(PL("GET / HTTP/1.1\r\nHost: abcd", &lim, 8), 0);
+    assert_int_equal(PL("GET / HTTP/1.1\r\nHost: abcde", &lim, 8), -431);
+    assert_int_equal(PL("GET / HTTP/1.1\r\nHost: abcd\r", &lim, 8), 0);
+    assert_int_equal(PL("GET / HTTP/1.1\r\nXXXXXXXXXXX", &lim, 8), -431);
+
+    /* count: 3 fields allowed */
+    const char *three = "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n";
+    assert_int_equal(PL(three, &lim, 8), (int)strlen(three));
+    assert_int_equal(PL("GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", &lim, 8),
+                     -431);
+    assert_int_equal(PL("GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC", &lim, 8), -431);
+    /* the caller's array is smaller than max_fields */
+    assert_int_equal(PL(three, &lim, 2), -431);
+    assert_int_equal(PL("GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB", &lim, 2), -431);
+    assert_int_equal(PL("GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\n", &lim, 2), 0);
+    assert_int_equal(PL("GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\n\r\n", &lim, 2), 33);
+    assert_int_equal(PL("GET / HTTP/1.0\r\n\r\n", &lim, 0), 18);
+    assert_int_equal(PL("GET / HTTP/1.0\r\nA: 1\r\n\r\n", &lim, 0), -431);
+}
+
+static void test_null_limits(void **st)
+{
+    parsed p;
+    const char *s = H11("");
+    assert_int_equal(parse_n(&p, s, strlen(s), 8, NULL), (int)strlen(s));
+}
+
+static void test_pointers_inside(void **st)
+{
+    const char *s = "PUT /p?q HTTP/1.1\r\nHost: h\r\nA: 1\r\nB:\r\nC:  x  \r\n\r\n";
+    parsed p;
+    size_t n = strlen(s);
+    assert_int_equal(parse_n(&p, s, n, 8, &LIM), (int)n);
+    const char *lo = s, *hi = s + n;
+    assert_true(p.req.method >= lo && p.req.method + p.req.method_len <= hi);
+    assert_true(p.req.target >= lo && p.req.target + p.req.target_len <= hi);
+    assert_true(p.req.path >= lo && p.req.path + p.req.path_len <= hi);
+    assert_true(p.req.query >= lo && p.req.query + p.req.query_len <= hi);
+    assert_true(p.req.host >= lo && p.req.host + p.req.host_len <= hi);
+    for (size_t i = 0; i < p.req.num_headers; i++) {
+        const gp_http_header *h = &p.req.headers[i];
+        assert_true(h->name >= lo && h->name + h->name_len <= hi);
+        assert_true(h->value >= lo && h->value + h->value_len <= hi);
+    }
+    assert_true(eqs(p.req.headers[3].value, p.req.headers[3].value_len, "x"));
+}
+
+static void test_token_eq(void **st)
+{
+    assert_true(gp_http_token_eq("Chunked", 7, "chunked"));
+    assert_true(gp_http_token_eq("CHUNKED", 7, "chunked"));
+    assert_false(gp_http_token_eq("chunke", 6, "chunked"));
+    assert_false(gp_http_token_eq("chunkedx", 8, "chunked"));
+    assert_false(gp_http_token_eq("chunked", 7, "chunkes"));
+    assert_true(gp_http_token_eq("", 0, ""));
+    assert_false(gp_http_token_eq("a", 1, ""));
+    assert_true(gp_http_token_eq("100-Continue", 12, "100-continue"));
+    /* only ASCII letters fold: '@' (0x40) is not '`' (0x60) */
+    assert_false(gp_http_token_eq("@", 1, "`"));
+}
+
+/* A 200-byte GET with 5 fields must parse well under a microsecond (optimised
+ * build); sanitizer builds are only held to a loose bound. */
+static void test_speed(void **st)
+{
+    const char *s = "GET /api/v1/items?id=12345&sort=desc HTTP/1.1\r\n"
+                    "Host: www.example.com\r\n"
+                    "User-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n"
+                    "Accept: application/json\r\n"
+                    "Accept-Encoding: gzip, deflate\r\n"
+                    "Connection: keep-alive\r\n"
+                    "\r\n";
+    size_t n = strlen(s);
+    parsed p;
+    const int iters = 200000;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    int sum = 0;
+    for (int i = 0; i < iters; i++) {
+        p.req.headers = p.hdr;
+        p.req.num_headers = 16;
+        sum += gp_http_parse_request(s, n, &p.req, &LIM);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    assert_int_equal(sum, iters * (int)n);
+    double ns = ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / iters;
+    printf("[ INFO     ] %zu-byte GET, 5 fields: %.0f ns per parse\n", n, ns);
+    assert_true(ns < 20000.0);
+}
+
+/* ---- chunked decoder --------------------------------------------------------- */
+
+/* Decodes all of `in` in one call; returns the status, fills out/used. */
+static int dec_all(const char *in, size_t n, char *out, size_t *out_n, size_t *used)
+{
+    gp_chunked d = {0};
+    size_t cap = *out_n;
+    int r = gp_chunked_decode(&d, in, n, used, out, &cap);
+    *out_n = cap;
+    return r;
+}
+
+/* Decodes one byte per call; same outputs as dec_all. */
+static int dec_bytes(const char *in, size_t n, char *out, size_t *out_n, size_t *used)
+{
+    gp_chunked d = {0};
+    size_t o = 0, i = 0;
+    int r = GP_CHUNKED_MORE;
+    while (i < n) {
+        size_t u, cap = *out_n - o;
+        r = gp_chunked_decode(&d, in + i, 1, &u, out + o, &cap);
+        o += cap;
+        i += u;
+        if (r != GP_CHUNKED_MORE)
+            break;
+        assert_int_equal(u, 1);
+    }
+    *out_n = o;
+    *used = i;
+    return r;
+}
+
+/* Checks the decoded result three ways: at once, byte by byte, and in place. */
+static void chunk_ok(const char *in, const char *want, size_t want_used)
+{
+    size_t n = strlen(in);
+    char out[4096], out2[4096];
+    size_t on = sizeof out, used;
+    assert_int_equal(dec_all(in, n, out, &on, &used), GP_CHUNKED_DONE);
+    assert_int_equal(used, want_used);
+    assert_int_equal(on, strlen(want));
+    assert_memory_equal(out, want, on);
+
+    size_t on2 = sizeof out2, used2;
+    assert_int_equal(dec_bytes(in, n, out2, &on2, &used2), GP_CHUNKED_DONE);
+    assert_int_equal(used2, want_used);
+    assert_int_equal(on2, on);
+    assert_memory_equal(out2, want, on2);
+
+    char *buf = malloc(n + 1);
+    memcpy(buf, in, n);
+    size_t on3 = n, used3;
+    assert_int_equal(dec_all(buf, n, buf, &on3, &used3), GP_CHUNKED_DONE);
+    assert_int_equal(used3, want_used);
+    assert_int_equal(on3, strlen(want));
+    assert_memory_equal(buf, want, on3);
+    free(buf);
+}
+
+static void chunk_err(const char *in, size_t n)
+{
+    char out[4096];
+    size_t on = sizeof out, used;
+    assert_int_equal(dec_all(in, n, out, &on, &used), GP_CHUNKED_ERROR);
+    on = sizeof out;
+    assert_int_equal(dec_bytes(in, n, out, &on, &used), GP_CHUNKED_ERROR);
+}
+
+#define CHUNK_ERR(s) chunk_err(s, sizeof(s) - 1)
+
+static void test_chunked_basic(void **st)
+{
+    const char *s = "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    chunk_ok(s, "hello world", strlen(s));
+    chunk_ok("0\r\n\r\n", "", 5);
+    s = "a\r\n0123456789\r\nA\r\nabcdefghij\r\n1\r\n!\r\n0\r\n\r\n";
+    chunk_ok(s, "0123456789abcdefghij!", strlen(s));
+    s = "0000B\r\nhello world\r\n000\r\n\r\n";
+    chunk_ok(s, "hello world", strlen(s));
+    s = "f\r\n0123456789abcde\r\nF\r\n0123456789ABCDE\r\n0\r\n\r\n";
+    chunk_ok(s, "0123456789abcde0123456789ABCDE", strlen(s));
+}
+
+static void test_chunked_extensions(void **st)
+{
+    const char *s = "5;foo=bar\r\nhello\r\n0;last\r\n\r\n";
+    chunk_ok(s, "hello", strlen(s));
+    s = "5 ; a = \"q \\\"x\\\\ ;\" ; b ;c=d\t;e\r\nhello\r\n0\r\n\r\n";
+    chunk_ok(s, "hello", strlen(s));
+    s = "5;a=\"\"\r\nhello\r\n0\r\n\r\n";
+    chunk_ok(s, "hello", strlen(s));
+    s = "5;a=\"caf\xc3\xa9\"\r\nhello\r\n0\r\n\r\n";
+    chunk_ok(s, "hello", strlen(s));
+
+    CHUNK_ERR("5;\r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("5;=x\r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("5;a=\r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("5;a=\"open\r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("5 \r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("5;a \r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("5;a=b c\r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("5;a=b \r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("5;a=\"b\"c\r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("5;a=\"b\" \r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("5;a\x01\r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("5;a=\"\x7f\"\r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("5;a=\"\\\x01\"\r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("5;a=b,c\r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("5,a\r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("5;a\n\r\nhello\r\n0\r\n\r\n");
+
+    /* the size line is bounded at 4096 bytes */
+    char big[5000];
+    size_t n = 0;
+    memcpy(big, "1;a=", 4);
+    n = 4;
+    while (n < 4096)
+        big[n++] = 'x';
+    memcpy(big + n, "\r\nZ\r\n0\r\n\r\n", 11);
+    chunk_ok(big, "Z", n + 10);
+    memmove(big + n + 1, big + n, 11);
+    big[n] = 'x';
+    chunk_err(big, strlen(big));
+}
+
+static void test_chunked_size_errors(void **st)
+{
+    CHUNK_ERR("\r\n");
+    CHUNK_ERR(" 5\r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("0x5\r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("+5\r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("-5\r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("g\r\n");
+    CHUNK_ERR(";a\r\n");
+    CHUNK_ERR("5\nhello\r\n0\r\n\r\n");   /* bare LF */
+    CHUNK_ERR("5\rhello\r\n0\r\n\r\n");   /* CR without LF */
+    CHUNK_ERR("FFFFFFFFFFFFFFFFF\r\n");    /* 17 digits */
+    CHUNK_ERR("FFFFFFFFFFFFFFFF\r\n");     /* 2^64 - 1 */
+    CHUNK_ERR("8000000000000000\r\n");     /* 2^63 */
+    /* 2^63 - 1 is a legal size: the decoder waits for data */
+    gp_chunked d = {0};
+    const char *s = "7fffffffffffffff\r\nab";
+    char out[8];
+    size_t used, on = sizeof out;
+    assert_int_equal(gp_chunked_decode(&d, s, strlen(s), &used, out, &on), GP_CHUNKED_MORE);
+    assert_int_equal(used, strlen(s));
+    assert_int_equal(on, 2);
+    assert_true(d.chunk_left == (uint64_t)INT64_MAX - 2);
+}
+
+static void test_chunked_data_crlf(void **st)
+{
+    CHUNK_ERR("5\r\nhelloX\r\n0\r\n\r\n");
+    CHUNK_ERR("5\r\nhello\n0\r\n\r\n");
+    CHUNK_ERR("5\r\nhello\r0\r\n\r\n");
+    CHUNK_ERR("5\r\nhello0\r\n\r\n");
+    CHUNK_ERR("5\r\nhello\r\n\r\n0\r\n\r\n");
+    CHUNK_ERR("3\r\nhello\r\n0\r\n\r\n");
+    CHUNK_ERR("0\r\n\n");
+    CHUNK_ERR("0\r\n\r\r");
+    CHUNK_ERR("0\n\r\n");
+}
+
+static void test_chunked_trailers(void **st)
+{
+    const char *s = "5\r\nhello\r\n0\r\nExpires: never\r\nX-Sum:  abc \t\r\nX-E:\r\n\r\n";
+    chunk_ok(s, "hello", strlen(s));
+    CHUNK_ERR("0\r\n Folded: x\r\n\r\n");
+    CHUNK_ERR("0\r\nA: b\r\n c\r\n\r\n");
+    CHUNK_ERR("0\r\nA : b\r\n\r\n");
+    CHUNK_ERR("0\r\n: b\r\n\r\n");
+    CHUNK_ERR("0\r\nNoColon\r\n\r\n");
+    CHUNK_ERR("0\r\nA: b\n\r\n");
+    CHUNK_ERR("0\r\nA: b\rc\r\n\r\n");
+    CHUNK_ERR("0\r\nA: \x7f\r\n\r\n");
+    chunk_err("0\r\nA: x\0y\r\n\r\n", 14);
+
+    /* trailers are bounded to 16384 bytes in total */
+    static char big[20000];
+    size_t n = 0;
+    memcpy(big, "0\r\n", 3);
+    n = 3;
+    while (n < 3 + 16384) {
+        memcpy(big + n, "X-Pad: 0123456789012345678901234567890123456789\r\n", 49);
+        n += 49;
+    }
+    memcpy(big + n, "\r\n", 3);
+    chunk_err(big, n + 2);
+
+    n = 3;
+    while (n < 3 + 16384 - 49 - 2) {
+        memcpy(big + n, "X-Pad: 0123456789012345678901234567890123456789\r\n", 49);
+        n += 49;
+    }
+    memcpy(big + n, "\r\n", 3);
+    chunk_ok(big, "", n + 2);
+}
+
+static void test_chunked_pipelined(void **st)
+{
+    const char *body = "3\r\nabc\r\n0\r\nT: v\r\n\r\n";
+    char buf[256];
+    snprintf(buf, sizeof buf, "%sGET / HTTP/1.1\r\n", body);
+    char out[64];
+    size_t on = sizeof out, used;
+    assert_int_equal(dec_all(buf, strlen(buf), out, &on, &used), GP_CHUNKED_DONE);
+    assert_int_equal(used, strlen(body));
+    assert_int_equal(on, 3);
+    on = sizeof out;
+    assert_int_equal(dec_bytes(buf, strlen(buf), out, &on, &used), GP_CHUNKED_DONE);
+    assert_int_equal(used, strlen(body));
+
+    /* once done (or failed) it stays so and consumes nothing */
+    gp_chunked d = {0};
+    on = sizeof out;
+    assert_int_equal(gp_chunked_decode(&d, buf, strlen(buf), &used, out, &on), GP_CHUNKED_DONE);
+    on = sizeof out;
+    assert_int_equal(gp_chunked_decode(&d, buf, strlen(buf), &used, out, &on), GP_CHUNKED_DONE);
+    assert_int_equal(used, 0);
+    assert_int_equal(on, 0);
+    gp_chunked e = {0};
+    on = sizeof out;
+    assert_int_equal(gp_chunked_decode(&e, "x", 1, &used, out, &on), GP_CHUNKED_ERROR);
+    on = sizeof out;
+    assert_int_equal(gp_chunked_decode(&e, "0\r\n\r\n", 5, &used, out, &on), GP_CHUNKED_ERROR);
+}
+
+static void test_chunked_out_full(void **st)
+{
+    const char *s = "a\r\n0123456789\r\n3\r\nabc\r\n0\r\n\r\n";
+    size_t n = strlen(s), i = 0;
+    gp_chunked d = {0};
+    char out[64];
+    size_t o = 0;
+    int r = GP_CHUNKED_MORE, calls = 0;
+    while (r == GP_CHUNKED_MORE) {
+        size_t used, cap = 4; /* out holds only 4 bytes per call */
+        if (o + cap > sizeof out)
+            cap = sizeof out - o;
+        r = gp_chunked_decode(&d, s + i, n - i, &used, out + o, &cap);
+        assert_true(cap <= 4);
+        if (r == GP_CHUNKED_MORE && i + used < n)
+            assert_int_equal(cap, 4); /* stopped early only because out was full */
+        i += used;
+        o += cap;
+        assert_true(++calls < 20);
+    }
+    assert_int_equal(r, GP_CHUNKED_DONE);
+    assert_int_equal(i, n);
+    assert_int_equal(o, 13);
+    assert_memory_equal(out, "0123456789abc", 13);
+
+    /* zero capacity: framing may advance, data may not */
+    gp_chunked z = {0};
+    size_t used, cap = 0;
+    assert_int_equal(gp_chunked_decode(&z, s, n, &used, out, &cap), GP_CHUNKED_MORE);
+    assert_int_equal(used, 3);
+    assert_int_equal(cap, 0);
+}
+
+static void test_chunked_every_split(void **st)
+{
+    const char *s = "4;x=\"y\"\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nA: b\r\n\r\n";
+    const char *want = "Wikipedia in\r\n\r\nchunks.";
+    size_t n = strlen(s);
+    for (size_t k = 0; k <= n; k++) {
+        gp_chunked d = {0};
+        char buf[128];
+        memcpy(buf, s, n); /* in place, split in two calls at k */
+        size_t u1, o1 = n, u2, o2;
+        int r1 = gp_chunked_decode(&d, buf, k, &u1, buf, &o1);
+        assert_int_equal(r1, k == n ? GP_CHUNKED_DONE : GP_CHUNKED_MORE);
+        assert_int_equal(u1, k);
+        o2 = n - o1;
+        int r2 = gp_chunked_decode(&d, buf + k, n - k, &u2, buf + o1, &o2);
+        assert_int_equal(r2, GP_CHUNKED_DONE);
+        if (k < n)
+            assert_int_equal(u2, n - k);
+        assert_int_equal(o1 + o2, strlen(want));
+        assert_memory_equal(buf, want, strlen(want));
+    }
+}
+
+/* ---- overreads ----------------------------------------------------------------- */
+
+/* Puts the input so that its last byte is the last readable byte of a page: any
+ * read past `len` faults instead of silently passing. */
+static void test_guard_page(void **st)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    char *m = mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    assert_true(m != MAP_FAILED);
+    assert_int_equal(mprotect(m + pg, (size_t)pg, PROT_NONE), 0);
+    char *end = m + pg;
+
+    const char *heads[] = {
+        "\r\n\r\nGET /a?b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nX: y  \r\n\r\n",
+        "CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://h HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    };
+    for (size_t k = 0; k < sizeof heads / sizeof heads[0]; k++) {
+        size_t n = strlen(heads[k]);
+        for (size_t i = 0; i <= n; i++) {
+            char *b = end - i;
+            memcpy(b, heads[k], i);
+            parsed p;
+            int r = parse_n(&p, b, i, 8, &LIM);
+            assert_int_equal(r, i == n ? (int)n : 0);
+        }
+    }
+    /* truncated errors also stop at the end */
+    const char *bad[] = {"GET / HTTP/1.1\r", "GET / HTTP/1.1\r\nHost: h\r", "GET /x HTTP/1."};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        size_t n = strlen(bad[k]);
+        memcpy(end - n, bad[k], n);
+        assert_int_equal(PN(end - n, n), 0);
+    }
+
+    const char *body = "5;a=\"b\"\r\nhello\r\n0\r\nT: x\r\n\r\n";
+    size_t n = strlen(body);
+    for (size_t i = 0; i <= n; i++) {
+        char *b = end - i;
+        memcpy(b, body, i);
+        gp_chunked d = {0};
+        char out[64];
+        size_t used, on = sizeof out;
+        int r = gp_chunked_decode(&d, b, i, &used, out, &on);
+        assert_int_equal(r, i == n ? GP_CHUNKED_DONE : GP_CHUNKED_MORE);
+        assert_int_equal(used, i);
+    }
+    munmap(m, (size_t)pg * 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_simple_get),
+        cmocka_unit_test(test_query),
+        cmocka_unit_test(test_target_forms),
+        cmocka_unit_test(test_bad_target_forms),
+        cmocka_unit_test(test_bad_target_bytes),
+        cmocka_unit_test(test_post_content_length),
+        cmocka_unit_test(test_bad_content_length),
+        cmocka_unit_test(test_chunked_head),
+        cmocka_unit_test(test_transfer_encoding_rejections),
+        cmocka_unit_test(test_keep_alive),
+        cmocka_unit_test(test_upgrade),
+        cmocka_unit_test(test_expect),
+        cmocka_unit_test(test_pipelined),
+        cmocka_unit_test(test_incremental),
+        cmocka_unit_test(test_leading_crlf),
+        cmocka_unit_test(test_request_line_rejections),
+        cmocka_unit_test(test_field_rejections),
+        cmocka_unit_test(test_host),
+        cmocka_unit_test(test_request_line_limit),
+        cmocka_unit_test(test_field_limits),
+        cmocka_unit_test(test_null_limits),
+        cmocka_unit_test(test_pointers_inside),
+        cmocka_unit_test(test_token_eq),
+        cmocka_unit_test(test_speed),
+        cmocka_unit_test(test_chunked_basic),
+        cmocka_unit_test(test_chunked_extensions),
+        cmocka_unit_test(test_chunked_size_errors),
+        cmocka_unit_test(test_chunked_data_crlf),
+        cmocka_unit_test(test_chunked_trailers),
+        cmocka_unit_test(test_chunked_pipelined),
+        cmocka_unit_test(test_chunked_out_full),
+        cmocka_unit_test(test_chunked_every_split),
+        cmocka_unit_test(test_guard_page),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
