@@ -30,10 +30,15 @@ DEB_BENCH   := wrk gunicorn uwsgi uwsgi-plugin-python3 nginx-light python3-uvico
 
 .PHONY: all deps deps-bench run test unit asan-unit pytest fuzz fuzz-long bench format clean
 
-all: $(BUILD)/gallop
+all: $(BUILD)/gallop $(BUILD)/gallop-python.so
 
-$(BUILD)/gallop: $(BUILD)/src/main.o $(PY_OBJ) $(BUILD)/libgpcore.a
-	$(CC) $(CFLAGS) -o $@ $^ $(PY_LDLIBS) -Wl,-rpath,$(shell $(PYTHON) -c 'import sysconfig as s; print(s.get_config_var("LIBDIR"))')
+# The master binary has no libpython: workers dlopen the bridge after fork.
+# -rdynamic lets the bridge call back into the core that lives in the binary.
+$(BUILD)/gallop: $(BUILD)/src/main.o $(BUILD)/libgpcore.a
+	$(CC) $(CFLAGS) -rdynamic -o $@ $< -Wl,--whole-archive $(BUILD)/libgpcore.a -Wl,--no-whole-archive
+
+$(BUILD)/gallop-python.so: $(PY_OBJ)
+	$(CC) $(CFLAGS) -shared -o $@ $^ $(PY_LDLIBS) -Wl,-rpath,$(shell $(PYTHON) -c 'import sysconfig as s; print(s.get_config_var("LIBDIR"))')
 
 $(BUILD)/libgpcore.a: $(CORE_OBJ)
 	ar rcs $@ $^
@@ -44,11 +49,11 @@ $(BUILD)/src/core/%.o: src/core/%.c
 
 $(BUILD)/src/py/%.o: src/py/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PY_CFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) -fPIC $(PY_CFLAGS) -DGP_PYTHON='"$(PY_EXE)"' -c -o $@ $<
 
 $(BUILD)/src/main.o: src/main.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PY_CFLAGS) -DGP_PYTHON='"$(PY_EXE)"' -c -o $@ $<
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 # Unit tests: core only, no Python. A test may #include the .c it tests to reach
 # its static functions; the archive then supplies only the other modules.

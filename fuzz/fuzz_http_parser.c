@@ -11,8 +11,7 @@
 
 #define CHECK(c)                                                                                   \
     do {                                                                                           \
-        if (!(c))                                                                                  \
-            __builtin_trap();                                                                      \
+        if (!(c)) __builtin_trap();                                                                \
     } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -50,10 +49,8 @@ static void check_head(const char *buf, size_t len, size_t cap, gp_http_request 
     CHECK(inside(req->target, req->target_len, buf, (size_t)r) && req->target_len > 0);
     CHECK(inside(req->path, req->path_len, buf, (size_t)r) ||
           (req->path_len == 1 && req->path[0] == '/'));
-    if (req->query)
-        CHECK(inside(req->query, req->query_len, buf, (size_t)r));
-    if (req->host)
-        CHECK(inside(req->host, req->host_len, buf, (size_t)r));
+    if (req->query) CHECK(inside(req->query, req->query_len, buf, (size_t)r));
+    if (req->host) CHECK(inside(req->host, req->host_len, buf, (size_t)r));
     CHECK(req->host || req->version_minor == 0);
     CHECK(req->version_minor == 0 || req->version_minor == 1);
     CHECK(req->body == GP_HTTP_BODY_NONE || req->body == GP_HTTP_BODY_LENGTH ||
@@ -96,8 +93,7 @@ static dec_result decode(const char *in, size_t n, size_t split, size_t ocap, bo
         size_t end = ends[piece];
         for (;;) {
             size_t used, room = n - o;
-            if (ocap && room > ocap)
-                room = ocap;
+            if (ocap && room > ocap) room = ocap;
             size_t want_room = room;
             int r = gp_chunked_decode(&d, src + i, end - i, &used, out + o, &room);
             CHECK(used <= end - i && room <= want_room);
@@ -105,10 +101,8 @@ static dec_result decode(const char *in, size_t n, size_t split, size_t ocap, bo
             i += used;
             o += room;
             res.r = r;
-            if (r != GP_CHUNKED_MORE)
-                goto done;
-            if (i == end)
-                break;
+            if (r != GP_CHUNKED_MORE) goto done;
+            if (i == end) break;
             /* stopped early: only legal when the output room was used up */
             CHECK(room == want_room && want_room > 0);
         }
@@ -118,8 +112,7 @@ done:
     res.out_len = o;
     res.out = malloc(o ? o : 1);
     memcpy(res.out, out, o);
-    if (!in_place)
-        free(out);
+    if (!in_place) free(out);
     free(src);
     return res;
 }

@@ -1,7 +1,9 @@
 /* main: gallop's entry point. Parses the command line, sets up the logs and
- * hands over to the master; the worker entry point below is the only place
- * the core meets the Python bridge. */
+ * hands over to the master. Workers load the Python bridge (a shared object
+ * linked to libpython) only after fork, so the master never maps Python. */
+#include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -9,25 +11,45 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/master.h"
-#include "core/worker.h"
-#include "py/interp.h"
-#include "py/wsgi.h"
+
+#ifndef GP_BRIDGE_NAME
+#define GP_BRIDGE_NAME "gallop-python.so"
+#endif
+
+static char bridge_path[PATH_MAX + 32];
+
+/* The bridge sits next to the binary. */
+static int find_bridge(void)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return -1;
+    slash[1] = 0;
+    snprintf(bridge_path, sizeof bridge_path, "%s%s", exe, GP_BRIDGE_NAME);
+    if (access(bridge_path, R_OK) != 0) {
+        fprintf(stderr, "gallop: error: the Python bridge %s is missing: %s\n", bridge_path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
 
 static int worker_main(const gp_worker_args *args)
 {
-    int rc = gp_py_start(args->cfg);
-    if (rc) return rc;
-    PyObject *app = gp_py_load_app(args->cfg, args->scoreboard, &rc);
-    if (!app) return rc;
-    gp_wsgi *w = gp_wsgi_new(app, args->cfg);
-    Py_DECREF(app);
-    if (!w) {
-        PyErr_Print();
+    /* RTLD_GLOBAL: extension modules resolve libpython's symbols through it */
+    void *h = dlopen(bridge_path, RTLD_NOW | RTLD_GLOBAL);
+    if (!h) {
+        fprintf(stderr, "gallop: error: cannot load the Python bridge: %s\n", dlerror());
         return GP_EXIT_BOOT_ERROR;
     }
-    rc = gp_worker_run(args, &gp_wsgi_ops, w);
-    fflush(NULL);
-    return rc;
+    int (*entry)(const gp_worker_args *) = (int (*)(const gp_worker_args *))dlsym(h, "gp_py_worker_main");
+    if (!entry) {
+        fprintf(stderr, "gallop: error: the Python bridge has no entry point: %s\n", dlerror());
+        return GP_EXIT_BOOT_ERROR;
+    }
+    return entry(args);
 }
 
 int main(int argc, char **argv)
@@ -35,6 +57,7 @@ int main(int argc, char **argv)
     gp_config cfg;
     int r = gp_config_parse(&cfg, argc, argv);
     if (r) return r > 0 ? GP_EXIT_OK : GP_EXIT_USAGE;
+    if (find_bridge() < 0) return GP_EXIT_ERROR;
     if (cfg.chdir && chdir(cfg.chdir) < 0) {
         fprintf(stderr, "gallop: error: cannot change directory to '%s': %s\n", cfg.chdir, strerror(errno));
         return GP_EXIT_ERROR;

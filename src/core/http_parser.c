@@ -62,8 +62,7 @@ bool gp_http_token_eq(const char *s, size_t n, const char *lit)
 {
     for (size_t i = 0; i < n; i++) {
         /* lit is NUL-terminated, so a shorter literal fails here before overrun */
-        if (lower((unsigned char)s[i]) != (unsigned char)lit[i])
-            return false;
+        if (lower((unsigned char)s[i]) != (unsigned char)lit[i]) return false;
     }
     return lit[n] == '\0';
 }
@@ -86,16 +85,12 @@ static int parse_target(gp_http_request *req, const unsigned char *t, size_t n)
         /* authority-form only: host ":" port, no userinfo, nothing after */
         size_t colon = n;
         for (size_t i = 0; i < n; i++) {
-            if (t[i] == '/' || t[i] == '?' || t[i] == '@')
-                return -400;
-            if (t[i] == ':')
-                colon = i;
+            if (t[i] == '/' || t[i] == '?' || t[i] == '@') return -400;
+            if (t[i] == ':') colon = i;
         }
-        if (colon == 0 || colon >= n - 1)
-            return -400;
+        if (colon == 0 || colon >= n - 1) return -400;
         for (size_t i = colon + 1; i < n; i++) {
-            if (t[i] < '0' || t[i] > '9')
-                return -400;
+            if (t[i] < '0' || t[i] > '9') return -400;
         }
         req->path = ts;
         req->path_len = n;
@@ -109,8 +104,7 @@ static int parse_target(gp_http_request *req, const unsigned char *t, size_t n)
         req->path = ts;
         req->path_len = q;
     } else if (n == 1 && t[0] == '*') {
-        if (!(req->method_len == 7 && memcmp(req->method, "OPTIONS", 7) == 0))
-            return -400;
+        if (!(req->method_len == 7 && memcmp(req->method, "OPTIONS", 7) == 0)) return -400;
         req->path = ts;
         req->path_len = 1;
         return 0;
@@ -125,8 +119,7 @@ static int parse_target(gp_http_request *req, const unsigned char *t, size_t n)
         size_t i = a;
         while (i < n && t[i] != '/' && t[i] != '?') {
             /* userinfo in an http(s) URI must be treated as an error (RFC 9110 4.2.4) */
-            if (t[i] == '@')
-                return -400;
+            if (t[i] == '@') return -400;
             i++;
         }
         if (i == a) /* empty host is invalid for http(s) (RFC 9110 4.2.1) */
@@ -171,26 +164,21 @@ static bool parse_content_length(const unsigned char *v, size_t n, uint64_t *out
     bool have = false;
     uint64_t first = 0;
     for (;;) {
-        if (i == n || !is_digit(v[i]))
-            return false;
+        if (i == n || !is_digit(v[i])) return false;
         uint64_t x = 0;
         while (i < n && is_digit(v[i])) {
             unsigned d = (unsigned)(v[i] - '0');
-            if (x > (UINT63_MAX - d) / 10)
-                return false;
+            if (x > (UINT63_MAX - d) / 10) return false;
             x = x * 10 + d;
             i++;
         }
-        if (have && x != first)
-            return false;
+        if (have && x != first) return false;
         first = x;
         have = true;
         while (i < n && is_ws(v[i]))
             i++;
-        if (i == n)
-            break;
-        if (v[i] != ',')
-            return false;
+        if (i == n) break;
+        if (v[i] != ',') return false;
         i++;
         while (i < n && is_ws(v[i]))
             i++;
@@ -232,8 +220,7 @@ static void scan_transfer_encoding(struct sem *s, const unsigned char *v, size_t
         } else {
             s->te_unknown = true;
         }
-        if (i == n)
-            return;
+        if (i == n) return;
         if (v[i] != ',') {
             s->te_bad = true;
             return;
@@ -276,8 +263,7 @@ static int apply_field(gp_http_request *req, struct sem *s, const gp_http_header
     switch (h->name_len) {
     case 4:
         if (gp_http_token_eq(nm, 4, "host")) {
-            if (req->host)
-                return -400;
+            if (req->host) return -400;
             req->host = h->value;
             req->host_len = h->value_len;
         }
@@ -288,20 +274,16 @@ static int apply_field(gp_http_request *req, struct sem *s, const gp_http_header
             req->expect_continue = true;
         break;
     case 7:
-        if (gp_http_token_eq(nm, 7, "upgrade") && h->value_len > 0)
-            s->has_upgrade = true;
+        if (gp_http_token_eq(nm, 7, "upgrade") && h->value_len > 0) s->has_upgrade = true;
         break;
     case 10:
-        if (gp_http_token_eq(nm, 10, "connection"))
-            scan_connection(s, v, h->value_len);
+        if (gp_http_token_eq(nm, 10, "connection")) scan_connection(s, v, h->value_len);
         break;
     case 14:
         if (gp_http_token_eq(nm, 14, "content-length")) {
             uint64_t x;
-            if (!parse_content_length(v, h->value_len, &x))
-                return -400;
-            if (s->has_cl && x != s->cl)
-                return -400;
+            if (!parse_content_length(v, h->value_len, &x)) return -400;
+            if (s->has_cl && x != s->cl) return -400;
             s->cl = x;
             s->has_cl = true;
         }
@@ -320,17 +302,13 @@ static int apply_field(gp_http_request *req, struct sem *s, const gp_http_header
 
 static int finish_head(gp_http_request *req, const struct sem *s)
 {
-    if (req->version_minor == 1 && !req->host)
-        return -400;
+    if (req->version_minor == 1 && !req->host) return -400;
     if (s->has_te) {
         /* RFC 9112 6.1: TE in a 1.0 request or next to Content-Length is a
          * smuggling signal, so refuse outright rather than pick one */
-        if (req->version_minor == 0 || s->has_cl || s->te_bad)
-            return -400;
-        if (s->te_unknown)
-            return -501;
-        if (s->te_chunked != 1)
-            return -400;
+        if (req->version_minor == 0 || s->has_cl || s->te_bad) return -400;
+        if (s->te_unknown) return -501;
+        if (s->te_chunked != 1) return -400;
         req->body = GP_HTTP_BODY_CHUNKED;
     } else if (s->has_cl) {
         req->body = GP_HTTP_BODY_LENGTH;
@@ -340,10 +318,10 @@ static int finish_head(gp_http_request *req, const struct sem *s)
         req->keep_alive = !s->conn_close;
     else
         req->keep_alive = s->conn_keep_alive && !s->conn_close;
-    if (req->version_minor == 1 && s->conn_upgrade && s->has_upgrade)
-        req->upgrade = true;
-    if (req->version_minor == 0)
-        req->expect_continue = false;
+    /* both are HTTP/1.1 mechanisms a server must ignore in a 1.0 request
+     * (RFC 9110 7.8 and 10.1.1) */
+    if (req->version_minor == 1 && s->conn_upgrade && s->has_upgrade) req->upgrade = true;
+    if (req->version_minor == 0) req->expect_continue = false;
     return 0;
 }
 
@@ -353,14 +331,10 @@ static int parse_head(const unsigned char *b, size_t len, gp_http_request *req,
     size_t p = 0;
     int lead = 0;
     for (;;) {
-        if (p == len)
-            return 0;
-        if (b[p] != '\r')
-            break;
-        if (p + 1 == len)
-            return 0;
-        if (b[p + 1] != '\n' || ++lead > MAX_LEADING_CRLF)
-            return -400;
+        if (p == len) return 0;
+        if (b[p] != '\r') break;
+        if (p + 1 == len) return 0;
+        if (b[p + 1] != '\n' || ++lead > MAX_LEADING_CRLF) return -400;
         p += 2;
     }
 
@@ -370,46 +344,34 @@ static int parse_head(const unsigned char *b, size_t len, gp_http_request *req,
     size_t e = line_bound(ls, len, lim->max_request_line);
     while (p < e && (cls[b[p]] & C_TOK))
         p++;
-    if (p == e)
-        return e == len ? 0 : -414;
-    if (b[p] != ' ' || p == ls)
-        return -400;
+    if (p == e) return e == len ? 0 : -414;
+    if (b[p] != ' ' || p == ls) return -400;
     req->method = (const char *)b + ls;
     req->method_len = p - ls;
 
     size_t ts = ++p;
     while (p < e && (cls[b[p]] & C_TGT))
         p++;
-    if (p == e)
-        return e == len ? 0 : -414;
-    if (b[p] != ' ' || p == ts)
-        return -400;
+    if (p == e) return e == len ? 0 : -414;
+    if (b[p] != ' ' || p == ts) return -400;
     req->target = (const char *)b + ts;
     req->target_len = p - ts;
     int rc = parse_target(req, b + ts, p - ts);
-    if (rc)
-        return rc;
+    if (rc) return rc;
 
     size_t vs = ++p;
     for (int i = 0; i < 8; i++, p++) {
-        if (p == e)
-            return e == len ? 0 : -414;
+        if (p == e) return e == len ? 0 : -414;
         unsigned char c = b[p];
         bool ok = i < 5 ? c == (unsigned char)"HTTP/"[i] : i == 6 ? c == '.' : is_digit(c);
-        if (!ok)
-            return -400;
+        if (!ok) return -400;
     }
     /* p <= e here: the CR may sit exactly at the limit */
-    if (p == len)
-        return 0;
-    if (b[p] != '\r')
-        return -400;
-    if (p + 1 == len)
-        return 0;
-    if (b[p + 1] != '\n')
-        return -400;
-    if (b[vs + 5] != '1' || (b[vs + 7] != '0' && b[vs + 7] != '1'))
-        return -505;
+    if (p == len) return 0;
+    if (b[p] != '\r') return -400;
+    if (p + 1 == len) return 0;
+    if (b[p + 1] != '\n') return -400;
+    if (b[vs + 5] != '1' || (b[vs + 7] != '0' && b[vs + 7] != '1')) return -505;
     req->version_minor = b[vs + 7] - '0';
     p += 2;
 
@@ -417,29 +379,22 @@ static int parse_head(const unsigned char *b, size_t len, gp_http_request *req,
     struct sem s = {0};
     size_t n = 0;
     for (;;) {
-        if (p == len)
-            return 0;
+        if (p == len) return 0;
         ls = p;
         if (b[p] == '\r') {
-            if (p + 1 == len)
-                return 0;
-            if (b[p + 1] != '\n')
-                return -400;
+            if (p + 1 == len) return 0;
+            if (b[p + 1] != '\n') return -400;
             p += 2;
             break;
         }
         /* also catches obs-fold (SP/HTAB), an empty name, bare LF and controls */
-        if (!(cls[b[p]] & C_TOK))
-            return -400;
-        if (n == cap)
-            return -431;
+        if (!(cls[b[p]] & C_TOK)) return -400;
+        if (n == cap) return -431;
         e = line_bound(ls, len, lim->max_field_size);
         while (p < e && (cls[b[p]] & C_TOK))
             p++;
-        if (p == e)
-            return e == len ? 0 : -431;
-        if (b[p] != ':')
-            return -400;
+        if (p == e) return e == len ? 0 : -431;
+        if (b[p] != ':') return -400;
         size_t nl = p - ls;
         p++;
         while (p < e && is_ws(b[p]))
@@ -447,14 +402,10 @@ static int parse_head(const unsigned char *b, size_t len, gp_http_request *req,
         size_t v0 = p;
         while (p < e && (cls[b[p]] & C_VAL))
             p++;
-        if (p == len)
-            return 0;
-        if (b[p] != '\r')
-            return p == e ? -431 : -400;
-        if (p + 1 == len)
-            return 0;
-        if (b[p + 1] != '\n')
-            return -400;
+        if (p == len) return 0;
+        if (b[p] != '\r') return p == e ? -431 : -400;
+        if (p + 1 == len) return 0;
+        if (b[p + 1] != '\n') return -400;
         size_t v1 = p;
         while (v1 > v0 && is_ws(b[v1 - 1]))
             v1--;
@@ -464,17 +415,14 @@ static int parse_head(const unsigned char *b, size_t len, gp_http_request *req,
         h->value = (const char *)b + v0;
         h->value_len = v1 - v0;
         rc = apply_field(req, &s, h);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         p += 2;
     }
     req->num_headers = n;
     rc = finish_head(req, &s);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     /* a head longer than INT_MAX cannot be reported; limits make this theoretical */
-    if (p > (size_t)INT32_MAX)
-        return -431;
+    if (p > (size_t)INT32_MAX) return -431;
     return (int)p;
 }
 
@@ -483,12 +431,9 @@ int gp_http_parse_request(const char *buf, size_t len, gp_http_request *req,
 {
     size_t cap_in = req->num_headers;
     size_t cap = req->headers ? cap_in : 0;
-    if (!lim)
-        lim = &default_limits;
-    if (cap > lim->max_fields)
-        cap = lim->max_fields;
-    if (cap > GP_HTTP_MAX_HEADERS)
-        cap = GP_HTTP_MAX_HEADERS;
+    if (!lim) lim = &default_limits;
+    if (cap > lim->max_fields) cap = lim->max_fields;
+    if (cap > GP_HTTP_MAX_HEADERS) cap = GP_HTTP_MAX_HEADERS;
 
     req->method = req->target = req->path = req->query = req->host = NULL;
     req->method_len = req->target_len = req->path_len = req->query_len = req->host_len = 0;
@@ -498,8 +443,7 @@ int gp_http_parse_request(const char *buf, size_t len, gp_http_request *req,
     req->keep_alive = req->expect_continue = req->upgrade = false;
 
     int rc = parse_head((const unsigned char *)buf, len, req, lim, cap);
-    if (rc <= 0)
-        req->num_headers = cap_in; /* the caller retries with the same req */
+    if (rc <= 0) req->num_headers = cap_in; /* the caller retries with the same req */
     return rc;
 }
 
@@ -520,7 +464,7 @@ enum {
     CS_DATA,        /* chunk_left bytes of data to copy */
     CS_DATA_CR,     /* CRLF that must follow chunk data */
     CS_DATA_LF,
-    CS_TR_START,    /* start of a trailer line or of the final CRLF */
+    CS_TR_START, /* start of a trailer line or of the final CRLF */
     CS_TR_NAME,
     CS_TR_VALUE,
     CS_TR_LF,
@@ -534,8 +478,8 @@ static inline int hexval(unsigned char c)
     return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
 }
 
-int gp_chunked_decode(gp_chunked *d, const char *in, size_t in_len, size_t *in_used,
-                      char *out, size_t *out_len)
+int gp_chunked_decode(gp_chunked *d, const char *in, size_t in_len, size_t *in_used, char *out,
+                      size_t *out_len)
 {
     const unsigned char *b = (const unsigned char *)in;
     size_t out_cap = *out_len, o = 0, i = 0;
@@ -550,39 +494,31 @@ int gp_chunked_decode(gp_chunked *d, const char *in, size_t in_len, size_t *in_u
     while (i < in_len) {
         if (st == CS_DATA) {
             size_t n = in_len - i;
-            if (n > d->chunk_left)
-                n = (size_t)d->chunk_left;
-            if (n > out_cap - o)
-                n = out_cap - o;
-            if (n == 0)
-                break; /* out is full */
+            if (n > d->chunk_left) n = (size_t)d->chunk_left;
+            if (n > out_cap - o) n = out_cap - o;
+            if (n == 0) break; /* out is full */
             /* memmove: in place, out + o never passes in + i, but they may overlap */
             memmove(out + o, in + i, n);
             o += n;
             i += n;
             d->chunk_left -= n;
-            if (d->chunk_left == 0)
-                st = CS_DATA_CR;
+            if (d->chunk_left == 0) st = CS_DATA_CR;
             continue;
         }
 
         unsigned char c = b[i++];
-        if (st <= CS_EXT_QS_END && c != '\r' && ++d->line_len > CHUNK_LINE_MAX)
-            goto fail;
-        if (st >= CS_TR_START && ++d->trailer_bytes > TRAILER_MAX)
-            goto fail;
+        if (st <= CS_EXT_QS_END && c != '\r' && ++d->line_len > CHUNK_LINE_MAX) goto fail;
+        if (st >= CS_TR_START && ++d->trailer_bytes > TRAILER_MAX) goto fail;
 
         switch (st) {
         case CS_SIZE:
             if (cls[c] & C_HEX) {
-                if (d->chunk_left > (UINT63_MAX >> 4))
-                    goto fail;
+                if (d->chunk_left > (UINT63_MAX >> 4)) goto fail;
                 d->chunk_left = (d->chunk_left << 4) | (uint64_t)hexval(c);
                 break;
             }
             /* line_len counted this byte unless it is the CR: the rest are digits */
-            if (d->line_len - (c != '\r') == 0)
-                goto fail;
+            if (d->line_len - (c != '\r') == 0) goto fail;
             if (c == '\r')
                 st = CS_SIZE_LF;
             else if (c == ';')
@@ -605,8 +541,7 @@ int gp_chunked_decode(gp_chunked *d, const char *in, size_t in_len, size_t *in_u
                 goto fail;
             break;
         case CS_EXT_NAME:
-            if (cls[c] & C_TOK)
-                break;
+            if (cls[c] & C_TOK) break;
             if (c == '\r')
                 st = CS_SIZE_LF;
             else if (c == ';')
@@ -635,8 +570,7 @@ int gp_chunked_decode(gp_chunked *d, const char *in, size_t in_len, size_t *in_u
                 goto fail;
             break;
         case CS_EXT_VAL_TOK:
-            if (cls[c] & C_TOK)
-                break;
+            if (cls[c] & C_TOK) break;
             if (c == '\r')
                 st = CS_SIZE_LF;
             else if (c == ';')
@@ -670,19 +604,16 @@ int gp_chunked_decode(gp_chunked *d, const char *in, size_t in_len, size_t *in_u
                 goto fail;
             break;
         case CS_SIZE_LF:
-            if (c != '\n')
-                goto fail;
+            if (c != '\n') goto fail;
             d->line_len = 0;
             st = d->chunk_left ? CS_DATA : CS_TR_START;
             break;
         case CS_DATA_CR:
-            if (c != '\r')
-                goto fail;
+            if (c != '\r') goto fail;
             st = CS_DATA_LF;
             break;
         case CS_DATA_LF:
-            if (c != '\n')
-                goto fail;
+            if (c != '\n') goto fail;
             st = CS_SIZE;
             break;
         case CS_TR_START:
@@ -706,13 +637,11 @@ int gp_chunked_decode(gp_chunked *d, const char *in, size_t in_len, size_t *in_u
                 goto fail;
             break;
         case CS_TR_LF:
-            if (c != '\n')
-                goto fail;
+            if (c != '\n') goto fail;
             st = CS_TR_START;
             break;
         case CS_FINAL_LF:
-            if (c != '\n')
-                goto fail;
+            if (c != '\n') goto fail;
             d->state = CS_DONE;
             *in_used = i;
             *out_len = o;

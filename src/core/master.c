@@ -126,8 +126,8 @@ static void begin_stop(gp_master *m, int sig)
 
 static void begin_halt(gp_master *m, int code, const char *why)
 {
-    if (why) gp_error("%s", why);
     if (m->phase != HALTING) {
+        if (why) gp_error("%s", why);
         m->phase = HALTING;
         m->deadline = now_s() + 2.0;
         if (code) m->exit_code = code;

@@ -439,15 +439,15 @@ static void test_field_rejections(void **st)
     assert_int_equal(P(H11("X-A: b\r\n c\r\n")), -400); /* obs-fold */
     assert_int_equal(P(H11("X-A: b\r\n\tc\r\n")), -400);
     assert_int_equal(P("GET / HTTP/1.1\r\n Host: h\r\n\r\n"), -400);
-    assert_int_equal(P(H11("X-A: b\n")), -400);          /* bare LF */
+    assert_int_equal(P(H11("X-A: b\n")), -400); /* bare LF */
     assert_int_equal(P("GET / HTTP/1.1\r\nHost: h\n\r\n"), -400);
     assert_int_equal(P("GET / HTTP/1.1\r\nHost: h\r\n\n"), -400);
-    assert_int_equal(P(H11("X-A: b\rc\r\n")), -400);     /* bare CR */
+    assert_int_equal(P(H11("X-A: b\rc\r\n")), -400); /* bare CR */
     assert_int_equal(P("GET / HTTP/1.1\r\nHost: h\r\n\rX"), -400);
-    assert_int_equal(P(H11("X-A: b\x7f\r\n")), -400);    /* DEL */
+    assert_int_equal(P(H11("X-A: b\x7f\r\n")), -400); /* DEL */
     assert_int_equal(P(H11("X-A: \x01\r\n")), -400);
     assert_int_equal(P(H11("X-A: a\x1b[0m\r\n")), -400);
-    assert_int_equal(P(H11("X-\x80: b\r\n")), -400);     /* obs-text is not a token */
+    assert_int_equal(P(H11("X-\x80: b\r\n")), -400); /* obs-text is not a token */
     const char nul[] = "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\0b\r\n\r\n";
     assert_int_equal(PN(nul, sizeof nul - 1), -400);
     const char nul2[] = "GET / HTTP/1.1\r\nHost: h\r\nX-\0: a\r\n\r\n";
@@ -618,8 +618,7 @@ static int dec_bytes(const char *in, size_t n, char *out, size_t *out_n, size_t 
         r = gp_chunked_decode(&d, in + i, 1, &u, out + o, &cap);
         o += cap;
         i += u;
-        if (r != GP_CHUNKED_MORE)
-            break;
+        if (r != GP_CHUNKED_MORE) break;
         assert_int_equal(u, 1);
     }
     *out_n = o;
@@ -729,11 +728,11 @@ static void test_chunked_size_errors(void **st)
     CHUNK_ERR("-5\r\nhello\r\n0\r\n\r\n");
     CHUNK_ERR("g\r\n");
     CHUNK_ERR(";a\r\n");
-    CHUNK_ERR("5\nhello\r\n0\r\n\r\n");   /* bare LF */
-    CHUNK_ERR("5\rhello\r\n0\r\n\r\n");   /* CR without LF */
-    CHUNK_ERR("FFFFFFFFFFFFFFFFF\r\n");    /* 17 digits */
-    CHUNK_ERR("FFFFFFFFFFFFFFFF\r\n");     /* 2^64 - 1 */
-    CHUNK_ERR("8000000000000000\r\n");     /* 2^63 */
+    CHUNK_ERR("5\nhello\r\n0\r\n\r\n"); /* bare LF */
+    CHUNK_ERR("5\rhello\r\n0\r\n\r\n"); /* CR without LF */
+    CHUNK_ERR("FFFFFFFFFFFFFFFFF\r\n"); /* 17 digits */
+    CHUNK_ERR("FFFFFFFFFFFFFFFF\r\n");  /* 2^64 - 1 */
+    CHUNK_ERR("8000000000000000\r\n");  /* 2^63 */
     /* 2^63 - 1 is a legal size: the decoder waits for data */
     gp_chunked d = {0};
     const char *s = "7fffffffffffffff\r\nab";
@@ -832,8 +831,7 @@ static void test_chunked_out_full(void **st)
     int r = GP_CHUNKED_MORE, calls = 0;
     while (r == GP_CHUNKED_MORE) {
         size_t used, cap = 4; /* out holds only 4 bytes per call */
-        if (o + cap > sizeof out)
-            cap = sizeof out - o;
+        if (o + cap > sizeof out) cap = sizeof out - o;
         r = gp_chunked_decode(&d, s + i, n - i, &used, out + o, &cap);
         assert_true(cap <= 4);
         if (r == GP_CHUNKED_MORE && i + used < n)
@@ -857,7 +855,8 @@ static void test_chunked_out_full(void **st)
 
 static void test_chunked_every_split(void **st)
 {
-    const char *s = "4;x=\"y\"\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nA: b\r\n\r\n";
+    const char *s =
+        "4;x=\"y\"\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nA: b\r\n\r\n";
     const char *want = "Wikipedia in\r\n\r\nchunks.";
     size_t n = strlen(s);
     for (size_t k = 0; k <= n; k++) {
@@ -871,8 +870,7 @@ static void test_chunked_every_split(void **st)
         o2 = n - o1;
         int r2 = gp_chunked_decode(&d, buf + k, n - k, &u2, buf + o1, &o2);
         assert_int_equal(r2, GP_CHUNKED_DONE);
-        if (k < n)
-            assert_int_equal(u2, n - k);
+        if (k < n) assert_int_equal(u2, n - k);
         assert_int_equal(o1 + o2, strlen(want));
         assert_memory_equal(buf, want, strlen(want));
     }
@@ -885,8 +883,8 @@ static void test_chunked_every_split(void **st)
 static void test_guard_page(void **st)
 {
     long pg = sysconf(_SC_PAGESIZE);
-    char *m = mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+    char *m =
+        mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_true(m != MAP_FAILED);
     assert_int_equal(mprotect(m + pg, (size_t)pg, PROT_NONE), 0);
     char *end = m + pg;

@@ -1,0 +1,9 @@
+SECRET_KEY = "gallop-test-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "djproj.urls"
+INSTALLED_APPS = []
+MIDDLEWARE = ["django.middleware.common.CommonMiddleware", "django.middleware.csrf.CsrfViewMiddleware"]
+DATABASES = {}
+USE_TZ = True
+TEMPLATES = []
