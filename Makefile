@@ -111,7 +111,7 @@ test: deps
 	$(MAKE) pytest
 
 bench: deps deps-bench all
-	$(PYTHON) bench/run.py
+	$(PYTHON) bench/compare.py
 
 format:
 	clang-format -i src/*.c src/core/*.[ch] src/py/*.[ch] tests/unit/*.c fuzz/*.c

@@ -126,21 +126,34 @@ static PyObject *input_read_impl(Input *in, Py_ssize_t size)
         _PyBytes_Resize(&parts, used);
         return parts;
     }
-    if (have) {
-        size_t k = (size_t)size < have ? (size_t)size : have;
+    /* read(n) is a file's read: n bytes unless the body ends first (a short
+     * read here truncates bodies for apps that read CONTENT_LENGTH at once) */
+    size_t k = (size_t)size < have ? (size_t)size : have;
+    if (size == 0 || (k == (size_t)size) || !c) {
         PyObject *b = PyBytes_FromStringAndSize(in->buf + in->pos, (Py_ssize_t)k);
         in->pos += k;
         return b;
     }
-    if (size == 0 || !c) return PyBytes_FromStringAndSize(NULL, 0);
-    PyObject *b = PyBytes_FromStringAndSize(NULL, size);
+    Py_ssize_t cap = size < INPUT_CHUNK + (Py_ssize_t)k ? size : INPUT_CHUNK + (Py_ssize_t)k;
+    PyObject *b = PyBytes_FromStringAndSize(NULL, cap);
     if (!b) return NULL;
-    ssize_t r = body_read(c, PyBytes_AS_STRING(b), (size_t)size);
-    if (r < 0) {
-        Py_DECREF(b);
-        return NULL;
+    memcpy(PyBytes_AS_STRING(b), in->buf + in->pos, k);
+    in->pos += k;
+    Py_ssize_t used = (Py_ssize_t)k;
+    while (used < size) {
+        if (used == cap) {
+            cap = size - cap < cap ? size : cap * 2;
+            if (_PyBytes_Resize(&b, cap) < 0) return NULL;
+        }
+        ssize_t r = body_read(c, PyBytes_AS_STRING(b) + used, (size_t)(cap - used));
+        if (r < 0) {
+            Py_DECREF(b);
+            return NULL;
+        }
+        if (r == 0) break;
+        used += r;
     }
-    if (r != size) _PyBytes_Resize(&b, r);
+    if (used != cap) _PyBytes_Resize(&b, used);
     return b;
 }
 

@@ -1,0 +1,153 @@
+#!/usr/bin/python3
+"""gallop beside its peers on one hello-world WSGI app, one worker each, loopback only.
+
+For each server: start it in a new session, warm it up, run wrk against it, and
+read the CPU time (user + system, from /proc) that every process of that
+session used during the run. CPU microseconds per request is the figure to
+compare on a shared VM; req/s is shown but swings with CPU steal. Servers run
+in turns, round after round, and the median round is reported.
+
+usage: bench/compare.py [--rounds 3] [--seconds 5] [--conns 64] [--only a,b]
+Needs: wrk nginx gunicorn uwsgi uwsgi-plugin-python3 (make deps-bench).
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APPS = os.path.join(ROOT, "bench", "apps")
+PY = "/usr/bin/python3"
+
+NGINX_CONF = """daemon off; worker_processes 1; pid {tmp}/nginx.pid; error_log {tmp}/nginx.err;
+events {{ worker_connections 4096; }}
+http {{ access_log off; server {{ listen 127.0.0.1:{port};
+  location / {{ default_type text/plain; return 200 "Hello, world!"; }} }} }}
+"""
+
+
+def servers(gallop):
+    return {
+        "nginx (fixed reply)": ["nginx", "-c", "{tmp}/nginx.conf"],
+        "gallop": [gallop, "--workers", "1", "--bind", "127.0.0.1:{port}", "hello:app"],
+        "gunicorn sync": [PY, "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:{port}", "hello:app"],
+        "gunicorn gthread": [PY, "-m", "gunicorn", "-w", "1", "--threads", "4", "-k", "gthread",
+                             "-b", "127.0.0.1:{port}", "hello:app"],
+        "uwsgi": ["uwsgi", "--plugin", "python3", "--http-socket", "127.0.0.1:{port}", "--wsgi-file",
+                  "hello.py", "--callable", "app", "--processes", "1", "--master",
+                  "--disable-logging", "--die-on-term"],
+    }
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(session):
+    """User + system CPU of the live processes whose session id is `session`."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def answers(url, deadline):
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def measure(cmd, args, tmp):
+    port = free_port()
+    with open(os.path.join(tmp, "nginx.conf"), "w") as f:
+        f.write(NGINX_CONF.format(tmp=tmp, port=port))
+    argv = [a.format(port=port, tmp=tmp) for a in cmd]
+    log = open(os.path.join(tmp, "server.log"), "w")
+    proc = subprocess.Popen(argv, cwd=APPS, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        if not answers(url, time.time() + 20):
+            return None
+        wrk = ["wrk", "-t1", f"-c{args.conns}"]
+        subprocess.run(wrk + ["-d1s", url], capture_output=True, timeout=30)
+        before = cpu_seconds(proc.pid)
+        out = subprocess.run(wrk + [f"-d{args.seconds}s", url], capture_output=True, text=True,
+                             timeout=args.seconds + 30).stdout
+        used = cpu_seconds(proc.pid) - before
+        done = int(re.search(r"(\d+) requests in", out).group(1))
+        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        return {"rps": done / args.seconds, "cpu_us": used / max(done, 1) * 1e6,
+                "non2xx": int(errors.group(1)) if errors else 0}
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--gallop", default=os.path.join(ROOT, "build", "gallop"))
+    ap.add_argument("--only", help="comma-separated server names")
+    args = ap.parse_args()
+    table = servers(os.path.abspath(args.gallop))
+    if args.only:
+        table = {k: v for k, v in table.items() if k in args.only.split(",")}
+    missing = [c[0] for c in table.values() if not shutil.which(c[0])]
+    if missing:
+        sys.exit(f"missing: {', '.join(missing)} (run make deps-bench)")
+    results = {name: [] for name in table}
+    tmp = tempfile.mkdtemp(prefix="gallop-bench-")
+    for _ in range(args.rounds):
+        for name, cmd in table.items():
+            r = measure(cmd, args, tmp)
+            if r:
+                results[name].append(r)
+    shutil.rmtree(tmp, ignore_errors=True)
+    ref = {}
+    print(f"| server | req/s | CPU us/req | vs nginx | vs uwsgi |  (hello world, 1 worker, "
+          f"{args.conns} connections, median of {args.rounds} x {args.seconds}s)")
+    print("|---|---:|---:|---:|---:|")
+    med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in results.items() if rs}
+    nginx, uwsgi = med.get("nginx (fixed reply)"), med.get("uwsgi")
+    for name in table:
+        if name not in med:
+            print(f"| {name} | did not answer | | | |")
+            continue
+        m = med[name]
+        vs_n = f"{m['cpu_us'] / nginx['cpu_us']:.2f}x" if nginx else "-"
+        vs_u = f"{m['cpu_us'] / uwsgi['cpu_us']:.0%}" if uwsgi else "-"
+        bad = f" ({m['non2xx']:.0f} non-2xx)" if m["non2xx"] else ""
+        print(f"| {name} | {m['rps']:.0f}{bad} | {m['cpu_us']:.1f} | {vs_n} | {vs_u} |")
+    return ref
+
+
+if __name__ == "__main__":
+    main()
