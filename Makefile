@@ -28,7 +28,7 @@ DEB_BUILD   := gcc make python3-dev libcmocka-dev clang libclang-rt-14-dev
 DEB_TEST    := python3-pytest python3-requests python3-flask python3-django curl
 DEB_BENCH   := wrk gunicorn uwsgi uwsgi-plugin-python3 nginx-light python3-uvicorn python3-httptools python3-uvloop python3-hypercorn valgrind strace
 
-.PHONY: all deps deps-bench run test unit asan-unit pytest fuzz fuzz-long bench format clean
+.PHONY: all deps deps-bench run test unit asan-unit asan-pytest pytest fuzz fuzz-long bench format clean
 
 all: $(BUILD)/gallop $(BUILD)/gallop-python.so
 
@@ -72,6 +72,22 @@ $(BUILD)/asan/unit/%: tests/unit/%.c $(BUILD)/asan/libgpcore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -o $@ $< $(BUILD)/asan/libgpcore.a -lcmocka
 
+# gallop itself under ASan/UBSan, for the pytest smoke run in `make test`.
+ASAN_PY_OBJ := $(PY_SRC:%.c=$(BUILD)/asan/%.o)
+$(BUILD)/asan/src/main.o: src/main.c
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -c -o $@ $<
+
+$(BUILD)/asan/src/py/%.o: src/py/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_FLAGS) -fPIC -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc $(PY_CFLAGS) -DGP_PYTHON='"$(PY_EXE)"' -c -o $@ $<
+
+$(BUILD)/asan/gallop: $(BUILD)/asan/src/main.o $(BUILD)/asan/libgpcore.a
+	$(CC) $(SAN_FLAGS) -rdynamic -o $@ $< -Wl,--whole-archive $(BUILD)/asan/libgpcore.a -Wl,--no-whole-archive
+
+$(BUILD)/asan/gallop-python.so: $(ASAN_PY_OBJ)
+	$(CC) $(SAN_FLAGS) -shared -o $@ $^ $(PY_LDLIBS) -Wl,-rpath,$(shell $(PYTHON) -c 'import sysconfig as s; print(s.get_config_var("LIBDIR"))')
+
 $(BUILD)/fuzz/%: fuzz/%.c $(CORE_SRC)
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=gnu11 -D_GNU_SOURCE -Isrc -o $@ $< $(CORE_SRC)
@@ -106,8 +122,14 @@ fuzz-long:
 pytest: all
 	GALLOP_BIN=$(abspath $(BUILD)/gallop) $(PYTHON) -m pytest -q tests/py
 
+# The protocol tests again, against gallop built with ASan/UBSan.
+ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py
+asan-pytest: $(BUILD)/asan/gallop $(BUILD)/asan/gallop-python.so
+	GALLOP_BIN=$(abspath $(BUILD)/asan/gallop) ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1 $(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_PYTEST)
+
 test: deps
-	$(MAKE) all unit asan-unit fuzz
+	$(MAKE) all unit asan-unit fuzz asan-pytest
 	$(MAKE) pytest
 
 bench: deps deps-bench all

@@ -212,19 +212,17 @@ static PyObject *input_readline_impl(Input *in, Py_ssize_t size)
     for (;;) {
         size_t have = in->len - in->pos;
         size_t limit = size >= 0 && (size_t)size < have ? (size_t)size : have;
-        char *nl = memchr(in->buf + in->pos + scanned, '\n', limit - scanned);
+        char *nl = limit > scanned ? memchr(in->buf + in->pos + scanned, '\n', limit - scanned) : NULL;
         if (nl || (size >= 0 && have >= (size_t)size)) {
             size_t k = nl ? (size_t)(nl - (in->buf + in->pos)) + 1 : limit;
             PyObject *b = PyBytes_FromStringAndSize(in->buf + in->pos, (Py_ssize_t)k);
             in->pos += k;
             return b;
         }
-        scanned = limit;
-        size_t before = in->pos;
+        scanned = limit; /* stays valid: input_fill keeps buf[pos..] in order */
         ssize_t r = input_fill(in);
         if (r < 0) return NULL;
         if (r == 0) return input_read_impl(in, (Py_ssize_t)(in->len - in->pos));
-        if (in->pos != before) scanned = scanned; /* buffer moved; offsets are relative */
     }
 }
 

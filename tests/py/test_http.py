@@ -250,20 +250,37 @@ def test_idle_and_slow_clients_do_not_block(server_factory):
     idle = [conn(srv) for _ in range(20)]
     partial = conn(srv)
     partial.sendall(b"GET /partial HTTP/1.1\r\nHo")  # an unfinished head
-    slowbody = conn(srv)
-    slowbody.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+    used = conn(srv)
+    used.sendall(b"GET /used HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert read_response(used)[2] == b"hello /used"  # now an idle keep-alive connection
     try:
         t0 = time.monotonic()
         for i in range(5):
             r = requests.get(srv.url("/q%d" % i), timeout=5)
             assert r.text == "hello /q%d" % i
         assert time.monotonic() - t0 < 10
-        slowbody.sendall(b"x" * 97)
-        st, _, body, _ = read_response(slowbody)
-        assert body == b"abc" + b"x" * 97
+        partial.sendall(b"st: x\r\n\r\n")
+        assert read_response(partial)[2] == b"hello /partial"
+        used.sendall(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(used)[2] == b"hello /again"
     finally:
-        for s in idle + [partial, slowbody]:
+        for s in idle + [partial, used]:
             s.close()
+
+
+def test_slowly_sent_body_read_whole(server_factory):
+    # the app reads CONTENT_LENGTH bytes with one read(n): it must get them all
+    # even though they arrive in several pieces
+    srv = server_factory("basic:app", workers=1)
+    with conn(srv, timeout=10) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        for i in range(4):
+            time.sleep(0.15)
+            s.sendall(b"x" * 20)
+        time.sleep(0.15)
+        s.sendall(b"y" * 17)
+        st, _, body, _ = read_response(s, timeout=10)
+    assert st == 200 and body == b"abc" + b"x" * 80 + b"y" * 17
 
 
 def test_http_client(srv):
