@@ -36,20 +36,37 @@ static int find_bridge(void)
     return 0;
 }
 
-static int worker_main(const gp_worker_args *args)
+static void *bridge;
+
+static void *bridge_symbol(const char *name)
 {
     /* RTLD_GLOBAL: extension modules resolve libpython's symbols through it */
-    void *h = dlopen(bridge_path, RTLD_NOW | RTLD_GLOBAL);
-    if (!h) {
+    if (!bridge && !(bridge = dlopen(bridge_path, RTLD_NOW | RTLD_GLOBAL))) {
         fprintf(stderr, "gallop: error: cannot load the Python bridge: %s\n", dlerror());
-        return GP_EXIT_BOOT_ERROR;
+        return NULL;
     }
-    int (*entry)(const gp_worker_args *) = (int (*)(const gp_worker_args *))dlsym(h, "gp_py_worker_main");
-    if (!entry) {
-        fprintf(stderr, "gallop: error: the Python bridge has no entry point: %s\n", dlerror());
-        return GP_EXIT_BOOT_ERROR;
-    }
-    return entry(args);
+    void *sym = dlsym(bridge, name);
+    if (!sym) fprintf(stderr, "gallop: error: the Python bridge lacks %s: %s\n", name, dlerror());
+    return sym;
+}
+
+static int worker_main(const gp_worker_args *args)
+{
+    if (gp_master_drop_privileges(args->cfg) < 0) return GP_EXIT_BOOT_ERROR;
+    int (*entry)(const gp_worker_args *) = (int (*)(const gp_worker_args *))bridge_symbol("gp_py_worker_main");
+    return entry ? entry(args) : GP_EXIT_BOOT_ERROR;
+}
+
+/* --preload: the master imports the app once; workers inherit it. */
+static int preload(const gp_config *cfg)
+{
+    int (*load)(const gp_config *) = (int (*)(const gp_config *))bridge_symbol("gp_py_preload");
+    void (*before)(void) = (void (*)(void))bridge_symbol("gp_py_before_fork");
+    void (*after)(void) = (void (*)(void))bridge_symbol("gp_py_after_fork_parent");
+    if (!load || !before || !after) return GP_EXIT_BOOT_ERROR;
+    int rc = load(cfg);
+    if (rc == 0) gp_master_set_fork_hooks(before, after);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -71,5 +88,6 @@ int main(int argc, char **argv)
         return GP_EXIT_ERROR;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (cfg.preload && (r = preload(&cfg)) != 0) return r;
     return gp_master_run(&cfg, worker_main);
 }

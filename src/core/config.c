@@ -32,6 +32,19 @@ static const char usage_text[] =
     "      --backlog N              listen backlog (2048)\n"
     "      --graceful-timeout S     seconds workers get to finish on TERM (30)\n"
     "      --keep-alive S           seconds an idle keep-alive connection is kept (5)\n"
+    "      --workers-formula F      what auto means: cores (default) or 2cores+1 (blocking apps)\n"
+    "      --threads N              WSGI request threads per worker (1)\n"
+    "      --timeout S              kill a worker whose request or loop is stuck this long,\n"
+    "                               after logging its Python tracebacks (30; 0: never)\n"
+    "      --max-requests N         retire a worker after N requests (0: never)\n"
+    "      --max-requests-jitter J  add a random 0..J to --max-requests per worker\n"
+    "      --max-worker-memory MB   retire a worker whose resident memory passes MB\n"
+    "      --preload                import the app in the master before forking\n"
+    "      --reuse-port             one SO_REUSEPORT socket per worker\n"
+    "      --fd N                   serve on an already-open listening socket (repeatable)\n"
+    "      --pid FILE               write the master's pid here\n"
+    "      --user USER, --group GROUP  workers run as this user / group\n"
+    "      --umask MASK             the master's umask (octal), e.g. 007\n"
     "      --limit-request-line N   max request line bytes (4094; 0: 65536)\n"
     "      --limit-request-fields N max header fields (100; at most 256)\n"
     "      --limit-request-field_size N  max bytes of one header line (8190; 0: 65536)\n"
@@ -42,13 +55,16 @@ static const char usage_text[] =
     "      --version                print the version and exit\n"
     "  -h, --help                   print this help and exit\n"
     "\n"
-    "Signals to the master: TERM/INT graceful stop, QUIT immediate stop.\n"
+    "Signals to the master: TERM/INT graceful stop, QUIT immediate stop, HUP reload the app\n"
+    "with a new generation of workers, TTIN/TTOU one worker more/less, USR1 reopen logs,\n"
+    "USR2 re-execute the binary (upgrade) keeping the sockets.\n"
     "Exit codes: 0 clean stop, 1 error, 2 usage, 3 worker boot failed, 4 app failed to load.\n";
 
 enum {
     OPT_CHDIR = 256, OPT_PYTHONPATH, OPT_BACKLOG, OPT_GRACEFUL, OPT_KEEPALIVE, OPT_LRL, OPT_LRF,
     OPT_LRFS, OPT_LRB, OPT_LOGLEVEL, OPT_ACCESS, OPT_ERROR, OPT_VERSION, OPT_FACTORY, OPT_VENV,
-    OPT_ROOT, OPT_REUSEPORT,
+    OPT_ROOT, OPT_REUSEPORT, OPT_FORMULA, OPT_THREADS, OPT_TIMEOUT, OPT_MAXREQ, OPT_JITTER, OPT_MAXMEM,
+    OPT_PRELOAD, OPT_FD, OPT_PID, OPT_USER, OPT_GROUP, OPT_UMASK,
 };
 
 static const struct option long_opts[] = {
@@ -75,6 +91,18 @@ static const struct option long_opts[] = {
     {"venv", required_argument, 0, OPT_VENV},
     {"root-path", required_argument, 0, OPT_ROOT},
     {"reuse-port", no_argument, 0, OPT_REUSEPORT},
+    {"workers-formula", required_argument, 0, OPT_FORMULA},
+    {"threads", required_argument, 0, OPT_THREADS},
+    {"timeout", required_argument, 0, OPT_TIMEOUT},
+    {"max-requests", required_argument, 0, OPT_MAXREQ},
+    {"max-requests-jitter", required_argument, 0, OPT_JITTER},
+    {"max-worker-memory", required_argument, 0, OPT_MAXMEM},
+    {"preload", no_argument, 0, OPT_PRELOAD},
+    {"fd", required_argument, 0, OPT_FD},
+    {"pid", required_argument, 0, OPT_PID},
+    {"user", required_argument, 0, OPT_USER},
+    {"group", required_argument, 0, OPT_GROUP},
+    {"umask", required_argument, 0, OPT_UMASK},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -109,18 +137,18 @@ static int parse_seconds(const char *s, double *out)
 }
 
 /* Resolves "auto" / a number / WEB_CONCURRENCY into cfg->workers and its reason. */
-static int resolve_workers(gp_config *cfg, const char *spec, const char *source)
+static int resolve_workers(gp_config *cfg, const char *spec, const char *source, bool twice_plus_one)
 {
     if (strcmp(spec, "auto") == 0) {
         gp_cpus c;
         gp_cpus_detect(&c, "", 0);
-        cfg->workers = c.usable;
-        snprintf(cfg->workers_why, sizeof cfg->workers_why, "%s", c.why);
+        cfg->workers = twice_plus_one ? 2 * c.usable + 1 : c.usable;
+        snprintf(cfg->workers_why, sizeof cfg->workers_why, "%s%s", twice_plus_one ? "2 x cores + 1; " : "", c.why);
         return 0;
     }
     unsigned long long n;
-    if (parse_ull(spec, 4096, &n) || n < 1)
-        return fail("invalid worker count '%s' (from %s): use a number from 1 to 4096 or 'auto'",
+    if (parse_ull(spec, GP_MAX_WORKERS, &n) || n < 1)
+        return fail("invalid worker count '%s' (from %s): use a number from 1 to 1024 or 'auto'",
                     spec, source);
     cfg->workers = (int)n;
     snprintf(cfg->workers_why, sizeof cfg->workers_why, "from %s", source);
@@ -137,13 +165,18 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->limit_request_fields = 100;
     cfg->limit_request_field_size = 8190;
     cfg->log_level = GP_LOG_INFO;
+    cfg->timeout = 30;
+    cfg->threads = 1;
+    cfg->umask = -1;
+    cfg->argv = argv;
+    bool twice_plus_one = false;
     const char *workers = NULL;
     unsigned long long v;
 
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "+b:w:h", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:b:w:h", long_opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             if (cfg->num_binds == GP_MAX_BINDS) return fail("too many --bind addresses%s%s", "", "");
@@ -159,6 +192,47 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
         case OPT_ROOT: cfg->root_path = optarg; break;
         case OPT_FACTORY: cfg->factory = true; break;
         case OPT_REUSEPORT: cfg->reuse_port = true; break;
+        case OPT_PRELOAD: cfg->preload = true; break;
+        case OPT_FORMULA:
+            if (strcmp(optarg, "cores") == 0) twice_plus_one = false;
+            else if (strcmp(optarg, "2cores+1") == 0) twice_plus_one = true;
+            else return fail("invalid --workers-formula '%s' (cores or 2cores+1)%s", optarg, "");
+            break;
+        case OPT_THREADS:
+            if (parse_ull(optarg, 1024, &v) || v < 1) return fail("invalid --threads '%s' (1 to 1024)%s", optarg, "");
+            cfg->threads = (int)v;
+            break;
+        case OPT_TIMEOUT:
+            if (parse_seconds(optarg, &cfg->timeout)) return fail("invalid --timeout '%s'%s", optarg, "");
+            break;
+        case OPT_MAXREQ:
+            if (parse_ull(optarg, ULONG_MAX, &v)) return fail("invalid --max-requests '%s'%s", optarg, "");
+            cfg->max_requests = (unsigned long)v;
+            break;
+        case OPT_JITTER:
+            if (parse_ull(optarg, ULONG_MAX, &v)) return fail("invalid --max-requests-jitter '%s'%s", optarg, "");
+            cfg->max_requests_jitter = (unsigned long)v;
+            break;
+        case OPT_MAXMEM:
+            if (parse_ull(optarg, 1ull << 30, &v)) return fail("invalid --max-worker-memory '%s' (megabytes)%s", optarg, "");
+            cfg->max_worker_memory_mb = (unsigned long)v;
+            break;
+        case OPT_FD:
+            if (cfg->num_fds == GP_MAX_BINDS) return fail("too many --fd%s%s", "", "");
+            if (parse_ull(optarg, INT_MAX, &v) || v < 3) return fail("invalid --fd '%s' (a descriptor number >= 3)%s", optarg, "");
+            cfg->fds[cfg->num_fds++] = (int)v;
+            break;
+        case OPT_PID: cfg->pidfile = optarg; break;
+        case OPT_USER: cfg->user = optarg; break;
+        case OPT_GROUP: cfg->group = optarg; break;
+        case OPT_UMASK: {
+            char *end;
+            errno = 0;
+            long m = strtol(optarg, &end, 8);
+            if (errno || !*optarg || *end || m < 0 || m > 0777) return fail("invalid --umask '%s' (octal, e.g. 022)%s", optarg, "");
+            cfg->umask = (int)m;
+            break;
+        }
         case OPT_BACKLOG:
             if (parse_ull(optarg, INT_MAX, &v) || v < 1) return fail("invalid --backlog '%s'%s", optarg, "");
             cfg->backlog = (int)v;
@@ -211,9 +285,9 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
         const char *ve = getenv("VIRTUAL_ENV");
         if (ve && *ve) cfg->venv = ve;
     }
-    if (cfg->num_binds == 0) cfg->binds[cfg->num_binds++] = "127.0.0.1:8000";
-    if (workers) return resolve_workers(cfg, workers, "--workers");
+    if (cfg->num_binds == 0 && cfg->num_fds == 0) cfg->binds[cfg->num_binds++] = "127.0.0.1:8000";
+    if (workers) return resolve_workers(cfg, workers, "--workers", twice_plus_one);
     const char *wc = getenv("WEB_CONCURRENCY");
-    if (wc && *wc) return resolve_workers(cfg, wc, "WEB_CONCURRENCY");
-    return resolve_workers(cfg, "auto", "auto");
+    if (wc && *wc) return resolve_workers(cfg, wc, "WEB_CONCURRENCY", twice_plus_one);
+    return resolve_workers(cfg, "auto", "auto", twice_plus_one);
 }

@@ -10,6 +10,7 @@
 
 #define GP_MAX_BINDS 16
 #define GP_MAX_PYTHONPATH 16
+#define GP_MAX_WORKERS 1024
 
 /* Exit codes, documented in the README. */
 enum {
@@ -43,6 +44,18 @@ typedef struct {
     const char *error_log;                 /* NULL or "-": stderr */
     bool factory;
     bool reuse_port;
+    bool preload;
+    double timeout;                        /* seconds a request or loop may stall; 0: off */
+    unsigned long max_requests;            /* 0: never retire */
+    unsigned long max_requests_jitter;
+    unsigned long max_worker_memory_mb;    /* 0: no limit */
+    int threads;                           /* WSGI request threads per worker (1: none) */
+    const char *pidfile;
+    int fds[GP_MAX_BINDS];                 /* --fd: listeners handed to us already open */
+    int num_fds;
+    const char *user, *group;              /* workers switch to these after fork */
+    int umask;                             /* -1: leave as is */
+    char **argv;                           /* for USR2: re-executing ourselves */
 } gp_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed and

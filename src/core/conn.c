@@ -686,7 +686,9 @@ static void response_complete(gp_conn *c)
 {
     gp_worker *w = c->w;
     if (w->access_fd >= 0) write_access_log(c);
-    if (w->slot) atomic_fetch_add_explicit(&w->slot->requests, 1, memory_order_relaxed);
+    gp_slot_request_end(w->slot, c->resp_bytes, c->status >= 500);
+    if (w->max_requests && atomic_load_explicit(&w->slot->requests, memory_order_relaxed) >= w->max_requests)
+        gp_worker_retire(w, GP_RETIRE_MAX_REQUESTS);
     release_buffer(w, &c->out, &c->out_cap);
     c->out_len = c->out_pos = 0;
     c->app_state = NULL;
@@ -762,10 +764,11 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         return;
     }
     c->state = CS_APP_WAIT; /* the app owns the response from here */
-    if (w->slot) atomic_store_explicit(&w->slot->state, GP_WS_BUSY, memory_order_relaxed);
+    gp_slot_request_begin(w->slot, w->now_ms, req->method, req->method_len, req->target, req->target_len);
     gp_app_status st = w->ops->start(w->app, c, req);
     c->state = CS_FLUSH;
-    if (w->slot) atomic_store_explicit(&w->slot->state, GP_WS_IDLE, memory_order_relaxed);
+    atomic_store_explicit(&w->slot->req_start_ms, 0, memory_order_relaxed);
+    atomic_store_explicit(&w->slot->state, GP_WS_IDLE, memory_order_relaxed);
     after_app(c, st);
 }
 
@@ -874,8 +877,12 @@ void gp_conn_on_timeout(gp_conn *c)
     gp_conn_close(c);
 }
 
+/* An idle keep-alive connection gets a moment to send its next request
+ * (answered with Connection: close) rather than a close that could cross
+ * that request on the wire: reloads under load then lose nothing. */
 void gp_conn_on_stop(gp_conn *c)
 {
-    if (c->state == CS_HEAD && c->len == 0) gp_conn_close(c);
-    else c->keep_alive = false;
+    c->keep_alive = false;
+    if (c->state == CS_HEAD && c->len == 0 && c->deadline > c->w->now + GP_STOP_IDLE_S)
+        c->deadline = c->w->now + GP_STOP_IDLE_S;
 }

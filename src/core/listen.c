@@ -324,3 +324,19 @@ void gp_listen_close(int fd, const gp_addr *addr)
         if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
     }
 }
+
+int gp_addr_from_sockaddr(gp_addr *addr)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&addr->sa;
+    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+        addr->kind = GP_ADDR_TCP;
+        return format_tcp(addr);
+    }
+    if (sa->sa_family == AF_UNIX) {
+        const struct sockaddr_un *su = (const struct sockaddr_un *)sa;
+        addr->kind = GP_ADDR_UNIX;
+        snprintf(addr->text, sizeof(addr->text), UNIX_PREFIX "%.100s", su->sun_path[0] ? su->sun_path : "@");
+        return 0;
+    }
+    return -1;
+}

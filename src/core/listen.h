@@ -31,6 +31,10 @@ int gp_addr_parse(const char *text, gp_addr *out, char *err, size_t errlen);
  * and written back into addr->text. */
 int gp_listen_open(gp_addr *addr, int backlog, int reuse_port, char *err, size_t errlen);
 
+/* Fills kind and text from addr->sa (a socket we were handed, not one we
+ * parsed). Returns 0, or -1 for a family we do not serve. */
+int gp_addr_from_sockaddr(gp_addr *addr);
+
 /* Closes fd and, for a UNIX address, removes its socket file. */
 void gp_listen_close(int fd, const gp_addr *addr);
 

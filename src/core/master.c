@@ -1,24 +1,50 @@
-/* master: process manager; see master.h.
+/* master: the arbiter; see master.h.
  *
- * All events arrive through one signalfd (SIGCHLD included), so no work is
- * ever done in a signal handler. State lives in one struct. */
+ * One loop: wait on a signalfd (SIGCHLD included) with a timeout, handle the
+ * signals, reap, kill the stuck, then bring the workers to the target count
+ * of the current generation. Nothing is done in a signal handler. All state
+ * is in one struct. */
 #include "core/master.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/notify.h"
+
+#define BOOT_BACKOFF_FIRST 0.1
+#define BOOT_BACKOFF_CAP 10.0
+#define BOOT_FAILURES_FATAL 6   /* with no worker ever booted */
+#define TIMEOUT_KILL_DELAY 1.0  /* time for the traceback dump before SIGKILL */
+#define QUIT_GRACE 2.0
 
 enum master_phase { RUNNING, STOPPING, HALTING };
+
+typedef struct {
+    pid_t pid;       /* 0: free record */
+    int slot;
+    unsigned gen;
+    double started;
+    double kill_at;  /* > 0: SIGKILL due then (after a timeout dump) */
+    bool retiring;   /* we sent TERM */
+    bool killed;     /* we sent KILL */
+    bool booted;
+} worker_rec;
 
 typedef struct {
     const gp_config *cfg;
@@ -26,21 +52,38 @@ typedef struct {
     gp_listener listeners[GP_MAX_BINDS];
     int num_listeners;
     gp_scoreboard *sb;
-    pid_t *pids; /* per slot, 0 when empty */
+    worker_rec *recs; /* one per slot */
+    int target;
+    unsigned gen, prev_gen, next_gen;
+    bool reloading;
     int sigfd;
     enum master_phase phase;
-    double deadline; /* when STOPPING: kill what is left past this */
+    double deadline;
     int exit_code;
+    int boot_failures;
+    bool ever_booted;
+    double next_spawn;
+    bool ready_notified;
+    pid_t upgrade_child;     /* new master started by USR2 */
+    pid_t old_master;        /* when we are that new master: the one to retire */
+    char exe[PATH_MAX];
+    char pidfile_old[PATH_MAX + 8];
 } gp_master;
+
+static void (*fork_before)(void), (*fork_after_parent)(void);
 
 static const int handled_signals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP,
                                       SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
 
+void gp_master_set_fork_hooks(void (*before)(void), void (*after_in_parent)(void))
+{
+    fork_before = before;
+    fork_after_parent = after_in_parent;
+}
+
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    return (double)gp_monotonic_ms() / 1000.0;
 }
 
 static void signal_set(sigset_t *set)
@@ -50,48 +93,242 @@ static void signal_set(sigset_t *set)
         sigaddset(set, handled_signals[i]);
 }
 
+/* ---- listeners ------------------------------------------------------------ */
+
+static int adopt_fd(gp_master *m, int fd, bool ours, char *err, size_t errlen)
+{
+    gp_listener *l = &m->listeners[m->num_listeners];
+    memset(l, 0, sizeof *l);
+    l->addr.sa_len = sizeof l->addr.sa;
+    int type = 0;
+    socklen_t tl = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM ||
+        getsockname(fd, (struct sockaddr *)&l->addr.sa, &l->addr.sa_len) < 0) {
+        snprintf(err, errlen, "descriptor %d is not a stream socket", fd);
+        return -1;
+    }
+    int acc = 0;
+    socklen_t al = sizeof acc;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) == 0 && !acc && listen(fd, m->cfg->backlog) < 0) {
+        snprintf(err, errlen, "descriptor %d cannot listen: %s", fd, strerror(errno));
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    gp_addr_from_sockaddr(&l->addr);
+    l->fd = fd;
+    l->inherited = !ours;
+    m->num_listeners++;
+    return 0;
+}
+
+/* Inherited descriptors, in order of precedence: systemd socket activation,
+ * a predecessor master (USR2), then --fd. */
+static int inherit_listeners(gp_master *m, char *err, size_t errlen)
+{
+    const char *pid = getenv("LISTEN_PID"), *n = getenv("LISTEN_FDS");
+    if (pid && n && atoi(pid) == (int)getpid()) {
+        int count = atoi(n);
+        for (int i = 0; i < count && m->num_listeners < GP_MAX_BINDS; i++)
+            if (adopt_fd(m, 3 + i, false, err, errlen) < 0) return -1;
+        unsetenv("LISTEN_PID");
+        unsetenv("LISTEN_FDS");
+        unsetenv("LISTEN_FDNAMES");
+        gp_info("using %d socket%s from systemd", count, count == 1 ? "" : "s");
+        return 1;
+    }
+    const char *fds = getenv("GALLOP_FDS");
+    if (fds && *fds) {
+        char copy[256];
+        snprintf(copy, sizeof copy, "%s", fds);
+        for (char *t = strtok(copy, ","); t && m->num_listeners < GP_MAX_BINDS; t = strtok(NULL, ","))
+            if (adopt_fd(m, atoi(t), true, err, errlen) < 0) return -1;
+        unsetenv("GALLOP_FDS");
+        return 1;
+    }
+    for (int i = 0; i < m->cfg->num_fds; i++)
+        if (adopt_fd(m, m->cfg->fds[i], false, err, errlen) < 0) return -1;
+    return 0;
+}
+
 static int open_listeners(gp_master *m)
 {
     char err[256];
+    int inherited = inherit_listeners(m, err, sizeof err);
+    if (inherited < 0) goto fail;
+    if (inherited > 0) return 0; /* the sockets came with us: --bind was for the first start */
     for (int i = 0; i < m->cfg->num_binds; i++) {
-        gp_listener *l = &m->listeners[i];
+        gp_listener *l = &m->listeners[m->num_listeners];
+        memset(l, 0, sizeof *l);
         if (gp_addr_parse(m->cfg->binds[i], &l->addr, err, sizeof err) < 0 ||
-            (l->fd = gp_listen_open(&l->addr, m->cfg->backlog, 0, err, sizeof err)) < 0) {
-            fprintf(stderr, "gallop: error: %s\n", err);
-            return -1;
-        }
+            (l->fd = gp_listen_open(&l->addr, m->cfg->backlog, m->cfg->reuse_port, err, sizeof err)) < 0)
+            goto fail;
         m->num_listeners++;
+        if (m->cfg->reuse_port && l->addr.kind == GP_ADDR_TCP) {
+            /* workers open their own: a socket nobody accepts on would get a share */
+            close(l->fd);
+            l->fd = -1;
+        }
     }
     return 0;
+fail:
+    fprintf(stderr, "gallop: error: %s\n", err);
+    return -1;
 }
 
 static void close_listeners(gp_master *m)
 {
-    for (int i = 0; i < m->num_listeners; i++) gp_listen_close(m->listeners[i].fd, &m->listeners[i].addr);
+    /* after a USR2 hand-off the socket files belong to the new master */
+    bool keep_files = m->upgrade_child > 0;
+    for (int i = 0; i < m->num_listeners; i++) {
+        gp_listener *l = &m->listeners[i];
+        if (keep_files || l->inherited) {
+            if (l->fd >= 0) close(l->fd);
+        } else {
+            gp_listen_close(l->fd, &l->addr);
+        }
+    }
     m->num_listeners = 0;
+}
+
+/* ---- privileges ------------------------------------------------------------- */
+
+static int resolve_ids(const gp_config *cfg, uid_t *uid, gid_t *gid, const char **name)
+{
+    *uid = (uid_t)-1;
+    *gid = (gid_t)-1;
+    *name = NULL;
+    if (cfg->user) {
+        struct passwd *pw = getpwnam(cfg->user);
+        char *end;
+        long v = strtol(cfg->user, &end, 10);
+        if (!pw && !*end && v >= 0) pw = getpwuid((uid_t)v);
+        if (!pw) {
+            gp_error("unknown user '%s'", cfg->user);
+            return -1;
+        }
+        *uid = pw->pw_uid;
+        *gid = pw->pw_gid;
+        *name = pw->pw_name;
+    }
+    if (cfg->group) {
+        struct group *gr = getgrnam(cfg->group);
+        char *end;
+        long v = strtol(cfg->group, &end, 10);
+        if (!gr && !*end && v >= 0) gr = getgrgid((gid_t)v);
+        if (!gr) {
+            gp_error("unknown group '%s'", cfg->group);
+            return -1;
+        }
+        *gid = gr->gr_gid;
+    }
+    return 0;
+}
+
+int gp_master_drop_privileges(const gp_config *cfg)
+{
+    uid_t uid;
+    gid_t gid;
+    const char *name;
+    if (resolve_ids(cfg, &uid, &gid, &name) < 0) return -1;
+    if (gid != (gid_t)-1 && getegid() != gid) {
+        if ((name ? initgroups(name, gid) : setgroups(1, &gid)) < 0 || setgid(gid) < 0) {
+            gp_error("cannot switch to group %u: %s", (unsigned)gid, strerror(errno));
+            return -1;
+        }
+    }
+    if (uid != (uid_t)-1 && geteuid() != uid && setuid(uid) < 0) {
+        gp_error("cannot switch to user %u: %s", (unsigned)uid, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Unix socket files belong to the workers' user, so they can be replaced. */
+static void chown_sockets(gp_master *m)
+{
+    uid_t uid;
+    gid_t gid;
+    const char *name;
+    if ((!m->cfg->user && !m->cfg->group) || resolve_ids(m->cfg, &uid, &gid, &name) < 0) return;
+    for (int i = 0; i < m->num_listeners; i++) {
+        const gp_addr *a = &m->listeners[i].addr;
+        if (a->kind == GP_ADDR_UNIX && chown(a->text + 5, uid, gid) < 0)
+            gp_warn("cannot chown %s: %s", a->text, strerror(errno));
+    }
+}
+
+/* ---- pid file ----------------------------------------------------------------- */
+
+static void write_pidfile(const gp_config *cfg)
+{
+    if (!cfg->pidfile) return;
+    char tmp[PATH_MAX + 16], buf[32];
+    snprintf(tmp, sizeof tmp, "%s.%d.tmp", cfg->pidfile, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
+    if (fd < 0 || write(fd, buf, (size_t)n) != n || close(fd) < 0 || rename(tmp, cfg->pidfile) < 0)
+        gp_error("cannot write pid file %s: %s", cfg->pidfile, strerror(errno));
+}
+
+/* Removes path only while it still names this process. */
+static void remove_pidfile(const char *path)
+{
+    char buf[32] = "";
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n > 0 && atoi(buf) == (int)getpid()) unlink(path);
+}
+
+/* ---- workers ------------------------------------------------------------------- */
+
+static worker_rec *rec_by_pid(gp_master *m, pid_t pid)
+{
+    for (int i = 0; i < m->sb->num_slots; i++)
+        if (m->recs[i].pid == pid) return &m->recs[i];
+    return NULL;
+}
+
+static int slot_booted(gp_master *m, worker_rec *r)
+{
+    int st = atomic_load(&m->sb->slots[r->slot].state);
+    return st == GP_WS_IDLE || st == GP_WS_BUSY || st == GP_WS_STOPPING;
+}
+
+static void signal_workers(gp_master *m, int sig)
+{
+    for (int i = 0; i < m->sb->num_slots; i++)
+        if (m->recs[i].pid > 0) kill(m->recs[i].pid, sig);
 }
 
 static int living_workers(const gp_master *m)
 {
     int n = 0;
-    for (int i = 0; i < m->cfg->workers; i++) n += m->pids[i] > 0;
+    for (int i = 0; i < m->sb->num_slots; i++) n += m->recs[i].pid > 0;
     return n;
 }
 
-static void signal_workers(gp_master *m, int sig)
+static void spawn_worker(gp_master *m)
 {
-    for (int i = 0; i < m->cfg->workers; i++)
-        if (m->pids[i] > 0) kill(m->pids[i], sig);
-}
-
-static void spawn_worker(gp_master *m, int slot)
-{
+    int slot = -1;
+    for (int i = 0; i < m->sb->num_slots && slot < 0; i++)
+        if (m->recs[i].pid == 0) slot = i;
+    if (slot < 0) {
+        gp_error("no free scoreboard slot for another worker");
+        return;
+    }
     gp_slot *s = &m->sb->slots[slot];
+    memset((void *)s, 0, sizeof *s);
     atomic_store(&s->state, GP_WS_BOOTING);
-    atomic_store(&s->requests, 0);
+    atomic_store(&s->generation, m->gen);
+    atomic_store(&s->heartbeat_ms, gp_monotonic_ms());
     pid_t parent = getpid();
+    if (fork_before) fork_before();
     pid_t pid = fork();
     if (pid < 0) {
+        if (fork_after_parent) fork_after_parent();
         gp_error("fork failed: %s", strerror(errno));
         return;
     }
@@ -100,161 +337,416 @@ static void spawn_worker(gp_master *m, int slot)
         signal_set(&set);
         sigprocmask(SIG_UNBLOCK, &set, NULL);
         close(m->sigfd);
-        /* A worker must not outlive a master killed with SIGKILL. */
+        /* a worker must not outlive a master killed with SIGKILL */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent) _exit(0);
         atomic_store(&s->pid, getpid());
-        gp_worker_args args = {m->cfg, m->listeners, m->num_listeners, m->sb, slot};
+        gp_worker_args args = {m->cfg, m->listeners, m->num_listeners, m->sb, slot, m->gen};
         _exit(m->entry(&args));
     }
-    m->pids[slot] = pid;
+    if (fork_after_parent) fork_after_parent();
+    worker_rec *r = &m->recs[slot];
+    *r = (worker_rec){.pid = pid, .slot = slot, .gen = m->gen, .started = now_s()};
     atomic_store(&s->pid, pid);
     gp_info("booting worker with pid: %d", (int)pid);
 }
 
-static void begin_stop(gp_master *m, int sig)
+static void retire(gp_master *m, worker_rec *r, const char *why)
 {
-    if (m->phase == RUNNING) {
-        m->phase = STOPPING;
-        m->deadline = now_s() + m->cfg->graceful_timeout;
-        gp_info("handling signal: %s; stopping gracefully (up to %gs)", sig == SIGINT ? "int" : "term",
-                m->cfg->graceful_timeout);
-        close_listeners(m);
-        signal_workers(m, SIGTERM);
-    }
+    if (r->retiring || r->killed) return;
+    r->retiring = true;
+    gp_info("retiring worker %d (%s)", (int)r->pid, why);
+    kill(r->pid, SIGTERM);
+}
+
+static void begin_stop(gp_master *m, const char *how)
+{
+    if (m->phase != RUNNING) return;
+    m->phase = STOPPING;
+    m->deadline = now_s() + m->cfg->graceful_timeout;
+    gp_info("handling signal: %s; stopping gracefully (up to %gs)", how, m->cfg->graceful_timeout);
+    gp_notify("STOPPING=1");
+    close_listeners(m);
+    signal_workers(m, SIGTERM);
 }
 
 static void begin_halt(gp_master *m, int code, const char *why)
 {
-    if (m->phase != HALTING) {
-        if (why) gp_error("%s", why);
-        m->phase = HALTING;
-        m->deadline = now_s() + 2.0;
-        if (code) m->exit_code = code;
-        close_listeners(m);
-        signal_workers(m, SIGQUIT);
+    if (m->phase == HALTING) return;
+    if (why) gp_error("%s", why);
+    m->phase = HALTING;
+    m->deadline = now_s() + QUIT_GRACE;
+    if (code) m->exit_code = code;
+    gp_notify("STOPPING=1");
+    close_listeners(m);
+    signal_workers(m, SIGQUIT);
+}
+
+static void describe_exit(char *buf, size_t len, int status)
+{
+    if (WIFEXITED(status)) snprintf(buf, len, "exit code %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status)) snprintf(buf, len, "signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else snprintf(buf, len, "status %d", status);
+}
+
+static void boot_failed(gp_master *m, worker_rec *r, int status)
+{
+    char how[96];
+    describe_exit(how, sizeof how, status);
+    m->boot_failures++;
+    if (!m->ever_booted && m->boot_failures >= BOOT_FAILURES_FATAL) {
+        char why[200];
+        snprintf(why, sizeof why, "no worker could boot (%d tries, the last ended with %s); shutting down (exit %d)",
+                 m->boot_failures, how, GP_EXIT_BOOT_ERROR);
+        begin_halt(m, GP_EXIT_BOOT_ERROR, why);
+        return;
+    }
+    double delay = BOOT_BACKOFF_FIRST;
+    for (int i = 1; i < m->boot_failures && delay < BOOT_BACKOFF_CAP; i++) delay *= 2;
+    if (delay > BOOT_BACKOFF_CAP) delay = BOOT_BACKOFF_CAP;
+    m->next_spawn = now_s() + delay;
+    gp_error("worker %d died while booting (%s); next try in %.1fs", (int)r->pid, how, delay);
+}
+
+/* A reload whose new code cannot load keeps the old generation serving. */
+static void abandon_reload(gp_master *m)
+{
+    gp_error("reload failed: the new generation cannot load the app; keeping the old workers");
+    unsigned bad = m->gen;
+    m->gen = m->prev_gen;
+    m->reloading = false;
+    for (int i = 0; i < m->sb->num_slots; i++)
+        if (m->recs[i].pid > 0 && m->recs[i].gen == bad) retire(m, &m->recs[i], "failed reload");
+    gp_notify("READY=1\nSTATUS=reload failed; old workers serving");
+}
+
+static void reaped_worker(gp_master *m, worker_rec *r, int status)
+{
+    gp_slot *s = &m->sb->slots[r->slot];
+    bool booted = r->booted || slot_booted(m, r);
+    int retire_reason = atomic_load(&s->retire_reason);
+    uint64_t served = atomic_load(&s->requests);
+    pid_t pid = r->pid;
+    char how[96];
+    describe_exit(how, sizeof how, status);
+    worker_rec copy = *r;
+    r->pid = 0;
+    atomic_store(&s->state, GP_WS_EMPTY);
+    atomic_store(&s->pid, 0);
+    if (m->phase != RUNNING) {
+        gp_info("worker %d exited (%s)", (int)pid, how);
+        return;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == GP_EXIT_APP_ERROR) {
+        if (m->reloading && copy.gen == m->gen) abandon_reload(m);
+        else begin_halt(m, GP_EXIT_APP_ERROR, "worker failed to load the app; shutting down (exit 4)");
+        return;
+    }
+    if (copy.killed) {
+        gp_warn("worker %d was killed after its timeout; replacing it", (int)pid);
+    } else if (retire_reason == GP_RETIRE_MAX_REQUESTS) {
+        gp_info("worker %d retired after %llu requests (--max-requests)", (int)pid, (unsigned long long)served);
+    } else if (retire_reason == GP_RETIRE_MEMORY) {
+        gp_info("worker %d retired: memory over --max-worker-memory", (int)pid);
+    } else if (copy.retiring && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        gp_info("worker %d exited (retired)", (int)pid);
+    } else if (!booted && !copy.retiring) {
+        boot_failed(m, &copy, status);
+    } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+        gp_error("worker %d was killed by signal 9 (SIGKILL) that the master did not send: probably out of memory",
+                 (int)pid);
+    } else {
+        gp_error("worker %d died unexpectedly (%s); replacing it", (int)pid, how);
     }
 }
 
-/* Reaps every exited child; logs it, and decides whether to replace it. */
 static void reap(gp_master *m)
 {
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        int slot = -1;
-        for (int i = 0; i < m->cfg->workers; i++)
-            if (m->pids[i] == pid) slot = i;
-        if (slot < 0) continue;
-        m->pids[slot] = 0;
-        atomic_store(&m->sb->slots[slot].state, GP_WS_EMPTY);
-        atomic_store(&m->sb->slots[slot].pid, 0);
-        if (WIFEXITED(status)) {
-            int code = WEXITSTATUS(status);
-            if (code == GP_EXIT_APP_ERROR) {
-                begin_halt(m, GP_EXIT_APP_ERROR, "worker failed to load the app; shutting down (exit 4)");
-            } else if (code == GP_EXIT_BOOT_ERROR) {
-                begin_halt(m, GP_EXIT_BOOT_ERROR, "worker failed to boot; shutting down (exit 3)");
-            } else if (m->phase == RUNNING) {
-                gp_warn("worker (pid:%d) exited with code %d", (int)pid, code);
-            } else {
-                gp_info("worker exiting (pid: %d)", (int)pid);
-            }
-        } else if (WIFSIGNALED(status)) {
-            int sig = WTERMSIG(status);
-            if (m->phase == RUNNING)
-                gp_error("worker (pid:%d) was killed by signal %d (%s)%s", (int)pid, sig, strsignal(sig),
-                         sig == SIGKILL ? "; perhaps out of memory?" : "");
-            else
-                gp_info("worker (pid:%d) killed by signal %d", (int)pid, sig);
+        if (pid == m->upgrade_child) {
+            char how[96];
+            describe_exit(how, sizeof how, status);
+            gp_error("the upgraded master %d exited (%s); this master keeps serving", (int)pid, how);
+            m->upgrade_child = 0;
+            if (m->cfg->pidfile) rename(m->pidfile_old, m->cfg->pidfile);
+            continue;
         }
-        if (m->phase == RUNNING) spawn_worker(m, slot);
+        worker_rec *r = rec_by_pid(m, pid);
+        if (r) reaped_worker(m, r, status);
     }
+}
+
+/* Dumps the Python stacks of a stuck worker (its faulthandler listens on
+ * SIGUSR2), then kills it a moment later. */
+static void check_timeouts(gp_master *m)
+{
+    double t = now_s();
+    uint64_t now_ms = gp_monotonic_ms();
+    uint64_t limit_ms = (uint64_t)(m->cfg->timeout * 1000);
+    for (int i = 0; i < m->sb->num_slots; i++) {
+        worker_rec *r = &m->recs[i];
+        if (r->pid <= 0) continue;
+        if (r->kill_at > 0) {
+            if (t >= r->kill_at && !r->killed) {
+                r->killed = true;
+                kill(r->pid, SIGKILL);
+            }
+            continue;
+        }
+        if (!r->booted && slot_booted(m, r)) {
+            r->booted = true;
+            m->ever_booted = true;
+            m->boot_failures = 0;
+        }
+        if (!limit_ms || !r->booted || r->retiring) continue;
+        gp_slot *s = &m->sb->slots[r->slot];
+        uint64_t hb = atomic_load(&s->heartbeat_ms);
+        char what[GP_SLOT_WHAT];
+        uint64_t started = gp_slot_request_read(s, what, sizeof what);
+        bool stuck_req = started && now_ms > started && now_ms - started > limit_ms;
+        bool stuck_loop = now_ms > hb && now_ms - hb > limit_ms;
+        if (!stuck_req && !stuck_loop) continue;
+        if (started)
+            gp_error("WORKER TIMEOUT (pid:%d): request %s has run for %.1fs (--timeout %g); "
+                     "its Python tracebacks follow, then it is killed",
+                     (int)r->pid, what, (double)(now_ms - started) / 1000.0, m->cfg->timeout);
+        else
+            gp_error("WORKER TIMEOUT (pid:%d): its event loop has not moved for %.1fs (--timeout %g); "
+                     "its Python tracebacks follow, then it is killed",
+                     (int)r->pid, (double)(now_ms - hb) / 1000.0, m->cfg->timeout);
+        kill(r->pid, SIGUSR2);
+        r->kill_at = t + TIMEOUT_KILL_DELAY;
+    }
+}
+
+/* Brings the current generation to the target, and retires old and surplus
+ * workers only as new ones are ready, so capacity never dips. */
+static void maintain(gp_master *m)
+{
+    if (m->phase != RUNNING) return;
+    int cur = 0, cur_ready = 0, old_active = 0;
+    for (int i = 0; i < m->sb->num_slots; i++) {
+        worker_rec *r = &m->recs[i];
+        if (r->pid <= 0 || r->retiring || r->kill_at > 0) continue;
+        if (r->gen == m->gen) {
+            cur++;
+            cur_ready += r->booted;
+        } else {
+            old_active++;
+        }
+    }
+    if (now_s() >= m->next_spawn)
+        for (; cur < m->target; cur++) spawn_worker(m);
+    int allowed_old = m->target - cur_ready;
+    if (allowed_old < 0) allowed_old = 0;
+    for (int i = 0; i < m->sb->num_slots && old_active > allowed_old; i++) {
+        worker_rec *r = &m->recs[i];
+        if (r->pid > 0 && !r->retiring && r->kill_at == 0 && r->gen != m->gen) {
+            retire(m, r, "replaced by the new generation");
+            old_active--;
+        }
+    }
+    for (int i = m->sb->num_slots - 1; i >= 0 && cur > m->target; i--) {
+        worker_rec *r = &m->recs[i];
+        if (r->pid > 0 && !r->retiring && r->kill_at == 0 && r->gen == m->gen) {
+            retire(m, r, "fewer workers asked for");
+            cur--;
+        }
+    }
+    if (cur_ready >= m->target && old_active == 0) {
+        if (m->reloading) {
+            m->reloading = false;
+            gp_info("reload complete: generation %u serving with %d workers", m->gen, cur_ready);
+            gp_notify("READY=1\nSTATUS=serving with %d workers (generation %u)", cur_ready, m->gen);
+        }
+        if (!m->ready_notified) {
+            m->ready_notified = true;
+            gp_notify("READY=1\nMAINPID=%d\nSTATUS=serving with %d workers", (int)getpid(), cur_ready);
+            if (m->old_master > 0) {
+                gp_info("upgrade: this master is ready; retiring the old master %d", (int)m->old_master);
+                kill(m->old_master, SIGTERM);
+                m->old_master = 0;
+            }
+        }
+    }
+}
+
+static void reload(gp_master *m)
+{
+    if (m->cfg->preload) gp_warn("reloading with --preload: workers fork from the master's copy of the app, "
+                                 "so code changes need USR2");
+    m->prev_gen = m->reloading ? m->prev_gen : m->gen;
+    m->gen = ++m->next_gen;
+    m->reloading = true;
+    m->boot_failures = 0;
+    m->next_spawn = 0;
+    gp_info("handling signal: hup; starting worker generation %u", m->gen);
+    gp_notify("RELOADING=1\nSTATUS=reloading");
+}
+
+/* USR2: a fresh copy of the binary takes the sockets; it retires us once its
+ * workers are ready. */
+static void upgrade(gp_master *m)
+{
+    if (m->upgrade_child > 0) {
+        gp_warn("an upgrade is already under way (new master %d)", (int)m->upgrade_child);
+        return;
+    }
+    char fds[256] = "";
+    size_t off = 0;
+    for (int i = 0; i < m->num_listeners; i++)
+        if (m->listeners[i].fd >= 0)
+            off += (size_t)snprintf(fds + off, sizeof fds - off, "%s%d", off ? "," : "", m->listeners[i].fd);
+    if (m->cfg->pidfile) {
+        snprintf(m->pidfile_old, sizeof m->pidfile_old, "%s.oldbin", m->cfg->pidfile);
+        rename(m->cfg->pidfile, m->pidfile_old);
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        gp_error("upgrade: fork failed: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        sigset_t set;
+        signal_set(&set);
+        sigprocmask(SIG_UNBLOCK, &set, NULL);
+        for (int i = 0; i < m->num_listeners; i++)
+            if (m->listeners[i].fd >= 0) fcntl(m->listeners[i].fd, F_SETFD, 0);
+        char parent[32];
+        snprintf(parent, sizeof parent, "%d", (int)getppid());
+        setenv("GALLOP_FDS", fds, 1);
+        setenv("GALLOP_OLD_MASTER", parent, 1);
+        unsetenv("LISTEN_FDS");
+        unsetenv("LISTEN_PID");
+        execv(m->exe, m->cfg->argv);
+        fprintf(stderr, "gallop: error: upgrade: cannot execute %s: %s\n", m->exe, strerror(errno));
+        _exit(GP_EXIT_ERROR);
+    }
+    m->upgrade_child = pid;
+    gp_info("handling signal: usr2; started new master %d from %s", (int)pid, m->exe);
 }
 
 static void handle_signal(gp_master *m, int sig)
 {
     switch (sig) {
     case SIGCHLD: reap(m); break;
-    case SIGTERM:
-    case SIGINT: begin_stop(m, sig); break;
+    case SIGTERM: begin_stop(m, "term"); break;
+    case SIGINT: begin_stop(m, "int"); break;
     case SIGQUIT:
         gp_info("handling signal: quit; stopping now");
         begin_halt(m, 0, NULL);
+        break;
+    case SIGHUP:
+        if (m->phase == RUNNING) reload(m);
+        break;
+    case SIGTTIN:
+        if (m->target < m->sb->num_slots / 2) m->target++;
+        gp_info("handling signal: ttin; %d workers wanted", m->target);
+        break;
+    case SIGTTOU:
+        if (m->target > 1) m->target--;
+        gp_info("handling signal: ttou; %d workers wanted", m->target);
         break;
     case SIGUSR1:
         gp_log_reopen();
         gp_access_log_reopen();
         signal_workers(m, SIGUSR1);
+        gp_info("handling signal: usr1; log files reopened");
         break;
-    default:
-        gp_info("ignoring signal %d (%s)", sig, strsignal(sig));
+    case SIGUSR2:
+        if (m->phase == RUNNING) upgrade(m);
         break;
     }
+}
+
+static int setup(gp_master *m)
+{
+    const gp_config *cfg = m->cfg;
+    ssize_t n = readlink("/proc/self/exe", m->exe, sizeof m->exe - 1);
+    m->exe[n > 0 ? n : 0] = 0;
+    if (cfg->umask >= 0) umask((mode_t)cfg->umask);
+    const char *old = getenv("GALLOP_OLD_MASTER");
+    if (old) {
+        m->old_master = (pid_t)atoi(old);
+        unsetenv("GALLOP_OLD_MASTER");
+    }
+    if (open_listeners(m) < 0) return -1;
+    chown_sockets(m);
+    int slots = 2 * cfg->workers + 64;
+    if (slots < 256) slots = 256;
+    m->sb = gp_scoreboard_create(slots);
+    m->recs = calloc((size_t)slots, sizeof *m->recs);
+    if (!m->sb || !m->recs) {
+        fprintf(stderr, "gallop: error: out of memory\n");
+        return -1;
+    }
+    m->target = cfg->workers;
+    m->gen = m->next_gen = 1;
+    sigset_t set;
+    signal_set(&set);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    m->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (m->sigfd < 0) {
+        fprintf(stderr, "gallop: error: signalfd: %s\n", strerror(errno));
+        return -1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    write_pidfile(cfg);
+    return 0;
 }
 
 int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
 {
     gp_master m = {.cfg = cfg, .entry = entry, .sigfd = -1, .phase = RUNNING};
     int rc = GP_EXIT_ERROR;
-    sigset_t set;
-
-    if (open_listeners(&m) < 0) goto fail;
-    m.sb = gp_scoreboard_create(cfg->workers);
-    m.pids = calloc((size_t)cfg->workers, sizeof *m.pids);
-    if (!m.sb || !m.pids) {
-        fprintf(stderr, "gallop: error: out of memory\n");
-        goto fail;
-    }
-    signal_set(&set);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    m.sigfd = signalfd(-1, &set, SFD_CLOEXEC);
-    if (m.sigfd < 0) {
-        fprintf(stderr, "gallop: error: signalfd: %s\n", strerror(errno));
-        goto fail;
-    }
-    signal(SIGPIPE, SIG_IGN);
+    if (setup(&m) < 0) goto done;
 
     for (int i = 0; i < m.num_listeners; i++) {
         const gp_addr *a = &m.listeners[i].addr;
         gp_info("listening at %s%s (%d)", a->kind == GP_ADDR_UNIX ? "" : "http://", a->text, (int)getpid());
     }
     gp_info("starting %d worker%s (%s)", cfg->workers, cfg->workers == 1 ? "" : "s", cfg->workers_why);
-    for (int i = 0; i < cfg->workers; i++) spawn_worker(&m, i);
+    maintain(&m);
 
     for (;;) {
         if (m.phase != RUNNING && living_workers(&m) == 0) break;
-        int timeout = -1;
+        double t = now_s();
+        double wake = t + 1.0; /* the timeout and boot checks tick once a second */
         if (m.phase != RUNNING) {
-            double left = m.deadline - now_s();
-            if (left <= 0) {
+            if (t >= m.deadline) {
                 gp_warn("workers still alive after the %s timeout; killing them",
                         m.phase == STOPPING ? "graceful" : "quit");
                 signal_workers(&m, SIGKILL);
-                m.deadline = now_s() + 3600;
-                left = 1;
+                m.deadline = t + 3600;
             }
-            timeout = (int)(left * 1000) + 1;
+            if (m.deadline < wake) wake = m.deadline;
+        } else if (m.next_spawn > t && m.next_spawn < wake) {
+            wake = m.next_spawn;
         }
         struct pollfd pfd = {.fd = m.sigfd, .events = POLLIN};
-        int n = poll(&pfd, 1, timeout);
+        int n = poll(&pfd, 1, (int)((wake - t) * 1000) + 1);
         if (n < 0 && errno != EINTR) {
             gp_error("poll: %s", strerror(errno));
             break;
         }
         struct signalfd_siginfo si;
-        while (n > 0 && read(m.sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
-            handle_signal(&m, (int)si.ssi_signo);
-            n = poll(&pfd, 1, 0);
-        }
+        while (read(m.sigfd, &si, sizeof si) == (ssize_t)sizeof si) handle_signal(&m, (int)si.ssi_signo);
         reap(&m); /* SIGCHLD coalesces: reap on every turn */
+        check_timeouts(&m);
+        maintain(&m);
     }
     rc = m.exit_code;
     gp_info("shutting down%s", rc ? " after an error" : "");
-fail:
+done:
     close_listeners(&m);
+    if (cfg->pidfile) {
+        remove_pidfile(cfg->pidfile);
+        if (m.pidfile_old[0]) remove_pidfile(m.pidfile_old);
+    }
     if (m.sigfd >= 0) close(m.sigfd);
     gp_scoreboard_destroy(m.sb);
-    free(m.pids);
+    free(m.recs);
     return rc;
 }

@@ -6,13 +6,16 @@
 #ifndef GP_MASTER_H
 #define GP_MASTER_H
 
+#include <stdbool.h>
+
 #include "core/config.h"
 #include "core/listen.h"
 #include "core/scoreboard.h"
 
 typedef struct {
-    int fd;
+    int fd;         /* -1 with --reuse-port: each worker opens its own */
     gp_addr addr;
+    bool inherited; /* from systemd or --fd: not ours to unlink */
 } gp_listener;
 
 typedef struct {
@@ -21,6 +24,7 @@ typedef struct {
     int num_listeners;
     gp_scoreboard *scoreboard;
     int slot;
+    unsigned generation;
 } gp_worker_args;
 
 /* Runs in the forked child; its return value is the child's exit status. */
@@ -28,5 +32,12 @@ typedef int (*gp_worker_entry)(const gp_worker_args *args);
 
 /* Runs the master until it stops; returns the process exit code (config.h). */
 int gp_master_run(const gp_config *cfg, gp_worker_entry entry);
+
+/* Called around every fork when the master hosts an interpreter (--preload). */
+void gp_master_set_fork_hooks(void (*before)(void), void (*after_in_parent)(void));
+
+/* Switches the calling worker to --user / --group. Returns 0, or -1 after
+ * logging why. */
+int gp_master_drop_privileges(const gp_config *cfg);
 
 #endif

@@ -1,21 +1,35 @@
 /* scoreboard: memory shared by the master and its workers, created before fork.
  *
- * One slot per worker, written only by that worker, read by the master. No
- * locks: single-writer fields, read with relaxed atomics. */
+ * One slot per worker, written only by that worker (and reset by the master
+ * between two workers), read by the master. No locks and no system calls on
+ * the request path: single-writer fields with relaxed atomics; the text of the
+ * request in progress is guarded by a sequence counter. */
 #ifndef GP_SCOREBOARD_H
 #define GP_SCOREBOARD_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 enum gp_worker_state { GP_WS_EMPTY, GP_WS_BOOTING, GP_WS_IDLE, GP_WS_BUSY, GP_WS_STOPPING };
 
+enum gp_retire_reason { GP_RETIRE_NONE, GP_RETIRE_MAX_REQUESTS, GP_RETIRE_MEMORY };
+
+#define GP_SLOT_WHAT 96
+
 typedef struct {
     _Atomic pid_t pid;
-    _Atomic int state;
-    _Atomic uint64_t requests;
-} gp_slot;
+    _Atomic int state;              /* enum gp_worker_state */
+    _Atomic unsigned generation;
+    _Atomic int retire_reason;      /* why the worker is leaving on its own */
+    _Atomic uint64_t heartbeat_ms;  /* monotonic ms of the loop's last turn */
+    _Atomic uint64_t req_start_ms;  /* when the request in progress started; 0 when none */
+    _Atomic uint64_t requests, bytes, errors;
+    _Atomic uint64_t rss_kb;        /* sampled once a second */
+    _Atomic unsigned what_seq;      /* odd while req_what is being written */
+    char req_what[GP_SLOT_WHAT];    /* "GET /path" of the request in progress */
+} __attribute__((aligned(64))) gp_slot;
 
 typedef struct {
     atomic_int load_error_reported; /* first worker that fails to load the app prints why */
@@ -25,5 +39,17 @@ typedef struct {
 
 gp_scoreboard *gp_scoreboard_create(int num_slots);
 void gp_scoreboard_destroy(gp_scoreboard *sb);
+
+/* Monotonic milliseconds on the clock every process of the scoreboard uses
+ * (the coarse clock: a vDSO read, never a system call). */
+uint64_t gp_monotonic_ms(void);
+
+/* Worker side: the request that starts now, and its end. */
+void gp_slot_request_begin(gp_slot *s, uint64_t now_ms, const char *method, size_t mlen,
+                           const char *target, size_t tlen);
+void gp_slot_request_end(gp_slot *s, uint64_t bytes, int failed);
+
+/* Master side: a consistent copy of the request text; 0 when none in progress. */
+uint64_t gp_slot_request_read(gp_slot *s, char *what, size_t len);
 
 #endif

@@ -25,9 +25,14 @@
 
 double gp_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    return (double)gp_monotonic_ms() / 1000.0;
+}
+
+static void update_clock(gp_worker *w)
+{
+    w->now_ms = gp_monotonic_ms();
+    w->now = (double)w->now_ms / 1000.0;
+    atomic_store_explicit(&w->slot->heartbeat_ms, w->now_ms, memory_order_relaxed);
 }
 
 char *gp_worker_buf_get(gp_worker *w)
@@ -60,7 +65,14 @@ static void stop_accepting(gp_worker *w)
     }
 }
 
-static void begin_stop(gp_worker *w)
+void gp_worker_retire(gp_worker *w, int reason)
+{
+    if (w->stopping) return;
+    atomic_store(&w->slot->retire_reason, reason);
+    gp_worker_stop(w);
+}
+
+void gp_worker_stop(gp_worker *w)
 {
     if (w->stopping) return;
     w->stopping = true;
@@ -113,13 +125,34 @@ static void on_signal(gp_io *io, uint32_t events)
         switch (si.ssi_signo) {
         case SIGTERM:
         case SIGINT:
-            begin_stop(w);
+            gp_worker_stop(w);
             break;
         case SIGUSR1:
             gp_log_reopen();
             gp_access_log_reopen();
             break;
         }
+    }
+}
+
+/* Once a second, never per request: one read of /proc/self/statm. */
+static void check_memory(gp_worker *w)
+{
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return;
+    buf[n] = 0;
+    unsigned long long size, resident;
+    if (sscanf(buf, "%llu %llu", &size, &resident) != 2) return;
+    uint64_t rss_kb = resident * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024);
+    atomic_store_explicit(&w->slot->rss_kb, rss_kb, memory_order_relaxed);
+    if (rss_kb / 1024 > w->cfg->max_worker_memory_mb) {
+        gp_warn("worker %d uses %llu MB, over --max-worker-memory %lu; retiring after the requests in progress",
+                (int)getpid(), (unsigned long long)(rss_kb / 1024), w->cfg->max_worker_memory_mb);
+        gp_worker_retire(w, GP_RETIRE_MEMORY);
     }
 }
 
@@ -130,7 +163,8 @@ static void on_tick(gp_io *io, uint32_t events)
     ssize_t r = read(io->fd, &ticks, sizeof ticks);
     (void)r;
     update_date(w);
-    if (getppid() == 1) begin_stop(w); /* orphaned: the death signal was missed */
+    if (getppid() == 1) gp_worker_stop(w); /* orphaned: the death signal was missed */
+    if (w->cfg->max_worker_memory_mb && !w->stopping) check_memory(w);
     for (gp_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
         if (c->deadline <= w->now) gp_conn_on_timeout(c);
@@ -157,7 +191,6 @@ static int setup(gp_worker *w, const gp_worker_args *a)
     w->free_bufs = calloc(MAX_FREE_BUFS, sizeof *w->free_bufs);
     if (!w->free_bufs || gp_loop_init(&w->loop) < 0) return -1;
     update_date(w);
-    w->now = gp_now();
 
     /* QUIT must work even while the app is running Python: a plain handler. */
     struct sigaction sa = {.sa_handler = quit_now};
@@ -182,6 +215,15 @@ static int setup(gp_worker *w, const gp_worker_args *a)
 
     for (int i = 0; i < a->num_listeners; i++) {
         w->listeners[i].io.fd = a->listeners[i].fd;
+        if (w->listeners[i].io.fd < 0) { /* --reuse-port: a socket of our own */
+            char err[256];
+            gp_addr addr = a->listeners[i].addr;
+            w->listeners[i].io.fd = gp_listen_open(&addr, cfg->backlog, 1, err, sizeof err);
+            if (w->listeners[i].io.fd < 0) {
+                gp_error("%s", err);
+                return -1;
+            }
+        }
         w->listeners[i].io.cb = on_accept;
         w->listeners[i].addr = &a->listeners[i].addr;
         w->listeners[i].w = w;
@@ -211,17 +253,24 @@ int gp_worker_run(const gp_worker_args *a, const gp_app_ops *ops, void *app)
     w->ops = ops;
     w->app = app;
     w->slot = &a->scoreboard->slots[a->slot];
+    update_clock(w);
     if (setup(w, a) < 0) {
         gp_error("worker setup failed: %s", strerror(errno));
         return GP_EXIT_ERROR;
     }
+    if (a->cfg->max_requests) {
+        unsigned long j = a->cfg->max_requests_jitter;
+        srandom((unsigned)getpid() ^ (unsigned)w->now_ms);
+        w->max_requests = a->cfg->max_requests + (j ? (uint64_t)random() % (j + 1) : 0);
+    }
+    update_clock(w);
     atomic_store(&w->slot->state, GP_WS_IDLE);
     gp_info("worker %d ready", (int)getpid());
     while (!(w->stopping && w->num_conns == 0)) {
         if (ops->before_wait) ops->before_wait(app);
         gp_loop_wait(&w->loop, -1);
         if (ops->after_wait) ops->after_wait(app);
-        w->now = gp_now();
+        update_clock(w);
         gp_loop_dispatch(&w->loop);
         free_dead(w);
     }

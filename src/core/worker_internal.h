@@ -17,6 +17,7 @@
 #define GP_WRITE_TIMEOUT_S 60.0     /* a client must take some bytes within this */
 #define GP_LINGER_S 2.0             /* read and discard before closing, at most */
 #define GP_LINGER_MAX (1 << 20)
+#define GP_STOP_IDLE_S 1.0          /* on stop, idle keep-alive connections close after this */
 
 typedef struct gp_worker gp_worker;
 
@@ -99,6 +100,8 @@ struct gp_worker {
     int spare_fd;
     gp_slot *slot;
     double now;
+    uint64_t now_ms;
+    uint64_t max_requests;  /* this worker's --max-requests plus its jitter; 0: none */
     char date_line[48];     /* "Date: Thu, 26 Nov 2026 20:42:13 GMT\r\n" */
     size_t date_len;
     int access_fd;
@@ -115,5 +118,10 @@ void gp_conn_on_stop(gp_conn *c);
 char *gp_worker_buf_get(gp_worker *w);
 void gp_worker_buf_put(gp_worker *w, char *buf);
 double gp_now(void);
+/* Graceful stop: no more accepting; idle connections close soon, busy ones
+ * after their response. */
+void gp_worker_stop(gp_worker *w);
+/* The same, recording why for the master (enum gp_retire_reason). */
+void gp_worker_retire(gp_worker *w, int reason);
 
 #endif

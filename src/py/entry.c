@@ -1,19 +1,68 @@
-/* entry: the Python bridge's one exported function, looked up with dlsym by
- * the worker after fork. Living in its own shared object keeps libpython out
- * of the master's memory entirely. */
+/* entry: the Python bridge's exported functions, looked up with dlsym by the
+ * master (--preload only) and by each worker after fork. Living in its own
+ * shared object keeps libpython out of the master unless it is asked for. */
+#include <signal.h>
+
+#include "core/log.h"
 #include "core/master.h"
 #include "core/worker.h"
 #include "py/interp.h"
 #include "py/wsgi.h"
 
 int gp_py_worker_main(const gp_worker_args *args);
+int gp_py_preload(const gp_config *cfg);
+void gp_py_before_fork(void);
+void gp_py_after_fork_parent(void);
+
+static PyObject *preloaded_app;
+
+int gp_py_preload(const gp_config *cfg)
+{
+    int rc = gp_py_start(cfg);
+    if (rc) return rc;
+    preloaded_app = gp_py_load_app(cfg, NULL, &rc);
+    if (!preloaded_app) return rc;
+    gp_info("app %s preloaded in the master", cfg->app);
+    return 0;
+}
+
+void gp_py_before_fork(void)
+{
+    PyOS_BeforeFork();
+}
+
+void gp_py_after_fork_parent(void)
+{
+    PyOS_AfterFork_Parent();
+}
+
+/* A stuck worker's tracebacks, on the master's SIGUSR2, from a C signal
+ * handler that needs no GIL: faulthandler.register. */
+static void register_traceback_dump(void)
+{
+    PyObject *fh = PyImport_ImportModule("faulthandler");
+    PyObject *r = fh ? PyObject_CallMethod(fh, "register", "iOO", SIGUSR2, PySys_GetObject("stderr"), Py_True) : NULL;
+    if (!r) {
+        PyErr_Clear();
+        gp_warn("faulthandler unavailable: no tracebacks on timeout");
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(fh);
+}
 
 int gp_py_worker_main(const gp_worker_args *args)
 {
-    int rc = gp_py_start(args->cfg);
-    if (rc) return rc;
-    PyObject *app = gp_py_load_app(args->cfg, args->scoreboard, &rc);
-    if (!app) return rc;
+    int rc = 0;
+    PyObject *app;
+    if (preloaded_app) {
+        PyOS_AfterFork_Child();
+        app = preloaded_app;
+        Py_INCREF(app);
+    } else {
+        if ((rc = gp_py_start(args->cfg))) return rc;
+        if (!(app = gp_py_load_app(args->cfg, args->scoreboard, &rc))) return rc;
+    }
+    register_traceback_dump();
     gp_wsgi *w = gp_wsgi_new(app, args->cfg);
     Py_DECREF(app);
     if (!w) {

@@ -75,7 +75,7 @@ def raw(environ, start_response):
     path = environ["PATH_INFO"]
     q = qs(environ)
     inp = environ["wsgi.input"]
-    if path == "/env":
+    if path == "/env" or path.startswith("/env/"):
         return respond(start_response, json.dumps(describe_env(environ)).encode(), ctype="application/json")
     if path == "/pid":
         return respond(start_response, str(os.getpid()).encode())
