@@ -163,6 +163,34 @@ static void out_put(gp_conn *c, const void *p, size_t n)
 
 #define OUT_LIT(c, s) out_put(c, s, sizeof(s) - 1)
 
+/* Blocks the calling thread until fd is ready; the app's hook lets its other
+ * threads run meanwhile. Returns poll's result. */
+static int wait_fd(gp_conn *c, short events, int timeout_ms)
+{
+    const gp_app_ops *ops = c->w->ops;
+    struct pollfd p = {.fd = c->io.fd, .events = events};
+    int n;
+    if (ops->blocking) ops->blocking(c->w->app, 1);
+    do n = poll(&p, 1, timeout_ms);
+    while (n < 0 && errno == EINTR);
+    if (ops->blocking) ops->blocking(c->w->app, 0);
+    return n;
+}
+
+static int flush(gp_conn *c);
+
+/* flush, waiting for the socket as long as the client takes bytes. */
+static int flush_blocking(gp_conn *c)
+{
+    int r;
+    while ((r = flush(c)) == GP_AGAIN)
+        if (wait_fd(c, POLLOUT, (int)(GP_WRITE_TIMEOUT_S * 1000)) <= 0) {
+            c->broken = true;
+            return GP_ERROR;
+        }
+    return r;
+}
+
 /* Writes out, then pend, then the file, as far as the socket takes them. */
 static int flush(gp_conn *c)
 {
@@ -317,7 +345,8 @@ int gp_conn_head_add(gp_conn *c, const char *name, size_t name_len, const char *
 
 void gp_conn_head_set_length(gp_conn *c, uint64_t length)
 {
-    if (c->resp_has_length) return;
+    /* RFC 9110 8.6: no Content-Length on 1xx/204, and on 304 only the real one */
+    if (c->resp_has_length || status_has_no_body(c->status)) return;
     char num[24];
     int k = snprintf(num, sizeof num, "%llu", (unsigned long long)length);
     if (gp_conn_head_add(c, "Content-Length", 14, num, (size_t)k) == GP_OK) {
@@ -364,7 +393,7 @@ int gp_conn_head_end(gp_conn *c)
         else c->keep_alive = false; /* HTTP/1.0: the close delimits the body */
     }
     if (out_reserve(c, w->date_len + 64)) return GP_ERROR;
-    if (!c->has_date) out_put(c, w->date_line, w->date_len);
+    if (!c->has_date) out_put(c, w->date_lines[atomic_load_explicit(&w->date_idx, memory_order_acquire)], w->date_len);
     if (!c->has_server) OUT_LIT(c, "Server: gallop\r\n");
     if (c->chunked_out) OUT_LIT(c, "Transfer-Encoding: chunked\r\n");
     if (!c->keep_alive) OUT_LIT(c, "Connection: close\r\n");
@@ -427,22 +456,13 @@ int gp_conn_write(gp_conn *c, const void *data, size_t len)
     }
     c->pend = data;
     c->pend_len = len;
-    return flush(c);
+    return c->blocking ? flush_blocking(c) : flush(c);
 }
 
 int gp_conn_write_all(gp_conn *c, const void *data, size_t len)
 {
     int r = gp_conn_write(c, data, len);
-    while (r == GP_AGAIN) {
-        struct pollfd p = {.fd = c->io.fd, .events = POLLOUT};
-        int n = poll(&p, 1, (int)(GP_WRITE_TIMEOUT_S * 1000));
-        if (n == 0) {
-            c->broken = true;
-            return GP_ERROR;
-        }
-        r = flush(c);
-    }
-    return r;
+    return r == GP_AGAIN ? flush_blocking(c) : r;
 }
 
 int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len)
@@ -458,7 +478,7 @@ int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len)
     c->file_fd = fd;
     c->file_off = offset;
     c->file_left = len;
-    return flush(c);
+    return c->blocking ? flush_blocking(c) : flush(c);
 }
 
 void gp_conn_end_response(gp_conn *c)
@@ -512,14 +532,10 @@ static ssize_t body_fail(gp_conn *c, int code, int status)
     return code;
 }
 
-/* Waits for input; the caller holds no lock we know of (the bridge dropped
- * the GIL). Returns 1 when readable, or a GP_BODY_* code. */
+/* Waits for input. Returns 1 when readable, or a GP_BODY_* code. */
 static int wait_readable(gp_conn *c)
 {
-    struct pollfd p = {.fd = c->io.fd, .events = POLLIN};
-    int n;
-    do n = poll(&p, 1, GP_BODY_TIMEOUT_MS);
-    while (n < 0 && errno == EINTR);
+    int n = wait_fd(c, POLLIN, GP_BODY_TIMEOUT_MS);
     if (n == 0) return GP_BODY_TIMEOUT;
     return n < 0 ? GP_BODY_CLOSED : 1;
 }
@@ -661,6 +677,8 @@ static void write_access_log(gp_conn *c)
     (void)r;
 }
 
+static void serve_buffered(gp_conn *c);
+
 static void watch(gp_conn *c, uint32_t events)
 {
     if (gp_loop_watch(&c->w->loop, &c->io, events) < 0) gp_conn_close(c);
@@ -763,6 +781,12 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         reject(c, 413);
         return;
     }
+    if (w->pool) {
+        c->state = CS_THREAD;
+        watch(c, 0);
+        if (!c->dead) gp_pool_submit(w, c);
+        return;
+    }
     c->state = CS_APP_WAIT; /* the app owns the response from here */
     gp_slot_request_begin(w->slot, w->now_ms, req->method, req->method_len, req->target, req->target_len);
     gp_app_status st = w->ops->start(w->app, c, req);
@@ -770,6 +794,41 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
     atomic_store_explicit(&w->slot->req_start_ms, 0, memory_order_relaxed);
     atomic_store_explicit(&w->slot->state, GP_WS_IDLE, memory_order_relaxed);
     after_app(c, st);
+}
+
+/* On a request thread: the head is parsed again into this thread's array
+ * (the loop's is shared), the app runs with blocking writes, and the
+ * connection goes back to the loop through gp_conn_thread_done. */
+void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers)
+{
+    gp_worker *w = c->w;
+    gp_http_request req;
+    req.headers = headers;
+    req.num_headers = w->cfg->limit_request_fields;
+    if (gp_http_parse_request(c->buf, c->head_len, &req, &w->limits) != (int)c->head_len) {
+        gp_conn_send_error(c, 500, 1);
+    } else {
+        pthread_mutex_lock(&w->mu);
+        gp_slot_request_begin(w->slot, w->now_ms, req.method, req.method_len, req.target, req.target_len);
+        pthread_mutex_unlock(&w->mu);
+        c->blocking = true;
+        w->ops->start(w->app, c, &req);
+        if (!c->resp_ended) gp_conn_send_error(c, 500, 0);
+    }
+    if (!c->broken) flush_blocking(c);
+    c->blocking = false;
+}
+
+/* Back on the loop's thread after a request thread finished with c. */
+void gp_conn_thread_done(gp_conn *c)
+{
+    c->state = CS_FLUSH;
+    if (c->broken) {
+        gp_conn_close(c);
+        return;
+    }
+    response_complete(c);
+    if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
 }
 
 /* Parses and serves every complete head in the buffer, in order. */
@@ -865,6 +924,8 @@ void gp_conn_on_event(gp_io *io, uint32_t events)
     case CS_LINGER:
         discard_input(c);
         break;
+    case CS_THREAD:
+        break;
     }
 }
 
@@ -882,6 +943,7 @@ void gp_conn_on_timeout(gp_conn *c)
  * that request on the wire: reloads under load then lose nothing. */
 void gp_conn_on_stop(gp_conn *c)
 {
+    if (c->state == CS_THREAD) return; /* its thread sees w->stopping */
     c->keep_alive = false;
     if (c->state == CS_HEAD && c->len == 0 && c->deadline > c->w->now + GP_STOP_IDLE_S)
         c->deadline = c->w->now + GP_STOP_IDLE_S;

@@ -37,6 +37,13 @@ typedef struct {
     /* Around the loop's wait, so the app's threads can run (the GIL). */
     void (*before_wait)(void *app);
     void (*after_wait)(void *app);
+    /* Around any wait that blocks the calling thread inside start or resume
+     * (a body read, a blocking write): entering 1, then 0. */
+    void (*blocking)(void *app, int entering);
+    /* With request threads (--threads): called once in each thread before its
+     * first request; start is then called on those threads, never on the
+     * loop's, and its writes block instead of returning GP_AGAIN. */
+    void (*thread_init)(void *app);
 } gp_app_ops;
 
 /* Per-connection slot for the bridge's state of the response in progress. */

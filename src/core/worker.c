@@ -6,6 +6,7 @@
 #include "core/worker.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -38,14 +40,131 @@ static void update_clock(gp_worker *w)
 
 char *gp_worker_buf_get(gp_worker *w)
 {
-    if (w->num_free_bufs) return w->free_bufs[--w->num_free_bufs];
-    return malloc(GP_IO_BUF_SIZE);
+    char *b = NULL;
+    if (w->pool) pthread_mutex_lock(&w->mu);
+    if (w->num_free_bufs) b = w->free_bufs[--w->num_free_bufs];
+    if (w->pool) pthread_mutex_unlock(&w->mu);
+    return b ? b : malloc(GP_IO_BUF_SIZE);
 }
 
 void gp_worker_buf_put(gp_worker *w, char *buf)
 {
-    if (w->num_free_bufs < MAX_FREE_BUFS) w->free_bufs[w->num_free_bufs++] = buf;
-    else free(buf);
+    if (w->pool) pthread_mutex_lock(&w->mu);
+    if (w->num_free_bufs < MAX_FREE_BUFS) w->free_bufs[w->num_free_bufs++] = buf, buf = NULL;
+    if (w->pool) pthread_mutex_unlock(&w->mu);
+    free(buf);
+}
+
+/* ---- request threads (--threads) --------------------------------------------
+ * The loop thread parses heads and queues complete requests; each request
+ * thread runs one at a time and hands the connection back through an
+ * eventfd. The loop stops accepting while every thread is taken, so one
+ * worker does not hoard connections that idle workers could serve. */
+
+struct gp_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    gp_conn *jobs, *jobs_tail, *done;
+    int threads, busy; /* busy: queued or running */
+    gp_io done_io;     /* eventfd */
+    bool accept_paused;
+    gp_worker *w;
+};
+
+static void set_accepting(gp_worker *w, bool on)
+{
+    for (int i = 0; i < w->num_listeners; i++)
+        if (w->listeners[i].io.fd >= 0) gp_loop_watch(&w->loop, &w->listeners[i].io, on ? EPOLLIN | EPOLLEXCLUSIVE : 0);
+}
+
+void gp_pool_submit(gp_worker *w, gp_conn *c)
+{
+    struct gp_pool *p = w->pool;
+    pthread_mutex_lock(&p->mu);
+    c->qnext = NULL;
+    if (p->jobs_tail) p->jobs_tail->qnext = c;
+    else p->jobs = c;
+    p->jobs_tail = c;
+    p->busy++;
+    bool full = p->busy >= p->threads;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    if (full && !p->accept_paused && !w->stopping) {
+        p->accept_paused = true;
+        set_accepting(w, false);
+    }
+}
+
+static void *pool_thread(void *arg)
+{
+    struct gp_pool *p = arg;
+    gp_worker *w = p->w;
+    gp_http_header *headers = calloc(GP_HTTP_MAX_HEADERS, sizeof *headers);
+    if (w->ops->thread_init) w->ops->thread_init(w->app);
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (!p->jobs) pthread_cond_wait(&p->cv, &p->mu);
+        gp_conn *c = p->jobs;
+        p->jobs = c->qnext;
+        if (!p->jobs) p->jobs_tail = NULL;
+        pthread_mutex_unlock(&p->mu);
+
+        gp_conn_run_in_thread(c, headers);
+
+        pthread_mutex_lock(&p->mu);
+        c->qnext = p->done;
+        p->done = c;
+        pthread_mutex_unlock(&p->mu);
+        uint64_t one = 1;
+        ssize_t r = write(p->done_io.fd, &one, sizeof one);
+        (void)r;
+    }
+    return NULL;
+}
+
+static void on_pool_done(gp_io *io, uint32_t events)
+{
+    struct gp_pool *p = (struct gp_pool *)((char *)io - offsetof(struct gp_pool, done_io));
+    gp_worker *w = p->w;
+    uint64_t n;
+    ssize_t r = read(io->fd, &n, sizeof n);
+    (void)r;
+    pthread_mutex_lock(&p->mu);
+    gp_conn *done = p->done;
+    p->done = NULL;
+    for (gp_conn *c = done; c; c = c->qnext) p->busy--;
+    bool room = p->busy < p->threads;
+    pthread_mutex_unlock(&p->mu);
+    while (done) {
+        gp_conn *c = done;
+        done = c->qnext;
+        gp_conn_thread_done(c);
+    }
+    if (room && p->accept_paused && !w->stopping) {
+        p->accept_paused = false;
+        set_accepting(w, true);
+    }
+}
+
+static int pool_start(gp_worker *w, int threads)
+{
+    struct gp_pool *p = calloc(1, sizeof *p);
+    if (!p) return -1;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    pthread_mutex_init(&w->mu, NULL);
+    p->threads = threads;
+    p->w = w;
+    p->done_io.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    p->done_io.cb = on_pool_done;
+    if (p->done_io.fd < 0 || gp_loop_watch(&w->loop, &p->done_io, EPOLLIN) < 0) return -1;
+    w->pool = p;
+    for (int i = 0; i < threads; i++) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, pool_thread, p) != 0) return -1;
+        pthread_detach(t);
+    }
+    return 0;
 }
 
 static void update_date(gp_worker *w)
@@ -53,7 +172,9 @@ static void update_date(gp_worker *w)
     time_t t = time(NULL);
     struct tm tm;
     gmtime_r(&t, &tm);
-    w->date_len = strftime(w->date_line, sizeof w->date_line, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    int next = !atomic_load_explicit(&w->date_idx, memory_order_relaxed);
+    w->date_len = strftime(w->date_lines[next], sizeof w->date_lines[next], "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    atomic_store_explicit(&w->date_idx, next, memory_order_release);
 }
 
 static void stop_accepting(gp_worker *w)
@@ -168,7 +289,7 @@ static void on_tick(gp_io *io, uint32_t events)
     if (w->cfg->max_worker_memory_mb && !w->stopping) check_memory(w);
     for (gp_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
-        if (c->deadline <= w->now) gp_conn_on_timeout(c);
+        if (c->deadline <= w->now && c->state != CS_THREAD) gp_conn_on_timeout(c);
     }
 }
 
@@ -263,6 +384,10 @@ int gp_worker_run(const gp_worker_args *a, const gp_app_ops *ops, void *app)
         unsigned long j = a->cfg->max_requests_jitter;
         srandom((unsigned)getpid() ^ (unsigned)w->now_ms);
         w->max_requests = a->cfg->max_requests + (j ? (uint64_t)random() % (j + 1) : 0);
+    }
+    if (a->cfg->threads > 1 && pool_start(w, a->cfg->threads) < 0) {
+        gp_error("cannot start %d request threads: %s", a->cfg->threads, strerror(errno));
+        return GP_EXIT_BOOT_ERROR;
     }
     update_clock(w);
     atomic_store(&w->slot->state, GP_WS_IDLE);

@@ -4,6 +4,8 @@
 #define GP_WORKER_INTERNAL_H
 
 #include <stdbool.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "core/config.h"
@@ -26,14 +28,17 @@ enum gp_conn_state {
     CS_APP_WAIT,  /* app response pending on a full socket */
     CS_FLUSH,     /* response ended, output still draining */
     CS_LINGER,    /* shut down for writing, discarding input until EOF */
+    CS_THREAD,    /* handed to a request thread: the loop does not touch it */
 };
 
 struct gp_conn {
     gp_io io; /* first member: the loop hands us back this pointer */
     gp_worker *w;
     gp_conn *prev, *next;
+    gp_conn *qnext;    /* request-thread queues */
     enum gp_conn_state state;
     bool dead;         /* closed this turn; freed after the batch */
+    bool blocking;     /* on a request thread: writes wait instead of GP_AGAIN */
     bool keep_alive;
     bool broken;       /* the peer is gone or the stream is unusable */
     double deadline;   /* monotonic seconds */
@@ -102,13 +107,20 @@ struct gp_worker {
     double now;
     uint64_t now_ms;
     uint64_t max_requests;  /* this worker's --max-requests plus its jitter; 0: none */
-    char date_line[48];     /* "Date: Thu, 26 Nov 2026 20:42:13 GMT\r\n" */
+    char date_lines[2][48]; /* "Date: Thu, 26 Nov 2026 20:42:13 GMT\r\n", double-buffered */
+    atomic_int date_idx;    /* for request threads that read it while the loop ticks */
     size_t date_len;
+    struct gp_pool *pool;   /* request threads; NULL without --threads */
+    pthread_mutex_t mu;     /* with request threads: buffer free list, slot text */
     int access_fd;
     gp_http_header headers[GP_HTTP_MAX_HEADERS];
 };
 
 /* conn.c, for worker.c */
+void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers);
+void gp_conn_thread_done(gp_conn *c);
+/* worker.c, for conn.c */
+void gp_pool_submit(gp_worker *w, gp_conn *c);
 gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_storage *peer,
                      socklen_t peer_len);
 void gp_conn_close(gp_conn *c);

@@ -69,7 +69,12 @@ int gp_py_worker_main(const gp_worker_args *args)
         PyErr_Print();
         return GP_EXIT_BOOT_ERROR;
     }
-    rc = gp_worker_run(args, &gp_wsgi_ops, w);
+    if (args->cfg->threads > 1) {
+        PyEval_SaveThread(); /* the loop's thread never runs Python again */
+        rc = gp_worker_run(args, &gp_wsgi_threaded_ops, w);
+    } else {
+        rc = gp_worker_run(args, &gp_wsgi_ops, w);
+    }
     fflush(NULL);
     return rc;
 }

@@ -82,18 +82,12 @@ static gp_conn *input_conn(Input *in)
     return in->req ? in->req->conn : NULL;
 }
 
-/* Reads up to n body bytes into dst, dropping the GIL when it may block.
- * Returns bytes read, 0 at the end, -1 with an exception set. */
+/* Reads up to n body bytes into dst (the core drops the GIL through the
+ * blocking hook if it has to wait). Returns bytes read, 0 at the end, -1 with
+ * an exception set. */
 static ssize_t body_read(gp_conn *c, char *dst, size_t n)
 {
-    ssize_t r;
-    if (gp_conn_body_would_block(c)) {
-        Py_BEGIN_ALLOW_THREADS
-        r = gp_conn_body_read(c, dst, n);
-        Py_END_ALLOW_THREADS
-    } else {
-        r = gp_conn_body_read(c, dst, n);
-    }
+    ssize_t r = gp_conn_body_read(c, dst, n);
     if (r >= 0) return r;
     switch (r) {
     case GP_BODY_TOO_LARGE: PyErr_SetString(PyExc_OSError, "request body too large"); break;
@@ -469,9 +463,7 @@ static PyObject *Request_write(Request *r, PyObject *data)
     int rc = 0;
     if (!gp_conn_head_sent(r->conn)) rc = send_head(r, -1);
     if (rc == 0) {
-        Py_BEGIN_ALLOW_THREADS
         rc = gp_conn_write_all(r->conn, view.buf, (size_t)view.len);
-        Py_END_ALLOW_THREADS
         if (rc != GP_OK) PyErr_SetString(PyExc_OSError, "client disconnected");
     }
     PyBuffer_Release(&view);
@@ -916,12 +908,49 @@ static void wsgi_after_wait(void *app)
     PyEval_RestoreThread(w->ts);
 }
 
+/* The thread state of the calling thread while it waits without the GIL. */
+static __thread PyThreadState *waiting_ts;
+
+static void wsgi_blocking(void *app, int entering)
+{
+    if (entering) waiting_ts = PyEval_SaveThread();
+    else PyEval_RestoreThread(waiting_ts);
+}
+
 const gp_app_ops gp_wsgi_ops = {
     .start = wsgi_start,
     .resume = wsgi_resume,
     .abort = wsgi_abort,
     .before_wait = wsgi_before_wait,
     .after_wait = wsgi_after_wait,
+    .blocking = wsgi_blocking,
+};
+
+/* --threads: each request thread keeps one thread state for its lifetime
+ * (so threading.local and the like survive between requests) and holds the
+ * GIL only while the app runs. */
+static __thread PyThreadState *request_thread_ts;
+
+static void wsgi_thread_init(void *app)
+{
+    PyGILState_Ensure();
+    request_thread_ts = PyEval_SaveThread();
+}
+
+static gp_app_status wsgi_start_threaded(void *app, gp_conn *c, const gp_http_request *req)
+{
+    PyEval_RestoreThread(request_thread_ts);
+    gp_app_status st = wsgi_start(app, c, req);
+    request_thread_ts = PyEval_SaveThread();
+    return st;
+}
+
+const gp_app_ops gp_wsgi_threaded_ops = {
+    .start = wsgi_start_threaded,
+    .resume = wsgi_resume,
+    .abort = wsgi_abort,
+    .blocking = wsgi_blocking,
+    .thread_init = wsgi_thread_init,
 };
 
 gp_wsgi *gp_wsgi_new(PyObject *app, const gp_config *cfg)
@@ -971,7 +1000,7 @@ gp_wsgi *gp_wsgi_new(PyObject *app, const gp_config *cfg)
     PyObject *scheme = intern("http"), *software = intern("gallop");
     bad = bad || PyDict_SetItemString(env, "wsgi.url_scheme", scheme) < 0 ||
           PyDict_SetItemString(env, "wsgi.errors", errors) < 0 ||
-          PyDict_SetItemString(env, "wsgi.multithread", Py_False) < 0 ||
+          PyDict_SetItemString(env, "wsgi.multithread", cfg->threads > 1 ? Py_True : Py_False) < 0 ||
           PyDict_SetItemString(env, "wsgi.multiprocess", Py_True) < 0 ||
           PyDict_SetItemString(env, "wsgi.run_once", Py_False) < 0 ||
           PyDict_SetItemString(env, "wsgi.input_terminated", Py_True) < 0 ||

@@ -14,7 +14,8 @@
 
 typedef struct gp_wsgi gp_wsgi;
 
-extern const gp_app_ops gp_wsgi_ops;
+extern const gp_app_ops gp_wsgi_ops;          /* one request at a time, on the loop's thread */
+extern const gp_app_ops gp_wsgi_threaded_ops; /* --threads: requests on their own threads */
 
 /* Takes a new reference to app. Returns NULL with a Python error set. */
 gp_wsgi *gp_wsgi_new(PyObject *app, const gp_config *cfg);

@@ -363,3 +363,72 @@ def test_not_callable(tmp_path):
     r = run_gallop(["--bind", "127.0.0.1:%d" % free_port(), "--workers", "1", "--chdir", APPS, "basic:not_callable"])
     assert r.returncode == 4
     assert r.stderr.count("gallop: error:") == 1 and "not callable" in r.stderr
+
+
+@pytest.mark.parametrize("n", [-1, 1, 7, 100, 5000, 70000])
+@pytest.mark.parametrize("how", ["readline", "read"])
+def test_input_matches_bytesio(raw, n, how):
+    import io
+    import random
+    rnd = random.Random(n)
+    # lines of very different lengths, some longer than any internal buffer
+    lines = []
+    for i in range(300):
+        k = rnd.choice([0, 1, 5, 80, 4000, 20000, 150000]) if i % 50 else 300000
+        lines.append(bytes([65 + i % 26]) * k + b"\n")
+    body = b"".join(lines) + b"tail-without-newline"
+    expect = []
+    f = io.BytesIO(body)
+    while True:
+        b = f.readline(n) if how == "readline" else f.read(n)
+        expect.append([len(b), zlib.crc32(b)])
+        if not b:
+            break
+    for chunked in (False, True):
+        with conn(raw, timeout=30) as s:
+            te = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(body)
+            s.sendall(b"POST /linesig?n=%d&how=%s HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n" % (n, how.encode(), te))
+            if chunked:
+                for i in range(0, len(body), 33333):
+                    p = body[i:i + 33333]
+                    s.sendall(b"%x\r\n%s\r\n" % (len(p), p))
+                s.sendall(b"0\r\n\r\n")
+            else:
+                s.sendall(body)
+            st, _, out, _ = read_response(s, timeout=30)
+        assert st == 200
+        assert json.loads(out) == expect
+
+
+@pytest.mark.parametrize("kind", ["str", "none", "nostart", "badcl", "unicode"])
+def test_invalid_app_results_give_500(raw, kind):
+    with conn(raw) as s:
+        s.sendall(b"GET /misc?kind=%s HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+                  % kind.encode())
+        st, _, body, rest = read_response(s)
+        assert st == 500
+        assert b"before start_response" not in body
+        st, _, body, rest = read_response(s, rest)
+        assert body == b"hello /next"
+
+
+def test_body_longer_than_content_length_is_cut(raw):
+    with conn(raw) as s:
+        s.sendall(b"GET /misc?kind=longbody HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = recv_all(s, 5)
+    # never more bytes than promised on the wire: the client would read "def" as the next response
+    assert data.startswith(b"HTTP/1.1 200") and data.split(b"\r\n\r\n", 1)[1].startswith(b"abc")
+    assert b"def" not in data
+
+
+@pytest.mark.parametrize("kind", ["204", "304"])
+def test_no_content_length_on_204_304(raw, kind):
+    with conn(raw) as s:
+        s.sendall(b"GET /misc?kind=%s HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+                  % kind.encode())
+        st, hdrs, body, rest = read_response(s)
+        assert st == int(kind)
+        h = dict(hdrs)
+        assert "content-length" not in h and "transfer-encoding" not in h, h
+        st, _, body, rest = read_response(s, rest)
+        assert body == b"hello /next"

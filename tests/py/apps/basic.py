@@ -120,6 +120,38 @@ def raw(environ, start_response):
         tail = inp.read(5) + inp.readline()
         return respond(start_response, json.dumps({"parts": out, "tail": tail.decode()}).encode(),
                        ctype="application/json")
+    if path == "/linesig":  # a signature of readline(n) / read(n) results, to compare with io.BytesIO
+        n = int(q.get("n", "-1"))
+        how = q.get("how", "readline")
+        sig = []
+        while True:
+            b = inp.readline(n) if how == "readline" else inp.read(n)
+            sig.append([len(b), zlib.crc32(b)])
+            if not b:
+                break
+        return respond(start_response, json.dumps(sig).encode(), ctype="application/json")
+    if path == "/misc":
+        kind = q.get("kind")
+        if kind == "str":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return ["not bytes"]
+        if kind == "none":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return None
+        if kind == "nostart":
+            return [b"body before start_response"]
+        if kind == "badcl":
+            start_response("200 OK", [("Content-Length", "abc")])
+            return [b"x"]
+        if kind == "unicode":
+            start_response("200 OK", [("X-U", "\u20ac")])
+            return [b"x"]
+        if kind == "longbody":
+            start_response("200 OK", [("Content-Length", "3")])
+            return [b"abc", b"def"]
+        if kind in ("204", "304"):
+            start_response("204 No Content" if kind == "204" else "304 Not Modified", [("ETag", '"e"')])
+            return []
     if path == "/upload":  # streamed: 64 KiB pieces
         crc = 0
         total = 0
