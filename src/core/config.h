@@ -56,6 +56,7 @@ typedef struct {
     const char *user, *group;              /* workers switch to these after fork */
     int umask;                             /* -1: leave as is */
     char **argv;                           /* for USR2: re-executing ourselves */
+    int limit_concurrency;                 /* async apps: 503 past this many in progress; 0: none */
 } gp_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed and

@@ -47,13 +47,7 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     if (c) w->free_conns = c->next;
     else if (!(c = malloc(sizeof *c))) return NULL;
     memset(c, 0, sizeof *c);
-    c->buf = gp_worker_buf_get(w);
-    if (!c->buf) {
-        free(c);
-        return NULL;
-    }
-    c->cap = GP_IO_BUF_SIZE;
-    c->io.fd = fd;
+    c->io.fd = fd; /* the read buffer comes with the first bytes: idle costs no buffer */
     c->io.cb = gp_conn_on_event;
     c->w = w;
     c->listener = listener;
@@ -63,7 +57,6 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     c->state = CS_HEAD;
     c->deadline = w->now + w->cfg->keep_alive;
     if (gp_loop_watch(&w->loop, &c->io, EPOLLIN) < 0) {
-        gp_worker_buf_put(w, c->buf);
         free(c);
         return NULL;
     }
@@ -89,7 +82,8 @@ void gp_conn_close(gp_conn *c)
 {
     gp_worker *w = c->w;
     if (c->dead) return;
-    if (c->state == CS_APP_WAIT && w->ops->abort) w->ops->abort(w->app, c);
+    if ((c->state == CS_APP_WAIT || c->state == CS_ASYNC) && w->ops->abort) w->ops->abort(w->app, c);
+    if (c->state == CS_ASYNC) w->active_async--;
     c->dead = true;
     gp_loop_watch(&w->loop, &c->io, 0);
     close(c->io.fd);
@@ -244,6 +238,18 @@ static int flush(gp_conn *c)
     }
 }
 
+static void async_rewatch(gp_conn *c);
+
+/* After queueing output: a request thread waits for the socket; an async app
+ * is told through resume once it drained. */
+static int finish_write(gp_conn *c)
+{
+    if (c->blocking) return flush_blocking(c);
+    int r = flush(c);
+    if (r == GP_AGAIN && c->state == CS_ASYNC) async_rewatch(c);
+    return r;
+}
+
 static int status_has_no_body(int status)
 {
     return status < 200 || status == 204 || status == 304;
@@ -368,7 +374,7 @@ static void settle_request_body(gp_conn *c)
             c->body_done = true;
             return;
         }
-    } else if (c->body_kind == GP_HTTP_BODY_CHUNKED) {
+    } else if (c->body_kind == GP_HTTP_BODY_CHUNKED && c->len > c->rpos) {
         size_t used, outn = c->len - c->rpos;
         int r = gp_chunked_decode(&c->chunked, c->buf + c->rpos, c->len - c->rpos, &used,
                                   c->buf + c->rpos, &outn);
@@ -456,7 +462,7 @@ int gp_conn_write(gp_conn *c, const void *data, size_t len)
     }
     c->pend = data;
     c->pend_len = len;
-    return c->blocking ? flush_blocking(c) : flush(c);
+    return finish_write(c);
 }
 
 int gp_conn_write_all(gp_conn *c, const void *data, size_t len)
@@ -478,7 +484,7 @@ int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len)
     c->file_fd = fd;
     c->file_off = offset;
     c->file_left = len;
-    return c->blocking ? flush_blocking(c) : flush(c);
+    return finish_write(c);
 }
 
 void gp_conn_end_response(gp_conn *c)
@@ -719,6 +725,7 @@ static void response_complete(gp_conn *c)
     if (rest && c->rpos) memmove(c->buf, c->buf + c->rpos, rest);
     c->len = rest;
     c->rpos = c->head_len = 0;
+    if (!rest) release_buffer(w, &c->buf, &c->cap);
     c->state = CS_HEAD;
     c->deadline = w->now + (rest ? GP_HEAD_TIMEOUT_S : w->cfg->keep_alive);
     watch(c, EPOLLIN);
@@ -728,6 +735,13 @@ static void response_complete(gp_conn *c)
 static void after_app(gp_conn *c, gp_app_status st)
 {
     if (c->dead) return;
+    if (st == GP_APP_ASYNC) {
+        c->state = CS_ASYNC;
+        c->w->active_async++;
+        c->deadline = c->w->now + 1e9; /* the app decides how long it takes */
+        async_rewatch(c);
+        return;
+    }
     if (st == GP_APP_PENDING && !c->broken) {
         c->state = CS_APP_WAIT;
         watch(c, EPOLLOUT);
@@ -779,6 +793,10 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
     if (w->cfg->limit_request_body && req->body == GP_HTTP_BODY_LENGTH &&
         req->content_length > w->cfg->limit_request_body) {
         reject(c, 413);
+        return;
+    }
+    if (w->cfg->limit_concurrency && w->active_async >= w->cfg->limit_concurrency) {
+        reject(c, 503);
         return;
     }
     if (w->pool) {
@@ -853,9 +871,23 @@ static void serve_buffered(gp_conn *c)
     }
 }
 
+/* Gets a read buffer for a connection that has none. */
+static int ensure_buffer(gp_conn *c)
+{
+    if (c->buf) return 0;
+    if (!(c->buf = gp_worker_buf_get(c->w))) return -1;
+    c->cap = GP_IO_BUF_SIZE;
+    c->len = c->rpos = c->head_len = 0;
+    return 0;
+}
+
 static void read_head(gp_conn *c)
 {
     gp_worker *w = c->w;
+    if (ensure_buffer(c) < 0) {
+        gp_conn_close(c);
+        return;
+    }
     if (c->len == c->cap) {
         size_t want = c->cap * 2 > w->head_cap ? w->head_cap : c->cap * 2;
         if (want <= c->cap) {
@@ -892,6 +924,117 @@ static void discard_input(gp_conn *c)
     if (n <= 0 || c->body_total > GP_LINGER_MAX) gp_conn_close(c);
 }
 
+/* ---- apps that run as tasks on another loop (ASGI) ------------------------ */
+
+static bool output_pending(const gp_conn *c)
+{
+    return c->out_len > c->out_pos || c->pend_len || c->file_left || c->pend_crlf;
+}
+
+static void async_rewatch(gp_conn *c)
+{
+    uint32_t ev = 0;
+    if (c->want_input && !c->peer_gone && (!c->buf || c->len < c->cap)) ev |= EPOLLIN;
+    if (output_pending(c) && !c->broken) ev |= EPOLLOUT;
+    if (gp_loop_watch(&c->w->loop, &c->io, ev) < 0) c->peer_gone = c->broken = true;
+}
+
+static void on_async_event(gp_conn *c, uint32_t events)
+{
+    gp_worker *w = c->w;
+    if (events & EPOLLOUT) {
+        int r = flush(c);
+        if (r == GP_AGAIN) return;
+        if (r == GP_ERROR) c->peer_gone = true;
+        async_rewatch(c);
+        w->ops->resume(w->app, c);
+        if (c->dead || c->state != CS_ASYNC) goto next;
+    }
+    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && c->want_input && !c->peer_gone) {
+        if (ensure_buffer(c) < 0) {
+            c->peer_gone = true;
+        } else if (c->len < c->cap) {
+            ssize_t n = recv(c->io.fd, c->buf + c->len, c->cap - c->len, 0);
+            if (n > 0) c->len += (size_t)n;
+            else if (n == 0 || (errno != EAGAIN && errno != EINTR)) c->peer_gone = true;
+        }
+        async_rewatch(c);
+        w->ops->readable(w->app, c);
+    }
+next:
+    if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
+}
+
+void gp_conn_wait_input(gp_conn *c, int on)
+{
+    c->want_input = on;
+    if (c->state == CS_ASYNC) async_rewatch(c);
+}
+
+int gp_conn_peer_gone(gp_conn *c)
+{
+    return c->peer_gone || c->broken;
+}
+
+void gp_conn_app_done(gp_conn *c)
+{
+    if (c->dead || c->state != CS_ASYNC) return;
+    c->w->active_async--;
+    c->want_input = false;
+    c->state = CS_FLUSH;
+    if (c->peer_gone) c->broken = true;
+    after_app(c, GP_APP_DONE);
+    if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
+}
+
+ssize_t gp_conn_body_read_nb(gp_conn *c, char *dst, size_t n)
+{
+    if (c->body_done || n == 0) return 0;
+    if (c->expect_continue && !c->continue_sent && c->rpos == c->len) send_continue(c);
+    if (c->body_kind == GP_HTTP_BODY_LENGTH) {
+        if (n > c->body_left) n = (size_t)c->body_left;
+        size_t avail = c->len - c->rpos;
+        ssize_t got;
+        if (avail) {
+            got = (ssize_t)(avail < n ? avail : n);
+            memcpy(dst, c->buf + c->rpos, (size_t)got);
+            c->rpos += (size_t)got;
+        } else {
+            got = recv(c->io.fd, dst, n, 0);
+            if (got < 0 && (errno == EAGAIN || errno == EINTR)) return GP_BODY_AGAIN;
+            if (got <= 0) {
+                c->peer_gone = true;
+                return body_fail(c, GP_BODY_CLOSED, 400);
+            }
+        }
+        c->body_left -= (uint64_t)got;
+        if (c->body_left == 0) c->body_done = true;
+        return check_body_limit(c, (size_t)got);
+    }
+    for (;;) {
+        size_t used = 0, outn = n;
+        int r = c->len > c->rpos ? gp_chunked_decode(&c->chunked, c->buf + c->rpos, c->len - c->rpos, &used, dst, &outn)
+                                 : (outn = 0, GP_CHUNKED_MORE);
+        c->rpos += used;
+        if (r == GP_CHUNKED_ERROR) return body_fail(c, GP_BODY_BAD, 400);
+        if (r == GP_CHUNKED_DONE) c->body_done = true;
+        if (outn || c->body_done) return check_body_limit(c, outn);
+        if (c->rpos == c->len) c->rpos = c->len = c->head_len = 0;
+        if (c->len == c->cap) {
+            memmove(c->buf, c->buf + c->rpos, c->len - c->rpos);
+            c->len -= c->rpos;
+            c->rpos = c->head_len = 0;
+        }
+        ssize_t got = recv(c->io.fd, c->buf + c->len, c->cap - c->len, 0);
+        if (got < 0 && (errno == EAGAIN || errno == EINTR)) return GP_BODY_AGAIN;
+        if (got <= 0) {
+            c->peer_gone = true;
+            return body_fail(c, GP_BODY_CLOSED, 400);
+        }
+        c->len += (size_t)got;
+    }
+}
+
 void gp_conn_on_event(gp_io *io, uint32_t events)
 {
     gp_conn *c = (gp_conn *)io;
@@ -925,6 +1068,9 @@ void gp_conn_on_event(gp_io *io, uint32_t events)
         discard_input(c);
         break;
     case CS_THREAD:
+        break;
+    case CS_ASYNC:
+        on_async_event(c, events);
         break;
     }
 }

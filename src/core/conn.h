@@ -24,13 +24,16 @@ enum { GP_OK = 0, GP_AGAIN = 1, GP_ERROR = -1 };
 typedef enum {
     GP_APP_DONE,    /* the response was ended (gp_conn_end_response) or abandoned */
     GP_APP_PENDING, /* a write returned GP_AGAIN: call resume once the socket drained */
+    GP_APP_ASYNC,   /* the app runs on after start returns (a task on another loop); it
+                       ends with gp_conn_app_done, or the core calls abort */
 } gp_app_status;
 
 typedef struct {
     /* A request head arrived. req points into the connection's buffer and is
      * valid only during this call. */
     gp_app_status (*start)(void *app, gp_conn *c, const gp_http_request *req);
-    /* The socket drained after GP_APP_PENDING: produce more of the response. */
+    /* The socket drained after GP_APP_PENDING, or after a GP_AGAIN write of
+     * an async app: produce more of the response. */
     gp_app_status (*resume)(void *app, gp_conn *c);
     /* The connection died while the app's response was pending: release it. */
     void (*abort)(void *app, gp_conn *c);
@@ -44,6 +47,8 @@ typedef struct {
      * first request; start is then called on those threads, never on the
      * loop's, and its writes block instead of returning GP_AGAIN. */
     void (*thread_init)(void *app);
+    /* Async apps: input arrived (or the peer left) after gp_conn_wait_input. */
+    void (*readable)(void *app, gp_conn *c);
 } gp_app_ops;
 
 /* Per-connection slot for the bridge's state of the response in progress. */
@@ -58,7 +63,8 @@ const gp_addr *gp_conn_local(gp_conn *c);
  * sends "100 Continue" first when the client asked for it. Returns bytes read
  * into dst (> 0), 0 at the end of the body, or a negative code below after
  * which the connection will close. */
-enum { GP_BODY_CLOSED = -1, GP_BODY_BAD = -2, GP_BODY_TOO_LARGE = -3, GP_BODY_TIMEOUT = -4 };
+enum { GP_BODY_CLOSED = -1, GP_BODY_BAD = -2, GP_BODY_TOO_LARGE = -3, GP_BODY_TIMEOUT = -4,
+       GP_BODY_AGAIN = -5 };
 ssize_t gp_conn_body_read(gp_conn *c, char *dst, size_t n);
 /* The HTTP status matching a body error code (400, 413, 408), 0 when none. */
 int gp_conn_body_error_status(gp_conn *c);
@@ -99,6 +105,15 @@ int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len);
 void gp_conn_end_response(gp_conn *c);
 /* The response cannot complete properly (app error mid-body): close after it. */
 void gp_conn_set_close(gp_conn *c);
+
+/* Async apps (GP_APP_ASYNC). The body without blocking: GP_BODY_AGAIN when
+ * nothing is buffered (then gp_conn_wait_input(c, 1) and wait for readable). */
+ssize_t gp_conn_body_read_nb(gp_conn *c, char *dst, size_t n);
+void gp_conn_wait_input(gp_conn *c, int on);
+int gp_conn_peer_gone(gp_conn *c);
+/* The app is done with this response (ended or not): the core finishes it
+ * and moves on to the next request. c must not be used after this call. */
+void gp_conn_app_done(gp_conn *c);
 
 /* A complete error response (status 400, 413, 500, 503, ...) in place of the
  * app's, when no head was sent yet. close_after forces Connection: close. */

@@ -349,7 +349,7 @@ static void unmask(uint8_t *d, size_t n, const uint8_t m[4], unsigned off)
     for (; i < n; i++) d[i] ^= km[i & 7];
 }
 
-static int fail(gp_ws_parser *p, gp_ws_event *ev, size_t *used, size_t pos, uint16_t code)
+static int ws_fail(gp_ws_parser *p, gp_ws_event *ev, size_t *used, size_t pos, uint16_t code)
 {
     p->state = ST_ERROR;
     p->error = code;
@@ -395,7 +395,7 @@ int gp_ws_parse(gp_ws_parser *p, uint8_t *buf, size_t len, size_t *used, gp_ws_e
     size_t pos = 0;
     memset(ev, 0, sizeof *ev);
     for (;;) {
-        if (p->state == ST_ERROR) return fail(p, ev, used, pos, p->error);
+        if (p->state == ST_ERROR) return ws_fail(p, ev, used, pos, p->error);
         if (p->state == ST_CLOSED) {
             *used = len; /* nothing may follow a close frame: discard */
             return ev->type = GP_WS_EV_NEED_MORE;
@@ -407,23 +407,23 @@ int gp_ws_parse(gp_ws_parser *p, uint8_t *buf, size_t len, size_t *used, gp_ws_e
             bool fin = h[0] & 0x80;
             int op = h[0] & 0x0F;
             uint64_t plen = h[1] & 0x7F;
-            if (h[0] & 0x70) return fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL); /* RSV1-3 */
-            if (!(h[1] & 0x80)) return fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL); /* unmasked */
+            if (h[0] & 0x70) return ws_fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL); /* RSV1-3 */
+            if (!(h[1] & 0x80)) return ws_fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL); /* unmasked */
             switch (op) {
             case GP_WS_OP_CONT:
-                if (!p->msg_op) return fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL);
+                if (!p->msg_op) return ws_fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL);
                 break;
             case GP_WS_OP_TEXT:
             case GP_WS_OP_BINARY:
-                if (p->msg_op) return fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL);
+                if (p->msg_op) return ws_fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL);
                 break;
             case GP_WS_OP_CLOSE:
             case GP_WS_OP_PING:
             case GP_WS_OP_PONG:
-                if (!fin || plen > 125) return fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL);
+                if (!fin || plen > 125) return ws_fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL);
                 break;
             default:
-                return fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL);
+                return ws_fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL);
             }
             size_t hl = 2;
             if (plen == 126) {
@@ -432,7 +432,7 @@ int gp_ws_parse(gp_ws_parser *p, uint8_t *buf, size_t len, size_t *used, gp_ws_e
                 hl = 4;
             } else if (plen == 127) {
                 if (avail < 10) break;
-                if (h[2] & 0x80) return fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL);
+                if (h[2] & 0x80) return ws_fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL);
                 plen = 0;
                 for (int i = 0; i < 8; i++) plen = plen << 8 | h[2 + i];
                 hl = 10;
@@ -443,7 +443,7 @@ int gp_ws_parse(gp_ws_parser *p, uint8_t *buf, size_t len, size_t *used, gp_ws_e
             if (!is_control && p->max_message) {
                 uint64_t before = op == GP_WS_OP_CONT ? p->msg_len : 0;
                 if (plen > p->max_message - before)
-                    return fail(p, ev, used, pos, GP_WS_CLOSE_TOO_BIG);
+                    return ws_fail(p, ev, used, pos, GP_WS_CLOSE_TOO_BIG);
             }
             if (avail < hl + 4) break;
             const uint8_t *mk = h + hl;
@@ -455,7 +455,7 @@ int gp_ws_parse(gp_ws_parser *p, uint8_t *buf, size_t len, size_t *used, gp_ws_e
                 int r = control(p, op, pl, (size_t)plen, ev);
                 if (r < 0) {
                     unmask(pl, (size_t)plen, mk, 0); /* leave the unconsumed bytes as they were */
-                    return fail(p, ev, used, pos, (uint16_t)-r);
+                    return ws_fail(p, ev, used, pos, (uint16_t)-r);
                 }
                 *used = pos + hl + (size_t)plen;
                 return r;
@@ -473,7 +473,7 @@ int gp_ws_parse(gp_ws_parser *p, uint8_t *buf, size_t len, size_t *used, gp_ws_e
             if (plen == 0) {
                 if (!fin) continue; /* an empty fragment: nothing to report */
                 if (p->msg_op == GP_WS_OP_TEXT && !gp_utf8_complete(&p->utf8))
-                    return fail(p, ev, used, pos - hl, GP_WS_CLOSE_BAD_DATA);
+                    return ws_fail(p, ev, used, pos - hl, GP_WS_CLOSE_BAD_DATA);
                 ev->type = p->msg_op;
                 ev->data = buf + pos;
                 ev->len = 0;
@@ -502,7 +502,7 @@ int gp_ws_parse(gp_ws_parser *p, uint8_t *buf, size_t len, size_t *used, gp_ws_e
                 bad = true;
             }
         }
-        if (bad && n == 0) return fail(p, ev, used, pos, GP_WS_CLOSE_BAD_DATA);
+        if (bad && n == 0) return ws_fail(p, ev, used, pos, GP_WS_CLOSE_BAD_DATA);
         p->remaining -= n;
         p->mask_off = (uint8_t)((p->mask_off + n) & 3);
         ev->type = p->msg_op;

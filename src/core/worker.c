@@ -197,6 +197,7 @@ void gp_worker_retire(gp_worker *w, int reason)
 void gp_worker_stop(gp_worker *w)
 {
     if (w->stopping) return;
+    w->stop_deadline = w->now + w->cfg->graceful_timeout;
     w->stopping = true;
     if (w->slot) atomic_store(&w->slot->state, GP_WS_STOPPING);
     stop_accepting(w);
@@ -350,10 +351,18 @@ static int setup(gp_worker *w, const gp_worker_args *a)
         w->listeners[i].addr = &a->listeners[i].addr;
         w->listeners[i].w = w;
         w->listeners[i].index = i;
-        /* one wakeup per connection, not one per worker */
-        if (gp_loop_watch(&w->loop, &w->listeners[i].io, EPOLLIN | EPOLLEXCLUSIVE) < 0) return -1;
         w->num_listeners++;
     }
+    return 0;
+}
+
+int gp_worker_accept(gp_worker *w)
+{
+    for (int i = 0; i < w->num_listeners; i++)
+        /* one wakeup per connection, not one per worker */
+        if (gp_loop_watch(&w->loop, &w->listeners[i].io, EPOLLIN | EPOLLEXCLUSIVE) < 0) return -1;
+    atomic_store(&w->slot->state, GP_WS_IDLE);
+    gp_info("worker %d ready", (int)getpid());
     return 0;
 }
 
@@ -367,10 +376,10 @@ static void free_dead(gp_worker *w)
     }
 }
 
-int gp_worker_run(const gp_worker_args *a, const gp_app_ops *ops, void *app)
+gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void *app)
 {
     gp_worker *w = calloc(1, sizeof *w);
-    if (!w) return GP_EXIT_ERROR;
+    if (!w) return NULL;
     w->cfg = a->cfg;
     w->ops = ops;
     w->app = app;
@@ -378,27 +387,59 @@ int gp_worker_run(const gp_worker_args *a, const gp_app_ops *ops, void *app)
     update_clock(w);
     if (setup(w, a) < 0) {
         gp_error("worker setup failed: %s", strerror(errno));
-        return GP_EXIT_ERROR;
+        return NULL;
     }
     if (a->cfg->max_requests) {
         unsigned long j = a->cfg->max_requests_jitter;
         srandom((unsigned)getpid() ^ (unsigned)w->now_ms);
         w->max_requests = a->cfg->max_requests + (j ? (uint64_t)random() % (j + 1) : 0);
     }
-    if (a->cfg->threads > 1 && pool_start(w, a->cfg->threads) < 0) {
+    if (a->cfg->threads > 1 && ops->thread_init && pool_start(w, a->cfg->threads) < 0) {
         gp_error("cannot start %d request threads: %s", a->cfg->threads, strerror(errno));
-        return GP_EXIT_BOOT_ERROR;
+        return NULL;
     }
+    return w;
+}
+
+int gp_worker_fd(gp_worker *w)
+{
+    return w->loop.epfd;
+}
+
+int gp_worker_done(gp_worker *w)
+{
+    return w->stopping && w->num_conns == 0;
+}
+
+/* Past the graceful timeout, what is still open is cut: tasks are cancelled
+ * through the app's abort callback. */
+static void cut_stragglers(gp_worker *w)
+{
+    if (!w->stopping || w->now < w->stop_deadline) return;
+    for (gp_conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state != CS_THREAD) gp_conn_close(c);
+    }
+}
+
+int gp_worker_turn(gp_worker *w, int timeout_ms)
+{
+    const gp_app_ops *ops = w->ops;
+    if (timeout_ms && ops->before_wait) ops->before_wait(w->app);
+    gp_loop_wait(&w->loop, timeout_ms);
+    if (timeout_ms && ops->after_wait) ops->after_wait(w->app);
     update_clock(w);
-    atomic_store(&w->slot->state, GP_WS_IDLE);
-    gp_info("worker %d ready", (int)getpid());
-    while (!(w->stopping && w->num_conns == 0)) {
-        if (ops->before_wait) ops->before_wait(app);
-        gp_loop_wait(&w->loop, -1);
-        if (ops->after_wait) ops->after_wait(app);
-        update_clock(w);
-        gp_loop_dispatch(&w->loop);
-        free_dead(w);
-    }
+    gp_loop_dispatch(&w->loop);
+    free_dead(w);
+    cut_stragglers(w);
+    return !gp_worker_done(w);
+}
+
+int gp_worker_run(const gp_worker_args *a, const gp_app_ops *ops, void *app)
+{
+    gp_worker *w = gp_worker_create(a, ops, app);
+    if (!w) return GP_EXIT_BOOT_ERROR;
+    if (gp_worker_accept(w) < 0) return GP_EXIT_ERROR;
+    while (gp_worker_turn(w, -1)) {}
     return GP_EXIT_OK;
 }

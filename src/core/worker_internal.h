@@ -29,6 +29,7 @@ enum gp_conn_state {
     CS_FLUSH,     /* response ended, output still draining */
     CS_LINGER,    /* shut down for writing, discarding input until EOF */
     CS_THREAD,    /* handed to a request thread: the loop does not touch it */
+    CS_ASYNC,     /* the app runs as a task elsewhere and calls back in */
 };
 
 struct gp_conn {
@@ -39,6 +40,8 @@ struct gp_conn {
     enum gp_conn_state state;
     bool dead;         /* closed this turn; freed after the batch */
     bool blocking;     /* on a request thread: writes wait instead of GP_AGAIN */
+    bool want_input;   /* CS_ASYNC: the app waits for body bytes or a disconnect */
+    bool peer_gone;    /* CS_ASYNC: the client closed or reset */
     bool keep_alive;
     bool broken;       /* the peer is gone or the stream is unusable */
     double deadline;   /* monotonic seconds */
@@ -102,6 +105,8 @@ struct gp_worker {
     int num_free_bufs;
     size_t num_conns;
     bool stopping, quit;
+    double stop_deadline;   /* when stopping: cut what is still open */
+    int active_async;       /* requests whose app runs as a task (ASGI) */
     int spare_fd;
     gp_slot *slot;
     double now;

@@ -783,8 +783,8 @@ static void test_head_grows_buffer(void **state)
     conn_open();
     /* a head over GP_IO_BUF_SIZE but under head_cap is fine */
     size_t n = (size_t)snprintf(req, sizeof req, "GET /big HTTP/1.1\r\nHost: x\r\n");
-    for (int i = 0; n + 120 < 30000; i++) {
-        n += (size_t)snprintf(req + n, sizeof req - n, "X-Field-%03d: ", i % 1000);
+    for (int i = 0; n + 120 < 25000; i++) { /* about 215 fields: under 256 */
+        n += (size_t)snprintf(req + n, sizeof req - n, "X-Field-%03d: ", i);
         memset(req + n, 'v', 100);
         n += 100;
         memcpy(req + n, "\r\n", 2);
@@ -889,6 +889,7 @@ static void test_idle_timeout_and_stop(void **state)
     /* idle on stop: kept a moment (its next request may be on the wire), the
      * deadline shortened to GP_STOP_IDLE_S */
     c = conn_open();
+    F.w->stopping = true; /* as gp_worker_stop sets before calling on_stop */
     gp_conn_on_stop(c);
     assert_true(conn_alive());
     assert_true(c->deadline <= F.w->now + GP_STOP_IDLE_S);
@@ -1092,10 +1093,11 @@ static void test_body_chunked_buffered(void **state)
               "GET /next HTTP/1.1\r\nHost: x\r\n\r\n",
               out, sizeof out, &eof);
     assert_int_equal(F.app.starts, 2);
-    assert_int_equal(F.app.body_len, 11);
-    assert_memory_equal(F.app.body, "hello world", 11);
     assert_string_equal(F.app.targets[1], "/next");
-    assert_non_null(strstr(out, "\r\n\r\nhello world"));
+    /* the first response echoes the decoded body, the second an empty one */
+    const char *first = strstr(out, "Content-Length: 11\r\n");
+    assert_non_null(first);
+    assert_non_null(strstr(first, "\r\n\r\nhello worldHTTP/1.1 200 OK\r\nContent-Length: 0\r\n"));
     assert_false(eof);
 }
 

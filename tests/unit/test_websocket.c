@@ -193,7 +193,8 @@ static void same_log(const log_t *a, const log_t *b)
 {
     assert_int_equal(a->n, b->n);
     assert_int_equal(a->last, b->last);
-    assert_int_equal(a->left, b->left);
+    if (a->last == GP_WS_EV_NEED_MORE) /* after an error, it depends on what was fed */
+        assert_int_equal(a->left, b->left);
     for (size_t i = 0; i < a->n; i++) {
         assert_int_equal(a->r[i].type, b->r[i].type);
         assert_int_equal(a->r[i].code, b->r[i].code);
@@ -299,7 +300,7 @@ static void test_accept_key(void **st)
     char out[29];
     const char *k = "dGhlIHNhbXBsZSBub25jZQ==";
     assert_int_equal(gp_ws_accept_key(k, 24, out), 0);
-    assert_string_equal(out, "s3pPLMBiTxaQ9kqcGzzZDWfBiA4=");
+    assert_string_equal(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     /* another known pair (RFC 6455 1.3 style, computed independently) */
     assert_int_equal(gp_ws_accept_key("x3JJHMbDL1EzLkh9GBhXDw==", 24, out), 0);
     assert_string_equal(out, "HSmrc0sMlYUkAGmm5OPpG2HaGWk=");
@@ -328,6 +329,11 @@ static void test_accept_key(void **st)
 
 #define S(x) x, sizeof(x) - 1
 
+static size_t slen(const char *s)
+{
+    return s ? strlen(s) : 0;
+}
+
 static gp_ws_handshake good_hs(void)
 {
     gp_ws_handshake h = {
@@ -342,7 +348,7 @@ static void test_handshake_valid(void **st)
     char acc[29];
     gp_ws_handshake h = good_hs();
     assert_int_equal(gp_ws_check_handshake(&h, acc), 0);
-    assert_string_equal(acc, "s3pPLMBiTxaQ9kqcGzzZDWfBiA4=");
+    assert_string_equal(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 
     const char *ups[] = {"WebSocket", "WEBSOCKET", "h2c, websocket", "websocket ,foo", "  websocket\t"};
     for (size_t i = 0; i < sizeof ups / sizeof *ups; i++) {
@@ -373,7 +379,7 @@ static void test_handshake_rejects(void **st)
     do {                                                                                           \
         h = good_hs();                                                                             \
         h.field = value;                                                                           \
-        h.field##_len = (value) ? strlen(value) : 0;                                               \
+        h.field##_len = slen(value);                                               \
         assert_int_equal(gp_ws_check_handshake(&h, acc), status);                                  \
     } while (0)
     EXPECT(400, method, "POST");
@@ -633,6 +639,8 @@ static void test_fragmented_with_ping(void **st)
     o += mkframe(in + o, GP_WS_OP_PING, true, "?", 1);
     o += mkframe(in + o, GP_WS_OP_CONT, true, "world", 5);
     o += mkframe(in + o, GP_WS_OP_BINARY, true, "b", 1);
+    uint8_t copy[256];
+    memcpy(copy, in, o);
 
     /* exact event sequence when fed whole */
     gp_ws_parser p = {0};
@@ -654,7 +662,7 @@ static void test_fragmented_with_ping(void **st)
 
     /* merged, any split */
     log_t l;
-    run_all(&l, in, o, 0);
+    run_all(&l, copy, o, 0);
     assert_int_equal(l.n, 4);
     assert_int_equal(l.r[0].type, GP_WS_EV_TEXT);
     assert_false(l.r[0].fin);
@@ -1126,10 +1134,11 @@ static void test_max_message(void **st)
     assert_int_equal(err_of(in, o, 101), 0);
     log_t l;
     run_all(&l, in, o, 100);
-    assert_int_equal(l.n, 3);
+    assert_int_equal(l.n, 4); /* 60 bytes, the ping, 40 bytes, the error */
     assert_int_equal(l.r[0].len, 60);
+    assert_int_equal(l.r[1].type, GP_WS_EV_PING);
     assert_int_equal(l.r[2].len, 40);
-    assert_int_equal(l.r[2].code, 1009);
+    assert_int_equal(l.r[3].code, 1009);
     log_free(&l);
     /* the count restarts with each message */
     o = 0;
