@@ -11,7 +11,7 @@ PY_EXE      := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/n
 WARN        := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS      ?= -O2 -g
 CFLAGS      += -std=gnu11 -D_GNU_SOURCE -fno-strict-aliasing $(WARN) -Isrc -MMD -MP
-SAN_FLAGS   := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SAN_FLAGS   := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -MMD -MP
 
 CORE_SRC    := $(wildcard src/core/*.c)
 PY_SRC      := $(wildcard src/py/*.c)

@@ -45,6 +45,13 @@ static const char usage_text[] =
     "      --pid FILE               write the master's pid here\n"
     "      --user USER, --group GROUP  workers run as this user / group\n"
     "      --umask MASK             the master's umask (octal), e.g. 007\n"
+    "      --interface I            auto, wsgi, asgi or asgi2 (auto: a coroutine app is ASGI 3)\n"
+    "      --loop L                 ASGI event loop: auto, asyncio or uvloop (auto: uvloop if present)\n"
+    "      --lifespan L             ASGI lifespan: auto, on or off (auto)\n"
+    "      --limit-concurrency N    ASGI: answer 503 past N requests in progress per worker\n"
+    "      --ws-max-size N          largest WebSocket message in bytes (16777216)\n"
+    "      --ws-ping-interval S     ping idle WebSockets every S seconds (20; 0: never)\n"
+    "      --ws-ping-timeout S      close a WebSocket whose pong is this late (20)\n"
     "      --limit-request-line N   max request line bytes (4094; 0: 65536)\n"
     "      --limit-request-fields N max header fields (100; at most 256)\n"
     "      --limit-request-field_size N  max bytes of one header line (8190; 0: 65536)\n"
@@ -64,7 +71,8 @@ enum {
     OPT_CHDIR = 256, OPT_PYTHONPATH, OPT_BACKLOG, OPT_GRACEFUL, OPT_KEEPALIVE, OPT_LRL, OPT_LRF,
     OPT_LRFS, OPT_LRB, OPT_LOGLEVEL, OPT_ACCESS, OPT_ERROR, OPT_VERSION, OPT_FACTORY, OPT_VENV,
     OPT_ROOT, OPT_REUSEPORT, OPT_FORMULA, OPT_THREADS, OPT_TIMEOUT, OPT_MAXREQ, OPT_JITTER, OPT_MAXMEM,
-    OPT_PRELOAD, OPT_FD, OPT_PID, OPT_USER, OPT_GROUP, OPT_UMASK,
+    OPT_PRELOAD, OPT_FD, OPT_PID, OPT_USER, OPT_GROUP, OPT_UMASK, OPT_INTERFACE, OPT_LOOP, OPT_LIFESPAN,
+    OPT_LIMITCONC, OPT_WSMAX, OPT_WSPING, OPT_WSPINGTO,
 };
 
 static const struct option long_opts[] = {
@@ -103,6 +111,13 @@ static const struct option long_opts[] = {
     {"user", required_argument, 0, OPT_USER},
     {"group", required_argument, 0, OPT_GROUP},
     {"umask", required_argument, 0, OPT_UMASK},
+    {"interface", required_argument, 0, OPT_INTERFACE},
+    {"loop", required_argument, 0, OPT_LOOP},
+    {"lifespan", required_argument, 0, OPT_LIFESPAN},
+    {"limit-concurrency", required_argument, 0, OPT_LIMITCONC},
+    {"ws-max-size", required_argument, 0, OPT_WSMAX},
+    {"ws-ping-interval", required_argument, 0, OPT_WSPING},
+    {"ws-ping-timeout", required_argument, 0, OPT_WSPINGTO},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -169,12 +184,18 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->threads = 1;
     cfg->umask = -1;
     cfg->argv = argv;
+    cfg->interface = "auto";
+    cfg->loop = "auto";
+    cfg->lifespan = "auto";
+    cfg->ws_max_size = 16u << 20;
+    cfg->ws_ping_interval = 20;
+    cfg->ws_ping_timeout = 20;
     bool twice_plus_one = false;
     const char *workers = NULL;
     unsigned long long v;
 
     opterr = 0;
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then forgets any earlier parse entirely */
     int c;
     while ((c = getopt_long(argc, argv, "+:b:w:h", long_opts, NULL)) != -1) {
         switch (c) {
@@ -223,6 +244,36 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             cfg->fds[cfg->num_fds++] = (int)v;
             break;
         case OPT_PID: cfg->pidfile = optarg; break;
+        case OPT_INTERFACE:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "wsgi") && strcmp(optarg, "asgi") && strcmp(optarg, "asgi2") &&
+                strcmp(optarg, "asgi3"))
+                return fail("invalid --interface '%s' (auto, wsgi, asgi, asgi2)%s", optarg, "");
+            cfg->interface = strcmp(optarg, "asgi3") ? optarg : "asgi";
+            break;
+        case OPT_LOOP:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "asyncio") && strcmp(optarg, "uvloop"))
+                return fail("invalid --loop '%s' (auto, asyncio, uvloop)%s", optarg, "");
+            cfg->loop = optarg;
+            break;
+        case OPT_LIFESPAN:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "on") && strcmp(optarg, "off"))
+                return fail("invalid --lifespan '%s' (auto, on, off)%s", optarg, "");
+            cfg->lifespan = optarg;
+            break;
+        case OPT_LIMITCONC:
+            if (parse_ull(optarg, INT_MAX, &v)) return fail("invalid --limit-concurrency '%s'%s", optarg, "");
+            cfg->limit_concurrency = (int)v;
+            break;
+        case OPT_WSMAX:
+            if (parse_ull(optarg, 1ull << 40, &v) || v < 1) return fail("invalid --ws-max-size '%s'%s", optarg, "");
+            cfg->ws_max_size = v;
+            break;
+        case OPT_WSPING:
+            if (parse_seconds(optarg, &cfg->ws_ping_interval)) return fail("invalid --ws-ping-interval '%s'%s", optarg, "");
+            break;
+        case OPT_WSPINGTO:
+            if (parse_seconds(optarg, &cfg->ws_ping_timeout)) return fail("invalid --ws-ping-timeout '%s'%s", optarg, "");
+            break;
         case OPT_USER: cfg->user = optarg; break;
         case OPT_GROUP: cfg->group = optarg; break;
         case OPT_UMASK: {

@@ -57,6 +57,11 @@ typedef struct {
     int umask;                             /* -1: leave as is */
     char **argv;                           /* for USR2: re-executing ourselves */
     int limit_concurrency;                 /* async apps: 503 past this many in progress; 0: none */
+    const char *interface;                 /* auto, wsgi, asgi, asgi2 */
+    const char *loop;                      /* auto, asyncio, uvloop */
+    const char *lifespan;                  /* auto, on, off */
+    unsigned long long ws_max_size;        /* bytes in one WebSocket message */
+    double ws_ping_interval, ws_ping_timeout; /* seconds; 0: no pings */
 } gp_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed and

@@ -85,8 +85,7 @@ void gp_conn_close(gp_conn *c)
     if ((c->state == CS_APP_WAIT || c->state == CS_ASYNC) && w->ops->abort) w->ops->abort(w->app, c);
     if (c->state == CS_ASYNC) w->active_async--;
     c->dead = true;
-    gp_loop_watch(&w->loop, &c->io, 0);
-    close(c->io.fd);
+    close(c->io.fd); /* leaves epoll by itself: no other process shares it */
     release_buffer(w, &c->buf, &c->cap);
     release_buffer(w, &c->out, &c->out_cap);
     free(c->alog);
@@ -151,7 +150,7 @@ static int out_reserve(gp_conn *c, size_t n)
 
 static void out_put(gp_conn *c, const void *p, size_t n)
 {
-    memcpy(c->out + c->out_len, p, n);
+    if (n) memcpy(c->out + c->out_len, p, n);
     c->out_len += n;
 }
 
@@ -349,13 +348,34 @@ int gp_conn_head_add(gp_conn *c, const char *name, size_t name_len, const char *
     return GP_OK;
 }
 
+static size_t u64_dec(char *dst, uint64_t v)
+{
+    char tmp[20];
+    size_t k = 0;
+    do tmp[k++] = (char)('0' + v % 10);
+    while ((v /= 10));
+    for (size_t i = 0; i < k; i++) dst[i] = tmp[k - 1 - i];
+    return k;
+}
+
+void gp_conn_describe(char *dst, size_t cap, const gp_http_request *req)
+{
+    size_t m = req->method_len < 16 ? req->method_len : 16;
+    size_t t = req->target_len;
+    if (m + 2 + t > cap) t = cap - m - 2;
+    memcpy(dst, req->method, m);
+    dst[m] = ' ';
+    memcpy(dst + m + 1, req->target, t);
+    dst[m + 1 + t] = 0;
+}
+
 void gp_conn_head_set_length(gp_conn *c, uint64_t length)
 {
     /* RFC 9110 8.6: no Content-Length on 1xx/204, and on 304 only the real one */
     if (c->resp_has_length || status_has_no_body(c->status)) return;
     char num[24];
-    int k = snprintf(num, sizeof num, "%llu", (unsigned long long)length);
-    if (gp_conn_head_add(c, "Content-Length", 14, num, (size_t)k) == GP_OK) {
+    size_t k = u64_dec(num, length);
+    if (gp_conn_head_add(c, "Content-Length", 14, num, k) == GP_OK) {
         c->resp_has_length = true;
         c->resp_left = length;
     }
@@ -398,7 +418,7 @@ int gp_conn_head_end(gp_conn *c)
         if (c->version_minor >= 1) c->chunked_out = true;
         else c->keep_alive = false; /* HTTP/1.0: the close delimits the body */
     }
-    if (out_reserve(c, w->date_len + 64)) return GP_ERROR;
+    if (out_reserve(c, w->date_len + 96)) return GP_ERROR;
     if (!c->has_date) out_put(c, w->date_lines[atomic_load_explicit(&w->date_idx, memory_order_acquire)], w->date_len);
     if (!c->has_server) OUT_LIT(c, "Server: gallop\r\n");
     if (c->chunked_out) OUT_LIT(c, "Transfer-Encoding: chunked\r\n");
@@ -487,13 +507,22 @@ int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len)
     return finish_write(c);
 }
 
-void gp_conn_end_response(gp_conn *c)
+void gp_conn_end_response_trailers(gp_conn *c, const char *fields, size_t len)
 {
     if (c->resp_ended) return;
     if (!c->head_sent) gp_conn_head_end(c);
     c->resp_ended = true;
     if (c->resp_has_length && c->resp_left > 0 && !c->no_body) c->keep_alive = false;
-    if (c->chunked_out && !c->broken && out_reserve(c, 5) == GP_OK) OUT_LIT(c, "0\r\n\r\n");
+    if (c->chunked_out && !c->broken && out_reserve(c, len + 5) == GP_OK) {
+        OUT_LIT(c, "0\r\n");
+        out_put(c, fields, len);
+        OUT_LIT(c, "\r\n");
+    }
+}
+
+void gp_conn_end_response(gp_conn *c)
+{
+    gp_conn_end_response_trailers(c, NULL, 0);
 }
 
 void gp_conn_set_close(gp_conn *c)
@@ -579,7 +608,7 @@ static ssize_t check_body_limit(gp_conn *c, size_t got)
 ssize_t gp_conn_body_read(gp_conn *c, char *dst, size_t n)
 {
     if (c->body_done || n == 0) return 0;
-    if (c->expect_continue && !c->continue_sent && c->rpos == c->len) send_continue(c);
+    if (c->expect_continue && !c->continue_sent && !c->head_sent && c->rpos == c->len) send_continue(c);
     if (c->body_kind == GP_HTTP_BODY_LENGTH) {
         if (n > c->body_left) n = (size_t)c->body_left;
         size_t avail = c->len - c->rpos;
@@ -615,6 +644,11 @@ ssize_t gp_conn_body_read(gp_conn *c, char *dst, size_t n)
         if (got < 0) return body_fail(c, (int)got, got == GP_BODY_TIMEOUT ? 408 : 400);
         c->len += (size_t)got;
     }
+}
+
+int gp_conn_body_done(gp_conn *c)
+{
+    return c->body_done;
 }
 
 int gp_conn_body_would_block(gp_conn *c)
@@ -685,9 +719,12 @@ static void write_access_log(gp_conn *c)
 
 static void serve_buffered(gp_conn *c);
 
+/* Nothing to wait for means out of epoll altogether: a registered socket
+ * reports hang-ups even with no events asked, over and over. */
 static void watch(gp_conn *c, uint32_t events)
 {
-    if (gp_loop_watch(&c->w->loop, &c->io, events) < 0) gp_conn_close(c);
+    int r = events ? gp_loop_watch(&c->w->loop, &c->io, events) : gp_loop_unwatch(&c->w->loop, &c->io);
+    if (r < 0) gp_conn_close(c);
 }
 
 /* Closes, but first lets the client read our last response: closing with
@@ -931,12 +968,15 @@ static bool output_pending(const gp_conn *c)
     return c->out_len > c->out_pos || c->pend_len || c->file_left || c->pend_crlf;
 }
 
+/* Input stays watched while the app runs, whether it asked for input or not:
+ * that catches a disconnect at once, and costs no epoll_ctl per request. */
 static void async_rewatch(gp_conn *c)
 {
     uint32_t ev = 0;
-    if (c->want_input && !c->peer_gone && (!c->buf || c->len < c->cap)) ev |= EPOLLIN;
+    if (!c->peer_gone && (!c->buf || c->len < c->cap)) ev |= EPOLLIN;
     if (output_pending(c) && !c->broken) ev |= EPOLLOUT;
-    if (gp_loop_watch(&c->w->loop, &c->io, ev) < 0) c->peer_gone = c->broken = true;
+    int r = ev ? gp_loop_watch(&c->w->loop, &c->io, ev) : gp_loop_unwatch(&c->w->loop, &c->io);
+    if (r < 0) c->peer_gone = c->broken = true;
 }
 
 static void on_async_event(gp_conn *c, uint32_t events)
@@ -950,7 +990,7 @@ static void on_async_event(gp_conn *c, uint32_t events)
         w->ops->resume(w->app, c);
         if (c->dead || c->state != CS_ASYNC) goto next;
     }
-    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && c->want_input && !c->peer_gone) {
+    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->peer_gone) {
         if (ensure_buffer(c) < 0) {
             c->peer_gone = true;
         } else if (c->len < c->cap) {
@@ -958,8 +998,8 @@ static void on_async_event(gp_conn *c, uint32_t events)
             if (n > 0) c->len += (size_t)n;
             else if (n == 0 || (errno != EAGAIN && errno != EINTR)) c->peer_gone = true;
         }
-        async_rewatch(c);
-        w->ops->readable(w->app, c);
+        if (c->peer_gone || c->len == c->cap) async_rewatch(c);
+        if (c->want_input || c->peer_gone) w->ops->readable(w->app, c);
     }
 next:
     if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
@@ -990,7 +1030,7 @@ void gp_conn_app_done(gp_conn *c)
 ssize_t gp_conn_body_read_nb(gp_conn *c, char *dst, size_t n)
 {
     if (c->body_done || n == 0) return 0;
-    if (c->expect_continue && !c->continue_sent && c->rpos == c->len) send_continue(c);
+    if (c->expect_continue && !c->continue_sent && !c->head_sent && c->rpos == c->len) send_continue(c);
     if (c->body_kind == GP_HTTP_BODY_LENGTH) {
         if (n > c->body_left) n = (size_t)c->body_left;
         size_t avail = c->len - c->rpos;

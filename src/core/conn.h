@@ -55,6 +55,9 @@ typedef struct {
 void *gp_conn_app_state(gp_conn *c);
 void gp_conn_set_app_state(gp_conn *c, void *state);
 
+/* "GET /path" of a request, cut to fit cap bytes with its NUL, for logs. */
+void gp_conn_describe(char *dst, size_t cap, const gp_http_request *req);
+
 /* Who and where. */
 const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len);
 const gp_addr *gp_conn_local(gp_conn *c);
@@ -68,6 +71,9 @@ enum { GP_BODY_CLOSED = -1, GP_BODY_BAD = -2, GP_BODY_TOO_LARGE = -3, GP_BODY_TI
 ssize_t gp_conn_body_read(gp_conn *c, char *dst, size_t n);
 /* The HTTP status matching a body error code (400, 413, 408), 0 when none. */
 int gp_conn_body_error_status(gp_conn *c);
+
+/* True once the whole request body has been read. */
+int gp_conn_body_done(gp_conn *c);
 
 /* True when no request-body bytes are buffered, so a body read may block. */
 int gp_conn_body_would_block(gp_conn *c);
@@ -103,6 +109,9 @@ int gp_conn_write_all(gp_conn *c, const void *data, size_t len);
 int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len);
 /* Ends the response (last chunk when chunked). The core flushes what is left. */
 void gp_conn_end_response(gp_conn *c);
+/* The same with trailer fields ("Name: value\r\n" lines, already validated),
+ * sent only when the body is chunked. */
+void gp_conn_end_response_trailers(gp_conn *c, const char *fields, size_t len);
 /* The response cannot complete properly (app error mid-body): close after it. */
 void gp_conn_set_close(gp_conn *c);
 

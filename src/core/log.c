@@ -95,6 +95,7 @@ int gp_access_log_reopen(void)
 
 int gp_access_log_setup(const char *path)
 {
+    g_log.access_path[0] = 0;
     if (!path) {
         g_log.access_fd = -1;
         return 0;

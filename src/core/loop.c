@@ -18,12 +18,24 @@ void gp_loop_close(gp_loop *loop)
 
 int gp_loop_watch(gp_loop *loop, gp_io *io, uint32_t events)
 {
-    if (events == io->events) return 0;
+    if (io->registered && events == io->events) return 0;
+    if (io->registered && (io->events & EPOLLEXCLUSIVE)) {
+        if (events == 0) return gp_loop_unwatch(loop, io);
+        gp_loop_unwatch(loop, io);
+    }
     struct epoll_event ev = {.events = events, .data.ptr = io};
-    int op = events == 0 ? EPOLL_CTL_DEL : io->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-    if (epoll_ctl(loop->epfd, op, io->fd, &ev) < 0) return -errno;
+    if (epoll_ctl(loop->epfd, io->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io->fd, &ev) < 0) return -errno;
+    io->registered = true;
     io->events = events;
     return 0;
+}
+
+int gp_loop_unwatch(gp_loop *loop, gp_io *io)
+{
+    if (!io->registered) return 0;
+    io->registered = false;
+    io->events = 0;
+    return epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, NULL) < 0 ? -errno : 0;
 }
 
 int gp_loop_wait(gp_loop *loop, int timeout_ms)

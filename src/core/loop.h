@@ -7,6 +7,7 @@
 #ifndef GP_LOOP_H
 #define GP_LOOP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 
@@ -15,7 +16,8 @@ typedef void (*gp_io_cb)(gp_io *io, uint32_t events);
 
 struct gp_io {
     int fd;
-    uint32_t events; /* what is registered now; 0 when not registered */
+    uint32_t events; /* what is asked for now */
+    bool registered; /* known to epoll (perhaps with no events) */
     gp_io_cb cb;
 };
 
@@ -30,8 +32,15 @@ typedef struct {
 int gp_loop_init(gp_loop *loop);
 void gp_loop_close(gp_loop *loop);
 
-/* Registers, changes or removes io->fd; events 0 removes. Returns 0 or -errno. */
+/* Registers io->fd or changes what it waits for (an EPOLLEXCLUSIVE
+ * registration, which cannot be modified, is removed and added again).
+ * events 0 keeps the fd registered; hang-ups are still reported then.
+ * Returns 0 or -errno. A plain close() of a descriptor that no other process
+ * shares needs no unwatch. */
 int gp_loop_watch(gp_loop *loop, gp_io *io, uint32_t events);
+
+/* Removes io->fd from the loop. */
+int gp_loop_unwatch(gp_loop *loop, gp_io *io);
 
 /* Waits up to timeout_ms (-1: forever) for ready descriptors, without running
  * anything, so a caller can drop a lock around the wait alone. Returns the

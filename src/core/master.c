@@ -439,6 +439,8 @@ static void reaped_worker(gp_master *m, worker_rec *r, int status)
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == GP_EXIT_APP_ERROR) {
         if (m->reloading && copy.gen == m->gen) abandon_reload(m);
+        else if (copy.gen != m->gen) /* a sibling in a reload already abandoned: the old workers serve on */
+            gp_info("worker %d of the abandoned generation %u exited (%s)", (int)pid, copy.gen, how);
         else begin_halt(m, GP_EXIT_APP_ERROR, "worker failed to load the app; shutting down (exit 4)");
         return;
     }

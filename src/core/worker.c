@@ -181,7 +181,7 @@ static void stop_accepting(gp_worker *w)
 {
     for (int i = 0; i < w->num_listeners; i++) {
         if (w->listeners[i].io.fd < 0) continue;
-        gp_loop_watch(&w->loop, &w->listeners[i].io, 0);
+        gp_loop_unwatch(&w->loop, &w->listeners[i].io); /* shared with other workers: close alone would not do */
         close(w->listeners[i].io.fd);
         w->listeners[i].io.fd = -1;
     }

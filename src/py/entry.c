@@ -2,11 +2,13 @@
  * master (--preload only) and by each worker after fork. Living in its own
  * shared object keeps libpython out of the master unless it is asked for. */
 #include <signal.h>
+#include <string.h>
 
 #include "core/log.h"
 #include "core/master.h"
 #include "core/worker.h"
 #include "py/interp.h"
+#include "py/asgi.h"
 #include "py/wsgi.h"
 
 int gp_py_worker_main(const gp_worker_args *args);
@@ -63,6 +65,15 @@ int gp_py_worker_main(const gp_worker_args *args)
         if (!(app = gp_py_load_app(args->cfg, args->scoreboard, &rc))) return rc;
     }
     register_traceback_dump();
+    const char *iface = args->cfg->interface;
+    int is_asgi = strcmp(iface, "asgi") == 0 || strcmp(iface, "asgi2") == 0;
+    if (strcmp(iface, "auto") == 0) is_asgi = gp_asgi_detect(app) > 0;
+    if (is_asgi) {
+        rc = gp_asgi_run(args, app, strcmp(iface, "asgi2") == 0);
+        Py_DECREF(app);
+        fflush(NULL);
+        return rc;
+    }
     gp_wsgi *w = gp_wsgi_new(app, args->cfg);
     Py_DECREF(app);
     if (!w) {

@@ -848,9 +848,7 @@ static gp_app_status wsgi_start(void *app, gp_conn *c, const gp_http_request *re
     r->wsgi = w;
     r->status = r->headers = r->result = r->iter = r->chunk = r->file = NULL;
     r->index = 0;
-    size_t pl = req->target_len < 120 ? req->target_len : 120;
-    snprintf(r->what, sizeof r->what, "%.*s %.*s", (int)(req->method_len < 20 ? req->method_len : 20),
-             req->method, (int)pl, req->target);
+    gp_conn_describe(r->what, sizeof r->what, req);
     gp_conn_set_app_state(c, r);
 
     PyObject *env = build_environ(w, c, req, r);

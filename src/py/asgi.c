@@ -1,0 +1,1249 @@
+/* asgi: ASGI for the worker core; see asgi.h.
+ *
+ * Per request: one scope dict, one Request object (which owns the response
+ * state), two bound C callables (receive, send) and the app's Task. receive
+ * and send return a ready awaitable when they can answer at once, so an
+ * `await` does not go through the loop; they return a Future only to wait for
+ * the client (body bytes, a drained socket, a disconnect). The control plane
+ * (choosing the loop, lifespan, waiting for the stop) is a short Python
+ * driver at the bottom of this file. */
+#include "py/asgi.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core/conn.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "py/asgi_ws.h"
+
+#define BODY_CHUNK 65536
+#define NAME_CACHE 64
+
+typedef struct {
+    char name[40];
+    unsigned char len;
+    PyObject *bytes; /* lower-case name */
+} name_entry;
+
+typedef struct gp_asgi {
+    PyObject *app;
+    int asgi2;
+    const gp_config *cfg;
+    gp_worker *worker;
+    PyObject *create_future, *create_task;
+    PyObject *state;        /* lifespan state, copied into each scope */
+    PyObject *asgi_info, *extensions;
+    PyObject *k_type, *k_body, *k_more_body, *k_status, *k_headers, *k_trailers, *k_path, *k_more_trailers;
+    PyObject *scope_keys[16];
+    PyObject *v_http, *v_https, *v_http10, *v_http11, *v_request, *v_disconnect, *v_empty_bytes, *v_root;
+    PyObject *msg_disconnect; /* a fresh copy is handed out each time */
+    PyObject *s_set_result, *s_done, *s_cancel, *s_add_done_callback, *s_exception, *s_cancelled;
+    PyObject *methods[8];
+    const gp_addr *server_addr[GP_MAX_BINDS];
+    PyObject *server[GP_MAX_BINDS];
+    name_entry names[NAME_CACHE];
+    char *scratch;
+    size_t root_len;
+    PyObject *ready_none;
+} gp_asgi;
+
+static gp_asgi *the_asgi; /* one per worker process */
+
+/* ---- Ready: an awaitable that is already done ------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *value; /* NULL: None */
+} Ready;
+
+static PyTypeObject Ready_Type;
+
+static PyObject *ready_new(PyObject *value)
+{
+    Ready *r = PyObject_New(Ready, &Ready_Type);
+    if (!r) return NULL;
+    r->value = value; /* steals */
+    return (PyObject *)r;
+}
+
+static PyObject *Ready_await(PyObject *self)
+{
+    Py_INCREF(self);
+    return self;
+}
+
+static PyObject *Ready_next(Ready *r)
+{
+    if (!r->value) return NULL; /* StopIteration(None) without an exception object */
+    _PyGen_SetStopIterationValue(r->value);
+    return NULL;
+}
+
+static PyObject *Ready_send(Ready *r, PyObject *arg)
+{
+    return Ready_next(r);
+}
+
+static void Ready_dealloc(Ready *r)
+{
+    Py_XDECREF(r->value);
+    PyObject_Free(r);
+}
+
+static PyAsyncMethods Ready_async = {.am_await = Ready_await};
+
+static PyMethodDef Ready_methods[] = {
+    {"send", (PyCFunction)Ready_send, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject Ready_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gallop.Ready",
+    .tp_basicsize = sizeof(Ready),
+    .tp_dealloc = (destructor)Ready_dealloc,
+    .tp_as_async = &Ready_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "an awaitable whose result is already known",
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)Ready_next,
+    .tp_methods = Ready_methods,
+};
+
+/* ---- Request ----------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    gp_asgi *a;
+    gp_conn *conn;       /* NULL once detached: response done, client gone, or aborted */
+    PyObject *task;
+    PyObject *recv_fut, *send_fut;
+    PyObject *send_keep; /* bytes the core may still point into */
+    PyObject *headers;   /* from http.response.start, until the head goes out */
+    PyObject *trailer_buf;
+    int status;
+    int file_fd;
+    bool started, head_sent, complete, disconnected, body_delivered;
+    bool trailers, body_ended, draining, send_final, task_done;
+    char what[160];
+} Request;
+
+static PyTypeObject Request_Type;
+
+static void Request_dealloc(Request *r)
+{
+    Py_XDECREF(r->task);
+    Py_XDECREF(r->recv_fut);
+    Py_XDECREF(r->send_fut);
+    Py_XDECREF(r->send_keep);
+    Py_XDECREF(r->headers);
+    Py_XDECREF(r->trailer_buf);
+    if (r->file_fd >= 0) close(r->file_fd);
+    PyObject_Free(r);
+}
+
+static PyTypeObject Request_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gallop.ASGIRequest",
+    .tp_basicsize = sizeof(Request),
+    .tp_dealloc = (destructor)Request_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+};
+
+static PyObject *disconnect_msg(gp_asgi *a)
+{
+    return PyDict_Copy(a->msg_disconnect);
+}
+
+/* Completes a future unless the task waiting on it was cancelled meanwhile. */
+static void resolve(gp_asgi *a, PyObject **futp, PyObject *value)
+{
+    PyObject *fut = *futp;
+    *futp = NULL;
+    if (!fut) {
+        Py_XDECREF(value);
+        return;
+    }
+    PyObject *done = PyObject_CallMethodNoArgs(fut, a->s_done);
+    if (done == Py_False) {
+        PyObject *r = PyObject_CallMethodOneArg(fut, a->s_set_result, value ? value : Py_None);
+        if (!r) PyErr_WriteUnraisable(fut);
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(done);
+    Py_XDECREF(value);
+    Py_DECREF(fut);
+}
+
+/* Lets go of the connection; the core keeps serving it. */
+static void detach(Request *r)
+{
+    if (!r->conn) return;
+    gp_conn_set_app_state(r->conn, NULL);
+    r->conn = NULL;
+    Py_CLEAR(r->send_keep);
+    if (r->file_fd >= 0) {
+        close(r->file_fd);
+        r->file_fd = -1;
+    }
+    Py_DECREF(r); /* the connection's reference */
+}
+
+/* The response is finished (or abandoned): hand the connection back. */
+static void finish(Request *r)
+{
+    gp_conn *c = r->conn;
+    if (!c) return;
+    r->complete = true;
+    Py_INCREF(r);
+    detach(r);
+    gp_conn_app_done(c);
+    Py_DECREF(r);
+}
+
+static void log_error(Request *r, const char *when)
+{
+    gp_error("Exception in ASGI application, %s (%s)", r->what, when);
+    PyErr_PrintEx(0);
+}
+
+/* ---- scope ---------------------------------------------------------------- */
+
+static PyObject *lower_name(gp_asgi *a, const char *name, size_t n)
+{
+    char low[256];
+    if (n > sizeof low) return PyBytes_FromStringAndSize(name, (Py_ssize_t)n); /* never: limits */
+    unsigned h = 2166136261u;
+    for (size_t i = 0; i < n; i++) {
+        low[i] = (char)tolower((unsigned char)name[i]);
+        h = (h ^ (unsigned char)low[i]) * 16777619u;
+    }
+    if (n < sizeof a->names[0].name) {
+        for (unsigned p = 0; p < 4; p++) {
+            name_entry *e = &a->names[(h + p) % NAME_CACHE];
+            if (!e->bytes) {
+                e->bytes = PyBytes_FromStringAndSize(low, (Py_ssize_t)n);
+                if (!e->bytes) return NULL;
+                memcpy(e->name, low, n);
+                e->len = (unsigned char)n;
+            }
+            if (e->len == n && memcmp(e->name, low, n) == 0) {
+                Py_INCREF(e->bytes);
+                return e->bytes;
+            }
+        }
+    }
+    return PyBytes_FromStringAndSize(low, (Py_ssize_t)n);
+}
+
+static size_t percent_decode(char *dst, const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n + 0 + 1 && i + 2 <= n - 1 && isxdigit((unsigned char)s[i + 1]) &&
+            isxdigit((unsigned char)s[i + 2])) {
+            int hi = s[i + 1], lo = s[i + 2];
+            hi = hi <= '9' ? hi - '0' : (hi | 0x20) - 'a' + 10;
+            lo = lo <= '9' ? lo - '0' : (lo | 0x20) - 'a' + 10;
+            dst[k++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            dst[k++] = s[i];
+        }
+    }
+    return k;
+}
+
+static PyObject *addr_tuple(const struct sockaddr *sa)
+{
+    char host[64];
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+        return Py_BuildValue("(si)", host, ntohs(s4->sin_port));
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+        return Py_BuildValue("(si)", host, ntohs(s6->sin6_port));
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *server_tuple(gp_asgi *a, gp_conn *c)
+{
+    const gp_addr *addr = gp_conn_local(c);
+    int i = 0;
+    for (; i < GP_MAX_BINDS && a->server_addr[i] && a->server_addr[i] != addr; i++) {}
+    if (i == GP_MAX_BINDS) i = 0;
+    if (!a->server_addr[i]) {
+        PyObject *t = addr->kind == GP_ADDR_UNIX ? Py_BuildValue("(sO)", addr->text + 5, Py_None)
+                                                 : addr_tuple((const struct sockaddr *)&addr->sa);
+        if (!t) return NULL;
+        a->server[i] = t;
+        a->server_addr[i] = addr;
+    }
+    Py_INCREF(a->server[i]);
+    return a->server[i];
+}
+
+static PyObject *method_str(gp_asgi *a, const char *m, size_t n)
+{
+    static const char *const known[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", NULL};
+    for (int i = 0; known[i]; i++)
+        if (strlen(known[i]) == n && memcmp(known[i], m, n) == 0) {
+            Py_INCREF(a->methods[i]);
+            return a->methods[i];
+        }
+    return PyUnicode_DecodeLatin1(m, (Py_ssize_t)n, NULL);
+}
+
+enum { SK_TYPE, SK_ASGI, SK_HTTP_VERSION, SK_METHOD, SK_SCHEME, SK_PATH, SK_RAW_PATH, SK_QUERY, SK_ROOT,
+       SK_HEADERS, SK_CLIENT, SK_SERVER, SK_STATE, SK_EXTENSIONS, SK_SUBPROTOCOLS, SK_COUNT };
+
+static int set_steal(PyObject *d, PyObject *k, PyObject *v)
+{
+    if (!v) return -1;
+    int r = PyDict_SetItem(d, k, v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* The parts of the scope HTTP and WebSocket share. */
+PyObject *gp_asgi_scope(gp_conn *c, const gp_http_request *req, PyObject *type)
+{
+    gp_asgi *a = the_asgi;
+    PyObject **K = a->scope_keys;
+    PyObject *s = PyDict_New();
+    if (!s) return NULL;
+    if (PyDict_SetItem(s, K[SK_TYPE], type) < 0 || PyDict_SetItem(s, K[SK_ASGI], a->asgi_info) < 0 ||
+        PyDict_SetItem(s, K[SK_HTTP_VERSION], req->version_minor ? a->v_http11 : a->v_http10) < 0 ||
+        PyDict_SetItem(s, K[SK_SCHEME], type == a->v_http ? a->v_http : a->scope_keys[SK_COUNT]) < 0 ||
+        PyDict_SetItem(s, K[SK_ROOT], a->v_root) < 0)
+        goto fail;
+    if (set_steal(s, K[SK_RAW_PATH], PyBytes_FromStringAndSize(req->path, (Py_ssize_t)req->path_len)) < 0) goto fail;
+    size_t plen = percent_decode(a->scratch, req->path, req->path_len);
+    const char *p = a->scratch;
+    if (a->root_len && plen >= a->root_len && memcmp(p, a->cfg->root_path, a->root_len) == 0 &&
+        (plen == a->root_len || p[a->root_len] == '/')) {
+        /* ASGI keeps root_path inside path; nothing to strip */
+    }
+    if (set_steal(s, K[SK_PATH], PyUnicode_DecodeUTF8(p, (Py_ssize_t)plen, "replace")) < 0) goto fail;
+    if (set_steal(s, K[SK_QUERY], req->query ? PyBytes_FromStringAndSize(req->query, (Py_ssize_t)req->query_len)
+                                              : (Py_INCREF(a->v_empty_bytes), a->v_empty_bytes)) < 0)
+        goto fail;
+    PyObject *hl = PyList_New((Py_ssize_t)req->num_headers);
+    if (!hl) goto fail;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const gp_http_header *h = &req->headers[i];
+        PyObject *n = lower_name(a, h->name, h->name_len);
+        PyObject *v = n ? PyBytes_FromStringAndSize(h->value, (Py_ssize_t)h->value_len) : NULL;
+        PyObject *t = v ? PyTuple_Pack(2, n, v) : NULL;
+        Py_XDECREF(n);
+        Py_XDECREF(v);
+        if (!t) {
+            Py_DECREF(hl);
+            goto fail;
+        }
+        PyList_SET_ITEM(hl, (Py_ssize_t)i, t);
+    }
+    if (set_steal(s, K[SK_HEADERS], hl) < 0) goto fail;
+    socklen_t sl;
+    if (set_steal(s, K[SK_CLIENT], addr_tuple(gp_conn_peer(c, &sl))) < 0) goto fail;
+    if (set_steal(s, K[SK_SERVER], server_tuple(a, c)) < 0) goto fail;
+    if (a->state && set_steal(s, K[SK_STATE], PyDict_Copy(a->state)) < 0) goto fail;
+    return s;
+fail:
+    Py_DECREF(s);
+    return NULL;
+}
+
+/* ---- receive ----------------------------------------------------------------- */
+
+#define AGAIN_SENTINEL ((PyObject *)&Ready_Type)
+
+static PyObject *request_msg(gp_asgi *a, PyObject *body, bool more)
+{
+    PyObject *m = PyDict_New();
+    if (!m || PyDict_SetItem(m, a->k_type, a->v_request) < 0 || PyDict_SetItem(m, a->k_body, body) < 0 ||
+        PyDict_SetItem(m, a->k_more_body, more ? Py_True : Py_False) < 0) {
+        Py_XDECREF(m);
+        m = NULL;
+    }
+    Py_DECREF(body);
+    return m;
+}
+
+static void send_error_and_finish(Request *r, int status)
+{
+    if (!r->conn) return;
+    if (!r->started) gp_conn_send_error(r->conn, status, 1);
+    else gp_conn_set_close(r->conn);
+    r->started = true;
+    finish(r);
+}
+
+/* The next message for receive(), or AGAIN_SENTINEL to wait. */
+static PyObject *try_receive(Request *r)
+{
+    gp_asgi *a = r->a;
+    gp_conn *c = r->conn;
+    if (!c || r->complete || r->disconnected) return disconnect_msg(a);
+    if (!r->body_delivered) {
+        PyObject *b = PyBytes_FromStringAndSize(NULL, BODY_CHUNK);
+        if (!b) return NULL;
+        ssize_t n = gp_conn_body_read_nb(c, PyBytes_AS_STRING(b), BODY_CHUNK);
+        if (n == GP_BODY_AGAIN) {
+            Py_DECREF(b);
+            return AGAIN_SENTINEL;
+        }
+        if (n < 0) {
+            Py_DECREF(b);
+            int status = gp_conn_body_error_status(c);
+            r->disconnected = true;
+            if (n != GP_BODY_CLOSED) send_error_and_finish(r, status ? status : 400);
+            return disconnect_msg(a);
+        }
+        if (_PyBytes_Resize(&b, n) < 0) return NULL;
+        bool more = n > 0 && !gp_conn_body_done(c);
+        if (!more) r->body_delivered = true;
+        return request_msg(a, b, more);
+    }
+    if (gp_conn_peer_gone(c)) {
+        r->disconnected = true;
+        return disconnect_msg(a);
+    }
+    return AGAIN_SENTINEL;
+}
+
+static PyObject *asgi_receive(PyObject *self, PyObject *unused)
+{
+    Request *r = (Request *)self;
+    if (r->recv_fut) {
+        PyErr_SetString(PyExc_RuntimeError, "receive() called again before the previous one completed");
+        return NULL;
+    }
+    PyObject *m = try_receive(r);
+    if (m != AGAIN_SENTINEL) return m ? ready_new(m) : NULL;
+    PyObject *fut = PyObject_CallNoArgs(r->a->create_future);
+    if (!fut) return NULL;
+    Py_INCREF(fut);
+    r->recv_fut = fut;
+    gp_conn_wait_input(r->conn, 1);
+    return fut;
+}
+
+static PyMethodDef receive_def = {"receive", asgi_receive, METH_NOARGS, "ASGI receive()"};
+
+/* ---- send --------------------------------------------------------------------- */
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "";
+    }
+}
+
+static PyObject *msg_get(PyObject *msg, PyObject *key)
+{
+    PyObject *v = PyDict_GetItemWithError(msg, key);
+    return v; /* borrowed; NULL without error when absent */
+}
+
+/* Checks the headers of a start or trailers message; returns a list of
+ * (bytes, bytes) pairs or NULL with an exception. */
+static PyObject *check_headers(PyObject *headers)
+{
+    PyObject *seq = PySequence_Fast(headers, "headers must be an iterable of [name, value] pairs");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *out = PyList_New(n);
+    if (!out) goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *h = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *pair = PySequence_Fast(h, "each header must be a [name, value] pair");
+        if (!pair) goto fail;
+        if (PySequence_Fast_GET_SIZE(pair) != 2 || !PyBytes_Check(PySequence_Fast_GET_ITEM(pair, 0)) ||
+            !PyBytes_Check(PySequence_Fast_GET_ITEM(pair, 1))) {
+            Py_DECREF(pair);
+            PyErr_Format(PyExc_TypeError, "header %R must be a pair of bytes", h);
+            goto fail;
+        }
+        PyObject *nm = PySequence_Fast_GET_ITEM(pair, 0), *v = PySequence_Fast_GET_ITEM(pair, 1);
+        if (!gp_conn_field_ok(PyBytes_AS_STRING(nm), (size_t)PyBytes_GET_SIZE(nm), PyBytes_AS_STRING(v),
+                              (size_t)PyBytes_GET_SIZE(v))) {
+            Py_DECREF(pair);
+            PyErr_Format(PyExc_ValueError, "invalid header %R (bad name, or CR, LF or another control byte)", h);
+            goto fail;
+        }
+        PyObject *t = PyTuple_Pack(2, nm, v);
+        Py_DECREF(pair);
+        if (!t) goto fail;
+        PyList_SET_ITEM(out, i, t);
+    }
+    Py_DECREF(seq);
+    return out;
+fail:
+    Py_XDECREF(out);
+    Py_DECREF(seq);
+    return NULL;
+}
+
+static int send_head(Request *r, long long known_length)
+{
+    gp_conn *c = r->conn;
+    char line[64];
+    const char *why = reason(r->status);
+    size_t wl = strlen(why);
+    line[0] = (char)('0' + r->status / 100);
+    line[1] = (char)('0' + r->status / 10 % 10);
+    line[2] = (char)('0' + r->status % 10);
+    line[3] = ' ';
+    memcpy(line + 4, why, wl);
+    if (gp_conn_head_begin(c, line, 4 + wl) < 0) goto bad;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(r->headers); i++) {
+        PyObject *t = PyList_GET_ITEM(r->headers, i);
+        PyObject *nm = PyTuple_GET_ITEM(t, 0), *v = PyTuple_GET_ITEM(t, 1);
+        if (gp_conn_head_add(c, PyBytes_AS_STRING(nm), (size_t)PyBytes_GET_SIZE(nm), PyBytes_AS_STRING(v),
+                             (size_t)PyBytes_GET_SIZE(v)) < 0)
+            goto bad;
+    }
+    if (known_length >= 0 && !r->trailers) gp_conn_head_set_length(c, (uint64_t)known_length);
+    if (gp_conn_head_end(c) < 0) goto bad;
+    r->head_sent = true;
+    Py_CLEAR(r->headers);
+    return 0;
+bad:
+    PyErr_SetString(PyExc_ValueError, "invalid response head (a bad content-length, or the head is too large)");
+    return -1;
+}
+
+/* After the last body bytes: end now, or wait for the trailers message. */
+static void body_complete(Request *r)
+{
+    r->body_ended = true;
+    if (r->trailers) return;
+    gp_conn_end_response(r->conn);
+    finish(r);
+}
+
+static PyObject *send_wait(Request *r, bool final)
+{
+    PyObject *fut = PyObject_CallNoArgs(r->a->create_future);
+    if (!fut) return NULL;
+    Py_INCREF(fut);
+    r->send_fut = fut;
+    r->draining = true;
+    r->send_final = final;
+    return fut;
+}
+
+static PyObject *ready_none(gp_asgi *a)
+{
+    Py_INCREF(a->ready_none);
+    return a->ready_none;
+}
+
+static PyObject *send_body(Request *r, PyObject *msg)
+{
+    gp_asgi *a = r->a;
+    if (!r->started) {
+        PyErr_SetString(PyExc_RuntimeError, "http.response.body sent before http.response.start");
+        return NULL;
+    }
+    if (r->body_ended) {
+        PyErr_SetString(PyExc_RuntimeError, "http.response.body sent after the body ended");
+        return NULL;
+    }
+    PyObject *body = msg_get(msg, a->k_body);
+    PyObject *more_o = msg_get(msg, a->k_more_body);
+    if (PyErr_Occurred()) return NULL;
+    if (body && !PyBytes_Check(body)) {
+        if (PyByteArray_Check(body) || PyMemoryView_Check(body)) {
+            body = PyBytes_FromObject(body);
+            if (!body) return NULL;
+        } else {
+            PyErr_Format(PyExc_TypeError, "http.response.body 'body' must be bytes, not %.80s", Py_TYPE(body)->tp_name);
+            return NULL;
+        }
+    } else if (body) {
+        Py_INCREF(body);
+    }
+    int more = more_o ? PyObject_IsTrue(more_o) : 0;
+    if (more < 0) goto fail;
+    Py_ssize_t n = body ? PyBytes_GET_SIZE(body) : 0;
+    if (!r->head_sent && send_head(r, more ? -1 : (long long)n) < 0) goto fail;
+    if (n) {
+        int rc = gp_conn_write(r->conn, PyBytes_AS_STRING(body), (size_t)n);
+        if (rc == GP_AGAIN) {
+            Py_XSETREF(r->send_keep, body);
+            return send_wait(r, !more);
+        }
+        if (rc == GP_ERROR) {
+            Py_XDECREF(body);
+            r->disconnected = true;
+            finish(r);
+            return ready_none(a);
+        }
+    }
+    Py_XDECREF(body);
+    if (!more) body_complete(r);
+    return ready_none(a);
+fail:
+    Py_XDECREF(body);
+    return NULL;
+}
+
+static PyObject *send_pathsend(Request *r, PyObject *msg)
+{
+    gp_asgi *a = r->a;
+    if (!r->started || r->body_ended) {
+        PyErr_SetString(PyExc_RuntimeError, "http.response.pathsend must follow http.response.start, alone");
+        return NULL;
+    }
+    PyObject *path = msg_get(msg, a->k_path);
+    if (!path) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "path");
+        return NULL;
+    }
+    PyObject *fs = NULL;
+    if (!PyUnicode_FSConverter(path, &fs)) return NULL;
+    int fd = open(PyBytes_AS_STRING(fs), O_RDONLY | O_CLOEXEC);
+    Py_DECREF(fs);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0) close(fd);
+        PyErr_Format(PyExc_FileNotFoundError, "http.response.pathsend: cannot send %R", path);
+        return NULL;
+    }
+    if (!r->head_sent && send_head(r, (long long)st.st_size) < 0) {
+        close(fd);
+        return NULL;
+    }
+    r->file_fd = fd;
+    int rc = gp_conn_sendfile(r->conn, fd, 0, (uint64_t)st.st_size);
+    if (rc == GP_AGAIN) return send_wait(r, true);
+    if (rc == GP_ERROR) {
+        r->disconnected = true;
+        finish(r);
+        return ready_none(a);
+    }
+    body_complete(r);
+    return ready_none(a);
+}
+
+static PyObject *send_trailers(Request *r, PyObject *msg)
+{
+    gp_asgi *a = r->a;
+    if (!r->trailers || !r->body_ended) {
+        PyErr_SetString(PyExc_RuntimeError, "http.response.trailers needs trailers=True in the start message "
+                                            "and comes after the last body message");
+        return NULL;
+    }
+    PyObject *hs = msg_get(msg, a->k_headers);
+    PyObject *more_o = msg_get(msg, a->k_more_trailers);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *list = hs ? check_headers(hs) : PyList_New(0);
+    if (!list) return NULL;
+    if (!r->trailer_buf && !(r->trailer_buf = PyByteArray_FromStringAndSize(NULL, 0))) goto fail;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        PyObject *t = PyList_GET_ITEM(list, i);
+        PyObject *line = PyBytes_FromFormat("%s: %s\r\n", PyBytes_AS_STRING(PyTuple_GET_ITEM(t, 0)),
+                                            PyBytes_AS_STRING(PyTuple_GET_ITEM(t, 1)));
+        if (!line) goto fail;
+        PyObject *x = PySequence_InPlaceConcat(r->trailer_buf, line);
+        Py_DECREF(line);
+        if (!x) goto fail;
+        Py_DECREF(x);
+    }
+    Py_DECREF(list);
+    int more = more_o ? PyObject_IsTrue(more_o) : 0;
+    if (more < 0) return NULL;
+    if (!more) {
+        gp_conn_end_response_trailers(r->conn, PyByteArray_AS_STRING(r->trailer_buf),
+                                      (size_t)PyByteArray_GET_SIZE(r->trailer_buf));
+        finish(r);
+    }
+    return ready_none(a);
+fail:
+    Py_DECREF(list);
+    return NULL;
+}
+
+static PyObject *send_start(Request *r, PyObject *msg)
+{
+    gp_asgi *a = r->a;
+    if (r->started) {
+        PyErr_SetString(PyExc_RuntimeError, "http.response.start sent twice");
+        return NULL;
+    }
+    PyObject *st = msg_get(msg, a->k_status);
+    if (!st) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "'status' missing from http.response.start");
+        return NULL;
+    }
+    long status = PyLong_AsLong(st);
+    if (status == -1 && PyErr_Occurred()) return NULL;
+    if (status < 100 || status > 999) {
+        PyErr_Format(PyExc_ValueError, "invalid HTTP status %ld", status);
+        return NULL;
+    }
+    PyObject *hs = msg_get(msg, a->k_headers);
+    PyObject *tr = msg_get(msg, a->k_trailers);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *list = hs ? check_headers(hs) : PyList_New(0);
+    if (!list) return NULL;
+    int trailers = tr ? PyObject_IsTrue(tr) : 0;
+    if (trailers < 0) {
+        Py_DECREF(list);
+        return NULL;
+    }
+    r->status = (int)status;
+    Py_XSETREF(r->headers, list);
+    r->trailers = trailers;
+    r->started = true;
+    return ready_none(a);
+}
+
+static PyObject *asgi_send(PyObject *self, PyObject *msg)
+{
+    Request *r = (Request *)self;
+    gp_asgi *a = r->a;
+    if (!PyDict_Check(msg)) {
+        PyErr_SetString(PyExc_TypeError, "send() takes a dict message");
+        return NULL;
+    }
+    PyObject *type = msg_get(msg, a->k_type);
+    if (!type || !PyUnicode_Check(type)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "the message has no 'type' str");
+        return NULL;
+    }
+    if (!r->conn) {
+        if (r->complete && !r->disconnected) {
+            PyErr_Format(PyExc_RuntimeError, "unexpected ASGI message %R after the response completed", type);
+            return NULL;
+        }
+        return ready_none(a); /* the client is gone: sending is a no-op */
+    }
+    if (r->draining) {
+        PyErr_SetString(PyExc_RuntimeError, "send() called before the previous send() completed");
+        return NULL;
+    }
+    const char *t = PyUnicode_AsUTF8(type);
+    if (!t) return NULL;
+    if (strcmp(t, "http.response.body") == 0) return send_body(r, msg);
+    if (strcmp(t, "http.response.start") == 0) return send_start(r, msg);
+    if (strcmp(t, "http.response.pathsend") == 0) return send_pathsend(r, msg);
+    if (strcmp(t, "http.response.trailers") == 0) return send_trailers(r, msg);
+    PyErr_Format(PyExc_RuntimeError, "unexpected ASGI message type %R for an HTTP request", type);
+    return NULL;
+}
+
+static PyMethodDef send_def = {"send", asgi_send, METH_O, "ASGI send(message)"};
+
+/* ---- the task ending ------------------------------------------------------- */
+
+static PyObject *task_done(PyObject *self, PyObject *task)
+{
+    Request *r = (Request *)self;
+    gp_asgi *a = r->a;
+    r->task_done = true;
+    PyObject *cancelled = PyObject_CallMethodNoArgs(task, a->s_cancelled);
+    if (cancelled == Py_False) {
+        PyObject *exc = PyObject_CallMethodNoArgs(task, a->s_exception);
+        if (exc && exc != Py_None) {
+            gp_error("Exception in ASGI application, %s", r->what);
+            PyObject *tb = PyException_GetTraceback(exc);
+            PyErr_Display((PyObject *)Py_TYPE(exc), exc, tb);
+            Py_XDECREF(tb);
+        }
+        Py_XDECREF(exc);
+        PyErr_Clear();
+    }
+    Py_XDECREF(cancelled);
+    PyErr_Clear();
+    if (r->conn && !r->draining) {
+        if (!r->started) {
+            gp_conn_send_error(r->conn, 500, 0); /* no response at all */
+            r->started = true;
+        } else if (!r->complete) {
+            gp_conn_set_close(r->conn); /* a body cut short */
+        }
+        finish(r);
+    }
+    Py_CLEAR(r->task);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef task_done_def = {"_done", task_done, METH_O, NULL};
+
+/* ---- callbacks from the core ------------------------------------------------- */
+
+static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *req)
+{
+    gp_asgi *a = app;
+    if (req->upgrade && gp_asgi_ws_is_upgrade(req)) return gp_asgi_ws_start(a->app, a->asgi2, c, req);
+    Request *r = PyObject_New(Request, &Request_Type);
+    if (!r) goto oom;
+    memset((char *)r + sizeof(PyObject), 0, sizeof *r - sizeof(PyObject));
+    r->a = a;
+    r->conn = c;
+    r->file_fd = -1;
+    gp_conn_describe(r->what, sizeof r->what, req);
+    gp_conn_set_app_state(c, r); /* the connection's reference */
+
+    PyObject *scope = gp_asgi_scope(c, req, a->v_http);
+    if (!scope) goto fail;
+    PyObject **K = a->scope_keys;
+    if (set_steal(scope, K[SK_METHOD], method_str(a, req->method, req->method_len)) < 0 ||
+        PyDict_SetItem(scope, K[SK_EXTENSIONS], a->extensions) < 0) {
+        Py_DECREF(scope);
+        goto fail;
+    }
+    PyObject *receive = PyCFunction_New(&receive_def, (PyObject *)r);
+    PyObject *send = PyCFunction_New(&send_def, (PyObject *)r);
+    PyObject *coro = NULL;
+    if (receive && send) {
+        if (a->asgi2) {
+            PyObject *inst = PyObject_CallOneArg(a->app, scope);
+            coro = inst ? PyObject_CallFunctionObjArgs(inst, receive, send, NULL) : NULL;
+            Py_XDECREF(inst);
+        } else {
+            coro = PyObject_CallFunctionObjArgs(a->app, scope, receive, send, NULL);
+        }
+    }
+    Py_XDECREF(receive);
+    Py_XDECREF(send);
+    Py_DECREF(scope);
+    if (!coro) goto fail;
+    PyObject *task = PyObject_CallOneArg(a->create_task, coro);
+    Py_DECREF(coro);
+    if (!task) goto fail;
+    r->task = task;
+    PyObject *cb = PyCFunction_New(&task_done_def, (PyObject *)r);
+    PyObject *x = cb ? PyObject_CallMethodOneArg(task, a->s_add_done_callback, cb) : NULL;
+    Py_XDECREF(cb);
+    if (!x) goto fail;
+    Py_DECREF(x);
+    return GP_APP_ASYNC;
+fail:
+    log_error(r, "starting the app");
+    r->started = true;
+    detach(r);
+    gp_conn_send_error(c, 500, 0);
+    return GP_APP_DONE;
+oom:
+    PyErr_Clear();
+    gp_conn_send_error(c, 500, 1);
+    return GP_APP_DONE;
+}
+
+static void asgi_resume(void *app, gp_conn *c)
+{
+    Request *r = gp_conn_app_state(c);
+    if (!r) return;
+    if (gp_asgi_ws_owns(r)) {
+        gp_asgi_ws_resume(c);
+        return;
+    }
+    gp_asgi *a = r->a;
+    r->draining = false;
+    Py_CLEAR(r->send_keep);
+    Py_INCREF(r);
+    if (gp_conn_peer_gone(c)) {
+        r->disconnected = true;
+        finish(r);
+    } else if (r->send_final) {
+        if (r->file_fd >= 0) {
+            close(r->file_fd);
+            r->file_fd = -1;
+        }
+        body_complete(r);
+    } else if (r->task_done) {
+        if (!r->complete) gp_conn_set_close(c);
+        finish(r);
+    }
+    resolve(a, &r->send_fut, NULL);
+    Py_DECREF(r);
+}
+
+static void asgi_readable(void *app, gp_conn *c)
+{
+    Request *r = gp_conn_app_state(c);
+    if (!r) return;
+    if (gp_asgi_ws_owns(r)) {
+        gp_asgi_ws_readable(c);
+        return;
+    }
+    if (!r->recv_fut) {
+        gp_conn_wait_input(c, 0);
+        return;
+    }
+    PyObject *m = try_receive(r);
+    if (m == AGAIN_SENTINEL) return;
+    if (r->conn) gp_conn_wait_input(r->conn, 0);
+    if (!m) {
+        PyObject *fut = r->recv_fut;
+        r->recv_fut = NULL;
+        PyErr_WriteUnraisable(fut);
+        Py_DECREF(fut);
+        return;
+    }
+    resolve(r->a, &r->recv_fut, m);
+}
+
+/* The core is closing the connection under the app (stop timeout, error). */
+static void asgi_abort(void *app, gp_conn *c)
+{
+    Request *r = gp_conn_app_state(c);
+    if (!r) return;
+    if (gp_asgi_ws_owns(r)) {
+        gp_asgi_ws_abort(c);
+        return;
+    }
+    gp_asgi *a = r->a;
+    Py_INCREF(r);
+    r->disconnected = true;
+    r->draining = false;
+    gp_conn_set_app_state(c, NULL);
+    r->conn = NULL;
+    Py_CLEAR(r->send_keep);
+    Py_DECREF(r); /* the connection's reference */
+    resolve(a, &r->recv_fut, disconnect_msg(a));
+    resolve(a, &r->send_fut, NULL);
+    if (r->task && !r->task_done) {
+        PyObject *x = PyObject_CallMethodNoArgs(r->task, a->s_cancel);
+        Py_XDECREF(x);
+        PyErr_Clear();
+    }
+    Py_DECREF(r);
+}
+
+const gp_app_ops gp_asgi_ops = {
+    .start = asgi_start,
+    .resume = (gp_app_status(*)(void *, gp_conn *))NULL,
+    .abort = asgi_abort,
+    .readable = asgi_readable,
+};
+
+/* The core's resume has the WSGI signature; the async bridge needs no status. */
+static gp_app_status asgi_resume_status(void *app, gp_conn *c)
+{
+    asgi_resume(app, c);
+    return GP_APP_ASYNC;
+}
+
+static gp_app_ops asgi_ops;
+
+/* ---- set-up ---------------------------------------------------------------------- */
+
+static PyObject *intern(const char *s)
+{
+    return PyUnicode_InternFromString(s);
+}
+
+static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg, PyObject *loop)
+{
+    a->app = app;
+    Py_INCREF(app);
+    a->asgi2 = asgi2;
+    a->cfg = cfg;
+    a->scratch = PyMem_Malloc(cfg->limit_request_line + 16);
+    if (!a->scratch) return -1;
+    a->create_future = PyObject_GetAttrString(loop, "create_future");
+    a->create_task = PyObject_GetAttrString(loop, "create_task");
+    if (!a->create_future || !a->create_task) return -1;
+    static const char *const sk[] = {"type", "asgi", "http_version", "method", "scheme", "path", "raw_path",
+                                     "query_string", "root_path", "headers", "client", "server", "state",
+                                     "extensions", "subprotocols"};
+    for (int i = 0; i < SK_COUNT; i++)
+        if (!(a->scope_keys[i] = intern(sk[i]))) return -1;
+    a->scope_keys[SK_COUNT] = intern("ws");
+    a->k_type = a->scope_keys[SK_TYPE];
+    a->k_headers = a->scope_keys[SK_HEADERS];
+    a->k_path = a->scope_keys[SK_PATH];
+    a->k_body = intern("body");
+    a->k_more_body = intern("more_body");
+    a->k_status = intern("status");
+    a->k_trailers = intern("trailers");
+    a->k_more_trailers = intern("more_trailers");
+    a->v_http = intern("http");
+    a->v_http10 = intern("1.0");
+    a->v_http11 = intern("1.1");
+    a->v_request = intern("http.request");
+    a->v_disconnect = intern("http.disconnect");
+    a->v_empty_bytes = PyBytes_FromStringAndSize("", 0);
+    a->s_set_result = intern("set_result");
+    a->s_done = intern("done");
+    a->s_cancel = intern("cancel");
+    a->s_add_done_callback = intern("add_done_callback");
+    a->s_exception = intern("exception");
+    a->s_cancelled = intern("cancelled");
+    static const char *const known[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
+    for (int i = 0; i < 7; i++) a->methods[i] = intern(known[i]);
+    const char *root = cfg->root_path ? cfg->root_path : "";
+    a->root_len = strlen(root);
+    a->v_root = PyUnicode_FromString(root);
+    a->asgi_info = Py_BuildValue("{s:s,s:s}", "version", asgi2 ? "2.0" : "3.0", "spec_version", "2.4");
+    a->extensions = Py_BuildValue("{s:{},s:{},s:{}}", "http.response.pathsend", "http.response.trailers",
+                                  "websocket.http.response");
+    a->msg_disconnect = Py_BuildValue("{s:s}", "type", "http.disconnect");
+    a->ready_none = ready_new(NULL);
+    if (!a->v_root || !a->asgi_info || !a->extensions || !a->msg_disconnect || !a->ready_none || !a->v_empty_bytes)
+        return -1;
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* ---- the driver: loop, lifespan, serving, stop ------------------------------- */
+
+static PyObject *py_turn(PyObject *self, PyObject *unused)
+{
+    gp_asgi *a = the_asgi;
+    return PyBool_FromLong(gp_worker_turn(a->worker, 0));
+}
+
+static PyObject *py_accept(PyObject *self, PyObject *unused)
+{
+    if (gp_worker_accept(the_asgi->worker) < 0) return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_log(PyObject *self, PyObject *args)
+{
+    int level;
+    const char *msg;
+    if (!PyArg_ParseTuple(args, "is", &level, &msg)) return NULL;
+    gp_log(level, "%s", msg);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef driver_methods[] = {
+    {"turn", py_turn, METH_NOARGS, NULL},
+    {"accept", py_accept, METH_NOARGS, NULL},
+    {"log", py_log, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static const char driver_src[] =
+    "import asyncio, sys, traceback\n"
+    "\n"
+    "class Lifespan:\n"
+    "    def __init__(self, app, asgi2, state, log):\n"
+    "        self.app, self.asgi2, self.state, self.log = app, asgi2, state, log\n"
+    "        self.queue = asyncio.Queue()\n"
+    "        loop = asyncio.get_running_loop()\n"
+    "        self.started = loop.create_future()\n"
+    "        self.stopped = loop.create_future()\n"
+    "        self.sent_any = False\n"
+    "    async def receive(self):\n"
+    "        return await self.queue.get()\n"
+    "    async def send(self, message):\n"
+    "        self.sent_any = True\n"
+    "        t = message['type']\n"
+    "        if t == 'lifespan.startup.complete' and not self.started.done():\n"
+    "            self.started.set_result(None)\n"
+    "        elif t == 'lifespan.startup.failed' and not self.started.done():\n"
+    "            self.started.set_result('startup failed: ' + str(message.get('message', '')))\n"
+    "        elif t == 'lifespan.shutdown.complete' and not self.stopped.done():\n"
+    "            self.stopped.set_result(None)\n"
+    "        elif t == 'lifespan.shutdown.failed' and not self.stopped.done():\n"
+    "            self.stopped.set_result('shutdown failed: ' + str(message.get('message', '')))\n"
+    "    async def run(self, mode):\n"
+    "        scope = {'type': 'lifespan', 'asgi': {'version': '2.0' if self.asgi2 else '3.0',\n"
+    "                 'spec_version': '2.0'}, 'state': self.state}\n"
+    "        try:\n"
+    "            if self.asgi2:\n"
+    "                await self.app(scope)(self.receive, self.send)\n"
+    "            else:\n"
+    "                await self.app(scope, self.receive, self.send)\n"
+    "        except BaseException as e:\n"
+    "            if not self.started.done():\n"
+    "                if mode == 'auto' and not self.sent_any:\n"
+    "                    self.log(20, \"ASGI 'lifespan' protocol appears unsupported (%s: %s); running without it\" % (type(e).__name__, e))\n"
+    "                    self.started.set_result('unsupported')\n"
+    "                    return\n"
+    "                traceback.print_exc()\n"
+    "                self.started.set_result('startup raised %s: %s' % (type(e).__name__, e))\n"
+    "            else:\n"
+    "                traceback.print_exc()\n"
+    "        finally:\n"
+    "            if not self.started.done():\n"
+    "                self.started.set_result('the app returned during lifespan start-up')\n"
+    "            if not self.stopped.done():\n"
+    "                self.stopped.set_result(None)\n"
+    "\n"
+    "async def serve(app, asgi2, mode, state, fd, turn, accept, log):\n"
+    "    loop = asyncio.get_running_loop()\n"
+    "    life = None\n"
+    "    if mode != 'off':\n"
+    "        life = Lifespan(app, asgi2, state, log)\n"
+    "        task = loop.create_task(life.run(mode))\n"
+    "        life.queue.put_nowait({'type': 'lifespan.startup'})\n"
+    "        why = await life.started\n"
+    "        if why == 'unsupported':\n"
+    "            life = None\n"
+    "        elif why is not None:\n"
+    "            log(40, 'application start-up failed: %s' % why)\n"
+    "            return 4\n"
+    "    done = loop.create_future()\n"
+    "    def on_ready():\n"
+    "        if not turn() and not done.done():\n"
+    "            done.set_result(None)\n"
+    "    loop.add_reader(fd, on_ready)\n"
+    "    accept()\n"
+    "    await done\n"
+    "    loop.remove_reader(fd)\n"
+    "    if life is not None:\n"
+    "        life.queue.put_nowait({'type': 'lifespan.shutdown'})\n"
+    "        why = await life.stopped\n"
+    "        if why:\n"
+    "            log(40, 'application shutdown failed: %s' % why)\n"
+    "    return 0\n"
+    "\n"
+    "def main(app, asgi2, mode, loop_name, state, fd, turn, accept, log):\n"
+    "    loop = None\n"
+    "    if loop_name in ('auto', 'uvloop'):\n"
+    "        try:\n"
+    "            import uvloop\n"
+    "            loop = uvloop.new_event_loop()\n"
+    "        except ImportError:\n"
+    "            if loop_name == 'uvloop':\n"
+    "                log(40, 'uvloop is not installed (Debian: python3-uvloop)')\n"
+    "                return 3\n"
+    "    if loop is None:\n"
+    "        loop = asyncio.new_event_loop()\n"
+    "    asyncio.set_event_loop(loop)\n"
+    "    log(10, 'ASGI on %s' % type(loop).__module__)\n"
+    "    try:\n"
+    "        return loop, loop.run_until_complete(serve(app, asgi2, mode, state, fd, turn, accept, log))\n"
+    "    finally:\n"
+    "        loop.close()\n"
+    "\n"
+    "def make_loop(loop_name, log):\n"
+    "    if loop_name in ('auto', 'uvloop'):\n"
+    "        try:\n"
+    "            import uvloop\n"
+    "            return uvloop.new_event_loop()\n"
+    "        except ImportError:\n"
+    "            if loop_name == 'uvloop':\n"
+    "                raise SystemExit('uvloop is not installed (Debian: python3-uvloop)')\n"
+    "    return asyncio.new_event_loop()\n"
+    "\n"
+    "def run(loop, app, asgi2, mode, state, fd, turn, accept, log):\n"
+    "    asyncio.set_event_loop(loop)\n"
+    "    try:\n"
+    "        return loop.run_until_complete(serve(app, asgi2, mode, state, fd, turn, accept, log))\n"
+    "    finally:\n"
+    "        loop.close()\n";
+
+int gp_asgi_detect(PyObject *app)
+{
+    PyObject *inspect = PyImport_ImportModule("inspect");
+    if (!inspect) return -1;
+    PyObject *isco = PyObject_GetAttrString(inspect, "iscoroutinefunction");
+    Py_DECREF(inspect);
+    if (!isco) return -1;
+    int result = 0;
+    PyObject *r = PyObject_CallOneArg(isco, app);
+    if (r && PyObject_IsTrue(r)) result = 1;
+    Py_XDECREF(r);
+    if (!result && r && !PyFunction_Check(app)) {
+        PyObject *call = PyObject_GetAttrString(app, "__call__");
+        if (call) {
+            PyObject *r2 = PyObject_CallOneArg(isco, call);
+            if (r2 && PyObject_IsTrue(r2)) result = 1;
+            Py_XDECREF(r2);
+            Py_DECREF(call);
+        }
+    }
+    Py_DECREF(isco);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+    }
+    return result;
+}
+
+int gp_asgi_run(const gp_worker_args *args, PyObject *app, int asgi2)
+{
+    const gp_config *cfg = args->cfg;
+    if (PyType_Ready(&Ready_Type) < 0 || PyType_Ready(&Request_Type) < 0 || gp_asgi_ws_init() < 0) goto pyfail;
+    PyObject *globals = PyDict_New();
+    if (!globals || PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) < 0) goto pyfail;
+    PyObject *res = PyRun_String(driver_src, Py_file_input, globals, globals);
+    if (!res) goto pyfail;
+    Py_DECREF(res);
+    PyObject *make_loop = PyDict_GetItemString(globals, "make_loop");
+    PyObject *run = PyDict_GetItemString(globals, "run");
+    PyObject *drv = PyModule_New("_gallop_asgi");
+    if (!drv || PyModule_AddFunctions(drv, driver_methods) < 0) goto pyfail;
+    PyObject *turn = PyObject_GetAttrString(drv, "turn"), *accept = PyObject_GetAttrString(drv, "accept"),
+             *logf = PyObject_GetAttrString(drv, "log");
+    if (!turn || !accept || !logf) goto pyfail;
+    PyObject *loop = PyObject_CallFunction(make_loop, "sO", cfg->loop, logf);
+    if (!loop) goto pyfail;
+
+    gp_asgi *a = PyMem_Calloc(1, sizeof *a);
+    if (!a || init_asgi(a, app, asgi2, cfg, loop) < 0) goto pyfail;
+    a->state = PyDict_New();
+    the_asgi = a;
+    asgi_ops = gp_asgi_ops;
+    asgi_ops.resume = asgi_resume_status;
+    a->worker = gp_worker_create(args, &asgi_ops, a);
+    if (!a->worker) return GP_EXIT_BOOT_ERROR;
+    gp_info("ASGI %s app on the %s loop", asgi2 ? "2" : "3", Py_TYPE(loop)->tp_name);
+    PyObject *rc = PyObject_CallFunction(run, "OOisOiOOO", loop, app, asgi2, cfg->lifespan, a->state,
+                                         gp_worker_fd(a->worker), turn, accept, logf);
+    if (!rc) goto pyfail;
+    int code = (int)PyLong_AsLong(rc);
+    Py_DECREF(rc);
+    return code == 4 ? GP_EXIT_APP_ERROR : code;
+pyfail:
+    if (PyErr_ExceptionMatches(PyExc_SystemExit)) {
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        PyObject *s = v ? PyObject_Str(v) : NULL;
+        gp_error("%s", s ? PyUnicode_AsUTF8(s) : "exit");
+        Py_XDECREF(s);
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+        return GP_EXIT_BOOT_ERROR;
+    }
+    PyErr_Print();
+    return GP_EXIT_BOOT_ERROR;
+}

@@ -1,0 +1,23 @@
+/* asgi_ws: the ASGI WebSocket protocol on top of the core's WebSocket
+ * connection layer (core/ws_conn). Used by asgi.c only. */
+#ifndef GP_PY_ASGI_WS_H
+#define GP_PY_ASGI_WS_H
+
+#include <Python.h>
+#include <stdbool.h>
+
+#include "core/conn.h"
+
+int gp_asgi_ws_init(void);
+bool gp_asgi_ws_is_upgrade(const gp_http_request *req);
+gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_http_request *req);
+/* True when a connection's app state is a WebSocket session. */
+bool gp_asgi_ws_owns(void *state);
+void gp_asgi_ws_resume(gp_conn *c);
+void gp_asgi_ws_readable(gp_conn *c);
+void gp_asgi_ws_abort(gp_conn *c);
+
+/* asgi.c: the scope fields HTTP and WebSocket share. */
+PyObject *gp_asgi_scope(gp_conn *c, const gp_http_request *req, PyObject *type);
+
+#endif
