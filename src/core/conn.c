@@ -90,6 +90,7 @@ void gp_conn_close(gp_conn *c)
     release_buffer(w, &c->out, &c->out_cap);
     free(c->alog);
     c->alog = NULL;
+    gp_ws_session_free(c);
     if (c->prev) c->prev->next = c->next;
     else w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -422,11 +423,24 @@ int gp_conn_head_end(gp_conn *c)
     if (!c->has_date) out_put(c, w->date_lines[atomic_load_explicit(&w->date_idx, memory_order_acquire)], w->date_len);
     if (!c->has_server) OUT_LIT(c, "Server: gallop\r\n");
     if (c->chunked_out) OUT_LIT(c, "Transfer-Encoding: chunked\r\n");
-    if (!c->keep_alive) OUT_LIT(c, "Connection: close\r\n");
+    if (c->ws) OUT_LIT(c, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
+    else if (!c->keep_alive) OUT_LIT(c, "Connection: close\r\n");
     else if (c->version_minor == 0) OUT_LIT(c, "Connection: keep-alive\r\n");
     OUT_LIT(c, "\r\n");
     c->head_sent = true;
     return GP_OK;
+}
+
+int gp_conn_out_append(gp_conn *c, const void *p, size_t n)
+{
+    if (out_reserve(c, n)) return GP_ERROR;
+    out_put(c, p, n);
+    return GP_OK;
+}
+
+int gp_conn_flush(gp_conn *c)
+{
+    return c->broken ? GP_ERROR : finish_write(c);
 }
 
 int gp_conn_head_sent(gp_conn *c)
@@ -970,6 +984,11 @@ static bool output_pending(const gp_conn *c)
 
 /* Input stays watched while the app runs, whether it asked for input or not:
  * that catches a disconnect at once, and costs no epoll_ctl per request. */
+void gp_conn_async_rewatch(gp_conn *c)
+{
+    async_rewatch(c);
+}
+
 static void async_rewatch(gp_conn *c)
 {
     uint32_t ev = 0;
@@ -986,6 +1005,7 @@ static void on_async_event(gp_conn *c, uint32_t events)
         int r = flush(c);
         if (r == GP_AGAIN) return;
         if (r == GP_ERROR) c->peer_gone = true;
+        if (c->ws && r == GP_OK && gp_ws_on_drained(c) == GP_AGAIN) return;
         async_rewatch(c);
         w->ops->resume(w->app, c);
         if (c->dead || c->state != CS_ASYNC) goto next;
@@ -999,7 +1019,8 @@ static void on_async_event(gp_conn *c, uint32_t events)
             else if (n == 0 || (errno != EAGAIN && errno != EINTR)) c->peer_gone = true;
         }
         if (c->peer_gone || c->len == c->cap) async_rewatch(c);
-        if (c->want_input || c->peer_gone) w->ops->readable(w->app, c);
+        if (c->ws) gp_ws_on_input(c);
+        else if (c->want_input || c->peer_gone) w->ops->readable(w->app, c);
     }
 next:
     if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
@@ -1007,7 +1028,13 @@ next:
 
 void gp_conn_wait_input(gp_conn *c, int on)
 {
+    bool resumed = on && !c->want_input;
     c->want_input = on;
+    if (resumed && c->ws && c->state == CS_ASYNC) {
+        async_rewatch(c);
+        gp_ws_on_input(c); /* frames already buffered while paused */
+        return;
+    }
     if (c->state == CS_ASYNC) async_rewatch(c);
 }
 
@@ -1117,6 +1144,10 @@ void gp_conn_on_event(gp_io *io, uint32_t events)
 
 void gp_conn_on_timeout(gp_conn *c)
 {
+    if (c->ws && c->state == CS_ASYNC) {
+        gp_ws_on_tick(c);
+        return;
+    }
     if (c->state == CS_HEAD && c->len > 0 && !c->head_len) {
         reject(c, 408);
         return;
@@ -1131,6 +1162,10 @@ void gp_conn_on_stop(gp_conn *c)
 {
     if (c->state == CS_THREAD) return; /* its thread sees w->stopping */
     c->keep_alive = false;
+    if (c->ws && c->state == CS_ASYNC) {
+        gp_ws_on_stop(c);
+        return;
+    }
     if (c->state == CS_HEAD && c->len == 0 && c->deadline > c->w->now + GP_STOP_IDLE_S)
         c->deadline = c->w->now + GP_STOP_IDLE_S;
 }

@@ -49,6 +49,12 @@ typedef struct {
     void (*thread_init)(void *app);
     /* Async apps: input arrived (or the peer left) after gp_conn_wait_input. */
     void (*readable)(void *app, gp_conn *c);
+    /* WebSocket (core/ws_conn): a whole message; data is valid during the call. */
+    void (*ws_message)(void *app, gp_conn *c, int binary, const char *data, size_t len);
+    /* WebSocket: the peer closed (its code, 1005 for none), broke the protocol
+     * (the code we closed with), vanished (1006), or the worker is stopping
+     * (1001). The app should end; call gp_conn_app_done when it has. */
+    void (*ws_closed)(void *app, gp_conn *c, unsigned code);
 } gp_app_ops;
 
 /* Per-connection slot for the bridge's state of the response in progress. */

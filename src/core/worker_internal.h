@@ -41,6 +41,7 @@ struct gp_conn {
     bool dead;         /* closed this turn; freed after the batch */
     bool blocking;     /* on a request thread: writes wait instead of GP_AGAIN */
     bool want_input;   /* CS_ASYNC: the app waits for body bytes or a disconnect */
+    struct gp_ws_session *ws; /* after a WebSocket handshake (ws_conn.c) */
     bool peer_gone;    /* CS_ASYNC: the client closed or reset */
     bool keep_alive;
     bool broken;       /* the peer is gone or the stream is unusable */
@@ -124,6 +125,15 @@ struct gp_worker {
 /* conn.c, for worker.c */
 void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers);
 void gp_conn_thread_done(gp_conn *c);
+int gp_conn_out_append(gp_conn *c, const void *p, size_t n);
+int gp_conn_flush(gp_conn *c);
+void gp_conn_async_rewatch(gp_conn *c);
+/* ws_conn.c, for conn.c */
+void gp_ws_on_input(gp_conn *c);
+int gp_ws_on_drained(gp_conn *c);
+void gp_ws_on_tick(gp_conn *c);
+void gp_ws_on_stop(gp_conn *c);
+void gp_ws_session_free(gp_conn *c);
 /* worker.c, for conn.c */
 void gp_pool_submit(gp_worker *w, gp_conn *c);
 gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_storage *peer,

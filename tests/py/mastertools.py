@@ -102,9 +102,9 @@ class Gallop:
     that stop() can take them all down by pid."""
 
     def __init__(self, log_dir, args=(), app=APP, port=None, bind=True, env=None,
-                 pass_fds=(), prefix=(), chdir=APPS):
+                 pass_fds=(), prefix=(), chdir=APPS, binary=None):
         self.port = free_port() if port is None else port
-        cmd = list(prefix) + [GALLOP_BIN]
+        cmd = list(prefix) + [binary or GALLOP_BIN]
         if bind:
             cmd += ["--bind", f"127.0.0.1:{self.port}"]
         if chdir:

@@ -197,3 +197,61 @@ def test_sd_notify_ready_reloading_stopping(gallop, tmp_path):
     finally:
         nsock.close()
         os.unlink(path)
+
+
+# ---- --user, --group, --umask ------------------------------------------------------------------
+
+def _ids(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("Uid", "Gid", "Umask"):
+                out[k] = v.split()
+    return out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
+def test_user_group_umask(gallop, tmp_path):
+    import grp
+    import pwd
+    try:
+        nobody = pwd.getpwnam("nobody")
+        nogroup = grp.getgrnam("nogroup")
+    except KeyError:
+        pytest.skip("no nobody/nogroup")
+    pidfile = tmp_path / "g.pid"
+    g = gallop(["--workers", "2", "--user", "nobody", "--group", "nogroup", "--umask", "027", "--pid", pidfile])
+    ws = g.wait_workers(2)
+    g.wait_serving()
+    m = _ids(g.pid)
+    assert m["Uid"][0] == "0" and m["Umask"] == ["0027"]
+    for w in ws:
+        ids = _ids(w)
+        assert set(ids["Uid"]) == {str(nobody.pw_uid)}, ids
+        assert set(ids["Gid"]) == {str(nogroup.gr_gid)}, ids
+    assert get_pid(g.port) in ws
+    assert oct(os.stat(pidfile).st_mode & 0o777) == oct(0o640)
+
+
+def test_listen_fds_for_another_pid_are_ignored(gallop):
+    """LISTEN_FDS is only ours when LISTEN_PID names us (sd_listen_fds rules)."""
+    g = gallop(["--workers", "1"], env={"LISTEN_FDS": "1", "LISTEN_PID": "1"})
+    g.wait_workers(1)
+    g.wait_serving()
+    log = g.log()
+    assert "from systemd" not in log
+    assert f"listening at http://127.0.0.1:{g.port} " in log
+
+
+def test_sd_notify_abstract_socket(gallop):
+    name = f"gallop-test-notify-{os.getpid()}-{time.monotonic_ns()}"
+    nsock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    nsock.bind("\0" + name)
+    got = []
+    try:
+        g = gallop(["--workers", "1"], env={"NOTIFY_SOCKET": "@" + name})
+        ready = _recv_until(nsock, lambda m: "READY=1" in m, 20, got)
+        assert f"MAINPID={g.pid}" in ready
+    finally:
+        nsock.close()

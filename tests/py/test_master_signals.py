@@ -9,11 +9,12 @@ that fails on a reused connection before any byte of the response came back
 as urllib3/requests do; every other error is a failure."""
 import os
 import random
+import shutil
 import re
 import signal
 import time
 
-from mastertools import Load, gallop, get_pid, pid_alive, wait_for  # noqa: F401 (fixture)
+from mastertools import GALLOP_BIN, Load, gallop, get_pid, pid_alive, wait_for  # noqa: F401 (fixture)
 
 
 def test_chaos_sigkill_a_worker_every_second(gallop):
@@ -233,3 +234,68 @@ def test_hup_with_a_broken_app_keeps_the_old_workers(gallop, tmp_path):
     new = set(g.wait_workers(2))
     assert new.isdisjoint(old)
     assert _version(g.port) == "v2"
+
+
+def test_usr2_twice_upgrades_the_upgraded_master(gallop, tmp_path):
+    pidfile = tmp_path / "g.pid"
+    g = gallop(["--workers", "1", "--pid", pidfile])
+    g.wait_workers(1)
+    g.wait_serving()
+    masters = [g.pid]
+    for round_ in (1, 2):
+        g.kill(signal.SIGUSR2)
+        new = int(g.wait_log(r"handling signal: usr2; started new master (\d+) from ", count=round_)[-1])
+        old = g.pid
+        g.adopt_master(new)
+        wait_for(lambda: not pid_alive(old), 20, what=f"old master {old} to exit")
+        wait_for(lambda: pidfile.exists() and pidfile.read_text() == f"{new}\n", 5, what="the new pid file")
+        w = g.wait_workers(1, master=new)
+        assert get_pid(g.port) == w[0]
+        masters.append(new)
+    assert len(set(masters)) == 3
+    assert not os.path.exists(str(pidfile) + ".oldbin")
+
+
+def test_usr2_that_cannot_exec_keeps_the_old_master(gallop, tmp_path):
+    """The binary is gone (a botched deploy): the old master serves on, and
+    the pid file it had renamed to .oldbin is put back."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    exe = bindir / "gallop"
+    shutil.copy2(GALLOP_BIN, exe)
+    shutil.copy2(os.path.join(os.path.dirname(GALLOP_BIN), "gallop-python.so"), bindir)
+    pidfile = tmp_path / "g.pid"
+    g = gallop(["--workers", "1", "--pid", pidfile], binary=str(exe))
+    (w,) = g.wait_workers(1)
+    g.wait_serving()
+    exe.unlink()
+    g.kill(signal.SIGUSR2)
+    g.wait_log(r"the upgraded master \d+ exited \(exit code 1\); this master keeps serving", timeout=10)
+    assert "cannot execute" in g.log()
+    assert pidfile.read_text() == f"{g.pid}\n"
+    assert not os.path.exists(str(pidfile) + ".oldbin")
+    assert g.workers() == [w] and get_pid(g.port) == w
+    g.kill(signal.SIGTERM)
+    assert g.wait_exit(15) == 0
+    assert not pidfile.exists()
+
+
+def test_usr1_reopens_the_logs_of_master_and_workers(gallop, tmp_path):
+    logf = tmp_path / "error.log"
+    g = gallop(["--workers", "2", "--error-log", logf])
+    wait_for(lambda: logf.exists() and logf.read_text().count(" ready") >= 2, 15, what="2 workers ready")
+    g.wait_serving()
+    rotated = tmp_path / "error.log.1"
+    os.rename(logf, rotated)
+    g.kill(signal.SIGUSR1)
+    wait_for(lambda: logf.exists() and "log files reopened" in logf.read_text(), 10, what="the reopened log")
+    time.sleep(0.5)  # the workers got USR1 from the master just before its log line
+    # the app's stderr (the worker's fd 2) now goes to the new file, in every worker
+    for i in range(40):
+        get_pid(g.port, f"/log?n{i}")
+    new = logf.read_text()
+    old = rotated.read_text()
+    for i in range(40):
+        assert f" n{i}\n" in new, (i, new[-2000:])
+    assert "app-log-line" not in old
+    assert "log files reopened" not in old and "starting 2 workers" in old

@@ -17,6 +17,9 @@ def app(environ, start_response):
         time.sleep(float(qs or "0.2"))
     elif path == "/stuck":
         stuck_in_the_app()
+    elif path == "/log":
+        import sys
+        print(f"app-log-line from {os.getpid()} {qs}", file=sys.stderr, flush=True)
     elif path == "/leak":
         LEAK.append(bytearray(b"\x01") * (20 << 20))
     body = f"{os.getpid()}\n".encode()
