@@ -156,7 +156,6 @@ void gp_ws_on_input(gp_conn *c)
                 c->len -= c->rpos;
                 c->rpos = 0;
             }
-            gp_conn_async_rewatch(c);
             goto out;
         case GP_WS_EV_TEXT:
         case GP_WS_EV_BINARY:
@@ -192,7 +191,9 @@ void gp_ws_on_input(gp_conn *c)
     }
     if (c->rpos >= c->len && c->buf) c->rpos = c->len = 0;
 out:
-    if (!c->dead && c->ws == ws && c->peer_gone) notify_closed(c, 1006);
+    if (c->dead || c->ws != ws || c->state != CS_ASYNC) return;
+    gp_conn_async_rewatch(c); /* room again in the buffer */
+    if (c->peer_gone) notify_closed(c, 1006);
 }
 
 void gp_ws_on_tick(gp_conn *c)

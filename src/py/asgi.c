@@ -1201,7 +1201,7 @@ int gp_asgi_detect(PyObject *app)
 int gp_asgi_run(const gp_worker_args *args, PyObject *app, int asgi2)
 {
     const gp_config *cfg = args->cfg;
-    if (PyType_Ready(&Ready_Type) < 0 || PyType_Ready(&Request_Type) < 0 || gp_asgi_ws_init() < 0) goto pyfail;
+    if (PyType_Ready(&Ready_Type) < 0 || PyType_Ready(&Request_Type) < 0) goto pyfail;
     PyObject *globals = PyDict_New();
     if (!globals || PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) < 0) goto pyfail;
     PyObject *res = PyRun_String(driver_src, Py_file_input, globals, globals);
@@ -1218,11 +1218,12 @@ int gp_asgi_run(const gp_worker_args *args, PyObject *app, int asgi2)
     if (!loop) goto pyfail;
 
     gp_asgi *a = PyMem_Calloc(1, sizeof *a);
-    if (!a || init_asgi(a, app, asgi2, cfg, loop) < 0) goto pyfail;
+    if (!a || init_asgi(a, app, asgi2, cfg, loop) < 0 || gp_asgi_ws_init(loop) < 0) goto pyfail;
     a->state = PyDict_New();
     the_asgi = a;
     asgi_ops = gp_asgi_ops;
     asgi_ops.resume = asgi_resume_status;
+    gp_asgi_ws_patch_ops(&asgi_ops);
     a->worker = gp_worker_create(args, &asgi_ops, a);
     if (!a->worker) return GP_EXIT_BOOT_ERROR;
     gp_info("ASGI %s app on the %s loop", asgi2 ? "2" : "3", Py_TYPE(loop)->tp_name);

@@ -8,7 +8,9 @@
 
 #include "core/conn.h"
 
-int gp_asgi_ws_init(void);
+int gp_asgi_ws_init(PyObject *loop);
+/* Adds the WebSocket callbacks to the bridge's ops. */
+const gp_app_ops *gp_asgi_ws_patch_ops(gp_app_ops *ops);
 bool gp_asgi_ws_is_upgrade(const gp_http_request *req);
 gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_http_request *req);
 /* True when a connection's app state is a WebSocket session. */
