@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "core/config.h"
@@ -69,12 +70,23 @@ static int preload(const gp_config *cfg)
     return rc;
 }
 
+/* Thousands of idle keep-alive connections need descriptors: take the hard limit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int main(int argc, char **argv)
 {
     gp_config cfg;
     int r = gp_config_parse(&cfg, argc, argv);
     if (r) return r > 0 ? GP_EXIT_OK : GP_EXIT_USAGE;
     if (find_bridge() < 0) return GP_EXIT_ERROR;
+    raise_fd_limit();
     if (cfg.chdir && chdir(cfg.chdir) < 0) {
         fprintf(stderr, "gallop: error: cannot change directory to '%s': %s\n", cfg.chdir, strerror(errno));
         return GP_EXIT_ERROR;

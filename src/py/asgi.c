@@ -1048,7 +1048,8 @@ static PyObject *py_log(PyObject *self, PyObject *args)
     int level;
     const char *msg;
     if (!PyArg_ParseTuple(args, "is", &level, &msg)) return NULL;
-    gp_log(level, "%s", msg);
+    level = level / 10 - 1; /* the logging module's numbers */
+    gp_log(level < GP_LOG_DEBUG ? GP_LOG_DEBUG : level > GP_LOG_CRITICAL ? GP_LOG_CRITICAL : level, "%s", msg);
     Py_RETURN_NONE;
 }
 
@@ -1103,7 +1104,9 @@ static const char driver_src[] =
     "                traceback.print_exc()\n"
     "        finally:\n"
     "            if not self.started.done():\n"
-    "                self.started.set_result('the app returned during lifespan start-up')\n"
+    "                self.log(20, \"the app returned from the 'lifespan' scope without answering start-up; \"\n"
+    "                         \"running without lifespan\")\n"
+    "                self.started.set_result('unsupported')\n"
     "            if not self.stopped.done():\n"
     "                self.stopped.set_result(None)\n"
     "\n"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from mastertools import gallop, get, get_pid, pid_alive, wait_for  # noqa: F401 (fixture)
+from mastertools import free_port, gallop, get, get_pid  # noqa: F401 (gallop: fixture)
 
 
 # ---- --threads ------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_workers_auto_logs_why(gallop):
 @pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
                     reason="needs systemd-socket-activate (Debian package: systemd)")
 def test_systemd_socket_activation(gallop):
-    port = __import__("mastertools").free_port()
+    port = free_port()
     g = gallop(["--workers", "2"], port=port, bind=False,
                prefix=[shutil.which("systemd-socket-activate"), "-l", f"127.0.0.1:{port}"])
     # systemd-socket-activate execs gallop on the first connection: same pid

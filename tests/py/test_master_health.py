@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mastertools import gallop, get, get_pid, pid_alive, wait_for  # noqa: F401 (fixture)
+from mastertools import gallop, get, get_pid, pid_alive  # noqa: F401 (gallop: fixture)
 
 
 def test_timeout_dumps_tracebacks_kills_and_replaces(gallop):

@@ -14,7 +14,7 @@ import re
 import signal
 import time
 
-from mastertools import GALLOP_BIN, Load, gallop, get_pid, pid_alive, wait_for  # noqa: F401 (fixture)
+from mastertools import GALLOP_BIN, Load, gallop, get, get_pid, pid_alive, wait_for  # noqa: F401 (gallop: fixture)
 
 
 def test_chaos_sigkill_a_worker_every_second(gallop):
@@ -203,7 +203,6 @@ def app(environ, start_response):
 
 
 def _version(port):
-    from mastertools import get
     status, body = get(port, "/", timeout=5)
     assert status == 200
     return body.split()[1]

@@ -80,6 +80,7 @@ typedef struct {
     bool fin;
     size_t len;
     uint8_t *data;
+    size_t cap;
     size_t pieces;
 } rec;
 
@@ -109,7 +110,10 @@ static void log_event(log_t *l, const gp_ws_event *ev, const uint8_t *buf, size_
     if (data && prev && prev->type == ev->type && !prev->fin) {
         /* continue the open message: is it still this one? (a control record in
          * between starts a new record, which is fine for comparisons) */
-        prev->data = realloc(prev->data, prev->len + ev->len + 1);
+        if (prev->len + ev->len + 1 > prev->cap) {
+            prev->cap = (prev->len + ev->len + 1) * 2;
+            prev->data = realloc(prev->data, prev->cap);
+        }
         memcpy(prev->data + prev->len, ev->data, ev->len);
         prev->len += ev->len;
         prev->fin = ev->fin;
@@ -123,7 +127,8 @@ static void log_event(log_t *l, const gp_ws_event *ev, const uint8_t *buf, size_
     r->code = ev->code;
     r->fin = ev->fin;
     r->len = ev->len;
-    r->data = malloc(ev->len + 1);
+    r->cap = ev->len + 1;
+    r->data = malloc(r->cap);
     if (ev->len) memcpy(r->data, ev->data, ev->len);
     r->pieces = 1;
 }
