@@ -1,5 +1,10 @@
 #!/usr/bin/python3
-"""gallop beside its peers on one hello-world WSGI app, one worker each, loopback only.
+"""gallop beside its peers on the same app, one worker each, loopback only.
+
+Suites: wsgi (hello world: nginx's fixed reply, gallop, gunicorn sync and
+gthread, uWSGI), asgi (hello world: nginx, gallop, uvicorn with uvloop and
+httptools, uvicorn with h11, hypercorn) and io (every request awaits 100 ms,
+1000 connections: nginx, gallop, uvicorn).
 
 For each server: start it in a new session, warm it up, run wrk against it, and
 read the CPU time (user + system, from /proc) that every process of that
@@ -7,8 +12,8 @@ session used during the run. CPU microseconds per request is the figure to
 compare on a shared VM; req/s is shown but swings with CPU steal. Servers run
 in turns, round after round, and the median round is reported.
 
-usage: bench/compare.py [--rounds 3] [--seconds 5] [--conns 64] [--only a,b]
-Needs: wrk nginx gunicorn uwsgi uwsgi-plugin-python3 (make deps-bench).
+usage: bench/compare.py [--suite wsgi|asgi|io] [--rounds 3] [--seconds 5] [--conns 64] [--only a,b]
+Needs: wrk nginx gunicorn uwsgi uwsgi-plugin-python3 python3-uvicorn python3-hypercorn (make deps-bench).
 """
 import argparse
 import os
@@ -34,17 +39,28 @@ http {{ access_log off; server {{ listen 127.0.0.1:{port};
 """
 
 
-def servers(gallop):
-    return {
-        "nginx (fixed reply)": ["nginx", "-c", "{tmp}/nginx.conf"],
-        "gallop": [gallop, "--workers", "1", "--bind", "127.0.0.1:{port}", "hello:app"],
-        "gunicorn sync": [PY, "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:{port}", "hello:app"],
-        "gunicorn gthread": [PY, "-m", "gunicorn", "-w", "1", "--threads", "4", "-k", "gthread",
-                             "-b", "127.0.0.1:{port}", "hello:app"],
-        "uwsgi": ["uwsgi", "--plugin", "python3", "--http-socket", "127.0.0.1:{port}", "--wsgi-file",
-                  "hello.py", "--callable", "app", "--processes", "1", "--master",
-                  "--disable-logging", "--die-on-term"],
+def servers(gallop, suite):
+    nginx = {"nginx (fixed reply)": ["nginx", "-c", "{tmp}/nginx.conf"]}
+    if suite == "wsgi":
+        return {**nginx,
+            "gallop": [gallop, "--workers", "1", "--bind", "127.0.0.1:{port}", "hello:app"],
+            "gunicorn sync": [PY, "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:{port}", "hello:app"],
+            "gunicorn gthread": [PY, "-m", "gunicorn", "-w", "1", "--threads", "4", "-k", "gthread",
+                                 "-b", "127.0.0.1:{port}", "hello:app"],
+            "uwsgi": ["uwsgi", "--plugin", "python3", "--http-socket", "127.0.0.1:{port}", "--wsgi-file",
+                      "hello.py", "--callable", "app", "--processes", "1", "--master",
+                      "--disable-logging", "--die-on-term"],
+        }
+    app = "hello_asgi:app" if suite == "asgi" else "io_asgi:app"
+    uvicorn = [PY, "-m", "uvicorn", "--no-access-log", "--workers", "1", "--port", "{port}"]
+    table = {**nginx,
+        "gallop": [gallop, "--workers", "1", "--bind", "127.0.0.1:{port}", app],
+        "uvicorn (uvloop+httptools)": uvicorn + ["--loop", "uvloop", "--http", "httptools", app],
     }
+    if suite == "asgi":
+        table["uvicorn (asyncio+h11)"] = uvicorn + ["--loop", "asyncio", "--http", "h11", app]
+        table["hypercorn"] = [PY, "-m", "hypercorn", "-w", "1", "-b", "127.0.0.1:{port}", app]
+    return table
 
 
 def free_port():
@@ -88,7 +104,7 @@ def measure(cmd, args, tmp):
     try:
         if not answers(url, time.time() + 20):
             return None
-        wrk = ["wrk", "-t1", f"-c{args.conns}"]
+        wrk = ["wrk", f"-t{2 if args.conns > 200 else 1}", f"-c{args.conns}"]
         subprocess.run(wrk + ["-d1s", url], capture_output=True, timeout=30)
         before = cpu_seconds(proc.pid)
         out = subprocess.run(wrk + [f"-d{args.seconds}s", url], capture_output=True, text=True,
@@ -113,11 +129,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--suite", choices=["wsgi", "asgi", "io"], default="wsgi")
+    ap.add_argument("--conns", type=int, default=0, help="default 64 (io: 1000)")
     ap.add_argument("--gallop", default=os.path.join(ROOT, "build", "gallop"))
     ap.add_argument("--only", help="comma-separated server names")
     args = ap.parse_args()
-    table = servers(os.path.abspath(args.gallop))
+    args.conns = args.conns or (1000 if args.suite == "io" else 64)
+    table = servers(os.path.abspath(args.gallop), args.suite)
     if args.only:
         table = {k: v for k, v in table.items() if k in args.only.split(",")}
     missing = [c[0] for c in table.values() if not shutil.which(c[0])]
@@ -132,11 +150,12 @@ def main():
                 results[name].append(r)
     shutil.rmtree(tmp, ignore_errors=True)
     ref = {}
-    print(f"| server | req/s | CPU us/req | vs nginx | vs uwsgi |  (hello world, 1 worker, "
+    peer = "uwsgi" if args.suite == "wsgi" else "uvicorn (uvloop+httptools)"
+    print(f"| server | req/s | CPU us/req | vs nginx | vs {peer} |  ({args.suite}, 1 worker, "
           f"{args.conns} connections, median of {args.rounds} x {args.seconds}s)")
     print("|---|---:|---:|---:|---:|")
     med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in results.items() if rs}
-    nginx, uwsgi = med.get("nginx (fixed reply)"), med.get("uwsgi")
+    nginx, uwsgi = med.get("nginx (fixed reply)"), med.get(peer)
     for name in table:
         if name not in med:
             print(f"| {name} | did not answer | | | |")

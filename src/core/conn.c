@@ -91,12 +91,24 @@ void gp_conn_close(gp_conn *c)
     free(c->alog);
     c->alog = NULL;
     gp_ws_session_free(c);
+    if (c->app_cache && w->ops->cache_free) w->ops->cache_free(w->app, c->app_cache);
+    c->app_cache = NULL;
     if (c->prev) c->prev->next = c->next;
     else w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     w->num_conns--;
     c->next = w->dead;
     w->dead = c;
+}
+
+void *gp_conn_app_cache(gp_conn *c)
+{
+    return c->app_cache;
+}
+
+void gp_conn_set_app_cache(gp_conn *c, void *cache)
+{
+    c->app_cache = cache;
 }
 
 void *gp_conn_app_state(gp_conn *c)

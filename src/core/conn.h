@@ -55,7 +55,15 @@ typedef struct {
      * (the code we closed with), vanished (1006), or the worker is stopping
      * (1001). The app should end; call gp_conn_app_done when it has. */
     void (*ws_closed)(void *app, gp_conn *c, unsigned code);
+    /* Releases what gp_conn_set_app_cache stored. */
+    void (*cache_free)(void *app, void *cache);
 } gp_app_ops;
+
+/* Per-connection slot for something the bridge keeps for the connection's
+ * whole life (the client address as a Python object, say); released through
+ * gp_app_ops.cache_free when the connection closes. */
+void *gp_conn_app_cache(gp_conn *c);
+void gp_conn_set_app_cache(gp_conn *c, void *cache);
 
 /* Per-connection slot for the bridge's state of the response in progress. */
 void *gp_conn_app_state(gp_conn *c);

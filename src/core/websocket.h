@@ -161,7 +161,9 @@ typedef struct {
  * bytes before an invalid one are still returned, and the next call gives the error.
  * Control frames (PING, PONG, CLOSE) are returned whole, also between the frames of
  * a fragmented message. After CLOSE, further bytes are consumed and ignored (return
- * NEED_MORE). After ERROR, every call returns the same error and consumes nothing.
+ * NEED_MORE). With ERROR, *used counts only bytes consumed before the error was
+ * found (send the close frame and close: nothing more is decoded); every later call
+ * returns the same error and consumes nothing.
  *
  * Errors (ev->code): 1002 unmasked frame, RSV bit set, unknown opcode, fragmented
  * control frame or one with more than 125 bytes, continuation with no message

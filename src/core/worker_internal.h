@@ -78,6 +78,7 @@ struct gp_conn {
     uint64_t file_left;
     bool pend_crlf;         /* chunk's CRLF to add once pend/file are written */
     void *app_state;
+    void *app_cache;
 
     /* access log: request line, referer, user agent, copied at dispatch */
     char *alog;

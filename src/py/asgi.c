@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "py/asgi_ws.h"
+#include "py/runner.h"
 
 #define BODY_CHUNK 65536
 #define NAME_CACHE 64
@@ -53,6 +54,7 @@ typedef struct gp_asgi {
     char *scratch;
     size_t root_len;
     PyObject *ready_none;
+    PyObject *http_template, *ws_template;
 } gp_asgi;
 
 static gp_asgi *the_asgi; /* one per worker process */
@@ -194,6 +196,8 @@ static void detach(Request *r)
         close(r->file_fd);
         r->file_fd = -1;
     }
+    /* a receive() still waiting learns that the request is over */
+    if (r->recv_fut) resolve(r->a, &r->recv_fut, disconnect_msg(r->a));
     Py_DECREF(r); /* the connection's reference */
 }
 
@@ -318,17 +322,33 @@ static int set_steal(PyObject *d, PyObject *k, PyObject *v)
 }
 
 /* The parts of the scope HTTP and WebSocket share. */
+/* The client address, built once per connection. */
+static PyObject *client_tuple(gp_conn *c)
+{
+    PyObject *t = gp_conn_app_cache(c);
+    if (!t) {
+        socklen_t sl;
+        if (!(t = addr_tuple(gp_conn_peer(c, &sl)))) return NULL;
+        gp_conn_set_app_cache(c, t);
+    }
+    Py_INCREF(t);
+    return t;
+}
+
+static void cache_free(void *app, void *cache)
+{
+    Py_DECREF((PyObject *)cache);
+}
+
+/* A copy of a template that already holds every key: the copy is one block
+ * copy, and the values set afterwards replace rather than grow the table. */
 PyObject *gp_asgi_scope(gp_conn *c, const gp_http_request *req, PyObject *type)
 {
     gp_asgi *a = the_asgi;
     PyObject **K = a->scope_keys;
-    PyObject *s = PyDict_New();
+    PyObject *s = PyDict_Copy(type == a->v_http ? a->http_template : a->ws_template);
     if (!s) return NULL;
-    if (PyDict_SetItem(s, K[SK_TYPE], type) < 0 || PyDict_SetItem(s, K[SK_ASGI], a->asgi_info) < 0 ||
-        PyDict_SetItem(s, K[SK_HTTP_VERSION], req->version_minor ? a->v_http11 : a->v_http10) < 0 ||
-        PyDict_SetItem(s, K[SK_SCHEME], type == a->v_http ? a->v_http : a->scope_keys[SK_COUNT]) < 0 ||
-        PyDict_SetItem(s, K[SK_ROOT], a->v_root) < 0)
-        goto fail;
+    if (!req->version_minor && PyDict_SetItem(s, K[SK_HTTP_VERSION], a->v_http10) < 0) goto fail;
     if (set_steal(s, K[SK_RAW_PATH], PyBytes_FromStringAndSize(req->path, (Py_ssize_t)req->path_len)) < 0) goto fail;
     size_t plen = percent_decode(a->scratch, req->path, req->path_len);
     const char *p = a->scratch;
@@ -356,8 +376,7 @@ PyObject *gp_asgi_scope(gp_conn *c, const gp_http_request *req, PyObject *type)
         PyList_SET_ITEM(hl, (Py_ssize_t)i, t);
     }
     if (set_steal(s, K[SK_HEADERS], hl) < 0) goto fail;
-    socklen_t sl;
-    if (set_steal(s, K[SK_CLIENT], addr_tuple(gp_conn_peer(c, &sl))) < 0) goto fail;
+    if (set_steal(s, K[SK_CLIENT], client_tuple(c)) < 0) goto fail;
     if (set_steal(s, K[SK_SERVER], server_tuple(a, c)) < 0) goto fail;
     if (a->state && set_steal(s, K[SK_STATE], PyDict_Copy(a->state)) < 0) goto fail;
     return s;
@@ -428,8 +447,16 @@ static PyObject *asgi_receive(PyObject *self, PyObject *unused)
 {
     Request *r = (Request *)self;
     if (r->recv_fut) {
-        PyErr_SetString(PyExc_RuntimeError, "receive() called again before the previous one completed");
-        return NULL;
+        /* a receive() the app cancelled (wait_for, a task group) no longer counts */
+        PyObject *done = PyObject_CallMethodNoArgs(r->recv_fut, r->a->s_done);
+        if (!done) return NULL;
+        int was_done = done == Py_True;
+        Py_DECREF(done);
+        if (!was_done) {
+            PyErr_SetString(PyExc_RuntimeError, "receive() called again before the previous one completed");
+            return NULL;
+        }
+        Py_CLEAR(r->recv_fut);
     }
     PyObject *m = try_receive(r);
     if (m != AGAIN_SENTINEL) return m ? ready_new(m) : NULL;
@@ -778,25 +805,11 @@ static PyMethodDef send_def = {"send", asgi_send, METH_O, "ASGI send(message)"};
 
 /* ---- the task ending ------------------------------------------------------- */
 
-static PyObject *task_done(PyObject *self, PyObject *task)
+static void app_ended(PyObject *owner, int how)
 {
-    Request *r = (Request *)self;
-    gp_asgi *a = r->a;
+    Request *r = (Request *)owner;
     r->task_done = true;
-    PyObject *cancelled = PyObject_CallMethodNoArgs(task, a->s_cancelled);
-    if (cancelled == Py_False) {
-        PyObject *exc = PyObject_CallMethodNoArgs(task, a->s_exception);
-        if (exc && exc != Py_None) {
-            gp_error("Exception in ASGI application, %s", r->what);
-            PyObject *tb = PyException_GetTraceback(exc);
-            PyErr_Display((PyObject *)Py_TYPE(exc), exc, tb);
-            Py_XDECREF(tb);
-        }
-        Py_XDECREF(exc);
-        PyErr_Clear();
-    }
-    Py_XDECREF(cancelled);
-    PyErr_Clear();
+    if (how == GP_RUNNER_RAISED) log_error(r, "in the app");
     if (r->conn && !r->draining) {
         if (!r->started) {
             gp_conn_send_error(r->conn, 500, 0); /* no response at all */
@@ -807,10 +820,7 @@ static PyObject *task_done(PyObject *self, PyObject *task)
         finish(r);
     }
     Py_CLEAR(r->task);
-    Py_RETURN_NONE;
 }
-
-static PyMethodDef task_done_def = {"_done", task_done, METH_O, NULL};
 
 /* ---- callbacks from the core ------------------------------------------------- */
 
@@ -830,8 +840,7 @@ static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *re
     PyObject *scope = gp_asgi_scope(c, req, a->v_http);
     if (!scope) goto fail;
     PyObject **K = a->scope_keys;
-    if (set_steal(scope, K[SK_METHOD], method_str(a, req->method, req->method_len)) < 0 ||
-        PyDict_SetItem(scope, K[SK_EXTENSIONS], a->extensions) < 0) {
+    if (set_steal(scope, K[SK_METHOD], method_str(a, req->method, req->method_len)) < 0) {
         Py_DECREF(scope);
         goto fail;
     }
@@ -851,15 +860,13 @@ static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *re
     Py_XDECREF(send);
     Py_DECREF(scope);
     if (!coro) goto fail;
-    PyObject *task = PyObject_CallOneArg(a->create_task, coro);
+    PyObject *runner = gp_runner_new(coro, (PyObject *)r, app_ended);
     Py_DECREF(coro);
+    PyObject *task = runner ? PyObject_CallOneArg(a->create_task, runner) : NULL;
+    Py_XDECREF(runner);
     if (!task) goto fail;
-    r->task = task;
-    PyObject *cb = PyCFunction_New(&task_done_def, (PyObject *)r);
-    PyObject *x = cb ? PyObject_CallMethodOneArg(task, a->s_add_done_callback, cb) : NULL;
-    Py_XDECREF(cb);
-    if (!x) goto fail;
-    Py_DECREF(x);
+    if (!r->task_done) r->task = task; /* the app may have finished already */
+    else Py_DECREF(task);
     return GP_APP_ASYNC;
 fail:
     log_error(r, "starting the app");
@@ -909,6 +916,13 @@ static void asgi_readable(void *app, gp_conn *c)
     if (gp_asgi_ws_owns(r)) {
         gp_asgi_ws_readable(c);
         return;
+    }
+    if (r->recv_fut) {
+        /* cancelled by the app (a timeout): keep the bytes for its next receive() */
+        PyObject *done = PyObject_CallMethodNoArgs(r->recv_fut, r->a->s_done);
+        if (done == Py_True) Py_CLEAR(r->recv_fut);
+        Py_XDECREF(done);
+        PyErr_Clear();
     }
     if (!r->recv_fut) {
         gp_conn_wait_input(c, 0);
@@ -1026,6 +1040,27 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
     a->ready_none = ready_new(NULL);
     if (!a->v_root || !a->asgi_info || !a->extensions || !a->msg_disconnect || !a->ready_none || !a->v_empty_bytes)
         return -1;
+    /* every key a scope has, in the order apps print them */
+    for (int kind = 0; kind < 2; kind++) {
+        PyObject *t = PyDict_New();
+        PyObject **K = a->scope_keys;
+        if (!t) return -1;
+        PyObject *vals[SK_COUNT] = {
+            [SK_TYPE] = kind ? intern("websocket") : a->v_http, [SK_ASGI] = a->asgi_info,
+            [SK_HTTP_VERSION] = a->v_http11, [SK_METHOD] = a->methods[0],
+            [SK_SCHEME] = kind ? a->scope_keys[SK_COUNT] : a->v_http, [SK_PATH] = a->v_root,
+            [SK_RAW_PATH] = a->v_empty_bytes, [SK_QUERY] = a->v_empty_bytes, [SK_ROOT] = a->v_root,
+            [SK_HEADERS] = Py_None, [SK_CLIENT] = Py_None, [SK_SERVER] = Py_None, [SK_STATE] = Py_None,
+            [SK_EXTENSIONS] = a->extensions, [SK_SUBPROTOCOLS] = Py_None,
+        };
+        for (int i = 0; i < SK_COUNT; i++) {
+            if (i == SK_METHOD && kind) continue;
+            if ((i == SK_SUBPROTOCOLS && !kind) || (i == SK_STATE && !a->state)) continue;
+            if (!vals[i] || PyDict_SetItem(t, K[i], vals[i]) < 0) return -1;
+        }
+        if (kind) a->ws_template = t;
+        else a->http_template = t;
+    }
     return PyErr_Occurred() ? -1 : 0;
 }
 
@@ -1221,15 +1256,22 @@ int gp_asgi_run(const gp_worker_args *args, PyObject *app, int asgi2)
     if (!loop) goto pyfail;
 
     gp_asgi *a = PyMem_Calloc(1, sizeof *a);
-    if (!a || init_asgi(a, app, asgi2, cfg, loop) < 0 || gp_asgi_ws_init(loop) < 0) goto pyfail;
-    a->state = PyDict_New();
+    if (a) a->state = PyDict_New();
+    if (!a || init_asgi(a, app, asgi2, cfg, loop) < 0 || gp_asgi_ws_init(loop) < 0 || gp_runner_init() < 0)
+        goto pyfail;
     the_asgi = a;
     asgi_ops = gp_asgi_ops;
     asgi_ops.resume = asgi_resume_status;
+    asgi_ops.cache_free = cache_free;
     gp_asgi_ws_patch_ops(&asgi_ops);
     a->worker = gp_worker_create(args, &asgi_ops, a);
     if (!a->worker) return GP_EXIT_BOOT_ERROR;
-    gp_info("ASGI %s app on the %s loop", asgi2 ? "2" : "3", Py_TYPE(loop)->tp_name);
+    PyObject *loop_mod = PyObject_GetAttrString((PyObject *)Py_TYPE(loop), "__module__");
+    const char *lm = loop_mod && PyUnicode_Check(loop_mod) ? PyUnicode_AsUTF8(loop_mod) : NULL;
+    if (!lm) PyErr_Clear();
+    /* module-qualified: the bare tp_name of uvloop's loop is just "Loop" */
+    gp_info("ASGI %s app on the %s%s%s loop", asgi2 ? "2" : "3", lm ? lm : "", lm ? "." : "", Py_TYPE(loop)->tp_name);
+    Py_XDECREF(loop_mod);
     PyObject *rc = PyObject_CallFunction(run, "OOisOiOOO", loop, app, asgi2, cfg->lifespan, a->state,
                                          gp_worker_fd(a->worker), turn, accept, logf);
     if (!rc) goto pyfail;
