@@ -95,9 +95,12 @@ int gp_ws_begin(gp_conn *c, const char accept[29])
     c->resp_ended = true;
     c->keep_alive = false;
     double interval = c->w->cfg->ws_ping_interval;
-    c->deadline = c->w->now + (interval > 0 ? interval : 1e9);
     c->want_input = true;
-    return gp_conn_flush(c);
+    int r = gp_conn_flush(c);
+    /* after the flush: writing the 101 sets the 60 s write deadline, which would
+     * otherwise put the first ping off to then */
+    c->deadline = c->w->now + (interval > 0 ? interval : 1e9);
+    return r;
 }
 
 int gp_ws_send(gp_conn *c, int binary, const void *data, size_t len)

@@ -136,9 +136,20 @@ static PyObject *next_message(Session *s)
     return NULL; /* wait */
 }
 
+/* False once the app cancelled its receive() (a timeout): it no longer counts. */
+static bool recv_fut_live(Session *s)
+{
+    PyObject *done = PyObject_CallMethodNoArgs(s->recv_fut, G.s_done);
+    bool live = done == Py_False;
+    Py_XDECREF(done);
+    PyErr_Clear();
+    return live;
+}
+
 static PyObject *ws_receive(PyObject *self, PyObject *unused)
 {
     Session *s = (Session *)self;
+    if (s->recv_fut && !recv_fut_live(s)) Py_CLEAR(s->recv_fut);
     if (s->recv_fut) {
         PyErr_SetString(PyExc_RuntimeError, "receive() called again before the previous one completed");
         return NULL;
@@ -421,6 +432,7 @@ static void ws_message(void *app, gp_conn *c, int binary, const char *data, size
         return;
     }
     Py_DECREF(payload);
+    if (s->recv_fut && !recv_fut_live(s)) Py_CLEAR(s->recv_fut); /* keep the message for the next receive() */
     if (s->recv_fut) {
         resolve(&s->recv_fut, m);
         return;

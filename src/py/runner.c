@@ -148,17 +148,22 @@ static PyTypeObject Runner_Type = {
     .tp_methods = Runner_methods,
 };
 
-int gp_runner_init(void)
+int gp_runner_register(PyTypeObject *type)
 {
-    if (PyType_Ready(&Runner_Type) < 0) return -1;
     /* asyncio accepts as a coroutine whatever collections.abc.Coroutine does */
     PyObject *abc = PyImport_ImportModule("collections.abc");
     PyObject *co = abc ? PyObject_GetAttrString(abc, "Coroutine") : NULL;
-    PyObject *r = co ? PyObject_CallMethod(co, "register", "O", (PyObject *)&Runner_Type) : NULL;
+    PyObject *r = co ? PyObject_CallMethod(co, "register", "O", (PyObject *)type) : NULL;
     Py_XDECREF(r);
     Py_XDECREF(co);
     Py_XDECREF(abc);
     return r ? 0 : -1;
+}
+
+int gp_runner_init(void)
+{
+    if (PyType_Ready(&Runner_Type) < 0) return -1;
+    return gp_runner_register(&Runner_Type);
 }
 
 PyObject *gp_runner_new(PyObject *coro, PyObject *owner, gp_runner_end end)

@@ -14,6 +14,8 @@ enum { GP_RUNNER_RETURNED, GP_RUNNER_RAISED, GP_RUNNER_CANCELLED };
 typedef void (*gp_runner_end)(PyObject *owner, int how);
 
 int gp_runner_init(void);
+/* Makes asyncio take objects of a C type as coroutines. */
+int gp_runner_register(PyTypeObject *type);
 PyObject *gp_runner_new(PyObject *coro, PyObject *owner, gp_runner_end end);
 
 #endif

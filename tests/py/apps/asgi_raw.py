@@ -370,6 +370,30 @@ async def ws_echo(scope, receive, send):
                 continue
             if t == "raise":
                 raise RuntimeError("ws-boom")
+            if t.startswith("push:"):  # the server keeps sending, every 0.2 s
+                for i in range(int(t[5:])):
+                    await send({"type": "websocket.send", "text": f"push {i}"})
+                    await asyncio.sleep(0.2)
+                continue
+            if t == "waitsleep":  # a receive() cancelled; a message arrives before the next one
+                try:
+                    await asyncio.wait_for(receive(), 0.3)
+                except asyncio.TimeoutError:
+                    pass
+                await asyncio.sleep(0.8)
+                try:
+                    m = await asyncio.wait_for(receive(), 3)
+                    await send({"type": "websocket.send", "text": "late " + str(m.get("text"))})
+                except asyncio.TimeoutError:
+                    await send({"type": "websocket.send", "text": "lost"})
+                continue
+            if t == "wait":  # a receive() cancelled by a timeout, then the next one
+                try:
+                    m = await asyncio.wait_for(receive(), 0.3)
+                    await send({"type": "websocket.send", "text": "got " + str(m.get("text"))})
+                except asyncio.TimeoutError:
+                    await send({"type": "websocket.send", "text": "timed out"})
+                continue
             await send({"type": "websocket.send", "text": t})
         else:
             await send({"type": "websocket.send", "bytes": m["bytes"]})
