@@ -880,7 +880,7 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
 /* On a request thread: the head is parsed again into this thread's array
  * (the loop's is shared), the app runs with blocking writes, and the
  * connection goes back to the loop through gp_conn_thread_done. */
-void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers)
+void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts)
 {
     gp_worker *w = c->w;
     gp_http_request req;
@@ -889,11 +889,11 @@ void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers)
     if (gp_http_parse_request(c->buf, c->head_len, &req, &w->limits) != (int)c->head_len) {
         gp_conn_send_error(c, 500, 1);
     } else {
-        pthread_mutex_lock(&w->mu);
-        gp_slot_request_begin(w->slot, w->now_ms, req.method, req.method_len, req.target, req.target_len);
-        pthread_mutex_unlock(&w->mu);
+        gp_conn_describe(ts->what, sizeof ts->what, &req);
+        atomic_store_explicit(&ts->started_ms, gp_monotonic_ms(), memory_order_release);
         c->blocking = true;
         w->ops->start(w->app, c, &req);
+        atomic_store_explicit(&ts->started_ms, 0, memory_order_release);
         if (!c->resp_ended) gp_conn_send_error(c, 500, 0);
     }
     if (!c->broken) flush_blocking(c);

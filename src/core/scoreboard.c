@@ -50,7 +50,6 @@ void gp_slot_request_begin(gp_slot *s, uint64_t now_ms, const char *method, size
 
 void gp_slot_request_end(gp_slot *s, uint64_t bytes, int failed)
 {
-    atomic_store_explicit(&s->req_start_ms, 0, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->bytes, bytes, memory_order_relaxed);
     if (failed) atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);

@@ -44,7 +44,8 @@ void gp_scoreboard_destroy(gp_scoreboard *sb);
  * (the coarse clock: a vDSO read, never a system call). */
 uint64_t gp_monotonic_ms(void);
 
-/* Worker side: the request that starts now, and its end. */
+/* Worker side: the request whose app code starts running now (the caller
+ * clears req_start_ms when that code returns), and a request's end. */
 void gp_slot_request_begin(gp_slot *s, uint64_t now_ms, const char *method, size_t mlen,
                            const char *target, size_t tlen);
 void gp_slot_request_end(gp_slot *s, uint64_t bytes, int failed);

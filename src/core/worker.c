@@ -69,7 +69,30 @@ struct gp_pool {
     gp_io done_io;     /* eventfd */
     bool accept_paused;
     gp_worker *w;
+    gp_thread_slot *slots; /* one per thread */
+    atomic_int next_slot;
 };
+
+/* Once a second: the oldest request any thread runs goes to the scoreboard,
+ * so the master's --timeout sees a stuck thread while the others serve. */
+static void publish_oldest_request(gp_worker *w)
+{
+    struct gp_pool *p = w->pool;
+    int oldest = -1;
+    uint64_t oldest_ms = 0;
+    for (int i = 0; i < p->threads; i++) {
+        uint64_t t = atomic_load_explicit(&p->slots[i].started_ms, memory_order_acquire);
+        if (t && (oldest < 0 || t < oldest_ms)) oldest = i, oldest_ms = t;
+    }
+    if (oldest < 0) {
+        atomic_store_explicit(&w->slot->req_start_ms, 0, memory_order_relaxed);
+        return;
+    }
+    const char *what = p->slots[oldest].what;
+    const char *sp = strchr(what, ' ');
+    size_t ml = sp ? (size_t)(sp - what) : strlen(what);
+    gp_slot_request_begin(w->slot, oldest_ms, what, ml, sp ? sp + 1 : "", sp ? strlen(sp + 1) : 0);
+}
 
 static void set_accepting(gp_worker *w, bool on)
 {
@@ -100,6 +123,7 @@ static void *pool_thread(void *arg)
     struct gp_pool *p = arg;
     gp_worker *w = p->w;
     gp_http_header *headers = calloc(GP_HTTP_MAX_HEADERS, sizeof *headers);
+    gp_thread_slot *ts = &p->slots[atomic_fetch_add(&p->next_slot, 1)];
     if (w->ops->thread_init) w->ops->thread_init(w->app);
     for (;;) {
         pthread_mutex_lock(&p->mu);
@@ -109,7 +133,7 @@ static void *pool_thread(void *arg)
         if (!p->jobs) p->jobs_tail = NULL;
         pthread_mutex_unlock(&p->mu);
 
-        gp_conn_run_in_thread(c, headers);
+        gp_conn_run_in_thread(c, headers, ts);
 
         pthread_mutex_lock(&p->mu);
         c->qnext = p->done;
@@ -155,6 +179,8 @@ static int pool_start(gp_worker *w, int threads)
     pthread_mutex_init(&w->mu, NULL);
     p->threads = threads;
     p->w = w;
+    p->slots = calloc((size_t)threads, sizeof *p->slots);
+    if (!p->slots) return -1;
     p->done_io.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     p->done_io.cb = on_pool_done;
     if (p->done_io.fd < 0 || gp_loop_watch(&w->loop, &p->done_io, EPOLLIN) < 0) return -1;
@@ -288,6 +314,7 @@ static void on_tick(gp_io *io, uint32_t events)
     update_date(w);
     if (getppid() == 1) gp_worker_stop(w); /* orphaned: the death signal was missed */
     if (w->cfg->max_worker_memory_mb && !w->stopping) check_memory(w);
+    if (w->pool) publish_oldest_request(w);
     for (gp_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
         if (c->deadline <= w->now && c->state != CS_THREAD) gp_conn_on_timeout(c);

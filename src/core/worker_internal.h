@@ -124,7 +124,12 @@ struct gp_worker {
 };
 
 /* conn.c, for worker.c */
-void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers);
+/* What each request thread is running, for the timeout check. */
+typedef struct {
+    _Atomic uint64_t started_ms; /* 0: idle */
+    char what[GP_SLOT_WHAT];
+} gp_thread_slot;
+void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts);
 void gp_conn_thread_done(gp_conn *c);
 int gp_conn_out_append(gp_conn *c, const void *p, size_t n);
 int gp_conn_flush(gp_conn *c);

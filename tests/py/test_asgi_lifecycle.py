@@ -34,7 +34,8 @@ def test_lifespan_state_and_shutdown_at_term(tmp_path):
         st = httpx.get(g.url + "/scope", timeout=T).json()["state"]
         assert st["token"] == "lifespan-token" and st["items"][0] == "startup"
         assert st["pid"] in g.workers()
-        assert len(files(tmp_path, "startup-")) == 2  # one lifespan per worker
+        # one lifespan per worker (the second worker may still be starting)
+        assert wait_for(lambda: len(files(tmp_path, "startup-")) == 2, 10), files(tmp_path, "startup-")
         assert files(tmp_path, "shutdown-") == []
     finally:
         rc = g.stop()

@@ -144,11 +144,6 @@ def test_timeout_with_threads_stuck_request_alone(gallop):
     assert w2 != w and get_pid(g.port) == w2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: the scoreboard slot keeps ONE req_start_ms per worker; with --threads N every "
-    "request that ends (gp_slot_request_end, on the loop thread) sets it to 0 and every one that "
-    "begins overwrites it, so a stuck request is never timed out while other threads of the "
-    "same worker keep serving"))
 def test_timeout_with_threads_stuck_request_among_fast_ones(gallop):
     g = gallop(["--workers", "1", "--threads", "4", "--timeout", "2", "--graceful-timeout", "1"])
     (w,) = g.wait_workers(1)
