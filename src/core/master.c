@@ -32,6 +32,7 @@
 #define BOOT_FAILURES_FATAL 6   /* with no worker ever booted */
 #define TIMEOUT_KILL_DELAY 1.0  /* time for the traceback dump before SIGKILL */
 #define QUIT_GRACE 2.0
+#define GRACEFUL_SLACK 2.0
 
 enum master_phase { RUNNING, STOPPING, HALTING };
 
@@ -363,7 +364,9 @@ static void begin_stop(gp_master *m, const char *how)
 {
     if (m->phase != RUNNING) return;
     m->phase = STOPPING;
-    m->deadline = now_s() + m->cfg->graceful_timeout;
+    /* workers cut their own stragglers at the graceful timeout and then run
+     * the app's shutdown: the kill comes a little later */
+    m->deadline = now_s() + m->cfg->graceful_timeout + GRACEFUL_SLACK;
     gp_info("handling signal: %s; stopping gracefully (up to %gs)", how, m->cfg->graceful_timeout);
     gp_notify("STOPPING=1");
     close_listeners(m);
