@@ -631,7 +631,18 @@ static ssize_t check_body_limit(gp_conn *c, size_t got)
     return (ssize_t)got;
 }
 
-ssize_t gp_conn_body_read(gp_conn *c, char *dst, size_t n)
+/* recv for the body: waits (block) or answers GP_BODY_AGAIN. */
+static ssize_t body_recv(gp_conn *c, char *dst, size_t n, bool block)
+{
+    if (block) return recv_some(c, dst, n);
+    ssize_t r = recv(c->io.fd, dst, n, 0);
+    if (r > 0) return r;
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) return GP_BODY_AGAIN;
+    c->peer_gone = true;
+    return GP_BODY_CLOSED;
+}
+
+static ssize_t body_read(gp_conn *c, char *dst, size_t n, bool block)
 {
     if (c->body_done || n == 0) return 0;
     if (c->expect_continue && !c->continue_sent && !c->head_sent && c->rpos == c->len) send_continue(c);
@@ -644,7 +655,8 @@ ssize_t gp_conn_body_read(gp_conn *c, char *dst, size_t n)
             memcpy(dst, c->buf + c->rpos, (size_t)got);
             c->rpos += (size_t)got;
         } else {
-            got = recv_some(c, dst, n);
+            got = body_recv(c, dst, n, block);
+            if (got == GP_BODY_AGAIN) return got;
             if (got < 0) return body_fail(c, (int)got, got == GP_BODY_TIMEOUT ? 408 : 400);
         }
         c->body_left -= (uint64_t)got;
@@ -653,8 +665,12 @@ ssize_t gp_conn_body_read(gp_conn *c, char *dst, size_t n)
     }
     /* chunked: decode what is buffered, read more raw bytes when that gives nothing */
     for (;;) {
-        size_t used, outn = n;
-        int r = gp_chunked_decode(&c->chunked, c->buf + c->rpos, c->len - c->rpos, &used, dst, &outn);
+        size_t used = 0, outn = n;
+        int r = GP_CHUNKED_MORE;
+        if (c->len > c->rpos)
+            r = gp_chunked_decode(&c->chunked, c->buf + c->rpos, c->len - c->rpos, &used, dst, &outn);
+        else
+            outn = 0;
         c->rpos += used;
         if (r == GP_CHUNKED_ERROR) return body_fail(c, GP_BODY_BAD, 400);
         if (r == GP_CHUNKED_DONE) c->body_done = true;
@@ -666,10 +682,21 @@ ssize_t gp_conn_body_read(gp_conn *c, char *dst, size_t n)
             c->len -= c->rpos;
             c->rpos = c->head_len = 0;
         }
-        ssize_t got = recv_some(c, c->buf + c->len, c->cap - c->len);
+        ssize_t got = body_recv(c, c->buf + c->len, c->cap - c->len, block);
+        if (got == GP_BODY_AGAIN) return got;
         if (got < 0) return body_fail(c, (int)got, got == GP_BODY_TIMEOUT ? 408 : 400);
         c->len += (size_t)got;
     }
+}
+
+ssize_t gp_conn_body_read(gp_conn *c, char *dst, size_t n)
+{
+    return body_read(c, dst, n, true);
+}
+
+ssize_t gp_conn_body_read_nb(gp_conn *c, char *dst, size_t n)
+{
+    return body_read(c, dst, n, false);
 }
 
 int gp_conn_body_done(gp_conn *c)
@@ -1066,53 +1093,6 @@ void gp_conn_app_done(gp_conn *c)
     if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
 }
 
-ssize_t gp_conn_body_read_nb(gp_conn *c, char *dst, size_t n)
-{
-    if (c->body_done || n == 0) return 0;
-    if (c->expect_continue && !c->continue_sent && !c->head_sent && c->rpos == c->len) send_continue(c);
-    if (c->body_kind == GP_HTTP_BODY_LENGTH) {
-        if (n > c->body_left) n = (size_t)c->body_left;
-        size_t avail = c->len - c->rpos;
-        ssize_t got;
-        if (avail) {
-            got = (ssize_t)(avail < n ? avail : n);
-            memcpy(dst, c->buf + c->rpos, (size_t)got);
-            c->rpos += (size_t)got;
-        } else {
-            got = recv(c->io.fd, dst, n, 0);
-            if (got < 0 && (errno == EAGAIN || errno == EINTR)) return GP_BODY_AGAIN;
-            if (got <= 0) {
-                c->peer_gone = true;
-                return body_fail(c, GP_BODY_CLOSED, 400);
-            }
-        }
-        c->body_left -= (uint64_t)got;
-        if (c->body_left == 0) c->body_done = true;
-        return check_body_limit(c, (size_t)got);
-    }
-    for (;;) {
-        size_t used = 0, outn = n;
-        int r = c->len > c->rpos ? gp_chunked_decode(&c->chunked, c->buf + c->rpos, c->len - c->rpos, &used, dst, &outn)
-                                 : (outn = 0, GP_CHUNKED_MORE);
-        c->rpos += used;
-        if (r == GP_CHUNKED_ERROR) return body_fail(c, GP_BODY_BAD, 400);
-        if (r == GP_CHUNKED_DONE) c->body_done = true;
-        if (outn || c->body_done) return check_body_limit(c, outn);
-        if (c->rpos == c->len) c->rpos = c->len = c->head_len = 0;
-        if (c->len == c->cap) {
-            memmove(c->buf, c->buf + c->rpos, c->len - c->rpos);
-            c->len -= c->rpos;
-            c->rpos = c->head_len = 0;
-        }
-        ssize_t got = recv(c->io.fd, c->buf + c->len, c->cap - c->len, 0);
-        if (got < 0 && (errno == EAGAIN || errno == EINTR)) return GP_BODY_AGAIN;
-        if (got <= 0) {
-            c->peer_gone = true;
-            return body_fail(c, GP_BODY_CLOSED, 400);
-        }
-        c->len += (size_t)got;
-    }
-}
 
 void gp_conn_on_event(gp_io *io, uint32_t events)
 {

@@ -661,3 +661,26 @@ fail:
     *out_len = o;
     return GP_CHUNKED_ERROR;
 }
+
+static int hex_value(unsigned char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    ch |= 0x20;
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+size_t gp_http_percent_decode(char *dst, const char *src, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (src[i] == '%' && i + 2 < n && (hi = hex_value((unsigned char)src[i + 1])) >= 0 &&
+            (lo = hex_value((unsigned char)src[i + 2])) >= 0) {
+            dst[k++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            dst[k++] = src[i];
+        }
+    }
+    return k;
+}

@@ -110,6 +110,11 @@ enum {
 int gp_chunked_decode(gp_chunked *d, const char *in, size_t in_len, size_t *in_used,
                       char *out, size_t *out_len);
 
+/* Decodes %XX escapes of src[0..n) into dst (which may be src; it needs n
+ * bytes). A '%' not followed by two hex digits is kept as it is. Returns the
+ * decoded length. */
+size_t gp_http_percent_decode(char *dst, const char *src, size_t n);
+
 /* Case-insensitive comparison of a token against a lower-case literal. */
 bool gp_http_token_eq(const char *s, size_t n, const char *lower);
 

@@ -248,24 +248,6 @@ static PyObject *lower_name(gp_asgi *a, const char *name, size_t n)
     return PyBytes_FromStringAndSize(low, (Py_ssize_t)n);
 }
 
-static size_t percent_decode(char *dst, const char *s, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n + 0 + 1 && i + 2 <= n - 1 && isxdigit((unsigned char)s[i + 1]) &&
-            isxdigit((unsigned char)s[i + 2])) {
-            int hi = s[i + 1], lo = s[i + 2];
-            hi = hi <= '9' ? hi - '0' : (hi | 0x20) - 'a' + 10;
-            lo = lo <= '9' ? lo - '0' : (lo | 0x20) - 'a' + 10;
-            dst[k++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            dst[k++] = s[i];
-        }
-    }
-    return k;
-}
-
 static PyObject *addr_tuple(const struct sockaddr *sa)
 {
     char host[64];
@@ -612,7 +594,7 @@ PyObject *gp_asgi_scope(gp_conn *c, const gp_http_request *req, PyObject *type)
     if (!s) return NULL;
     if (!req->version_minor && PyDict_SetItem(s, K[SK_HTTP_VERSION], a->v_http10) < 0) goto fail;
     if (set_steal(s, K[SK_RAW_PATH], PyBytes_FromStringAndSize(req->path, (Py_ssize_t)req->path_len)) < 0) goto fail;
-    size_t plen = percent_decode(a->scratch, req->path, req->path_len);
+    size_t plen = gp_http_percent_decode(a->scratch, req->path, req->path_len);
     const char *p = a->scratch;
     if (a->root_len && plen >= a->root_len && memcmp(p, a->cfg->root_path, a->root_len) == 0 &&
         (plen == a->root_len || p[a->root_len] == '/')) {

@@ -582,23 +582,6 @@ fail:
     return -1;
 }
 
-static size_t percent_decode(char *dst, const char *s, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n + 0 && isxdigit((unsigned char)s[i + 1]) && isxdigit((unsigned char)s[i + 2])) {
-            int hi = s[i + 1], lo = s[i + 2];
-            hi = hi <= '9' ? hi - '0' : (hi | 0x20) - 'a' + 10;
-            lo = lo <= '9' ? lo - '0' : (lo | 0x20) - 'a' + 10;
-            dst[k++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            dst[k++] = s[i];
-        }
-    }
-    return k;
-}
-
 static int set_server(gp_wsgi *w, PyObject *env, gp_conn *c)
 {
     const gp_addr *a = gp_conn_local(c);
@@ -669,7 +652,7 @@ static PyObject *build_environ(gp_wsgi *w, gp_conn *c, const gp_http_request *re
     if (!m || PyDict_SetItem(env, w->k_method, m) < 0) goto fail_m;
     Py_DECREF(m);
     if (PyDict_SetItem(env, w->k_protocol, req->version_minor ? w->v_http11 : w->v_http10) < 0) goto fail;
-    size_t plen = percent_decode(w->scratch, req->path, req->path_len);
+    size_t plen = gp_http_percent_decode(w->scratch, req->path, req->path_len);
     const char *p = w->scratch;
     if (w->root_len && plen >= w->root_len && memcmp(p, w->cfg->root_path, w->root_len) == 0 &&
         (plen == w->root_len || p[w->root_len] == '/')) {

@@ -927,9 +927,26 @@ static void test_guard_page(void **st)
     munmap(m, (size_t)pg * 2);
 }
 
+static void test_percent_decode(void **state)
+{
+    (void)state;
+    char out[64];
+    size_t n = gp_http_percent_decode(out, "/a%20b%2Fc%zz%4", 15);
+    assert_int_equal(n, 11);
+    assert_memory_equal(out, "/a b/c%zz%4", 11);
+    char in_place[] = "%41%42%43%";
+    n = gp_http_percent_decode(in_place, in_place, 10);
+    assert_int_equal(n, 4);
+    assert_memory_equal(in_place, "ABC%", 4);
+    n = gp_http_percent_decode(out, "%e2%82%AC", 9);
+    assert_int_equal(n, 3);
+    assert_memory_equal(out, "\xe2\x82\xac", 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_percent_decode),
         cmocka_unit_test(test_simple_get),
         cmocka_unit_test(test_query),
         cmocka_unit_test(test_target_forms),

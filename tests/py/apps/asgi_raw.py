@@ -153,7 +153,7 @@ async def r_disc_send(scope, receive, send, q):
     errors = []
     t0 = time.monotonic()
     n = 0
-    while time.monotonic() - t0 < 6:
+    while time.monotonic() - t0 < 3:
         try:
             await asyncio.wait_for(send({"type": "http.response.body", "body": b"z" * 65536, "more_body": True}), 5)
             n += 1
