@@ -338,3 +338,34 @@ def test_many_sequential_connections(srv):
     for i in range(100):
         data = raw_request(srv.port, b"GET /n HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert status_of(data) == 200 and data.endswith(b"hello /n")
+
+
+def test_expect_100_continue_chunked(srv):
+    with conn(srv) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+        s.settimeout(5)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            b = s.recv(4096)
+            assert b, buf
+            buf += b
+        assert buf.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), buf
+        s.sendall(b"3\r\nabc\r\n0\r\n\r\n")
+        st, _, got, _ = read_response(s, buf[len(b"HTTP/1.1 100 Continue\r\n\r\n"):])
+        assert st == 200 and got == b"abc"
+
+
+def test_expect_100_ignored_on_http10(srv):
+    data = raw_request(srv.port, b"POST /echo HTTP/1.0\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\nabcd")
+    assert b"100 Continue" not in data
+    assert status_of(data) == 200 and data.endswith(b"abcd")
+
+
+def test_large_pipelined_batch(srv):
+    n = 300
+    reqs = b"GET /batch HTTP/1.1\r\nHost: x\r\n\r\n" * n + b"GET /end HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with conn(srv, timeout=10) as s:
+        s.sendall(reqs)
+        data = recv_all(s, 10)
+    assert data.count(b"HTTP/1.1 200 OK\r\n") == n + 1
+    assert data.count(b"hello /batch") == n and data.endswith(b"hello /end")

@@ -63,9 +63,10 @@ class Sampler(threading.Thread):
         return self.peak
 
 
-@pytest.fixture(scope="module")
-def srv(module_server_factory):
-    s = module_server_factory("basic:app", workers=1)
+@pytest.fixture
+def srv(server_factory):
+    # a fresh worker per test, so VmHWM growth belongs to this test alone
+    s = server_factory("basic:app", workers=1)
     s.wait_workers(1)
     return s
 

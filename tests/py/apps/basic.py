@@ -282,8 +282,9 @@ def factory():
     return app
 
 
-def not_callable_holder():
-    pass
+class Holder:
+    """For MODULE:obj.attr app paths."""
+    inner = app
 
 
 not_callable = 42
