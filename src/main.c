@@ -83,7 +83,7 @@ static void raise_fd_limit(void)
 int main(int argc, char **argv)
 {
     gp_config cfg;
-    int r = gp_config_parse(&cfg, argc, argv);
+    int r = gp_config_load(&cfg, argc, argv);
     if (r) return r > 0 ? GP_EXIT_OK : GP_EXIT_USAGE;
     if (find_bridge() < 0) return GP_EXIT_ERROR;
     raise_fd_limit();

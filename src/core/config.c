@@ -20,6 +20,7 @@ static const char usage_text[] =
     "\n"
     "Serve a Python WSGI app from a pre-fork master. ATTRIBUTE defaults to 'app'.\n"
     "\n"
+    "  -c, --config FILE            settings, one a line (\"workers = 4\"); re-read on HUP\n"
     "  -b, --bind ADDR              HOST:PORT, [::1]:PORT or unix:/path (repeatable;\n"
     "                               default 127.0.0.1:8000)\n"
     "  -w, --workers N|auto         worker processes (default $WEB_CONCURRENCY, else auto:\n"
@@ -72,11 +73,12 @@ enum {
     OPT_LRFS, OPT_LRB, OPT_LOGLEVEL, OPT_ACCESS, OPT_ERROR, OPT_VERSION, OPT_FACTORY, OPT_VENV,
     OPT_ROOT, OPT_REUSEPORT, OPT_FORMULA, OPT_THREADS, OPT_TIMEOUT, OPT_MAXREQ, OPT_JITTER, OPT_MAXMEM,
     OPT_PRELOAD, OPT_FD, OPT_PID, OPT_USER, OPT_GROUP, OPT_UMASK, OPT_INTERFACE, OPT_LOOP, OPT_LIFESPAN,
-    OPT_LIMITCONC, OPT_WSMAX, OPT_WSPING, OPT_WSPINGTO,
+    OPT_LIMITCONC, OPT_WSMAX, OPT_WSPING, OPT_WSPINGTO, OPT_CONFIG,
 };
 
 static const struct option long_opts[] = {
     {"bind", required_argument, 0, 'b'},
+    {"config", required_argument, 0, 'c'},
     {"workers", required_argument, 0, 'w'},
     {"chdir", required_argument, 0, OPT_CHDIR},
     {"pythonpath", required_argument, 0, OPT_PYTHONPATH},
@@ -184,6 +186,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->threads = 1;
     cfg->umask = -1;
     cfg->argv = argv;
+    cfg->argc = argc;
     cfg->interface = "auto";
     cfg->loop = "auto";
     cfg->lifespan = "auto";
@@ -197,8 +200,9 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     opterr = 0;
     optind = 0; /* 0, not 1: glibc then forgets any earlier parse entirely */
     int c;
-    while ((c = getopt_long(argc, argv, "+:b:w:h", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:b:c:w:h", long_opts, NULL)) != -1) {
         switch (c) {
+        case 'c': cfg->config_file = optarg; break;
         case 'b':
             if (cfg->num_binds == GP_MAX_BINDS) return fail("too many --bind addresses%s%s", "", "");
             cfg->binds[cfg->num_binds++] = optarg;
@@ -341,4 +345,77 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     const char *wc = getenv("WEB_CONCURRENCY");
     if (wc && *wc) return resolve_workers(cfg, wc, "WEB_CONCURRENCY", twice_plus_one);
     return resolve_workers(cfg, "auto", "auto", twice_plus_one);
+}
+
+/* One line of a config file as a flag: "max_requests = 10" -> "--max-requests=10". */
+static char *line_to_flag(char *line, const char *file, int lineno)
+{
+    char *hash = strchr(line, '#');
+    if (hash) *hash = 0;
+    char *p = line;
+    while (*p == ' ' || *p == '\t') p++;
+    char *end = p + strlen(p);
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r')) *--end = 0;
+    if (!*p) return NULL;
+    while (*p == '-') p++;
+    char *name = p;
+    while (*p && *p != '=' && *p != ' ' && *p != '\t') {
+        if (*p == '_') *p = '-';
+        p++;
+    }
+    char *value = NULL;
+    if (*p) {
+        *p++ = 0;
+        while (*p == ' ' || *p == '\t' || *p == '=') p++;
+        value = p;
+        size_t n = strlen(value);
+        if (n >= 2 && (value[0] == '"' || value[0] == '\'') && value[n - 1] == value[0]) {
+            value[n - 1] = 0;
+            value++;
+        }
+    }
+    size_t len = strlen(name) + (value ? strlen(value) : 0) + 4;
+    char *flag = malloc(len);
+    if (!flag) return NULL;
+    if (value && *value) snprintf(flag, len, "--%s=%s", name, value);
+    else snprintf(flag, len, "--%s", name);
+    (void)file;
+    (void)lineno;
+    return flag;
+}
+
+static const char *find_config_file(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) return NULL;
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) return argv[i + 1];
+        if (strncmp(argv[i], "--config=", 9) == 0) return argv[i] + 9;
+    }
+    return NULL;
+}
+
+int gp_config_load(gp_config *cfg, int argc, char **argv)
+{
+    const char *file = find_config_file(argc, argv);
+    if (!file) return gp_config_parse(cfg, argc, argv);
+    FILE *f = fopen(file, "r");
+    if (!f) return fail("cannot read config file '%s': %s", file, strerror(errno));
+    char **all = calloc((size_t)argc + 512, sizeof *all);
+    if (!all) {
+        fclose(f);
+        return fail("out of memory%s%s", "", "");
+    }
+    int n = 0, lineno = 0;
+    all[n++] = argv[0];
+    char line[4096];
+    while (fgets(line, sizeof line, f) && n < argc + 500) {
+        char *flag = line_to_flag(line, file, ++lineno);
+        if (flag) all[n++] = flag;
+    }
+    fclose(f);
+    for (int i = 1; i < argc; i++) all[n++] = argv[i];
+    int r = gp_config_parse(cfg, n, all);
+    cfg->argv = argv; /* USR2 and HUP start again from what was given */
+    cfg->argc = argc;
+    return r;
 }

@@ -55,7 +55,9 @@ typedef struct {
     int num_fds;
     const char *user, *group;              /* workers switch to these after fork */
     int umask;                             /* -1: leave as is */
-    char **argv;                           /* for USR2: re-executing ourselves */
+    char **argv;                           /* as given: USR2 re-executes it, HUP re-reads it */
+    int argc;
+    const char *config_file;               /* -c/--config: flags, one per line */
     int limit_concurrency;                 /* async apps: 503 past this many in progress; 0: none */
     const char *interface;                 /* auto, wsgi, asgi, asgi2 */
     const char *loop;                      /* auto, asyncio, uvloop */
@@ -68,5 +70,12 @@ typedef struct {
  * the process should exit 0, or -1 after printing one "gallop: error: ..." line
  * to stderr (exit GP_EXIT_USAGE). */
 int gp_config_parse(gp_config *cfg, int argc, char **argv);
+
+/* The same, with the settings of -c/--config FILE first (the command line
+ * wins). FILE holds one setting a line, as a long flag without its dashes:
+ * "workers = 4", "bind = unix:/run/app.sock", "preload"; '#' starts a
+ * comment; gunicorn's underscores are accepted for dashes. The master calls
+ * it again on HUP. Strings cfg points to are never freed. */
+int gp_config_load(gp_config *cfg, int argc, char **argv);
 
 #endif

@@ -53,6 +53,11 @@ int gp_log_setup(int level, const char *error_log)
     return 0;
 }
 
+void gp_log_set_level(int level)
+{
+    g_log.level = level;
+}
+
 int gp_log_enabled(int level)
 {
     return level >= g_log.level;

@@ -17,6 +17,9 @@ int gp_log_level_parse(const char *name);
  * prints to stderr lands in the same log. Returns 0 or -errno. */
 int gp_log_setup(int level, const char *error_log);
 
+/* Changes the minimum level only. */
+void gp_log_set_level(int level);
+
 /* Reopens the error log file after rotation (USR1). */
 int gp_log_reopen(void);
 

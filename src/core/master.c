@@ -48,7 +48,7 @@ typedef struct {
 } worker_rec;
 
 typedef struct {
-    const gp_config *cfg;
+    const gp_config *cfg; /* replaced on HUP by a fresh read of the command line and config file */
     gp_worker_entry entry;
     gp_listener listeners[GP_MAX_BINDS];
     int num_listeners;
@@ -578,8 +578,26 @@ static void maintain(gp_master *m)
     }
 }
 
+/* HUP re-reads the settings; what only a new master can change (the sockets,
+ * the user, preloading) waits for USR2. */
+static void reread_config(gp_master *m)
+{
+    gp_config *fresh = malloc(sizeof *fresh);
+    if (!fresh) return;
+    if (gp_config_load(fresh, m->cfg->argc, m->cfg->argv) != 0) {
+        gp_error("reload: the configuration has an error (above); keeping the current one");
+        free(fresh);
+        return;
+    }
+    if (fresh->workers != m->cfg->workers) gp_info("reload: %d workers (%s)", fresh->workers, fresh->workers_why);
+    m->target = fresh->workers;
+    gp_log_set_level(fresh->log_level);
+    m->cfg = fresh; /* the old one may still be main's: never freed */
+}
+
 static void reload(gp_master *m)
 {
+    reread_config(m);
     if (m->cfg->preload) gp_warn("reloading with --preload: workers fork from the master's copy of the app, "
                                  "so code changes need USR2");
     m->prev_gen = m->reloading ? m->prev_gen : m->gen;

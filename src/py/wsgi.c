@@ -103,7 +103,7 @@ static PyObject *input_read_impl(Input *in, Py_ssize_t size)
     gp_conn *c = input_conn(in);
     size_t have = in->len - in->pos;
     if (size < 0) { /* everything */
-        PyObject *parts = PyBytes_FromStringAndSize(in->buf + in->pos, (Py_ssize_t)have);
+        PyObject *parts = PyBytes_FromStringAndSize(have ? in->buf + in->pos : NULL, (Py_ssize_t)have);
         in->pos = in->len = 0;
         if (!parts || !c) return parts;
         Py_ssize_t used = PyBytes_GET_SIZE(parts);
@@ -124,14 +124,14 @@ static PyObject *input_read_impl(Input *in, Py_ssize_t size)
      * read here truncates bodies for apps that read CONTENT_LENGTH at once) */
     size_t k = (size_t)size < have ? (size_t)size : have;
     if (size == 0 || (k == (size_t)size) || !c) {
-        PyObject *b = PyBytes_FromStringAndSize(in->buf + in->pos, (Py_ssize_t)k);
+        PyObject *b = PyBytes_FromStringAndSize(k ? in->buf + in->pos : NULL, (Py_ssize_t)k);
         in->pos += k;
         return b;
     }
     Py_ssize_t cap = size < INPUT_CHUNK + (Py_ssize_t)k ? size : INPUT_CHUNK + (Py_ssize_t)k;
     PyObject *b = PyBytes_FromStringAndSize(NULL, cap);
     if (!b) return NULL;
-    memcpy(PyBytes_AS_STRING(b), in->buf + in->pos, k);
+    if (k) memcpy(PyBytes_AS_STRING(b), in->buf + in->pos, k);
     in->pos += k;
     Py_ssize_t used = (Py_ssize_t)k;
     while (used < size) {

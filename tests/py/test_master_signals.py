@@ -298,3 +298,23 @@ def test_usr1_reopens_the_logs_of_master_and_workers(gallop, tmp_path):
         assert f" n{i}\n" in new, (i, new[-2000:])
     assert "app-log-line" not in old
     assert "log files reopened" not in old and "starting 2 workers" in old
+
+
+def test_hup_rereads_the_config_file(gallop, tmp_path):
+    conf = tmp_path / "gallop.conf"
+    conf.write_text("# settings\nworkers = 2\nmax_requests = 1000  # generous\n")
+    g = gallop(["-c", str(conf)])
+    g.wait_workers(2)
+    g.wait_serving()
+    old = set(g.workers())
+    conf.write_text("workers = 3\n")
+    g.kill(signal.SIGHUP)
+    g.wait_log(r"reload: 3 workers")
+    new = g.wait_workers(3)
+    assert not old & set(new)
+    # a broken file keeps the running configuration
+    conf.write_text("workers = lots\n")
+    g.kill(signal.SIGHUP)
+    g.wait_log(r"the configuration has an error")
+    g.wait_log(r"reload complete", count=2)
+    assert len(g.wait_workers(3)) == 3
