@@ -408,9 +408,20 @@ int gp_config_load(gp_config *cfg, int argc, char **argv)
     int n = 0, lineno = 0;
     all[n++] = argv[0];
     char line[4096];
+    /* a list the command line gives replaces the file's, not adds to it */
+    bool cli_binds = false, cli_paths = false;
+    for (int i = 1; i < argc; i++) {
+        cli_binds |= strcmp(argv[i], "-b") == 0 || strncmp(argv[i], "--bind", 6) == 0;
+        cli_paths |= strncmp(argv[i], "--pythonpath", 12) == 0;
+    }
     while (fgets(line, sizeof line, f) && n < argc + 500) {
         char *flag = line_to_flag(line, file, ++lineno);
-        if (flag) all[n++] = flag;
+        if (!flag) continue;
+        if ((cli_binds && strncmp(flag, "--bind", 6) == 0) || (cli_paths && strncmp(flag, "--pythonpath", 12) == 0)) {
+            free(flag);
+            continue;
+        }
+        all[n++] = flag;
     }
     fclose(f);
     for (int i = 1; i < argc; i++) all[n++] = argv[i];
