@@ -37,12 +37,15 @@ def server(tmp_path):
                           "--chdir", os.path.join(HERE, "..", "..", "bench", "apps"), "hello_asgi:app"],
                          stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 20
-    while time.time() < deadline:
+    while time.time() < deadline:  # an answer, not just a connection: the worker is up
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if s.recv(100).startswith(b"HTTP/1.1 200"):
+                    break
         except OSError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     yield p, port
     p.send_signal(signal.SIGTERM)
     try:
