@@ -46,7 +46,7 @@ typedef struct gp_asgi {
     PyObject *scope_keys[16];
     PyObject *v_http, *v_https, *v_http10, *v_http11, *v_request, *v_disconnect, *v_empty_bytes, *v_root;
     PyObject *msg_disconnect; /* a fresh copy is handed out each time */
-    PyObject *s_set_result, *s_done, *s_cancel, *s_add_done_callback, *s_exception, *s_cancelled;
+    PyObject *s_set_result, *s_done, *s_cancel;
     PyObject *methods[8];
     const gp_addr *server_addr[GP_MAX_BINDS];
     PyObject *server[GP_MAX_BINDS];
@@ -306,206 +306,34 @@ static int set_steal(PyObject *d, PyObject *k, PyObject *v)
 /* The parts of the scope HTTP and WebSocket share. */
 /* ---- the connection: its client address and its task --------------------
  * One asyncio Task per keep-alive connection runs the app for each request
- * in turn (each in a fresh copy of the context, as a new Task would), so a
- * request costs a future rather than a Task. The Task drives this object as
- * its coroutine. A request that arrives while the previous app call is still
- * running (background work after the response) gets a Task of its own. */
+ * in turn (runner.c), so a request costs a future rather than a Task. A
+ * request that arrives while the previous app call is still running
+ * (background work after the response) gets a Task of its own. */
 
 typedef struct Conn {
     PyObject_HEAD
-    PyObject *client;  /* (host, port), built once */
-    PyObject *task;    /* NULL until the first request, and once it ended */
-    PyObject *waiter;  /* the future the task waits on between requests */
-    PyObject *coro, *next_coro;
-    Request *req, *next_req;
-    PyObject *ctx;
-    bool closed;
+    PyObject *client; /* (host, port), built once */
+    PyObject *runner; /* what the connection's task drives */
+    PyObject *task;
 } Conn;
-
-static PyTypeObject Conn_Type;
-static void app_ended(PyObject *owner, int how);
-
-static void conn_clear(Conn *k)
-{
-    Py_CLEAR(k->task);
-    Py_CLEAR(k->waiter);
-    Py_CLEAR(k->coro);
-    Py_CLEAR(k->next_coro);
-    Py_CLEAR(k->req);
-    Py_CLEAR(k->next_req);
-    Py_CLEAR(k->ctx);
-}
 
 static void Conn_dealloc(Conn *k)
 {
-    conn_clear(k);
     Py_XDECREF(k->client);
+    Py_XDECREF(k->runner);
+    Py_XDECREF(k->task);
     PyObject_Free(k);
 }
-
-/* An app call ended: tell its request, and drop it. */
-static void conn_app_ended(Conn *k, int how)
-{
-    Request *r = k->req;
-    k->req = NULL;
-    Py_CLEAR(k->coro);
-    if (r) {
-        app_ended((PyObject *)r, how);
-        Py_DECREF(r);
-    }
-}
-
-/* What the task sees after the app coroutine stopped with res. */
-static PySendResult conn_after(Conn *k, PySendResult res, PyObject **result, bool *again)
-{
-    *again = false;
-    if (res == PYGEN_NEXT) return res;
-    if (res == PYGEN_RETURN) {
-        Py_CLEAR(*result);
-        conn_app_ended(k, GP_RUNNER_RETURNED);
-    } else if (PyErr_ExceptionMatches(PyExc_Exception)) {
-        conn_app_ended(k, GP_RUNNER_RAISED); /* logged there */
-    } else { /* cancelled: the connection is going away */
-        PyObject *t, *v, *tb;
-        PyErr_Fetch(&t, &v, &tb);
-        conn_app_ended(k, GP_RUNNER_CANCELLED);
-        conn_clear(k);
-        PyErr_Restore(t, v, tb);
-        return PYGEN_ERROR;
-    }
-    *again = true;
-    return PYGEN_NEXT;
-}
-
-static PySendResult Conn_am_send(Conn *k, PyObject *arg, PyObject **result)
-{
-    gp_asgi *a = the_asgi;
-    for (;;) {
-        if (!k->coro) {
-            if (k->next_coro) {
-                k->coro = k->next_coro;
-                k->req = k->next_req;
-                k->next_coro = NULL;
-                k->next_req = NULL;
-                Py_XSETREF(k->ctx, PyContext_CopyCurrent());
-                arg = Py_None;
-                if (!k->ctx) {
-                    bool again;
-                    conn_after(k, PYGEN_ERROR, result, &again);
-                    continue;
-                }
-            } else if (k->closed) {
-                conn_clear(k);
-                *result = Py_NewRef(Py_None);
-                return PYGEN_RETURN;
-            } else {
-                PyObject *fut = PyObject_CallNoArgs(a->create_future);
-                if (!fut || PyObject_SetAttrString(fut, "_asyncio_future_blocking", Py_True) < 0) {
-                    Py_XDECREF(fut);
-                    conn_clear(k);
-                    return PYGEN_ERROR;
-                }
-                k->waiter = Py_NewRef(fut);
-                *result = fut;
-                return PYGEN_NEXT;
-            }
-        }
-        PyContext_Enter(k->ctx);
-        PySendResult res = PyIter_Send(k->coro, arg, result);
-        PyContext_Exit(k->ctx);
-        bool again;
-        res = conn_after(k, res, result, &again);
-        if (!again) return res;
-        arg = Py_None;
-    }
-}
-
-static PyObject *conn_result(PySendResult res, PyObject *result)
-{
-    if (res == PYGEN_NEXT) return result;
-    if (res == PYGEN_RETURN) {
-        Py_DECREF(result);
-        PyErr_SetNone(PyExc_StopIteration);
-    }
-    return NULL;
-}
-
-static PyObject *Conn_send(Conn *k, PyObject *arg)
-{
-    PyObject *result = NULL;
-    PySendResult res = Conn_am_send(k, arg, &result);
-    return conn_result(res, result);
-}
-
-static PyObject *Conn_iternext(Conn *k)
-{
-    return Conn_send(k, Py_None);
-}
-
-static PyObject *Conn_throw(Conn *k, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (!k->coro) { /* between requests: nothing to hand it to */
-        conn_clear(k);
-        if (nargs < 1) return NULL;
-        PyObject *exc = args[0];
-        if (PyExceptionClass_Check(exc)) PyErr_SetObject(exc, nargs > 1 && args[1] != Py_None ? args[1] : NULL);
-        else PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        return NULL;
-    }
-    PyObject *meth = PyObject_GetAttrString(k->coro, "throw");
-    if (!meth) return NULL;
-    PyContext_Enter(k->ctx);
-    PyObject *y = PyObject_Vectorcall(meth, args, (size_t)nargs, NULL);
-    PyContext_Exit(k->ctx);
-    Py_DECREF(meth);
-    if (y) return y;
-    PyObject *result = NULL;
-    PySendResult res = PYGEN_ERROR;
-    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
-        PyErr_Clear();
-        result = Py_NewRef(Py_None);
-        res = PYGEN_RETURN;
-    }
-    bool again;
-    res = conn_after(k, res, &result, &again);
-    if (again) res = Conn_am_send(k, Py_None, &result);
-    return conn_result(res, result);
-}
-
-static PyObject *Conn_close(Conn *k, PyObject *unused)
-{
-    PyObject *x = k->coro ? PyObject_CallMethod(k->coro, "close", NULL) : Py_NewRef(Py_None);
-    conn_app_ended(k, GP_RUNNER_CANCELLED);
-    conn_clear(k);
-    return x;
-}
-
-static PyObject *Conn_await(PyObject *self)
-{
-    return Py_NewRef(self);
-}
-
-static PyAsyncMethods Conn_async = {.am_await = Conn_await, .am_send = (sendfunc)Conn_am_send};
-
-static PyMethodDef Conn_methods[] = {
-    {"send", (PyCFunction)Conn_send, METH_O, NULL},
-    {"throw", (PyCFunction)(void (*)(void))Conn_throw, METH_FASTCALL, NULL},
-    {"close", (PyCFunction)Conn_close, METH_NOARGS, NULL},
-    {NULL, NULL, 0, NULL},
-};
 
 static PyTypeObject Conn_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "gallop.Connection",
     .tp_basicsize = sizeof(Conn),
     .tp_dealloc = (destructor)Conn_dealloc,
-    .tp_as_async = &Conn_async,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "runs an ASGI app for each request of one connection",
-    .tp_iter = PyObject_SelfIter,
-    .tp_iternext = (iternextfunc)Conn_iternext,
-    .tp_methods = Conn_methods,
 };
+
+static void app_ended(PyObject *owner, int how);
 
 static Conn *conn_state(gp_conn *c)
 {
@@ -534,15 +362,7 @@ static PyObject *client_tuple(gp_conn *c)
 static void cache_free(void *app, void *cache)
 {
     Conn *k = cache;
-    k->closed = true;
-    if (k->waiter) {
-        PyObject *fut = k->waiter;
-        k->waiter = NULL;
-        PyObject *r = PyObject_CallMethodOneArg(fut, the_asgi->s_set_result, Py_None);
-        if (!r) PyErr_Clear();
-        Py_XDECREF(r);
-        Py_DECREF(fut);
-    }
+    if (k->runner) gp_runner_close(k->runner);
     Py_DECREF(k);
 }
 
@@ -552,31 +372,20 @@ static int schedule(gp_asgi *a, gp_conn *c, Request *r, PyObject *coro)
 {
     Conn *k = conn_state(c);
     if (!k) return -1;
-    if (!k->task || (k->waiter && !k->coro && !k->next_coro)) {
-        k->next_coro = Py_NewRef(coro);
-        k->next_req = (Request *)Py_NewRef(r);
-        if (k->task) {
-            r->task = Py_NewRef(k->task);
-            PyObject *fut = k->waiter;
-            k->waiter = NULL;
-            PyObject *x = PyObject_CallMethodOneArg(fut, a->s_set_result, Py_None);
-            Py_DECREF(fut);
-            if (!x) return -1;
-            Py_DECREF(x);
-            return 0;
-        }
-        PyObject *task = PyObject_CallOneArg(a->create_task, (PyObject *)k);
-        if (!task) {
-            Py_CLEAR(k->next_coro);
-            Py_CLEAR(k->next_req);
-            return -1;
-        }
-        k->task = task;
-        r->task = Py_NewRef(task);
+    if (!k->runner && !(k->runner = gp_runner_new())) return -1;
+    if (gp_runner_idle(k->runner)) {
+        if (gp_runner_give(k->runner, coro, (PyObject *)r, app_ended) < 0) return -1;
+        if (!k->task && !(k->task = PyObject_CallOneArg(a->create_task, k->runner))) return -1;
+        r->task = Py_NewRef(k->task);
         return 0;
     }
-    PyObject *runner = gp_runner_new(coro, (PyObject *)r, app_ended);
-    PyObject *task = runner ? PyObject_CallOneArg(a->create_task, runner) : NULL;
+    PyObject *runner = gp_runner_new();
+    if (!runner || gp_runner_give(runner, coro, (PyObject *)r, app_ended) < 0) {
+        Py_XDECREF(runner);
+        return -1;
+    }
+    gp_runner_close(runner);
+    PyObject *task = PyObject_CallOneArg(a->create_task, runner);
     Py_XDECREF(runner);
     if (!task) return -1;
     if (!r->task_done) r->task = task; /* the app may have finished already */
@@ -1265,9 +1074,6 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
     a->s_set_result = intern("set_result");
     a->s_done = intern("done");
     a->s_cancel = intern("cancel");
-    a->s_add_done_callback = intern("add_done_callback");
-    a->s_exception = intern("exception");
-    a->s_cancelled = intern("cancelled");
     static const char *const known[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
     for (int i = 0; i < 7; i++) a->methods[i] = intern(known[i]);
     const char *root = cfg->root_path ? cfg->root_path : "";
@@ -1498,8 +1304,8 @@ int gp_asgi_run(const gp_worker_args *args, PyObject *app, int asgi2)
 
     gp_asgi *a = PyMem_Calloc(1, sizeof *a);
     if (a) a->state = PyDict_New();
-    if (!a || init_asgi(a, app, asgi2, cfg, loop) < 0 || gp_asgi_ws_init(loop) < 0 || gp_runner_init() < 0 ||
-        gp_runner_register(&Conn_Type) < 0)
+    if (!a || init_asgi(a, app, asgi2, cfg, loop) < 0 || gp_asgi_ws_init(loop) < 0 ||
+        gp_runner_init(a->create_future) < 0)
         goto pyfail;
     the_asgi = a;
     asgi_ops = gp_asgi_ops;

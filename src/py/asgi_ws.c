@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/websocket.h"
 #include "core/ws_conn.h"
+#include "py/runner.h"
 
 #define QUEUE_MAX 16
 
@@ -39,7 +40,7 @@ static struct {
     PyObject *k_type, *k_text, *k_bytes, *k_code, *k_reason, *k_subprotocol, *k_headers, *k_status, *k_body,
         *k_more_body;
     PyObject *v_receive, *v_connect, *v_disconnect, *v_websocket;
-    PyObject *s_set_result, *s_done, *s_cancel, *s_add_done_callback, *s_exception, *s_cancelled;
+    PyObject *s_set_result, *s_done, *s_cancel;
     PyObject *extensions;
 } G;
 
@@ -379,25 +380,15 @@ static PyMethodDef send_def = {"send", ws_send, METH_O, "ASGI send(message)"};
 
 /* ---- the task ending ------------------------------------------------------------ */
 
-static PyObject *task_done(PyObject *self, PyObject *task)
+static void app_ended(PyObject *owner, int how)
 {
-    Session *s = (Session *)self;
+    Session *s = (Session *)owner;
     s->task_done = true;
-    bool failed = false;
-    PyObject *cancelled = PyObject_CallMethodNoArgs(task, G.s_cancelled);
-    if (cancelled == Py_False) {
-        PyObject *exc = PyObject_CallMethodNoArgs(task, G.s_exception);
-        if (exc && exc != Py_None) {
-            failed = true;
-            gp_error("Exception in ASGI application, WebSocket %s", s->what);
-            PyObject *tb = PyException_GetTraceback(exc);
-            PyErr_Display((PyObject *)Py_TYPE(exc), exc, tb);
-            Py_XDECREF(tb);
-        }
-        Py_XDECREF(exc);
+    bool failed = how == GP_RUNNER_RAISED;
+    if (failed) {
+        gp_error("Exception in ASGI application, WebSocket %s", s->what);
+        PyErr_PrintEx(0);
     }
-    Py_XDECREF(cancelled);
-    PyErr_Clear();
     if (s->conn) {
         if (s->state == WS_CONNECTING) {
             gp_conn_send_error(s->conn, failed ? 500 : 403, 1); /* never accepted */
@@ -410,10 +401,7 @@ static PyObject *task_done(PyObject *self, PyObject *task)
         finish(s);
     }
     Py_CLEAR(s->task);
-    Py_RETURN_NONE;
 }
-
-static PyMethodDef task_done_def = {"_done", task_done, METH_O, NULL};
 
 /* ---- from the core -------------------------------------------------------------- */
 
@@ -572,12 +560,13 @@ gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_ht
         Py_XDECREF(send);
     }
     Py_XDECREF(scope);
-    PyObject *task = coro ? PyObject_CallOneArg(G.create_task, coro) : NULL;
+    PyObject *runner = coro ? gp_runner_new() : NULL;
+    int given = runner ? gp_runner_give(runner, coro, (PyObject *)s, app_ended) : -1;
     Py_XDECREF(coro);
-    PyObject *cb = task ? PyCFunction_New(&task_done_def, (PyObject *)s) : NULL;
-    PyObject *x = cb ? PyObject_CallMethodOneArg(task, G.s_add_done_callback, cb) : NULL;
-    Py_XDECREF(cb);
-    if (!x) {
+    if (runner) gp_runner_close(runner);
+    PyObject *task = given == 0 ? PyObject_CallOneArg(G.create_task, runner) : NULL;
+    Py_XDECREF(runner);
+    if (!task) {
         gp_error("Exception in ASGI application, WebSocket %s (starting the app)", s->what);
         PyErr_PrintEx(0);
         Py_XDECREF(task);
@@ -587,8 +576,8 @@ gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_ht
         gp_conn_send_error(c, 500, 1);
         return GP_APP_DONE;
     }
-    Py_DECREF(x);
-    s->task = task;
+    if (!s->task_done) s->task = task; /* it may have ended already */
+    else Py_DECREF(task);
     return GP_APP_ASYNC;
 }
 
@@ -619,9 +608,6 @@ int gp_asgi_ws_init(PyObject *loop)
     G.s_set_result = intern("set_result");
     G.s_done = intern("done");
     G.s_cancel = intern("cancel");
-    G.s_add_done_callback = intern("add_done_callback");
-    G.s_exception = intern("exception");
-    G.s_cancelled = intern("cancelled");
     G.extensions = Py_BuildValue("{s:{}}", "websocket.http.response");
     return G.create_future && G.create_task && G.extensions && !PyErr_Occurred() ? 0 : -1;
 }
