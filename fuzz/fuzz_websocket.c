@@ -107,8 +107,7 @@ static void run(evlog *l, const uint8_t *in, size_t n, uint64_t max, int mode, u
             CHECK(r == ev.type);
             CHECK(used <= have);
             switch (r) {
-            case GP_WS_EV_NEED_MORE:
-                break;
+            case GP_WS_EV_NEED_MORE: break;
             case GP_WS_EV_ERROR:
                 CHECK(!closed);
                 CHECK(ev.code == 1002 || ev.code == 1007 || ev.code == 1009);
@@ -131,8 +130,7 @@ static void run(evlog *l, const uint8_t *in, size_t n, uint64_t max, int mode, u
                 }
                 if (r == GP_WS_EV_TEXT || r == GP_WS_EV_BINARY) CHECK(ev.len > 0 || ev.fin);
                 break;
-            default:
-                CHECK(0);
+            default: CHECK(0);
             }
             if (r != GP_WS_EV_NEED_MORE) record(l, &ev);
             memcpy(pend, b, have);
@@ -230,7 +228,7 @@ static void roundtrip(const uint8_t *p, size_t n, uint8_t sel)
     gp_ws_event ev;
     size_t used;
     int r = gp_ws_parse(&ps, f, hl + 4 + n, &used, &ev);
-    int want = op == GP_WS_OP_TEXT    ? GP_WS_EV_TEXT
+    int want = op == GP_WS_OP_TEXT     ? GP_WS_EV_TEXT
                : op == GP_WS_OP_BINARY ? GP_WS_EV_BINARY
                : op == GP_WS_OP_PING   ? GP_WS_EV_PING
                                        : GP_WS_EV_PONG;

@@ -31,7 +31,8 @@ static int find_bridge(void)
     slash[1] = 0;
     snprintf(bridge_path, sizeof bridge_path, "%s%s", exe, GP_BRIDGE_NAME);
     if (access(bridge_path, R_OK) != 0) {
-        fprintf(stderr, "gallop: error: the Python bridge %s is missing: %s\n", bridge_path, strerror(errno));
+        fprintf(stderr, "gallop: error: the Python bridge %s is missing: %s\n", bridge_path,
+                strerror(errno));
         return -1;
     }
     return 0;
@@ -54,7 +55,8 @@ static void *bridge_symbol(const char *name)
 static int worker_main(const gp_worker_args *args)
 {
     if (gp_master_drop_privileges(args->cfg) < 0) return GP_EXIT_BOOT_ERROR;
-    int (*entry)(const gp_worker_args *) = (int (*)(const gp_worker_args *))bridge_symbol("gp_py_worker_main");
+    int (*entry)(const gp_worker_args *) =
+        (int (*)(const gp_worker_args *))bridge_symbol("gp_py_worker_main");
     return entry ? entry(args) : GP_EXIT_BOOT_ERROR;
 }
 
@@ -88,15 +90,18 @@ int main(int argc, char **argv)
     if (find_bridge() < 0) return GP_EXIT_ERROR;
     raise_fd_limit();
     if (cfg.chdir && chdir(cfg.chdir) < 0) {
-        fprintf(stderr, "gallop: error: cannot change directory to '%s': %s\n", cfg.chdir, strerror(errno));
+        fprintf(stderr, "gallop: error: cannot change directory to '%s': %s\n", cfg.chdir,
+                strerror(errno));
         return GP_EXIT_ERROR;
     }
     if (gp_log_setup(cfg.log_level, cfg.error_log) < 0) {
-        fprintf(stderr, "gallop: error: cannot open error log '%s': %s\n", cfg.error_log, strerror(errno));
+        fprintf(stderr, "gallop: error: cannot open error log '%s': %s\n", cfg.error_log,
+                strerror(errno));
         return GP_EXIT_ERROR;
     }
     if (gp_access_log_setup(cfg.access_log) < 0) {
-        fprintf(stderr, "gallop: error: cannot open access log '%s': %s\n", cfg.access_log, strerror(errno));
+        fprintf(stderr, "gallop: error: cannot open access log '%s': %s\n", cfg.access_log,
+                strerror(errno));
         return GP_EXIT_ERROR;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);

@@ -47,7 +47,8 @@ static const char usage_text[] =
     "      --user USER, --group GROUP  workers run as this user / group\n"
     "      --umask MASK             the master's umask (octal), e.g. 007\n"
     "      --interface I            auto, wsgi, asgi or asgi2 (auto: a coroutine app is ASGI 3)\n"
-    "      --loop L                 ASGI event loop: auto, asyncio or uvloop (auto: uvloop if present)\n"
+    "      --loop L                 ASGI event loop: auto, asyncio or uvloop (auto: uvloop if "
+    "present)\n"
     "      --lifespan L             ASGI lifespan: auto, on or off (auto)\n"
     "      --limit-concurrency N    ASGI: answer 503 past N requests in progress per worker\n"
     "      --ws-max-size N          largest WebSocket message in bytes (16777216)\n"
@@ -69,11 +70,43 @@ static const char usage_text[] =
     "Exit codes: 0 clean stop, 1 error, 2 usage, 3 worker boot failed, 4 app failed to load.\n";
 
 enum {
-    OPT_CHDIR = 256, OPT_PYTHONPATH, OPT_BACKLOG, OPT_GRACEFUL, OPT_KEEPALIVE, OPT_LRL, OPT_LRF,
-    OPT_LRFS, OPT_LRB, OPT_LOGLEVEL, OPT_ACCESS, OPT_ERROR, OPT_VERSION, OPT_FACTORY, OPT_VENV,
-    OPT_ROOT, OPT_REUSEPORT, OPT_FORMULA, OPT_THREADS, OPT_TIMEOUT, OPT_MAXREQ, OPT_JITTER, OPT_MAXMEM,
-    OPT_PRELOAD, OPT_FD, OPT_PID, OPT_USER, OPT_GROUP, OPT_UMASK, OPT_INTERFACE, OPT_LOOP, OPT_LIFESPAN,
-    OPT_LIMITCONC, OPT_WSMAX, OPT_WSPING, OPT_WSPINGTO, OPT_CONFIG,
+    OPT_CHDIR = 256,
+    OPT_PYTHONPATH,
+    OPT_BACKLOG,
+    OPT_GRACEFUL,
+    OPT_KEEPALIVE,
+    OPT_LRL,
+    OPT_LRF,
+    OPT_LRFS,
+    OPT_LRB,
+    OPT_LOGLEVEL,
+    OPT_ACCESS,
+    OPT_ERROR,
+    OPT_VERSION,
+    OPT_FACTORY,
+    OPT_VENV,
+    OPT_ROOT,
+    OPT_REUSEPORT,
+    OPT_FORMULA,
+    OPT_THREADS,
+    OPT_TIMEOUT,
+    OPT_MAXREQ,
+    OPT_JITTER,
+    OPT_MAXMEM,
+    OPT_PRELOAD,
+    OPT_FD,
+    OPT_PID,
+    OPT_USER,
+    OPT_GROUP,
+    OPT_UMASK,
+    OPT_INTERFACE,
+    OPT_LOOP,
+    OPT_LIFESPAN,
+    OPT_LIMITCONC,
+    OPT_WSMAX,
+    OPT_WSPING,
+    OPT_WSPINGTO,
+    OPT_CONFIG,
 };
 
 static const struct option long_opts[] = {
@@ -154,13 +187,15 @@ static int parse_seconds(const char *s, double *out)
 }
 
 /* Resolves "auto" / a number / WEB_CONCURRENCY into cfg->workers and its reason. */
-static int resolve_workers(gp_config *cfg, const char *spec, const char *source, bool twice_plus_one)
+static int resolve_workers(gp_config *cfg, const char *spec, const char *source,
+                           bool twice_plus_one)
 {
     if (strcmp(spec, "auto") == 0) {
         gp_cpus c;
         gp_cpus_detect(&c, "", 0);
         cfg->workers = twice_plus_one ? 2 * c.usable + 1 : c.usable;
-        snprintf(cfg->workers_why, sizeof cfg->workers_why, "%s%s", twice_plus_one ? "2 x cores + 1; " : "", c.why);
+        snprintf(cfg->workers_why, sizeof cfg->workers_why, "%s%s",
+                 twice_plus_one ? "2 x cores + 1; " : "", c.why);
         return 0;
     }
     unsigned long long n;
@@ -204,13 +239,15 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
         switch (c) {
         case 'c': cfg->config_file = optarg; break;
         case 'b':
-            if (cfg->num_binds == GP_MAX_BINDS) return fail("too many --bind addresses%s%s", "", "");
+            if (cfg->num_binds == GP_MAX_BINDS)
+                return fail("too many --bind addresses%s%s", "", "");
             cfg->binds[cfg->num_binds++] = optarg;
             break;
         case 'w': workers = optarg; break;
         case OPT_CHDIR: cfg->chdir = optarg; break;
         case OPT_PYTHONPATH:
-            if (cfg->num_pythonpath == GP_MAX_PYTHONPATH) return fail("too many --pythonpath%s%s", "", "");
+            if (cfg->num_pythonpath == GP_MAX_PYTHONPATH)
+                return fail("too many --pythonpath%s%s", "", "");
             cfg->pythonpath[cfg->num_pythonpath++] = optarg;
             break;
         case OPT_VENV: cfg->venv = optarg; break;
@@ -224,33 +261,39 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             else return fail("invalid --workers-formula '%s' (cores or 2cores+1)%s", optarg, "");
             break;
         case OPT_THREADS:
-            if (parse_ull(optarg, 1024, &v) || v < 1) return fail("invalid --threads '%s' (1 to 1024)%s", optarg, "");
+            if (parse_ull(optarg, 1024, &v) || v < 1)
+                return fail("invalid --threads '%s' (1 to 1024)%s", optarg, "");
             cfg->threads = (int)v;
             break;
         case OPT_TIMEOUT:
-            if (parse_seconds(optarg, &cfg->timeout)) return fail("invalid --timeout '%s'%s", optarg, "");
+            if (parse_seconds(optarg, &cfg->timeout))
+                return fail("invalid --timeout '%s'%s", optarg, "");
             break;
         case OPT_MAXREQ:
-            if (parse_ull(optarg, ULONG_MAX, &v)) return fail("invalid --max-requests '%s'%s", optarg, "");
+            if (parse_ull(optarg, ULONG_MAX, &v))
+                return fail("invalid --max-requests '%s'%s", optarg, "");
             cfg->max_requests = (unsigned long)v;
             break;
         case OPT_JITTER:
-            if (parse_ull(optarg, ULONG_MAX, &v)) return fail("invalid --max-requests-jitter '%s'%s", optarg, "");
+            if (parse_ull(optarg, ULONG_MAX, &v))
+                return fail("invalid --max-requests-jitter '%s'%s", optarg, "");
             cfg->max_requests_jitter = (unsigned long)v;
             break;
         case OPT_MAXMEM:
-            if (parse_ull(optarg, 1ull << 30, &v)) return fail("invalid --max-worker-memory '%s' (megabytes)%s", optarg, "");
+            if (parse_ull(optarg, 1ull << 30, &v))
+                return fail("invalid --max-worker-memory '%s' (megabytes)%s", optarg, "");
             cfg->max_worker_memory_mb = (unsigned long)v;
             break;
         case OPT_FD:
             if (cfg->num_fds == GP_MAX_BINDS) return fail("too many --fd%s%s", "", "");
-            if (parse_ull(optarg, INT_MAX, &v) || v < 3) return fail("invalid --fd '%s' (a descriptor number >= 3)%s", optarg, "");
+            if (parse_ull(optarg, INT_MAX, &v) || v < 3)
+                return fail("invalid --fd '%s' (a descriptor number >= 3)%s", optarg, "");
             cfg->fds[cfg->num_fds++] = (int)v;
             break;
         case OPT_PID: cfg->pidfile = optarg; break;
         case OPT_INTERFACE:
-            if (strcmp(optarg, "auto") && strcmp(optarg, "wsgi") && strcmp(optarg, "asgi") && strcmp(optarg, "asgi2") &&
-                strcmp(optarg, "asgi3"))
+            if (strcmp(optarg, "auto") && strcmp(optarg, "wsgi") && strcmp(optarg, "asgi") &&
+                strcmp(optarg, "asgi2") && strcmp(optarg, "asgi3"))
                 return fail("invalid --interface '%s' (auto, wsgi, asgi, asgi2)%s", optarg, "");
             cfg->interface = strcmp(optarg, "asgi3") ? optarg : "asgi";
             break;
@@ -265,18 +308,22 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             cfg->lifespan = optarg;
             break;
         case OPT_LIMITCONC:
-            if (parse_ull(optarg, INT_MAX, &v)) return fail("invalid --limit-concurrency '%s'%s", optarg, "");
+            if (parse_ull(optarg, INT_MAX, &v))
+                return fail("invalid --limit-concurrency '%s'%s", optarg, "");
             cfg->limit_concurrency = (int)v;
             break;
         case OPT_WSMAX:
-            if (parse_ull(optarg, 1ull << 40, &v) || v < 1) return fail("invalid --ws-max-size '%s'%s", optarg, "");
+            if (parse_ull(optarg, 1ull << 40, &v) || v < 1)
+                return fail("invalid --ws-max-size '%s'%s", optarg, "");
             cfg->ws_max_size = v;
             break;
         case OPT_WSPING:
-            if (parse_seconds(optarg, &cfg->ws_ping_interval)) return fail("invalid --ws-ping-interval '%s'%s", optarg, "");
+            if (parse_seconds(optarg, &cfg->ws_ping_interval))
+                return fail("invalid --ws-ping-interval '%s'%s", optarg, "");
             break;
         case OPT_WSPINGTO:
-            if (parse_seconds(optarg, &cfg->ws_ping_timeout)) return fail("invalid --ws-ping-timeout '%s'%s", optarg, "");
+            if (parse_seconds(optarg, &cfg->ws_ping_timeout))
+                return fail("invalid --ws-ping-timeout '%s'%s", optarg, "");
             break;
         case OPT_USER: cfg->user = optarg; break;
         case OPT_GROUP: cfg->group = optarg; break;
@@ -284,39 +331,48 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             char *end;
             errno = 0;
             long m = strtol(optarg, &end, 8);
-            if (errno || !*optarg || *end || m < 0 || m > 0777) return fail("invalid --umask '%s' (octal, e.g. 022)%s", optarg, "");
+            if (errno || !*optarg || *end || m < 0 || m > 0777)
+                return fail("invalid --umask '%s' (octal, e.g. 022)%s", optarg, "");
             cfg->umask = (int)m;
             break;
         }
         case OPT_BACKLOG:
-            if (parse_ull(optarg, INT_MAX, &v) || v < 1) return fail("invalid --backlog '%s'%s", optarg, "");
+            if (parse_ull(optarg, INT_MAX, &v) || v < 1)
+                return fail("invalid --backlog '%s'%s", optarg, "");
             cfg->backlog = (int)v;
             break;
         case OPT_GRACEFUL:
-            if (parse_seconds(optarg, &cfg->graceful_timeout)) return fail("invalid --graceful-timeout '%s'%s", optarg, "");
+            if (parse_seconds(optarg, &cfg->graceful_timeout))
+                return fail("invalid --graceful-timeout '%s'%s", optarg, "");
             break;
         case OPT_KEEPALIVE:
-            if (parse_seconds(optarg, &cfg->keep_alive)) return fail("invalid --keep-alive '%s'%s", optarg, "");
+            if (parse_seconds(optarg, &cfg->keep_alive))
+                return fail("invalid --keep-alive '%s'%s", optarg, "");
             break;
         case OPT_LRL:
-            if (parse_ull(optarg, 65536, &v)) return fail("invalid --limit-request-line '%s' (0 to 65536)%s", optarg, "");
+            if (parse_ull(optarg, 65536, &v))
+                return fail("invalid --limit-request-line '%s' (0 to 65536)%s", optarg, "");
             cfg->limit_request_line = v ? v : 65536;
             break;
         case OPT_LRF:
-            if (parse_ull(optarg, 256, &v) || v < 1) return fail("invalid --limit-request-fields '%s' (1 to 256)%s", optarg, "");
+            if (parse_ull(optarg, 256, &v) || v < 1)
+                return fail("invalid --limit-request-fields '%s' (1 to 256)%s", optarg, "");
             cfg->limit_request_fields = v;
             break;
         case OPT_LRFS:
-            if (parse_ull(optarg, 65536, &v)) return fail("invalid --limit-request-field_size '%s' (0 to 65536)%s", optarg, "");
+            if (parse_ull(optarg, 65536, &v))
+                return fail("invalid --limit-request-field_size '%s' (0 to 65536)%s", optarg, "");
             cfg->limit_request_field_size = v ? v : 65536;
             break;
         case OPT_LRB:
-            if (parse_ull(optarg, ULLONG_MAX, &v)) return fail("invalid --limit-request-body '%s'%s", optarg, "");
+            if (parse_ull(optarg, ULLONG_MAX, &v))
+                return fail("invalid --limit-request-body '%s'%s", optarg, "");
             cfg->limit_request_body = v;
             break;
         case OPT_LOGLEVEL:
             if ((cfg->log_level = gp_log_level_parse(optarg)) < 0)
-                return fail("invalid --log-level '%s' (debug, info, warning, error, critical)%s", optarg, "");
+                return fail("invalid --log-level '%s' (debug, info, warning, error, critical)%s",
+                            optarg, "");
             break;
         case OPT_ACCESS: cfg->access_log = optarg; break;
         case OPT_ERROR: cfg->error_log = optarg; break;
@@ -331,8 +387,10 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             return fail("unknown option '%s' (see gallop --help)%s", argv[optind - 1], "");
         }
     }
-    if (optind >= argc) return fail("no application given: gallop [OPTIONS] MODULE[:ATTRIBUTE]%s%s", "", "");
-    if (optind + 1 < argc) return fail("unexpected argument '%s' (one application only)%s", argv[optind + 1], "");
+    if (optind >= argc)
+        return fail("no application given: gallop [OPTIONS] MODULE[:ATTRIBUTE]%s%s", "", "");
+    if (optind + 1 < argc)
+        return fail("unexpected argument '%s' (one application only)%s", argv[optind + 1], "");
     cfg->app = argv[optind];
     if (!cfg->app[0] || cfg->app[0] == ':' || cfg->app[strlen(cfg->app) - 1] == ':')
         return fail("invalid application '%s': use MODULE[:ATTRIBUTE]%s", cfg->app, "");
@@ -355,7 +413,8 @@ static char *line_to_flag(char *line, const char *file, int lineno)
     char *p = line;
     while (*p == ' ' || *p == '\t') p++;
     char *end = p + strlen(p);
-    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r')) *--end = 0;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
+        *--end = 0;
     if (!*p) return NULL;
     while (*p == '-') p++;
     char *name = p;
@@ -388,7 +447,8 @@ static const char *find_config_file(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) return NULL;
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) return argv[i + 1];
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+            return argv[i + 1];
         if (strncmp(argv[i], "--config=", 9) == 0) return argv[i] + 9;
     }
     return NULL;
@@ -417,7 +477,8 @@ int gp_config_load(gp_config *cfg, int argc, char **argv)
     while (fgets(line, sizeof line, f) && n < argc + 500) {
         char *flag = line_to_flag(line, file, ++lineno);
         if (!flag) continue;
-        if ((cli_binds && strncmp(flag, "--bind", 6) == 0) || (cli_paths && strncmp(flag, "--pythonpath", 12) == 0)) {
+        if ((cli_binds && strncmp(flag, "--bind", 6) == 0) ||
+            (cli_paths && strncmp(flag, "--pythonpath", 12) == 0)) {
             free(flag);
             continue;
         }

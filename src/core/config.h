@@ -5,8 +5,8 @@
 #ifndef GP_CONFIG_H
 #define GP_CONFIG_H
 
-#include <stddef.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #define GP_MAX_BINDS 16
 #define GP_MAX_PYTHONPATH 16
@@ -15,54 +15,54 @@
 /* Exit codes, documented in the README. */
 enum {
     GP_EXIT_OK = 0,
-    GP_EXIT_ERROR = 1,        /* bad configuration, port in use, fatal runtime error */
-    GP_EXIT_USAGE = 2,        /* unknown flag or bad flag value */
-    GP_EXIT_BOOT_ERROR = 3,   /* a worker could not start its interpreter */
-    GP_EXIT_APP_ERROR = 4,    /* the app could not be imported or built */
+    GP_EXIT_ERROR = 1,      /* bad configuration, port in use, fatal runtime error */
+    GP_EXIT_USAGE = 2,      /* unknown flag or bad flag value */
+    GP_EXIT_BOOT_ERROR = 3, /* a worker could not start its interpreter */
+    GP_EXIT_APP_ERROR = 4,  /* the app could not be imported or built */
 };
 
 typedef struct {
-    const char *app;                       /* "module[:attribute]" */
+    const char *app; /* "module[:attribute]" */
     const char *binds[GP_MAX_BINDS];
     int num_binds;
-    int workers;                           /* resolved count, >= 1 */
-    char workers_why[200];                 /* how the count was chosen, for the log */
+    int workers;           /* resolved count, >= 1 */
+    char workers_why[200]; /* how the count was chosen, for the log */
     const char *chdir;
     const char *pythonpath[GP_MAX_PYTHONPATH];
     int num_pythonpath;
-    const char *venv;                      /* --venv, else $VIRTUAL_ENV, else NULL */
-    const char *root_path;                 /* SCRIPT_NAME prefix */
+    const char *venv;      /* --venv, else $VIRTUAL_ENV, else NULL */
+    const char *root_path; /* SCRIPT_NAME prefix */
     int backlog;
-    double graceful_timeout;               /* seconds */
-    double keep_alive;                     /* idle seconds before closing */
+    double graceful_timeout; /* seconds */
+    double keep_alive;       /* idle seconds before closing */
     size_t limit_request_line;
     size_t limit_request_fields;
     size_t limit_request_field_size;
     unsigned long long limit_request_body; /* 0: unlimited */
     int log_level;
-    const char *access_log;                /* NULL: off; "-": stdout */
-    const char *error_log;                 /* NULL or "-": stderr */
+    const char *access_log; /* NULL: off; "-": stdout */
+    const char *error_log;  /* NULL or "-": stderr */
     bool factory;
     bool reuse_port;
     bool preload;
-    double timeout;                        /* seconds a request or loop may stall; 0: off */
-    unsigned long max_requests;            /* 0: never retire */
+    double timeout;             /* seconds a request or loop may stall; 0: off */
+    unsigned long max_requests; /* 0: never retire */
     unsigned long max_requests_jitter;
-    unsigned long max_worker_memory_mb;    /* 0: no limit */
-    int threads;                           /* WSGI request threads per worker (1: none) */
+    unsigned long max_worker_memory_mb; /* 0: no limit */
+    int threads;                        /* WSGI request threads per worker (1: none) */
     const char *pidfile;
-    int fds[GP_MAX_BINDS];                 /* --fd: listeners handed to us already open */
+    int fds[GP_MAX_BINDS]; /* --fd: listeners handed to us already open */
     int num_fds;
-    const char *user, *group;              /* workers switch to these after fork */
-    int umask;                             /* -1: leave as is */
-    char **argv;                           /* as given: USR2 re-executes it, HUP re-reads it */
+    const char *user, *group; /* workers switch to these after fork */
+    int umask;                /* -1: leave as is */
+    char **argv;              /* as given: USR2 re-executes it, HUP re-reads it */
     int argc;
-    const char *config_file;               /* -c/--config: flags, one per line */
-    int limit_concurrency;                 /* async apps: 503 past this many in progress; 0: none */
-    const char *interface;                 /* auto, wsgi, asgi, asgi2 */
-    const char *loop;                      /* auto, asyncio, uvloop */
-    const char *lifespan;                  /* auto, on, off */
-    unsigned long long ws_max_size;        /* bytes in one WebSocket message */
+    const char *config_file;        /* -c/--config: flags, one per line */
+    int limit_concurrency;          /* async apps: 503 past this many in progress; 0: none */
+    const char *interface;          /* auto, wsgi, asgi, asgi2 */
+    const char *loop;               /* auto, asyncio, uvloop */
+    const char *lifespan;           /* auto, on, off */
+    unsigned long long ws_max_size; /* bytes in one WebSocket message */
     double ws_ping_interval, ws_ping_timeout; /* seconds; 0: no pings */
 } gp_config;
 

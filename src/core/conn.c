@@ -82,7 +82,8 @@ void gp_conn_close(gp_conn *c)
 {
     gp_worker *w = c->w;
     if (c->dead) return;
-    if ((c->state == CS_APP_WAIT || c->state == CS_ASYNC) && w->ops->abort) w->ops->abort(w->app, c);
+    if ((c->state == CS_APP_WAIT || c->state == CS_ASYNC) && w->ops->abort)
+        w->ops->abort(w->app, c);
     if (c->state == CS_ASYNC) w->active_async--;
     c->dead = true;
     close(c->io.fd); /* leaves epoll by itself: no other process shares it */
@@ -284,17 +285,15 @@ int gp_conn_head_begin(gp_conn *c, const char *status, size_t status_len)
 /* token characters of RFC 9110 */
 static const unsigned char tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-    ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
-    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
-    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
-    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-    ['y'] = 1, ['z'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
+    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
 static int parse_length(const char *v, size_t n, uint64_t *out)
@@ -432,7 +431,9 @@ int gp_conn_head_end(gp_conn *c)
         else c->keep_alive = false; /* HTTP/1.0: the close delimits the body */
     }
     if (out_reserve(c, w->date_len + 96)) return GP_ERROR;
-    if (!c->has_date) out_put(c, w->date_lines[atomic_load_explicit(&w->date_idx, memory_order_acquire)], w->date_len);
+    if (!c->has_date)
+        out_put(c, w->date_lines[atomic_load_explicit(&w->date_idx, memory_order_acquire)],
+                w->date_len);
     if (!c->has_server) OUT_LIT(c, "Server: gallop\r\n");
     if (c->chunked_out) OUT_LIT(c, "Transfer-Encoding: chunked\r\n");
     if (c->ws) OUT_LIT(c, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
@@ -494,7 +495,8 @@ int gp_conn_write(gp_conn *c, const void *data, size_t len)
     len = clip_to_length(c, len);
     if (c->no_body || len == 0) return GP_OK;
     size_t framing = c->chunked_out ? 20 : 0;
-    if (c->out_len + len + framing <= GP_IO_BUF_SIZE || (c->out && c->out_len + len + framing <= c->out_cap)) {
+    if (c->out_len + len + framing <= GP_IO_BUF_SIZE ||
+        (c->out && c->out_len + len + framing <= c->out_cap)) {
         if (out_reserve(c, len + framing)) return GP_ERROR;
         if (c->chunked_out) c->out_len += chunk_prefix(c->out + c->out_len, len);
         out_put(c, data, len);
@@ -570,7 +572,8 @@ void gp_conn_send_error(gp_conn *c, int status, int close_after)
     c->file_fd = -1;
     c->pend_len = c->file_left = 0;
     c->pend_crlf = false;
-    if (gp_conn_head_begin(c, line, (size_t)n) || gp_conn_head_add(c, "Content-Type", 12, "text/plain", 10)) {
+    if (gp_conn_head_begin(c, line, (size_t)n) ||
+        gp_conn_head_add(c, "Content-Type", 12, "text/plain", 10)) {
         c->broken = true;
         return;
     }
@@ -645,7 +648,8 @@ static ssize_t body_recv(gp_conn *c, char *dst, size_t n, bool block)
 static ssize_t body_read(gp_conn *c, char *dst, size_t n, bool block)
 {
     if (c->body_done || n == 0) return 0;
-    if (c->expect_continue && !c->continue_sent && !c->head_sent && c->rpos == c->len) send_continue(c);
+    if (c->expect_continue && !c->continue_sent && !c->head_sent && c->rpos == c->len)
+        send_continue(c);
     if (c->body_kind == GP_HTTP_BODY_LENGTH) {
         if (n > c->body_left) n = (size_t)c->body_left;
         size_t avail = c->len - c->rpos;
@@ -668,9 +672,9 @@ static ssize_t body_read(gp_conn *c, char *dst, size_t n, bool block)
         size_t used = 0, outn = n;
         int r = GP_CHUNKED_MORE;
         if (c->len > c->rpos)
-            r = gp_chunked_decode(&c->chunked, c->buf + c->rpos, c->len - c->rpos, &used, dst, &outn);
-        else
-            outn = 0;
+            r = gp_chunked_decode(&c->chunked, c->buf + c->rpos, c->len - c->rpos, &used, dst,
+                                  &outn);
+        else outn = 0;
         c->rpos += used;
         if (r == GP_CHUNKED_ERROR) return body_fail(c, GP_BODY_BAD, 400);
         if (r == GP_CHUNKED_DONE) c->body_done = true;
@@ -736,8 +740,10 @@ static void remember_for_log(gp_conn *c, const gp_http_request *req)
     size_t ref_len = 1, ua_len = 1;
     for (size_t i = 0; i < req->num_headers; i++) {
         const gp_http_header *h = &req->headers[i];
-        if (gp_http_token_eq(h->name, h->name_len, "referer")) ref = h->value, ref_len = h->value_len;
-        else if (gp_http_token_eq(h->name, h->name_len, "user-agent")) ua = h->value, ua_len = h->value_len;
+        if (gp_http_token_eq(h->name, h->name_len, "referer"))
+            ref = h->value, ref_len = h->value_len;
+        else if (gp_http_token_eq(h->name, h->name_len, "user-agent"))
+            ua = h->value, ua_len = h->value_len;
     }
     copy_field(&p, c->alog + 2 * ALOG_FIELD, ref, ref_len);
     copy_field(&p, end, ua, ua_len);
@@ -776,7 +782,8 @@ static void serve_buffered(gp_conn *c);
  * reports hang-ups even with no events asked, over and over. */
 static void watch(gp_conn *c, uint32_t events)
 {
-    int r = events ? gp_loop_watch(&c->w->loop, &c->io, events) : gp_loop_unwatch(&c->w->loop, &c->io);
+    int r =
+        events ? gp_loop_watch(&c->w->loop, &c->io, events) : gp_loop_unwatch(&c->w->loop, &c->io);
     if (r < 0) gp_conn_close(c);
 }
 
@@ -801,7 +808,8 @@ static void response_complete(gp_conn *c)
     gp_worker *w = c->w;
     if (w->access_fd >= 0) write_access_log(c);
     gp_slot_request_end(w->slot, c->resp_bytes, c->status >= 500);
-    if (w->max_requests && atomic_load_explicit(&w->slot->requests, memory_order_relaxed) >= w->max_requests)
+    if (w->max_requests &&
+        atomic_load_explicit(&w->slot->requests, memory_order_relaxed) >= w->max_requests)
         gp_worker_retire(w, GP_RETIRE_MAX_REQUESTS);
     release_buffer(w, &c->out, &c->out_cap);
     c->out_len = c->out_pos = 0;
@@ -873,7 +881,8 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
     c->status = 0;
     c->body_kind = req->body;
     c->body_left = req->body == GP_HTTP_BODY_LENGTH ? req->content_length : 0;
-    c->body_done = req->body == GP_HTTP_BODY_NONE || (req->body == GP_HTTP_BODY_LENGTH && c->body_left == 0);
+    c->body_done =
+        req->body == GP_HTTP_BODY_NONE || (req->body == GP_HTTP_BODY_LENGTH && c->body_left == 0);
     c->body_total = 0;
     c->body_error = 0;
     memset(&c->chunked, 0, sizeof c->chunked);
@@ -896,7 +905,8 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         return;
     }
     c->state = CS_APP_WAIT; /* the app owns the response from here */
-    gp_slot_request_begin(w->slot, w->now_ms, req->method, req->method_len, req->target, req->target_len);
+    gp_slot_request_begin(w->slot, w->now_ms, req->method, req->method_len, req->target,
+                          req->target_len);
     gp_app_status st = w->ops->start(w->app, c, req);
     c->state = CS_FLUSH;
     atomic_store_explicit(&w->slot->req_start_ms, 0, memory_order_relaxed);
@@ -954,7 +964,8 @@ static void serve_buffered(gp_conn *c)
         }
         if (r == 0) {
             if (c->len >= w->head_cap) reject(c, 431);
-            else if (c->deadline > w->now + GP_HEAD_TIMEOUT_S) c->deadline = w->now + GP_HEAD_TIMEOUT_S;
+            else if (c->deadline > w->now + GP_HEAD_TIMEOUT_S)
+                c->deadline = w->now + GP_HEAD_TIMEOUT_S;
             return;
         }
         dispatch(c, &req, (size_t)r);
@@ -1093,7 +1104,6 @@ void gp_conn_app_done(gp_conn *c)
     if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
 }
 
-
 void gp_conn_on_event(gp_io *io, uint32_t events)
 {
     gp_conn *c = (gp_conn *)io;
@@ -1123,14 +1133,9 @@ void gp_conn_on_event(gp_io *io, uint32_t events)
         response_complete(c);
         if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
         break;
-    case CS_LINGER:
-        discard_input(c);
-        break;
-    case CS_THREAD:
-        break;
-    case CS_ASYNC:
-        on_async_event(c, events);
-        break;
+    case CS_LINGER: discard_input(c); break;
+    case CS_THREAD: break;
+    case CS_ASYNC: on_async_event(c, events); break;
     }
 }
 

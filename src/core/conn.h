@@ -9,8 +9,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "core/http_parser.h"
 #include "core/listen.h"
@@ -80,8 +80,13 @@ const gp_addr *gp_conn_local(gp_conn *c);
  * sends "100 Continue" first when the client asked for it. Returns bytes read
  * into dst (> 0), 0 at the end of the body, or a negative code below after
  * which the connection will close. */
-enum { GP_BODY_CLOSED = -1, GP_BODY_BAD = -2, GP_BODY_TOO_LARGE = -3, GP_BODY_TIMEOUT = -4,
-       GP_BODY_AGAIN = -5 };
+enum {
+    GP_BODY_CLOSED = -1,
+    GP_BODY_BAD = -2,
+    GP_BODY_TOO_LARGE = -3,
+    GP_BODY_TIMEOUT = -4,
+    GP_BODY_AGAIN = -5
+};
 ssize_t gp_conn_body_read(gp_conn *c, char *dst, size_t n);
 /* The HTTP status matching a body error code (400, 413, 408), 0 when none. */
 int gp_conn_body_error_status(gp_conn *c);

@@ -77,8 +77,7 @@ static int parse_ll(const char *s, char **end, long long *v)
 
 static int only_space(const char *s)
 {
-    while (*s == ' ' || *s == '\t' || *s == '\n')
-        s++;
+    while (*s == ' ' || *s == '\t' || *s == '\n') s++;
     return *s == '\0';
 }
 
@@ -155,8 +154,7 @@ static int walk_up(const char *mount, const char *cgpath, int (*reader)(const ch
     for (;;) {
         size_t len = strlen(dir);
 
-        while (len > mlen && dir[len - 1] == '/')
-            dir[--len] = '\0';
+        while (len > mlen && dir[len - 1] == '/') dir[--len] = '\0';
         if (reader(dir, &lim)) {
             found = 1;
             if (stricter(&lim, best)) *best = lim;

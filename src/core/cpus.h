@@ -9,11 +9,11 @@
 #include <stddef.h>
 
 typedef struct {
-    int affinity;     /* CPUs in sched_getaffinity's mask (>= 1) */
-    double quota;     /* cgroup limit in CPUs (quota / period), 0 when unlimited */
-    int usable;       /* min(affinity, ceil(quota)) when quota > 0, else affinity; >= 1 */
-    char why[160];    /* e.g. "2 usable CPUs: affinity 2, no cgroup limit" or
-                         "1 usable CPUs: affinity 2, cgroup v2 cpu.max 0.50 CPUs" */
+    int affinity;  /* CPUs in sched_getaffinity's mask (>= 1) */
+    double quota;  /* cgroup limit in CPUs (quota / period), 0 when unlimited */
+    int usable;    /* min(affinity, ceil(quota)) when quota > 0, else affinity; >= 1 */
+    char why[160]; /* e.g. "2 usable CPUs: affinity 2, no cgroup limit" or
+                      "1 usable CPUs: affinity 2, cgroup v2 cpu.max 0.50 CPUs" */
 } gp_cpus;
 
 /* Fills out. root is "" for the real system, or a test directory containing

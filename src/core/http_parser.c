@@ -110,12 +110,9 @@ static int parse_target(gp_http_request *req, const unsigned char *t, size_t n)
         return 0;
     } else {
         size_t a; /* start of authority */
-        if (n > 7 && gp_http_token_eq(ts, 7, "http://"))
-            a = 7;
-        else if (n > 8 && gp_http_token_eq(ts, 8, "https://"))
-            a = 8;
-        else
-            return -400;
+        if (n > 7 && gp_http_token_eq(ts, 7, "http://")) a = 7;
+        else if (n > 8 && gp_http_token_eq(ts, 8, "https://")) a = 8;
+        else return -400;
         size_t i = a;
         while (i < n && t[i] != '/' && t[i] != '?') {
             /* userinfo in an http(s) URI must be treated as an error (RFC 9110 4.2.4) */
@@ -175,13 +172,11 @@ static bool parse_content_length(const unsigned char *v, size_t n, uint64_t *out
         if (have && x != first) return false;
         first = x;
         have = true;
-        while (i < n && is_ws(v[i]))
-            i++;
+        while (i < n && is_ws(v[i])) i++;
         if (i == n) break;
         if (v[i] != ',') return false;
         i++;
-        while (i < n && is_ws(v[i]))
-            i++;
+        while (i < n && is_ws(v[i])) i++;
     }
     *out = first;
     return true;
@@ -193,28 +188,22 @@ static void scan_transfer_encoding(struct sem *s, const unsigned char *v, size_t
 {
     size_t i = 0;
     for (;;) {
-        while (i < n && is_ws(v[i]))
-            i++;
+        while (i < n && is_ws(v[i])) i++;
         size_t t = i;
-        while (i < n && (cls[v[i]] & C_TOK))
-            i++;
+        while (i < n && (cls[v[i]] & C_TOK)) i++;
         size_t tl = i - t;
         if (tl == 0) { /* empty element or a non-token byte */
             s->te_bad = true;
             return;
         }
         bool chunked = gp_http_token_eq((const char *)v + t, tl, "chunked");
-        while (i < n && is_ws(v[i]))
-            i++;
+        while (i < n && is_ws(v[i])) i++;
         if (i < n && v[i] == ';') {
             /* parameters: chunked takes none; any other coding is refused as 501
              * whatever its parameters say, so they need no closer look */
-            if (chunked)
-                s->te_bad = true;
-            else
-                s->te_unknown = true;
-            while (i < n && v[i] != ',')
-                i++;
+            if (chunked) s->te_bad = true;
+            else s->te_unknown = true;
+            while (i < n && v[i] != ',') i++;
         } else if (chunked) {
             s->te_chunked++;
         } else {
@@ -235,22 +224,16 @@ static void scan_connection(struct sem *s, const unsigned char *v, size_t n)
 {
     size_t i = 0;
     while (i < n) {
-        while (i < n && (is_ws(v[i]) || v[i] == ','))
-            i++;
+        while (i < n && (is_ws(v[i]) || v[i] == ',')) i++;
         size_t t = i;
-        while (i < n && v[i] != ',')
-            i++;
+        while (i < n && v[i] != ',') i++;
         size_t e = i;
-        while (e > t && is_ws(v[e - 1]))
-            e--;
+        while (e > t && is_ws(v[e - 1])) e--;
         const char *w = (const char *)v + t;
         size_t wl = e - t;
-        if (gp_http_token_eq(w, wl, "close"))
-            s->conn_close = true;
-        else if (gp_http_token_eq(w, wl, "keep-alive"))
-            s->conn_keep_alive = true;
-        else if (gp_http_token_eq(w, wl, "upgrade"))
-            s->conn_upgrade = true;
+        if (gp_http_token_eq(w, wl, "close")) s->conn_close = true;
+        else if (gp_http_token_eq(w, wl, "keep-alive")) s->conn_keep_alive = true;
+        else if (gp_http_token_eq(w, wl, "upgrade")) s->conn_upgrade = true;
     }
 }
 
@@ -294,8 +277,7 @@ static int apply_field(gp_http_request *req, struct sem *s, const gp_http_header
             scan_transfer_encoding(s, v, h->value_len);
         }
         break;
-    default:
-        break;
+    default: break;
     }
     return 0;
 }
@@ -314,10 +296,8 @@ static int finish_head(gp_http_request *req, const struct sem *s)
         req->body = GP_HTTP_BODY_LENGTH;
         req->content_length = s->cl;
     }
-    if (req->version_minor == 1)
-        req->keep_alive = !s->conn_close;
-    else
-        req->keep_alive = s->conn_keep_alive && !s->conn_close;
+    if (req->version_minor == 1) req->keep_alive = !s->conn_close;
+    else req->keep_alive = s->conn_keep_alive && !s->conn_close;
     /* both are HTTP/1.1 mechanisms a server must ignore in a 1.0 request
      * (RFC 9110 7.8 and 10.1.1) */
     if (req->version_minor == 1 && s->conn_upgrade && s->has_upgrade) req->upgrade = true;
@@ -342,16 +322,14 @@ static int parse_head(const unsigned char *b, size_t len, gp_http_request *req,
      * more bytes present means the line is too long, with none it needs more. */
     size_t ls = p;
     size_t e = line_bound(ls, len, lim->max_request_line);
-    while (p < e && (cls[b[p]] & C_TOK))
-        p++;
+    while (p < e && (cls[b[p]] & C_TOK)) p++;
     if (p == e) return e == len ? 0 : -414;
     if (b[p] != ' ' || p == ls) return -400;
     req->method = (const char *)b + ls;
     req->method_len = p - ls;
 
     size_t ts = ++p;
-    while (p < e && (cls[b[p]] & C_TGT))
-        p++;
+    while (p < e && (cls[b[p]] & C_TGT)) p++;
     if (p == e) return e == len ? 0 : -414;
     if (b[p] != ' ' || p == ts) return -400;
     req->target = (const char *)b + ts;
@@ -391,24 +369,20 @@ static int parse_head(const unsigned char *b, size_t len, gp_http_request *req,
         if (!(cls[b[p]] & C_TOK)) return -400;
         if (n == cap) return -431;
         e = line_bound(ls, len, lim->max_field_size);
-        while (p < e && (cls[b[p]] & C_TOK))
-            p++;
+        while (p < e && (cls[b[p]] & C_TOK)) p++;
         if (p == e) return e == len ? 0 : -431;
         if (b[p] != ':') return -400;
         size_t nl = p - ls;
         p++;
-        while (p < e && is_ws(b[p]))
-            p++;
+        while (p < e && is_ws(b[p])) p++;
         size_t v0 = p;
-        while (p < e && (cls[b[p]] & C_VAL))
-            p++;
+        while (p < e && (cls[b[p]] & C_VAL)) p++;
         if (p == len) return 0;
         if (b[p] != '\r') return p == e ? -431 : -400;
         if (p + 1 == len) return 0;
         if (b[p + 1] != '\n') return -400;
         size_t v1 = p;
-        while (v1 > v0 && is_ws(b[v1 - 1]))
-            v1--;
+        while (v1 > v0 && is_ws(b[v1 - 1])) v1--;
         gp_http_header *h = &req->headers[n++];
         h->name = (const char *)b + ls;
         h->name_len = nl;
@@ -519,74 +493,48 @@ int gp_chunked_decode(gp_chunked *d, const char *in, size_t in_len, size_t *in_u
             }
             /* line_len counted this byte unless it is the CR: the rest are digits */
             if (d->line_len - (c != '\r') == 0) goto fail;
-            if (c == '\r')
-                st = CS_SIZE_LF;
-            else if (c == ';')
-                st = CS_EXT_NAME0;
-            else if (is_ws(c))
-                st = CS_SIZE_BWS;
-            else
-                goto fail;
+            if (c == '\r') st = CS_SIZE_LF;
+            else if (c == ';') st = CS_EXT_NAME0;
+            else if (is_ws(c)) st = CS_SIZE_BWS;
+            else goto fail;
             break;
         case CS_SIZE_BWS:
-            if (c == ';')
-                st = CS_EXT_NAME0;
-            else if (!is_ws(c))
-                goto fail;
+            if (c == ';') st = CS_EXT_NAME0;
+            else if (!is_ws(c)) goto fail;
             break;
         case CS_EXT_NAME0:
-            if (cls[c] & C_TOK)
-                st = CS_EXT_NAME;
-            else if (!is_ws(c))
-                goto fail;
+            if (cls[c] & C_TOK) st = CS_EXT_NAME;
+            else if (!is_ws(c)) goto fail;
             break;
         case CS_EXT_NAME:
             if (cls[c] & C_TOK) break;
-            if (c == '\r')
-                st = CS_SIZE_LF;
-            else if (c == ';')
-                st = CS_EXT_NAME0;
-            else if (c == '=')
-                st = CS_EXT_VAL0;
-            else if (is_ws(c))
-                st = CS_EXT_NAME_WS;
-            else
-                goto fail;
+            if (c == '\r') st = CS_SIZE_LF;
+            else if (c == ';') st = CS_EXT_NAME0;
+            else if (c == '=') st = CS_EXT_VAL0;
+            else if (is_ws(c)) st = CS_EXT_NAME_WS;
+            else goto fail;
             break;
         case CS_EXT_NAME_WS:
-            if (c == ';')
-                st = CS_EXT_NAME0;
-            else if (c == '=')
-                st = CS_EXT_VAL0;
-            else if (!is_ws(c))
-                goto fail;
+            if (c == ';') st = CS_EXT_NAME0;
+            else if (c == '=') st = CS_EXT_VAL0;
+            else if (!is_ws(c)) goto fail;
             break;
         case CS_EXT_VAL0:
-            if (c == '"')
-                st = CS_EXT_QS;
-            else if (cls[c] & C_TOK)
-                st = CS_EXT_VAL_TOK;
-            else if (!is_ws(c))
-                goto fail;
+            if (c == '"') st = CS_EXT_QS;
+            else if (cls[c] & C_TOK) st = CS_EXT_VAL_TOK;
+            else if (!is_ws(c)) goto fail;
             break;
         case CS_EXT_VAL_TOK:
             if (cls[c] & C_TOK) break;
-            if (c == '\r')
-                st = CS_SIZE_LF;
-            else if (c == ';')
-                st = CS_EXT_NAME0;
-            else if (is_ws(c))
-                st = CS_SIZE_BWS;
-            else
-                goto fail;
+            if (c == '\r') st = CS_SIZE_LF;
+            else if (c == ';') st = CS_EXT_NAME0;
+            else if (is_ws(c)) st = CS_SIZE_BWS;
+            else goto fail;
             break;
         case CS_EXT_QS:
-            if (c == '"')
-                st = CS_EXT_QS_END;
-            else if (c == '\\')
-                st = CS_EXT_QS_ESC;
-            else if (!(cls[c] & C_QDT))
-                goto fail;
+            if (c == '"') st = CS_EXT_QS_END;
+            else if (c == '\\') st = CS_EXT_QS_ESC;
+            else if (!(cls[c] & C_QDT)) goto fail;
             break;
         case CS_EXT_QS_ESC:
             if (!(cls[c] & C_VAL)) /* HTAB / SP / VCHAR / obs-text */
@@ -594,14 +542,10 @@ int gp_chunked_decode(gp_chunked *d, const char *in, size_t in_len, size_t *in_u
             st = CS_EXT_QS;
             break;
         case CS_EXT_QS_END:
-            if (c == '\r')
-                st = CS_SIZE_LF;
-            else if (c == ';')
-                st = CS_EXT_NAME0;
-            else if (is_ws(c))
-                st = CS_SIZE_BWS;
-            else
-                goto fail;
+            if (c == '\r') st = CS_SIZE_LF;
+            else if (c == ';') st = CS_EXT_NAME0;
+            else if (is_ws(c)) st = CS_SIZE_BWS;
+            else goto fail;
             break;
         case CS_SIZE_LF:
             if (c != '\n') goto fail;
@@ -617,24 +561,17 @@ int gp_chunked_decode(gp_chunked *d, const char *in, size_t in_len, size_t *in_u
             st = CS_SIZE;
             break;
         case CS_TR_START:
-            if (c == '\r')
-                st = CS_FINAL_LF;
-            else if (cls[c] & C_TOK)
-                st = CS_TR_NAME;
-            else /* obs-fold, empty name, bare LF, controls */
-                goto fail;
+            if (c == '\r') st = CS_FINAL_LF;
+            else if (cls[c] & C_TOK) st = CS_TR_NAME;
+            else /* obs-fold, empty name, bare LF, controls */ goto fail;
             break;
         case CS_TR_NAME:
-            if (c == ':')
-                st = CS_TR_VALUE;
-            else if (!(cls[c] & C_TOK))
-                goto fail;
+            if (c == ':') st = CS_TR_VALUE;
+            else if (!(cls[c] & C_TOK)) goto fail;
             break;
         case CS_TR_VALUE:
-            if (c == '\r')
-                st = CS_TR_LF;
-            else if (!(cls[c] & C_VAL))
-                goto fail;
+            if (c == '\r') st = CS_TR_LF;
+            else if (!(cls[c] & C_VAL)) goto fail;
             break;
         case CS_TR_LF:
             if (c != '\n') goto fail;
@@ -646,8 +583,7 @@ int gp_chunked_decode(gp_chunked *d, const char *in, size_t in_len, size_t *in_u
             *in_used = i;
             *out_len = o;
             return GP_CHUNKED_DONE;
-        default:
-            goto fail;
+        default: goto fail;
         }
     }
     d->state = st;

@@ -6,48 +6,53 @@
 #ifndef GP_HTTP_PARSER_H
 #define GP_HTTP_PARSER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdbool.h>
 
 #define GP_HTTP_MAX_HEADERS 256 /* hard ceiling of the headers array */
 
 typedef struct {
-    const char *name;  /* as sent (case preserved), not NUL-terminated */
+    const char *name; /* as sent (case preserved), not NUL-terminated */
     size_t name_len;
     const char *value; /* leading/trailing OWS stripped */
     size_t value_len;
 } gp_http_header;
 
 typedef struct {
-    size_t max_request_line;  /* bytes in the request line, CRLF excluded; over -> 414 */
-    size_t max_fields;        /* number of header fields; over -> 431 */
-    size_t max_field_size;    /* bytes in one field line (name: value), CRLF excluded; over -> 431 */
+    size_t max_request_line; /* bytes in the request line, CRLF excluded; over -> 414 */
+    size_t max_fields;       /* number of header fields; over -> 431 */
+    size_t max_field_size;   /* bytes in one field line (name: value), CRLF excluded; over -> 431 */
 } gp_http_limits;
 
 enum gp_http_body {
-    GP_HTTP_BODY_NONE = 0,     /* no Content-Length, no Transfer-Encoding */
-    GP_HTTP_BODY_LENGTH = 1,   /* Content-Length: n (n may be 0) */
-    GP_HTTP_BODY_CHUNKED = 2,  /* Transfer-Encoding ending in chunked */
+    GP_HTTP_BODY_NONE = 0,    /* no Content-Length, no Transfer-Encoding */
+    GP_HTTP_BODY_LENGTH = 1,  /* Content-Length: n (n may be 0) */
+    GP_HTTP_BODY_CHUNKED = 2, /* Transfer-Encoding ending in chunked */
 };
 
 typedef struct {
-    const char *method;  size_t method_len;
-    const char *target;  size_t target_len;  /* the request-target as sent */
-    const char *path;    size_t path_len;    /* target up to '?' (origin-form), or the whole
-                                                authority / "*" for the other forms; for an
-                                                absolute-form target, the path part after the
-                                                authority ("/" when empty) */
-    const char *query;   size_t query_len;   /* after '?', without it; query==NULL when absent */
-    const char *host;    size_t host_len;    /* Host header value; NULL when absent */
-    int version_minor;                       /* 0 or 1 (HTTP/1.0 or HTTP/1.1) */
-    gp_http_header *headers;                 /* caller-provided array ... */
-    size_t num_headers;                      /* ... capacity on input, count on output */
+    const char *method;
+    size_t method_len;
+    const char *target;
+    size_t target_len; /* the request-target as sent */
+    const char *path;
+    size_t path_len; /* target up to '?' (origin-form), or the whole
+                        authority / "*" for the other forms; for an
+                        absolute-form target, the path part after the
+                        authority ("/" when empty) */
+    const char *query;
+    size_t query_len; /* after '?', without it; query==NULL when absent */
+    const char *host;
+    size_t host_len;         /* Host header value; NULL when absent */
+    int version_minor;       /* 0 or 1 (HTTP/1.0 or HTTP/1.1) */
+    gp_http_header *headers; /* caller-provided array ... */
+    size_t num_headers;      /* ... capacity on input, count on output */
     enum gp_http_body body;
-    uint64_t content_length;                 /* valid when body == GP_HTTP_BODY_LENGTH */
-    bool keep_alive;        /* HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with keep-alive */
-    bool expect_continue;   /* "Expect: 100-continue" (case-insensitive) */
-    bool upgrade;           /* a Connection: upgrade + Upgrade header pair is present */
+    uint64_t content_length; /* valid when body == GP_HTTP_BODY_LENGTH */
+    bool keep_alive;      /* HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with keep-alive */
+    bool expect_continue; /* "Expect: 100-continue" (case-insensitive) */
+    bool upgrade;         /* a Connection: upgrade + Upgrade header pair is present */
 } gp_http_request;
 
 /* Parses one request head from buf[0..len).
@@ -87,9 +92,9 @@ int gp_http_parse_request(const char *buf, size_t len, gp_http_request *req,
 /* Incremental decoder of a chunked body (RFC 9112 section 7.1). Zero-initialise it. */
 typedef struct {
     int state;
-    uint64_t chunk_left;   /* bytes of data left in the current chunk */
-    size_t line_len;       /* bytes seen in the current size/extension/trailer line */
-    size_t trailer_bytes;  /* total trailer bytes seen, bounded */
+    uint64_t chunk_left;  /* bytes of data left in the current chunk */
+    size_t line_len;      /* bytes seen in the current size/extension/trailer line */
+    size_t trailer_bytes; /* total trailer bytes seen, bounded */
 } gp_chunked;
 
 enum {
@@ -107,8 +112,8 @@ enum {
  * (; token [= token / quoted-string], with optional BWS) and a size line with
  * extensions is limited to 4096 bytes; trailers must be well-formed field lines and
  * are discarded, at most 16384 bytes in total. */
-int gp_chunked_decode(gp_chunked *d, const char *in, size_t in_len, size_t *in_used,
-                      char *out, size_t *out_len);
+int gp_chunked_decode(gp_chunked *d, const char *in, size_t in_len, size_t *in_used, char *out,
+                      size_t *out_len);
 
 /* Decodes %XX escapes of src[0..n) into dst (which may be src; it needs n
  * bytes). A '%' not followed by two hex digits is kept as it is. Returns the

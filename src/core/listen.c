@@ -56,8 +56,7 @@ static void set_port(gp_addr *out, unsigned port)
 {
     if (out->sa.ss_family == AF_INET6)
         ((struct sockaddr_in6 *)&out->sa)->sin6_port = htons((uint16_t)port);
-    else
-        ((struct sockaddr_in *)&out->sa)->sin_port = htons((uint16_t)port);
+    else ((struct sockaddr_in *)&out->sa)->sin_port = htons((uint16_t)port);
 }
 
 /* Resolves host (already split from the port) into out->sa. flags carries
@@ -335,7 +334,8 @@ int gp_addr_from_sockaddr(gp_addr *addr)
     if (sa->sa_family == AF_UNIX) {
         const struct sockaddr_un *su = (const struct sockaddr_un *)sa;
         addr->kind = GP_ADDR_UNIX;
-        snprintf(addr->text, sizeof(addr->text), UNIX_PREFIX "%.100s", su->sun_path[0] ? su->sun_path : "@");
+        snprintf(addr->text, sizeof(addr->text), UNIX_PREFIX "%.100s",
+                 su->sun_path[0] ? su->sun_path : "@");
         return 0;
     }
     return -1;

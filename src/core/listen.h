@@ -12,9 +12,9 @@ enum gp_addr_kind { GP_ADDR_TCP = 1, GP_ADDR_UNIX = 2 };
 
 typedef struct {
     enum gp_addr_kind kind;
-    struct sockaddr_storage sa;  /* filled for TCP (AF_INET / AF_INET6) and UNIX */
+    struct sockaddr_storage sa; /* filled for TCP (AF_INET / AF_INET6) and UNIX */
     socklen_t sa_len;
-    char text[128];              /* canonical text: "127.0.0.1:8000", "[::1]:8000", "unix:/p" */
+    char text[128]; /* canonical text: "127.0.0.1:8000", "[::1]:8000", "unix:/p" */
 } gp_addr;
 
 /* Parses "HOST:PORT", "[V6]:PORT", ":PORT" / "PORT" (all interfaces, 0.0.0.0),

@@ -72,7 +72,8 @@ void gp_log(int level, const char *fmt, ...)
     clock_gettime(CLOCK_REALTIME, &ts);
     localtime_r(&ts.tv_sec, &tm);
     size_t n = strftime(line, sizeof line, "[%Y-%m-%d %H:%M:%S %z]", &tm);
-    n += (size_t)snprintf(line + n, sizeof line - n, " [%d] [%s] ", (int)getpid(), level_names[level]);
+    n += (size_t)snprintf(line + n, sizeof line - n, " [%d] [%s] ", (int)getpid(),
+                          level_names[level]);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - n, fmt, ap);

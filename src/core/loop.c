@@ -24,7 +24,8 @@ int gp_loop_watch(gp_loop *loop, gp_io *io, uint32_t events)
         gp_loop_unwatch(loop, io);
     }
     struct epoll_event ev = {.events = events, .data.ptr = io};
-    if (epoll_ctl(loop->epfd, io->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io->fd, &ev) < 0) return -errno;
+    if (epoll_ctl(loop->epfd, io->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io->fd, &ev) < 0)
+        return -errno;
     io->registered = true;
     io->events = events;
     return 0;

@@ -29,21 +29,21 @@
 
 #define BOOT_BACKOFF_FIRST 0.1
 #define BOOT_BACKOFF_CAP 10.0
-#define BOOT_FAILURES_FATAL 6   /* with no worker ever booted */
-#define TIMEOUT_KILL_DELAY 1.0  /* time for the traceback dump before SIGKILL */
+#define BOOT_FAILURES_FATAL 6  /* with no worker ever booted */
+#define TIMEOUT_KILL_DELAY 1.0 /* time for the traceback dump before SIGKILL */
 #define QUIT_GRACE 2.0
 #define GRACEFUL_SLACK 2.0
 
 enum master_phase { RUNNING, STOPPING, HALTING };
 
 typedef struct {
-    pid_t pid;       /* 0: free record */
+    pid_t pid; /* 0: free record */
     int slot;
     unsigned gen;
     double started;
-    double kill_at;  /* > 0: SIGKILL due then (after a timeout dump) */
-    bool retiring;   /* we sent TERM */
-    bool killed;     /* we sent KILL */
+    double kill_at; /* > 0: SIGKILL due then (after a timeout dump) */
+    bool retiring;  /* we sent TERM */
+    bool killed;    /* we sent KILL */
     bool booted;
 } worker_rec;
 
@@ -65,15 +65,15 @@ typedef struct {
     bool ever_booted;
     double next_spawn;
     bool ready_notified;
-    pid_t upgrade_child;     /* new master started by USR2 */
-    pid_t old_master;        /* when we are that new master: the one to retire */
+    pid_t upgrade_child; /* new master started by USR2 */
+    pid_t old_master;    /* when we are that new master: the one to retire */
     char exe[PATH_MAX];
     char pidfile_old[PATH_MAX + 8];
 } gp_master;
 
 static void (*fork_before)(void), (*fork_after_parent)(void);
 
-static const int handled_signals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP,
+static const int handled_signals[] = {SIGCHLD, SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
                                       SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
 
 void gp_master_set_fork_hooks(void (*before)(void), void (*after_in_parent)(void))
@@ -110,7 +110,8 @@ static int adopt_fd(gp_master *m, int fd, bool ours, char *err, size_t errlen)
     }
     int acc = 0;
     socklen_t al = sizeof acc;
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) == 0 && !acc && listen(fd, m->cfg->backlog) < 0) {
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) == 0 && !acc &&
+        listen(fd, m->cfg->backlog) < 0) {
         snprintf(err, errlen, "descriptor %d cannot listen: %s", fd, strerror(errno));
         return -1;
     }
@@ -142,7 +143,8 @@ static int inherit_listeners(gp_master *m, char *err, size_t errlen)
     if (fds && *fds) {
         char copy[256];
         snprintf(copy, sizeof copy, "%s", fds);
-        for (char *t = strtok(copy, ","); t && m->num_listeners < GP_MAX_BINDS; t = strtok(NULL, ","))
+        for (char *t = strtok(copy, ","); t && m->num_listeners < GP_MAX_BINDS;
+             t = strtok(NULL, ","))
             if (adopt_fd(m, atoi(t), true, err, errlen) < 0) return -1;
         unsetenv("GALLOP_FDS");
         return 1;
@@ -162,7 +164,8 @@ static int open_listeners(gp_master *m)
         gp_listener *l = &m->listeners[m->num_listeners];
         memset(l, 0, sizeof *l);
         if (gp_addr_parse(m->cfg->binds[i], &l->addr, err, sizeof err) < 0 ||
-            (l->fd = gp_listen_open(&l->addr, m->cfg->backlog, m->cfg->reuse_port, err, sizeof err)) < 0)
+            (l->fd = gp_listen_open(&l->addr, m->cfg->backlog, m->cfg->reuse_port, err,
+                                    sizeof err)) < 0)
             goto fail;
         m->num_listeners++;
         if (m->cfg->reuse_port && l->addr.kind == GP_ADDR_TCP) {
@@ -388,7 +391,8 @@ static void begin_halt(gp_master *m, int code, const char *why)
 static void describe_exit(char *buf, size_t len, int status)
 {
     if (WIFEXITED(status)) snprintf(buf, len, "exit code %d", WEXITSTATUS(status));
-    else if (WIFSIGNALED(status)) snprintf(buf, len, "signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, len, "signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
     else snprintf(buf, len, "status %d", status);
 }
 
@@ -399,7 +403,8 @@ static void boot_failed(gp_master *m, worker_rec *r, int status)
     m->boot_failures++;
     if (!m->ever_booted && m->boot_failures >= BOOT_FAILURES_FATAL) {
         char why[200];
-        snprintf(why, sizeof why, "no worker could boot (%d tries, the last ended with %s); shutting down (exit %d)",
+        snprintf(why, sizeof why,
+                 "no worker could boot (%d tries, the last ended with %s); shutting down (exit %d)",
                  m->boot_failures, how, GP_EXIT_BOOT_ERROR);
         begin_halt(m, GP_EXIT_BOOT_ERROR, why);
         return;
@@ -442,15 +447,20 @@ static void reaped_worker(gp_master *m, worker_rec *r, int status)
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == GP_EXIT_APP_ERROR) {
         if (m->reloading && copy.gen == m->gen) abandon_reload(m);
-        else if (copy.gen != m->gen) /* a sibling in a reload already abandoned: the old workers serve on */
-            gp_info("worker %d of the abandoned generation %u exited (%s)", (int)pid, copy.gen, how);
-        else begin_halt(m, GP_EXIT_APP_ERROR, "worker failed to load the app; shutting down (exit 4)");
+        else if (copy.gen !=
+                 m->gen) /* a sibling in a reload already abandoned: the old workers serve on */
+            gp_info("worker %d of the abandoned generation %u exited (%s)", (int)pid, copy.gen,
+                    how);
+        else
+            begin_halt(m, GP_EXIT_APP_ERROR,
+                       "worker failed to load the app; shutting down (exit 4)");
         return;
     }
     if (copy.killed) {
         gp_warn("worker %d was killed after its timeout; replacing it", (int)pid);
     } else if (retire_reason == GP_RETIRE_MAX_REQUESTS) {
-        gp_info("worker %d retired after %llu requests (--max-requests)", (int)pid, (unsigned long long)served);
+        gp_info("worker %d retired after %llu requests (--max-requests)", (int)pid,
+                (unsigned long long)served);
     } else if (retire_reason == GP_RETIRE_MEMORY) {
         gp_info("worker %d retired: memory over --max-worker-memory", (int)pid);
     } else if (copy.retiring && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
@@ -458,7 +468,8 @@ static void reaped_worker(gp_master *m, worker_rec *r, int status)
     } else if (!booted && !copy.retiring) {
         boot_failed(m, &copy, status);
     } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
-        gp_error("worker %d was killed by signal 9 (SIGKILL) that the master did not send: probably out of memory",
+        gp_error("worker %d was killed by signal 9 (SIGKILL) that the master did not send: "
+                 "probably out of memory",
                  (int)pid);
     } else {
         gp_error("worker %d died unexpectedly (%s); replacing it", (int)pid, how);
@@ -473,7 +484,8 @@ static void reap(gp_master *m)
         if (pid == m->upgrade_child) {
             char how[96];
             describe_exit(how, sizeof how, status);
-            gp_error("the upgraded master %d exited (%s); this master keeps serving", (int)pid, how);
+            gp_error("the upgraded master %d exited (%s); this master keeps serving", (int)pid,
+                     how);
             m->upgrade_child = 0;
             if (m->cfg->pidfile) rename(m->pidfile_old, m->cfg->pidfile);
             continue;
@@ -518,9 +530,10 @@ static void check_timeouts(gp_master *m)
                      "its Python tracebacks follow, then it is killed",
                      (int)r->pid, what, (double)(now_ms - started) / 1000.0, m->cfg->timeout);
         else
-            gp_error("WORKER TIMEOUT (pid:%d): its event loop has not moved for %.1fs (--timeout %g); "
-                     "its Python tracebacks follow, then it is killed",
-                     (int)r->pid, (double)(now_ms - hb) / 1000.0, m->cfg->timeout);
+            gp_error(
+                "WORKER TIMEOUT (pid:%d): its event loop has not moved for %.1fs (--timeout %g); "
+                "its Python tracebacks follow, then it is killed",
+                (int)r->pid, (double)(now_ms - hb) / 1000.0, m->cfg->timeout);
         kill(r->pid, SIGUSR2);
         r->kill_at = t + TIMEOUT_KILL_DELAY;
     }
@@ -568,9 +581,11 @@ static void maintain(gp_master *m)
         }
         if (!m->ready_notified) {
             m->ready_notified = true;
-            gp_notify("READY=1\nMAINPID=%d\nSTATUS=serving with %d workers", (int)getpid(), cur_ready);
+            gp_notify("READY=1\nMAINPID=%d\nSTATUS=serving with %d workers", (int)getpid(),
+                      cur_ready);
             if (m->old_master > 0) {
-                gp_info("upgrade: this master is ready; retiring the old master %d", (int)m->old_master);
+                gp_info("upgrade: this master is ready; retiring the old master %d",
+                        (int)m->old_master);
                 kill(m->old_master, SIGTERM);
                 m->old_master = 0;
             }
@@ -589,7 +604,8 @@ static void reread_config(gp_master *m)
         free(fresh);
         return;
     }
-    if (fresh->workers != m->cfg->workers) gp_info("reload: %d workers (%s)", fresh->workers, fresh->workers_why);
+    if (fresh->workers != m->cfg->workers)
+        gp_info("reload: %d workers (%s)", fresh->workers, fresh->workers_why);
     m->target = fresh->workers;
     gp_log_set_level(fresh->log_level);
     m->cfg = fresh; /* the old one may still be main's: never freed */
@@ -598,8 +614,9 @@ static void reread_config(gp_master *m)
 static void reload(gp_master *m)
 {
     reread_config(m);
-    if (m->cfg->preload) gp_warn("reloading with --preload: workers fork from the master's copy of the app, "
-                                 "so code changes need USR2");
+    if (m->cfg->preload)
+        gp_warn("reloading with --preload: workers fork from the master's copy of the app, "
+                "so code changes need USR2");
     m->prev_gen = m->reloading ? m->prev_gen : m->gen;
     m->gen = ++m->next_gen;
     m->reloading = true;
@@ -621,7 +638,8 @@ static void upgrade(gp_master *m)
     size_t off = 0;
     for (int i = 0; i < m->num_listeners; i++)
         if (m->listeners[i].fd >= 0)
-            off += (size_t)snprintf(fds + off, sizeof fds - off, "%s%d", off ? "," : "", m->listeners[i].fd);
+            off += (size_t)snprintf(fds + off, sizeof fds - off, "%s%d", off ? "," : "",
+                                    m->listeners[i].fd);
     if (m->cfg->pidfile) {
         snprintf(m->pidfile_old, sizeof m->pidfile_old, "%s.oldbin", m->cfg->pidfile);
         rename(m->cfg->pidfile, m->pidfile_old);
@@ -728,9 +746,11 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
 
     for (int i = 0; i < m.num_listeners; i++) {
         const gp_addr *a = &m.listeners[i].addr;
-        gp_info("listening at %s%s (%d)", a->kind == GP_ADDR_UNIX ? "" : "http://", a->text, (int)getpid());
+        gp_info("listening at %s%s (%d)", a->kind == GP_ADDR_UNIX ? "" : "http://", a->text,
+                (int)getpid());
     }
-    gp_info("starting %d worker%s (%s)", cfg->workers, cfg->workers == 1 ? "" : "s", cfg->workers_why);
+    gp_info("starting %d worker%s (%s)", cfg->workers, cfg->workers == 1 ? "" : "s",
+            cfg->workers_why);
     maintain(&m);
 
     for (;;) {
@@ -755,7 +775,8 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
             break;
         }
         struct signalfd_siginfo si;
-        while (read(m.sigfd, &si, sizeof si) == (ssize_t)sizeof si) handle_signal(&m, (int)si.ssi_signo);
+        while (read(m.sigfd, &si, sizeof si) == (ssize_t)sizeof si)
+            handle_signal(&m, (int)si.ssi_signo);
         reap(&m); /* SIGCHLD coalesces: reap on every turn */
         check_timeouts(&m);
         maintain(&m);

@@ -13,7 +13,7 @@
 #include "core/scoreboard.h"
 
 typedef struct {
-    int fd;         /* -1 with --reuse-port: each worker opens its own */
+    int fd; /* -1 with --reuse-port: each worker opens its own */
     gp_addr addr;
     bool inherited; /* from systemd or --fd: not ours to unlink */
 } gp_listener;

@@ -20,15 +20,15 @@ enum gp_retire_reason { GP_RETIRE_NONE, GP_RETIRE_MAX_REQUESTS, GP_RETIRE_MEMORY
 
 typedef struct {
     _Atomic pid_t pid;
-    _Atomic int state;              /* enum gp_worker_state */
+    _Atomic int state; /* enum gp_worker_state */
     _Atomic unsigned generation;
-    _Atomic int retire_reason;      /* why the worker is leaving on its own */
-    _Atomic uint64_t heartbeat_ms;  /* monotonic ms of the loop's last turn */
-    _Atomic uint64_t req_start_ms;  /* when the request in progress started; 0 when none */
+    _Atomic int retire_reason;     /* why the worker is leaving on its own */
+    _Atomic uint64_t heartbeat_ms; /* monotonic ms of the loop's last turn */
+    _Atomic uint64_t req_start_ms; /* when the request in progress started; 0 when none */
     _Atomic uint64_t requests, bytes, errors;
-    _Atomic uint64_t rss_kb;        /* sampled once a second */
-    _Atomic unsigned what_seq;      /* odd while req_what is being written */
-    char req_what[GP_SLOT_WHAT];    /* "GET /path" of the request in progress */
+    _Atomic uint64_t rss_kb;     /* sampled once a second */
+    _Atomic unsigned what_seq;   /* odd while req_what is being written */
+    char req_what[GP_SLOT_WHAT]; /* "GET /path" of the request in progress */
 } __attribute__((aligned(64))) gp_slot;
 
 typedef struct {

@@ -33,24 +33,15 @@ size_t gp_utf8_feed(gp_utf8_state *st, const uint8_t *s, size_t n)
             }
             if (i == n) break;
             c = s[i];
-            if (c < 0x80)
-                q = GP_UTF8_ACCEPT;
-            else if (c >= 0xC2 && c <= 0xDF)
-                q = U_NEED1;
-            else if (c == 0xE0)
-                q = U_E0;
-            else if (c == 0xED)
-                q = U_ED;
-            else if (c >= 0xE1 && c <= 0xEF)
-                q = U_NEED2;
-            else if (c == 0xF0)
-                q = U_F0;
-            else if (c >= 0xF1 && c <= 0xF3)
-                q = U_NEED3;
-            else if (c == 0xF4)
-                q = U_F4;
-            else
-                goto reject; /* 80..BF stray continuation, C0/C1 overlong, F5..FF */
+            if (c < 0x80) q = GP_UTF8_ACCEPT;
+            else if (c >= 0xC2 && c <= 0xDF) q = U_NEED1;
+            else if (c == 0xE0) q = U_E0;
+            else if (c == 0xED) q = U_ED;
+            else if (c >= 0xE1 && c <= 0xEF) q = U_NEED2;
+            else if (c == 0xF0) q = U_F0;
+            else if (c >= 0xF1 && c <= 0xF3) q = U_NEED3;
+            else if (c == 0xF4) q = U_F4;
+            else goto reject; /* 80..BF stray continuation, C0/C1 overlong, F5..FF */
             i++;
             continue;
         }
@@ -78,8 +69,7 @@ size_t gp_utf8_feed(gp_utf8_state *st, const uint8_t *s, size_t n)
             if (c < 0x80 || c > 0x8F) goto reject;
             q = U_NEED2;
             break;
-        default:
-            goto reject;
+        default: goto reject;
         }
         i++;
     }
@@ -222,8 +212,8 @@ static void base64_encode(const uint8_t *in, size_t n, char *out)
 
 static bool is_b64(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
 /* ---- handshake ------------------------------------------------------------------- */
@@ -315,8 +305,7 @@ int gp_ws_check_handshake(const gp_ws_handshake *h, char accept[29])
     if (!gp_ws_has_token(h->connection, h->connection_len, "upgrade")) return 400;
     if (!h->version) return 400;
     if (h->version_len != 2 || memcmp(h->version, "13", 2) != 0) return 426;
-    if (h->protocol && gp_ws_split_protocols(h->protocol, h->protocol_len, NULL, 0) < 0)
-        return 400;
+    if (h->protocol && gp_ws_split_protocols(h->protocol, h->protocol_len, NULL, 0) < 0) return 400;
     if (gp_ws_accept_key(h->key, h->key_len, accept) != 0) return 400;
     return 0;
 }
@@ -408,7 +397,8 @@ int gp_ws_parse(gp_ws_parser *p, uint8_t *buf, size_t len, size_t *used, gp_ws_e
             int op = h[0] & 0x0F;
             uint64_t plen = h[1] & 0x7F;
             if (h[0] & 0x70) return ws_fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL); /* RSV1-3 */
-            if (!(h[1] & 0x80)) return ws_fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL); /* unmasked */
+            if (!(h[1] & 0x80))
+                return ws_fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL); /* unmasked */
             switch (op) {
             case GP_WS_OP_CONT:
                 if (!p->msg_op) return ws_fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL);
@@ -422,8 +412,7 @@ int gp_ws_parse(gp_ws_parser *p, uint8_t *buf, size_t len, size_t *used, gp_ws_e
             case GP_WS_OP_PONG:
                 if (!fin || plen > 125) return ws_fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL);
                 break;
-            default:
-                return ws_fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL);
+            default: return ws_fail(p, ev, used, pos, GP_WS_CLOSE_PROTOCOL);
             }
             size_t hl = 2;
             if (plen == 126) {
@@ -564,8 +553,7 @@ size_t gp_ws_close_frame(uint8_t out[127], uint16_t code, const char *reason, si
     return 4 + reason_len;
 }
 
-size_t gp_ws_control_frame(uint8_t out[127], int opcode, const uint8_t *payload,
-                           size_t payload_len)
+size_t gp_ws_control_frame(uint8_t out[127], int opcode, const uint8_t *payload, size_t payload_len)
 {
     if ((opcode != GP_WS_OP_PING && opcode != GP_WS_OP_PONG) || payload_len > 125) return 0;
     out[0] = (uint8_t)(0x80 | opcode);

@@ -52,13 +52,19 @@ int gp_ws_accept_key(const char *client_key, size_t len, char out[29]);
  * field sent on several lines (Connection: keep-alive / Connection: Upgrade) must
  * be passed joined with ", ", or the caller checks each line with gp_ws_has_token. */
 typedef struct {
-    const char *method;     size_t method_len;
-    int version_minor;      /* 1 for HTTP/1.1 */
-    const char *upgrade;    size_t upgrade_len;
-    const char *connection; size_t connection_len;
-    const char *version;    size_t version_len;   /* Sec-WebSocket-Version */
-    const char *key;        size_t key_len;       /* Sec-WebSocket-Key */
-    const char *protocol;   size_t protocol_len;  /* Sec-WebSocket-Protocol, optional */
+    const char *method;
+    size_t method_len;
+    int version_minor; /* 1 for HTTP/1.1 */
+    const char *upgrade;
+    size_t upgrade_len;
+    const char *connection;
+    size_t connection_len;
+    const char *version;
+    size_t version_len; /* Sec-WebSocket-Version */
+    const char *key;
+    size_t key_len; /* Sec-WebSocket-Key */
+    const char *protocol;
+    size_t protocol_len; /* Sec-WebSocket-Protocol, optional */
 } gp_ws_handshake;
 
 /* Validates an upgrade request (RFC 6455 4.2.1). Returns 0 when it is a valid
@@ -104,8 +110,8 @@ enum {
     GP_WS_CLOSE_NORMAL = 1000,
     GP_WS_CLOSE_GOING_AWAY = 1001,
     GP_WS_CLOSE_PROTOCOL = 1002,
-    GP_WS_CLOSE_NO_STATUS = 1005,   /* never sent: "the close frame had no code" */
-    GP_WS_CLOSE_BAD_DATA = 1007,    /* invalid UTF-8 */
+    GP_WS_CLOSE_NO_STATUS = 1005, /* never sent: "the close frame had no code" */
+    GP_WS_CLOSE_BAD_DATA = 1007,  /* invalid UTF-8 */
     GP_WS_CLOSE_TOO_BIG = 1009,
     GP_WS_CLOSE_INTERNAL = 1011,
 };
@@ -122,11 +128,11 @@ enum gp_ws_event_type {
 };
 
 typedef struct {
-    int type;        /* enum gp_ws_event_type */
-    uint8_t *data;   /* unmasked payload bytes, inside the buffer given to gp_ws_parse */
+    int type;      /* enum gp_ws_event_type */
+    uint8_t *data; /* unmasked payload bytes, inside the buffer given to gp_ws_parse */
     size_t len;
-    bool fin;        /* TEXT/BINARY: this piece ends the message */
-    uint16_t code;   /* CLOSE: the code received; ERROR: the code to send */
+    bool fin;      /* TEXT/BINARY: this piece ends the message */
+    uint16_t code; /* CLOSE: the code received; ERROR: the code to send */
 } gp_ws_event;
 
 /* Decoder state for one connection's client->server stream. Zero-initialise it,
@@ -136,12 +142,12 @@ typedef struct {
     uint64_t remaining;   /* payload bytes left in the current data frame */
     uint64_t msg_len;     /* payload bytes announced so far for the open message */
     uint8_t mask[4];
-    uint8_t mask_off;     /* payload bytes of the current frame already unmasked, mod 4 */
+    uint8_t mask_off; /* payload bytes of the current frame already unmasked, mod 4 */
     uint8_t state;
-    uint8_t msg_op;       /* GP_WS_OP_TEXT/BINARY while a message is open, else 0 */
+    uint8_t msg_op; /* GP_WS_OP_TEXT/BINARY while a message is open, else 0 */
     bool frame_fin;
-    uint16_t error;       /* the sticky error code once in the error state */
-    gp_utf8_state utf8;   /* across the frames of a text message */
+    uint16_t error;     /* the sticky error code once in the error state */
+    gp_utf8_state utf8; /* across the frames of a text message */
 } gp_ws_parser;
 
 /* The read buffer must be able to hold this many unconsumed bytes: a control

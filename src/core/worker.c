@@ -6,11 +6,11 @@
 #include "core/worker.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +97,8 @@ static void publish_oldest_request(gp_worker *w)
 static void set_accepting(gp_worker *w, bool on)
 {
     for (int i = 0; i < w->num_listeners; i++)
-        if (w->listeners[i].io.fd >= 0) gp_loop_watch(&w->loop, &w->listeners[i].io, on ? EPOLLIN | EPOLLEXCLUSIVE : 0);
+        if (w->listeners[i].io.fd >= 0)
+            gp_loop_watch(&w->loop, &w->listeners[i].io, on ? EPOLLIN | EPOLLEXCLUSIVE : 0);
 }
 
 void gp_pool_submit(gp_worker *w, gp_conn *c)
@@ -199,7 +200,8 @@ static void update_date(gp_worker *w)
     struct tm tm;
     gmtime_r(&t, &tm);
     int next = !atomic_load_explicit(&w->date_idx, memory_order_relaxed);
-    w->date_len = strftime(w->date_lines[next], sizeof w->date_lines[next], "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    w->date_len = strftime(w->date_lines[next], sizeof w->date_lines[next],
+                           "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
     atomic_store_explicit(&w->date_idx, next, memory_order_release);
 }
 
@@ -207,7 +209,9 @@ static void stop_accepting(gp_worker *w)
 {
     for (int i = 0; i < w->num_listeners; i++) {
         if (w->listeners[i].io.fd < 0) continue;
-        gp_loop_unwatch(&w->loop, &w->listeners[i].io); /* shared with other workers: close alone would not do */
+        gp_loop_unwatch(
+            &w->loop,
+            &w->listeners[i].io); /* shared with other workers: close alone would not do */
         close(w->listeners[i].io.fd);
         w->listeners[i].io.fd = -1;
     }
@@ -273,9 +277,7 @@ static void on_signal(gp_io *io, uint32_t events)
     while (read(io->fd, &si, sizeof si) == (ssize_t)sizeof si) {
         switch (si.ssi_signo) {
         case SIGTERM:
-        case SIGINT:
-            gp_worker_stop(w);
-            break;
+        case SIGINT: gp_worker_stop(w); break;
         case SIGUSR1:
             gp_log_reopen();
             gp_access_log_reopen();
@@ -299,7 +301,8 @@ static void check_memory(gp_worker *w)
     uint64_t rss_kb = resident * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024);
     atomic_store_explicit(&w->slot->rss_kb, rss_kb, memory_order_relaxed);
     if (rss_kb / 1024 > w->cfg->max_worker_memory_mb) {
-        gp_warn("worker %d uses %llu MB, over --max-worker-memory %lu; retiring after the requests in progress",
+        gp_warn("worker %d uses %llu MB, over --max-worker-memory %lu; retiring after the requests "
+                "in progress",
                 (int)getpid(), (unsigned long long)(rss_kb / 1024), w->cfg->max_worker_memory_mb);
         gp_worker_retire(w, GP_RETIRE_MEMORY);
     }
@@ -333,7 +336,8 @@ static int setup(gp_worker *w, const gp_worker_args *a)
     w->limits.max_request_line = cfg->limit_request_line;
     w->limits.max_fields = cfg->limit_request_fields;
     w->limits.max_field_size = cfg->limit_request_field_size;
-    w->head_cap = cfg->limit_request_line + 2 + cfg->limit_request_fields * (cfg->limit_request_field_size + 2) + 2;
+    w->head_cap = cfg->limit_request_line + 2 +
+                  cfg->limit_request_fields * (cfg->limit_request_field_size + 2) + 2;
     if (w->head_cap > (1u << 20)) w->head_cap = 1u << 20;
     if (w->head_cap < GP_IO_BUF_SIZE) w->head_cap = GP_IO_BUF_SIZE;
     w->access_fd = gp_access_log_fd();
@@ -385,8 +389,7 @@ static int setup(gp_worker *w, const gp_worker_args *a)
 
 int gp_worker_accept(gp_worker *w)
 {
-    for (int i = 0; i < w->num_listeners; i++)
-        /* one wakeup per connection, not one per worker */
+    for (int i = 0; i < w->num_listeners; i++) /* one wakeup per connection, not one per worker */
         if (gp_loop_watch(&w->loop, &w->listeners[i].io, EPOLLIN | EPOLLEXCLUSIVE) < 0) return -1;
     atomic_store(&w->slot->state, GP_WS_IDLE);
     gp_info("worker %d ready", (int)getpid());
@@ -467,6 +470,7 @@ int gp_worker_run(const gp_worker_args *a, const gp_app_ops *ops, void *app)
     gp_worker *w = gp_worker_create(a, ops, app);
     if (!w) return GP_EXIT_BOOT_ERROR;
     if (gp_worker_accept(w) < 0) return GP_EXIT_ERROR;
-    while (gp_worker_turn(w, -1)) {}
+    while (gp_worker_turn(w, -1)) {
+    }
     return GP_EXIT_OK;
 }

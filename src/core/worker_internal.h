@@ -3,9 +3,9 @@
 #ifndef GP_WORKER_INTERNAL_H
 #define GP_WORKER_INTERNAL_H
 
-#include <stdbool.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/config.h"
@@ -13,39 +13,39 @@
 #include "core/loop.h"
 #include "core/scoreboard.h"
 
-#define GP_IO_BUF_SIZE 16384        /* initial read buffer and output buffer */
-#define GP_BODY_TIMEOUT_MS 60000    /* a blocked body read gives up after this */
-#define GP_HEAD_TIMEOUT_S 30.0      /* a request head must arrive within this */
-#define GP_WRITE_TIMEOUT_S 60.0     /* a client must take some bytes within this */
-#define GP_LINGER_S 2.0             /* read and discard before closing, at most */
+#define GP_IO_BUF_SIZE 16384     /* initial read buffer and output buffer */
+#define GP_BODY_TIMEOUT_MS 60000 /* a blocked body read gives up after this */
+#define GP_HEAD_TIMEOUT_S 30.0   /* a request head must arrive within this */
+#define GP_WRITE_TIMEOUT_S 60.0  /* a client must take some bytes within this */
+#define GP_LINGER_S 2.0          /* read and discard before closing, at most */
 #define GP_LINGER_MAX (1 << 20)
-#define GP_STOP_IDLE_S 1.0          /* on stop, idle keep-alive connections close after this */
+#define GP_STOP_IDLE_S 1.0 /* on stop, idle keep-alive connections close after this */
 
 typedef struct gp_worker gp_worker;
 
 enum gp_conn_state {
-    CS_HEAD,      /* waiting for / parsing a request head */
-    CS_APP_WAIT,  /* app response pending on a full socket */
-    CS_FLUSH,     /* response ended, output still draining */
-    CS_LINGER,    /* shut down for writing, discarding input until EOF */
-    CS_THREAD,    /* handed to a request thread: the loop does not touch it */
-    CS_ASYNC,     /* the app runs as a task elsewhere and calls back in */
+    CS_HEAD,     /* waiting for / parsing a request head */
+    CS_APP_WAIT, /* app response pending on a full socket */
+    CS_FLUSH,    /* response ended, output still draining */
+    CS_LINGER,   /* shut down for writing, discarding input until EOF */
+    CS_THREAD,   /* handed to a request thread: the loop does not touch it */
+    CS_ASYNC,    /* the app runs as a task elsewhere and calls back in */
 };
 
 struct gp_conn {
     gp_io io; /* first member: the loop hands us back this pointer */
     gp_worker *w;
     gp_conn *prev, *next;
-    gp_conn *qnext;    /* request-thread queues */
+    gp_conn *qnext; /* request-thread queues */
     enum gp_conn_state state;
-    bool dead;         /* closed this turn; freed after the batch */
-    bool blocking;     /* on a request thread: writes wait instead of GP_AGAIN */
-    bool want_input;   /* CS_ASYNC: the app waits for body bytes or a disconnect */
+    bool dead;                /* closed this turn; freed after the batch */
+    bool blocking;            /* on a request thread: writes wait instead of GP_AGAIN */
+    bool want_input;          /* CS_ASYNC: the app waits for body bytes or a disconnect */
     struct gp_ws_session *ws; /* after a WebSocket handshake (ws_conn.c) */
-    bool peer_gone;    /* CS_ASYNC: the client closed or reset */
+    bool peer_gone;           /* CS_ASYNC: the client closed or reset */
     bool keep_alive;
-    bool broken;       /* the peer is gone or the stream is unusable */
-    double deadline;   /* monotonic seconds */
+    bool broken;     /* the peer is gone or the stream is unusable */
+    double deadline; /* monotonic seconds */
     int listener;
     struct sockaddr_storage peer;
     socklen_t peer_len;
@@ -56,27 +56,27 @@ struct gp_conn {
 
     /* request body */
     enum gp_http_body body_kind;
-    uint64_t body_left;     /* LENGTH: bytes still to come */
-    uint64_t body_total;    /* decoded bytes handed out, for the body limit */
+    uint64_t body_left;  /* LENGTH: bytes still to come */
+    uint64_t body_total; /* decoded bytes handed out, for the body limit */
     gp_chunked chunked;
     bool body_done, expect_continue, continue_sent;
-    int body_error;         /* HTTP status for a body error, 0 when none */
+    int body_error; /* HTTP status for a body error, 0 when none */
 
     /* response */
     int version_minor;
     bool head_method, head_sent, chunked_out, no_body, resp_has_length, resp_ended;
     bool has_date, has_server;
-    uint64_t resp_left;     /* with Content-Length: body bytes still allowed */
-    uint64_t resp_bytes;    /* body bytes the app produced */
+    uint64_t resp_left;  /* with Content-Length: body bytes still allowed */
+    uint64_t resp_bytes; /* body bytes the app produced */
     int status;
     char *out;
     size_t out_cap, out_len, out_pos;
-    const char *pend;       /* caller-owned bytes still to write after out */
+    const char *pend; /* caller-owned bytes still to write after out */
     size_t pend_len;
-    int file_fd;            /* sendfile source, -1 when none */
+    int file_fd; /* sendfile source, -1 when none */
     off_t file_off;
     uint64_t file_left;
-    bool pend_crlf;         /* chunk's CRLF to add once pend/file are written */
+    bool pend_crlf; /* chunk's CRLF to add once pend/file are written */
     void *app_state;
     void *app_cache;
 
@@ -91,7 +91,7 @@ struct gp_worker {
     const gp_app_ops *ops;
     void *app;
     gp_http_limits limits;
-    size_t head_cap;        /* largest request head we buffer */
+    size_t head_cap; /* largest request head we buffer */
     struct gp_listen_io {
         gp_io io; /* first member */
         gp_worker *w;
@@ -100,15 +100,15 @@ struct gp_worker {
     } listeners[GP_MAX_BINDS];
     int num_listeners;
     gp_io signal_io, timer_io;
-    gp_conn *conns;         /* every live connection */
-    gp_conn *dead;          /* closed during this turn, freed after it */
+    gp_conn *conns; /* every live connection */
+    gp_conn *dead;  /* closed during this turn, freed after it */
     gp_conn *free_conns;
-    char **free_bufs;       /* GP_IO_BUF_SIZE buffers for reuse */
+    char **free_bufs; /* GP_IO_BUF_SIZE buffers for reuse */
     int num_free_bufs;
     size_t num_conns;
     bool stopping, quit;
-    double stop_deadline;   /* when stopping: cut what is still open */
-    int active_async;       /* requests whose app runs as a task (ASGI) */
+    double stop_deadline; /* when stopping: cut what is still open */
+    int active_async;     /* requests whose app runs as a task (ASGI) */
     int spare_fd;
     gp_slot *slot;
     double now;
@@ -117,8 +117,8 @@ struct gp_worker {
     char date_lines[2][48]; /* "Date: Thu, 26 Nov 2026 20:42:13 GMT\r\n", double-buffered */
     atomic_int date_idx;    /* for request threads that read it while the loop ticks */
     size_t date_len;
-    struct gp_pool *pool;   /* request threads; NULL without --threads */
-    pthread_mutex_t mu;     /* with request threads: buffer free list, slot text */
+    struct gp_pool *pool; /* request threads; NULL without --threads */
+    pthread_mutex_t mu;   /* with request threads: buffer free list, slot text */
     int access_fd;
     gp_http_header headers[GP_HTTP_MAX_HEADERS];
 };

@@ -36,7 +36,8 @@ static const char *find_header(const gp_http_request *req, const char *lower, si
 
 int gp_ws_check(const gp_http_request *req, char accept[29])
 {
-    gp_ws_handshake h = {.method = req->method, .method_len = req->method_len, .version_minor = req->version_minor};
+    gp_ws_handshake h = {
+        .method = req->method, .method_len = req->method_len, .version_minor = req->version_minor};
     h.upgrade = find_header(req, "upgrade", &h.upgrade_len);
     h.version = find_header(req, "sec-websocket-version", &h.version_len);
     h.key = find_header(req, "sec-websocket-key", &h.key_len);
@@ -89,7 +90,8 @@ int gp_ws_begin(gp_conn *c, const char accept[29])
     if (!ws) return GP_ERROR;
     ws->parser.max_message = c->w->cfg->ws_max_size;
     c->ws = ws;
-    if (gp_conn_head_add(c, "Sec-WebSocket-Accept", 20, accept, 28) < 0 || gp_conn_head_end(c) < 0) return GP_ERROR;
+    if (gp_conn_head_add(c, "Sec-WebSocket-Accept", 20, accept, 28) < 0 || gp_conn_head_end(c) < 0)
+        return GP_ERROR;
     /* from here the stream is frames, not an HTTP body */
     c->no_body = c->chunked_out = c->resp_has_length = false;
     c->resp_ended = true;
@@ -146,8 +148,8 @@ static int append(struct gp_ws_session *ws, const uint8_t *data, size_t len)
 void gp_ws_on_input(gp_conn *c)
 {
     struct gp_ws_session *ws = c->ws;
-    while (!c->dead && c->ws == ws && c->state == CS_ASYNC && c->want_input && !ws->closed_notified &&
-           c->rpos < c->len) {
+    while (!c->dead && c->ws == ws && c->state == CS_ASYNC && c->want_input &&
+           !ws->closed_notified && c->rpos < c->len) {
         gp_ws_event ev;
         size_t used = 0;
         int t = gp_ws_parse(&ws->parser, (uint8_t *)c->buf + c->rpos, c->len - c->rpos, &used, &ev);
@@ -179,9 +181,7 @@ void gp_ws_on_input(gp_conn *c)
             if (!ws->close_sent && n) send_control(c, frame, n);
             break;
         }
-        case GP_WS_EV_PONG:
-            ws->ping_out = false;
-            break;
+        case GP_WS_EV_PONG: ws->ping_out = false; break;
         case GP_WS_EV_CLOSE:
             gp_ws_close(c, ev.code == GP_WS_CLOSE_NO_STATUS ? 0 : ev.code, NULL, 0); /* echo */
             notify_closed(c, ev.code);

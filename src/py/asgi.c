@@ -40,11 +40,13 @@ typedef struct gp_asgi {
     const gp_config *cfg;
     gp_worker *worker;
     PyObject *create_future, *create_task;
-    PyObject *state;        /* lifespan state, copied into each scope */
+    PyObject *state; /* lifespan state, copied into each scope */
     PyObject *asgi_info, *extensions;
-    PyObject *k_type, *k_body, *k_more_body, *k_status, *k_headers, *k_trailers, *k_path, *k_more_trailers;
+    PyObject *k_type, *k_body, *k_more_body, *k_status, *k_headers, *k_trailers, *k_path,
+        *k_more_trailers;
     PyObject *scope_keys[16];
-    PyObject *v_http, *v_https, *v_http10, *v_http11, *v_request, *v_disconnect, *v_empty_bytes, *v_root;
+    PyObject *v_http, *v_https, *v_http10, *v_http11, *v_request, *v_disconnect, *v_empty_bytes,
+        *v_root;
     PyObject *msg_disconnect; /* a fresh copy is handed out each time */
     PyObject *s_set_result, *s_done, *s_cancel;
     PyObject *methods[8];
@@ -108,7 +110,7 @@ static PyMethodDef Ready_methods[] = {
 };
 
 static PyTypeObject Ready_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
+    .ob_base = {PyObject_HEAD_INIT(NULL) 0},
     .tp_name = "gallop.Ready",
     .tp_basicsize = sizeof(Ready),
     .tp_dealloc = (destructor)Ready_dealloc,
@@ -125,7 +127,7 @@ static PyTypeObject Ready_Type = {
 typedef struct {
     PyObject_HEAD
     gp_asgi *a;
-    gp_conn *conn;       /* NULL once detached: response done, client gone, or aborted */
+    gp_conn *conn; /* NULL once detached: response done, client gone, or aborted */
     PyObject *task;
     PyObject *recv_fut, *send_fut;
     PyObject *send_keep; /* bytes the core may still point into */
@@ -153,7 +155,7 @@ static void Request_dealloc(Request *r)
 }
 
 static PyTypeObject Request_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
+    .ob_base = {PyObject_HEAD_INIT(NULL) 0},
     .tp_name = "gallop.ASGIRequest",
     .tp_basicsize = sizeof(Request),
     .tp_dealloc = (destructor)Request_dealloc,
@@ -268,7 +270,8 @@ static PyObject *server_tuple(gp_asgi *a, gp_conn *c)
 {
     const gp_addr *addr = gp_conn_local(c);
     int i = 0;
-    for (; i < GP_MAX_BINDS && a->server_addr[i] && a->server_addr[i] != addr; i++) {}
+    for (; i < GP_MAX_BINDS && a->server_addr[i] && a->server_addr[i] != addr; i++) {
+    }
     if (i == GP_MAX_BINDS) i = 0;
     if (!a->server_addr[i]) {
         PyObject *t = addr->kind == GP_ADDR_UNIX ? Py_BuildValue("(sO)", addr->text + 5, Py_None)
@@ -283,7 +286,8 @@ static PyObject *server_tuple(gp_asgi *a, gp_conn *c)
 
 static PyObject *method_str(gp_asgi *a, const char *m, size_t n)
 {
-    static const char *const known[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", NULL};
+    static const char *const known[] = {"GET",    "POST",    "HEAD",  "PUT",
+                                        "DELETE", "OPTIONS", "PATCH", NULL};
     for (int i = 0; known[i]; i++)
         if (strlen(known[i]) == n && memcmp(known[i], m, n) == 0) {
             Py_INCREF(a->methods[i]);
@@ -292,8 +296,24 @@ static PyObject *method_str(gp_asgi *a, const char *m, size_t n)
     return PyUnicode_DecodeLatin1(m, (Py_ssize_t)n, NULL);
 }
 
-enum { SK_TYPE, SK_ASGI, SK_HTTP_VERSION, SK_METHOD, SK_SCHEME, SK_PATH, SK_RAW_PATH, SK_QUERY, SK_ROOT,
-       SK_HEADERS, SK_CLIENT, SK_SERVER, SK_STATE, SK_EXTENSIONS, SK_SUBPROTOCOLS, SK_COUNT };
+enum {
+    SK_TYPE,
+    SK_ASGI,
+    SK_HTTP_VERSION,
+    SK_METHOD,
+    SK_SCHEME,
+    SK_PATH,
+    SK_RAW_PATH,
+    SK_QUERY,
+    SK_ROOT,
+    SK_HEADERS,
+    SK_CLIENT,
+    SK_SERVER,
+    SK_STATE,
+    SK_EXTENSIONS,
+    SK_SUBPROTOCOLS,
+    SK_COUNT
+};
 
 static int set_steal(PyObject *d, PyObject *k, PyObject *v)
 {
@@ -326,7 +346,7 @@ static void Conn_dealloc(Conn *k)
 }
 
 static PyTypeObject Conn_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
+    .ob_base = {PyObject_HEAD_INIT(NULL) 0},
     .tp_name = "gallop.Connection",
     .tp_basicsize = sizeof(Conn),
     .tp_dealloc = (destructor)Conn_dealloc,
@@ -402,16 +422,20 @@ PyObject *gp_asgi_scope(gp_conn *c, const gp_http_request *req, PyObject *type)
     PyObject *s = PyDict_Copy(type == a->v_http ? a->http_template : a->ws_template);
     if (!s) return NULL;
     if (!req->version_minor && PyDict_SetItem(s, K[SK_HTTP_VERSION], a->v_http10) < 0) goto fail;
-    if (set_steal(s, K[SK_RAW_PATH], PyBytes_FromStringAndSize(req->path, (Py_ssize_t)req->path_len)) < 0) goto fail;
+    if (set_steal(s, K[SK_RAW_PATH],
+                  PyBytes_FromStringAndSize(req->path, (Py_ssize_t)req->path_len)) < 0)
+        goto fail;
     size_t plen = gp_http_percent_decode(a->scratch, req->path, req->path_len);
     const char *p = a->scratch;
     if (a->root_len && plen >= a->root_len && memcmp(p, a->cfg->root_path, a->root_len) == 0 &&
         (plen == a->root_len || p[a->root_len] == '/')) {
         /* ASGI keeps root_path inside path; nothing to strip */
     }
-    if (set_steal(s, K[SK_PATH], PyUnicode_DecodeUTF8(p, (Py_ssize_t)plen, "replace")) < 0) goto fail;
-    if (set_steal(s, K[SK_QUERY], req->query ? PyBytes_FromStringAndSize(req->query, (Py_ssize_t)req->query_len)
-                                              : (Py_INCREF(a->v_empty_bytes), a->v_empty_bytes)) < 0)
+    if (set_steal(s, K[SK_PATH], PyUnicode_DecodeUTF8(p, (Py_ssize_t)plen, "replace")) < 0)
+        goto fail;
+    if (set_steal(s, K[SK_QUERY],
+                  req->query ? PyBytes_FromStringAndSize(req->query, (Py_ssize_t)req->query_len)
+                             : (Py_INCREF(a->v_empty_bytes), a->v_empty_bytes)) < 0)
         goto fail;
     PyObject *hl = PyList_New((Py_ssize_t)req->num_headers);
     if (!hl) goto fail;
@@ -445,7 +469,8 @@ fail:
 static PyObject *request_msg(gp_asgi *a, PyObject *body, bool more)
 {
     PyObject *m = PyDict_New();
-    if (!m || PyDict_SetItem(m, a->k_type, a->v_request) < 0 || PyDict_SetItem(m, a->k_body, body) < 0 ||
+    if (!m || PyDict_SetItem(m, a->k_type, a->v_request) < 0 ||
+        PyDict_SetItem(m, a->k_body, body) < 0 ||
         PyDict_SetItem(m, a->k_more_body, more ? Py_True : Py_False) < 0) {
         Py_XDECREF(m);
         m = NULL;
@@ -506,7 +531,8 @@ static PyObject *asgi_receive(PyObject *self, PyObject *unused)
         int was_done = done == Py_True;
         Py_DECREF(done);
         if (!was_done) {
-            PyErr_SetString(PyExc_RuntimeError, "receive() called again before the previous one completed");
+            PyErr_SetString(PyExc_RuntimeError,
+                            "receive() called again before the previous one completed");
             return NULL;
         }
         Py_CLEAR(r->recv_fut);
@@ -578,17 +604,19 @@ static PyObject *check_headers(PyObject *headers)
         PyObject *h = PySequence_Fast_GET_ITEM(seq, i);
         PyObject *pair = PySequence_Fast(h, "each header must be a [name, value] pair");
         if (!pair) goto fail;
-        if (PySequence_Fast_GET_SIZE(pair) != 2 || !PyBytes_Check(PySequence_Fast_GET_ITEM(pair, 0)) ||
+        if (PySequence_Fast_GET_SIZE(pair) != 2 ||
+            !PyBytes_Check(PySequence_Fast_GET_ITEM(pair, 0)) ||
             !PyBytes_Check(PySequence_Fast_GET_ITEM(pair, 1))) {
             Py_DECREF(pair);
             PyErr_Format(PyExc_TypeError, "header %R must be a pair of bytes", h);
             goto fail;
         }
         PyObject *nm = PySequence_Fast_GET_ITEM(pair, 0), *v = PySequence_Fast_GET_ITEM(pair, 1);
-        if (!gp_conn_field_ok(PyBytes_AS_STRING(nm), (size_t)PyBytes_GET_SIZE(nm), PyBytes_AS_STRING(v),
-                              (size_t)PyBytes_GET_SIZE(v))) {
+        if (!gp_conn_field_ok(PyBytes_AS_STRING(nm), (size_t)PyBytes_GET_SIZE(nm),
+                              PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v))) {
             Py_DECREF(pair);
-            PyErr_Format(PyExc_ValueError, "invalid header %R (bad name, or CR, LF or another control byte)", h);
+            PyErr_Format(PyExc_ValueError,
+                         "invalid header %R (bad name, or CR, LF or another control byte)", h);
             goto fail;
         }
         PyObject *t = PyTuple_Pack(2, nm, v);
@@ -619,8 +647,8 @@ static int send_head(Request *r, long long known_length)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(r->headers); i++) {
         PyObject *t = PyList_GET_ITEM(r->headers, i);
         PyObject *nm = PyTuple_GET_ITEM(t, 0), *v = PyTuple_GET_ITEM(t, 1);
-        if (gp_conn_head_add(c, PyBytes_AS_STRING(nm), (size_t)PyBytes_GET_SIZE(nm), PyBytes_AS_STRING(v),
-                             (size_t)PyBytes_GET_SIZE(v)) < 0)
+        if (gp_conn_head_add(c, PyBytes_AS_STRING(nm), (size_t)PyBytes_GET_SIZE(nm),
+                             PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v)) < 0)
             goto bad;
     }
     if (known_length >= 0 && !r->trailers) gp_conn_head_set_length(c, (uint64_t)known_length);
@@ -629,7 +657,8 @@ static int send_head(Request *r, long long known_length)
     Py_CLEAR(r->headers);
     return 0;
 bad:
-    PyErr_SetString(PyExc_ValueError, "invalid response head (a bad content-length, or the head is too large)");
+    PyErr_SetString(PyExc_ValueError,
+                    "invalid response head (a bad content-length, or the head is too large)");
     return -1;
 }
 
@@ -678,7 +707,8 @@ static PyObject *send_body(Request *r, PyObject *msg)
             body = PyBytes_FromObject(body);
             if (!body) return NULL;
         } else {
-            PyErr_Format(PyExc_TypeError, "http.response.body 'body' must be bytes, not %.80s", Py_TYPE(body)->tp_name);
+            PyErr_Format(PyExc_TypeError, "http.response.body 'body' must be bytes, not %.80s",
+                         Py_TYPE(body)->tp_name);
             return NULL;
         }
     } else if (body) {
@@ -713,7 +743,8 @@ static PyObject *send_pathsend(Request *r, PyObject *msg)
 {
     gp_asgi *a = r->a;
     if (!r->started || r->body_ended) {
-        PyErr_SetString(PyExc_RuntimeError, "http.response.pathsend must follow http.response.start, alone");
+        PyErr_SetString(PyExc_RuntimeError,
+                        "http.response.pathsend must follow http.response.start, alone");
         return NULL;
     }
     PyObject *path = msg_get(msg, a->k_path);
@@ -751,8 +782,9 @@ static PyObject *send_trailers(Request *r, PyObject *msg)
 {
     gp_asgi *a = r->a;
     if (!r->trailers || !r->body_ended) {
-        PyErr_SetString(PyExc_RuntimeError, "http.response.trailers needs trailers=True in the start message "
-                                            "and comes after the last body message");
+        PyErr_SetString(PyExc_RuntimeError,
+                        "http.response.trailers needs trailers=True in the start message "
+                        "and comes after the last body message");
         return NULL;
     }
     PyObject *hs = msg_get(msg, a->k_headers);
@@ -794,7 +826,8 @@ static PyObject *send_start(Request *r, PyObject *msg)
     }
     PyObject *st = msg_get(msg, a->k_status);
     if (!st) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "'status' missing from http.response.start");
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_KeyError, "'status' missing from http.response.start");
         return NULL;
     }
     long status = PyLong_AsLong(st);
@@ -835,7 +868,8 @@ static PyObject *asgi_send(PyObject *self, PyObject *msg)
     }
     if (!r->conn) {
         if (r->complete && !r->disconnected) {
-            PyErr_Format(PyExc_RuntimeError, "unexpected ASGI message %R after the response completed", type);
+            PyErr_Format(PyExc_RuntimeError,
+                         "unexpected ASGI message %R after the response completed", type);
             return NULL;
         }
         return ready_none(a); /* the client is gone: sending is a no-op */
@@ -880,7 +914,8 @@ static void app_ended(PyObject *owner, int how)
 static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *req)
 {
     gp_asgi *a = app;
-    if (req->upgrade && gp_asgi_ws_is_upgrade(req)) return gp_asgi_ws_start(a->app, a->asgi2, c, req);
+    if (req->upgrade && gp_asgi_ws_is_upgrade(req))
+        return gp_asgi_ws_start(a->app, a->asgi2, c, req);
     Request *r = PyObject_New(Request, &Request_Type);
     if (!r) goto oom;
     memset((char *)r + sizeof(PyObject), 0, sizeof *r - sizeof(PyObject));
@@ -1051,9 +1086,10 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
     a->create_future = PyObject_GetAttrString(loop, "create_future");
     a->create_task = PyObject_GetAttrString(loop, "create_task");
     if (!a->create_future || !a->create_task) return -1;
-    static const char *const sk[] = {"type", "asgi", "http_version", "method", "scheme", "path", "raw_path",
-                                     "query_string", "root_path", "headers", "client", "server", "state",
-                                     "extensions", "subprotocols"};
+    static const char *const sk[] = {"type",      "asgi",       "http_version", "method",
+                                     "scheme",    "path",       "raw_path",     "query_string",
+                                     "root_path", "headers",    "client",       "server",
+                                     "state",     "extensions", "subprotocols"};
     for (int i = 0; i < SK_COUNT; i++)
         if (!(a->scope_keys[i] = intern(sk[i]))) return -1;
     a->scope_keys[SK_COUNT] = intern("ws");
@@ -1079,12 +1115,14 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
     const char *root = cfg->root_path ? cfg->root_path : "";
     a->root_len = strlen(root);
     a->v_root = PyUnicode_FromString(root);
-    a->asgi_info = Py_BuildValue("{s:s,s:s}", "version", asgi2 ? "2.0" : "3.0", "spec_version", "2.4");
-    a->extensions = Py_BuildValue("{s:{},s:{},s:{}}", "http.response.pathsend", "http.response.trailers",
-                                  "websocket.http.response");
+    a->asgi_info =
+        Py_BuildValue("{s:s,s:s}", "version", asgi2 ? "2.0" : "3.0", "spec_version", "2.4");
+    a->extensions = Py_BuildValue("{s:{},s:{},s:{}}", "http.response.pathsend",
+                                  "http.response.trailers", "websocket.http.response");
     a->msg_disconnect = Py_BuildValue("{s:s}", "type", "http.disconnect");
     a->ready_none = ready_new(NULL);
-    if (!a->v_root || !a->asgi_info || !a->extensions || !a->msg_disconnect || !a->ready_none || !a->v_empty_bytes)
+    if (!a->v_root || !a->asgi_info || !a->extensions || !a->msg_disconnect || !a->ready_none ||
+        !a->v_empty_bytes)
         return -1;
     /* every key a scope has, in the order apps print them */
     for (int kind = 0; kind < 2; kind++) {
@@ -1092,12 +1130,21 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
         PyObject **K = a->scope_keys;
         if (!t) return -1;
         PyObject *vals[SK_COUNT] = {
-            [SK_TYPE] = kind ? intern("websocket") : a->v_http, [SK_ASGI] = a->asgi_info,
-            [SK_HTTP_VERSION] = a->v_http11, [SK_METHOD] = a->methods[0],
-            [SK_SCHEME] = kind ? a->scope_keys[SK_COUNT] : a->v_http, [SK_PATH] = a->v_root,
-            [SK_RAW_PATH] = a->v_empty_bytes, [SK_QUERY] = a->v_empty_bytes, [SK_ROOT] = a->v_root,
-            [SK_HEADERS] = Py_None, [SK_CLIENT] = Py_None, [SK_SERVER] = Py_None, [SK_STATE] = Py_None,
-            [SK_EXTENSIONS] = a->extensions, [SK_SUBPROTOCOLS] = Py_None,
+            [SK_TYPE] = kind ? intern("websocket") : a->v_http,
+            [SK_ASGI] = a->asgi_info,
+            [SK_HTTP_VERSION] = a->v_http11,
+            [SK_METHOD] = a->methods[0],
+            [SK_SCHEME] = kind ? a->scope_keys[SK_COUNT] : a->v_http,
+            [SK_PATH] = a->v_root,
+            [SK_RAW_PATH] = a->v_empty_bytes,
+            [SK_QUERY] = a->v_empty_bytes,
+            [SK_ROOT] = a->v_root,
+            [SK_HEADERS] = Py_None,
+            [SK_CLIENT] = Py_None,
+            [SK_SERVER] = Py_None,
+            [SK_STATE] = Py_None,
+            [SK_EXTENSIONS] = a->extensions,
+            [SK_SUBPROTOCOLS] = Py_None,
         };
         for (int i = 0; i < SK_COUNT; i++) {
             if (i == SK_METHOD && kind) continue;
@@ -1130,7 +1177,10 @@ static PyObject *py_log(PyObject *self, PyObject *args)
     const char *msg;
     if (!PyArg_ParseTuple(args, "is", &level, &msg)) return NULL;
     level = level / 10 - 1; /* the logging module's numbers */
-    gp_log(level < GP_LOG_DEBUG ? GP_LOG_DEBUG : level > GP_LOG_CRITICAL ? GP_LOG_CRITICAL : level, "%s", msg);
+    gp_log(level < GP_LOG_DEBUG      ? GP_LOG_DEBUG
+           : level > GP_LOG_CRITICAL ? GP_LOG_CRITICAL
+                                     : level,
+           "%s", msg);
     Py_RETURN_NONE;
 }
 
@@ -1176,7 +1226,8 @@ static const char driver_src[] =
     "        except BaseException as e:\n"
     "            if not self.started.done():\n"
     "                if mode == 'auto' and not self.sent_any:\n"
-    "                    self.log(20, \"ASGI 'lifespan' protocol appears unsupported (%s: %s); running without it\" % (type(e).__name__, e))\n"
+    "                    self.log(20, \"ASGI 'lifespan' protocol appears unsupported (%s: %s); "
+    "running without it\" % (type(e).__name__, e))\n"
     "                    self.started.set_result('unsupported')\n"
     "                    return\n"
     "                traceback.print_exc()\n"
@@ -1185,7 +1236,8 @@ static const char driver_src[] =
     "                traceback.print_exc()\n"
     "        finally:\n"
     "            if not self.started.done():\n"
-    "                self.log(20, \"the app returned from the 'lifespan' scope without answering start-up; \"\n"
+    "                self.log(20, \"the app returned from the 'lifespan' scope without answering "
+    "start-up; \"\n"
     "                         \"running without lifespan\")\n"
     "                self.started.set_result('unsupported')\n"
     "            if not self.stopped.done():\n"
@@ -1234,7 +1286,8 @@ static const char driver_src[] =
     "    asyncio.set_event_loop(loop)\n"
     "    log(10, 'ASGI on %s' % type(loop).__module__)\n"
     "    try:\n"
-    "        return loop, loop.run_until_complete(serve(app, asgi2, mode, state, fd, turn, accept, log))\n"
+    "        return loop, loop.run_until_complete(serve(app, asgi2, mode, state, fd, turn, accept, "
+    "log))\n"
     "    finally:\n"
     "        loop.close()\n"
     "\n"
@@ -1251,7 +1304,8 @@ static const char driver_src[] =
     "def run(loop, app, asgi2, mode, state, fd, turn, accept, log):\n"
     "    asyncio.set_event_loop(loop)\n"
     "    try:\n"
-    "        return loop.run_until_complete(serve(app, asgi2, mode, state, fd, turn, accept, log))\n"
+    "        return loop.run_until_complete(serve(app, asgi2, mode, state, fd, turn, accept, "
+    "log))\n"
     "    finally:\n"
     "        loop.close()\n";
 
@@ -1285,10 +1339,12 @@ int gp_asgi_detect(PyObject *app)
 int gp_asgi_run(const gp_worker_args *args, PyObject *app, int asgi2)
 {
     const gp_config *cfg = args->cfg;
-    if (PyType_Ready(&Ready_Type) < 0 || PyType_Ready(&Request_Type) < 0 || PyType_Ready(&Conn_Type) < 0)
+    if (PyType_Ready(&Ready_Type) < 0 || PyType_Ready(&Request_Type) < 0 ||
+        PyType_Ready(&Conn_Type) < 0)
         goto pyfail;
     PyObject *globals = PyDict_New();
-    if (!globals || PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) < 0) goto pyfail;
+    if (!globals || PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) < 0)
+        goto pyfail;
     PyObject *res = PyRun_String(driver_src, Py_file_input, globals, globals);
     if (!res) goto pyfail;
     Py_DECREF(res);
@@ -1296,7 +1352,8 @@ int gp_asgi_run(const gp_worker_args *args, PyObject *app, int asgi2)
     PyObject *run = PyDict_GetItemString(globals, "run");
     PyObject *drv = PyModule_New("_gallop_asgi");
     if (!drv || PyModule_AddFunctions(drv, driver_methods) < 0) goto pyfail;
-    PyObject *turn = PyObject_GetAttrString(drv, "turn"), *accept = PyObject_GetAttrString(drv, "accept"),
+    PyObject *turn = PyObject_GetAttrString(drv, "turn"),
+             *accept = PyObject_GetAttrString(drv, "accept"),
              *logf = PyObject_GetAttrString(drv, "log");
     if (!turn || !accept || !logf) goto pyfail;
     PyObject *loop = PyObject_CallFunction(make_loop, "sO", cfg->loop, logf);
@@ -1318,10 +1375,11 @@ int gp_asgi_run(const gp_worker_args *args, PyObject *app, int asgi2)
     const char *lm = loop_mod && PyUnicode_Check(loop_mod) ? PyUnicode_AsUTF8(loop_mod) : NULL;
     if (!lm) PyErr_Clear();
     /* module-qualified: the bare tp_name of uvloop's loop is just "Loop" */
-    gp_info("ASGI %s app on the %s%s%s loop", asgi2 ? "2" : "3", lm ? lm : "", lm ? "." : "", Py_TYPE(loop)->tp_name);
+    gp_info("ASGI %s app on the %s%s%s loop", asgi2 ? "2" : "3", lm ? lm : "", lm ? "." : "",
+            Py_TYPE(loop)->tp_name);
     Py_XDECREF(loop_mod);
-    PyObject *rc = PyObject_CallFunction(run, "OOisOiOOO", loop, app, asgi2, cfg->lifespan, a->state,
-                                         gp_worker_fd(a->worker), turn, accept, logf);
+    PyObject *rc = PyObject_CallFunction(run, "OOisOiOOO", loop, app, asgi2, cfg->lifespan,
+                                         a->state, gp_worker_fd(a->worker), turn, accept, logf);
     if (!rc) goto pyfail;
     int code = (int)PyLong_AsLong(rc);
     Py_DECREF(rc);

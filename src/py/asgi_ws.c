@@ -20,10 +20,10 @@ enum { WS_CONNECTING, WS_ACCEPTED, WS_DENIED, WS_CLOSED };
 
 typedef struct {
     PyObject_HEAD
-    gp_conn *conn;      /* NULL once detached */
+    gp_conn *conn; /* NULL once detached */
     PyObject *task;
     PyObject *recv_fut, *send_fut, *send_keep;
-    PyObject *queue;    /* list of messages not yet received */
+    PyObject *queue; /* list of messages not yet received */
     PyObject *denial_headers;
     int denial_status;
     int state;
@@ -37,8 +37,8 @@ static PyTypeObject Session_Type;
 
 static struct {
     PyObject *create_future, *create_task;
-    PyObject *k_type, *k_text, *k_bytes, *k_code, *k_reason, *k_subprotocol, *k_headers, *k_status, *k_body,
-        *k_more_body;
+    PyObject *k_type, *k_text, *k_bytes, *k_code, *k_reason, *k_subprotocol, *k_headers, *k_status,
+        *k_body, *k_more_body;
     PyObject *v_receive, *v_connect, *v_disconnect, *v_websocket;
     PyObject *s_set_result, *s_done, *s_cancel;
     PyObject *extensions;
@@ -56,7 +56,7 @@ static void Session_dealloc(Session *s)
 }
 
 static PyTypeObject Session_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
+    .ob_base = {PyObject_HEAD_INIT(NULL) 0},
     .tp_name = "gallop.WebSocketSession",
     .tp_basicsize = sizeof(Session),
     .tp_dealloc = (destructor)Session_dealloc,
@@ -100,7 +100,8 @@ static void resolve(PyObject **futp, PyObject *value)
 
 static PyObject *disconnect_msg(Session *s)
 {
-    return Py_BuildValue("{s:s,s:I}", "type", "websocket.disconnect", "code", s->close_code ? s->close_code : 1005);
+    return Py_BuildValue("{s:s,s:I}", "type", "websocket.disconnect", "code",
+                         s->close_code ? s->close_code : 1005);
 }
 
 /* Gives the connection back to the core, which closes it gracefully. */
@@ -152,7 +153,8 @@ static PyObject *ws_receive(PyObject *self, PyObject *unused)
     Session *s = (Session *)self;
     if (s->recv_fut && !recv_fut_live(s)) Py_CLEAR(s->recv_fut);
     if (s->recv_fut) {
-        PyErr_SetString(PyExc_RuntimeError, "receive() called again before the previous one completed");
+        PyErr_SetString(PyExc_RuntimeError,
+                        "receive() called again before the previous one completed");
         return NULL;
     }
     PyObject *m = next_message(s);
@@ -184,11 +186,12 @@ static int add_headers(gp_conn *c, PyObject *headers)
         PyObject *h = PySequence_Fast_GET_ITEM(seq, i);
         PyObject *pair = PySequence_Fast(h, "each header must be a [name, value] pair");
         if (!pair) goto fail;
-        PyObject *n = PySequence_Fast_GET_SIZE(pair) == 2 ? PySequence_Fast_GET_ITEM(pair, 0) : NULL;
+        PyObject *n =
+            PySequence_Fast_GET_SIZE(pair) == 2 ? PySequence_Fast_GET_ITEM(pair, 0) : NULL;
         PyObject *v = n ? PySequence_Fast_GET_ITEM(pair, 1) : NULL;
         if (!n || !PyBytes_Check(n) || !PyBytes_Check(v) ||
-            gp_conn_head_add(c, PyBytes_AS_STRING(n), (size_t)PyBytes_GET_SIZE(n), PyBytes_AS_STRING(v),
-                             (size_t)PyBytes_GET_SIZE(v)) < 0) {
+            gp_conn_head_add(c, PyBytes_AS_STRING(n), (size_t)PyBytes_GET_SIZE(n),
+                             PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v)) < 0) {
             Py_DECREF(pair);
             PyErr_Format(PyExc_ValueError, "invalid header %R", h);
             goto fail;
@@ -240,14 +243,16 @@ static PyObject *send_accept(Session *s, PyObject *msg)
     if (r == GP_AGAIN) return send_wait(s, NULL);
     return ready(NULL);
 bad:
-    if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "could not send the WebSocket handshake");
+    if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, "could not send the WebSocket handshake");
     return NULL;
 }
 
 static PyObject *send_message(Session *s, PyObject *msg)
 {
     if (s->state != WS_ACCEPTED) {
-        PyErr_SetString(PyExc_RuntimeError, "websocket.send before websocket.accept, or after close");
+        PyErr_SetString(PyExc_RuntimeError,
+                        "websocket.send before websocket.accept, or after close");
         return NULL;
     }
     PyObject *text = get(msg, G.k_text), *bytes = get(msg, G.k_bytes);
@@ -333,7 +338,8 @@ static PyObject *send_denial(Session *s, PyObject *msg, bool start)
     if (!gp_conn_head_sent(c)) {
         char line[8];
         snprintf(line, sizeof line, "%03d ", s->denial_status);
-        if (gp_conn_head_begin(c, line, 4) < 0 || add_headers(c, s->denial_headers) < 0) return NULL;
+        if (gp_conn_head_begin(c, line, 4) < 0 || add_headers(c, s->denial_headers) < 0)
+            return NULL;
         if (!more) gp_conn_head_set_length(c, (uint64_t)n);
         gp_conn_set_close(c);
         gp_conn_head_end(c);
@@ -409,8 +415,9 @@ static void ws_message(void *app, gp_conn *c, int binary, const char *data, size
 {
     Session *s = gp_conn_app_state(c);
     if (!s) return;
-    PyObject *payload = binary ? PyBytes_FromStringAndSize(data, (Py_ssize_t)len)
-                               : PyUnicode_DecodeUTF8(data, (Py_ssize_t)len, "strict"); /* validated in C */
+    PyObject *payload =
+        binary ? PyBytes_FromStringAndSize(data, (Py_ssize_t)len)
+               : PyUnicode_DecodeUTF8(data, (Py_ssize_t)len, "strict"); /* validated in C */
     PyObject *m = payload ? PyDict_New() : NULL;
     if (!m || PyDict_SetItem(m, G.k_type, G.v_receive) < 0 ||
         PyDict_SetItem(m, binary ? G.k_bytes : G.k_text, payload) < 0) {
@@ -420,14 +427,16 @@ static void ws_message(void *app, gp_conn *c, int binary, const char *data, size
         return;
     }
     Py_DECREF(payload);
-    if (s->recv_fut && !recv_fut_live(s)) Py_CLEAR(s->recv_fut); /* keep the message for the next receive() */
+    if (s->recv_fut && !recv_fut_live(s))
+        Py_CLEAR(s->recv_fut); /* keep the message for the next receive() */
     if (s->recv_fut) {
         resolve(&s->recv_fut, m);
         return;
     }
     PyList_Append(s->queue, m);
     Py_DECREF(m);
-    if (PyList_GET_SIZE(s->queue) >= QUEUE_MAX) gp_conn_wait_input(c, 0); /* the app is behind: stop reading */
+    if (PyList_GET_SIZE(s->queue) >= QUEUE_MAX)
+        gp_conn_wait_input(c, 0); /* the app is behind: stop reading */
 }
 
 static void ws_closed(void *app, gp_conn *c, unsigned code)
@@ -455,9 +464,7 @@ void gp_asgi_ws_resume(gp_conn *c)
     Py_DECREF(s);
 }
 
-void gp_asgi_ws_readable(gp_conn *c)
-{
-}
+void gp_asgi_ws_readable(gp_conn *c) {}
 
 void gp_asgi_ws_abort(gp_conn *c)
 {
@@ -487,7 +494,8 @@ bool gp_asgi_ws_is_upgrade(const gp_http_request *req)
 {
     for (size_t i = 0; i < req->num_headers; i++)
         if (gp_http_token_eq(req->headers[i].name, req->headers[i].name_len, "upgrade"))
-            return req->headers[i].value_len == 9 && gp_http_token_eq(req->headers[i].value, 9, "websocket");
+            return req->headers[i].value_len == 9 &&
+                   gp_http_token_eq(req->headers[i].value, 9, "websocket");
     return false;
 }
 
@@ -529,7 +537,8 @@ gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_ht
         const char *pv = NULL;
         size_t pl = 0;
         for (size_t i = 0; i < req->num_headers; i++)
-            if (gp_http_token_eq(req->headers[i].name, req->headers[i].name_len, "sec-websocket-protocol"))
+            if (gp_http_token_eq(req->headers[i].name, req->headers[i].name_len,
+                                 "sec-websocket-protocol"))
                 pv = req->headers[i].value, pl = req->headers[i].value_len;
         int n = pv ? gp_ws_split_protocols(pv, pl, toks, 32) : 0;
         protos = PyList_New(0);

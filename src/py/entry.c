@@ -7,8 +7,8 @@
 #include "core/log.h"
 #include "core/master.h"
 #include "core/worker.h"
-#include "py/interp.h"
 #include "py/asgi.h"
+#include "py/interp.h"
 #include "py/wsgi.h"
 
 int gp_py_worker_main(const gp_worker_args *args);
@@ -43,7 +43,9 @@ void gp_py_after_fork_parent(void)
 static void register_traceback_dump(void)
 {
     PyObject *fh = PyImport_ImportModule("faulthandler");
-    PyObject *r = fh ? PyObject_CallMethod(fh, "register", "iOO", SIGUSR2, PySys_GetObject("stderr"), Py_True) : NULL;
+    PyObject *r =
+        fh ? PyObject_CallMethod(fh, "register", "iOO", SIGUSR2, PySys_GetObject("stderr"), Py_True)
+           : NULL;
     if (!r) {
         PyErr_Clear();
         gp_warn("faulthandler unavailable: no tracebacks on timeout");

@@ -29,7 +29,8 @@ static int add_venv(const char *venv)
     snprintf(pattern, sizeof pattern, "%s/lib/python%d.%d/site-packages", venv, PY_MAJOR_VERSION,
              PY_MINOR_VERSION);
     if (access(pattern, F_OK) != 0) {
-        fprintf(stderr, "gallop: error: virtual environment '%s' has no %s (built for another Python?)\n",
+        fprintf(stderr,
+                "gallop: error: virtual environment '%s' has no %s (built for another Python?)\n",
                 venv, pattern);
         return -1;
     }
@@ -56,7 +57,8 @@ int gp_py_start(const gp_config *cfg)
     if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&pc);
     PyConfig_Clear(&pc);
     if (PyStatus_Exception(st)) {
-        fprintf(stderr, "gallop: error: cannot start Python: %s\n", st.err_msg ? st.err_msg : "unknown");
+        fprintf(stderr, "gallop: error: cannot start Python: %s\n",
+                st.err_msg ? st.err_msg : "unknown");
         return GP_EXIT_BOOT_ERROR;
     }
     PyObject *sys_path = PySys_GetObject("path");
@@ -119,10 +121,14 @@ PyObject *gp_py_load_app(const gp_config *cfg, gp_scoreboard *sb, int *exit_code
     if (!obj) {
         if (module_missing(module)) {
             PyErr_Clear();
-            report_once(sb, "cannot import module '%s': no such module (sys.path[0] is the current directory%s)",
+            report_once(sb,
+                        "cannot import module '%s': no such module (sys.path[0] is the current "
+                        "directory%s)",
                         module, cfg->chdir ? ", set by --chdir" : "; see --chdir and --pythonpath");
         } else {
-            report_once(sb, "the app module '%s' raised an exception while importing (traceback above)%s", module, "");
+            report_once(
+                sb, "the app module '%s' raised an exception while importing (traceback above)%s",
+                module, "");
         }
         return NULL;
     }
@@ -143,13 +149,15 @@ PyObject *gp_py_load_app(const gp_config *cfg, gp_scoreboard *sb, int *exit_code
         PyObject *app = PyObject_CallNoArgs(obj);
         Py_DECREF(obj);
         if (!app) {
-            report_once(sb, "the app factory '%s' raised an exception (traceback above)%s", cfg->app, "");
+            report_once(sb, "the app factory '%s' raised an exception (traceback above)%s",
+                        cfg->app, "");
             return NULL;
         }
         obj = app;
     }
     if (!PyCallable_Check(obj)) {
-        report_once(sb, "'%s' is not callable (is it the app? use --factory for an app factory)%s", cfg->app, "");
+        report_once(sb, "'%s' is not callable (is it the app? use --factory for an app factory)%s",
+                    cfg->app, "");
         Py_DECREF(obj);
         return NULL;
     }

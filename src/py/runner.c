@@ -61,7 +61,7 @@ static PySendResult settle(Runner *r, PySendResult res, PyObject **result, bool 
         call_ended(r, GP_RUNNER_RETURNED);
     } else if (PyErr_ExceptionMatches(PyExc_Exception)) {
         call_ended(r, GP_RUNNER_RAISED); /* the hook logs and clears it */
-    } else { /* CancelledError and the like: the runner ends with it */
+    } else {                             /* CancelledError and the like: the runner ends with it */
         PyObject *t, *v, *tb;
         PyErr_Fetch(&t, &v, &tb);
         call_ended(r, GP_RUNNER_CANCELLED);
@@ -157,8 +157,7 @@ static PyObject *Runner_throw(Runner *r, PyObject *const *args, Py_ssize_t nargs
         if (nargs < 1) return NULL;
         if (PyExceptionClass_Check(args[0]))
             PyErr_SetObject(args[0], nargs > 1 && args[1] != Py_None ? args[1] : NULL);
-        else
-            PyErr_SetObject((PyObject *)Py_TYPE(args[0]), args[0]);
+        else PyErr_SetObject((PyObject *)Py_TYPE(args[0]), args[0]);
         return NULL;
     }
     PyObject *meth = PyObject_GetAttrString(r->coro, "throw");
@@ -214,7 +213,7 @@ static PyMethodDef Runner_methods[] = {
 };
 
 static PyTypeObject Runner_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
+    .ob_base = {PyObject_HEAD_INIT(NULL) 0},
     .tp_name = "gallop.AppRunner",
     .tp_basicsize = sizeof(Runner),
     .tp_dealloc = (destructor)Runner_dealloc,

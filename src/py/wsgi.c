@@ -24,7 +24,7 @@
 typedef struct {
     char name[KEY_CACHE_NAME]; /* lower-case */
     unsigned char len;
-    PyObject *key;             /* NULL: header dropped (name with '_') */
+    PyObject *key; /* NULL: header dropped (name with '_') */
     bool used;
 } key_entry;
 
@@ -53,11 +53,11 @@ typedef struct {
     PyObject *status;
     PyObject *headers;
     PyObject *result;
-    PyObject *iter;    /* NULL while walking a list or tuple by index */
+    PyObject *iter; /* NULL while walking a list or tuple by index */
     Py_ssize_t index;
-    PyObject *chunk;   /* last chunk handed to the core: it may still point into it */
-    PyObject *file;    /* the FileWrapper being sent with sendfile */
-    char what[160];    /* "GET /path" for error logs */
+    PyObject *chunk; /* last chunk handed to the core: it may still point into it */
+    PyObject *file;  /* the FileWrapper being sent with sendfile */
+    char what[160];  /* "GET /path" for error logs */
 } Request;
 
 typedef struct {
@@ -92,7 +92,9 @@ static ssize_t body_read(gp_conn *c, char *dst, size_t n)
     switch (r) {
     case GP_BODY_TOO_LARGE: PyErr_SetString(PyExc_OSError, "request body too large"); break;
     case GP_BODY_BAD: PyErr_SetString(PyExc_OSError, "malformed chunked request body"); break;
-    case GP_BODY_TIMEOUT: PyErr_SetString(PyExc_OSError, "timed out reading the request body"); break;
+    case GP_BODY_TIMEOUT:
+        PyErr_SetString(PyExc_OSError, "timed out reading the request body");
+        break;
     default: PyErr_SetString(PyExc_OSError, "client disconnected while sending the body"); break;
     }
     return -1;
@@ -103,7 +105,8 @@ static PyObject *input_read_impl(Input *in, Py_ssize_t size)
     gp_conn *c = input_conn(in);
     size_t have = in->len - in->pos;
     if (size < 0) { /* everything */
-        PyObject *parts = PyBytes_FromStringAndSize(have ? in->buf + in->pos : NULL, (Py_ssize_t)have);
+        PyObject *parts =
+            PyBytes_FromStringAndSize(have ? in->buf + in->pos : NULL, (Py_ssize_t)have);
         in->pos = in->len = 0;
         if (!parts || !c) return parts;
         Py_ssize_t used = PyBytes_GET_SIZE(parts);
@@ -206,7 +209,8 @@ static PyObject *input_readline_impl(Input *in, Py_ssize_t size)
     for (;;) {
         size_t have = in->len - in->pos;
         size_t limit = size >= 0 && (size_t)size < have ? (size_t)size : have;
-        char *nl = limit > scanned ? memchr(in->buf + in->pos + scanned, '\n', limit - scanned) : NULL;
+        char *nl =
+            limit > scanned ? memchr(in->buf + in->pos + scanned, '\n', limit - scanned) : NULL;
         if (nl || (size >= 0 && have >= (size_t)size)) {
             size_t k = nl ? (size_t)(nl - (in->buf + in->pos)) + 1 : limit;
             PyObject *b = PyBytes_FromStringAndSize(in->buf + in->pos, (Py_ssize_t)k);
@@ -269,13 +273,15 @@ static void Input_dealloc(Input *in)
 
 static PyMethodDef Input_methods[] = {
     {"read", (PyCFunction)(void (*)(void))Input_read, METH_FASTCALL, "read([size]) -> bytes"},
-    {"readline", (PyCFunction)(void (*)(void))Input_readline, METH_FASTCALL, "readline([size]) -> bytes"},
-    {"readlines", (PyCFunction)(void (*)(void))Input_readlines, METH_FASTCALL, "readlines([hint]) -> list"},
+    {"readline", (PyCFunction)(void (*)(void))Input_readline, METH_FASTCALL,
+     "readline([size]) -> bytes"},
+    {"readlines", (PyCFunction)(void (*)(void))Input_readlines, METH_FASTCALL,
+     "readlines([hint]) -> list"},
     {NULL, NULL, 0, NULL},
 };
 
 static PyTypeObject Input_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
+    .ob_base = {PyObject_HEAD_INIT(NULL) 0},
     .tp_name = "gallop.Input",
     .tp_basicsize = sizeof(Input),
     .tp_dealloc = (destructor)Input_dealloc,
@@ -293,7 +299,8 @@ static PyObject *FileWrapper_new(PyTypeObject *type, PyObject *args, PyObject *k
     PyObject *filelike;
     Py_ssize_t blksize = 8192;
     static char *kwlist[] = {"filelike", "block_size", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|n:file_wrapper", kwlist, &filelike, &blksize)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|n:file_wrapper", kwlist, &filelike, &blksize))
+        return NULL;
     FileWrapper *fw = (FileWrapper *)type->tp_alloc(type, 0);
     if (!fw) return NULL;
     Py_INCREF(filelike);
@@ -311,7 +318,8 @@ static PyObject *FileWrapper_iternext(FileWrapper *fw)
 
 static PyObject *FileWrapper_close(FileWrapper *fw, PyObject *unused)
 {
-    if (PyObject_HasAttrString(fw->filelike, "close")) return PyObject_CallMethod(fw->filelike, "close", NULL);
+    if (PyObject_HasAttrString(fw->filelike, "close"))
+        return PyObject_CallMethod(fw->filelike, "close", NULL);
     Py_RETURN_NONE;
 }
 
@@ -327,7 +335,7 @@ static PyMethodDef FileWrapper_methods[] = {
 };
 
 static PyTypeObject FileWrapper_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
+    .ob_base = {PyObject_HEAD_INIT(NULL) 0},
     .tp_name = "gallop.FileWrapper",
     .tp_basicsize = sizeof(FileWrapper),
     .tp_dealloc = (destructor)FileWrapper_dealloc,
@@ -346,26 +354,32 @@ static PyTypeObject FileWrapper_Type = {
 static int check_headers(PyObject *headers)
 {
     if (!PyList_Check(headers)) {
-        PyErr_SetString(PyExc_TypeError, "start_response: headers must be a list of (name, value) tuples");
+        PyErr_SetString(PyExc_TypeError,
+                        "start_response: headers must be a list of (name, value) tuples");
         return -1;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
         PyObject *h = PyList_GET_ITEM(headers, i);
-        if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(h, 0)) ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(h, 1))) {
-            PyErr_SetString(PyExc_TypeError, "start_response: each header must be a (str, str) tuple");
+        if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 2 ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(h, 0)) || !PyUnicode_Check(PyTuple_GET_ITEM(h, 1))) {
+            PyErr_SetString(PyExc_TypeError,
+                            "start_response: each header must be a (str, str) tuple");
             return -1;
         }
         PyObject *n = PyTuple_GET_ITEM(h, 0), *v = PyTuple_GET_ITEM(h, 1);
         if (PyUnicode_READY(n) < 0 || PyUnicode_READY(v) < 0) return -1;
-        if (PyUnicode_KIND(n) != PyUnicode_1BYTE_KIND || PyUnicode_KIND(v) != PyUnicode_1BYTE_KIND) {
+        if (PyUnicode_KIND(n) != PyUnicode_1BYTE_KIND ||
+            PyUnicode_KIND(v) != PyUnicode_1BYTE_KIND) {
             PyErr_Format(PyExc_ValueError, "start_response: header %R is not latin-1", h);
             return -1;
         }
-        if (!gp_conn_field_ok((const char *)PyUnicode_1BYTE_DATA(n), (size_t)PyUnicode_GET_LENGTH(n),
-                              (const char *)PyUnicode_1BYTE_DATA(v), (size_t)PyUnicode_GET_LENGTH(v))) {
-            PyErr_Format(PyExc_ValueError, "start_response: invalid header %R (bad name, or a control "
-                                           "character such as CR or LF in the value)", h);
+        if (!gp_conn_field_ok(
+                (const char *)PyUnicode_1BYTE_DATA(n), (size_t)PyUnicode_GET_LENGTH(n),
+                (const char *)PyUnicode_1BYTE_DATA(v), (size_t)PyUnicode_GET_LENGTH(v))) {
+            PyErr_Format(PyExc_ValueError,
+                         "start_response: invalid header %R (bad name, or a control "
+                         "character such as CR or LF in the value)",
+                         h);
             return -1;
         }
     }
@@ -380,13 +394,15 @@ static PyObject *Request_call(Request *r, PyObject *args, PyObject *kw)
 {
     PyObject *status, *headers, *exc_info = Py_None;
     static char *kwlist[] = {"status", "headers", "exc_info", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O:start_response", kwlist, &status, &headers, &exc_info))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O:start_response", kwlist, &status, &headers,
+                                     &exc_info))
         return NULL;
     if (exc_info != Py_None) {
         if (r->conn && gp_conn_head_sent(r->conn)) {
             /* too late to change the response: re-raise the app's error */
             if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
-                PyErr_SetString(PyExc_TypeError, "exc_info must be a (type, value, traceback) tuple");
+                PyErr_SetString(PyExc_TypeError,
+                                "exc_info must be a (type, value, traceback) tuple");
                 return NULL;
             }
             PyObject *t = PyTuple_GET_ITEM(exc_info, 0), *v = PyTuple_GET_ITEM(exc_info, 1),
@@ -397,7 +413,8 @@ static PyObject *Request_call(Request *r, PyObject *args, PyObject *kw)
             return NULL;
         }
     } else if (r->status) {
-        PyErr_SetString(PyExc_AssertionError, "start_response called a second time without exc_info");
+        PyErr_SetString(PyExc_AssertionError,
+                        "start_response called a second time without exc_info");
         return NULL;
     }
     if (!PyUnicode_Check(status)) {
@@ -409,12 +426,14 @@ static PyObject *Request_call(Request *r, PyObject *args, PyObject *kw)
     if (!s) return NULL;
     if (sl < 4 || !isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]) ||
         !isdigit((unsigned char)s[2]) || s[3] != ' ' || s[0] == '0') {
-        PyErr_Format(PyExc_ValueError, "start_response: invalid status %R (want e.g. '200 OK')", status);
+        PyErr_Format(PyExc_ValueError, "start_response: invalid status %R (want e.g. '200 OK')",
+                     status);
         return NULL;
     }
     for (Py_ssize_t i = 0; i < sl; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
-            PyErr_Format(PyExc_ValueError, "start_response: control character in status %R", status);
+            PyErr_Format(PyExc_ValueError, "start_response: control character in status %R",
+                         status);
             return NULL;
         }
     if (check_headers(headers) < 0) return NULL;
@@ -431,7 +450,8 @@ static int send_head(Request *r, long long known_length)
 {
     gp_conn *c = r->conn;
     if (!r->status) {
-        PyErr_SetString(PyExc_AssertionError, "the app returned body data before calling start_response");
+        PyErr_SetString(PyExc_AssertionError,
+                        "the app returned body data before calling start_response");
         return -1;
     }
     Py_ssize_t sl;
@@ -440,15 +460,17 @@ static int send_head(Request *r, long long known_length)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(r->headers); i++) {
         PyObject *h = PyList_GET_ITEM(r->headers, i);
         PyObject *n = PyTuple_GET_ITEM(h, 0), *v = PyTuple_GET_ITEM(h, 1);
-        if (gp_conn_head_add(c, (const char *)PyUnicode_1BYTE_DATA(n), (size_t)PyUnicode_GET_LENGTH(n),
-                             (const char *)PyUnicode_1BYTE_DATA(v), (size_t)PyUnicode_GET_LENGTH(v)) < 0)
+        if (gp_conn_head_add(c, (const char *)PyUnicode_1BYTE_DATA(n),
+                             (size_t)PyUnicode_GET_LENGTH(n), (const char *)PyUnicode_1BYTE_DATA(v),
+                             (size_t)PyUnicode_GET_LENGTH(v)) < 0)
             goto bad;
     }
     if (known_length >= 0) gp_conn_head_set_length(c, (uint64_t)known_length);
     if (gp_conn_head_end(c) < 0) goto bad;
     return 0;
 bad:
-    PyErr_SetString(PyExc_ValueError, "invalid response head (bad Content-Length, or the head is too large)");
+    PyErr_SetString(PyExc_ValueError,
+                    "invalid response head (bad Content-Length, or the head is too large)");
     return -1;
 }
 
@@ -483,7 +505,7 @@ static void Request_dealloc(Request *r)
 }
 
 static PyTypeObject Request_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
+    .ob_base = {PyObject_HEAD_INIT(NULL) 0},
     .tp_name = "gallop.start_response",
     .tp_basicsize = sizeof(Request),
     .tp_dealloc = (destructor)Request_dealloc,
@@ -539,7 +561,8 @@ static PyObject *header_key(gp_wsgi *w, const char *name, size_t n, PyObject **o
         char buf[5 + 256];
         size_t k = n < 256 ? n : 256;
         memcpy(buf, "HTTP_", 5);
-        for (size_t i = 0; i < k; i++) buf[5 + i] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
+        for (size_t i = 0; i < k; i++)
+            buf[5 + i] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
         key = PyUnicode_DecodeLatin1(buf, (Py_ssize_t)(5 + k), NULL);
         if (key) PyUnicode_InternInPlace(&key);
     }
@@ -586,7 +609,8 @@ static int set_server(gp_wsgi *w, PyObject *env, gp_conn *c)
 {
     const gp_addr *a = gp_conn_local(c);
     int i = 0;
-    for (; i < GP_MAX_BINDS && w->server_addr[i] && w->server_addr[i] != a; i++) {}
+    for (; i < GP_MAX_BINDS && w->server_addr[i] && w->server_addr[i] != a; i++) {
+    }
     if (i == GP_MAX_BINDS) i = 0;
     if (!w->server_addr[i]) {
         const char *t = a->text;
@@ -627,7 +651,10 @@ static int set_remote(gp_wsgi *w, PyObject *env, gp_conn *c)
         return 0; /* unix socket: no remote address */
     }
     PyObject *h = PyUnicode_FromString(host), *p = PyUnicode_FromFormat("%d", port);
-    int r = (!h || !p || PyDict_SetItem(env, w->k_remote_addr, h) < 0 || PyDict_SetItem(env, w->k_remote_port, p) < 0) ? -1 : 0;
+    int r = (!h || !p || PyDict_SetItem(env, w->k_remote_addr, h) < 0 ||
+             PyDict_SetItem(env, w->k_remote_port, p) < 0)
+                ? -1
+                : 0;
     Py_XDECREF(h);
     Py_XDECREF(p);
     return r;
@@ -635,7 +662,8 @@ static int set_remote(gp_wsgi *w, PyObject *env, gp_conn *c)
 
 static PyObject *method_str(gp_wsgi *w, const char *m, size_t n)
 {
-    static const char *const known[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", NULL};
+    static const char *const known[] = {"GET",    "POST",    "HEAD",  "PUT",
+                                        "DELETE", "OPTIONS", "PATCH", NULL};
     for (int i = 0; known[i]; i++)
         if (strlen(known[i]) == n && memcmp(known[i], m, n) == 0) {
             Py_INCREF(w->methods[i]);
@@ -651,7 +679,8 @@ static PyObject *build_environ(gp_wsgi *w, gp_conn *c, const gp_http_request *re
     PyObject *m = method_str(w, req->method, req->method_len);
     if (!m || PyDict_SetItem(env, w->k_method, m) < 0) goto fail_m;
     Py_DECREF(m);
-    if (PyDict_SetItem(env, w->k_protocol, req->version_minor ? w->v_http11 : w->v_http10) < 0) goto fail;
+    if (PyDict_SetItem(env, w->k_protocol, req->version_minor ? w->v_http11 : w->v_http10) < 0)
+        goto fail;
     size_t plen = gp_http_percent_decode(w->scratch, req->path, req->path_len);
     const char *p = w->scratch;
     if (w->root_len && plen >= w->root_len && memcmp(p, w->cfg->root_path, w->root_len) == 0 &&
@@ -791,7 +820,8 @@ static gp_app_status pump(Request *r)
             }
         }
         if (!PyBytes_Check(chunk)) {
-            PyErr_Format(PyExc_TypeError, "the response iterable yielded %.100s, not bytes", Py_TYPE(chunk)->tp_name);
+            PyErr_Format(PyExc_TypeError, "the response iterable yielded %.100s, not bytes",
+                         Py_TYPE(chunk)->tp_name);
             Py_DECREF(chunk);
             return fail_response(r, "bad response body");
         }
@@ -813,7 +843,8 @@ static gp_app_status pump(Request *r)
         if (rc == GP_AGAIN) return GP_APP_PENDING;
         if (rc == GP_ERROR) return finish(r); /* client gone */
     }
-    if (!gp_conn_head_sent(c) && send_head(r, 0) < 0) return fail_response(r, "invalid response head");
+    if (!gp_conn_head_sent(c) && send_head(r, 0) < 0)
+        return fail_response(r, "invalid response head");
     gp_conn_end_response(c);
     return finish(r);
 }
@@ -936,7 +967,8 @@ const gp_app_ops gp_wsgi_threaded_ops = {
 
 gp_wsgi *gp_wsgi_new(PyObject *app, const gp_config *cfg)
 {
-    if (PyType_Ready(&Request_Type) < 0 || PyType_Ready(&Input_Type) < 0 || PyType_Ready(&FileWrapper_Type) < 0)
+    if (PyType_Ready(&Request_Type) < 0 || PyType_Ready(&Input_Type) < 0 ||
+        PyType_Ready(&FileWrapper_Type) < 0)
         return NULL;
     gp_wsgi *w = PyMem_Calloc(1, sizeof *w);
     if (!w) return (gp_wsgi *)PyErr_NoMemory();
@@ -979,14 +1011,15 @@ gp_wsgi *gp_wsgi_new(PyObject *app, const gp_config *cfg)
     bad = bad || !version || PyDict_SetItemString(env, "wsgi.version", version) < 0;
     Py_XDECREF(version);
     PyObject *scheme = intern("http"), *software = intern("gallop");
-    bad = bad || PyDict_SetItemString(env, "wsgi.url_scheme", scheme) < 0 ||
-          PyDict_SetItemString(env, "wsgi.errors", errors) < 0 ||
-          PyDict_SetItemString(env, "wsgi.multithread", cfg->threads > 1 ? Py_True : Py_False) < 0 ||
-          PyDict_SetItemString(env, "wsgi.multiprocess", Py_True) < 0 ||
-          PyDict_SetItemString(env, "wsgi.run_once", Py_False) < 0 ||
-          PyDict_SetItemString(env, "wsgi.input_terminated", Py_True) < 0 ||
-          PyDict_SetItemString(env, "wsgi.file_wrapper", (PyObject *)&FileWrapper_Type) < 0 ||
-          PyDict_SetItemString(env, "SERVER_SOFTWARE", software) < 0;
+    bad =
+        bad || PyDict_SetItemString(env, "wsgi.url_scheme", scheme) < 0 ||
+        PyDict_SetItemString(env, "wsgi.errors", errors) < 0 ||
+        PyDict_SetItemString(env, "wsgi.multithread", cfg->threads > 1 ? Py_True : Py_False) < 0 ||
+        PyDict_SetItemString(env, "wsgi.multiprocess", Py_True) < 0 ||
+        PyDict_SetItemString(env, "wsgi.run_once", Py_False) < 0 ||
+        PyDict_SetItemString(env, "wsgi.input_terminated", Py_True) < 0 ||
+        PyDict_SetItemString(env, "wsgi.file_wrapper", (PyObject *)&FileWrapper_Type) < 0 ||
+        PyDict_SetItemString(env, "SERVER_SOFTWARE", software) < 0;
     Py_XDECREF(scheme);
     Py_XDECREF(software);
     if (bad) return NULL;

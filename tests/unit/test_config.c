@@ -61,7 +61,8 @@ static args *mkargs(args *a, const char *first, ...)
     return a;
 }
 
-#define PARSE(cfg, a, ...) gp_config_parse((cfg), mkargs((a), "gallop", __VA_ARGS__, (const char *)NULL)->argc, (a)->argv)
+#define PARSE(cfg, a, ...)                                                                         \
+    gp_config_parse((cfg), mkargs((a), "gallop", __VA_ARGS__, (const char *)NULL)->argc, (a)->argv)
 
 /* Runs the parse with fd 1 and fd 2 pointed at a temp file; returns the result
  * and leaves what was printed in out. */
@@ -97,14 +98,20 @@ static void expect_error(args *a, const char *needle)
     reset_getopt();
     int r = parse_captured(&cfg, a, out, sizeof out);
     if (r != -1) fail_msg("argv[1]='%s': expected -1, got %d", a->argc > 1 ? a->argv[1] : "", r);
-    if (strncmp(out, "gallop: error: ", 15) != 0) fail_msg("output '%s' lacks the error prefix", out);
+    if (strncmp(out, "gallop: error: ", 15) != 0)
+        fail_msg("output '%s' lacks the error prefix", out);
     char *nl = strchr(out, '\n');
     assert_non_null(nl);
     assert_int_equal(nl[1], 0); /* one line only */
     if (needle && !strstr(out, needle)) fail_msg("output '%s' lacks '%s'", out, needle);
 }
 
-#define ERR(needle, ...) do { args a_; mkargs(&a_, "gallop", __VA_ARGS__, (const char *)NULL); expect_error(&a_, needle); } while (0)
+#define ERR(needle, ...)                                                                           \
+    do {                                                                                           \
+        args a_;                                                                                   \
+        mkargs(&a_, "gallop", __VA_ARGS__, (const char *)NULL);                                    \
+        expect_error(&a_, needle);                                                                 \
+    } while (0)
 
 static void test_defaults(void **state)
 {
@@ -163,8 +170,8 @@ static void test_every_flag(void **state)
                            "--backlog", "64", "--graceful-timeout", "2.5", "--keep-alive", "0",
                            "--limit-request-line", "100", "--limit-request-fields", "7",
                            "--limit-request-field_size", "300", "--limit-request-body", "1048576",
-                           "--log-level", "WARNING", "--access-log", "-", "--error-log", "/tmp/e.log",
-                           "--factory", "--reuse-port", "app:make"),
+                           "--log-level", "WARNING", "--access-log", "-", "--error-log",
+                           "/tmp/e.log", "--factory", "--reuse-port", "app:make"),
                      0);
     assert_int_equal(cfg.num_binds, 1);
     assert_string_equal(cfg.binds[0], "0.0.0.0:9000");
@@ -194,10 +201,10 @@ static void test_newer_flags(void **state)
 {
     gp_config cfg;
     args a;
-    assert_int_equal(PARSE(&cfg, &a, "--threads", "8", "--timeout", "12.5", "--max-requests", "1000",
-                           "--max-requests-jitter", "50", "--max-worker-memory", "512", "--preload",
-                           "--fd", "3", "--fd", "7", "--pid", "/run/g.pid", "--user", "www", "--group", "web",
-                           "--umask", "027", "app"),
+    assert_int_equal(PARSE(&cfg, &a, "--threads", "8", "--timeout", "12.5", "--max-requests",
+                           "1000", "--max-requests-jitter", "50", "--max-worker-memory", "512",
+                           "--preload", "--fd", "3", "--fd", "7", "--pid", "/run/g.pid", "--user",
+                           "www", "--group", "web", "--umask", "027", "app"),
                      0);
     assert_int_equal(cfg.threads, 8);
     assert_true(cfg.timeout == 12.5);
@@ -215,7 +222,8 @@ static void test_newer_flags(void **state)
     assert_string_equal(cfg.group, "web");
     assert_int_equal(cfg.umask, 027);
     reset_getopt();
-    assert_int_equal(PARSE(&cfg, &a, "--fd", "3", "-b", ":1", "--timeout", "0", "--umask", "0", "app"), 0);
+    assert_int_equal(
+        PARSE(&cfg, &a, "--fd", "3", "-b", ":1", "--timeout", "0", "--umask", "0", "app"), 0);
     assert_int_equal(cfg.num_binds, 1);
     assert_true(cfg.timeout == 0.0);
     assert_int_equal(cfg.umask, 0);
@@ -225,7 +233,8 @@ static void test_newer_flags(void **state)
     ERR("invalid --timeout '-3'", "--timeout", "-3", "app");
     ERR("invalid --max-requests 'x'", "--max-requests", "x", "app");
     ERR("invalid --max-requests-jitter '-1'", "--max-requests-jitter", "-1", "app");
-    ERR("invalid --max-worker-memory '1073741825' (megabytes)", "--max-worker-memory", "1073741825", "app");
+    ERR("invalid --max-worker-memory '1073741825' (megabytes)", "--max-worker-memory", "1073741825",
+        "app");
     ERR("invalid --fd '2' (a descriptor number >= 3)", "--fd", "2", "app");
     ERR("invalid --fd 'x'", "--fd", "x", "app");
     ERR("invalid --umask '8' (octal, e.g. 022)", "--umask", "8", "app");
@@ -238,7 +247,8 @@ static void test_short_flags_and_equals(void **state)
 {
     gp_config cfg;
     args a;
-    assert_int_equal(PARSE(&cfg, &a, "-b", "unix:/tmp/s", "-w", "2", "--backlog=9", "--bind=[::1]:1", "app"), 0);
+    assert_int_equal(
+        PARSE(&cfg, &a, "-b", "unix:/tmp/s", "-w", "2", "--backlog=9", "--bind=[::1]:1", "app"), 0);
     assert_int_equal(cfg.num_binds, 2);
     assert_string_equal(cfg.binds[0], "unix:/tmp/s");
     assert_string_equal(cfg.binds[1], "[::1]:1");
@@ -301,8 +311,8 @@ static void test_gunicorn_aliases(void **state)
 {
     gp_config cfg;
     args a;
-    assert_int_equal(PARSE(&cfg, &a, "--access-logfile", "/tmp/a.log", "--error-logfile", "/tmp/e.log",
-                           "--limit-request-field-size", "500", "app"),
+    assert_int_equal(PARSE(&cfg, &a, "--access-logfile", "/tmp/a.log", "--error-logfile",
+                           "/tmp/e.log", "--limit-request-field-size", "500", "app"),
                      0);
     assert_string_equal(cfg.access_log, "/tmp/a.log");
     assert_string_equal(cfg.error_log, "/tmp/e.log");
@@ -333,8 +343,11 @@ static void test_zero_limits_mean_max(void **state)
 
 static void test_log_levels(void **state)
 {
-    static const struct { const char *name; int level; } levels[] = {
-        {"debug", GP_LOG_DEBUG}, {"info", GP_LOG_INFO}, {"warning", GP_LOG_WARNING},
+    static const struct {
+        const char *name;
+        int level;
+    } levels[] = {
+        {"debug", GP_LOG_DEBUG}, {"info", GP_LOG_INFO},         {"warning", GP_LOG_WARNING},
         {"error", GP_LOG_ERROR}, {"critical", GP_LOG_CRITICAL}, {"Error", GP_LOG_ERROR},
     };
     for (size_t i = 0; i < sizeof levels / sizeof *levels; i++) {
@@ -412,9 +425,11 @@ static void test_workers_sources(void **state)
     assert_int_equal(PARSE(&cfg, &a, "--workers-formula", "2cores+1", "-w", "3", "app"), 0);
     assert_int_equal(cfg.workers, 3);
     reset_getopt();
-    assert_int_equal(PARSE(&cfg, &a, "--workers-formula", "2cores+1", "--workers-formula", "cores", "app"), 0);
+    assert_int_equal(
+        PARSE(&cfg, &a, "--workers-formula", "2cores+1", "--workers-formula", "cores", "app"), 0);
     assert_int_equal(cfg.workers, c.usable);
-    ERR("invalid --workers-formula 'cores*2' (cores or 2cores+1)", "--workers-formula", "cores*2", "app");
+    ERR("invalid --workers-formula 'cores*2' (cores or 2cores+1)", "--workers-formula", "cores*2",
+        "app");
 }
 
 static void test_venv_from_env(void **state)
@@ -486,7 +501,8 @@ static void test_bad_numbers(void **state)
     ERR("invalid --keep-alive 'x'", "--keep-alive", "x", "app");
     ERR("invalid --keep-alive '2s'", "--keep-alive", "2s", "app");
     ERR("invalid --keep-alive ''", "--keep-alive", "", "app");
-    ERR("invalid --limit-request-line '65537' (0 to 65536)", "--limit-request-line", "65537", "app");
+    ERR("invalid --limit-request-line '65537' (0 to 65536)", "--limit-request-line", "65537",
+        "app");
     ERR("invalid --limit-request-line '-1'", "--limit-request-line", "-1", "app");
     ERR("invalid --limit-request-fields '0' (1 to 256)", "--limit-request-fields", "0", "app");
     ERR("invalid --limit-request-fields '257'", "--limit-request-fields", "257", "app");
@@ -499,8 +515,8 @@ static void test_bad_numbers(void **state)
 
 static void test_bad_workers(void **state)
 {
-    ERR("invalid worker count '0' (from --workers): use a number from 1 to 1024 or 'auto'", "--workers",
-        "0", "app");
+    ERR("invalid worker count '0' (from --workers): use a number from 1 to 1024 or 'auto'",
+        "--workers", "0", "app");
     ERR("invalid worker count '-2'", "-w", "-2", "app");
     ERR("invalid worker count 'many'", "-w", "many", "app");
     ERR("invalid worker count 'AUTO'", "-w", "AUTO", "app");
@@ -517,7 +533,8 @@ static void test_app_errors(void **state)
         reset_getopt();
         mkargs(&a, "gallop", (const char *)NULL);
         assert_int_equal(parse_captured(&cfg, &a, out, sizeof out), -1);
-        assert_string_equal(out, "gallop: error: no application given: gallop [OPTIONS] MODULE[:ATTRIBUTE]\n");
+        assert_string_equal(
+            out, "gallop: error: no application given: gallop [OPTIONS] MODULE[:ATTRIBUTE]\n");
     }
     ERR("unexpected argument 'two' (one application only)", "one", "two");
     /* '+' stops at the app: a flag after it is a second argument */

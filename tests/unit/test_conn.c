@@ -48,10 +48,10 @@ struct test_app {
     /* request body as the app read it */
     char body[4096];
     size_t body_len;
-    ssize_t body_rc;     /* the last gp_conn_body_read result */
-    int body_status;     /* gp_conn_body_error_status after the reads */
-    size_t read_size;    /* dst size per body read (default 4096) */
-    const char *later;   /* written to the peer after the first body read */
+    ssize_t body_rc;   /* the last gp_conn_body_read result */
+    int body_status;   /* gp_conn_body_error_status after the reads */
+    size_t read_size;  /* dst size per body read (default 4096) */
+    const char *later; /* written to the peer after the first body read */
     /* response */
     const char *status;
     const char *resp_body;
@@ -167,7 +167,8 @@ static int setup(void **state)
     w->limits.max_request_line = F.cfg.limit_request_line;
     w->limits.max_fields = F.cfg.limit_request_fields;
     w->limits.max_field_size = F.cfg.limit_request_field_size;
-    w->head_cap = F.cfg.limit_request_line + 2 + F.cfg.limit_request_fields * (F.cfg.limit_request_field_size + 2) + 2;
+    w->head_cap = F.cfg.limit_request_line + 2 +
+                  F.cfg.limit_request_fields * (F.cfg.limit_request_field_size + 2) + 2;
     w->free_bufs = calloc(MAX_FREE, sizeof *w->free_bufs);
     if (!w->free_bufs) return -1;
     w->access_fd = -1;
@@ -326,11 +327,11 @@ static void test_get_exact_bytes(void **state)
     char out[4096];
     int eof;
     conn_open();
-    roundtrip("GET /hello?x=1 HTTP/1.1\r\nHost: example\r\nUser-Agent: t\r\n\r\n", out, sizeof out, &eof);
+    roundtrip("GET /hello?x=1 HTTP/1.1\r\nHost: example\r\nUser-Agent: t\r\n\r\n", out, sizeof out,
+              &eof);
     assert_string_equal(out, "HTTP/1.1 200 OK\r\n"
                              "Content-Type: text/plain\r\n"
-                             "Content-Length: 5\r\n" DATE
-                             "Server: gallop\r\n"
+                             "Content-Length: 5\r\n" DATE "Server: gallop\r\n"
                              "\r\n"
                              "hello");
     assert_false(eof);
@@ -357,8 +358,7 @@ static void test_chunked_response(void **state)
     F.app.resp_body = "hello";
     roundtrip(GET11, out, sizeof out, NULL);
     assert_string_equal(out, "HTTP/1.1 200 OK\r\n"
-                             "Content-Type: text/plain\r\n" DATE
-                             "Server: gallop\r\n"
+                             "Content-Type: text/plain\r\n" DATE "Server: gallop\r\n"
                              "Transfer-Encoding: chunked\r\n"
                              "\r\n"
                              "5\r\nhello\r\n"
@@ -374,7 +374,7 @@ static gp_app_status app_three_writes(test_app *t, gp_conn *c, const gp_http_req
     gp_conn_head_end(c);
     record(t, gp_conn_write(c, "hello", 5));
     record(t, gp_conn_write(c, "0123456789abcdefg", 17));
-    record(t, gp_conn_write(c, "", 0)); /* no empty chunk: that would end the body */
+    record(t, gp_conn_write(c, "", 0));           /* no empty chunk: that would end the body */
     record(t, gp_conn_write(c, big, sizeof big)); /* larger than the output buffer */
     gp_conn_end_response(c);
     return GP_APP_DONE;
@@ -386,11 +386,12 @@ static void test_chunked_sizes(void **state)
     conn_open();
     F.app.start = app_three_writes;
     size_t n = roundtrip(GET11, out, sizeof out, NULL);
-    int k = snprintf(expect, sizeof expect, "HTTP/1.1 200 OK\r\n" DATE "Server: gallop\r\n"
-                                            "Transfer-Encoding: chunked\r\n\r\n"
-                                            "5\r\nhello\r\n"
-                                            "11\r\n0123456789abcdefg\r\n"
-                                            "4e20\r\n");
+    int k = snprintf(expect, sizeof expect,
+                     "HTTP/1.1 200 OK\r\n" DATE "Server: gallop\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n"
+                     "5\r\nhello\r\n"
+                     "11\r\n0123456789abcdefg\r\n"
+                     "4e20\r\n");
     memset(expect + k, 'z', 20000);
     k += 20000;
     k += snprintf(expect + k, sizeof expect - (size_t)k, "\r\n0\r\n\r\n");
@@ -409,8 +410,7 @@ static void test_http10_close_delimited(void **state)
     F.app.resp_body = "abc";
     roundtrip("GET / HTTP/1.0\r\n\r\n", out, sizeof out, &eof);
     assert_string_equal(out, "HTTP/1.1 200 OK\r\n"
-                             "Content-Type: text/plain\r\n" DATE
-                             "Server: gallop\r\n"
+                             "Content-Type: text/plain\r\n" DATE "Server: gallop\r\n"
                              "Connection: close\r\n"
                              "\r\n"
                              "abc");
@@ -433,8 +433,7 @@ static void test_http10_keep_alive_with_length(void **state)
     roundtrip("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", out, sizeof out, &eof);
     assert_string_equal(out, "HTTP/1.1 200 OK\r\n"
                              "Content-Type: text/plain\r\n"
-                             "Content-Length: 5\r\n" DATE
-                             "Server: gallop\r\n"
+                             "Content-Length: 5\r\n" DATE "Server: gallop\r\n"
                              "Connection: keep-alive\r\n"
                              "\r\n"
                              "hello");
@@ -454,8 +453,7 @@ static void test_client_connection_close(void **state)
     roundtrip("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", out, sizeof out, &eof);
     assert_string_equal(out, "HTTP/1.1 200 OK\r\n"
                              "Content-Type: text/plain\r\n"
-                             "Content-Length: 5\r\n" DATE
-                             "Server: gallop\r\n"
+                             "Content-Length: 5\r\n" DATE "Server: gallop\r\n"
                              "Connection: close\r\n"
                              "\r\n"
                              "hello");
@@ -471,8 +469,7 @@ static void test_head_request(void **state)
     roundtrip("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out, &eof);
     /* no body, and no chunked framing for a body that is not sent */
     assert_string_equal(out, "HTTP/1.1 200 OK\r\n"
-                             "Content-Type: text/plain\r\n" DATE
-                             "Server: gallop\r\n"
+                             "Content-Type: text/plain\r\n" DATE "Server: gallop\r\n"
                              "\r\n");
     assert_false(eof);
     assert_string_equal(F.app.method, "HEAD");
@@ -482,8 +479,7 @@ static void test_head_request(void **state)
     roundtrip("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out, &eof);
     assert_string_equal(out, "HTTP/1.1 200 OK\r\n"
                              "Content-Type: text/plain\r\n"
-                             "Content-Length: 5\r\n" DATE
-                             "Server: gallop\r\n"
+                             "Content-Length: 5\r\n" DATE "Server: gallop\r\n"
                              "\r\n");
     assert_false(eof);
     /* the next GET on the same connection still gets its body */
@@ -502,7 +498,8 @@ static void test_no_body_statuses(void **state)
     for (int i = 0; i < 2; i++) {
         F.app.status = statuses[i];
         roundtrip(GET11, out, sizeof out, &eof);
-        snprintf(expect, sizeof expect, "HTTP/1.1 %s\r\nContent-Type: text/plain\r\n" DATE "Server: gallop\r\n\r\n",
+        snprintf(expect, sizeof expect,
+                 "HTTP/1.1 %s\r\nContent-Type: text/plain\r\n" DATE "Server: gallop\r\n\r\n",
                  statuses[i]);
         assert_string_equal(out, expect);
         assert_false(eof);
@@ -543,7 +540,8 @@ static void test_length_shorter_than_writes(void **state)
     conn_open();
     F.app.start = app_short_length;
     roundtrip(GET11, out, sizeof out, &eof);
-    assert_string_equal(out, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n" DATE "Server: gallop\r\n\r\nhel");
+    assert_string_equal(out, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n" DATE
+                             "Server: gallop\r\n\r\nhel");
     assert_int_equal(F.app.results[0], GP_OK);
     assert_int_equal(F.app.results[1], GP_OK);
     assert_true(eof); /* the stream cannot be trusted further: closed */
@@ -556,7 +554,8 @@ static void test_length_longer_than_writes(void **state)
     conn_open();
     F.app.start = app_long_length;
     roundtrip(GET11, out, sizeof out, &eof);
-    assert_string_equal(out, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n" DATE "Server: gallop\r\n\r\nhello");
+    assert_string_equal(out, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n" DATE
+                             "Server: gallop\r\n\r\nhello");
     assert_true(eof); /* the client would wait for 5 more bytes: close instead */
 }
 
@@ -605,8 +604,7 @@ static void test_head_add_validation(void **state)
                              "X-Tab: a\tb\r\n"
                              "X-Empty: \r\n"
                              "X-Utf8: caf\xc3\xa9\r\n"
-                             "content-length: 5\r\n" DATE
-                             "Server: gallop\r\n"
+                             "content-length: 5\r\n" DATE "Server: gallop\r\n"
                              "\r\n"
                              "hello");
     assert_false(eof);
@@ -702,12 +700,11 @@ static void test_malformed_400(void **state)
     char out[4096];
     int eof;
     conn_open();
-    roundtrip("GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out,
-              &eof);
+    roundtrip("GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+              out, sizeof out, &eof);
     assert_string_equal(out, "HTTP/1.1 400 Bad Request\r\n"
                              "Content-Type: text/plain\r\n"
-                             "Content-Length: 12\r\n" DATE
-                             "Server: gallop\r\n"
+                             "Content-Length: 12\r\n" DATE "Server: gallop\r\n"
                              "Connection: close\r\n"
                              "\r\n"
                              "Bad Request\n");
@@ -736,8 +733,7 @@ static void test_too_many_fields_431(void **state)
     roundtrip("GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", out, sizeof out, &eof);
     assert_string_equal(out, "HTTP/1.1 431 Request Header Fields Too Large\r\n"
                              "Content-Type: text/plain\r\n"
-                             "Content-Length: 32\r\n" DATE
-                             "Server: gallop\r\n"
+                             "Content-Length: 32\r\n" DATE "Server: gallop\r\n"
                              "Connection: close\r\n"
                              "\r\n"
                              "Request Header Fields Too Large\n");
@@ -830,8 +826,7 @@ static void test_app_without_response_500(void **state)
     roundtrip(GET11, out, sizeof out, &eof);
     assert_string_equal(out, "HTTP/1.1 500 Internal Server Error\r\n"
                              "Content-Type: text/plain\r\n"
-                             "Content-Length: 22\r\n" DATE
-                             "Server: gallop\r\n"
+                             "Content-Length: 22\r\n" DATE "Server: gallop\r\n"
                              "\r\n"
                              "Internal Server Error\n");
     assert_false(eof);
@@ -854,7 +849,8 @@ static void test_app_dies_mid_body_truncates(void **state)
     F.app.start = app_dies_mid_body;
     roundtrip(GET11, out, sizeof out, &eof);
     /* chunked, but no last-chunk: the client must see a truncated body */
-    assert_string_equal(out, "HTTP/1.1 200 OK\r\n" DATE "Server: gallop\r\nTransfer-Encoding: chunked\r\n\r\n4\r\npart\r\n");
+    assert_string_equal(out, "HTTP/1.1 200 OK\r\n" DATE
+                             "Server: gallop\r\nTransfer-Encoding: chunked\r\n\r\n4\r\npart\r\n");
     assert_true(eof);
 }
 
@@ -967,8 +963,9 @@ static void test_access_log_line(void **state)
     F.w->access_fd = p[1];
     conn_open_peer(&ss, sizeof *sin);
     char out[4096];
-    roundtrip("GET /path?q=1 HTTP/1.1\r\nHost: x\r\nReferer: http://r/\r\nUser-Agent: ua/1.0\r\n\r\n", out,
-              sizeof out, NULL);
+    roundtrip(
+        "GET /path?q=1 HTTP/1.1\r\nHost: x\r\nReferer: http://r/\r\nUser-Agent: ua/1.0\r\n\r\n",
+        out, sizeof out, NULL);
     ssize_t n = read(p[0], line, sizeof line - 1);
     assert_true(n > 0);
     line[n] = 0;
@@ -999,7 +996,8 @@ static gp_app_status app_read_body(test_app *t, gp_conn *c, const gp_http_reques
     int first = 1;
     for (;;) {
         size_t room = sizeof t->body - t->body_len;
-        ssize_t r = gp_conn_body_read(c, t->body + t->body_len, room < t->read_size ? room : t->read_size);
+        ssize_t r =
+            gp_conn_body_read(c, t->body + t->body_len, room < t->read_size ? room : t->read_size);
         t->body_rc = r;
         if (r <= 0) break;
         t->body_len += (size_t)r;
@@ -1048,7 +1046,8 @@ static void test_body_length_arrives_later(void **state)
     conn_open();
     F.app.start = app_read_body;
     F.app.later = "lo world";
-    roundtrip("POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhel", out, sizeof out, &eof);
+    roundtrip("POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhel", out, sizeof out,
+              &eof);
     assert_int_equal(F.app.starts, 1);
     assert_int_equal(F.app.body_len, 11);
     assert_memory_equal(F.app.body, "hello world", 11);
@@ -1068,15 +1067,17 @@ static void test_body_unread_is_skipped(void **state)
     conn_open();
     F.app.start = app_echo_target;
     /* the app ignores the buffered body: the next request still parses */
-    roundtrip("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nxxxxx"
-              "POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
-              "GET /c HTTP/1.1\r\nHost: x\r\n\r\n",
-              out, sizeof out, &eof);
+    roundtrip(
+        "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nxxxxx"
+        "POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        "GET /c HTTP/1.1\r\nHost: x\r\n\r\n",
+        out, sizeof out, &eof);
     assert_int_equal(F.app.starts, 3);
     assert_string_equal(F.app.targets[2], "/c");
     assert_false(eof);
     /* an unread body that is not all here yet forces a close */
-    roundtrip("POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc", out, sizeof out, &eof);
+    roundtrip("POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc", out, sizeof out,
+              &eof);
     assert_non_null(strstr(out, "Connection: close\r\n"));
     assert_true(eof);
 }
@@ -1143,7 +1144,8 @@ static void *writer_thread(void *arg)
 
 static void test_body_chunked_byte_at_a_time(void **state)
 {
-    static const char body[] = "4\r\nWiki\r\n5;name=\"v\"\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\n";
+    static const char body[] =
+        "4\r\nWiki\r\n5;name=\"v\"\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\n";
     char out[4096];
     int eof;
     pthread_t th;
@@ -1211,14 +1213,15 @@ static void test_expect_with_body_buffered(void **state)
     conn_open();
     F.app.start = app_read_body;
     /* the client sent the body anyway: no interim response */
-    roundtrip("POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello", out,
-              sizeof out, &eof);
+    roundtrip(
+        "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello",
+        out, sizeof out, &eof);
     assert_int_equal(strncmp(out, "HTTP/1.1 200 OK\r\n", 17), 0);
     assert_null(strstr(out, "100 Continue"));
     /* an app that never reads the body sends no interim response either */
     F.app.start = app_simple;
-    roundtrip("POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", out, sizeof out,
-              &eof);
+    roundtrip("POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+              out, sizeof out, &eof);
     assert_int_equal(strncmp(out, "HTTP/1.1 200 OK\r\n", 17), 0);
     assert_null(strstr(out, "100 Continue"));
     assert_true(eof); /* the body never came: closed rather than waiting for it */
@@ -1231,12 +1234,12 @@ static void test_body_limit_length_413(void **state)
     conn_open();
     F.cfg.limit_request_body = 10;
     F.app.start = app_read_body;
-    roundtrip("POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world", out, sizeof out, &eof);
+    roundtrip("POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world", out,
+              sizeof out, &eof);
     assert_int_equal(F.app.starts, 0); /* refused before the app sees it */
     assert_string_equal(out, "HTTP/1.1 413 Content Too Large\r\n"
                              "Content-Type: text/plain\r\n"
-                             "Content-Length: 18\r\n" DATE
-                             "Server: gallop\r\n"
+                             "Content-Length: 18\r\n" DATE "Server: gallop\r\n"
                              "Connection: close\r\n"
                              "\r\n"
                              "Content Too Large\n");
@@ -1250,12 +1253,14 @@ static void test_body_limit_exact_ok(void **state)
     conn_open();
     F.cfg.limit_request_body = 11;
     F.app.start = app_read_body;
-    roundtrip("POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world", out, sizeof out, &eof);
+    roundtrip("POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world", out,
+              sizeof out, &eof);
     assert_int_equal(F.app.body_len, 11);
     assert_int_equal(F.app.body_status, 0);
     F.app.read_size = 2;
-    roundtrip("POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n", out,
-              sizeof out, &eof);
+    roundtrip("POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello "
+              "world\r\n0\r\n\r\n",
+              out, sizeof out, &eof);
     assert_int_equal(F.app.body_len, 11);
     assert_int_equal(F.app.body_rc, 0);
     assert_false(eof);
@@ -1269,7 +1274,8 @@ static void test_body_limit_chunked_413(void **state)
     F.cfg.limit_request_body = 10;
     F.app.start = app_read_body;
     F.app.read_size = 4;
-    roundtrip("POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    roundtrip("POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+              "chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
               out, sizeof out, &eof);
     assert_int_equal(F.app.starts, 1);
     assert_int_equal(F.app.body_rc, GP_BODY_TOO_LARGE);
@@ -1285,8 +1291,9 @@ static void test_body_bad_chunked_400(void **state)
     int eof;
     conn_open();
     F.app.start = app_read_body;
-    roundtrip("POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", out,
-              sizeof out, &eof);
+    roundtrip(
+        "POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        out, sizeof out, &eof);
     assert_int_equal(F.app.body_rc, GP_BODY_BAD);
     assert_int_equal(F.app.body_status, 400);
     assert_int_equal(strncmp(out, "HTTP/1.1 400 Bad Request\r\n", 26), 0);
@@ -1457,7 +1464,8 @@ static void test_large_chunked_write_resumes(void **state)
     while (mono() < until) {
         got += peer_read(out + got, cap - got, NULL);
         pump_wait(10);
-        if (got >= 5 && memcmp(out + got - 5, "0\r\n\r\n", 5) == 0 && F.w->conns->state == CS_HEAD) break;
+        if (got >= 5 && memcmp(out + got - 5, "0\r\n\r\n", 5) == 0 && F.w->conns->state == CS_HEAD)
+            break;
     }
     /* decode the chunks and compare */
     const char *p = memmem(out, got, "\r\n\r\n", 4);
@@ -1583,12 +1591,14 @@ static void test_sendfile(void **state)
     F.app.start = app_sendfile;
     F.app.with_length = 0;
     roundtrip(GET11, out, sizeof out, &eof);
-    assert_string_equal(out, "HTTP/1.1 200 OK\r\n" DATE "Server: gallop\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert_string_equal(out, "HTTP/1.1 200 OK\r\n" DATE
+                             "Server: gallop\r\nTransfer-Encoding: chunked\r\n\r\n"
                              "8\r\nfiledata\r\n0\r\n\r\n");
     assert_int_equal(F.app.results[0], GP_OK);
     F.app.with_length = 1;
     roundtrip(GET11, out, sizeof out, &eof);
-    assert_string_equal(out, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n" DATE "Server: gallop\r\n\r\nfiledata");
+    assert_string_equal(out, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n" DATE
+                             "Server: gallop\r\n\r\nfiledata");
     assert_false(eof);
     close(sendfile_fd);
     sendfile_fd = -1;

@@ -710,8 +710,7 @@ static void test_chunked_extensions(void **st)
     size_t n = 0;
     memcpy(big, "1;a=", 4);
     n = 4;
-    while (n < 4096)
-        big[n++] = 'x';
+    while (n < 4096) big[n++] = 'x';
     memcpy(big + n, "\r\nZ\r\n0\r\n\r\n", 11);
     chunk_ok(big, "Z", n + 10);
     memmove(big + n + 1, big + n, 11);

@@ -104,8 +104,10 @@ static void test_line_format(void **state)
     snprintf(expect, sizeof expect, "] [%d] [INFO] hello world 42\n", (int)getpid());
     if (!strstr(buf, expect)) fail_msg("line '%s' lacks '%s'", buf, expect);
     regex_t re;
-    assert_int_equal(regcomp(&re, "^\\[[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} [-+][0-9]{4}\\] \\[[0-9]+\\] "
-                                  "\\[INFO\\] hello world 42\n$",
+    assert_int_equal(regcomp(&re,
+                             "^\\[[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} "
+                             "[-+][0-9]{4}\\] \\[[0-9]+\\] "
+                             "\\[INFO\\] hello world 42\n$",
                              REG_EXTENDED),
                      0);
     if (regexec(&re, buf, 0, NULL, 0) != 0) fail_msg("line '%s' has the wrong shape", buf);

@@ -12,9 +12,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/time.h>
 #include <time.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "core/loop.h"
@@ -25,8 +25,8 @@ typedef struct {
     gp_io io;
     int calls;
     uint32_t last_events;
-    gp_loop *loop;      /* for callbacks that change watches */
-    gp_io *victim;      /* removed by remove_other_cb */
+    gp_loop *loop; /* for callbacks that change watches */
+    gp_io *victim; /* removed by remove_other_cb */
 } probe;
 
 static void record_cb(gp_io *io, uint32_t events)

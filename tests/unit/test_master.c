@@ -29,10 +29,10 @@
 #define CHILD_ALARM_S 20
 
 typedef struct {
-    atomic_int spawns;      /* entries started */
-    atomic_int ready;       /* entries waiting for TERM */
-    atomic_int term_seen;   /* entries that got their SIGTERM */
-    atomic_int bad_args;    /* entries that found something wrong in their args */
+    atomic_int spawns;    /* entries started */
+    atomic_int ready;     /* entries waiting for TERM */
+    atomic_int term_seen; /* entries that got their SIGTERM */
+    atomic_int bad_args;  /* entries that found something wrong in their args */
     atomic_int pids[64];
     char listen_text[128];
 } shared_t;
@@ -78,7 +78,8 @@ static int record_spawn(const gp_worker_args *a)
     alarm(CHILD_ALARM_S);
     int n = atomic_fetch_add(&SH->spawns, 1) + 1;
     if (n <= 64) atomic_store(&SH->pids[n - 1], (int)getpid());
-    if (a->cfg == NULL || a->scoreboard == NULL || a->slot < 0 || a->slot >= a->scoreboard->num_slots)
+    if (a->cfg == NULL || a->scoreboard == NULL || a->slot < 0 ||
+        a->slot >= a->scoreboard->num_slots)
         atomic_fetch_add(&SH->bad_args, 1);
     else if (atomic_load(&a->scoreboard->slots[a->slot].pid) != getpid())
         atomic_fetch_add(&SH->bad_args, 1);

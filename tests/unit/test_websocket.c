@@ -87,8 +87,8 @@ typedef struct {
 typedef struct {
     rec r[64];
     size_t n;
-    size_t left;   /* unconsumed bytes at the end */
-    int last;      /* NEED_MORE or ERROR */
+    size_t left; /* unconsumed bytes at the end */
+    int last;    /* NEED_MORE or ERROR */
     size_t calls;
 } log_t;
 
@@ -342,8 +342,7 @@ static size_t slen(const char *s)
 static gp_ws_handshake good_hs(void)
 {
     gp_ws_handshake h = {
-        S("GET"), 1, S("websocket"), S("Upgrade"), S("13"), S("dGhlIHNhbXBsZSBub25jZQ=="),
-        NULL,     0,
+        S("GET"), 1, S("websocket"), S("Upgrade"), S("13"), S("dGhlIHNhbXBsZSBub25jZQ=="), NULL, 0,
     };
     return h;
 }
@@ -355,7 +354,8 @@ static void test_handshake_valid(void **st)
     assert_int_equal(gp_ws_check_handshake(&h, acc), 0);
     assert_string_equal(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 
-    const char *ups[] = {"WebSocket", "WEBSOCKET", "h2c, websocket", "websocket ,foo", "  websocket\t"};
+    const char *ups[] = {"WebSocket", "WEBSOCKET", "h2c, websocket", "websocket ,foo",
+                         "  websocket\t"};
     for (size_t i = 0; i < sizeof ups / sizeof *ups; i++) {
         h = good_hs();
         h.upgrade = ups[i];
@@ -384,7 +384,7 @@ static void test_handshake_rejects(void **st)
     do {                                                                                           \
         h = good_hs();                                                                             \
         h.field = value;                                                                           \
-        h.field##_len = slen(value);                                               \
+        h.field##_len = slen(value);                                                               \
         assert_int_equal(gp_ws_check_handshake(&h, acc), status);                                  \
     } while (0)
     EXPECT(400, method, "POST");
@@ -651,8 +651,8 @@ static void test_fragmented_with_ping(void **st)
     gp_ws_parser p = {0};
     gp_ws_event ev;
     size_t used, pos = 0;
-    int want[] = {GP_WS_EV_TEXT, GP_WS_EV_TEXT, GP_WS_EV_PING, GP_WS_EV_TEXT, GP_WS_EV_BINARY,
-                  GP_WS_EV_NEED_MORE};
+    int want[] = {GP_WS_EV_TEXT, GP_WS_EV_TEXT,   GP_WS_EV_PING,
+                  GP_WS_EV_TEXT, GP_WS_EV_BINARY, GP_WS_EV_NEED_MORE};
     const char *wd[] = {"Hel", "lo, ", "?", "world", "b", ""};
     bool wf[] = {false, false, false, true, true, false};
     for (size_t i = 0; i < 6; i++) {
@@ -814,7 +814,8 @@ static void test_error_sticky_and_nothing_consumed(void **st)
     }
 }
 
-/* ---- close frames ------------------------------------------------------------------------------ */
+/* ---- close frames ------------------------------------------------------------------------------
+ */
 
 static int close_of(const void *payload, size_t n, uint16_t *code, char *reason, size_t *rlen)
 {
@@ -844,11 +845,16 @@ static void test_close_parsing(void **st)
     assert_int_equal(close_of("\x03\xe8", 2, &code, reason, &rl), GP_WS_EV_CLOSE);
     assert_int_equal(code, 1000);
     assert_int_equal(rl, 0);
-    assert_int_equal(close_of("\x0f\xa0" "bye", 5, &code, reason, &rl), GP_WS_EV_CLOSE);
+    assert_int_equal(close_of("\x0f\xa0"
+                              "bye",
+                              5, &code, reason, &rl),
+                     GP_WS_EV_CLOSE);
     assert_int_equal(code, 4000);
     assert_int_equal(rl, 3);
     assert_memory_equal(reason, "bye", 3);
-    assert_int_equal(close_of("\x03\xe9" "\xc3\xa9t\xc3\xa9", 7, &code, reason, &rl),
+    assert_int_equal(close_of("\x03\xe9"
+                              "\xc3\xa9t\xc3\xa9",
+                              7, &code, reason, &rl),
                      GP_WS_EV_CLOSE);
     assert_int_equal(code, 1001);
     assert_int_equal(rl, 5);
@@ -866,7 +872,10 @@ static void test_close_parsing(void **st)
     /* invalid reason UTF-8 */
     assert_int_equal(close_of("\x03\xe8\xff", 3, &code, NULL, NULL), GP_WS_EV_ERROR);
     assert_int_equal(code, 1007);
-    assert_int_equal(close_of("\x03\xe8" "ab\xc3", 5, &code, NULL, NULL), GP_WS_EV_ERROR);
+    assert_int_equal(close_of("\x03\xe8"
+                              "ab\xc3",
+                              5, &code, NULL, NULL),
+                     GP_WS_EV_ERROR);
     assert_int_equal(code, 1007);
     assert_int_equal(close_of("\x03\xe8\xed\xa0\x80", 5, &code, NULL, NULL), GP_WS_EV_ERROR);
     assert_int_equal(code, 1007);
@@ -877,10 +886,9 @@ static void test_close_parsing(void **st)
 
 static void test_close_codes(void **st)
 {
-    unsigned ok[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
-                     3000, 3999, 4000, 4999};
-    unsigned bad[] = {0,    1,    999,  1004, 1005, 1006, 1015, 1016, 1100,
-                      2000, 2999, 5000, 6000, 65535};
+    unsigned ok[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010,
+                     1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999};
+    unsigned bad[] = {0, 1, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 6000, 65535};
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
         uint8_t pl[2] = {(uint8_t)(ok[i] >> 8), (uint8_t)ok[i]};
         uint16_t code;
@@ -915,7 +923,8 @@ static void test_after_close(void **st)
     log_free(&l);
 }
 
-/* ---- UTF-8 --------------------------------------------------------------------------------------- */
+/* ---- UTF-8
+ * --------------------------------------------------------------------------------------- */
 
 static bool V(const char *s, size_t n)
 {
@@ -931,12 +940,12 @@ static void test_utf8_kuhn(void **st)
     assert_true(V("\xf0\x90\x80\x80", 4));
     assert_true(V("\x7f", 1));
     assert_true(V("\xdf\xbf", 2));
-    assert_true(V("\xef\xbf\xbf", 3));      /* U+FFFF: a noncharacter, still valid */
-    assert_true(V("\xf4\x8f\xbf\xbf", 4));  /* U+10FFFF */
-    assert_true(V("\xed\x9f\xbf", 3));      /* U+D7FF */
-    assert_true(V("\xee\x80\x80", 3));      /* U+E000 */
-    assert_true(V("\xef\xbf\xbd", 3));      /* U+FFFD */
-    assert_true(V("\xef\xbf\xbe", 3));      /* U+FFFE */
+    assert_true(V("\xef\xbf\xbf", 3));     /* U+FFFF: a noncharacter, still valid */
+    assert_true(V("\xf4\x8f\xbf\xbf", 4)); /* U+10FFFF */
+    assert_true(V("\xed\x9f\xbf", 3));     /* U+D7FF */
+    assert_true(V("\xee\x80\x80", 3));     /* U+E000 */
+    assert_true(V("\xef\xbf\xbd", 3));     /* U+FFFD */
+    assert_true(V("\xef\xbf\xbe", 3));     /* U+FFFE */
     assert_true(V("\xf3\xbf\xbf\xbf", 4));
     assert_true(V("\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", 11)); /* kosme */
     assert_true(V("", 0));
@@ -1002,8 +1011,8 @@ static void test_utf8_kuhn(void **st)
 static void test_utf8_incremental(void **st)
 {
     /* every split of every sequence gives the same answer as whole */
-    const char *seqs[] = {"\xc2\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xed\x9f\xbf",
-                          "\xf4\x8f\xbf\xbf", "a\xce\xbaz"};
+    const char *seqs[] = {"\xc2\xa9",     "\xe2\x82\xac",     "\xf0\x9f\x98\x80",
+                          "\xed\x9f\xbf", "\xf4\x8f\xbf\xbf", "a\xce\xbaz"};
     for (size_t k = 0; k < sizeof seqs / sizeof *seqs; k++) {
         size_t n = strlen(seqs[k]);
         for (size_t cut = 0; cut <= n; cut++) {
@@ -1039,7 +1048,10 @@ static size_t text_frames(uint8_t *out, const char *s, size_t n, const size_t *c
 
 static void test_utf8_across_frames(void **st)
 {
-    const char *s = "a\xc2\xa9" "b\xe2\x82\xac" "c\xf0\x9f\x98\x80" "d";
+    const char *s = "a\xc2\xa9"
+                    "b\xe2\x82\xac"
+                    "c\xf0\x9f\x98\x80"
+                    "d";
     size_t n = strlen(s);
     uint8_t in[256];
     /* every single cut and every pair of cuts */
@@ -1075,10 +1087,10 @@ static void test_utf8_errors_in_messages(void **st)
         const char *s;
         size_t n;
     } bad[] = {
-        {"\xc0\x80", 2},      {"ab\xc0\x80", 4},      {"\xed\xa0\x80", 3},
-        {"\xf4\x90\x80\x80", 4}, {"\xff", 1},        {"x\x80", 2},
-        {"\xe2\x82", 2},      /* truncated at the end of the final frame */
-        {"abc\xf0\x9f\x98", 7}, {"\xc2", 1},
+        {"\xc0\x80", 2},         {"ab\xc0\x80", 4}, {"\xed\xa0\x80", 3},
+        {"\xf4\x90\x80\x80", 4}, {"\xff", 1},       {"x\x80", 2},
+        {"\xe2\x82", 2}, /* truncated at the end of the final frame */
+        {"abc\xf0\x9f\x98", 7},  {"\xc2", 1},
     };
     uint8_t in[256];
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
@@ -1116,7 +1128,8 @@ static void test_utf8_errors_in_messages(void **st)
     assert_int_equal(used, 0);
 }
 
-/* ---- size limit ----------------------------------------------------------------------------------- */
+/* ---- size limit
+ * ----------------------------------------------------------------------------------- */
 
 static void test_max_message(void **st)
 {
@@ -1157,7 +1170,8 @@ static void test_max_message(void **st)
     assert_int_equal(err_of(h64, 14, 16u << 20), 1009);
 }
 
-/* ---- encoder ---------------------------------------------------------------------------------------- */
+/* ---- encoder
+ * ---------------------------------------------------------------------------------------- */
 
 static void test_frame_header(void **st)
 {
@@ -1231,7 +1245,8 @@ static void test_control_frame_encoder(void **st)
     assert_int_equal(gp_ws_control_frame(f, GP_WS_OP_TEXT, big, 2), 0);
 }
 
-/* ---- overreads: input ending right before an unmapped page ----------------------------------------- */
+/* ---- overreads: input ending right before an unmapped page
+ * ----------------------------------------- */
 
 static void test_guard_page(void **st)
 {
