@@ -78,6 +78,12 @@ static PyObject *ready_new(PyObject *value)
     return (PyObject *)r;
 }
 
+PyObject *gp_asgi_ready(PyObject *value)
+{
+    if (!value) return Py_NewRef(the_asgi->ready_none);
+    return ready_new(value);
+}
+
 static PyObject *Ready_await(PyObject *self)
 {
     Py_INCREF(self);

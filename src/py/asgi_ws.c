@@ -68,17 +68,11 @@ bool gp_asgi_ws_owns(void *state)
     return state && Py_IS_TYPE((PyObject *)state, &Session_Type);
 }
 
-/* An already-done awaitable: a finished future is the simplest portable one. */
+/* An already-done awaitable (asgi.c): no future, no loop turn. */
 static PyObject *ready(PyObject *value)
 {
-    PyObject *fut = PyObject_CallNoArgs(G.create_future);
-    if (fut) {
-        PyObject *r = PyObject_CallMethodOneArg(fut, G.s_set_result, value ? value : Py_None);
-        if (!r) Py_CLEAR(fut);
-        Py_XDECREF(r);
-    }
-    Py_XDECREF(value);
-    return fut;
+    if (!value) return gp_asgi_ready(NULL);
+    return gp_asgi_ready(value);
 }
 
 static void resolve(PyObject **futp, PyObject *value)

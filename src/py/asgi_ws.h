@@ -19,6 +19,9 @@ void gp_asgi_ws_resume(gp_conn *c);
 void gp_asgi_ws_readable(gp_conn *c);
 void gp_asgi_ws_abort(gp_conn *c);
 
+/* asgi.c: an awaitable already done with value (stolen; NULL: None). */
+PyObject *gp_asgi_ready(PyObject *value);
+
 /* asgi.c: the scope fields HTTP and WebSocket share. */
 PyObject *gp_asgi_scope(gp_conn *c, const gp_http_request *req, PyObject *type);
 
