@@ -1165,10 +1165,16 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
 
 /* ---- the driver: loop, lifespan, serving, stop ------------------------------- */
 
-static PyObject *py_turn(PyObject *self, PyObject *unused)
+/* The loop's reader callback for the core's epoll descriptor: one turn of
+ * the core; once the worker has stopped, done gets its result. */
+static PyObject *py_turn(PyObject *self, PyObject *done)
 {
     gp_asgi *a = the_asgi;
-    return PyBool_FromLong(gp_worker_turn(a->worker, 0));
+    if (gp_worker_turn(a->worker, 0)) Py_RETURN_NONE;
+    PyObject *d = PyObject_CallMethodNoArgs(done, a->s_done);
+    PyObject *r = d == Py_False ? PyObject_CallMethodOneArg(done, a->s_set_result, Py_None) : Py_NewRef(Py_None);
+    Py_XDECREF(d);
+    return r;
 }
 
 static PyObject *py_accept(PyObject *self, PyObject *unused)
@@ -1191,7 +1197,7 @@ static PyObject *py_log(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef driver_methods[] = {
-    {"turn", py_turn, METH_NOARGS, NULL},
+    {"turn", py_turn, METH_O, NULL},
     {"accept", py_accept, METH_NOARGS, NULL},
     {"log", py_log, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
@@ -1263,10 +1269,7 @@ static const char driver_src[] =
     "            log(40, 'application start-up failed: %s' % why)\n"
     "            return 4\n"
     "    done = loop.create_future()\n"
-    "    def on_ready():\n"
-    "        if not turn() and not done.done():\n"
-    "            done.set_result(None)\n"
-    "    loop.add_reader(fd, on_ready)\n"
+    "    loop.add_reader(fd, turn, done)\n"
     "    accept()\n"
     "    await done\n"
     "    loop.remove_reader(fd)\n"
