@@ -15,6 +15,16 @@
 /* Runs the worker with an ASGI app until it stops; returns the exit code. */
 int gp_asgi_run(const gp_worker_args *args, PyObject *app, int asgi2);
 
+/* For the driver (asgi_driver.c): builds the bridge and the worker core it
+ * serves through; returns the worker, or NULL (with a Python error set, or
+ * after logging). *state is the lifespan state dict. */
+typedef struct gp_worker gp_worker;
+gp_worker *gp_asgi_bridge(const gp_worker_args *args, PyObject *app, int asgi2, PyObject *loop,
+                          PyObject **state);
+/* The loop's reader callback: one turn of the core; done gets its result once
+ * the worker has stopped. 0, or -1 with a Python error. */
+int gp_asgi_turn(PyObject *done);
+
 /* True when app looks like an ASGI 3 app: a coroutine function, or an object
  * whose __call__ is one. -1 with an exception set on error. */
 int gp_asgi_detect(PyObject *app);
