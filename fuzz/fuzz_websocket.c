@@ -177,23 +177,20 @@ static void check_semantics(const evlog *l, uint64_t max)
         const rec *r = &l->r[i];
         if (r->type == GP_WS_EV_TEXT || r->type == GP_WS_EV_BINARY) {
             if (max) CHECK(r->len <= max);
-            /* a finished text message (all its pieces: they can be split by a
-             * control frame, so only check records that started the message) */
-            if (r->type == GP_WS_EV_TEXT && r->fin && r->len) {
-                bool starts = true;
-                for (size_t j = i; j-- > 0;) {
-                    const rec *q = &l->r[j];
-                    if (q->type == GP_WS_EV_TEXT || q->type == GP_WS_EV_BINARY) {
-                        starts = q->fin;
-                        break;
-                    }
+            /* Only a piece that starts a message can be checked on its own: a
+             * later piece may begin inside a code point split across frames. */
+            bool starts = true;
+            for (size_t j = i; j-- > 0;) {
+                const rec *q = &l->r[j];
+                if (q->type == GP_WS_EV_TEXT || q->type == GP_WS_EV_BINARY) {
+                    starts = q->fin;
+                    break;
                 }
-                if (starts) CHECK(gp_utf8_valid(l->bytes + r->off, r->len));
             }
-            if (r->type == GP_WS_EV_TEXT && r->len) {
-                /* every delivered piece is at least a valid prefix */
-                gp_utf8_state u = {0};
+            if (r->type == GP_WS_EV_TEXT && r->len && starts) {
+                gp_utf8_state u = {0}; /* a valid prefix at least ... */
                 CHECK(gp_utf8_feed(&u, l->bytes + r->off, r->len) == r->len);
+                if (r->fin) CHECK(gp_utf8_valid(l->bytes + r->off, r->len)); /* ... whole if it ends */
             }
         }
         if (r->type == GP_WS_EV_ERROR) CHECK(i == l->n - 1);
