@@ -228,6 +228,10 @@ void gp_worker_stop(gp_worker *w)
 {
     if (w->stopping) return;
     w->stop_deadline = w->now + w->cfg->graceful_timeout;
+    /* tick faster while stopping, so stragglers are cut on time and the
+     * app's shutdown gets the master's whole slack */
+    struct itimerspec fast = {.it_interval = {0, 100000000}, .it_value = {0, 100000000}};
+    timerfd_settime(w->timer_io.fd, 0, &fast, NULL);
     w->stopping = true;
     if (w->slot) atomic_store(&w->slot->state, GP_WS_STOPPING);
     stop_accepting(w);
