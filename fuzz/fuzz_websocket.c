@@ -190,7 +190,8 @@ static void check_semantics(const evlog *l, uint64_t max)
             if (r->type == GP_WS_EV_TEXT && r->len && starts) {
                 gp_utf8_state u = {0}; /* a valid prefix at least ... */
                 CHECK(gp_utf8_feed(&u, l->bytes + r->off, r->len) == r->len);
-                if (r->fin) CHECK(gp_utf8_valid(l->bytes + r->off, r->len)); /* ... whole if it ends */
+                if (r->fin)
+                    CHECK(gp_utf8_valid(l->bytes + r->off, r->len)); /* ... whole if it ends */
             }
         }
         if (r->type == GP_WS_EV_ERROR) CHECK(i == l->n - 1);

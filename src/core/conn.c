@@ -22,22 +22,6 @@
 #define ALOG_FIELD 512
 #define SENDFILE_MAX (1 << 20)
 
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 400: return "Bad Request";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Error";
-    }
-}
-
 /* ---- connection lifetime ---------------------------------------------- */
 
 gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_storage *peer,
@@ -280,6 +264,20 @@ int gp_conn_head_begin(gp_conn *c, const char *status, size_t status_len)
     out_put(c, status, status_len);
     OUT_LIT(c, "\r\n");
     return GP_OK;
+}
+
+int gp_conn_head_begin_status(gp_conn *c, int status)
+{
+    if (status < 100 || status > 999) return GP_ERROR;
+    const char *why = gp_http_reason(status);
+    size_t wl = strlen(why);
+    char line[64];
+    line[0] = (char)('0' + status / 100);
+    line[1] = (char)('0' + status / 10 % 10);
+    line[2] = (char)('0' + status % 10);
+    line[3] = ' ';
+    memcpy(line + 4, why, wl);
+    return gp_conn_head_begin(c, line, 4 + wl);
 }
 
 /* token characters of RFC 9110 */
@@ -566,22 +564,23 @@ void gp_conn_send_error(gp_conn *c, int status, int close_after)
         c->resp_ended = true;
         return;
     }
-    char line[64];
-    int n = snprintf(line, sizeof line, "%d %s", status, reason_phrase(status));
     if (close_after) c->keep_alive = false;
     c->file_fd = -1;
     c->pend_len = c->file_left = 0;
     c->pend_crlf = false;
-    if (gp_conn_head_begin(c, line, (size_t)n) ||
+    if (gp_conn_head_begin_status(c, status) ||
         gp_conn_head_add(c, "Content-Type", 12, "text/plain", 10)) {
         c->broken = true;
         return;
     }
-    char body[80];
-    int bn = snprintf(body, sizeof body, "%s\n", reason_phrase(status));
-    gp_conn_head_set_length(c, (uint64_t)bn);
+    const char *why = gp_http_reason(status);
+    char body[64];
+    size_t bn = strlen(why);
+    memcpy(body, why, bn);
+    body[bn++] = '\n';
+    gp_conn_head_set_length(c, bn);
     gp_conn_head_end(c);
-    gp_conn_write(c, body, (size_t)bn);
+    gp_conn_write(c, body, bn);
     gp_conn_end_response(c);
 }
 
@@ -905,12 +904,18 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         return;
     }
     c->state = CS_APP_WAIT; /* the app owns the response from here */
-    gp_slot_request_begin(w->slot, w->now_ms, req->method, req->method_len, req->target,
-                          req->target_len);
+    /* an app run as a task only gets scheduled here: its stalls show in the
+     * loop's heartbeat, so the request text would be copied for nothing */
+    bool tracked = !w->ops->runs_as_tasks;
+    if (tracked)
+        gp_slot_request_begin(w->slot, w->now_ms, req->method, req->method_len, req->target,
+                              req->target_len);
     gp_app_status st = w->ops->start(w->app, c, req);
     c->state = CS_FLUSH;
-    atomic_store_explicit(&w->slot->req_start_ms, 0, memory_order_relaxed);
-    atomic_store_explicit(&w->slot->state, GP_WS_IDLE, memory_order_relaxed);
+    if (tracked) {
+        atomic_store_explicit(&w->slot->req_start_ms, 0, memory_order_relaxed);
+        atomic_store_explicit(&w->slot->state, GP_WS_IDLE, memory_order_relaxed);
+    }
     after_app(c, st);
 }
 

@@ -7,6 +7,7 @@
 #ifndef GP_CONN_H
 #define GP_CONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -55,6 +56,9 @@ typedef struct {
      * (the code we closed with), vanished (1006), or the worker is stopping
      * (1001). The app should end; call gp_conn_app_done when it has. */
     void (*ws_closed)(void *app, gp_conn *c, unsigned code);
+    /* start only schedules the app (GP_APP_ASYNC): the core then keeps no
+     * per-request record for --timeout, whose loop heartbeat covers it. */
+    bool runs_as_tasks;
     /* Releases what gp_conn_set_app_cache stored. */
     void (*cache_free)(void *app, void *cache);
 } gp_app_ops;
@@ -108,6 +112,8 @@ int gp_conn_field_ok(const char *name, size_t name_len, const char *value, size_
  * framing; hop-by-hop fields (Connection, Transfer-Encoding, Keep-Alive) are
  * the server's business and are not passed through. */
 int gp_conn_head_begin(gp_conn *c, const char *status, size_t status_len);
+/* The same from a status code, with the standard reason phrase. */
+int gp_conn_head_begin_status(gp_conn *c, int status);
 int gp_conn_head_add(gp_conn *c, const char *name, size_t name_len, const char *value,
                      size_t value_len);
 /* Sets Content-Length when the app gave none and the body is known in full. */

@@ -115,6 +115,9 @@ enum {
 int gp_chunked_decode(gp_chunked *d, const char *in, size_t in_len, size_t *in_used, char *out,
                       size_t *out_len);
 
+/* The reason phrase of a status code (RFC 9110), "" when it has none we know. */
+const char *gp_http_reason(int status);
+
 /* Decodes %XX escapes of src[0..n) into dst (which may be src; it needs n
  * bytes). A '%' not followed by two hex digits is kept as it is. Returns the
  * decoded length. */

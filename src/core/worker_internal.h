@@ -106,7 +106,7 @@ struct gp_worker {
     char **free_bufs; /* GP_IO_BUF_SIZE buffers for reuse */
     int num_free_bufs;
     size_t num_conns;
-    bool stopping, quit;
+    bool stopping;
     double stop_deadline; /* when stopping: cut what is still open */
     int active_async;     /* requests whose app runs as a task (ASGI) */
     int spare_fd;

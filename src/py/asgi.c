@@ -174,23 +174,29 @@ static PyObject *disconnect_msg(gp_asgi *a)
 }
 
 /* Completes a future unless the task waiting on it was cancelled meanwhile. */
-static void resolve(gp_asgi *a, PyObject **futp, PyObject *value)
+void gp_asgi_resolve(PyObject **futp, PyObject *value)
 {
     PyObject *fut = *futp;
     *futp = NULL;
-    if (!fut) {
-        Py_XDECREF(value);
-        return;
-    }
-    PyObject *done = PyObject_CallMethodNoArgs(fut, a->s_done);
-    if (done == Py_False) {
-        PyObject *r = PyObject_CallMethodOneArg(fut, a->s_set_result, value ? value : Py_None);
+    if (fut && gp_asgi_pending(&fut)) {
+        PyObject *r =
+            PyObject_CallMethodOneArg(fut, the_asgi->s_set_result, value ? value : Py_None);
         if (!r) PyErr_WriteUnraisable(fut);
         Py_XDECREF(r);
     }
-    Py_XDECREF(done);
+    Py_XDECREF(fut);
     Py_XDECREF(value);
-    Py_DECREF(fut);
+}
+
+bool gp_asgi_pending(PyObject **futp)
+{
+    if (!*futp) return false;
+    PyObject *done = PyObject_CallMethodNoArgs(*futp, the_asgi->s_done);
+    bool pending = done == Py_False;
+    Py_XDECREF(done);
+    PyErr_Clear();
+    if (!pending) Py_CLEAR(*futp);
+    return pending;
 }
 
 /* Lets go of the connection; the core keeps serving it. */
@@ -205,7 +211,7 @@ static void detach(Request *r)
         r->file_fd = -1;
     }
     /* a receive() still waiting learns that the request is over */
-    if (r->recv_fut) resolve(r->a, &r->recv_fut, disconnect_msg(r->a));
+    if (r->recv_fut) gp_asgi_resolve(&r->recv_fut, disconnect_msg(r->a));
     Py_DECREF(r); /* the connection's reference */
 }
 
@@ -530,18 +536,11 @@ static PyObject *try_receive(Request *r)
 static PyObject *asgi_receive(PyObject *self, PyObject *unused)
 {
     Request *r = (Request *)self;
-    if (r->recv_fut) {
-        /* a receive() the app cancelled (wait_for, a task group) no longer counts */
-        PyObject *done = PyObject_CallMethodNoArgs(r->recv_fut, r->a->s_done);
-        if (!done) return NULL;
-        int was_done = done == Py_True;
-        Py_DECREF(done);
-        if (!was_done) {
-            PyErr_SetString(PyExc_RuntimeError,
-                            "receive() called again before the previous one completed");
-            return NULL;
-        }
-        Py_CLEAR(r->recv_fut);
+    /* a receive() the app cancelled (wait_for, a task group) no longer counts */
+    if (gp_asgi_pending(&r->recv_fut)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "receive() called again before the previous one completed");
+        return NULL;
     }
     PyObject *m = try_receive(r);
     if (m != AGAIN_SENTINEL) return m ? ready_new(m) : NULL;
@@ -556,40 +555,6 @@ static PyObject *asgi_receive(PyObject *self, PyObject *unused)
 static PyMethodDef receive_def = {"receive", asgi_receive, METH_NOARGS, "ASGI receive()"};
 
 /* ---- send --------------------------------------------------------------------- */
-
-static const char *reason(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "";
-    }
-}
 
 static PyObject *msg_get(PyObject *msg, PyObject *key)
 {
@@ -638,25 +603,33 @@ fail:
     return NULL;
 }
 
-static int send_head(Request *r, long long known_length)
+/* Adds a list that check_headers built to the head. */
+static int add_checked(gp_conn *c, PyObject *list)
 {
-    gp_conn *c = r->conn;
-    char line[64];
-    const char *why = reason(r->status);
-    size_t wl = strlen(why);
-    line[0] = (char)('0' + r->status / 100);
-    line[1] = (char)('0' + r->status / 10 % 10);
-    line[2] = (char)('0' + r->status % 10);
-    line[3] = ' ';
-    memcpy(line + 4, why, wl);
-    if (gp_conn_head_begin(c, line, 4 + wl) < 0) goto bad;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(r->headers); i++) {
-        PyObject *t = PyList_GET_ITEM(r->headers, i);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        PyObject *t = PyList_GET_ITEM(list, i);
         PyObject *nm = PyTuple_GET_ITEM(t, 0), *v = PyTuple_GET_ITEM(t, 1);
         if (gp_conn_head_add(c, PyBytes_AS_STRING(nm), (size_t)PyBytes_GET_SIZE(nm),
                              PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v)) < 0)
-            goto bad;
+            return -1;
     }
+    return 0;
+}
+
+int gp_asgi_add_headers(gp_conn *c, PyObject *headers)
+{
+    if (!headers) return 0;
+    PyObject *list = check_headers(headers);
+    int r = list ? add_checked(c, list) : -1;
+    if (list && r < 0) PyErr_SetString(PyExc_ValueError, "the response head is too large");
+    Py_XDECREF(list);
+    return r;
+}
+
+static int send_head(Request *r, long long known_length)
+{
+    gp_conn *c = r->conn;
+    if (gp_conn_head_begin_status(c, r->status) < 0 || add_checked(c, r->headers) < 0) goto bad;
     if (known_length >= 0 && !r->trailers) gp_conn_head_set_length(c, (uint64_t)known_length);
     if (gp_conn_head_end(c) < 0) goto bad;
     r->head_sent = true;
@@ -978,7 +951,6 @@ static void asgi_resume(void *app, gp_conn *c)
         gp_asgi_ws_resume(c);
         return;
     }
-    gp_asgi *a = r->a;
     r->draining = false;
     Py_CLEAR(r->send_keep);
     Py_INCREF(r);
@@ -995,7 +967,7 @@ static void asgi_resume(void *app, gp_conn *c)
         if (!r->complete) gp_conn_set_close(c);
         finish(r);
     }
-    resolve(a, &r->send_fut, NULL);
+    gp_asgi_resolve(&r->send_fut, NULL);
     Py_DECREF(r);
 }
 
@@ -1007,14 +979,8 @@ static void asgi_readable(void *app, gp_conn *c)
         gp_asgi_ws_readable(c);
         return;
     }
-    if (r->recv_fut) {
-        /* cancelled by the app (a timeout): keep the bytes for its next receive() */
-        PyObject *done = PyObject_CallMethodNoArgs(r->recv_fut, r->a->s_done);
-        if (done == Py_True) Py_CLEAR(r->recv_fut);
-        Py_XDECREF(done);
-        PyErr_Clear();
-    }
-    if (!r->recv_fut) {
+    /* cancelled by the app (a timeout): keep the bytes for its next receive() */
+    if (!gp_asgi_pending(&r->recv_fut)) {
         gp_conn_wait_input(c, 0);
         return;
     }
@@ -1028,7 +994,7 @@ static void asgi_readable(void *app, gp_conn *c)
         Py_DECREF(fut);
         return;
     }
-    resolve(r->a, &r->recv_fut, m);
+    gp_asgi_resolve(&r->recv_fut, m);
 }
 
 /* The core is closing the connection under the app (stop timeout, error). */
@@ -1048,8 +1014,8 @@ static void asgi_abort(void *app, gp_conn *c)
     r->conn = NULL;
     Py_CLEAR(r->send_keep);
     Py_DECREF(r); /* the connection's reference */
-    resolve(a, &r->recv_fut, disconnect_msg(a));
-    resolve(a, &r->send_fut, NULL);
+    gp_asgi_resolve(&r->recv_fut, disconnect_msg(a));
+    gp_asgi_resolve(&r->send_fut, NULL);
     if (r->task && !r->task_done) {
         PyObject *x = PyObject_CallMethodNoArgs(r->task, a->s_cancel);
         Py_XDECREF(x);
@@ -1059,6 +1025,7 @@ static void asgi_abort(void *app, gp_conn *c)
 }
 
 const gp_app_ops gp_asgi_ops = {
+    .runs_as_tasks = true,
     .start = asgi_start,
     .resume = (gp_app_status(*)(void *, gp_conn *))NULL,
     .abort = asgi_abort,

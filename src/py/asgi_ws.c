@@ -40,7 +40,7 @@ static struct {
     PyObject *k_type, *k_text, *k_bytes, *k_code, *k_reason, *k_subprotocol, *k_headers, *k_status,
         *k_body, *k_more_body;
     PyObject *v_receive, *v_connect, *v_disconnect, *v_websocket;
-    PyObject *s_set_result, *s_done, *s_cancel;
+    PyObject *s_cancel;
     PyObject *extensions;
 } G;
 
@@ -73,23 +73,6 @@ static PyObject *ready(PyObject *value)
 {
     if (!value) return gp_asgi_ready(NULL);
     return gp_asgi_ready(value);
-}
-
-static void resolve(PyObject **futp, PyObject *value)
-{
-    PyObject *fut = *futp;
-    *futp = NULL;
-    if (fut) {
-        PyObject *done = PyObject_CallMethodNoArgs(fut, G.s_done);
-        if (done == Py_False) {
-            PyObject *r = PyObject_CallMethodOneArg(fut, G.s_set_result, value ? value : Py_None);
-            if (!r) PyErr_WriteUnraisable(fut);
-            Py_XDECREF(r);
-        }
-        Py_XDECREF(done);
-        Py_DECREF(fut);
-    }
-    Py_XDECREF(value);
 }
 
 static PyObject *disconnect_msg(Session *s)
@@ -133,19 +116,11 @@ static PyObject *next_message(Session *s)
 }
 
 /* False once the app cancelled its receive() (a timeout): it no longer counts. */
-static bool recv_fut_live(Session *s)
-{
-    PyObject *done = PyObject_CallMethodNoArgs(s->recv_fut, G.s_done);
-    bool live = done == Py_False;
-    Py_XDECREF(done);
-    PyErr_Clear();
-    return live;
-}
 
 static PyObject *ws_receive(PyObject *self, PyObject *unused)
 {
     Session *s = (Session *)self;
-    if (s->recv_fut && !recv_fut_live(s)) Py_CLEAR(s->recv_fut);
+    gp_asgi_pending(&s->recv_fut); /* drops one the app cancelled */
     if (s->recv_fut) {
         PyErr_SetString(PyExc_RuntimeError,
                         "receive() called again before the previous one completed");
@@ -171,34 +146,6 @@ static PyObject *get(PyObject *msg, PyObject *key)
     return v == Py_None ? NULL : v;
 }
 
-static int add_headers(gp_conn *c, PyObject *headers)
-{
-    if (!headers) return 0;
-    PyObject *seq = PySequence_Fast(headers, "headers must be an iterable of [name, value] pairs");
-    if (!seq) return -1;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *h = PySequence_Fast_GET_ITEM(seq, i);
-        PyObject *pair = PySequence_Fast(h, "each header must be a [name, value] pair");
-        if (!pair) goto fail;
-        PyObject *n =
-            PySequence_Fast_GET_SIZE(pair) == 2 ? PySequence_Fast_GET_ITEM(pair, 0) : NULL;
-        PyObject *v = n ? PySequence_Fast_GET_ITEM(pair, 1) : NULL;
-        if (!n || !PyBytes_Check(n) || !PyBytes_Check(v) ||
-            gp_conn_head_add(c, PyBytes_AS_STRING(n), (size_t)PyBytes_GET_SIZE(n),
-                             PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v)) < 0) {
-            Py_DECREF(pair);
-            PyErr_Format(PyExc_ValueError, "invalid header %R", h);
-            goto fail;
-        }
-        Py_DECREF(pair);
-    }
-    Py_DECREF(seq);
-    return 0;
-fail:
-    Py_DECREF(seq);
-    return -1;
-}
-
 static PyObject *send_wait(Session *s, PyObject *keep)
 {
     PyObject *fut = PyObject_CallNoArgs(G.create_future);
@@ -220,8 +167,7 @@ static PyObject *send_accept(Session *s, PyObject *msg)
     }
     PyObject *sub = get(msg, G.k_subprotocol), *headers = get(msg, G.k_headers);
     if (PyErr_Occurred()) return NULL;
-    static const char line[] = "101 Switching Protocols";
-    if (gp_conn_head_begin(c, line, sizeof line - 1) < 0) goto bad;
+    if (gp_conn_head_begin_status(c, 101) < 0) goto bad;
     if (sub) {
         Py_ssize_t n;
         const char *p = PyUnicode_Check(sub) ? PyUnicode_AsUTF8AndSize(sub, &n) : NULL;
@@ -230,7 +176,7 @@ static PyObject *send_accept(Session *s, PyObject *msg)
             return NULL;
         }
     }
-    if (add_headers(c, headers) < 0) return NULL;
+    if (gp_asgi_add_headers(c, headers) < 0) return NULL;
     s->state = WS_ACCEPTED;
     int r = gp_ws_begin(c, s->accept);
     if (r == GP_ERROR) goto bad;
@@ -330,9 +276,8 @@ static PyObject *send_denial(Session *s, PyObject *msg, bool start)
     int more = more_o ? PyObject_IsTrue(more_o) : 0;
     Py_ssize_t n = body && PyBytes_Check(body) ? PyBytes_GET_SIZE(body) : 0;
     if (!gp_conn_head_sent(c)) {
-        char line[8];
-        snprintf(line, sizeof line, "%03d ", s->denial_status);
-        if (gp_conn_head_begin(c, line, 4) < 0 || add_headers(c, s->denial_headers) < 0)
+        if (gp_conn_head_begin_status(c, s->denial_status) < 0 ||
+            gp_asgi_add_headers(c, s->denial_headers) < 0)
             return NULL;
         if (!more) gp_conn_head_set_length(c, (uint64_t)n);
         gp_conn_set_close(c);
@@ -421,10 +366,8 @@ static void ws_message(void *app, gp_conn *c, int binary, const char *data, size
         return;
     }
     Py_DECREF(payload);
-    if (s->recv_fut && !recv_fut_live(s))
-        Py_CLEAR(s->recv_fut); /* keep the message for the next receive() */
-    if (s->recv_fut) {
-        resolve(&s->recv_fut, m);
+    if (gp_asgi_pending(&s->recv_fut)) { /* else keep the message for the next receive() */
+        gp_asgi_resolve(&s->recv_fut, m);
         return;
     }
     PyList_Append(s->queue, m);
@@ -440,7 +383,8 @@ static void ws_closed(void *app, gp_conn *c, unsigned code)
     if (s->state != WS_CLOSED) s->close_code = code;
     s->state = WS_CLOSED;
     Py_INCREF(s);
-    if (s->recv_fut && PyList_GET_SIZE(s->queue) == 0) resolve(&s->recv_fut, disconnect_msg(s));
+    if (s->recv_fut && PyList_GET_SIZE(s->queue) == 0)
+        gp_asgi_resolve(&s->recv_fut, disconnect_msg(s));
     finish(s);
     Py_DECREF(s);
 }
@@ -454,11 +398,15 @@ void gp_asgi_ws_resume(gp_conn *c)
     Py_CLEAR(s->send_keep);
     if (gp_conn_peer_gone(c)) s->state = WS_CLOSED;
     if (s->state == WS_CLOSED || s->task_done) finish(s);
-    resolve(&s->send_fut, NULL);
+    gp_asgi_resolve(&s->send_fut, NULL);
     Py_DECREF(s);
 }
 
-void gp_asgi_ws_readable(gp_conn *c) {}
+/* Before the handshake completes the core reports only a client that left. */
+void gp_asgi_ws_readable(gp_conn *c)
+{
+    if (gp_conn_peer_gone(c)) ws_closed(NULL, c, 1006);
+}
 
 void gp_asgi_ws_abort(gp_conn *c)
 {
@@ -472,8 +420,8 @@ void gp_asgi_ws_abort(gp_conn *c)
     if (s->state != WS_CLOSED) s->close_code = 1006;
     s->state = WS_CLOSED;
     Py_DECREF(s); /* the connection's reference */
-    resolve(&s->recv_fut, disconnect_msg(s));
-    resolve(&s->send_fut, NULL);
+    gp_asgi_resolve(&s->recv_fut, disconnect_msg(s));
+    gp_asgi_resolve(&s->send_fut, NULL);
     if (s->task && !s->task_done) {
         PyObject *x = PyObject_CallMethodNoArgs(s->task, G.s_cancel);
         Py_XDECREF(x);
@@ -499,8 +447,7 @@ gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_ht
     int status = gp_ws_check(req, accept);
     if (status) {
         if (status == 426 && !gp_conn_head_sent(c)) {
-            static const char line[] = "426 Upgrade Required";
-            gp_conn_head_begin(c, line, sizeof line - 1);
+            gp_conn_head_begin_status(c, 426);
             gp_conn_head_add(c, "Sec-WebSocket-Version", 21, "13", 2);
             gp_conn_head_set_length(c, 0);
             gp_conn_set_close(c);
@@ -608,8 +555,6 @@ int gp_asgi_ws_init(PyObject *loop)
     G.v_connect = intern("websocket.connect");
     G.v_disconnect = intern("websocket.disconnect");
     G.v_websocket = intern("websocket");
-    G.s_set_result = intern("set_result");
-    G.s_done = intern("done");
     G.s_cancel = intern("cancel");
     G.extensions = Py_BuildValue("{s:{}}", "websocket.http.response");
     return G.create_future && G.create_task && G.extensions && !PyErr_Occurred() ? 0 : -1;

@@ -22,6 +22,14 @@ void gp_asgi_ws_abort(gp_conn *c);
 /* asgi.c: an awaitable already done with value (stolen; NULL: None). */
 PyObject *gp_asgi_ready(PyObject *value);
 
+/* asgi.c: completes *futp with value (stolen) unless the app cancelled it. */
+void gp_asgi_resolve(PyObject **futp, PyObject *value);
+/* asgi.c: whether *futp still waits; one the app cancelled is dropped. */
+bool gp_asgi_pending(PyObject **futp);
+/* asgi.c: validates ASGI [name, value] headers and adds them to the head;
+ * 0, or -1 with an exception. NULL headers add nothing. */
+int gp_asgi_add_headers(gp_conn *c, PyObject *headers);
+
 /* asgi.c: the scope fields HTTP and WebSocket share. */
 PyObject *gp_asgi_scope(gp_conn *c, const gp_http_request *req, PyObject *type);
 

@@ -11,25 +11,12 @@ import struct
 import subprocess
 import time
 
+from conftest import child_pids as children, free_port  # noqa: E402,F401
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 APPS = os.path.join(HERE, "apps")
 GALLOP_BIN = os.environ.get("GALLOP_BIN") or os.path.join(REPO, "build", "gallop")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def children(pid):
-    """Direct children of pid (the workers of a master)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
 
 
 def rss_kib(pid):

@@ -1,7 +1,6 @@
 """Helpers for the master (process manager) tests: test_master_*.py.
 
-Self-contained on purpose (conftest.py belongs to another suite and changes):
-starting the real build/gallop on a free loopback port, reading its log,
+Built on conftest.py's free_port: starting the real build/gallop on a free loopback port, reading its log,
 listing its workers from /proc, stopping every process it started by pid
 (TERM, then KILL) in a finalizer, and a bounded load client."""
 import collections
@@ -14,6 +13,8 @@ import subprocess
 import threading
 import time
 
+from conftest import free_port  # noqa: E402,F401
+
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -22,12 +23,6 @@ APPS = os.path.join(HERE, "apps")
 GALLOP_BIN = os.environ.get("GALLOP_BIN") or os.path.join(REPO, "build", "gallop")
 PYTHON = "/usr/bin/python3"
 APP = "master_app:app"
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stat(pid):

@@ -8,16 +8,11 @@ import sys
 import time
 
 import pytest
+from conftest import free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("GALLOP_BIN", os.path.join(HERE, "..", "..", "build", "gallop"))
 CONNS = 10000
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kb(pid):
