@@ -89,7 +89,7 @@ static PyObject *Ready_await(PyObject *self)
 static PyObject *Ready_next(Ready *r)
 {
     if (!r->value) return NULL; /* StopIteration(None) without an exception object */
-    _PyGen_SetStopIterationValue(r->value);
+    gp_bridge_stop_iteration(r->value);
     return NULL;
 }
 
@@ -466,7 +466,7 @@ static PyObject *try_receive(Request *r)
             if (n != GP_BODY_CLOSED) send_error_and_finish(r, status ? status : 400);
             return disconnect_msg(a);
         }
-        if (_PyBytes_Resize(&b, n) < 0) return NULL;
+        if (gp_bridge_bytes_resize(&b, n, n) < 0) return NULL;
         bool more = n > 0 && !gp_conn_body_done(c);
         if (!more) r->body_delivered = true;
         return request_msg(a, b, more);

@@ -35,6 +35,26 @@ int gp_bridge_set_steal(PyObject *d, PyObject *k, PyObject *v)
     return r;
 }
 
+int gp_bridge_bytes_resize(PyObject **b, Py_ssize_t n, Py_ssize_t keep)
+{
+    if (PyBytes_GET_SIZE(*b) == n) return 0;
+    PyObject *nb = PyBytes_FromStringAndSize(NULL, n);
+    if (nb) memcpy(PyBytes_AS_STRING(nb), PyBytes_AS_STRING(*b), (size_t)(keep < n ? keep : n));
+    Py_SETREF(*b, nb);
+    return nb ? 0 : -1;
+}
+
+void gp_bridge_stop_iteration(PyObject *value)
+{
+    if (!PyTuple_Check(value) && !PyExceptionInstance_Check(value)) {
+        PyErr_SetObject(PyExc_StopIteration, value);
+        return;
+    }
+    PyObject *args = PyTuple_Pack(1, value); /* StopIteration(*args) */
+    if (args) PyErr_SetObject(PyExc_StopIteration, args);
+    Py_XDECREF(args);
+}
+
 int gp_bridge_init(const gp_config *cfg)
 {
     if (B.scratch) return 0;

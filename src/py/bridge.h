@@ -25,6 +25,16 @@ PyObject *gp_bridge_intern(const char *s);
 /* d[k] = v, stealing v; -1 (with an error set) when v is NULL or it fails. */
 int gp_bridge_set_steal(PyObject *d, PyObject *k, PyObject *v);
 
+/* Resizes the bytes object *b to n bytes, keeping its first keep bytes (the
+ * public API has no in-place resize, so this copies: grow geometrically).
+ * A no-op when the size is n already. 0, or -1 with an error set and *b
+ * released and NULL. */
+int gp_bridge_bytes_resize(PyObject **b, Py_ssize_t n, Py_ssize_t keep);
+
+/* Sets StopIteration(value) (value borrowed), as a generator's return does:
+ * a tuple or an exception as the value stays one value. */
+void gp_bridge_stop_iteration(PyObject *value);
+
 /* The request method as a str (new reference): the common ones are shared. */
 PyObject *gp_bridge_method(const char *m, size_t n);
 

@@ -93,38 +93,21 @@ static ssize_t body_read(gp_conn *c, char *dst, size_t n)
     return -1;
 }
 
+/* read(n) is a file's read: n bytes unless the body ends first (a short read
+ * here truncates bodies for apps that read CONTENT_LENGTH at once); read()
+ * or read(-1) is the whole rest. */
 static PyObject *input_read_impl(Input *in, Py_ssize_t size)
 {
     gp_conn *c = input_conn(in);
     size_t have = in->len - in->pos;
-    if (size < 0) { /* everything */
-        PyObject *parts =
-            PyBytes_FromStringAndSize(have ? in->buf + in->pos : NULL, (Py_ssize_t)have);
-        in->pos = in->len = 0;
-        if (!parts || !c) return parts;
-        Py_ssize_t used = PyBytes_GET_SIZE(parts);
-        for (;;) {
-            if (_PyBytes_Resize(&parts, used + INPUT_CHUNK) < 0) return NULL;
-            ssize_t r = body_read(c, PyBytes_AS_STRING(parts) + used, INPUT_CHUNK);
-            if (r < 0) {
-                Py_DECREF(parts);
-                return NULL;
-            }
-            used += r;
-            if (r == 0) break;
-        }
-        _PyBytes_Resize(&parts, used);
-        return parts;
-    }
-    /* read(n) is a file's read: n bytes unless the body ends first (a short
-     * read here truncates bodies for apps that read CONTENT_LENGTH at once) */
+    if (size < 0) size = PY_SSIZE_T_MAX;
     size_t k = (size_t)size < have ? (size_t)size : have;
-    if (size == 0 || (k == (size_t)size) || !c) {
+    if (size == 0 || k == (size_t)size || !c) {
         PyObject *b = PyBytes_FromStringAndSize(k ? in->buf + in->pos : NULL, (Py_ssize_t)k);
         in->pos += k;
         return b;
     }
-    Py_ssize_t cap = size < INPUT_CHUNK + (Py_ssize_t)k ? size : INPUT_CHUNK + (Py_ssize_t)k;
+    Py_ssize_t cap = size - (Py_ssize_t)k < INPUT_CHUNK ? size : INPUT_CHUNK + (Py_ssize_t)k;
     PyObject *b = PyBytes_FromStringAndSize(NULL, cap);
     if (!b) return NULL;
     if (k) memcpy(PyBytes_AS_STRING(b), in->buf + in->pos, k);
@@ -133,7 +116,7 @@ static PyObject *input_read_impl(Input *in, Py_ssize_t size)
     while (used < size) {
         if (used == cap) {
             cap = size - cap < cap ? size : cap * 2;
-            if (_PyBytes_Resize(&b, cap) < 0) return NULL;
+            if (gp_bridge_bytes_resize(&b, cap, used) < 0) return NULL;
         }
         ssize_t r = body_read(c, PyBytes_AS_STRING(b) + used, (size_t)(cap - used));
         if (r < 0) {
@@ -143,7 +126,7 @@ static PyObject *input_read_impl(Input *in, Py_ssize_t size)
         if (r == 0) break;
         used += r;
     }
-    if (used != cap) _PyBytes_Resize(&b, used);
+    if (gp_bridge_bytes_resize(&b, used, used) < 0) return NULL;
     return b;
 }
 
