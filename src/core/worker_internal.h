@@ -132,7 +132,6 @@ typedef struct {
 void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts);
 void gp_conn_thread_done(gp_conn *c);
 int gp_conn_out_append(gp_conn *c, const void *p, size_t n);
-int gp_conn_flush(gp_conn *c);
 void gp_conn_async_rewatch(gp_conn *c);
 /* ws_conn.c, for conn.c */
 void gp_ws_on_input(gp_conn *c);

@@ -55,6 +55,26 @@ void gp_bridge_stop_iteration(PyObject *value)
     Py_XDECREF(args);
 }
 
+void gp_bridge_print_error(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *e = PyErr_GetRaisedException();
+    if (e) PyErr_DisplayException(e);
+    Py_XDECREF(e);
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (!t) return;
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb && v) PyException_SetTraceback(v, tb);
+    PyErr_Display(t, v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(v);
+    Py_XDECREF(tb);
+#endif
+    PyErr_Clear(); /* a failure to print is not the app's error */
+}
+
 int gp_bridge_init(const gp_config *cfg)
 {
     if (B.scratch) return 0;

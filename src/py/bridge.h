@@ -35,6 +35,11 @@ int gp_bridge_bytes_resize(PyObject **b, Py_ssize_t n, Py_ssize_t keep);
  * a tuple or an exception as the value stays one value. */
 void gp_bridge_stop_iteration(PyObject *value);
 
+/* Prints the pending exception with its traceback to sys.stderr and clears
+ * it. Unlike PyErr_Print, a SystemExit is printed like any other error and
+ * never acted on: an app's sys.exit() must not end the worker mid-loop. */
+void gp_bridge_print_error(void);
+
 /* The request method as a str (new reference): the common ones are shared. */
 PyObject *gp_bridge_method(const char *m, size_t n);
 
