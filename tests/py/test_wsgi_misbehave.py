@@ -3,23 +3,14 @@ request gets the status PEP 3333 and gunicorn give, the log says why, and the
 same worker serves the next request. Also the PEP 3333 details (write(b""),
 latin-1 status, long header names) and streaming: a generator's piece reaches
 the client before the app's next wait."""
-import os
 import re
 import socket
 import time
 
 import pytest
 
+from asgitools import wait_for
 from conftest import read_response
-
-
-def wait_for(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 @pytest.fixture(scope="module", params=["sync", "threads"])
@@ -41,7 +32,7 @@ def worker_pid(srv):
 
 
 def assert_logged(srv, *texts):
-    assert wait_for(lambda: all(t in srv.log() for t in texts)), srv.log()[-3000:]
+    assert wait_for(lambda: all(t in srv.log() for t in texts), 5.0), srv.log()[-3000:]
 
 
 # ---- exceptions that are not Exceptions -------------------------------------------
