@@ -65,6 +65,23 @@ def test_exit_and_interrupt_give_500_and_worker_lives(srv, path, logged):
     assert (st1, st2, int(body2)) == (500, 200, before)
 
 
+def test_exit_mid_body_cuts_the_response_and_worker_lives(srv):
+    before = worker_pid(srv)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET /exit-mid-body HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        while True:  # the server closes: the body cannot end properly
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"part of the body;" in data and not data.endswith(b"0\r\n\r\n")
+    assert_logged(srv, "Error handling request GET /exit-mid-body (while iterating the response)",
+                  "SystemExit: 5")
+    assert worker_pid(srv) == before
+
+
 # ---- the header list changed after start_response ------------------------------
 
 @pytest.mark.parametrize("path,logged", [
@@ -137,6 +154,11 @@ def test_generator_pieces_leave_before_the_next_wait(srv):
     assert t1 < 0.8, (t1, t2, t3)  # not held back until the generator ends (~2 s)
     assert t2 - t1 > 0.6 and t3 - t2 > 0.6, (t1, t2, t3)
     assert b"transfer-encoding: chunked" in buf.lower()
+
+
+def test_write_pieces_leave_before_the_next_wait(srv):
+    (t1, t2), buf = arrivals(srv.port, "/write-stream", [b"first;", b"second;"])
+    assert t1 < 0.8 and t2 - t1 > 0.6, (t1, t2)
 
 
 def test_flask_stream_with_context(server_factory):

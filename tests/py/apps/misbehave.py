@@ -23,6 +23,11 @@ def gen_raises(exc):
     yield b"never"
 
 
+def exit_mid_body():
+    yield b"part of the body;"
+    sys.exit(5)
+
+
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/pid" or path == "/__ready":
@@ -39,6 +44,15 @@ def app(environ, start_response):
     if path == "/kbint-in-iter":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return gen_raises(KeyboardInterrupt("misbehave: ^C in the iterable"))
+    if path == "/exit-mid-body":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return exit_mid_body()
+    if path == "/write-stream":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"first;")
+        time.sleep(1)
+        write(b"second;")
+        return []
     if path == "/headers-append-nontuple":
         headers = [("Content-Type", "text/plain")]
         start_response("200 OK", headers)
