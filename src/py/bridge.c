@@ -55,23 +55,45 @@ void gp_bridge_stop_iteration(PyObject *value)
     Py_XDECREF(args);
 }
 
-void gp_bridge_print_error(void)
+PyObject *gp_bridge_take_error(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
-    PyObject *e = PyErr_GetRaisedException();
-    if (e) PyErr_DisplayException(e);
-    Py_XDECREF(e);
+    return PyErr_GetRaisedException();
 #else
     PyObject *t, *v, *tb;
     PyErr_Fetch(&t, &v, &tb);
-    if (!t) return;
+    if (!t) return NULL;
     PyErr_NormalizeException(&t, &v, &tb);
     if (tb && v) PyException_SetTraceback(v, tb);
-    PyErr_Display(t, v, tb);
     Py_XDECREF(t);
-    Py_XDECREF(v);
+    Py_XDECREF(tb);
+    return v;
+#endif
+}
+
+void gp_bridge_restore_error(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    if (!exc) return;
+    PyObject *tb = PyException_GetTraceback(exc);
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
+#endif
+}
+
+void gp_bridge_print_error(void)
+{
+    PyObject *e = gp_bridge_take_error();
+    if (!e) return;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_DisplayException(e);
+#else
+    PyObject *tb = PyException_GetTraceback(e);
+    PyErr_Display((PyObject *)Py_TYPE(e), e, tb);
     Py_XDECREF(tb);
 #endif
+    Py_DECREF(e);
     PyErr_Clear(); /* a failure to print is not the app's error */
 }
 

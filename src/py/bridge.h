@@ -35,6 +35,12 @@ int gp_bridge_bytes_resize(PyObject **b, Py_ssize_t n, Py_ssize_t keep);
  * a tuple or an exception as the value stays one value. */
 void gp_bridge_stop_iteration(PyObject *value);
 
+/* The pending exception as one object, cleared (NULL when none), and back:
+ * PyErr_GetRaisedException/SetRaisedException on 3.12+, their equivalent
+ * on 3.11 (where the triple API is not yet deprecated). */
+PyObject *gp_bridge_take_error(void);
+void gp_bridge_restore_error(PyObject *exc);
+
 /* Prints the pending exception with its traceback to sys.stderr and clears
  * it. Unlike PyErr_Print, a SystemExit is printed like any other error and
  * never acted on: an app's sys.exit() must not end the worker mid-loop. */

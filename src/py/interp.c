@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "py/bridge.h"
 
 #ifndef GP_PYTHON
 #define GP_PYTHON "/usr/bin/python3"
@@ -79,9 +80,7 @@ fail:
 static int module_missing(const char *module)
 {
     if (!PyErr_ExceptionMatches(PyExc_ModuleNotFoundError)) return 0;
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *value = gp_bridge_take_error();
     int missing = 0;
     PyObject *name = value ? PyObject_GetAttrString(value, "name") : NULL;
     if (name && PyUnicode_Check(name)) {
@@ -90,7 +89,7 @@ static int module_missing(const char *module)
         missing = n && strncmp(module, n, k) == 0 && (module[k] == 0 || module[k] == '.');
     }
     Py_XDECREF(name);
-    PyErr_Restore(type, value, tb);
+    gp_bridge_restore_error(value);
     return missing;
 }
 

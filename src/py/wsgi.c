@@ -421,11 +421,13 @@ static PyObject *Request_call(Request *r, PyObject *args, PyObject *kw)
                                 "exc_info must be a (type, value, traceback) tuple");
                 return NULL;
             }
-            PyObject *t = PyTuple_GET_ITEM(exc_info, 0), *v = PyTuple_GET_ITEM(exc_info, 1),
-                     *tb = PyTuple_GET_ITEM(exc_info, 2);
-            Py_INCREF(t), Py_INCREF(v), Py_INCREF(tb);
-            PyErr_Restore(t, v, tb == Py_None ? NULL : tb);
-            if (tb == Py_None) Py_DECREF(tb);
+            PyObject *v = PyTuple_GET_ITEM(exc_info, 1), *tb = PyTuple_GET_ITEM(exc_info, 2);
+            if (!PyExceptionInstance_Check(v)) {
+                PyErr_SetString(PyExc_TypeError, "exc_info[1] must be an exception");
+                return NULL;
+            }
+            if (tb != Py_None && PyException_SetTraceback(v, tb) < 0) return NULL;
+            gp_bridge_restore_error(Py_NewRef(v));
             return NULL;
         }
     } else if (r->status) {
