@@ -4,7 +4,11 @@
  * keys), one Request object that is both the start_response callable and the
  * owner of the response state, and one Input object. Response bytes go to the
  * core without copies when they are large; the core copies small ones into
- * its output buffer so a typical response leaves in one write. */
+ * its output buffer so a typical response leaves in one write. A list's
+ * pieces go out together; an iterator's (a generator, write()) each leave
+ * before the app is asked for the next, since it may wait in between. An
+ * exception of any kind from the app, SystemExit included, ends only its
+ * request: a 500 (or a cut body) and a traceback in the log. */
 #include "py/wsgi.h"
 
 #include <ctype.h>
@@ -28,11 +32,10 @@ typedef struct {
 
 struct gp_wsgi {
     PyObject *app;
-    const gp_config *cfg;
     PyThreadState *ts;
     PyObject *base_env;
     PyObject *k_method, *k_script, *k_path, *k_query, *k_protocol, *k_raw_uri, *k_remote_addr,
-        *k_remote_port, *k_server_name, *k_server_port, *k_input, *k_http_host;
+        *k_remote_port, *k_server_name, *k_server_port, *k_input;
     PyObject *v_http10, *v_http11, *v_empty;
     key_entry keys[KEY_CACHE_SIZE];
 };
@@ -914,7 +917,6 @@ gp_wsgi *gp_wsgi_new(PyObject *app, const gp_config *cfg)
         return NULL;
     gp_wsgi *w = PyMem_Calloc(1, sizeof *w);
     if (!w) return (gp_wsgi *)PyErr_NoMemory();
-    w->cfg = cfg;
     Py_INCREF(app);
     w->app = app;
     w->k_method = gp_bridge_intern("REQUEST_METHOD");
@@ -928,7 +930,6 @@ gp_wsgi *gp_wsgi_new(PyObject *app, const gp_config *cfg)
     w->k_server_name = gp_bridge_intern("SERVER_NAME");
     w->k_server_port = gp_bridge_intern("SERVER_PORT");
     w->k_input = gp_bridge_intern("wsgi.input");
-    w->k_http_host = gp_bridge_intern("HTTP_HOST");
     w->v_http10 = gp_bridge_intern("HTTP/1.0");
     w->v_http11 = gp_bridge_intern("HTTP/1.1");
     w->v_empty = gp_bridge_intern("");
