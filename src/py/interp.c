@@ -71,7 +71,7 @@ int gp_py_start(const gp_config *cfg)
     if (getcwd(cwd, sizeof cwd) && prepend_path(sys_path, cwd) < 0) goto fail;
     return 0;
 fail:
-    if (PyErr_Occurred()) PyErr_Print();
+    if (PyErr_Occurred()) gp_bridge_print_error();
     return GP_EXIT_BOOT_ERROR;
 }
 
@@ -99,10 +99,14 @@ static void report_once(gp_scoreboard *sb, const char *fmt, const char *a, const
         PyErr_Clear();
         return;
     }
-    if (PyErr_Occurred()) PyErr_Print();
-    fprintf(stderr, "gallop: error: ");
-    fprintf(stderr, fmt, a, b);
-    fputc('\n', stderr);
+    if (PyErr_Occurred()) gp_bridge_print_error();
+    /* one write: the master logs to the same stderr at the same moment */
+    char msg[2048];
+    int n = snprintf(msg, sizeof msg, "gallop: error: ");
+    n += snprintf(msg + n, sizeof msg - (size_t)n - 1, fmt, a, b);
+    if (n > (int)sizeof msg - 2) n = (int)sizeof msg - 2;
+    msg[n++] = '\n';
+    fwrite(msg, 1, (size_t)n, stderr);
 }
 
 PyObject *gp_py_load_app(const gp_config *cfg, gp_scoreboard *sb, int *exit_code)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from asgitools import wait_for
-from conftest import read_response
+from conftest import APPS, free_port, read_response, run_gallop
 
 
 @pytest.fixture(scope="module", params=["sync", "threads"])
@@ -80,6 +80,14 @@ def test_exit_mid_body_cuts_the_response_and_worker_lives(srv):
     assert_logged(srv, "Error handling request GET /exit-mid-body (while iterating the response)",
                   "SystemExit: 5")
     assert worker_pid(srv) == before
+
+
+def test_sys_exit_while_importing_is_an_app_error():
+    r = run_gallop(["--bind", f"127.0.0.1:{free_port()}", "--workers", "2", "--chdir", APPS,
+                    "import_exits:app"], timeout=20)
+    assert r.returncode == 4  # the app failed to load: the master stops
+    assert r.stderr.count("SystemExit: 0") == 1, r.stderr  # once, with its traceback
+    assert "gallop: error: the app module 'import_exits' raised an exception while importing" in r.stderr
 
 
 # ---- the header list changed after start_response ------------------------------
