@@ -27,14 +27,6 @@ PyObject *gp_bridge_intern(const char *s)
     return PyUnicode_InternFromString(s);
 }
 
-int gp_bridge_set_steal(PyObject *d, PyObject *k, PyObject *v)
-{
-    if (!v) return -1;
-    int r = PyDict_SetItem(d, k, v);
-    Py_DECREF(v);
-    return r;
-}
-
 int gp_bridge_bytes_resize(PyObject **b, Py_ssize_t n, Py_ssize_t keep)
 {
     if (PyBytes_GET_SIZE(*b) == n) return 0;

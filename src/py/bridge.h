@@ -22,8 +22,15 @@ int gp_bridge_init(const gp_config *cfg);
 /* An interned str (new reference), or NULL with an error set. */
 PyObject *gp_bridge_intern(const char *s);
 
-/* d[k] = v, stealing v; -1 (with an error set) when v is NULL or it fails. */
-int gp_bridge_set_steal(PyObject *d, PyObject *k, PyObject *v);
+/* d[k] = v, stealing v; -1 (with an error set) when v is NULL or it fails.
+ * Inline: it is on every request's path. */
+static inline int gp_bridge_set_steal(PyObject *d, PyObject *k, PyObject *v)
+{
+    if (!v) return -1;
+    int r = PyDict_SetItem(d, k, v);
+    Py_DECREF(v);
+    return r;
+}
 
 /* Resizes the bytes object *b to n bytes, keeping its first keep bytes (the
  * public API has no in-place resize, so this copies: grow geometrically).
