@@ -45,7 +45,7 @@ void gp_conn_set_deadline(gp_conn *c, double at)
  * its store is only read back when the timer fires. */
 static void write_deadline(gp_conn *c)
 {
-    if (c->blocking) c->deadline = c->w->now + GP_WRITE_TIMEOUT_S;
+    if (c->tslot) c->deadline = c->w->now + GP_WRITE_TIMEOUT_S;
     else gp_conn_set_deadline(c, c->w->now + GP_WRITE_TIMEOUT_S);
 }
 
@@ -1057,11 +1057,11 @@ void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *
     case GP_JOB_ABORT: w->ops->abort(w->app, c); break;
     }
     atomic_store_explicit(&ts->started_ms, 0, memory_order_release);
-    c->tslot = NULL;
     if (st == GP_APP_DONE && !c->broken) {
         if (!c->resp_ended) gp_conn_send_error(c, 500, 0);
         flush(c);
     }
+    c->tslot = NULL; /* after the last flush: it must not arm the loop's timers */
     c->thread_st = st;
 }
 
@@ -1071,7 +1071,7 @@ void gp_conn_thread_done(gp_conn *c)
     if (c->thread_st == GP_APP_PENDING) {
         c->state = CS_APP_WAIT;
         /* the app may have run long since its last write reset the deadline */
-        c->deadline = c->w->now + GP_WRITE_TIMEOUT_S;
+        gp_conn_set_deadline(c, c->w->now + GP_WRITE_TIMEOUT_S);
         watch(c, EPOLLOUT);
         return;
     }
