@@ -58,15 +58,43 @@ void gp_worker_buf_put(gp_worker *w, char *buf)
 /* ---- request threads (--threads) --------------------------------------------
  * The loop thread parses heads and queues complete requests; each request
  * thread runs one at a time and hands the connection back through an
- * eventfd. The loop stops accepting while every thread is taken, so one
- * worker does not hoard connections that idle workers could serve. */
+ * eventfd (see conn.c for what a thread does with it).
+ *
+ * Accept pacing: the loop accepts only while a thread is free, so one worker
+ * does not hoard connections that idle workers could serve: a keep-alive
+ * connection stays with the worker that accepted it, and its requests wait
+ * for that worker's threads however idle the others are. A connection just
+ * accepted counts as taking a thread until its first request is queued
+ * (FRESH_MS at most: a client that connects and says nothing must not stop
+ * the accepting), or else a burst of connects, which all come before their
+ * requests, would be taken by the first worker to wake, and half of them
+ * would wait behind its threads while another worker's sat idle.
+ *
+ * A full worker goes on accepting only while no other has a shorter queue
+ * (each publishes its load, requests queued or running plus fresh
+ * connections, in its scoreboard slot), and looks again at least every
+ * RETRY_MS: when all are full, connections still come in at once, joining
+ * the shortest queue, or the backlog would starve behind keep-alive clients.
+ * The listeners are watched without EPOLLEXCLUSIVE: a worker that stops
+ * watching cannot pass on the wakeups it took for connections still in the
+ * backlog, so each worker with a free thread must see the backlog itself
+ * (level-triggered). */
+
+#define FRESH_MS 50
+#define RETRY_MS 20
 
 struct gp_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     gp_conn *jobs, *jobs_tail, *done;
-    int threads, busy; /* busy: queued or running */
-    gp_io done_io;     /* eventfd */
+    int threads;
+    int busy;             /* queued or running; changed on the loop's thread only */
+    int fresh;            /* accepted, first request not queued yet (this epoch) */
+    unsigned epoch;       /* a connection's gp_conn.pool_fresh from another is void */
+    gp_timer fresh_timer; /* ends the epoch FRESH_MS after its first accept */
+    gp_timer retry_timer; /* while paused: when to look at the others again */
+    gp_scoreboard *sb;    /* the other workers' thread_load */
+    gp_io done_io;        /* eventfd */
     bool accept_paused;
     gp_worker *w;
     gp_thread_slot *slots; /* one per thread */
@@ -98,25 +126,79 @@ static void set_accepting(gp_worker *w, bool on)
 {
     for (int i = 0; i < w->num_listeners; i++)
         if (w->listeners[i].io.fd >= 0)
-            gp_loop_watch(&w->loop, &w->listeners[i].io, on ? EPOLLIN | EPOLLEXCLUSIVE : 0);
+            gp_loop_watch(&w->loop, &w->listeners[i].io, on ? EPOLLIN : 0);
+}
+
+/* Listens or not, as free threads allow; returns whether it listens. */
+/* Whether a worker that shares our listeners has less to do than load. */
+static bool other_worker_lighter(gp_worker *w, int load)
+{
+    struct gp_pool *p = w->pool;
+    if (w->cfg->reuse_port) return false; /* our backlog is ours alone */
+    for (int i = 0; i < p->sb->num_slots; i++) {
+        gp_slot *s = &p->sb->slots[i];
+        int st = atomic_load_explicit(&s->state, memory_order_relaxed);
+        if (s != w->slot && (st == GP_WS_IDLE || st == GP_WS_BUSY) &&
+            atomic_load_explicit(&s->thread_load, memory_order_relaxed) < load)
+            return true;
+    }
+    return false;
+}
+
+static bool pace_accept(gp_worker *w)
+{
+    struct gp_pool *p = w->pool;
+    if (w->stopping) return false;
+    int load = p->busy + p->fresh;
+    atomic_store_explicit(&w->slot->thread_load, load, memory_order_relaxed);
+    bool room = load < p->threads || !other_worker_lighter(w, load);
+    if (room == p->accept_paused) {
+        p->accept_paused = !room;
+        set_accepting(w, room);
+    }
+    if (!room) gp_timer_set(&w->timers, &p->retry_timer, w->now_ms + RETRY_MS);
+    else gp_timer_stop(&w->timers, &p->retry_timer);
+    return room;
+}
+
+static void on_retry(gp_timer *t)
+{
+    struct gp_pool *p = (struct gp_pool *)((char *)t - offsetof(struct gp_pool, retry_timer));
+    pace_accept(p->w);
+}
+
+static void on_fresh_expired(gp_timer *t)
+{
+    struct gp_pool *p = (struct gp_pool *)((char *)t - offsetof(struct gp_pool, fresh_timer));
+    p->fresh = 0;
+    p->epoch++;
+    pace_accept(p->w);
+}
+
+bool gp_pool_accepted(gp_worker *w, gp_conn *c)
+{
+    struct gp_pool *p = w->pool;
+    if (!p->fresh++) gp_timer_set(&w->timers, &p->fresh_timer, w->now_ms + FRESH_MS);
+    c->pool_fresh = p->epoch;
+    return pace_accept(w);
 }
 
 void gp_pool_submit(gp_worker *w, gp_conn *c)
 {
     struct gp_pool *p = w->pool;
+    if (c->pool_fresh) {
+        if (c->pool_fresh == p->epoch) p->fresh--;
+        c->pool_fresh = 0;
+    }
     pthread_mutex_lock(&p->mu);
     c->qnext = NULL;
     if (p->jobs_tail) p->jobs_tail->qnext = c;
     else p->jobs = c;
     p->jobs_tail = c;
     p->busy++;
-    bool full = p->busy >= p->threads;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    if (full && !p->accept_paused && !w->stopping) {
-        p->accept_paused = true;
-        set_accepting(w, false);
-    }
+    pace_accept(w);
 }
 
 static void *pool_thread(void *arg)
@@ -157,21 +239,17 @@ static void on_pool_done(gp_io *io, uint32_t events)
     pthread_mutex_lock(&p->mu);
     gp_conn *done = p->done;
     p->done = NULL;
-    for (gp_conn *c = done; c; c = c->qnext) p->busy--;
-    bool room = p->busy < p->threads;
     pthread_mutex_unlock(&p->mu);
     while (done) {
         gp_conn *c = done;
         done = c->qnext;
+        p->busy--;
         gp_conn_thread_done(c);
     }
-    if (room && p->accept_paused && !w->stopping) {
-        p->accept_paused = false;
-        set_accepting(w, true);
-    }
+    pace_accept(w);
 }
 
-static int pool_start(gp_worker *w, int threads)
+static int pool_start(gp_worker *w, int threads, gp_scoreboard *sb)
 {
     struct gp_pool *p = calloc(1, sizeof *p);
     if (!p) return -1;
@@ -179,6 +257,10 @@ static int pool_start(gp_worker *w, int threads)
     pthread_cond_init(&p->cv, NULL);
     pthread_mutex_init(&w->mu, NULL);
     p->threads = threads;
+    p->epoch = 1;
+    p->fresh_timer.cb = on_fresh_expired;
+    p->retry_timer.cb = on_retry;
+    p->sb = sb;
     p->w = w;
     p->slots = calloc((size_t)threads, sizeof *p->slots);
     if (!p->slots) return -1;
@@ -257,7 +339,9 @@ static void on_accept(gp_io *io, uint32_t events)
     struct gp_listen_io *l = (struct gp_listen_io *)io;
     gp_worker *w = l->w;
     int idx = l->index;
-    for (int i = 0; i < ACCEPT_BATCH && !w->stopping; i++) {
+    /* paused by pacing earlier in this batch of events: the event is stale */
+    bool paced = w->pool && w->pool->accept_paused;
+    for (int i = 0; i < ACCEPT_BATCH && !w->stopping && !paced; i++) {
         struct sockaddr_storage peer;
         socklen_t plen = sizeof peer;
         int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -270,7 +354,9 @@ static void on_accept(gp_io *io, uint32_t events)
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
-        if (!gp_conn_new(w, fd, idx, &peer, plen)) close(fd);
+        gp_conn *c = gp_conn_new(w, fd, idx, &peer, plen);
+        if (!c) close(fd);
+        else if (w->pool && !gp_pool_accepted(w, c)) return; /* no thread free */
     }
 }
 
@@ -423,8 +509,11 @@ static int setup(gp_worker *w, const gp_worker_args *a)
 
 int gp_worker_accept(gp_worker *w)
 {
-    for (int i = 0; i < w->num_listeners; i++) /* one wakeup per connection, not one per worker */
-        if (gp_loop_watch(&w->loop, &w->listeners[i].io, EPOLLIN | EPOLLEXCLUSIVE) < 0) return -1;
+    /* one wakeup per connection, not one per worker (request threads pace
+     * their accepting: see there) */
+    uint32_t ev = w->pool ? EPOLLIN : EPOLLIN | EPOLLEXCLUSIVE;
+    for (int i = 0; i < w->num_listeners; i++)
+        if (gp_loop_watch(&w->loop, &w->listeners[i].io, ev) < 0) return -1;
     atomic_store(&w->slot->state, GP_WS_IDLE);
     gp_info("worker %d ready", (int)getpid());
     return 0;
@@ -458,7 +547,8 @@ gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void
         srandom((unsigned)getpid() ^ (unsigned)w->now_ms);
         w->max_requests = a->cfg->max_requests + (j ? (uint64_t)random() % (j + 1) : 0);
     }
-    if (a->cfg->threads > 1 && ops->thread_init && pool_start(w, a->cfg->threads) < 0) {
+    if (a->cfg->threads > 1 && ops->thread_init &&
+        pool_start(w, a->cfg->threads, a->scoreboard) < 0) {
         gp_error("cannot start %d request threads: %s", a->cfg->threads, strerror(errno));
         return NULL;
     }

@@ -90,6 +90,7 @@ struct gp_conn {
     unsigned char thread_job;     /* enum gp_thread_job: what that thread is to do */
     gp_app_status thread_st;      /* what the app answered there, for the loop */
     char what[GP_SLOT_WHAT];      /* "GET /path", kept while the response waits on the socket */
+    unsigned pool_fresh;          /* accepted, first request not queued yet: the pool's epoch */
 };
 
 struct gp_worker {
@@ -153,6 +154,8 @@ void gp_ws_on_stop(gp_conn *c);
 void gp_ws_session_free(gp_conn *c);
 /* worker.c, for conn.c */
 void gp_pool_submit(gp_worker *w, gp_conn *c);
+/* c was just accepted; returns whether the worker may accept another now. */
+bool gp_pool_accepted(gp_worker *w, gp_conn *c);
 gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_storage *peer,
                      socklen_t peer_len);
 void gp_conn_close(gp_conn *c);

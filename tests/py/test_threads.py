@@ -4,6 +4,7 @@ request thread nor the worker's loop, --timeout counts only the app's own
 time, a stuck thread lets the others finish, and the last piece of a
 response is never flushed through a hook that needs the GIL the thread gave
 up. Issue 8 ('With --threads') and issue 9 (the GIL item)."""
+import collections
 import http.client
 import re
 import socket
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import child_pids, pid_alive
+from conftest import pid_alive, read_response
 
 APP = "threads_app:app"
 
@@ -200,3 +201,68 @@ def test_last_piece_to_a_slow_reader(server_factory, path):
     assert "Fatal Python error" not in log, log[-3000:]
     assert s.workers() == [w]
     assert get(s.port, "/pid")[1] == str(w).encode()
+
+
+def test_accept_pacing_spreads_a_burst(server_factory):
+    """-w 2 --threads 4 and 8 clients connecting at once, each asking for a
+    1 s request: a worker takes only as many new connections as it has free
+    threads, so each worker gets 4 and all 8 answer after 1 s. Today the
+    first worker to wake accepts all 8 (the connects come before their
+    requests) and 4 of them wait a second behind its threads."""
+    s = server_factory(APP, "--threads", "4", workers=2)
+    s.wait_workers(2)
+    for _ in range(2):
+        barrier = threading.Barrier(8)
+        results = []
+
+        def client():
+            with socket.socket() as c:
+                c.settimeout(10)
+                barrier.wait()
+                t0 = time.monotonic()
+                c.connect(("127.0.0.1", s.port))
+                c.sendall(b"GET /sleep?s=1&pid=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+                status, _, body, _ = read_response(c, timeout=10)
+                results.append((status, body.split()[-1], time.monotonic() - t0))
+
+        ts = [threading.Thread(target=client) for _ in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(15)
+        assert [r[0] for r in results] == [200] * 8, results
+        per_worker = collections.Counter(r[1] for r in results)
+        assert sorted(per_worker.values()) == [4, 4], per_worker
+        assert max(r[2] for r in results) < 1.8, results
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_full_workers_keep_accepting(server_factory, workers):
+    """Pacing must not starve the backlog: when every worker's threads are
+    taken by keep-alive clients that never pause, new connections are still
+    accepted at once and share the queues. 8 clients per worker, 2 threads
+    each, 0.1 s requests for 2 s: each client gets a fair part."""
+    s = server_factory(APP, "--threads", "2", workers=workers)
+    s.wait_workers(workers)
+    clients = 8 * workers
+    done = collections.Counter()
+    stop_at = time.monotonic() + 2.0
+
+    def client(i):
+        with socket.socket() as c:
+            c.settimeout(10)
+            c.connect(("127.0.0.1", s.port))
+            buf = b""
+            while time.monotonic() < stop_at:
+                c.sendall(b"GET /sleep?s=0.1 HTTP/1.1\r\nHost: t\r\n\r\n")
+                status, _, _, buf = read_response(c, buf, timeout=10)
+                assert status == 200
+                done[i] += 1
+
+    ts = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(20)
+    # fair: 2 threads x 2 s / 0.1 s / 8 clients = 5 requests each
+    assert len(done) == clients and min(done.values()) >= 2, (done, s.log()[-2000:])

@@ -8,7 +8,7 @@ Sizes are ?mb=N or ?kb=N.
 /tail?mb=N&tail=T N MB in one piece, then a last piece of T bytes (default 3)
 /small?mb=N      N MB in 1000-byte pieces (the core buffers them)
 /write?mb=N      N MB through the write() callable, 256 KB at a time
-/sleep?s=S       sleeps S seconds, then answers
+/sleep?s=S       sleeps S seconds, then answers (with its pid after &pid=1)
 /pid             the worker's pid
 &snd=N on any of them shrinks the socket's send buffer to N bytes first.
 """
@@ -98,7 +98,7 @@ def app(environ, start_response):
     if path == "/sleep":
         time.sleep(float(q.get("s", "1")))
         start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"slept"]
+        return [b"slept %d" % os.getpid() if "pid" in q else b"slept"]
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(os.getpid()).encode()]
