@@ -840,6 +840,7 @@ static gp_app_status pump(Request *r)
         }
         Py_XSETREF(r->chunk, chunk);
         int rc = gp_conn_write(c, PyBytes_AS_STRING(chunk), (size_t)n);
+        if (rc == GP_OK && r->iter) rc = gp_conn_flush(c); /* out before the next piece's wait */
         if (rc == GP_AGAIN) return GP_APP_PENDING;
         if (rc == GP_ERROR) return finish(r); /* client gone */
     }

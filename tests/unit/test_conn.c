@@ -156,6 +156,10 @@ static int setup(void **state)
     F.cfg.limit_request_field_size = 8190;
     F.cfg.keep_alive = 5;
     F.cfg.workers = 1;
+    F.cfg.header_timeout = 30;
+    F.cfg.body_timeout = 30;
+    F.cfg.send_timeout = 60;
+    F.cfg.body_buffer_size = 0; /* the app reads the body itself; hold tests set it */
 
     gp_worker *w = calloc(1, sizeof *w);
     if (!w) return -1;
