@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "py/asgi_ws.h"
+#include "py/bridge.h"
 #include "py/runner.h"
 
 #define BODY_CHUNK 65536
@@ -49,12 +50,7 @@ typedef struct gp_asgi {
         *v_root;
     PyObject *msg_disconnect; /* a fresh copy is handed out each time */
     PyObject *s_set_result, *s_done, *s_cancel;
-    PyObject *methods[8];
-    const gp_addr *server_addr[GP_MAX_BINDS];
-    PyObject *server[GP_MAX_BINDS];
     name_entry names[NAME_CACHE];
-    char *scratch;
-    size_t root_len;
     PyObject *ready_none;
     PyObject *http_template, *ws_template;
 } gp_asgi;
@@ -93,7 +89,7 @@ static PyObject *Ready_await(PyObject *self)
 static PyObject *Ready_next(Ready *r)
 {
     if (!r->value) return NULL; /* StopIteration(None) without an exception object */
-    _PyGen_SetStopIterationValue(r->value);
+    gp_bridge_stop_iteration(r->value);
     return NULL;
 }
 
@@ -262,50 +258,10 @@ static PyObject *lower_name(gp_asgi *a, const char *name, size_t n)
     return PyBytes_FromStringAndSize(low, (Py_ssize_t)n);
 }
 
-static PyObject *addr_tuple(const struct sockaddr *sa)
+static PyObject *server_tuple(gp_conn *c)
 {
-    char host[64];
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
-        return Py_BuildValue("(si)", host, ntohs(s4->sin_port));
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
-        return Py_BuildValue("(si)", host, ntohs(s6->sin6_port));
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *server_tuple(gp_asgi *a, gp_conn *c)
-{
-    const gp_addr *addr = gp_conn_local(c);
-    int i = 0;
-    for (; i < GP_MAX_BINDS && a->server_addr[i] && a->server_addr[i] != addr; i++) {
-    }
-    if (i == GP_MAX_BINDS) i = 0;
-    if (!a->server_addr[i]) {
-        PyObject *t = addr->kind == GP_ADDR_UNIX ? Py_BuildValue("(sO)", addr->text + 5, Py_None)
-                                                 : addr_tuple((const struct sockaddr *)&addr->sa);
-        if (!t) return NULL;
-        a->server[i] = t;
-        a->server_addr[i] = addr;
-    }
-    Py_INCREF(a->server[i]);
-    return a->server[i];
-}
-
-static PyObject *method_str(gp_asgi *a, const char *m, size_t n)
-{
-    static const char *const known[] = {"GET",    "POST",    "HEAD",  "PUT",
-                                        "DELETE", "OPTIONS", "PATCH", NULL};
-    for (int i = 0; known[i]; i++)
-        if (strlen(known[i]) == n && memcmp(known[i], m, n) == 0) {
-            Py_INCREF(a->methods[i]);
-            return a->methods[i];
-        }
-    return PyUnicode_DecodeLatin1(m, (Py_ssize_t)n, NULL);
+    const gp_bridge_server *sv = gp_bridge_server_of(c);
+    return sv ? Py_NewRef(sv->tuple) : NULL;
 }
 
 enum {
@@ -326,14 +282,6 @@ enum {
     SK_SUBPROTOCOLS,
     SK_COUNT
 };
-
-static int set_steal(PyObject *d, PyObject *k, PyObject *v)
-{
-    if (!v) return -1;
-    int r = PyDict_SetItem(d, k, v);
-    Py_DECREF(v);
-    return r;
-}
 
 /* The parts of the scope HTTP and WebSocket share. */
 /* ---- the connection: its client address and its task --------------------
@@ -375,7 +323,7 @@ static Conn *conn_state(gp_conn *c)
     if (!k) return NULL;
     memset((char *)k + sizeof(PyObject), 0, sizeof *k - sizeof(PyObject));
     socklen_t sl;
-    if (!(k->client = addr_tuple(gp_conn_peer(c, &sl)))) {
+    if (!(k->client = gp_bridge_addr_tuple(gp_conn_peer(c, &sl)))) {
         Py_DECREF(k);
         return NULL;
     }
@@ -434,18 +382,15 @@ PyObject *gp_asgi_scope(gp_conn *c, const gp_http_request *req, PyObject *type)
     PyObject *s = PyDict_Copy(type == a->v_http ? a->http_template : a->ws_template);
     if (!s) return NULL;
     if (!req->version_minor && PyDict_SetItem(s, K[SK_HTTP_VERSION], a->v_http10) < 0) goto fail;
-    if (set_steal(s, K[SK_RAW_PATH],
+    if (gp_bridge_set_steal(s, K[SK_RAW_PATH],
                   PyBytes_FromStringAndSize(req->path, (Py_ssize_t)req->path_len)) < 0)
         goto fail;
-    size_t plen = gp_http_percent_decode(a->scratch, req->path, req->path_len);
-    const char *p = a->scratch;
-    if (a->root_len && plen >= a->root_len && memcmp(p, a->cfg->root_path, a->root_len) == 0 &&
-        (plen == a->root_len || p[a->root_len] == '/')) {
-        /* ASGI keeps root_path inside path; nothing to strip */
-    }
-    if (set_steal(s, K[SK_PATH], PyUnicode_DecodeUTF8(p, (Py_ssize_t)plen, "replace")) < 0)
+    const char *p;
+    size_t under_root; /* ASGI keeps root_path inside path: nothing to strip */
+    size_t plen = gp_bridge_path(req, &p, &under_root);
+    if (gp_bridge_set_steal(s, K[SK_PATH], PyUnicode_DecodeUTF8(p, (Py_ssize_t)plen, "replace")) < 0)
         goto fail;
-    if (set_steal(s, K[SK_QUERY],
+    if (gp_bridge_set_steal(s, K[SK_QUERY],
                   req->query ? PyBytes_FromStringAndSize(req->query, (Py_ssize_t)req->query_len)
                              : (Py_INCREF(a->v_empty_bytes), a->v_empty_bytes)) < 0)
         goto fail;
@@ -464,10 +409,10 @@ PyObject *gp_asgi_scope(gp_conn *c, const gp_http_request *req, PyObject *type)
         }
         PyList_SET_ITEM(hl, (Py_ssize_t)i, t);
     }
-    if (set_steal(s, K[SK_HEADERS], hl) < 0) goto fail;
-    if (set_steal(s, K[SK_CLIENT], client_tuple(c)) < 0) goto fail;
-    if (set_steal(s, K[SK_SERVER], server_tuple(a, c)) < 0) goto fail;
-    if (a->state && set_steal(s, K[SK_STATE], PyDict_Copy(a->state)) < 0) goto fail;
+    if (gp_bridge_set_steal(s, K[SK_HEADERS], hl) < 0) goto fail;
+    if (gp_bridge_set_steal(s, K[SK_CLIENT], client_tuple(c)) < 0) goto fail;
+    if (gp_bridge_set_steal(s, K[SK_SERVER], server_tuple(c)) < 0) goto fail;
+    if (a->state && gp_bridge_set_steal(s, K[SK_STATE], PyDict_Copy(a->state)) < 0) goto fail;
     return s;
 fail:
     Py_DECREF(s);
@@ -521,7 +466,7 @@ static PyObject *try_receive(Request *r)
             if (n != GP_BODY_CLOSED) send_error_and_finish(r, status ? status : 400);
             return disconnect_msg(a);
         }
-        if (_PyBytes_Resize(&b, n) < 0) return NULL;
+        if (gp_bridge_bytes_resize(&b, n, n) < 0) return NULL;
         bool more = n > 0 && !gp_conn_body_done(c);
         if (!more) r->body_delivered = true;
         return request_msg(a, b, more);
@@ -908,7 +853,7 @@ static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *re
     PyObject *scope = gp_asgi_scope(c, req, a->v_http);
     if (!scope) goto fail;
     PyObject **K = a->scope_keys;
-    if (set_steal(scope, K[SK_METHOD], method_str(a, req->method, req->method_len)) < 0) {
+    if (gp_bridge_set_steal(scope, K[SK_METHOD], gp_bridge_method(req->method, req->method_len)) < 0) {
         Py_DECREF(scope);
         goto fail;
     }
@@ -1044,19 +989,12 @@ static gp_app_ops asgi_ops;
 
 /* ---- set-up ---------------------------------------------------------------------- */
 
-static PyObject *intern(const char *s)
-{
-    return PyUnicode_InternFromString(s);
-}
-
 static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg, PyObject *loop)
 {
     a->app = app;
     Py_INCREF(app);
     a->asgi2 = asgi2;
     a->cfg = cfg;
-    a->scratch = PyMem_Malloc(cfg->limit_request_line + 16);
-    if (!a->scratch) return -1;
     a->create_future = PyObject_GetAttrString(loop, "create_future");
     a->create_task = PyObject_GetAttrString(loop, "create_task");
     if (!a->create_future || !a->create_task) return -1;
@@ -1065,30 +1003,26 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
                                      "root_path", "headers",    "client",       "server",
                                      "state",     "extensions", "subprotocols"};
     for (int i = 0; i < SK_COUNT; i++)
-        if (!(a->scope_keys[i] = intern(sk[i]))) return -1;
-    a->scope_keys[SK_COUNT] = intern("ws");
+        if (!(a->scope_keys[i] = gp_bridge_intern(sk[i]))) return -1;
+    a->scope_keys[SK_COUNT] = gp_bridge_intern("ws");
     a->k_type = a->scope_keys[SK_TYPE];
     a->k_headers = a->scope_keys[SK_HEADERS];
     a->k_path = a->scope_keys[SK_PATH];
-    a->k_body = intern("body");
-    a->k_more_body = intern("more_body");
-    a->k_status = intern("status");
-    a->k_trailers = intern("trailers");
-    a->k_more_trailers = intern("more_trailers");
-    a->v_http = intern("http");
-    a->v_http10 = intern("1.0");
-    a->v_http11 = intern("1.1");
-    a->v_request = intern("http.request");
-    a->v_disconnect = intern("http.disconnect");
+    a->k_body = gp_bridge_intern("body");
+    a->k_more_body = gp_bridge_intern("more_body");
+    a->k_status = gp_bridge_intern("status");
+    a->k_trailers = gp_bridge_intern("trailers");
+    a->k_more_trailers = gp_bridge_intern("more_trailers");
+    a->v_http = gp_bridge_intern("http");
+    a->v_http10 = gp_bridge_intern("1.0");
+    a->v_http11 = gp_bridge_intern("1.1");
+    a->v_request = gp_bridge_intern("http.request");
+    a->v_disconnect = gp_bridge_intern("http.disconnect");
     a->v_empty_bytes = PyBytes_FromStringAndSize("", 0);
-    a->s_set_result = intern("set_result");
-    a->s_done = intern("done");
-    a->s_cancel = intern("cancel");
-    static const char *const known[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
-    for (int i = 0; i < 7; i++) a->methods[i] = intern(known[i]);
-    const char *root = cfg->root_path ? cfg->root_path : "";
-    a->root_len = strlen(root);
-    a->v_root = PyUnicode_FromString(root);
+    a->s_set_result = gp_bridge_intern("set_result");
+    a->s_done = gp_bridge_intern("done");
+    a->s_cancel = gp_bridge_intern("cancel");
+    a->v_root = Py_NewRef(gp_bridge_root_str());
     a->asgi_info =
         Py_BuildValue("{s:s,s:s}", "version", asgi2 ? "2.0" : "3.0", "spec_version", "2.4");
     a->extensions = Py_BuildValue("{s:{},s:{},s:{}}", "http.response.pathsend",
@@ -1104,10 +1038,10 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
         PyObject **K = a->scope_keys;
         if (!t) return -1;
         PyObject *vals[SK_COUNT] = {
-            [SK_TYPE] = kind ? intern("websocket") : a->v_http,
+            [SK_TYPE] = kind ? gp_bridge_intern("websocket") : a->v_http,
             [SK_ASGI] = a->asgi_info,
             [SK_HTTP_VERSION] = a->v_http11,
-            [SK_METHOD] = a->methods[0],
+            [SK_METHOD] = gp_bridge_intern("GET"),
             [SK_SCHEME] = kind ? a->scope_keys[SK_COUNT] : a->v_http,
             [SK_PATH] = a->v_root,
             [SK_RAW_PATH] = a->v_empty_bytes,
