@@ -866,6 +866,7 @@ static void after_app(gp_conn *c, gp_app_status st)
         c->state = CS_ASYNC;
         c->w->active_async++;
         c->deadline = c->w->now + 1e9; /* the app decides how long it takes */
+        async_idle_deadline(c);         /* unless it waits for a body that does not come */
         async_rewatch(c);
         return;
     }
