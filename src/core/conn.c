@@ -900,7 +900,7 @@ static void reject(gp_conn *c, int status)
 }
 
 static void run_app(gp_conn *c, gp_http_request *req);
-static void hold_body(gp_conn *c);
+static void hold_body(gp_conn *c, bool on_event);
 
 /* Whether the body is read whole before the app runs: a sync app that would
  * block the worker on it, and a body not all here yet. */
@@ -925,7 +925,7 @@ static void begin_hold(gp_conn *c)
     gp_body_init(&c->held, NULL);
     c->state = CS_BODY;
     c->deadline = w->now + w->cfg->body_timeout;
-    hold_body(c);
+    hold_body(c, false);
 }
 
 static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
@@ -997,8 +997,10 @@ static void run_app(gp_conn *c, gp_http_request *req)
 
 /* CS_BODY: reads what the socket has into the held body; once it is whole,
  * runs the app on it. Errors end the request here: 400 (bad chunked), 408
- * (timeout), 413 (past --limit-request-body), 500 (no room to hold it). */
-static void hold_body(gp_conn *c)
+ * (timeout), 413 (past --limit-request-body), 500 (no room to hold it).
+ * Pipelined requests after it are served here only on_event: from dispatch,
+ * serve_buffered's own loop goes on with them (no recursion per request). */
+static void hold_body(gp_conn *c, bool on_event)
 {
     gp_worker *w = c->w;
     char tmp[GP_IO_BUF_SIZE];
@@ -1035,7 +1037,7 @@ static void hold_body(gp_conn *c)
         return;
     }
     run_app(c, &req);
-    if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
+    if (on_event && !c->dead && c->state == CS_HEAD) serve_buffered(c);
 }
 
 /* On a request thread: the head is parsed again into this thread's array
@@ -1290,7 +1292,7 @@ void gp_conn_on_event(gp_io *io, uint32_t events)
         if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
         break;
     case CS_BODY:
-        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) hold_body(c);
+        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) hold_body(c, true);
         break;
     case CS_LINGER: discard_input(c); break;
     case CS_THREAD: break;

@@ -4,7 +4,11 @@
  * header validation, pipelining, error responses (400, 408, 413, 414, 431,
  * 500), the request body (Content-Length and chunked, buffered and arriving
  * later, 100-continue, the body limit), writing against a full socket with
- * resume, the abort callback, sendfile and the access log line. */
+ * resume, the abort callback, sendfile and the access log line; the body read
+ * whole before a sync app runs (memory, temp file, 100-continue, 400/408/413,
+ * pipelining); apps run as tasks: Content-Length bodies past the read buffer,
+ * a client leaving mid-upload, the body timeout, quiet streams and the send
+ * timeout. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1866,6 +1870,28 @@ static void test_hold_peer_leaves(void **state)
     assert_int_equal(F.app.starts, 0);
 }
 
+/* Many small chunked requests pipelined in one buffer: each is held and
+ * served in order by the one serve loop. */
+static void test_hold_many_pipelined(void **state)
+{
+    static char reqs[16384], out[65536];
+    size_t n = 0;
+    conn_open();
+    F.cfg.body_buffer_size = 1 << 20;
+    F.app.start = app_read_body;
+    for (int i = 0; i < 150; i++)
+        n += (size_t)snprintf(reqs + n, sizeof reqs - n,
+                              "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "2\r\n%02d\r\n0\r\n\r\n",
+                              i % 100);
+    assert_true(n < GP_IO_BUF_SIZE);
+    send_all(reqs, n);
+    pump();
+    assert_int_equal(F.app.starts, 150);
+    size_t got = peer_read(out, sizeof out, NULL);
+    assert_non_null(memmem(out, got, "\r\n\r\n49HTTP/1.1 200 OK", 21));
+}
+
 /* ---- apps run as tasks (ASGI): bodies, quiet streams, flush ----------------- */
 
 static gp_conn *async_conn; /* the request an async test app serves */
@@ -2109,6 +2135,7 @@ int main(void)
         T(test_hold_chunked_limit_413),
         T(test_hold_bad_chunked_400),
         T(test_hold_peer_leaves),
+        T(test_hold_many_pipelined),
         T(test_async_length_body_past_buffer),
         T(test_async_length_body_buffer_full),
         T(test_async_peer_leaves_mid_body),
