@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,51 @@
 
 #define ALOG_FIELD 512
 #define SENDFILE_MAX (1 << 20)
+
+/* ---- deadlines ------------------------------------------------------------ */
+
+/* Whole milliseconds, rounded up: a timer never fires before its deadline. */
+static uint64_t deadline_ms(double at)
+{
+    return (uint64_t)(at * 1000.0) + 1;
+}
+
+/* The heap key only ever moves earlier here; a later deadline is just stored,
+ * and the timer moves itself to it when it fires (on_conn_timer), so pushing
+ * the deadline on every request and write costs no heap work. */
+void gp_conn_set_deadline(gp_conn *c, double at)
+{
+    c->deadline = at;
+    uint64_t ms = deadline_ms(at);
+    if (!gp_timer_armed(&c->timer) || ms < c->timer.at) gp_timer_set(&c->w->timers, &c->timer, ms);
+}
+
+/* flush may run on a request thread, which must not touch the loop's heap:
+ * its store is only read back when the timer fires. */
+static void write_deadline(gp_conn *c)
+{
+    double at = c->w->now + c->w->cfg->send_timeout;
+    if (c->blocking) c->deadline = at;
+    else gp_conn_set_deadline(c, at);
+}
+
+static void on_conn_timer(gp_timer *t)
+{
+    gp_conn *c = (gp_conn *)((char *)t - offsetof(gp_conn, timer));
+    gp_worker *w = c->w;
+    uint64_t due = deadline_ms(c->deadline);
+    if (c->state == CS_THREAD) { /* its thread owns it: look again in a second */
+        gp_timer_set(&w->timers, t, w->now_ms + 1000);
+        return;
+    }
+    if (due > w->now_ms) { /* postponed since it was armed */
+        gp_timer_set(&w->timers, t, due);
+        return;
+    }
+    gp_conn_on_timeout(c);
+    /* still open with a deadline that did not move: never a busy loop */
+    if (!c->dead && !gp_timer_armed(t)) gp_timer_set(&w->timers, t, w->now_ms + 1000);
+}
 
 /* ---- connection lifetime ---------------------------------------------- */
 
@@ -42,11 +88,12 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     c->file_fd = -1;
     gp_body_init(&c->held, NULL);
     c->state = CS_HEAD;
-    c->deadline = w->now + w->cfg->keep_alive;
+    c->timer.cb = on_conn_timer;
     if (gp_loop_watch(&w->loop, &c->io, EPOLLIN) < 0) {
         free(c);
         return NULL;
     }
+    gp_conn_set_deadline(c, w->now + w->cfg->keep_alive);
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;
@@ -84,7 +131,11 @@ void gp_conn_close(gp_conn *c)
         w->ops->abort(w->app, c);
     if (c->state == CS_ASYNC) w->active_async--;
     c->dead = true;
-    close(c->io.fd); /* leaves epoll by itself: no other process shares it */
+    /* out of epoll before the close: a child the app forked may hold a copy
+     * of the descriptor, and the registration would outlive our close */
+    gp_loop_unwatch(&w->loop, &c->io);
+    close(c->io.fd);
+    gp_timer_stop(&w->timers, &c->timer);
     release_buffer(w, &c->buf, &c->cap);
     release_buffer(w, &c->out, &c->out_cap);
     held_release(c);
@@ -216,7 +267,7 @@ static int flush(gp_conn *c)
                 c->broken = true;
                 return GP_ERROR;
             }
-            c->deadline = c->w->now + c->w->cfg->send_timeout;
+            write_deadline(c);
             size_t k = (size_t)n;
             size_t from_out = k < out_left ? k : out_left;
             c->out_pos += from_out;
@@ -237,7 +288,7 @@ static int flush(gp_conn *c)
                 c->broken = true;
                 return GP_ERROR;
             }
-            c->deadline = c->w->now + c->w->cfg->send_timeout;
+            write_deadline(c);
             c->file_left -= (uint64_t)n;
         } else if (c->pend_crlf) {
             c->pend_crlf = false;
@@ -825,7 +876,7 @@ static void linger_close(gp_conn *c)
     }
     shutdown(c->io.fd, SHUT_WR);
     c->state = CS_LINGER;
-    c->deadline = c->w->now + GP_LINGER_S;
+    gp_conn_set_deadline(c, c->w->now + GP_LINGER_S);
     c->body_total = 0;
     watch(c, EPOLLIN);
 }
@@ -854,7 +905,7 @@ static void response_complete(gp_conn *c)
     c->rpos = c->head_len = 0;
     if (!rest) release_buffer(w, &c->buf, &c->cap);
     c->state = CS_HEAD;
-    c->deadline = w->now + (rest ? w->cfg->header_timeout : w->cfg->keep_alive);
+    gp_conn_set_deadline(c, w->now + (rest ? w->cfg->header_timeout : w->cfg->keep_alive));
     watch(c, EPOLLIN);
 }
 
@@ -865,8 +916,8 @@ static void after_app(gp_conn *c, gp_app_status st)
     if (st == GP_APP_ASYNC) {
         c->state = CS_ASYNC;
         c->w->active_async++;
-        c->deadline = c->w->now + 1e9; /* the app decides how long it takes */
-        async_idle_deadline(c);         /* unless it waits for a body that does not come */
+        gp_conn_set_deadline(c, c->w->now + 1e9); /* the app decides how long it takes */
+        async_idle_deadline(c); /* unless it waits for a body that does not come */
         async_rewatch(c);
         return;
     }
@@ -924,7 +975,7 @@ static void begin_hold(gp_conn *c)
     c->held_head_len = c->head_len;
     gp_body_init(&c->held, NULL);
     c->state = CS_BODY;
-    c->deadline = w->now + w->cfg->body_timeout;
+    gp_conn_set_deadline(c, w->now + w->cfg->body_timeout);
     hold_body(c, false);
 }
 
@@ -1016,7 +1067,7 @@ static void hold_body(gp_conn *c, bool on_event)
             return;
         }
         if (n > 0) {
-            c->deadline = w->now + w->cfg->body_timeout;
+            gp_conn_set_deadline(c, w->now + w->cfg->body_timeout);
             int r = gp_body_append(&c->held, tmp, (size_t)n, w->cfg->body_buffer_size);
             if (r < 0) {
                 gp_warn("cannot hold a request body: %s", strerror(-r));
@@ -1091,7 +1142,7 @@ static void serve_buffered(gp_conn *c)
         if (r == 0) {
             if (c->len >= w->head_cap) reject(c, 431);
             else if (c->deadline > w->now + w->cfg->header_timeout)
-                c->deadline = w->now + w->cfg->header_timeout;
+                gp_conn_set_deadline(c, w->now + w->cfg->header_timeout);
             return;
         }
         dispatch(c, &req, (size_t)r);
@@ -1137,7 +1188,7 @@ static void read_head(gp_conn *c)
         gp_conn_close(c);
         return;
     }
-    if (c->len == 0) c->deadline = w->now + w->cfg->header_timeout;
+    if (c->len == 0) gp_conn_set_deadline(c, w->now + w->cfg->header_timeout);
     c->len += (size_t)n;
     serve_buffered(c);
 }
@@ -1174,7 +1225,7 @@ static void async_idle_deadline(gp_conn *c)
 {
     if (c->ws) return;
     bool body_wait = c->want_input && !c->body_done && !c->peer_gone;
-    c->deadline = c->w->now + (body_wait ? c->w->cfg->body_timeout : 1e9);
+    gp_conn_set_deadline(c, c->w->now + (body_wait ? c->w->cfg->body_timeout : 1e9));
 }
 
 static void async_rewatch(gp_conn *c)
@@ -1186,7 +1237,7 @@ static void async_rewatch(gp_conn *c)
     if (pending) {
         ev |= EPOLLOUT;
         double d = c->w->now + c->w->cfg->send_timeout;
-        if (!c->ws && c->deadline > d) c->deadline = d;
+        if (!c->ws && c->deadline > d) gp_conn_set_deadline(c, d);
     }
     int r = ev ? gp_loop_watch(&c->w->loop, &c->io, ev) : gp_loop_unwatch(&c->w->loop, &c->io);
     if (r < 0) c->peer_gone = c->broken = true;
@@ -1313,7 +1364,7 @@ void gp_conn_on_timeout(gp_conn *c)
     if (c->state == CS_ASYNC && !c->ws && !output_pending(c)) {
         /* quiet is fine; only an app waiting for body bytes that do not come
          * is told (408 through its receive), and only once */
-        c->deadline = c->w->now + 1e9;
+        gp_conn_set_deadline(c, c->w->now + 1e9);
         if (c->want_input && !c->body_done && !c->body_late) {
             c->body_late = true;
             c->w->ops->readable(c->w->app, c);
@@ -1335,5 +1386,5 @@ void gp_conn_on_stop(gp_conn *c)
         return;
     }
     if (c->state == CS_HEAD && c->len == 0 && c->deadline > c->w->now + GP_STOP_IDLE_S)
-        c->deadline = c->w->now + GP_STOP_IDLE_S;
+        gp_conn_set_deadline(c, c->w->now + GP_STOP_IDLE_S);
 }

@@ -22,6 +22,7 @@
 #include "core/conn.h"
 #include "core/log.h"
 #include "core/worker.h"
+#include "py/asgi_common.h"
 #include "py/asgi_ws.h"
 #include "py/bridge.h"
 #include "py/runner.h"
@@ -51,78 +52,10 @@ typedef struct gp_asgi {
     PyObject *msg_disconnect; /* a fresh copy is handed out each time */
     PyObject *s_set_result, *s_done, *s_cancel;
     name_entry names[NAME_CACHE];
-    PyObject *ready_none;
     PyObject *http_template, *ws_template;
 } gp_asgi;
 
 static gp_asgi *the_asgi; /* one per worker process */
-
-/* ---- Ready: an awaitable that is already done ------------------------- */
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *value; /* NULL: None */
-} Ready;
-
-static PyTypeObject Ready_Type;
-
-static PyObject *ready_new(PyObject *value)
-{
-    Ready *r = PyObject_New(Ready, &Ready_Type);
-    if (!r) return NULL;
-    r->value = value; /* steals */
-    return (PyObject *)r;
-}
-
-PyObject *gp_asgi_ready(PyObject *value)
-{
-    if (!value) return Py_NewRef(the_asgi->ready_none);
-    return ready_new(value);
-}
-
-static PyObject *Ready_await(PyObject *self)
-{
-    Py_INCREF(self);
-    return self;
-}
-
-static PyObject *Ready_next(Ready *r)
-{
-    if (!r->value) return NULL; /* StopIteration(None) without an exception object */
-    gp_bridge_stop_iteration(r->value);
-    return NULL;
-}
-
-static PyObject *Ready_send(Ready *r, PyObject *arg)
-{
-    return Ready_next(r);
-}
-
-static void Ready_dealloc(Ready *r)
-{
-    Py_XDECREF(r->value);
-    PyObject_Free(r);
-}
-
-static PyAsyncMethods Ready_async = {.am_await = Ready_await};
-
-static PyMethodDef Ready_methods[] = {
-    {"send", (PyCFunction)Ready_send, METH_O, NULL},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyTypeObject Ready_Type = {
-    .ob_base = {PyObject_HEAD_INIT(NULL) 0},
-    .tp_name = "gallop.Ready",
-    .tp_basicsize = sizeof(Ready),
-    .tp_dealloc = (destructor)Ready_dealloc,
-    .tp_as_async = &Ready_async,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "an awaitable whose result is already known",
-    .tp_iter = PyObject_SelfIter,
-    .tp_iternext = (iternextfunc)Ready_next,
-    .tp_methods = Ready_methods,
-};
 
 /* ---- Request ----------------------------------------------------------- */
 
@@ -167,32 +100,6 @@ static PyTypeObject Request_Type = {
 static PyObject *disconnect_msg(gp_asgi *a)
 {
     return PyDict_Copy(a->msg_disconnect);
-}
-
-/* Completes a future unless the task waiting on it was cancelled meanwhile. */
-void gp_asgi_resolve(PyObject **futp, PyObject *value)
-{
-    PyObject *fut = *futp;
-    *futp = NULL;
-    if (fut && gp_asgi_pending(&fut)) {
-        PyObject *r =
-            PyObject_CallMethodOneArg(fut, the_asgi->s_set_result, value ? value : Py_None);
-        if (!r) PyErr_WriteUnraisable(fut);
-        Py_XDECREF(r);
-    }
-    Py_XDECREF(fut);
-    Py_XDECREF(value);
-}
-
-bool gp_asgi_pending(PyObject **futp)
-{
-    if (!*futp) return false;
-    PyObject *done = PyObject_CallMethodNoArgs(*futp, the_asgi->s_done);
-    bool pending = done == Py_False;
-    Py_XDECREF(done);
-    PyErr_Clear();
-    if (!pending) Py_CLEAR(*futp);
-    return pending;
 }
 
 /* Lets go of the connection; the core keeps serving it. */
@@ -375,11 +282,11 @@ static int schedule(gp_asgi *a, gp_conn *c, Request *r, PyObject *coro)
 
 /* A copy of a template that already holds every key: the copy is one block
  * copy, and the values set afterwards replace rather than grow the table. */
-PyObject *gp_asgi_scope(gp_conn *c, const gp_http_request *req, PyObject *type)
+static PyObject *scope_for(gp_conn *c, const gp_http_request *req, PyObject *template)
 {
     gp_asgi *a = the_asgi;
     PyObject **K = a->scope_keys;
-    PyObject *s = PyDict_Copy(type == a->v_http ? a->http_template : a->ws_template);
+    PyObject *s = PyDict_Copy(template);
     if (!s) return NULL;
     if (!req->version_minor && PyDict_SetItem(s, K[SK_HTTP_VERSION], a->v_http10) < 0) goto fail;
     if (gp_bridge_set_steal(s, K[SK_RAW_PATH],
@@ -421,7 +328,7 @@ fail:
 
 /* ---- receive ----------------------------------------------------------------- */
 
-#define AGAIN_SENTINEL ((PyObject *)&Ready_Type)
+#define AGAIN_SENTINEL ((PyObject *)&Request_Type)
 
 static PyObject *request_msg(gp_asgi *a, PyObject *body, bool more)
 {
@@ -488,7 +395,7 @@ static PyObject *asgi_receive(PyObject *self, PyObject *unused)
         return NULL;
     }
     PyObject *m = try_receive(r);
-    if (m != AGAIN_SENTINEL) return m ? ready_new(m) : NULL;
+    if (m != AGAIN_SENTINEL) return m ? gp_asgi_ready(m) : NULL;
     PyObject *fut = PyObject_CallNoArgs(r->a->create_future);
     if (!fut) return NULL;
     Py_INCREF(fut);
@@ -507,74 +414,10 @@ static PyObject *msg_get(PyObject *msg, PyObject *key)
     return v; /* borrowed; NULL without error when absent */
 }
 
-/* Checks the headers of a start or trailers message; returns a list of
- * (bytes, bytes) pairs or NULL with an exception. */
-static PyObject *check_headers(PyObject *headers)
-{
-    PyObject *seq = PySequence_Fast(headers, "headers must be an iterable of [name, value] pairs");
-    if (!seq) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject *out = PyList_New(n);
-    if (!out) goto fail;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *h = PySequence_Fast_GET_ITEM(seq, i);
-        PyObject *pair = PySequence_Fast(h, "each header must be a [name, value] pair");
-        if (!pair) goto fail;
-        if (PySequence_Fast_GET_SIZE(pair) != 2 ||
-            !PyBytes_Check(PySequence_Fast_GET_ITEM(pair, 0)) ||
-            !PyBytes_Check(PySequence_Fast_GET_ITEM(pair, 1))) {
-            Py_DECREF(pair);
-            PyErr_Format(PyExc_TypeError, "header %R must be a pair of bytes", h);
-            goto fail;
-        }
-        PyObject *nm = PySequence_Fast_GET_ITEM(pair, 0), *v = PySequence_Fast_GET_ITEM(pair, 1);
-        if (!gp_conn_field_ok(PyBytes_AS_STRING(nm), (size_t)PyBytes_GET_SIZE(nm),
-                              PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v))) {
-            Py_DECREF(pair);
-            PyErr_Format(PyExc_ValueError,
-                         "invalid header %R (bad name, or CR, LF or another control byte)", h);
-            goto fail;
-        }
-        PyObject *t = PyTuple_Pack(2, nm, v);
-        Py_DECREF(pair);
-        if (!t) goto fail;
-        PyList_SET_ITEM(out, i, t);
-    }
-    Py_DECREF(seq);
-    return out;
-fail:
-    Py_XDECREF(out);
-    Py_DECREF(seq);
-    return NULL;
-}
-
-/* Adds a list that check_headers built to the head. */
-static int add_checked(gp_conn *c, PyObject *list)
-{
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
-        PyObject *t = PyList_GET_ITEM(list, i);
-        PyObject *nm = PyTuple_GET_ITEM(t, 0), *v = PyTuple_GET_ITEM(t, 1);
-        if (gp_conn_head_add(c, PyBytes_AS_STRING(nm), (size_t)PyBytes_GET_SIZE(nm),
-                             PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v)) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-int gp_asgi_add_headers(gp_conn *c, PyObject *headers)
-{
-    if (!headers) return 0;
-    PyObject *list = check_headers(headers);
-    int r = list ? add_checked(c, list) : -1;
-    if (list && r < 0) PyErr_SetString(PyExc_ValueError, "the response head is too large");
-    Py_XDECREF(list);
-    return r;
-}
-
 static int send_head(Request *r, long long known_length)
 {
     gp_conn *c = r->conn;
-    if (gp_conn_head_begin_status(c, r->status) < 0 || add_checked(c, r->headers) < 0) goto bad;
+    if (gp_conn_head_begin_status(c, r->status) < 0 || gp_asgi_add_checked(c, r->headers) < 0) goto bad;
     if (known_length >= 0 && !r->trailers) gp_conn_head_set_length(c, (uint64_t)known_length);
     if (gp_conn_head_end(c) < 0) goto bad;
     r->head_sent = true;
@@ -608,8 +451,7 @@ static PyObject *send_wait(Request *r, bool final)
 
 static PyObject *ready_none(gp_asgi *a)
 {
-    Py_INCREF(a->ready_none);
-    return a->ready_none;
+    return gp_asgi_ready(NULL);
 }
 
 static PyObject *send_body(Request *r, PyObject *msg)
@@ -715,7 +557,7 @@ static PyObject *send_trailers(Request *r, PyObject *msg)
     PyObject *hs = msg_get(msg, a->k_headers);
     PyObject *more_o = msg_get(msg, a->k_more_trailers);
     if (PyErr_Occurred()) return NULL;
-    PyObject *list = hs ? check_headers(hs) : PyList_New(0);
+    PyObject *list = hs ? gp_asgi_check_headers(hs) : PyList_New(0);
     if (!list) return NULL;
     if (!r->trailer_buf && !(r->trailer_buf = PyByteArray_FromStringAndSize(NULL, 0))) goto fail;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
@@ -764,7 +606,7 @@ static PyObject *send_start(Request *r, PyObject *msg)
     PyObject *hs = msg_get(msg, a->k_headers);
     PyObject *tr = msg_get(msg, a->k_trailers);
     if (PyErr_Occurred()) return NULL;
-    PyObject *list = hs ? check_headers(hs) : PyList_New(0);
+    PyObject *list = hs ? gp_asgi_check_headers(hs) : PyList_New(0);
     if (!list) return NULL;
     int trailers = tr ? PyObject_IsTrue(tr) : 0;
     if (trailers < 0) {
@@ -840,7 +682,7 @@ static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *re
 {
     gp_asgi *a = app;
     if (req->upgrade && gp_asgi_ws_is_upgrade(req))
-        return gp_asgi_ws_start(a->app, a->asgi2, c, req);
+        return gp_asgi_ws_start(a->app, a->asgi2, c, req, scope_for(c, req, a->ws_template));
     Request *r = PyObject_New(Request, &Request_Type);
     if (!r) goto oom;
     memset((char *)r + sizeof(PyObject), 0, sizeof *r - sizeof(PyObject));
@@ -850,7 +692,7 @@ static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *re
     gp_conn_describe(r->what, sizeof r->what, req);
     gp_conn_set_app_state(c, r); /* the connection's reference */
 
-    PyObject *scope = gp_asgi_scope(c, req, a->v_http);
+    PyObject *scope = scope_for(c, req, a->http_template);
     if (!scope) goto fail;
     PyObject **K = a->scope_keys;
     if (gp_bridge_set_steal(scope, K[SK_METHOD], gp_bridge_method(req->method, req->method_len)) < 0) {
@@ -859,16 +701,7 @@ static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *re
     }
     PyObject *receive = PyCFunction_New(&receive_def, (PyObject *)r);
     PyObject *send = PyCFunction_New(&send_def, (PyObject *)r);
-    PyObject *coro = NULL;
-    if (receive && send) {
-        if (a->asgi2) {
-            PyObject *inst = PyObject_CallOneArg(a->app, scope);
-            coro = inst ? PyObject_CallFunctionObjArgs(inst, receive, send, NULL) : NULL;
-            Py_XDECREF(inst);
-        } else {
-            coro = PyObject_CallFunctionObjArgs(a->app, scope, receive, send, NULL);
-        }
-    }
+    PyObject *coro = gp_asgi_call_app(a->app, a->asgi2, scope, receive, send);
     Py_XDECREF(receive);
     Py_XDECREF(send);
     Py_DECREF(scope);
@@ -1028,8 +861,7 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
     a->extensions = Py_BuildValue("{s:{},s:{},s:{}}", "http.response.pathsend",
                                   "http.response.trailers", "websocket.http.response");
     a->msg_disconnect = Py_BuildValue("{s:s}", "type", "http.disconnect");
-    a->ready_none = ready_new(NULL);
-    if (!a->v_root || !a->asgi_info || !a->extensions || !a->msg_disconnect || !a->ready_none ||
+    if (!a->v_root || !a->asgi_info || !a->extensions || !a->msg_disconnect ||
         !a->v_empty_bytes)
         return -1;
     /* every key a scope has, in the order apps print them */
@@ -1070,7 +902,7 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
 gp_worker *gp_asgi_bridge(const gp_worker_args *args, PyObject *app, int asgi2, PyObject *loop,
                           PyObject **state)
 {
-    if (PyType_Ready(&Ready_Type) < 0 || PyType_Ready(&Request_Type) < 0 ||
+    if (gp_asgi_common_init() < 0 || PyType_Ready(&Request_Type) < 0 ||
         PyType_Ready(&Conn_Type) < 0)
         return NULL;
     gp_asgi *a = PyMem_Calloc(1, sizeof *a);

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/websocket.h"
 #include "core/ws_conn.h"
+#include "py/asgi_common.h"
 #include "py/bridge.h"
 #include "py/runner.h"
 
@@ -442,11 +443,13 @@ bool gp_asgi_ws_is_upgrade(const gp_http_request *req)
     return false;
 }
 
-gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_http_request *req)
+gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_http_request *req,
+                               PyObject *scope)
 {
     char accept[29];
     int status = gp_ws_check(req, accept);
     if (status) {
+        Py_XDECREF(scope);
         if (status == 426 && !gp_conn_head_sent(c)) {
             gp_conn_head_begin_status(c, 426);
             gp_conn_head_add(c, "Sec-WebSocket-Version", 21, "13", 2);
@@ -461,6 +464,7 @@ gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_ht
     }
     Session *s = PyObject_New(Session, &Session_Type);
     if (!s) {
+        Py_XDECREF(scope);
         PyErr_Clear();
         gp_conn_send_error(c, 500, 1);
         return GP_APP_DONE;
@@ -472,7 +476,6 @@ gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_ht
     s->queue = PyList_New(0);
     gp_conn_set_app_state(c, s); /* the connection's reference */
 
-    PyObject *scope = gp_asgi_scope(c, req, G.v_websocket);
     PyObject *protos = NULL;
     if (scope) {
         gp_ws_token toks[32];
@@ -498,15 +501,7 @@ gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_ht
     if (scope && s->queue) {
         PyObject *receive = PyCFunction_New(&receive_def, (PyObject *)s);
         PyObject *send = PyCFunction_New(&send_def, (PyObject *)s);
-        if (receive && send) {
-            if (asgi2) {
-                PyObject *inst = PyObject_CallOneArg(app, scope);
-                coro = inst ? PyObject_CallFunctionObjArgs(inst, receive, send, NULL) : NULL;
-                Py_XDECREF(inst);
-            } else {
-                coro = PyObject_CallFunctionObjArgs(app, scope, receive, send, NULL);
-            }
-        }
+        coro = gp_asgi_call_app(app, asgi2, scope, receive, send);
         Py_XDECREF(receive);
         Py_XDECREF(send);
     }
