@@ -579,10 +579,11 @@ int gp_conn_write(gp_conn *c, const void *data, size_t len)
     return finish_write(c);
 }
 
+/* Written means on the socket, not just copied: WSGI's write() streams. */
 int gp_conn_write_all(gp_conn *c, const void *data, size_t len)
 {
     int r = gp_conn_write(c, data, len);
-    return r == GP_AGAIN ? flush_blocking(c) : r;
+    return r == GP_ERROR ? r : flush_blocking(c);
 }
 
 int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len)

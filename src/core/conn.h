@@ -129,7 +129,8 @@ int gp_conn_head_sent(gp_conn *c); /* head_end was called */
  * full; data may still be referenced by the core, so keep it alive and do not
  * write again before resume. GP_ERROR: the client is gone. */
 int gp_conn_write(gp_conn *c, const void *data, size_t len);
-/* Same, blocking until written (for WSGI's write() callable). */
+/* Same, blocking until written to the socket, what was buffered before it
+ * included (for WSGI's write() callable, whose pieces stream). */
 int gp_conn_write_all(gp_conn *c, const void *data, size_t len);
 /* Sends len bytes of fd from offset with sendfile(2). Same return values; fd
  * must stay open until the response ends or is aborted. */

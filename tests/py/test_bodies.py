@@ -347,6 +347,11 @@ def test_asgi_more_body_arrives_before_the_await(fast):
     assert first < 0.5 and gap > 0.7, (first, gap)
 
 
+def test_wsgi_write_callable_pieces_arrive_before_the_sleep(hasher):
+    first, gap = first_piece_gap(hasher.port, "/write")
+    assert first < 0.5 and gap > 0.7, (first, gap)
+
+
 def test_wsgi_generator_with_threads(server_factory):
     srv = server_factory("bodies_wsgi:app", "--threads", "2", workers=1)
     first, gap = first_piece_gap(srv.port, "/stream")

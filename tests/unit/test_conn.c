@@ -1693,6 +1693,30 @@ static void test_continue_after_final_head(void **state)
     assert_null(memmem(out, n, "100 Continue", 12));
 }
 
+static gp_app_status app_write_all_streams(test_app *t, gp_conn *c, const gp_http_request *req)
+{
+    char got[4096];
+    gp_conn_head_begin(c, "200 OK", 6);
+    gp_conn_head_end(c);
+    record(t, gp_conn_write_all(c, "piece", 5));
+    /* on the wire already, head and piece together, before the response ends */
+    size_t n = peer_read(got, sizeof got, NULL);
+    record(t, n > 0 && memmem(got, n, "\r\n\r\n5\r\npiece\r\n", 14) != NULL);
+    gp_conn_end_response(c);
+    return GP_APP_DONE;
+}
+
+static void test_write_all_is_on_the_wire(void **state)
+{
+    char out[4096];
+    conn_open();
+    F.app.start = app_write_all_streams;
+    roundtrip(GET11, out, sizeof out, NULL);
+    assert_int_equal(F.app.results[0], GP_OK);
+    assert_int_equal(F.app.results[1], 1);
+    assert_string_equal(out, "0\r\n\r\n");
+}
+
 /* ---- the body read before a sync app runs (--body-buffer-size) ------------- */
 
 static void test_hold_length_app_runs_once_body_whole(void **state)
@@ -2127,6 +2151,7 @@ int main(void)
         T(test_sendfile),
         T(test_head_end_reserve_overflow),
         T(test_continue_after_final_head),
+        T(test_write_all_is_on_the_wire),
         T(test_hold_length_app_runs_once_body_whole),
         T(test_hold_not_needed_when_buffered),
         T(test_hold_spills_to_file),

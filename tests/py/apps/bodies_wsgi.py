@@ -48,10 +48,16 @@ def stream():
 
 
 def hasher(environ, start_response):
-    """Raw WSGI: reads wsgi.input in 64 KB pieces, never holding the body."""
+    """Raw WSGI: reads wsgi.input in 64 KB pieces, never holding the body
+    (and /write streams through write())."""
     if environ["PATH_INFO"] == "/__ready":
         start_response("200 OK", [("Content-Length", "5")])
         return [b"ready"]
+    if environ["PATH_INFO"] == "/write":  # the old write() callable streams too
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"first\n")
+        time.sleep(1.0)
+        return [b"second\n"]
     h = hashlib.sha256()
     n = 0
     inp = environ["wsgi.input"]
