@@ -64,6 +64,12 @@ typedef struct {
     const char *lifespan;           /* auto, on, off */
     unsigned long long ws_max_size; /* bytes in one WebSocket message */
     double ws_ping_interval, ws_ping_timeout; /* seconds; 0: no pings */
+    /* request bodies and slow clients */
+    double header_timeout;   /* seconds for a whole request head */
+    double body_timeout;     /* seconds without a request-body byte */
+    double send_timeout;     /* seconds a client may take no response byte */
+    size_t body_buffer_size; /* sync WSGI: body held in memory up to this, then on disk;
+                                0: the app reads it from the socket as it comes */
 } gp_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed and

@@ -8,16 +8,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/body.h"
 #include "core/config.h"
 #include "core/conn.h"
 #include "core/loop.h"
 #include "core/scoreboard.h"
 #include "core/timer.h"
 
-#define GP_IO_BUF_SIZE 16384     /* initial read buffer and output buffer */
-#define GP_BODY_TIMEOUT_MS 60000 /* a blocked body read gives up after this */
-#define GP_HEAD_TIMEOUT_S 30.0   /* a request head must arrive within this */
-#define GP_WRITE_TIMEOUT_S 60.0  /* a client must take some bytes within this */
+#define GP_IO_BUF_SIZE 16384 /* initial read buffer and output buffer */
+/* the head, body and write timeouts are --header-timeout, --body-timeout and
+ * --send-timeout (w->cfg) */
 #define GP_LINGER_S 2.0          /* read and discard before closing, at most */
 #define GP_LINGER_MAX (1 << 20)
 #define GP_STOP_IDLE_S 1.0 /* on stop, idle keep-alive connections close after this */
@@ -26,6 +26,7 @@ typedef struct gp_worker gp_worker;
 
 enum gp_conn_state {
     CS_HEAD,     /* waiting for / parsing a request head */
+    CS_BODY,     /* reading the request body before the app runs (body.h) */
     CS_APP_WAIT, /* app response pending on a full socket */
     CS_FLUSH,    /* response ended, output still draining */
     CS_LINGER,   /* shut down for writing, discarding input until EOF */
@@ -63,6 +64,11 @@ struct gp_conn {
     gp_chunked chunked;
     bool body_done, expect_continue, continue_sent;
     int body_error; /* HTTP status for a body error, 0 when none */
+    bool body_held;  /* the app reads the body from held, not the socket */
+    bool body_late;  /* CS_ASYNC: no body byte within --body-timeout */
+    gp_body held;    /* CS_BODY and after: the body read ahead of the app */
+    char *held_head; /* a copy of the head, parsed again when the body is in */
+    size_t held_head_len;
 
     /* response */
     int version_minor;
