@@ -140,26 +140,29 @@ static void log_error(Request *r, const char *when)
 
 static PyObject *lower_name(gp_asgi *a, const char *name, size_t n)
 {
-    char low[256];
-    if (n > sizeof low) return PyBytes_FromStringAndSize(name, (Py_ssize_t)n); /* never: limits */
+    char low[sizeof a->names[0].name];
+    if (n >= sizeof low) { /* too long to cache */
+        PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+        char *d = b ? PyBytes_AS_STRING(b) : NULL;
+        for (size_t i = 0; d && i < n; i++) d[i] = (char)tolower((unsigned char)name[i]);
+        return b;
+    }
     unsigned h = 2166136261u;
     for (size_t i = 0; i < n; i++) {
         low[i] = (char)tolower((unsigned char)name[i]);
         h = (h ^ (unsigned char)low[i]) * 16777619u;
     }
-    if (n < sizeof a->names[0].name) {
-        for (unsigned p = 0; p < 4; p++) {
-            name_entry *e = &a->names[(h + p) % NAME_CACHE];
-            if (!e->bytes) {
-                e->bytes = PyBytes_FromStringAndSize(low, (Py_ssize_t)n);
-                if (!e->bytes) return NULL;
-                memcpy(e->name, low, n);
-                e->len = (unsigned char)n;
-            }
-            if (e->len == n && memcmp(e->name, low, n) == 0) {
-                Py_INCREF(e->bytes);
-                return e->bytes;
-            }
+    for (unsigned p = 0; p < 4; p++) {
+        name_entry *e = &a->names[(h + p) % NAME_CACHE];
+        if (!e->bytes) {
+            e->bytes = PyBytes_FromStringAndSize(low, (Py_ssize_t)n);
+            if (!e->bytes) return NULL;
+            memcpy(e->name, low, n);
+            e->len = (unsigned char)n;
+        }
+        if (e->len == n && memcmp(e->name, low, n) == 0) {
+            Py_INCREF(e->bytes);
+            return e->bytes;
         }
     }
     return PyBytes_FromStringAndSize(low, (Py_ssize_t)n);

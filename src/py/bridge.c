@@ -27,14 +27,6 @@ PyObject *gp_bridge_intern(const char *s)
     return PyUnicode_InternFromString(s);
 }
 
-int gp_bridge_set_steal(PyObject *d, PyObject *k, PyObject *v)
-{
-    if (!v) return -1;
-    int r = PyDict_SetItem(d, k, v);
-    Py_DECREF(v);
-    return r;
-}
-
 int gp_bridge_bytes_resize(PyObject **b, Py_ssize_t n, Py_ssize_t keep)
 {
     if (PyBytes_GET_SIZE(*b) == n) return 0;
@@ -53,6 +45,48 @@ void gp_bridge_stop_iteration(PyObject *value)
     PyObject *args = PyTuple_Pack(1, value); /* StopIteration(*args) */
     if (args) PyErr_SetObject(PyExc_StopIteration, args);
     Py_XDECREF(args);
+}
+
+PyObject *gp_bridge_take_error(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (!t) return NULL;
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb && v) PyException_SetTraceback(v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    return v;
+#endif
+}
+
+void gp_bridge_restore_error(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    if (!exc) return;
+    PyObject *tb = PyException_GetTraceback(exc);
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
+#endif
+}
+
+void gp_bridge_print_error(void)
+{
+    PyObject *e = gp_bridge_take_error();
+    if (!e) return;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_DisplayException(e);
+#else
+    PyObject *tb = PyException_GetTraceback(e);
+    PyErr_Display((PyObject *)Py_TYPE(e), e, tb);
+    Py_XDECREF(tb);
+#endif
+    Py_DECREF(e);
+    PyErr_Clear(); /* a failure to print is not the app's error */
 }
 
 int gp_bridge_init(const gp_config *cfg)

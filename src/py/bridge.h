@@ -22,8 +22,15 @@ int gp_bridge_init(const gp_config *cfg);
 /* An interned str (new reference), or NULL with an error set. */
 PyObject *gp_bridge_intern(const char *s);
 
-/* d[k] = v, stealing v; -1 (with an error set) when v is NULL or it fails. */
-int gp_bridge_set_steal(PyObject *d, PyObject *k, PyObject *v);
+/* d[k] = v, stealing v; -1 (with an error set) when v is NULL or it fails.
+ * Inline: it is on every request's path. */
+static inline int gp_bridge_set_steal(PyObject *d, PyObject *k, PyObject *v)
+{
+    if (!v) return -1;
+    int r = PyDict_SetItem(d, k, v);
+    Py_DECREF(v);
+    return r;
+}
 
 /* Resizes the bytes object *b to n bytes, keeping its first keep bytes (the
  * public API has no in-place resize, so this copies: grow geometrically).
@@ -34,6 +41,17 @@ int gp_bridge_bytes_resize(PyObject **b, Py_ssize_t n, Py_ssize_t keep);
 /* Sets StopIteration(value) (value borrowed), as a generator's return does:
  * a tuple or an exception as the value stays one value. */
 void gp_bridge_stop_iteration(PyObject *value);
+
+/* The pending exception as one object, cleared (NULL when none), and back:
+ * PyErr_GetRaisedException/SetRaisedException on 3.12+, their equivalent
+ * on 3.11 (where the triple API is not yet deprecated). */
+PyObject *gp_bridge_take_error(void);
+void gp_bridge_restore_error(PyObject *exc);
+
+/* Prints the pending exception with its traceback to sys.stderr and clears
+ * it. Unlike PyErr_Print, a SystemExit is printed like any other error and
+ * never acted on: an app's sys.exit() must not end the worker mid-loop. */
+void gp_bridge_print_error(void);
 
 /* The request method as a str (new reference): the common ones are shared. */
 PyObject *gp_bridge_method(const char *m, size_t n);

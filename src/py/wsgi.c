@@ -4,7 +4,11 @@
  * keys), one Request object that is both the start_response callable and the
  * owner of the response state, and one Input object. Response bytes go to the
  * core without copies when they are large; the core copies small ones into
- * its output buffer so a typical response leaves in one write. */
+ * its output buffer so a typical response leaves in one write. A list's
+ * pieces go out together; an iterator's (a generator, write()) each leave
+ * before the app is asked for the next, since it may wait in between. An
+ * exception of any kind from the app, SystemExit included, ends only its
+ * request: a 500 (or a cut body) and a traceback in the log. */
 #include "py/wsgi.h"
 
 #include <ctype.h>
@@ -28,11 +32,10 @@ typedef struct {
 
 struct gp_wsgi {
     PyObject *app;
-    const gp_config *cfg;
     PyThreadState *ts;
     PyObject *base_env;
     PyObject *k_method, *k_script, *k_path, *k_query, *k_protocol, *k_raw_uri, *k_remote_addr,
-        *k_remote_port, *k_server_name, *k_server_port, *k_input, *k_http_host;
+        *k_remote_port, *k_server_name, *k_server_port, *k_input;
     PyObject *v_http10, *v_http11, *v_empty;
     key_entry keys[KEY_CACHE_SIZE];
 };
@@ -325,6 +328,30 @@ static PyTypeObject FileWrapper_Type = {
 
 /* ---- Request: start_response and the response state --------------------- */
 
+/* The latin-1 name and value of header i of the list. The app holds the list
+ * and may change it after start_response, so it is checked again before the
+ * head is written. 0, or -1 with an exception set. */
+static int header_at(PyObject *headers, Py_ssize_t i, const char **n, size_t *nl, const char **v,
+                     size_t *vl)
+{
+    PyObject *h = PyList_GET_ITEM(headers, i);
+    if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(h, 0)) ||
+        !PyUnicode_Check(PyTuple_GET_ITEM(h, 1))) {
+        PyErr_Format(PyExc_TypeError, "response header %R is not a (str, str) tuple", h);
+        return -1;
+    }
+    PyObject *no = PyTuple_GET_ITEM(h, 0), *vo = PyTuple_GET_ITEM(h, 1);
+    if (PyUnicode_KIND(no) != PyUnicode_1BYTE_KIND || PyUnicode_KIND(vo) != PyUnicode_1BYTE_KIND) {
+        PyErr_Format(PyExc_ValueError, "response header %R is not latin-1", h);
+        return -1;
+    }
+    *n = (const char *)PyUnicode_1BYTE_DATA(no);
+    *nl = (size_t)PyUnicode_GET_LENGTH(no);
+    *v = (const char *)PyUnicode_1BYTE_DATA(vo);
+    *vl = (size_t)PyUnicode_GET_LENGTH(vo);
+    return 0;
+}
+
 /* Checks (and so raises at once, while the app still runs) what the core
  * would refuse when the head is written. */
 static int check_headers(PyObject *headers)
@@ -335,30 +362,46 @@ static int check_headers(PyObject *headers)
         return -1;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
-        PyObject *h = PyList_GET_ITEM(headers, i);
-        if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 2 ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(h, 0)) || !PyUnicode_Check(PyTuple_GET_ITEM(h, 1))) {
-            PyErr_SetString(PyExc_TypeError,
-                            "start_response: each header must be a (str, str) tuple");
-            return -1;
-        }
-        PyObject *n = PyTuple_GET_ITEM(h, 0), *v = PyTuple_GET_ITEM(h, 1);
-        if (PyUnicode_READY(n) < 0 || PyUnicode_READY(v) < 0) return -1;
-        if (PyUnicode_KIND(n) != PyUnicode_1BYTE_KIND ||
-            PyUnicode_KIND(v) != PyUnicode_1BYTE_KIND) {
-            PyErr_Format(PyExc_ValueError, "start_response: header %R is not latin-1", h);
-            return -1;
-        }
-        if (!gp_conn_field_ok(
-                (const char *)PyUnicode_1BYTE_DATA(n), (size_t)PyUnicode_GET_LENGTH(n),
-                (const char *)PyUnicode_1BYTE_DATA(v), (size_t)PyUnicode_GET_LENGTH(v))) {
+        const char *n, *v;
+        size_t nl, vl;
+        if (header_at(headers, i, &n, &nl, &v, &vl) < 0) return -1;
+        if (!gp_conn_field_ok(n, nl, v, vl)) {
             PyErr_Format(PyExc_ValueError,
                          "start_response: invalid header %R (bad name, or a control "
                          "character such as CR or LF in the value)",
-                         h);
+                         PyList_GET_ITEM(headers, i));
             return -1;
         }
     }
+    return 0;
+}
+
+/* PEP 3333: the status is a latin-1 str, "NNN reason"; RFC 9112 4 allows HTAB,
+ * SP, visible and obs-text bytes in the reason. */
+static int check_status(PyObject *status)
+{
+    if (!PyUnicode_Check(status)) {
+        PyErr_SetString(PyExc_TypeError, "start_response: status must be a str such as '200 OK'");
+        return -1;
+    }
+    if (PyUnicode_KIND(status) != PyUnicode_1BYTE_KIND) {
+        PyErr_Format(PyExc_ValueError, "start_response: status %R is not latin-1", status);
+        return -1;
+    }
+    const unsigned char *s = PyUnicode_1BYTE_DATA(status);
+    Py_ssize_t sl = PyUnicode_GET_LENGTH(status);
+    if (sl < 4 || !isdigit(s[0]) || !isdigit(s[1]) || !isdigit(s[2]) || s[3] != ' ' ||
+        s[0] == '0') {
+        PyErr_Format(PyExc_ValueError, "start_response: invalid status %R (want e.g. '200 OK')",
+                     status);
+        return -1;
+    }
+    for (Py_ssize_t i = 4; i < sl; i++)
+        if ((s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f) {
+            PyErr_Format(PyExc_ValueError, "start_response: control character in status %R",
+                         status);
+            return -1;
+        }
     return 0;
 }
 
@@ -381,11 +424,13 @@ static PyObject *Request_call(Request *r, PyObject *args, PyObject *kw)
                                 "exc_info must be a (type, value, traceback) tuple");
                 return NULL;
             }
-            PyObject *t = PyTuple_GET_ITEM(exc_info, 0), *v = PyTuple_GET_ITEM(exc_info, 1),
-                     *tb = PyTuple_GET_ITEM(exc_info, 2);
-            Py_INCREF(t), Py_INCREF(v), Py_INCREF(tb);
-            PyErr_Restore(t, v, tb == Py_None ? NULL : tb);
-            if (tb == Py_None) Py_DECREF(tb);
+            PyObject *v = PyTuple_GET_ITEM(exc_info, 1), *tb = PyTuple_GET_ITEM(exc_info, 2);
+            if (!PyExceptionInstance_Check(v)) {
+                PyErr_SetString(PyExc_TypeError, "exc_info[1] must be an exception");
+                return NULL;
+            }
+            if (tb != Py_None && PyException_SetTraceback(v, tb) < 0) return NULL;
+            gp_bridge_restore_error(Py_NewRef(v));
             return NULL;
         }
     } else if (r->status) {
@@ -393,25 +438,7 @@ static PyObject *Request_call(Request *r, PyObject *args, PyObject *kw)
                         "start_response called a second time without exc_info");
         return NULL;
     }
-    if (!PyUnicode_Check(status)) {
-        PyErr_SetString(PyExc_TypeError, "start_response: status must be a str such as '200 OK'");
-        return NULL;
-    }
-    Py_ssize_t sl;
-    const char *s = PyUnicode_AsUTF8AndSize(status, &sl);
-    if (!s) return NULL;
-    if (sl < 4 || !isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]) ||
-        !isdigit((unsigned char)s[2]) || s[3] != ' ' || s[0] == '0') {
-        PyErr_Format(PyExc_ValueError, "start_response: invalid status %R (want e.g. '200 OK')",
-                     status);
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < sl; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
-            PyErr_Format(PyExc_ValueError, "start_response: control character in status %R",
-                         status);
-            return NULL;
-        }
+    if (check_status(status) < 0) return NULL;
     if (check_headers(headers) < 0) return NULL;
     Py_INCREF(status);
     Py_XSETREF(r->status, status);
@@ -430,16 +457,13 @@ static int send_head(Request *r, long long known_length)
                         "the app returned body data before calling start_response");
         return -1;
     }
-    Py_ssize_t sl;
-    const char *s = PyUnicode_AsUTF8AndSize(r->status, &sl);
-    if (gp_conn_head_begin(c, s, (size_t)sl) < 0) goto bad;
+    const char *s = (const char *)PyUnicode_1BYTE_DATA(r->status);
+    if (gp_conn_head_begin(c, s, (size_t)PyUnicode_GET_LENGTH(r->status)) < 0) goto bad;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(r->headers); i++) {
-        PyObject *h = PyList_GET_ITEM(r->headers, i);
-        PyObject *n = PyTuple_GET_ITEM(h, 0), *v = PyTuple_GET_ITEM(h, 1);
-        if (gp_conn_head_add(c, (const char *)PyUnicode_1BYTE_DATA(n),
-                             (size_t)PyUnicode_GET_LENGTH(n), (const char *)PyUnicode_1BYTE_DATA(v),
-                             (size_t)PyUnicode_GET_LENGTH(v)) < 0)
-            goto bad;
+        const char *n, *v;
+        size_t nl, vl;
+        if (header_at(r->headers, i, &n, &nl, &v, &vl) < 0) return -1;
+        if (gp_conn_head_add(c, n, nl, v, vl) < 0) goto bad;
     }
     if (known_length >= 0) gp_conn_head_set_length(c, (uint64_t)known_length);
     if (gp_conn_head_end(c) < 0) goto bad;
@@ -459,9 +483,13 @@ static PyObject *Request_write(Request *r, PyObject *data)
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return NULL;
     int rc = 0;
-    if (!gp_conn_head_sent(r->conn)) rc = send_head(r, -1);
+    /* PEP 3333: the head waits for the first non-empty piece */
+    if (view.len && !gp_conn_head_sent(r->conn)) rc = send_head(r, -1);
     if (rc == 0) {
+        /* the app may wait before its next write: this piece leaves now (a
+         * full socket keeps it queued in the core, which sends it later) */
         rc = gp_conn_write_all(r->conn, view.buf, (size_t)view.len);
+        if (rc == GP_OK && view.len) rc = gp_conn_flush(r->conn) == GP_ERROR ? GP_ERROR : GP_OK;
         if (rc != GP_OK) PyErr_SetString(PyExc_OSError, "client disconnected");
     }
     PyBuffer_Release(&view);
@@ -528,14 +556,15 @@ static PyObject *header_key(gp_wsgi *w, const char *name, size_t n, PyObject **o
         key = gp_bridge_intern("CONTENT_TYPE");
     } else if (n == 14 && gp_http_token_eq(name, n, "content-length")) {
         key = gp_bridge_intern("CONTENT_LENGTH");
-    } else {
-        char buf[5 + 256];
-        size_t k = n < 256 ? n : 256;
-        memcpy(buf, "HTTP_", 5);
-        for (size_t i = 0; i < k; i++)
-            buf[5 + i] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
-        key = PyUnicode_DecodeLatin1(buf, (Py_ssize_t)(5 + k), NULL);
-        if (key) PyUnicode_InternInPlace(&key);
+    } else { /* the parser took only token characters: ASCII, of any length */
+        key = PyUnicode_New((Py_ssize_t)(5 + n), 127);
+        if (key) {
+            char *buf = (char *)PyUnicode_1BYTE_DATA(key);
+            memcpy(buf, "HTTP_", 5);
+            for (size_t i = 0; i < n; i++)
+                buf[5 + i] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
+            PyUnicode_InternInPlace(&key);
+        }
     }
     if (!key) return NULL;
     if (cacheable) {
@@ -631,7 +660,7 @@ fail:
 static void log_app_error(Request *r, const char *when)
 {
     gp_error("Error handling request %s (%s)", r->what, when);
-    PyErr_PrintEx(0);
+    gp_bridge_print_error();
 }
 
 /* Calls the iterable's close(), as PEP 3333 requires in every case. */
@@ -753,7 +782,9 @@ static gp_app_status pump(Request *r)
         }
         Py_XSETREF(r->chunk, chunk);
         int rc = gp_conn_write(c, PyBytes_AS_STRING(chunk), (size_t)n);
-        if (rc == GP_OK && r->iter) rc = gp_conn_flush(c); /* out before the next piece's wait */
+        /* an iterator may wait before its next piece, so this one leaves now;
+         * a list's pieces are all there and go out together */
+        if (rc == GP_OK && r->iter) rc = gp_conn_flush(c);
         if (rc == GP_AGAIN) return GP_APP_PENDING;
         if (rc == GP_ERROR) return finish(r); /* client gone */
     }
@@ -886,7 +917,6 @@ gp_wsgi *gp_wsgi_new(PyObject *app, const gp_config *cfg)
         return NULL;
     gp_wsgi *w = PyMem_Calloc(1, sizeof *w);
     if (!w) return (gp_wsgi *)PyErr_NoMemory();
-    w->cfg = cfg;
     Py_INCREF(app);
     w->app = app;
     w->k_method = gp_bridge_intern("REQUEST_METHOD");
@@ -900,7 +930,6 @@ gp_wsgi *gp_wsgi_new(PyObject *app, const gp_config *cfg)
     w->k_server_name = gp_bridge_intern("SERVER_NAME");
     w->k_server_port = gp_bridge_intern("SERVER_PORT");
     w->k_input = gp_bridge_intern("wsgi.input");
-    w->k_http_host = gp_bridge_intern("HTTP_HOST");
     w->v_http10 = gp_bridge_intern("HTTP/1.0");
     w->v_http11 = gp_bridge_intern("HTTP/1.1");
     w->v_empty = gp_bridge_intern("");

@@ -42,3 +42,14 @@ def test_root_path_same_for_wsgi_and_asgi(server_factory, tmp_path, args, env):
     assert sc["method"] == "PATCH"
     assert sc["server"] == {"tuple": ["127.0.0.1", a.port]}
     assert sc["client"] == {"tuple": ["127.0.0.1", local[1]]}
+
+
+def test_long_header_names_lowercased_in_asgi(tmp_path):
+    stem = "X-Long-" + "A" * 300
+    with Gallop("asgi_raw:app", log_dir=tmp_path) as a:
+        with socket.create_connection(("127.0.0.1", a.port), timeout=10) as s:
+            s.sendall(f"GET /scope HTTP/1.1\r\nHost: h\r\n{stem}-1: one\r\n{stem}-2: two\r\n\r\n".encode())
+            st, _, body, _ = read_response(s)
+    assert st == 200
+    names = [h["tuple"][0]["bytes"] for h in json.loads(body)["headers"]]
+    assert names == ["host", stem.lower() + "-1", stem.lower() + "-2"]
