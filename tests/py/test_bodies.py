@@ -378,14 +378,21 @@ def test_quiet_stream_is_not_cut(quiet):
 
 
 def test_send_timeout_cuts_a_client_that_reads_nothing(quiet):
-    """The send timeout still applies while bytes wait for the client."""
-    pid = worker_of(quiet)
-    base = sockets_of(pid)
+    """The send timeout still applies while bytes wait for the client: one that
+    stops reading a 128 MB stream for 3 s finds it cut short."""
     s = socket.create_connection(("127.0.0.1", quiet.port), timeout=10)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
     try:
-        assert wait_for(lambda: sockets_of(pid) > base, 3)
-        assert wait_for(lambda: sockets_of(pid) <= base, 6), "the stalled client was not cut"
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(3)
+        total = 0
+        try:
+            while True:
+                b = s.recv(1 << 20)
+                if not b:
+                    break
+                total += len(b)
+        except ConnectionResetError:
+            pass
     finally:
         s.close()
+    assert total < 2000 * 65536 // 2, total
