@@ -487,7 +487,7 @@ static int parse_head(gp_http_head_state *out, const unsigned char *b, size_t le
      * e: where the current line reaches its limit (see line_bound);
      * n0: entries filled by earlier calls, stale by now */
     size_t p = 0, start = 0, ls = 0, e = 0, nl = 0, mark = 0, n = 0, n0 = 0;
-    bool line_before = false;
+    bool target_before = false; /* the target was parsed by an earlier call */
     int rc;
 
     /* Work on a copy that lives in this frame: stores to it cannot alias the
@@ -506,7 +506,7 @@ static int parse_head(gp_http_head_state *out, const unsigned char *b, size_t le
     nl = L.name_len;
     mark = L.mark;
     n = n0 = L.num_fields;
-    line_before = L.state >= HS_LINE;
+    target_before = L.state >= HS_VERSION;
     switch (L.state) {
     case HS_LEAD: break;
     case HS_METHOD: e = line_bound(ls, len, lim->max_request_line); goto method;
@@ -633,7 +633,7 @@ version:
     /* The head is whole. What earlier calls saw is rebuilt from offsets. */
     size_t scanned = p - start;
     req->version_minor = L.version_minor;
-    if (line_before) {
+    if (target_before) {
         size_t rl = L.target - L.method_len - 1; /* request line start */
         size_t a, al;
         req->method = (const char *)b + rl;
