@@ -58,6 +58,7 @@ static const char usage_text[] =
     "      --limit-request-fields N max header fields (100; at most 256)\n"
     "      --limit-request-field_size N  max bytes of one header line (8190; 0: 65536)\n"
     "      --limit-request-body N   max request body bytes (0: unlimited)\n"
+    "      --limit-request-head N   max bytes of a whole request head (65536; 1024 to 16777216)\n"
     "      --header-timeout S       408 when a request head takes longer than S (30)\n"
     "      --body-timeout S         408 when no request-body byte comes for S seconds (30)\n"
     "      --send-timeout S         close when a client takes no response byte for S (60)\n"
@@ -85,6 +86,7 @@ enum {
     OPT_LRF,
     OPT_LRFS,
     OPT_LRB,
+    OPT_LRH,
     OPT_LOGLEVEL,
     OPT_ACCESS,
     OPT_ERROR,
@@ -133,6 +135,7 @@ static const struct option long_opts[] = {
     {"limit-request-field_size", required_argument, 0, OPT_LRFS},
     {"limit-request-field-size", required_argument, 0, OPT_LRFS},
     {"limit-request-body", required_argument, 0, OPT_LRB},
+    {"limit-request-head", required_argument, 0, OPT_LRH},
     {"log-level", required_argument, 0, OPT_LOGLEVEL},
     {"access-log", required_argument, 0, OPT_ACCESS},
     {"access-logfile", required_argument, 0, OPT_ACCESS},
@@ -230,6 +233,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->limit_request_line = 4094;
     cfg->limit_request_fields = 100;
     cfg->limit_request_field_size = 8190;
+    cfg->limit_request_head = 65536;
     cfg->log_level = GP_LOG_INFO;
     cfg->timeout = 30;
     cfg->threads = 1;
@@ -403,6 +407,11 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             if (parse_ull(optarg, ULLONG_MAX, &v))
                 return fail("invalid --limit-request-body '%s'%s", optarg, "");
             cfg->limit_request_body = v;
+            break;
+        case OPT_LRH:
+            if (parse_ull(optarg, 16u << 20, &v) || v < 1024)
+                return fail("invalid --limit-request-head '%s' (1024 to 16777216)%s", optarg, "");
+            cfg->limit_request_head = v;
             break;
         case OPT_LOGLEVEL:
             if ((cfg->log_level = gp_log_level_parse(optarg)) < 0)

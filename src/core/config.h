@@ -39,6 +39,7 @@ typedef struct {
     size_t limit_request_fields;
     size_t limit_request_field_size;
     unsigned long long limit_request_body; /* 0: unlimited */
+    size_t limit_request_head;             /* bytes of a whole request head (431 past it) */
     int log_level;
     const char *access_log; /* NULL: off; "-": stdout */
     const char *error_log;  /* NULL or "-": stderr */

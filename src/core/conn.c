@@ -947,6 +947,10 @@ static void reject(gp_conn *c, int status)
     c->resp_ended = false;
     c->body_done = true;
     c->len = c->rpos = 0; /* what follows a bad head cannot be trusted */
+    c->head.state = 0;
+    /* a lingering connection reads into a scratch buffer: give back what a big
+     * head made us allocate now, not when the linger ends */
+    if (c->cap > GP_IO_BUF_SIZE) release_buffer(c->w, &c->buf, &c->cap);
     gp_conn_send_error(c, status, 1);
     after_app(c, GP_APP_DONE);
 }
@@ -1135,7 +1139,9 @@ static void serve_buffered(gp_conn *c)
         gp_http_request req;
         req.headers = w->headers;
         req.num_headers = w->cfg->limit_request_fields;
-        int r = gp_http_parse_request(c->buf, c->len, &req, &w->limits);
+        /* resumes where the last read's bytes ended: a head that trickles in
+         * is scanned once */
+        int r = gp_http_parse_head(&c->head, c->buf, c->len, &req, &w->limits);
         if (r < 0) {
             reject(c, -r);
             return;

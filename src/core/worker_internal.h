@@ -56,6 +56,7 @@ struct gp_conn {
     /* input: buf[0..len) holds bytes read; the current head is buf[0..head_len) */
     char *buf;
     size_t cap, len, head_len, rpos;
+    gp_http_head_state head; /* how far the parser got in a head still arriving */
 
     /* request body */
     enum gp_http_body body_kind;

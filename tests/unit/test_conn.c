@@ -1099,7 +1099,7 @@ static void test_body_chunked_buffered(void **state)
     F.app.start = app_read_body;
     F.app.read_size = 3;
     roundtrip("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-              "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: t\r\n\r\n"
+              "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
               "GET /next HTTP/1.1\r\nHost: x\r\n\r\n",
               out, sizeof out, &eof);
     assert_int_equal(F.app.starts, 2);
