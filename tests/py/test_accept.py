@@ -3,6 +3,7 @@ workers, --worker-connections, running out of descriptors, closing sockets an
 app's child still holds, keep-alive and WebSocket ping timing."""
 import os
 import socket
+import subprocess
 import time
 
 from conftest import child_pids, read_response
@@ -187,3 +188,89 @@ def test_keep_alive_load_splits_reuse_port(server_factory):
     srv = server_factory(APP, "--reuse-port", workers=2)
     srv.wait_workers(2)
     check_split(keep_alive_load(srv.port), low=0.25)
+
+
+def open_keep_alive(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    status, headers, _, _ = read_response(s)
+    assert status == 200
+    return s, int(dict(headers)["x-worker"])
+
+
+def test_worker_connections_limit(server_factory):
+    """--worker-connections 2 with 2 workers: each worker holds 2; a fifth
+    connection waits until one closes, then is served."""
+    srv = server_factory(APP, "--worker-connections", "2", "--keep-alive", "30", workers=2)
+    srv.wait_workers(2)
+    held = [open_keep_alive(srv.port) for _ in range(4)]
+    per = {}
+    for _, pid in held:
+        per[pid] = per.get(pid, 0) + 1
+    assert sorted(per.values()) == [2, 2], per
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        s.settimeout(1.0)
+        try:
+            got = s.recv(100)
+        except socket.timeout:
+            got = None
+        assert got is None, "answered past --worker-connections"
+        first, pid = held.pop(0)
+        first.close()
+        status, headers, _, _ = read_response(s, timeout=3)
+        assert status == 200 and int(dict(headers)["x-worker"]) == pid
+    for s2, _ in held:
+        s2.close()
+
+
+def test_out_of_descriptors(server_factory):
+    """A worker that runs out of descriptors (prlimit) pauses accepting: it
+    does not spin, warns about once a second, answers the shed client 503,
+    keeps its spare descriptor, and serves again once clients leave."""
+    import shutil
+    prlimit = shutil.which("prlimit")
+    assert prlimit, "prlimit (util-linux) is needed"
+    srv = server_factory(APP, "--keep-alive", "30", workers=1)
+    (worker,) = srv.wait_workers(1)
+    subprocess.run([prlimit, "--pid", str(worker), "--nofile=32:32"], check=True)
+
+    def devnull_fds():
+        n = 0
+        for f in os.listdir(f"/proc/{worker}/fd"):
+            try:
+                n += os.readlink(f"/proc/{worker}/fd/{f}") == "/dev/null"
+            except OSError:
+                pass
+        return n
+
+    spare_before = devnull_fds()
+    clients = []
+    for _ in range(60):  # more than the worker has descriptors for
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        clients.append(s)
+    time.sleep(0.5)
+    c0 = cpu_seconds(worker)
+    time.sleep(2.0)
+    used = cpu_seconds(worker) - c0
+    assert used < 0.3, f"worker used {used:.2f} s of CPU in 2 s while out of descriptors"
+    warnings = srv.log().count("too many open files")
+    assert 1 <= warnings <= 5, srv.log()
+    answers = []
+    for s in clients:
+        s.settimeout(0.2)
+        try:
+            answers.append(s.recv(4096))
+        except socket.timeout:
+            answers.append(None)
+    assert sum(1 for a in answers if a and a.startswith(b"HTTP/1.1 200")) >= 10
+    assert any(a and a.startswith(b"HTTP/1.1 503") for a in answers), answers
+    for s in clients:
+        s.close()
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    status, _, body = get(srv.port, "/")
+    assert status == 200 and body == str(worker).encode()
+    assert time.monotonic() - t0 < 1.5
+    assert devnull_fds() == spare_before, "the spare descriptor was lost"
