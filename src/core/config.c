@@ -31,6 +31,8 @@ static const char usage_text[] =
     "      --venv DIR               use this virtual environment (default $VIRTUAL_ENV)\n"
     "      --root-path PATH         SCRIPT_NAME the app is mounted at\n"
     "      --backlog N              listen backlog (2048)\n"
+    "      --worker-connections N   connections one worker holds before it stops accepting\n"
+    "                               (1000)\n"
     "      --graceful-timeout S     seconds workers get to finish on TERM (30)\n"
     "      --keep-alive S           seconds an idle keep-alive connection is kept (5)\n"
     "      --workers-formula F      what auto means: cores (default) or 2cores+1 (blocking apps)\n"
@@ -119,6 +121,7 @@ enum {
     OPT_BODYTO,
     OPT_SENDTO,
     OPT_BODYBUF,
+    OPT_WORKERCONNS,
 };
 
 static const struct option long_opts[] = {
@@ -128,6 +131,7 @@ static const struct option long_opts[] = {
     {"chdir", required_argument, 0, OPT_CHDIR},
     {"pythonpath", required_argument, 0, OPT_PYTHONPATH},
     {"backlog", required_argument, 0, OPT_BACKLOG},
+    {"worker-connections", required_argument, 0, OPT_WORKERCONNS},
     {"graceful-timeout", required_argument, 0, OPT_GRACEFUL},
     {"keep-alive", required_argument, 0, OPT_KEEPALIVE},
     {"limit-request-line", required_argument, 0, OPT_LRL},
@@ -228,6 +232,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->backlog = 2048;
+    cfg->worker_connections = 1000;
     cfg->graceful_timeout = 30;
     cfg->keep_alive = 5;
     cfg->limit_request_line = 4094;
@@ -379,6 +384,11 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             if (parse_ull(optarg, INT_MAX, &v) || v < 1)
                 return fail("invalid --backlog '%s'%s", optarg, "");
             cfg->backlog = (int)v;
+            break;
+        case OPT_WORKERCONNS:
+            if (parse_ull(optarg, 1000000, &v) || v < 1)
+                return fail("invalid --worker-connections '%s' (1 to 1000000)%s", optarg, "");
+            cfg->worker_connections = (size_t)v;
             break;
         case OPT_GRACEFUL:
             if (parse_seconds(optarg, &cfg->graceful_timeout))

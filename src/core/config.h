@@ -33,6 +33,7 @@ typedef struct {
     const char *venv;      /* --venv, else $VIRTUAL_ENV, else NULL */
     const char *root_path; /* SCRIPT_NAME prefix */
     int backlog;
+    size_t worker_connections; /* a worker stops accepting while it holds this many */
     double graceful_timeout; /* seconds */
     double keep_alive;       /* idle seconds before closing */
     size_t limit_request_line;
