@@ -217,11 +217,26 @@ static void stop_accepting(gp_worker *w)
     }
 }
 
+static void wake_master(gp_worker *w)
+{
+    uint64_t one = 1;
+    if (w->wake_fd >= 0) {
+        ssize_t r = write(w->wake_fd, &one, sizeof one); /* EAGAIN: it is awake already */
+        (void)r;
+    }
+}
+
 void gp_worker_retire(gp_worker *w, int reason)
 {
-    if (w->stopping) return;
+    if (w->stopping || w->retire_asked) return;
+    w->retire_asked = true;
     atomic_store(&w->slot->retire_reason, reason);
-    gp_worker_stop(w);
+    if (reason == GP_RETIRE_MAX_REQUESTS)
+        gp_info("worker %d reached --max-requests after %llu requests; it serves on until its "
+                "replacement is ready",
+                (int)getpid(), (unsigned long long)atomic_load(&w->slot->requests));
+    if (w->wake_fd < 0) gp_worker_stop(w); /* no master to start a replacement */
+    else wake_master(w);
 }
 
 void gp_worker_stop(gp_worker *w)
@@ -305,8 +320,8 @@ static void check_memory(gp_worker *w)
     uint64_t rss_kb = resident * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024);
     atomic_store_explicit(&w->slot->rss_kb, rss_kb, memory_order_relaxed);
     if (rss_kb / 1024 > w->cfg->max_worker_memory_mb) {
-        gp_warn("worker %d uses %llu MB, over --max-worker-memory %lu; retiring after the requests "
-                "in progress",
+        gp_warn("worker %d uses %llu MB, over --max-worker-memory %lu; retiring once its "
+                "replacement is ready",
                 (int)getpid(), (unsigned long long)(rss_kb / 1024), w->cfg->max_worker_memory_mb);
         gp_worker_retire(w, GP_RETIRE_MEMORY);
     }
@@ -319,7 +334,7 @@ static void on_tick(gp_io *io, uint32_t events)
     ssize_t r = read(io->fd, &ticks, sizeof ticks);
     (void)r;
     update_date(w);
-    if (getppid() == 1) gp_worker_stop(w); /* orphaned: the death signal was missed */
+    if (getppid() != w->master_pid) gp_worker_stop(w); /* orphaned: the death signal was missed */
     if (w->cfg->max_worker_memory_mb && !w->stopping) check_memory(w);
     if (w->pool) publish_oldest_request(w);
     for (gp_conn *c = w->conns, *next; c; c = next) {
@@ -397,6 +412,7 @@ int gp_worker_accept(gp_worker *w)
         if (gp_loop_watch(&w->loop, &w->listeners[i].io, EPOLLIN | EPOLLEXCLUSIVE) < 0) return -1;
     atomic_store(&w->slot->state, GP_WS_IDLE);
     gp_info("worker %d ready", (int)getpid());
+    wake_master(w); /* so it retires what this one replaces without waiting for its tick */
     return 0;
 }
 
@@ -418,6 +434,8 @@ gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void
     w->ops = ops;
     w->app = app;
     w->slot = &a->scoreboard->slots[a->slot];
+    w->master_pid = a->master_pid;
+    w->wake_fd = a->wake_fd;
     update_clock(w);
     if (setup(w, a) < 0) {
         gp_error("worker setup failed: %s", strerror(errno));
