@@ -651,10 +651,14 @@ static const char *leave_reason(gp_master *m, const worker_rec *r)
 static void maintain(gp_master *m)
 {
     if (m->phase != RUNNING) return;
-    int cur = 0, cur_ready = 0, old_active = 0;
+    /* gen_ready and old_gen decide READY: a ready worker waiting for its
+     * replacement (--max-requests) still serves the generation */
+    int cur = 0, cur_ready = 0, old_active = 0, gen_ready = 0, old_gen = 0;
     for (int i = 0; i < m->sb->num_slots; i++) {
         worker_rec *r = &m->recs[i];
         if (r->pid <= 0 || r->retiring || r->kill_at > 0) continue;
+        gen_ready += r->gen == m->gen && r->booted;
+        old_gen += r->gen != m->gen;
         if (!leave_reason(m, r)) {
             cur++;
             cur_ready += r->booted;
@@ -672,6 +676,8 @@ static void maintain(gp_master *m)
         if (why) {
             retire(m, r, why);
             old_active--;
+            old_gen -= r->gen != m->gen;
+            gen_ready -= r->gen == m->gen && r->booted;
         }
     }
     for (int i = m->sb->num_slots - 1; i >= 0 && cur > m->target; i--) {
@@ -681,16 +687,19 @@ static void maintain(gp_master *m)
             cur--;
         }
     }
-    if (cur_ready >= m->target && old_active == 0) {
+    if (gen_ready >= m->target && old_gen == 0) {
+        /* one READY=1 per state change: the first generation, then each reload */
         if (m->reloading) {
             m->reloading = false;
-            gp_info("reload complete: generation %u serving with %d workers", m->gen, cur_ready);
-            gp_notify("READY=1\nSTATUS=serving with %d workers (generation %u)", cur_ready, m->gen);
+            gp_info("reload complete: generation %u serving with %d workers", m->gen, gen_ready);
+            gp_notify("READY=1\nMAINPID=%d\nSTATUS=serving with %d workers (generation %u)",
+                      (int)getpid(), gen_ready, m->gen);
+        } else if (!m->ready_notified) {
+            gp_notify("READY=1\nMAINPID=%d\nSTATUS=serving with %d workers", (int)getpid(),
+                      gen_ready);
         }
         if (!m->ready_notified) {
             m->ready_notified = true;
-            gp_notify("READY=1\nMAINPID=%d\nSTATUS=serving with %d workers", (int)getpid(),
-                      cur_ready);
             if (m->old_master > 0) {
                 gp_info("upgrade: this master is ready; retiring the old master %d",
                         (int)m->old_master);
