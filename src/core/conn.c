@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,50 @@
 #define SENDFILE_MAX (1 << 20)
 
 static void write_access_log(gp_conn *c);
+
+/* ---- deadlines ------------------------------------------------------------ */
+
+/* Whole milliseconds, rounded up: a timer never fires before its deadline. */
+static uint64_t deadline_ms(double at)
+{
+    return (uint64_t)(at * 1000.0) + 1;
+}
+
+/* The heap key only ever moves earlier here; a later deadline is just stored,
+ * and the timer moves itself to it when it fires (on_conn_timer), so pushing
+ * the deadline on every request and write costs no heap work. */
+void gp_conn_set_deadline(gp_conn *c, double at)
+{
+    c->deadline = at;
+    uint64_t ms = deadline_ms(at);
+    if (!gp_timer_armed(&c->timer) || ms < c->timer.at) gp_timer_set(&c->w->timers, &c->timer, ms);
+}
+
+/* flush may run on a request thread, which must not touch the loop's heap:
+ * its store is only read back when the timer fires. */
+static void write_deadline(gp_conn *c)
+{
+    if (c->blocking) c->deadline = c->w->now + GP_WRITE_TIMEOUT_S;
+    else gp_conn_set_deadline(c, c->w->now + GP_WRITE_TIMEOUT_S);
+}
+
+static void on_conn_timer(gp_timer *t)
+{
+    gp_conn *c = (gp_conn *)((char *)t - offsetof(gp_conn, timer));
+    gp_worker *w = c->w;
+    uint64_t due = deadline_ms(c->deadline);
+    if (c->state == CS_THREAD) { /* its thread owns it: look again in a second */
+        gp_timer_set(&w->timers, t, w->now_ms + 1000);
+        return;
+    }
+    if (due > w->now_ms) { /* postponed since it was armed */
+        gp_timer_set(&w->timers, t, due);
+        return;
+    }
+    gp_conn_on_timeout(c);
+    /* still open with a deadline that did not move: never a busy loop */
+    if (!c->dead && !gp_timer_armed(t)) gp_timer_set(&w->timers, t, w->now_ms + 1000);
+}
 
 /* ---- connection lifetime ---------------------------------------------- */
 
@@ -41,11 +86,12 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     c->peer_len = peer_len;
     c->file_fd = -1;
     c->state = CS_HEAD;
-    c->deadline = w->now + w->cfg->keep_alive;
+    c->timer.cb = on_conn_timer;
     if (gp_loop_watch(&w->loop, &c->io, EPOLLIN) < 0) {
         free(c);
         return NULL;
     }
+    gp_conn_set_deadline(c, w->now + w->cfg->keep_alive);
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;
@@ -73,7 +119,11 @@ void gp_conn_close(gp_conn *c)
     if (c->state == CS_ASYNC) w->active_async--;
     c->dead = true;
     if (c->alog_pending && w->access_fd >= 0) write_access_log(c); /* cut off mid-response */
-    close(c->io.fd); /* leaves epoll by itself: no other process shares it */
+    /* out of epoll before the close: a child the app forked may hold a copy
+     * of the descriptor, and the registration would outlive our close */
+    gp_loop_unwatch(&w->loop, &c->io);
+    close(c->io.fd);
+    gp_timer_stop(&w->timers, &c->timer);
     release_buffer(w, &c->buf, &c->cap);
     release_buffer(w, &c->out, &c->out_cap);
     free(c->alog);
@@ -203,7 +253,7 @@ static int flush(gp_conn *c)
                 c->broken = true;
                 return GP_ERROR;
             }
-            c->deadline = c->w->now + GP_WRITE_TIMEOUT_S;
+            write_deadline(c);
             size_t k = (size_t)n;
             size_t from_out = k < out_left ? k : out_left;
             c->out_pos += from_out;
@@ -224,7 +274,7 @@ static int flush(gp_conn *c)
                 c->broken = true;
                 return GP_ERROR;
             }
-            c->deadline = c->w->now + GP_WRITE_TIMEOUT_S;
+            write_deadline(c);
             c->file_left -= (uint64_t)n;
         } else if (c->pend_crlf) {
             c->pend_crlf = false;
@@ -808,7 +858,7 @@ static void linger_close(gp_conn *c)
     }
     shutdown(c->io.fd, SHUT_WR);
     c->state = CS_LINGER;
-    c->deadline = c->w->now + GP_LINGER_S;
+    gp_conn_set_deadline(c, c->w->now + GP_LINGER_S);
     c->body_total = 0;
     watch(c, EPOLLIN);
 }
@@ -839,9 +889,9 @@ static void response_complete(gp_conn *c)
     c->rpos = c->head_len = 0;
     if (!rest) release_buffer(w, &c->buf, &c->cap);
     c->state = CS_HEAD;
-    c->deadline = w->now + (rest ? GP_HEAD_TIMEOUT_S : w->cfg->keep_alive);
-    if (w->stopping && !rest && c->deadline > w->now + GP_STOP_IDLE_S)
-        c->deadline = w->now + GP_STOP_IDLE_S;
+    double idle = rest ? GP_HEAD_TIMEOUT_S : w->cfg->keep_alive;
+    if (w->stopping && !rest && idle > GP_STOP_IDLE_S) idle = GP_STOP_IDLE_S;
+    gp_conn_set_deadline(c, w->now + idle);
     watch(c, EPOLLIN);
 }
 
@@ -852,7 +902,7 @@ static void after_app(gp_conn *c, gp_app_status st)
     if (st == GP_APP_ASYNC) {
         c->state = CS_ASYNC;
         c->w->active_async++;
-        c->deadline = c->w->now + 1e9; /* the app decides how long it takes */
+        gp_conn_set_deadline(c, c->w->now + 1e9); /* the app decides how long it takes */
         async_rewatch(c);
         return;
     }
@@ -987,7 +1037,7 @@ static void serve_buffered(gp_conn *c)
         if (r == 0) {
             if (c->len >= w->head_cap) reject(c, 431);
             else if (c->deadline > w->now + GP_HEAD_TIMEOUT_S)
-                c->deadline = w->now + GP_HEAD_TIMEOUT_S;
+                gp_conn_set_deadline(c, w->now + GP_HEAD_TIMEOUT_S);
             return;
         }
         dispatch(c, &req, (size_t)r);
@@ -1033,7 +1083,7 @@ static void read_head(gp_conn *c)
         gp_conn_close(c);
         return;
     }
-    if (c->len == 0) c->deadline = w->now + GP_HEAD_TIMEOUT_S;
+    if (c->len == 0) gp_conn_set_deadline(c, w->now + GP_HEAD_TIMEOUT_S);
     c->len += (size_t)n;
     serve_buffered(c);
 }
@@ -1193,5 +1243,5 @@ void gp_conn_on_stop(gp_conn *c)
         return;
     }
     if (c->state == CS_HEAD && c->len == 0 && c->deadline > c->w->now + GP_STOP_IDLE_S)
-        c->deadline = c->w->now + GP_STOP_IDLE_S;
+        gp_conn_set_deadline(c, c->w->now + GP_STOP_IDLE_S);
 }

@@ -129,6 +129,10 @@ int gp_conn_head_sent(gp_conn *c); /* head_end was called */
 int gp_conn_write(gp_conn *c, const void *data, size_t len);
 /* Same, blocking until written (for WSGI's write() callable). */
 int gp_conn_write_all(gp_conn *c, const void *data, size_t len);
+/* Sends what is queued now (the head, pieces copied into the output buffer)
+ * instead of at the end of the response: for a body streamed in pieces. Same
+ * return values as gp_conn_write. */
+int gp_conn_flush(gp_conn *c);
 /* Sends len bytes of fd from offset with sendfile(2). Same return values; fd
  * must stay open until the response ends or is aborted. */
 int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len);

@@ -337,10 +337,34 @@ static void on_tick(gp_io *io, uint32_t events)
     if (getppid() != w->master_pid) gp_worker_stop(w); /* orphaned: the death signal was missed */
     if (w->cfg->max_worker_memory_mb && !w->stopping) check_memory(w);
     if (w->pool) publish_oldest_request(w);
-    for (gp_conn *c = w->conns, *next; c; c = next) {
-        next = c->next;
-        if (c->deadline <= w->now && c->state != CS_THREAD) gp_conn_on_timeout(c);
+}
+
+static void on_deadline(gp_io *io, uint32_t events)
+{
+    gp_worker *w = (gp_worker *)((char *)io - offsetof(gp_worker, deadline_io));
+    uint64_t n;
+    ssize_t r = read(io->fd, &n, sizeof n);
+    (void)r;
+    /* the loop's clock is the coarse one, a few ms behind the timerfd's: it
+     * fired, so it is at least that late */
+    if (w->armed_ms != GP_TIMER_NEVER && w->now_ms < w->armed_ms) {
+        w->now_ms = w->armed_ms;
+        w->now = (double)w->now_ms / 1000.0;
     }
+    w->armed_ms = GP_TIMER_NEVER; /* one-shot: it fired */
+    gp_timers_run(&w->timers, w->now_ms);
+}
+
+/* After a turn: the timerfd must fire no later than the earliest timer. One
+ * armed too early only costs a wakeup that re-arms it, so a deadline that
+ * moved later needs no system call. */
+static void arm_deadline(gp_worker *w)
+{
+    uint64_t at = gp_timers_earliest(&w->timers);
+    if (at >= w->armed_ms) return;
+    struct itimerspec its = {.it_value = {(time_t)(at / 1000), (long)(at % 1000) * 1000000}};
+    if (at == 0) its.it_value.tv_nsec = 1; /* zero would disarm */
+    if (timerfd_settime(w->deadline_io.fd, TFD_TIMER_ABSTIME, &its, NULL) == 0) w->armed_ms = at;
 }
 
 static void quit_now(int sig)
@@ -385,6 +409,12 @@ static int setup(gp_worker *w, const gp_worker_args *a)
     if (w->timer_io.fd < 0 || timerfd_settime(w->timer_io.fd, 0, &its, NULL) < 0 ||
         gp_loop_watch(&w->loop, &w->timer_io, EPOLLIN) < 0)
         return -1;
+
+    gp_timers_init(&w->timers);
+    w->armed_ms = GP_TIMER_NEVER;
+    w->deadline_io.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    w->deadline_io.cb = on_deadline;
+    if (w->deadline_io.fd < 0 || gp_loop_watch(&w->loop, &w->deadline_io, EPOLLIN) < 0) return -1;
 
     for (int i = 0; i < a->num_listeners; i++) {
         w->listeners[i].io.fd = a->listeners[i].fd;
@@ -484,6 +514,7 @@ int gp_worker_turn(gp_worker *w, int timeout_ms)
     gp_loop_dispatch(&w->loop);
     free_dead(w);
     cut_stragglers(w);
+    arm_deadline(w);
     return !gp_worker_done(w);
 }
 

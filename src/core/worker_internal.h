@@ -12,6 +12,7 @@
 #include "core/conn.h"
 #include "core/loop.h"
 #include "core/scoreboard.h"
+#include "core/timer.h"
 
 #define GP_IO_BUF_SIZE 16384     /* initial read buffer and output buffer */
 #define GP_BODY_TIMEOUT_MS 60000 /* a blocked body read gives up after this */
@@ -45,7 +46,8 @@ struct gp_conn {
     bool peer_gone;           /* CS_ASYNC: the client closed or reset */
     bool keep_alive;
     bool broken;     /* the peer is gone or the stream is unusable */
-    double deadline; /* monotonic seconds */
+    double deadline; /* monotonic seconds; set with gp_conn_set_deadline */
+    gp_timer timer;  /* fires at or before deadline (conn.c) */
     int listener;
     struct sockaddr_storage peer;
     socklen_t peer_len;
@@ -101,6 +103,9 @@ struct gp_worker {
     } listeners[GP_MAX_BINDS];
     int num_listeners;
     gp_io signal_io, timer_io;
+    gp_timers timers;   /* every deadline: connections' and the worker's own */
+    gp_io deadline_io;  /* one-shot timerfd, armed at the earliest timer */
+    uint64_t armed_ms;  /* when deadline_io fires; GP_TIMER_NEVER: disarmed */
     gp_conn *conns; /* every live connection */
     gp_conn *dead;  /* closed during this turn, freed after it */
     gp_conn *free_conns;
@@ -137,7 +142,6 @@ typedef struct {
 void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts);
 void gp_conn_thread_done(gp_conn *c);
 int gp_conn_out_append(gp_conn *c, const void *p, size_t n);
-int gp_conn_flush(gp_conn *c);
 void gp_conn_async_rewatch(gp_conn *c);
 /* ws_conn.c, for conn.c */
 void gp_ws_on_input(gp_conn *c);
@@ -152,6 +156,10 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
 void gp_conn_close(gp_conn *c);
 void gp_conn_on_event(gp_io *io, uint32_t events);
 void gp_conn_on_timeout(gp_conn *c);
+/* When c times out (monotonic seconds, as w->now), earlier or later than
+ * before. Loop thread only. A plain store to c->deadline is honoured only
+ * when it is later than what was set before. */
+void gp_conn_set_deadline(gp_conn *c, double at);
 void gp_conn_on_stop(gp_conn *c);
 char *gp_worker_buf_get(gp_worker *w);
 void gp_worker_buf_put(gp_worker *w, char *buf);

@@ -216,6 +216,7 @@ static int teardown(void **state)
     }
     for (int i = 0; i < w->num_free_bufs; i++) free(w->free_bufs[i]);
     free(w->free_bufs);
+    gp_timers_free(&w->timers);
     gp_loop_close(&w->loop);
     free(w);
     gp_scoreboard_destroy(F.sb);
