@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -205,10 +206,18 @@ static void update_date(gp_worker *w)
     atomic_store_explicit(&w->date_idx, next, memory_order_release);
 }
 
+static void on_accept(gp_io *io, uint32_t events);
+
+/* Before w->stopping is set (on_accept takes nothing after). */
 static void stop_accepting(gp_worker *w)
 {
     for (int i = 0; i < w->num_listeners; i++) {
         if (w->listeners[i].io.fd < 0) continue;
+        /* --reuse-port: what queued on our own socket would be reset by the
+         * close; it is ours to serve (each answered with Connection: close) */
+        struct pollfd p = {.fd = w->listeners[i].io.fd, .events = POLLIN};
+        for (int k = 0; w->listeners[i].own && k < 64 && poll(&p, 1, 0) == 1; k++)
+            on_accept(&w->listeners[i].io, EPOLLIN);
         gp_loop_unwatch(
             &w->loop,
             &w->listeners[i].io); /* shared with other workers: close alone would not do */
@@ -243,13 +252,12 @@ void gp_worker_stop(gp_worker *w)
 {
     if (w->stopping) return;
     w->stop_deadline = w->now + w->cfg->graceful_timeout;
-    /* tick faster while stopping, so stragglers are cut on time and the
-     * app's shutdown gets the master's whole slack */
+    /* tick faster while stopping, so stragglers are cut on time */
     struct itimerspec fast = {.it_interval = {0, 100000000}, .it_value = {0, 100000000}};
     timerfd_settime(w->timer_io.fd, 0, &fast, NULL);
+    stop_accepting(w);
     w->stopping = true;
     if (w->slot) atomic_store(&w->slot->state, GP_WS_STOPPING);
-    stop_accepting(w);
     for (gp_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
         gp_conn_on_stop(c);
@@ -426,6 +434,7 @@ static int setup(gp_worker *w, const gp_worker_args *a)
                 gp_error("%s", err);
                 return -1;
             }
+            w->listeners[i].own = true;
         }
         w->listeners[i].io.cb = on_accept;
         w->listeners[i].addr = &a->listeners[i].addr;

@@ -100,14 +100,15 @@ struct gp_worker {
         gp_worker *w;
         int index;
         const gp_addr *addr;
+        bool own; /* --reuse-port: this worker's socket, its queue is ours alone */
     } listeners[GP_MAX_BINDS];
     int num_listeners;
     gp_io signal_io, timer_io;
-    gp_timers timers;   /* every deadline: connections' and the worker's own */
-    gp_io deadline_io;  /* one-shot timerfd, armed at the earliest timer */
-    uint64_t armed_ms;  /* when deadline_io fires; GP_TIMER_NEVER: disarmed */
-    gp_conn *conns; /* every live connection */
-    gp_conn *dead;  /* closed during this turn, freed after it */
+    gp_timers timers;  /* every deadline: connections' and the worker's own */
+    gp_io deadline_io; /* one-shot timerfd, armed at the earliest timer */
+    uint64_t armed_ms; /* when deadline_io fires; GP_TIMER_NEVER: disarmed */
+    gp_conn *conns;    /* every live connection */
+    gp_conn *dead;     /* closed during this turn, freed after it */
     gp_conn *free_conns;
     char **free_bufs; /* GP_IO_BUF_SIZE buffers for reuse */
     int num_free_bufs;

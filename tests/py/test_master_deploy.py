@@ -117,9 +117,11 @@ def _wrk(port, seconds, connections=50, path="/"):
     return reqs, errors, out
 
 
-@pytest.mark.parametrize("threads", [1, 4], ids=["sync", "threads4"])
-def test_wrk_across_many_retirements_gets_no_errors(gallop, threads):
-    g = gallop(["--workers", "2", "--max-requests", "50", "--threads", threads], app=APP)
+@pytest.mark.parametrize("threads,extra", [(1, []), (4, []), (1, ["--reuse-port"])],
+                         ids=["sync", "threads4", "reuse-port"])
+def test_wrk_across_many_retirements_gets_no_errors(gallop, threads, extra):
+    # --reuse-port: what queued on a retiring worker's own socket is served, not reset
+    g = gallop(["--workers", "2", "--max-requests", "50", "--threads", threads] + extra, app=APP)
     g.wait_workers(2)
     g.wait_serving()
     reqs, errors, out = _wrk(g.port, 6)
