@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -200,10 +201,18 @@ static void update_date(gp_worker *w)
     atomic_store_explicit(&w->date_idx, next, memory_order_release);
 }
 
+static void on_accept(gp_io *io, uint32_t events);
+
+/* Before w->stopping is set (on_accept takes nothing after). */
 static void stop_accepting(gp_worker *w)
 {
     for (int i = 0; i < w->num_listeners; i++) {
         if (w->listeners[i].io.fd < 0) continue;
+        /* --reuse-port: what queued on our own socket would be reset by the
+         * close; it is ours to serve (each answered with Connection: close) */
+        struct pollfd p = {.fd = w->listeners[i].io.fd, .events = POLLIN};
+        for (int k = 0; w->listeners[i].own && k < 64 && poll(&p, 1, 0) == 1; k++)
+            on_accept(&w->listeners[i].io, EPOLLIN);
         gp_loop_unwatch(
             &w->loop,
             &w->listeners[i].io); /* shared with other workers: close alone would not do */
@@ -212,24 +221,38 @@ static void stop_accepting(gp_worker *w)
     }
 }
 
+static void wake_master(gp_worker *w)
+{
+    uint64_t one = 1;
+    if (w->wake_fd >= 0) {
+        ssize_t r = write(w->wake_fd, &one, sizeof one); /* EAGAIN: it is awake already */
+        (void)r;
+    }
+}
+
 void gp_worker_retire(gp_worker *w, int reason)
 {
-    if (w->stopping) return;
+    if (w->stopping || w->retire_asked) return;
+    w->retire_asked = true;
     atomic_store(&w->slot->retire_reason, reason);
-    gp_worker_stop(w);
+    if (reason == GP_RETIRE_MAX_REQUESTS)
+        gp_info("worker %d reached --max-requests after %llu requests; it serves on until its "
+                "replacement is ready",
+                (int)getpid(), (unsigned long long)atomic_load(&w->slot->requests));
+    if (w->wake_fd < 0) gp_worker_stop(w); /* no master to start a replacement */
+    else wake_master(w);
 }
 
 void gp_worker_stop(gp_worker *w)
 {
     if (w->stopping) return;
     w->stop_deadline = w->now + w->cfg->graceful_timeout;
-    /* tick faster while stopping, so stragglers are cut on time and the
-     * app's shutdown gets the master's whole slack */
+    /* tick faster while stopping, so stragglers are cut on time */
     struct itimerspec fast = {.it_interval = {0, 100000000}, .it_value = {0, 100000000}};
     timerfd_settime(w->timer_io.fd, 0, &fast, NULL);
+    stop_accepting(w);
     w->stopping = true;
     if (w->slot) atomic_store(&w->slot->state, GP_WS_STOPPING);
-    stop_accepting(w);
     for (gp_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
         gp_conn_on_stop(c);
@@ -468,8 +491,8 @@ static void check_memory(gp_worker *w)
     uint64_t rss_kb = resident * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024);
     atomic_store_explicit(&w->slot->rss_kb, rss_kb, memory_order_relaxed);
     if (rss_kb / 1024 > w->cfg->max_worker_memory_mb) {
-        gp_warn("worker %d uses %llu MB, over --max-worker-memory %lu; retiring after the requests "
-                "in progress",
+        gp_warn("worker %d uses %llu MB, over --max-worker-memory %lu; retiring once its "
+                "replacement is ready",
                 (int)getpid(), (unsigned long long)(rss_kb / 1024), w->cfg->max_worker_memory_mb);
         gp_worker_retire(w, GP_RETIRE_MEMORY);
     }
@@ -482,7 +505,7 @@ static void on_tick(gp_io *io, uint32_t events)
     ssize_t r = read(io->fd, &ticks, sizeof ticks);
     (void)r;
     update_date(w);
-    if (getppid() == 1) gp_worker_stop(w); /* orphaned: the death signal was missed */
+    if (getppid() != w->master_pid) gp_worker_stop(w); /* orphaned: the death signal was missed */
     if (w->cfg->max_worker_memory_mb && !w->stopping) check_memory(w);
     if (w->pool) publish_oldest_request(w);
 }
@@ -577,6 +600,7 @@ static int setup(gp_worker *w, const gp_worker_args *a)
                 gp_error("%s", err);
                 return -1;
             }
+            w->listeners[i].own = true;
         }
         w->listeners[i].io.cb = on_accept;
         w->listeners[i].addr = &a->listeners[i].addr;
@@ -595,6 +619,7 @@ int gp_worker_accept(gp_worker *w)
     atomic_store_explicit(&w->slot->accepting, 1, memory_order_relaxed);
     atomic_store(&w->slot->state, GP_WS_IDLE);
     gp_info("worker %d ready", (int)getpid());
+    wake_master(w); /* so it retires what this one replaces without waiting for its tick */
     return 0;
 }
 
@@ -617,6 +642,8 @@ gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void
     w->app = app;
     w->slot = &a->scoreboard->slots[a->slot];
     w->sb = a->scoreboard;
+    w->master_pid = a->master_pid;
+    w->wake_fd = a->wake_fd;
     update_clock(w);
     if (setup(w, a) < 0) {
         gp_error("worker setup failed: %s", strerror(errno));

@@ -76,7 +76,7 @@ struct gp_conn {
     bool head_method, head_sent, chunked_out, no_body, resp_has_length, resp_ended;
     bool has_date, has_server;
     uint64_t resp_left;  /* with Content-Length: body bytes still allowed */
-    uint64_t resp_bytes; /* body bytes the app produced */
+    uint64_t resp_bytes; /* body bytes queued for the client (clipped; none for HEAD) */
     int status;
     char *out;
     size_t out_cap, out_len, out_pos;
@@ -89,8 +89,9 @@ struct gp_conn {
     void *app_state;
     void *app_cache;
 
-    /* access log: request line, referer, user agent, copied at dispatch */
+    /* access log: request line, user, referer, user agent, copied at dispatch */
     char *alog;
+    bool alog_pending; /* dispatched, its line not written yet */
     double started;
 };
 
@@ -106,6 +107,7 @@ struct gp_worker {
         gp_worker *w;
         int index;
         const gp_addr *addr;
+        bool own; /* --reuse-port: this worker's socket, its queue is ours alone */
     } listeners[GP_MAX_BINDS];
     int num_listeners;
     gp_io signal_io, timer_io;
@@ -143,6 +145,10 @@ struct gp_worker {
     struct gp_pool *pool; /* request threads; NULL without --threads */
     pthread_mutex_t mu;   /* with request threads: buffer free list, slot text */
     int access_fd;
+    bool access_log_failed; /* warned once; quiet until a line is written again */
+    pid_t master_pid;       /* orphaned when getppid() differs */
+    int wake_fd;            /* the master's eventfd, -1 when none */
+    bool retire_asked;      /* the master was asked for a replacement */
     gp_http_header headers[GP_HTTP_MAX_HEADERS];
 };
 
@@ -180,7 +186,8 @@ double gp_now(void);
 /* Graceful stop: no more accepting; idle connections close soon, busy ones
  * after their response. */
 void gp_worker_stop(gp_worker *w);
-/* The same, recording why for the master (enum gp_retire_reason). */
+/* Asks the master for a replacement, recording why (enum gp_retire_reason);
+ * the worker serves on until the master's TERM, once the new one is ready. */
 void gp_worker_retire(gp_worker *w, int reason);
 
 #endif
