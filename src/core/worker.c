@@ -527,9 +527,9 @@ static int setup(gp_worker *w, const gp_worker_args *a)
     w->limits.max_request_line = cfg->limit_request_line;
     w->limits.max_fields = cfg->limit_request_fields;
     w->limits.max_field_size = cfg->limit_request_field_size;
-    w->head_cap = cfg->limit_request_line + 2 +
-                  cfg->limit_request_fields * (cfg->limit_request_field_size + 2) + 2;
-    if (w->head_cap > (1u << 20)) w->head_cap = 1u << 20;
+    w->limits.max_head = cfg->limit_request_head;
+    /* the head budget bounds what one connection may make us buffer */
+    w->head_cap = cfg->limit_request_head;
     if (w->head_cap < GP_IO_BUF_SIZE) w->head_cap = GP_IO_BUF_SIZE;
     w->access_fd = gp_access_log_fd();
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);

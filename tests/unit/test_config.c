@@ -487,6 +487,26 @@ static void test_unknown_flags(void **state)
     ERR("unknown option '-h'", "--help=1", "app");
 }
 
+/* Request bodies and slow clients: defaults, values, range errors. */
+static void test_body_and_timeout_flags(void **state)
+{
+    gp_config cfg;
+    args a;
+    assert_int_equal(PARSE(&cfg, &a, "app"), 0);
+    assert_true(cfg.header_timeout == 30 && cfg.body_timeout == 30 && cfg.send_timeout == 60);
+    assert_int_equal(cfg.body_buffer_size, 1 << 20);
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "--header-timeout", "2.5", "--body-timeout", "7",
+                           "--send-timeout", "90", "--body-buffer-size", "0", "app"),
+                     0);
+    assert_true(cfg.header_timeout == 2.5 && cfg.body_timeout == 7 && cfg.send_timeout == 90);
+    assert_int_equal(cfg.body_buffer_size, 0);
+    ERR("invalid --header-timeout '0' (seconds, more than 0)", "--header-timeout", "0", "app");
+    ERR("invalid --body-timeout 'x'", "--body-timeout", "x", "app");
+    ERR("invalid --send-timeout '-1'", "--send-timeout", "-1", "app");
+    ERR("invalid --body-buffer-size '1k' (bytes, 0 to 2^40)", "--body-buffer-size", "1k", "app");
+}
+
 static void test_bad_numbers(void **state)
 {
     ERR("invalid --backlog 'abc'", "--backlog", "abc", "app");
@@ -610,6 +630,7 @@ int main(void)
         cmocka_unit_test_setup(test_app_without_attribute, setup),
         cmocka_unit_test_setup(test_every_flag, setup),
         cmocka_unit_test_setup(test_newer_flags, setup),
+        cmocka_unit_test_setup(test_body_and_timeout_flags, setup),
         cmocka_unit_test_setup(test_short_flags_and_equals, setup),
         cmocka_unit_test_setup(test_repeatable, setup),
         cmocka_unit_test_setup(test_too_many_binds, setup),
