@@ -702,6 +702,13 @@ int gp_worker_done(gp_worker *w)
     return w->stopping && (w->num_conns == 0 || only_stuck_left(w));
 }
 
+double gp_worker_stop_left(const gp_worker *w)
+{
+    if (!w->stopping) return w->cfg->graceful_timeout;
+    double left = w->stop_deadline - w->now;
+    return left > 0 ? left : 0;
+}
+
 /* Past the graceful timeout, what is still open is cut: tasks are cancelled
  * through the app's abort callback. */
 static void cut_stragglers(gp_worker *w)
