@@ -118,6 +118,10 @@ static int setup_workers(int threads, int slots)
     F.cfg.keep_alive = 5;
     F.cfg.graceful_timeout = 1;
     F.cfg.backlog = 64;
+    F.cfg.worker_connections = 1000;
+    F.cfg.header_timeout = F.cfg.body_timeout = 30;
+    F.cfg.send_timeout = 60;
+    F.cfg.body_buffer_size = 65536;
     char err[256];
     if (gp_addr_parse("127.0.0.1:0", &F.lis.addr, err, sizeof err) < 0) return -1;
     F.lis.fd = gp_listen_open(&F.lis.addr, 64, 0, err, sizeof err);
@@ -128,7 +132,7 @@ static int setup_workers(int threads, int slots)
     if (!F.big) return -1;
     memset(F.big, 'b', BIG);
     F.loop_thread = pthread_self();
-    gp_worker_args a = {&F.cfg, &F.lis, 1, F.sb, 0, 0};
+    gp_worker_args a = {&F.cfg, &F.lis, 1, F.sb, 0, 0, getppid(), -1};
     F.w = gp_worker_create(&a, &ops, NULL);
     if (!F.w || gp_worker_accept(F.w) < 0) return -1;
     return 0;
@@ -219,20 +223,22 @@ static void test_slow_reader_holds_no_thread(void **state)
 
 static void test_burst_is_paced_while_another_worker_is_lighter(void **state)
 {
-    /* slot 1 plays an idle second worker */
+    /* slot 1 plays an idle second worker that accepts and holds nothing */
     atomic_store(&F.sb->slots[1].state, GP_WS_IDLE);
-    atomic_store(&F.sb->slots[1].thread_load, 0);
+    atomic_store(&F.sb->slots[1].accepting, 1);
+    atomic_store(&F.sb->slots[1].conns, 0);
     int fds[5];
     for (int i = 0; i < 5; i++) fds[i] = client(NULL); /* connects, says nothing yet */
     turns(20, NULL);
     assert_int_equal(F.w->num_conns, 2); /* one per free thread; the rest wait */
-    /* once the fresh connections' time is up (50 ms), the threads are free
-     * again and the worker takes more */
-    turns(120, NULL);
-    assert_true(F.w->num_conns > 2);
-    /* with no lighter worker left, the whole backlog comes in */
-    atomic_store(&F.sb->slots[1].thread_load, 1000);
-    turns(300, NULL);
+    /* once the fresh connections' grace is over the threads are free again,
+     * but it stands aside for the lighter worker soon */
+    turns(250, NULL);
+    assert_true(F.w->num_conns > 2 && F.w->num_conns < 5);
+    /* with the other worker full and heavier, the whole backlog comes in */
+    atomic_store(&F.sb->slots[1].accepting, 0);
+    atomic_store(&F.sb->slots[1].conns, 1000);
+    turns(400, NULL);
     assert_int_equal(F.w->num_conns, 5);
     for (int i = 0; i < 5; i++) close(fds[i]);
     turns(50, NULL);
