@@ -101,7 +101,7 @@ int gp_ws_begin(gp_conn *c, const char accept[29])
     int r = gp_conn_flush(c);
     /* after the flush: writing the 101 sets the 60 s write deadline, which would
      * otherwise put the first ping off to then */
-    c->deadline = c->w->now + (interval > 0 ? interval : 1e9);
+    gp_conn_set_deadline(c, c->w->now + (interval > 0 ? interval : 1e9));
     return r;
 }
 
@@ -205,13 +205,13 @@ void gp_ws_on_tick(gp_conn *c)
     const gp_config *cfg = c->w->cfg;
     double now = c->w->now;
     if (cfg->ws_ping_interval <= 0) {
-        c->deadline = now + 1e9;
+        gp_conn_set_deadline(c, now + 1e9);
         return;
     }
     if (ws->ping_out && now - ws->ping_at >= cfg->ws_ping_timeout) {
         gp_ws_close(c, GP_WS_CLOSE_INTERNAL, "keepalive ping timeout", 22);
         notify_closed(c, GP_WS_CLOSE_INTERNAL);
-        c->deadline = now + 1e9;
+        gp_conn_set_deadline(c, now + 1e9);
         return;
     }
     if (!ws->ping_out && !ws->close_sent) {
@@ -222,7 +222,7 @@ void gp_ws_on_tick(gp_conn *c)
         ws->ping_at = now;
     }
     double next = ws->ping_out ? cfg->ws_ping_timeout : cfg->ws_ping_interval;
-    c->deadline = now + (next > 0 ? next : 1e9);
+    gp_conn_set_deadline(c, now + (next > 0 ? next : 1e9));
 }
 
 void gp_ws_on_stop(gp_conn *c)
