@@ -6,6 +6,7 @@ import os
 import selectors
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -311,6 +312,30 @@ def vm_rss_kb(pid):
     raise AssertionError("no VmRSS")
 
 
+PROBE = r"""
+import socket, sys, time
+port = int(sys.argv[1])
+print("ready", flush=True)
+end = time.monotonic() + 1.5
+while time.monotonic() < end:
+    t0 = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                c = s.recv(4096)
+                if not c:
+                    break
+                data += c
+        st = data[9:12].decode() if data.endswith(b"hello /probe") else "bad"
+    except OSError:
+        st = "error"
+    print(t0, time.monotonic() - t0, st, flush=True)
+    time.sleep(0.05)
+"""
+
+
 def test_head_flood_memory_bounded(server_factory):
     """500 connections each sending 256 KB of header lines (100 fields of 2.6 KB,
     every one within its own limit, no end of head) leave the worker < 64 MB larger; each gets
@@ -333,31 +358,23 @@ def test_head_flood_memory_bounded(server_factory):
     conns = {}
     t = threading.Thread(target=sample)
     t.start()
-    latencies, probe_errors = [], []
-
-    def probe():  # another client, served while the flood goes on
-        while not stop.is_set():
-            t0 = time.monotonic()
-            try:
-                r = requests.get(srv.url("/probe"), timeout=5)
-                assert r.text == "hello /probe"
-            except Exception as e:  # reported below, with the latencies
-                probe_errors.append(repr(e))
-            latencies.append((t0, time.monotonic() - t0))
-            time.sleep(0.1)
-
-    prober = threading.Thread(target=probe)
+    # another client, in its own process so that the flood's Python loop does
+    # not slow it down: one GET every 50 ms, each line "start latency status"
+    prober = subprocess.Popen([sys.executable, "-c", PROBE, str(srv.port)], stdout=subprocess.PIPE,
+                              text=True)
+    assert prober.stdout.readline() == "ready\n"
+    flood_start = time.monotonic()
     try:
         for _ in range(500):
             s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
             s.setblocking(False)
-            conns[s] = [0, b""]
+            # at once: a connection that says nothing is another matter (the
+            # worker gives a fresh one a moment before it accepts the next)
+            conns[s] = [s.send(head[:65536]), b""]
             sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
         deadline = time.monotonic() + 30
         done = 0
         while done < len(conns) and time.monotonic() < deadline:
-            if not prober.is_alive() and all(st[0] for st in conns.values()):
-                prober.start()  # once every flooding connection has begun
             for key, ev in sel.select(timeout=0.05):
                 s = key.fileobj
                 st = conns[s]
@@ -388,21 +405,23 @@ def test_head_flood_memory_bounded(server_factory):
     finally:
         stop.set()
         t.join()
-        if prober.ident:
-            prober.join()
+        out = prober.communicate(timeout=30)[0]
         for s in conns:
             s.close()
+    probes = [(float(a), float(b), c) for a, b, c in (line.split() for line in out.splitlines())]
     statuses = [status_of(v[1]) if v[1] else None for v in conns.values()]
     assert statuses.count(431) == 500, {x: statuses.count(x) for x in set(statuses)}
     assert all(b"connection: close" in v[1].lower() for v in conns.values())
     grown_mb = (peak[0] - base) / 1024
-    during = sum(1 for t0, _ in latencies if t0 < flood_end)  # sent while the flood went on
-    slowest = max(dt for _, dt in latencies)
-    print(f"worker grew by {grown_mb:.1f} MB; {during} probes during the flood, slowest "
+    during = [p for p in probes if flood_start <= p[0] < flood_end]  # sent while the flood went on
+    assert all(c == "200" for _, _, c in probes), probes
+    slowest = max(dt for _, dt, _ in during) if during else 0
+    print(f"worker grew by {grown_mb:.1f} MB; {len(during)} probes during the flood, slowest "
           f"{slowest * 1000:.0f} ms")
     assert grown_mb < 64, f"worker grew by {grown_mb:.0f} MB"
-    assert not probe_errors, probe_errors
-    assert during >= 1 and slowest < 0.5, latencies
+    # the bound is for the real build; the ASan one (make asan-pytest) runs ~3x slower
+    bound = 1.5 if os.sep + "asan" + os.sep in GALLOP_BIN else 0.5
+    assert during and slowest < bound, probes
 
 
 # ---- resuming ---------------------------------------------------------------------
