@@ -32,7 +32,7 @@ typedef struct {
 } __attribute__((aligned(64))) gp_slot;
 
 typedef struct {
-    atomic_int load_error_reported; /* first worker that fails to load the app prints why */
+    atomic_int load_error_reported; /* first worker that fails to load the app prints why: 0, 1 printing, 2 printed */
     int num_slots;
     gp_slot slots[];
 } gp_scoreboard;
