@@ -25,6 +25,8 @@
 #define ALOG_FIELD 512
 #define SENDFILE_MAX (1 << 20)
 
+static void write_access_log(gp_conn *c);
+
 /* ---- deadlines ------------------------------------------------------------ */
 
 /* Whole milliseconds, rounded up: a timer never fires before its deadline. */
@@ -131,6 +133,7 @@ void gp_conn_close(gp_conn *c)
         w->ops->abort(w->app, c);
     if (c->state == CS_ASYNC) w->active_async--;
     c->dead = true;
+    if (c->alog_pending && w->access_fd >= 0) write_access_log(c); /* cut off mid-response */
     /* out of epoll before the close: a child the app forked may hold a copy
      * of the descriptor, and the registration would outlive our close */
     gp_loop_unwatch(&w->loop, &c->io);
@@ -544,7 +547,6 @@ static size_t chunk_prefix(char *dst, uint64_t n)
  * than it sends would otherwise desynchronise the stream. */
 static size_t clip_to_length(gp_conn *c, size_t len)
 {
-    c->resp_bytes += len;
     if (c->resp_has_length) {
         if (len > c->resp_left) {
             len = (size_t)c->resp_left;
@@ -552,6 +554,7 @@ static size_t clip_to_length(gp_conn *c, size_t len)
         }
         c->resp_left -= len;
     }
+    if (!c->no_body) c->resp_bytes += len;
     return len;
 }
 
@@ -800,38 +803,36 @@ int gp_conn_body_error_status(gp_conn *c)
 
 /* ---- request heads and the response cycle ------------------------------- */
 
-static void copy_field(char **p, const char *end, const char *s, size_t n)
-{
-    size_t room = (size_t)(end - *p) - 1;
-    if (n > room) n = room;
-    memcpy(*p, s, n);
-    (*p)[n] = 0;
-    *p += n + 1;
-}
-
-/* Keeps what the access log needs, since the head is gone by the end. */
+/* Keeps what the access log needs, since the head is gone by the end: the
+ * request line, user, referer and user agent, escaped, one after another. */
 static void remember_for_log(gp_conn *c, const gp_http_request *req)
 {
-    if (!c->alog && !(c->alog = malloc(3 * ALOG_FIELD))) return;
-    char *p = c->alog, *end = c->alog + 3 * ALOG_FIELD;
+    if (!c->alog && !(c->alog = malloc(4 * ALOG_FIELD))) return;
+    char *p = c->alog;
     size_t line_len = (size_t)(req->target + req->target_len - req->method) + 9;
-    copy_field(&p, c->alog + ALOG_FIELD, req->method, line_len);
-    const char *ref = "-", *ua = "-";
-    size_t ref_len = 1, ua_len = 1;
+    p += gp_log_escape(p, ALOG_FIELD, req->method, line_len) + 1;
+    const gp_http_header *ref = NULL, *ua = NULL, *auth = NULL;
     for (size_t i = 0; i < req->num_headers; i++) {
         const gp_http_header *h = &req->headers[i];
-        if (gp_http_token_eq(h->name, h->name_len, "referer"))
-            ref = h->value, ref_len = h->value_len;
-        else if (gp_http_token_eq(h->name, h->name_len, "user-agent"))
-            ua = h->value, ua_len = h->value_len;
+        if (gp_http_token_eq(h->name, h->name_len, "referer")) ref = h;
+        else if (gp_http_token_eq(h->name, h->name_len, "user-agent")) ua = h;
+        else if (gp_http_token_eq(h->name, h->name_len, "authorization")) auth = h;
     }
-    copy_field(&p, c->alog + 2 * ALOG_FIELD, ref, ref_len);
-    copy_field(&p, end, ua, ua_len);
+    if (!auth || !gp_log_basic_user(p, ALOG_FIELD, auth->value, auth->value_len)) strcpy(p, "-");
+    p += strlen(p) + 1;
+    if (ref) p += gp_log_escape(p, ALOG_FIELD, ref->value, ref->value_len) + 1;
+    else p += strlen(strcpy(p, "-")) + 1;
+    if (ua) gp_log_escape(p, ALOG_FIELD, ua->value, ua->value_len);
+    else strcpy(p, "-");
+    c->alog_pending = true;
 }
 
+/* One line in gunicorn's default format, for a response that completed or
+ * was cut off; the size is the body bytes that left (clipped to the
+ * Content-Length, none for HEAD), "0" for none as gunicorn writes it. */
 static void write_access_log(gp_conn *c)
 {
-    char host[64] = "-", line[2 * 3 * ALOG_FIELD], tbuf[40];
+    char host[64] = "-", line[2 * 4 * ALOG_FIELD], tbuf[40];
     const struct sockaddr *sa = (const struct sockaddr *)&c->peer;
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof host);
@@ -841,19 +842,30 @@ static void write_access_log(gp_conn *c)
     struct tm tm;
     localtime_r(&t, &tm);
     strftime(tbuf, sizeof tbuf, "%d/%b/%Y:%H:%M:%S %z", &tm);
-    const char *rl = "-", *ref = "-", *ua = "-";
-    if (c->alog) {
+    const char *rl = "-", *user = "-", *ref = "-", *ua = "-";
+    if (c->alog && c->alog_pending) {
         rl = c->alog;
-        ref = rl + strlen(rl) + 1;
+        user = rl + strlen(rl) + 1;
+        ref = user + strlen(user) + 1;
         ua = ref + strlen(ref) + 1;
     }
-    char bytes[24] = "-";
-    if (c->resp_bytes) snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)c->resp_bytes);
-    int n = snprintf(line, sizeof line, "%s - - [%s] \"%s\" %d %s \"%s\" \"%s\"\n", host, tbuf, rl,
-                     c->status, bytes, ref, ua);
+    c->alog_pending = false;
+    uint64_t unsent = c->pend_len + c->file_left; /* a cut-off response's known rest */
+    uint64_t sent = c->resp_bytes > unsent ? c->resp_bytes - unsent : 0;
+    int n = snprintf(line, sizeof line, "%s - %s [%s] \"%s\" %d %llu \"%s\" \"%s\"\n", host, user,
+                     tbuf, rl, c->status, (unsigned long long)sent, ref, ua);
     if (n > (int)sizeof line - 1) n = (int)sizeof line - 1;
-    ssize_t r = write(c->w->access_fd, line, (size_t)n);
-    (void)r;
+    gp_worker *w = c->w;
+    ssize_t r;
+    do r = write(w->access_fd, line, (size_t)n);
+    while (r < 0 && errno == EINTR);
+    if (r == n) {
+        w->access_log_failed = false;
+    } else if (!w->access_log_failed) { /* once, not a line per request */
+        w->access_log_failed = true;
+        gp_warn("cannot write the access log: %s; lines are lost until it can be written again",
+                r < 0 ? strerror(errno) : "short write");
+    }
 }
 
 static void serve_buffered(gp_conn *c);
@@ -895,7 +907,10 @@ static void response_complete(gp_conn *c)
     c->out_len = c->out_pos = 0;
     c->app_state = NULL;
     if (c->held_head) held_release(c);
-    if (!c->keep_alive || w->stopping) {
+    /* a response that did not say close keeps the connection even while
+     * stopping: the client may already be sending its next request, which
+     * is answered with Connection: close */
+    if (!c->keep_alive) {
         linger_close(c);
         return;
     }
@@ -906,7 +921,9 @@ static void response_complete(gp_conn *c)
     c->rpos = c->head_len = 0;
     if (!rest) release_buffer(w, &c->buf, &c->cap);
     c->state = CS_HEAD;
-    gp_conn_set_deadline(c, w->now + (rest ? w->cfg->header_timeout : w->cfg->keep_alive));
+    double idle = rest ? w->cfg->header_timeout : w->cfg->keep_alive;
+    if (w->stopping && !rest && idle > GP_STOP_IDLE_S) idle = GP_STOP_IDLE_S;
+    gp_conn_set_deadline(c, w->now + idle);
     watch(c, EPOLLIN);
 }
 
@@ -947,6 +964,10 @@ static void reject(gp_conn *c, int status)
     c->resp_ended = false;
     c->body_done = true;
     c->len = c->rpos = 0; /* what follows a bad head cannot be trusted */
+    c->head.state = 0;
+    /* a lingering connection reads into a scratch buffer: give back what a big
+     * head made us allocate now, not when the linger ends */
+    if (c->cap > GP_IO_BUF_SIZE) release_buffer(c->w, &c->buf, &c->cap);
     gp_conn_send_error(c, status, 1);
     after_app(c, GP_APP_DONE);
 }
@@ -1135,7 +1156,9 @@ static void serve_buffered(gp_conn *c)
         gp_http_request req;
         req.headers = w->headers;
         req.num_headers = w->cfg->limit_request_fields;
-        int r = gp_http_parse_request(c->buf, c->len, &req, &w->limits);
+        /* resumes where the last read's bytes ended: a head that trickles in
+         * is scanned once */
+        int r = gp_http_parse_head(&c->head, c->buf, c->len, &req, &w->limits);
         if (r < 0) {
             reject(c, -r);
             return;
@@ -1372,6 +1395,11 @@ void gp_conn_on_timeout(gp_conn *c)
         }
         return;
     }
+    /* stopping: a request crossing our FIN is read and dropped, not reset */
+    if (c->state == CS_HEAD && c->w->stopping) {
+        linger_close(c);
+        return;
+    }
     gp_conn_close(c);
 }
 
@@ -1380,8 +1408,10 @@ void gp_conn_on_timeout(gp_conn *c)
  * that request on the wire: reloads under load then lose nothing. */
 void gp_conn_on_stop(gp_conn *c)
 {
-    if (c->state == CS_THREAD) return; /* its thread sees w->stopping */
-    c->keep_alive = false;
+    /* keep_alive stays: a response whose head already went out without
+     * Connection: close must not be followed by a close; the next head
+     * says close (gp_conn_head_end sees w->stopping) */
+    if (c->state == CS_THREAD) return;
     if (c->ws && c->state == CS_ASYNC) {
         gp_ws_on_stop(c);
         return;

@@ -56,6 +56,7 @@ struct gp_conn {
     /* input: buf[0..len) holds bytes read; the current head is buf[0..head_len) */
     char *buf;
     size_t cap, len, head_len, rpos;
+    gp_http_head_state head; /* how far the parser got in a head still arriving */
 
     /* request body */
     enum gp_http_body body_kind;
@@ -75,7 +76,7 @@ struct gp_conn {
     bool head_method, head_sent, chunked_out, no_body, resp_has_length, resp_ended;
     bool has_date, has_server;
     uint64_t resp_left;  /* with Content-Length: body bytes still allowed */
-    uint64_t resp_bytes; /* body bytes the app produced */
+    uint64_t resp_bytes; /* body bytes queued for the client (clipped; none for HEAD) */
     int status;
     char *out;
     size_t out_cap, out_len, out_pos;
@@ -88,8 +89,9 @@ struct gp_conn {
     void *app_state;
     void *app_cache;
 
-    /* access log: request line, referer, user agent, copied at dispatch */
+    /* access log: request line, user, referer, user agent, copied at dispatch */
     char *alog;
+    bool alog_pending; /* dispatched, its line not written yet */
     double started;
 };
 
@@ -105,12 +107,24 @@ struct gp_worker {
         gp_worker *w;
         int index;
         const gp_addr *addr;
+        bool own; /* --reuse-port: this worker's socket, its queue is ours alone */
     } listeners[GP_MAX_BINDS];
     int num_listeners;
     gp_io signal_io, timer_io;
     gp_timers timers;   /* every deadline: connections' and the worker's own */
     gp_io deadline_io;  /* one-shot timerfd, armed at the earliest timer */
     uint64_t armed_ms;  /* when deadline_io fires; GP_TIMER_NEVER: disarmed */
+    /* accepting (worker.c) */
+    bool accepting;               /* the listeners are watched */
+    struct gp_fresh {
+        gp_conn *c;
+        uint64_t until_ms;
+    } *fresh;                     /* accepted, no byte handled yet: one per free thread */
+    int num_fresh;
+    uint64_t accept_resume_ms;    /* after EMFILE: not before this */
+    uint64_t emfile_warned_ms;
+    gp_timer accept_timer;        /* ends a pause */
+    gp_scoreboard *sb;            /* the other workers' slots, for balancing */
     gp_conn *conns; /* every live connection */
     gp_conn *dead;  /* closed during this turn, freed after it */
     gp_conn *free_conns;
@@ -131,6 +145,10 @@ struct gp_worker {
     struct gp_pool *pool; /* request threads; NULL without --threads */
     pthread_mutex_t mu;   /* with request threads: buffer free list, slot text */
     int access_fd;
+    bool access_log_failed; /* warned once; quiet until a line is written again */
+    pid_t master_pid;       /* orphaned when getppid() differs */
+    int wake_fd;            /* the master's eventfd, -1 when none */
+    bool retire_asked;      /* the master was asked for a replacement */
     gp_http_header headers[GP_HTTP_MAX_HEADERS];
 };
 
@@ -168,7 +186,8 @@ double gp_now(void);
 /* Graceful stop: no more accepting; idle connections close soon, busy ones
  * after their response. */
 void gp_worker_stop(gp_worker *w);
-/* The same, recording why for the master (enum gp_retire_reason). */
+/* Asks the master for a replacement, recording why (enum gp_retire_reason);
+ * the worker serves on until the master's TERM, once the new one is ready. */
 void gp_worker_retire(gp_worker *w, int reason);
 
 #endif
