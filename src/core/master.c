@@ -552,7 +552,7 @@ static void reaped_worker(gp_master *m, worker_rec *r, int status)
         else boot_failed(m, &copy, status, GP_EXIT_APP_ERROR);
         return;
     }
-    if (copy.killed) {
+    if (copy.killed || copy.kill_at > 0) {
         gp_warn("worker %d was killed after its timeout; replacing it", (int)pid);
     } else if (retire_reason == GP_RETIRE_MAX_REQUESTS) {
         gp_info("worker %d retired after %llu requests (--max-requests)", (int)pid,
@@ -630,6 +630,15 @@ static void check_timeouts(gp_master *m)
                 (int)r->pid, (double)(now_ms - hb) / 1000.0, m->cfg->timeout);
         kill(r->pid, SIGUSR2);
         r->kill_at = t + TIMEOUT_KILL_DELAY;
+        if (started && !stuck_loop && m->cfg->threads > 1) {
+            /* one stuck request thread: the worker stops gracefully, so its
+             * other threads finish theirs, and exits once only stuck ones are
+             * left; the kill waits for --graceful-timeout */
+            kill(r->pid, SIGTERM);
+            r->retiring = true;
+            if (m->cfg->graceful_timeout > TIMEOUT_KILL_DELAY)
+                r->kill_at = t + m->cfg->graceful_timeout;
+        }
     }
 }
 

@@ -41,7 +41,6 @@ struct gp_conn {
     gp_conn *qnext; /* request-thread queues */
     enum gp_conn_state state;
     bool dead;                /* closed this turn; freed after the batch */
-    bool blocking;            /* on a request thread: writes wait instead of GP_AGAIN */
     bool want_input;          /* CS_ASYNC: the app waits for body bytes or a disconnect */
     struct gp_ws_session *ws; /* after a WebSocket handshake (ws_conn.c) */
     bool peer_gone;           /* CS_ASYNC: the client closed or reset */
@@ -93,6 +92,12 @@ struct gp_conn {
     char *alog;
     bool alog_pending; /* dispatched, its line not written yet */
     double started;
+
+    /* --threads (conn.c's request-thread section) */
+    struct gp_thread_slot *tslot; /* while a request thread runs the app for it */
+    unsigned char thread_job;     /* enum gp_thread_job: what that thread is to do */
+    gp_app_status thread_st;      /* what the app answered there, for the loop */
+    char what[GP_SLOT_WHAT];      /* "GET /path", kept while the response waits on the socket */
 };
 
 struct gp_worker {
@@ -154,10 +159,12 @@ struct gp_worker {
 
 /* conn.c, for worker.c */
 /* What each request thread is running, for the timeout check. */
-typedef struct {
-    _Atomic uint64_t started_ms; /* 0: idle */
+typedef struct gp_thread_slot {
+    _Atomic uint64_t started_ms; /* when the app's code began running; 0: idle or waiting */
     char what[GP_SLOT_WHAT];
 } gp_thread_slot;
+/* What a request thread does with a connection it is handed. */
+enum gp_thread_job { GP_JOB_START, GP_JOB_RESUME, GP_JOB_ABORT };
 void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts);
 void gp_conn_thread_done(gp_conn *c);
 int gp_conn_out_append(gp_conn *c, const void *p, size_t n);
