@@ -18,7 +18,7 @@
 #define GP_IO_BUF_SIZE 16384 /* initial read buffer and output buffer */
 /* the head, body and write timeouts are --header-timeout, --body-timeout and
  * --send-timeout (w->cfg) */
-#define GP_LINGER_S 2.0          /* read and discard before closing, at most */
+#define GP_LINGER_S 2.0 /* read and discard before closing, at most */
 #define GP_LINGER_MAX (1 << 20)
 #define GP_STOP_IDLE_S 1.0 /* on stop, idle keep-alive connections close after this */
 
@@ -63,7 +63,7 @@ struct gp_conn {
     uint64_t body_total; /* decoded bytes handed out, for the body limit */
     gp_chunked chunked;
     bool body_done, expect_continue, continue_sent;
-    int body_error; /* HTTP status for a body error, 0 when none */
+    int body_error;  /* HTTP status for a body error, 0 when none */
     bool body_held;  /* the app reads the body from held, not the socket */
     bool body_late;  /* CS_ASYNC: no body byte within --body-timeout */
     gp_body held;    /* CS_BODY and after: the body read ahead of the app */
