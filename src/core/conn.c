@@ -1,5 +1,7 @@
 /* conn: one connection's HTTP/1.x work in the worker: reading heads, handing
  * requests to the app bridge, the request body, response framing and writing.
+ * A sync app's body is read whole in the loop before the app runs (held in a
+ * gp_body, body.c), so a slow uploader never holds the worker.
  *
  * Never blocks the loop except inside the app's own body reads and write()
  * calls, which are the WSGI contract. Never buffers a whole response: at most
@@ -47,8 +49,9 @@ void gp_conn_set_deadline(gp_conn *c, double at)
  * its store is only read back when the timer fires. */
 static void write_deadline(gp_conn *c)
 {
-    if (c->blocking) c->deadline = c->w->now + GP_WRITE_TIMEOUT_S;
-    else gp_conn_set_deadline(c, c->w->now + GP_WRITE_TIMEOUT_S);
+    double at = c->w->now + c->w->cfg->send_timeout;
+    if (c->blocking) c->deadline = at;
+    else gp_conn_set_deadline(c, at);
 }
 
 static void on_conn_timer(gp_timer *t)
@@ -85,6 +88,7 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     c->peer = *peer;
     c->peer_len = peer_len;
     c->file_fd = -1;
+    gp_body_init(&c->held, NULL);
     c->state = CS_HEAD;
     c->timer.cb = on_conn_timer;
     if (gp_loop_watch(&w->loop, &c->io, EPOLLIN) < 0) {
@@ -108,6 +112,17 @@ static void release_buffer(gp_worker *w, char **buf, size_t *cap)
     *cap = 0;
 }
 
+/* Drops a body read ahead of the app, and the copy of its head. */
+static void held_release(gp_conn *c)
+{
+    if (c->held_head) {
+        free(c->held_head);
+        c->held_head = NULL;
+    }
+    if (c->held.mem || c->held.fd >= 0) gp_body_free(&c->held);
+    c->body_held = false;
+}
+
 /* Closes now; the memory is recycled after this loop turn, since the batch of
  * events being handled may still name this connection. */
 void gp_conn_close(gp_conn *c)
@@ -126,6 +141,7 @@ void gp_conn_close(gp_conn *c)
     gp_timer_stop(&w->timers, &c->timer);
     release_buffer(w, &c->buf, &c->cap);
     release_buffer(w, &c->out, &c->out_cap);
+    held_release(c);
     free(c->alog);
     c->alog = NULL;
     gp_ws_session_free(c);
@@ -222,13 +238,14 @@ static int wait_fd(gp_conn *c, short events, int timeout_ms)
 }
 
 static int flush(gp_conn *c);
+static void async_idle_deadline(gp_conn *c);
 
 /* flush, waiting for the socket as long as the client takes bytes. */
 static int flush_blocking(gp_conn *c)
 {
     int r;
     while ((r = flush(c)) == GP_AGAIN)
-        if (wait_fd(c, POLLOUT, (int)(GP_WRITE_TIMEOUT_S * 1000)) <= 0) {
+        if (wait_fd(c, POLLOUT, (int)(c->w->cfg->send_timeout * 1000)) <= 0) {
             c->broken = true;
             return GP_ERROR;
         }
@@ -283,6 +300,7 @@ static int flush(gp_conn *c)
         } else {
             c->pend = NULL;
             c->file_fd = -1;
+            if (c->state == CS_ASYNC) async_idle_deadline(c);
             return GP_OK;
         }
     }
@@ -564,10 +582,11 @@ int gp_conn_write(gp_conn *c, const void *data, size_t len)
     return finish_write(c);
 }
 
+/* Written means on the socket, not just copied: WSGI's write() streams. */
 int gp_conn_write_all(gp_conn *c, const void *data, size_t len)
 {
     int r = gp_conn_write(c, data, len);
-    return r == GP_AGAIN ? flush_blocking(c) : r;
+    return r == GP_ERROR ? r : flush_blocking(c);
 }
 
 int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len)
@@ -648,10 +667,14 @@ static ssize_t body_fail(gp_conn *c, int code, int status)
     return code;
 }
 
-/* Waits for input. Returns 1 when readable, or a GP_BODY_* code. */
+/* Waits for input. Returns 1 when readable, or a GP_BODY_* code. Gives up
+ * before --timeout would kill the worker over this wait. */
 static int wait_readable(gp_conn *c)
 {
-    int n = wait_fd(c, POLLIN, GP_BODY_TIMEOUT_MS);
+    const gp_config *cfg = c->w->cfg;
+    double s = cfg->body_timeout;
+    if (cfg->timeout > 0 && s > cfg->timeout * 0.75) s = cfg->timeout * 0.75;
+    int n = wait_fd(c, POLLIN, (int)(s * 1000));
     if (n == 0) return GP_BODY_TIMEOUT;
     return n < 0 ? GP_BODY_CLOSED : 1;
 }
@@ -699,7 +722,12 @@ static ssize_t body_recv(gp_conn *c, char *dst, size_t n, bool block)
 
 static ssize_t body_read(gp_conn *c, char *dst, size_t n, bool block)
 {
+    if (c->body_held) {
+        ssize_t r = gp_body_read(&c->held, dst, n);
+        return r < 0 ? body_fail(c, GP_BODY_BAD, 500) : r;
+    }
     if (c->body_done || n == 0) return 0;
+    if (c->body_late) return body_fail(c, GP_BODY_TIMEOUT, 408);
     if (c->expect_continue && !c->continue_sent && !c->head_sent && c->rpos == c->len)
         send_continue(c);
     if (c->body_kind == GP_HTTP_BODY_LENGTH) {
@@ -710,6 +738,9 @@ static ssize_t body_read(gp_conn *c, char *dst, size_t n, bool block)
             got = (ssize_t)(avail < n ? avail : n);
             memcpy(dst, c->buf + c->rpos, (size_t)got);
             c->rpos += (size_t)got;
+            /* all taken: the room is free again (an async app's loop reads
+             * into it while the app runs, and stops once it is full) */
+            if (c->rpos == c->len) c->rpos = c->len = c->head_len = 0;
         } else {
             got = body_recv(c, dst, n, block);
             if (got == GP_BODY_AGAIN) return got;
@@ -757,12 +788,12 @@ ssize_t gp_conn_body_read_nb(gp_conn *c, char *dst, size_t n)
 
 int gp_conn_body_done(gp_conn *c)
 {
-    return c->body_done;
+    return c->body_held ? gp_body_left(&c->held) == 0 : c->body_done;
 }
 
 int gp_conn_body_would_block(gp_conn *c)
 {
-    return !c->body_done && c->rpos == c->len;
+    return !c->body_held && !c->body_done && c->rpos == c->len;
 }
 
 int gp_conn_body_error_status(gp_conn *c)
@@ -875,6 +906,7 @@ static void response_complete(gp_conn *c)
     release_buffer(w, &c->out, &c->out_cap);
     c->out_len = c->out_pos = 0;
     c->app_state = NULL;
+    if (c->held_head) held_release(c);
     /* a response that did not say close keeps the connection even while
      * stopping: the client may already be sending its next request, which
      * is answered with Connection: close */
@@ -889,7 +921,7 @@ static void response_complete(gp_conn *c)
     c->rpos = c->head_len = 0;
     if (!rest) release_buffer(w, &c->buf, &c->cap);
     c->state = CS_HEAD;
-    double idle = rest ? GP_HEAD_TIMEOUT_S : w->cfg->keep_alive;
+    double idle = rest ? w->cfg->header_timeout : w->cfg->keep_alive;
     if (w->stopping && !rest && idle > GP_STOP_IDLE_S) idle = GP_STOP_IDLE_S;
     gp_conn_set_deadline(c, w->now + idle);
     watch(c, EPOLLIN);
@@ -903,6 +935,7 @@ static void after_app(gp_conn *c, gp_app_status st)
         c->state = CS_ASYNC;
         c->w->active_async++;
         gp_conn_set_deadline(c, c->w->now + 1e9); /* the app decides how long it takes */
+        async_idle_deadline(c); /* unless it waits for a body that does not come */
         async_rewatch(c);
         return;
     }
@@ -931,8 +964,41 @@ static void reject(gp_conn *c, int status)
     c->resp_ended = false;
     c->body_done = true;
     c->len = c->rpos = 0; /* what follows a bad head cannot be trusted */
+    c->head.state = 0;
+    /* a lingering connection reads into a scratch buffer: give back what a big
+     * head made us allocate now, not when the linger ends */
+    if (c->cap > GP_IO_BUF_SIZE) release_buffer(c->w, &c->buf, &c->cap);
     gp_conn_send_error(c, status, 1);
     after_app(c, GP_APP_DONE);
+}
+
+static void run_app(gp_conn *c, gp_http_request *req);
+static void hold_body(gp_conn *c, bool on_event);
+
+/* Whether the body is read whole before the app runs: a sync app that would
+ * block the worker on it, and a body not all here yet. */
+static bool must_hold_body(gp_conn *c)
+{
+    gp_worker *w = c->w;
+    if (c->body_done || !w->cfg->body_buffer_size || w->pool || w->ops->runs_as_tasks) return false;
+    return c->body_kind != GP_HTTP_BODY_LENGTH || c->len - c->rpos < c->body_left;
+}
+
+/* Starts reading the body for the app (CS_BODY); the head is kept aside, to
+ * be parsed again once the body is in, since the body may reuse its room. */
+static void begin_hold(gp_conn *c)
+{
+    gp_worker *w = c->w;
+    if (!(c->held_head = malloc(c->head_len))) {
+        reject(c, 500);
+        return;
+    }
+    memcpy(c->held_head, c->buf, c->head_len);
+    c->held_head_len = c->head_len;
+    gp_body_init(&c->held, NULL);
+    c->state = CS_BODY;
+    gp_conn_set_deadline(c, w->now + w->cfg->body_timeout);
+    hold_body(c, false);
 }
 
 static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
@@ -951,6 +1017,7 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         req->body == GP_HTTP_BODY_NONE || (req->body == GP_HTTP_BODY_LENGTH && c->body_left == 0);
     c->body_total = 0;
     c->body_error = 0;
+    c->body_late = false;
     memset(&c->chunked, 0, sizeof c->chunked);
     c->expect_continue = req->expect_continue;
     c->continue_sent = false;
@@ -964,6 +1031,17 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         reject(c, 503);
         return;
     }
+    if (must_hold_body(c)) {
+        begin_hold(c);
+        return;
+    }
+    run_app(c, req);
+}
+
+/* Hands a request whose head (and, when held, body) is in to the app. */
+static void run_app(gp_conn *c, gp_http_request *req)
+{
+    gp_worker *w = c->w;
     if (w->pool) {
         c->state = CS_THREAD;
         watch(c, 0);
@@ -984,6 +1062,55 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         atomic_store_explicit(&w->slot->state, GP_WS_IDLE, memory_order_relaxed);
     }
     after_app(c, st);
+}
+
+/* The most body reads one connection gets per loop turn, so a fast upload
+ * does not starve the others. */
+#define HOLD_READS_PER_TURN 64
+
+/* CS_BODY: reads what the socket has into the held body; once it is whole,
+ * runs the app on it. Errors end the request here: 400 (bad chunked), 408
+ * (timeout), 413 (past --limit-request-body), 500 (no room to hold it).
+ * Pipelined requests after it are served here only on_event: from dispatch,
+ * serve_buffered's own loop goes on with them (no recursion per request). */
+static void hold_body(gp_conn *c, bool on_event)
+{
+    gp_worker *w = c->w;
+    char tmp[GP_IO_BUF_SIZE];
+    for (int i = 0; i < HOLD_READS_PER_TURN; i++) {
+        ssize_t n = body_read(c, tmp, sizeof tmp, false);
+        if (n == GP_BODY_AGAIN) return;
+        if (n == GP_BODY_CLOSED) {
+            gp_conn_close(c);
+            return;
+        }
+        if (n < 0) {
+            reject(c, c->body_error ? c->body_error : 400);
+            return;
+        }
+        if (n > 0) {
+            gp_conn_set_deadline(c, w->now + w->cfg->body_timeout);
+            int r = gp_body_append(&c->held, tmp, (size_t)n, w->cfg->body_buffer_size);
+            if (r < 0) {
+                gp_warn("cannot hold a request body: %s", strerror(-r));
+                reject(c, 500);
+                return;
+            }
+        }
+        if (c->body_done) break;
+    }
+    if (!c->body_done) return; /* more next turn: the socket is still readable */
+    gp_http_request req;
+    req.headers = w->headers;
+    req.num_headers = w->cfg->limit_request_fields;
+    c->body_held = true;
+    if (gp_http_parse_request(c->held_head, c->held_head_len, &req, &w->limits) !=
+        (int)c->held_head_len) {
+        reject(c, 500);
+        return;
+    }
+    run_app(c, &req);
+    if (on_event && !c->dead && c->state == CS_HEAD) serve_buffered(c);
 }
 
 /* On a request thread: the head is parsed again into this thread's array
@@ -1029,15 +1156,17 @@ static void serve_buffered(gp_conn *c)
         gp_http_request req;
         req.headers = w->headers;
         req.num_headers = w->cfg->limit_request_fields;
-        int r = gp_http_parse_request(c->buf, c->len, &req, &w->limits);
+        /* resumes where the last read's bytes ended: a head that trickles in
+         * is scanned once */
+        int r = gp_http_parse_head(&c->head, c->buf, c->len, &req, &w->limits);
         if (r < 0) {
             reject(c, -r);
             return;
         }
         if (r == 0) {
             if (c->len >= w->head_cap) reject(c, 431);
-            else if (c->deadline > w->now + GP_HEAD_TIMEOUT_S)
-                gp_conn_set_deadline(c, w->now + GP_HEAD_TIMEOUT_S);
+            else if (c->deadline > w->now + w->cfg->header_timeout)
+                gp_conn_set_deadline(c, w->now + w->cfg->header_timeout);
             return;
         }
         dispatch(c, &req, (size_t)r);
@@ -1083,7 +1212,7 @@ static void read_head(gp_conn *c)
         gp_conn_close(c);
         return;
     }
-    if (c->len == 0) gp_conn_set_deadline(c, w->now + GP_HEAD_TIMEOUT_S);
+    if (c->len == 0) gp_conn_set_deadline(c, w->now + w->cfg->header_timeout);
     c->len += (size_t)n;
     serve_buffered(c);
 }
@@ -1111,11 +1240,29 @@ void gp_conn_async_rewatch(gp_conn *c)
     async_rewatch(c);
 }
 
+/* The deadline of an async request with no output waiting: --body-timeout
+ * while the app waits for body bytes, else none. A response that is quiet
+ * between pieces (server-sent events, a long poll) is never cut for it;
+ * --send-timeout runs only while bytes wait for a client that takes none.
+ * WebSocket sessions keep their own timers. */
+static void async_idle_deadline(gp_conn *c)
+{
+    if (c->ws) return;
+    bool body_wait = c->want_input && !c->body_done && !c->peer_gone;
+    gp_conn_set_deadline(c, c->w->now + (body_wait ? c->w->cfg->body_timeout : 1e9));
+}
+
 static void async_rewatch(gp_conn *c)
 {
     uint32_t ev = 0;
-    if (!c->peer_gone && (!c->buf || c->len < c->cap)) ev |= EPOLLIN;
-    if (output_pending(c) && !c->broken) ev |= EPOLLOUT;
+    /* a full buffer that body reads took from has room once compacted */
+    if (!c->peer_gone && (!c->buf || c->len < c->cap || (c->rpos && !c->ws))) ev |= EPOLLIN;
+    bool pending = output_pending(c) && !c->broken;
+    if (pending) {
+        ev |= EPOLLOUT;
+        double d = c->w->now + c->w->cfg->send_timeout;
+        if (!c->ws && c->deadline > d) gp_conn_set_deadline(c, d);
+    }
     int r = ev ? gp_loop_watch(&c->w->loop, &c->io, ev) : gp_loop_unwatch(&c->w->loop, &c->io);
     if (r < 0) c->peer_gone = c->broken = true;
 }
@@ -1135,10 +1282,21 @@ static void on_async_event(gp_conn *c, uint32_t events)
     if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->peer_gone) {
         if (ensure_buffer(c) < 0) {
             c->peer_gone = true;
-        } else if (c->len < c->cap) {
-            ssize_t n = recv(c->io.fd, c->buf + c->len, c->cap - c->len, 0);
-            if (n > 0) c->len += (size_t)n;
-            else if (n == 0 || (errno != EAGAIN && errno != EINTR)) c->peer_gone = true;
+        } else {
+            if (c->len == c->cap && c->rpos && !c->ws) { /* drop what body reads took */
+                memmove(c->buf, c->buf + c->rpos, c->len - c->rpos);
+                c->len -= c->rpos;
+                c->rpos = c->head_len = 0;
+            }
+            if (c->len < c->cap) {
+                ssize_t n = recv(c->io.fd, c->buf + c->len, c->cap - c->len, 0);
+                if (n > 0) {
+                    c->len += (size_t)n;
+                    if (!output_pending(c)) async_idle_deadline(c); /* a body byte came */
+                } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                    c->peer_gone = true;
+                }
+            }
         }
         if (c->peer_gone || c->len == c->cap) async_rewatch(c);
         if (c->ws) gp_ws_on_input(c);
@@ -1157,7 +1315,10 @@ void gp_conn_wait_input(gp_conn *c, int on)
         gp_ws_on_input(c); /* frames already buffered while paused */
         return;
     }
-    if (c->state == CS_ASYNC) async_rewatch(c);
+    if (c->state == CS_ASYNC) {
+        if (!output_pending(c)) async_idle_deadline(c);
+        async_rewatch(c);
+    }
 }
 
 int gp_conn_peer_gone(gp_conn *c)
@@ -1205,6 +1366,9 @@ void gp_conn_on_event(gp_io *io, uint32_t events)
         response_complete(c);
         if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
         break;
+    case CS_BODY:
+        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) hold_body(c, true);
+        break;
     case CS_LINGER: discard_input(c); break;
     case CS_THREAD: break;
     case CS_ASYNC: on_async_event(c, events); break;
@@ -1217,13 +1381,23 @@ void gp_conn_on_timeout(gp_conn *c)
         gp_ws_on_tick(c);
         return;
     }
-    if (c->state == CS_HEAD && c->len > 0 && !c->head_len) {
+    if ((c->state == CS_HEAD && c->len > 0 && !c->head_len) || c->state == CS_BODY) {
         reject(c, 408);
         return;
     }
     /* stopping: a request crossing our FIN is read and dropped, not reset */
     if (c->state == CS_HEAD && c->w->stopping) {
         linger_close(c);
+        return;
+    }
+    if (c->state == CS_ASYNC && !c->ws && !output_pending(c)) {
+        /* quiet is fine; only an app waiting for body bytes that do not come
+         * is told (408 through its receive), and only once */
+        gp_conn_set_deadline(c, c->w->now + 1e9);
+        if (c->want_input && !c->body_done && !c->body_late) {
+            c->body_late = true;
+            c->w->ops->readable(c->w->app, c);
+        }
         return;
     }
     gp_conn_close(c);

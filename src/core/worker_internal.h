@@ -8,17 +8,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/body.h"
 #include "core/config.h"
 #include "core/conn.h"
 #include "core/loop.h"
 #include "core/scoreboard.h"
 #include "core/timer.h"
 
-#define GP_IO_BUF_SIZE 16384     /* initial read buffer and output buffer */
-#define GP_BODY_TIMEOUT_MS 60000 /* a blocked body read gives up after this */
-#define GP_HEAD_TIMEOUT_S 30.0   /* a request head must arrive within this */
-#define GP_WRITE_TIMEOUT_S 60.0  /* a client must take some bytes within this */
-#define GP_LINGER_S 2.0          /* read and discard before closing, at most */
+#define GP_IO_BUF_SIZE 16384 /* initial read buffer and output buffer */
+/* the head, body and write timeouts are --header-timeout, --body-timeout and
+ * --send-timeout (w->cfg) */
+#define GP_LINGER_S 2.0 /* read and discard before closing, at most */
 #define GP_LINGER_MAX (1 << 20)
 #define GP_STOP_IDLE_S 1.0 /* on stop, idle keep-alive connections close after this */
 
@@ -26,6 +26,7 @@ typedef struct gp_worker gp_worker;
 
 enum gp_conn_state {
     CS_HEAD,     /* waiting for / parsing a request head */
+    CS_BODY,     /* reading the request body before the app runs (body.h) */
     CS_APP_WAIT, /* app response pending on a full socket */
     CS_FLUSH,    /* response ended, output still draining */
     CS_LINGER,   /* shut down for writing, discarding input until EOF */
@@ -55,6 +56,7 @@ struct gp_conn {
     /* input: buf[0..len) holds bytes read; the current head is buf[0..head_len) */
     char *buf;
     size_t cap, len, head_len, rpos;
+    gp_http_head_state head; /* how far the parser got in a head still arriving */
 
     /* request body */
     enum gp_http_body body_kind;
@@ -62,7 +64,12 @@ struct gp_conn {
     uint64_t body_total; /* decoded bytes handed out, for the body limit */
     gp_chunked chunked;
     bool body_done, expect_continue, continue_sent;
-    int body_error; /* HTTP status for a body error, 0 when none */
+    int body_error;  /* HTTP status for a body error, 0 when none */
+    bool body_held;  /* the app reads the body from held, not the socket */
+    bool body_late;  /* CS_ASYNC: no body byte within --body-timeout */
+    gp_body held;    /* CS_BODY and after: the body read ahead of the app */
+    char *held_head; /* a copy of the head, parsed again when the body is in */
+    size_t held_head_len;
 
     /* response */
     int version_minor;
@@ -107,8 +114,19 @@ struct gp_worker {
     gp_timers timers;  /* every deadline: connections' and the worker's own */
     gp_io deadline_io; /* one-shot timerfd, armed at the earliest timer */
     uint64_t armed_ms; /* when deadline_io fires; GP_TIMER_NEVER: disarmed */
-    gp_conn *conns;    /* every live connection */
-    gp_conn *dead;     /* closed during this turn, freed after it */
+    /* accepting (worker.c) */
+    bool accepting; /* the listeners are watched */
+    struct gp_fresh {
+        gp_conn *c;
+        uint64_t until_ms;
+    } * fresh; /* accepted, no byte handled yet: one per free thread */
+    int num_fresh;
+    uint64_t accept_resume_ms; /* after EMFILE: not before this */
+    uint64_t emfile_warned_ms;
+    gp_timer accept_timer; /* ends a pause */
+    gp_scoreboard *sb;     /* the other workers' slots, for balancing */
+    gp_conn *conns;        /* every live connection */
+    gp_conn *dead;         /* closed during this turn, freed after it */
     gp_conn *free_conns;
     char **free_bufs; /* GP_IO_BUF_SIZE buffers for reuse */
     int num_free_bufs;

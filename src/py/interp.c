@@ -93,10 +93,15 @@ static int module_missing(const char *module)
     return missing;
 }
 
+/* The first worker to fail prints why; the others wait until it has, since
+ * the master stops every worker as soon as one of them exits with the error
+ * (load_error_reported: 0 nobody yet, 1 printing, 2 printed). */
 static void report_once(gp_scoreboard *sb, const char *fmt, const char *a, const char *b)
 {
     if (sb && atomic_exchange(&sb->load_error_reported, 1)) {
         PyErr_Clear();
+        for (int i = 0; i < 200 && atomic_load(&sb->load_error_reported) == 1; i++)
+            usleep(10000);
         return;
     }
     if (PyErr_Occurred()) gp_bridge_print_error();
@@ -107,6 +112,8 @@ static void report_once(gp_scoreboard *sb, const char *fmt, const char *a, const
     if (n > (int)sizeof msg - 2) n = (int)sizeof msg - 2;
     msg[n++] = '\n';
     fwrite(msg, 1, (size_t)n, stderr);
+    fflush(stderr);
+    if (sb) atomic_store(&sb->load_error_reported, 2);
 }
 
 PyObject *gp_py_load_app(const gp_config *cfg, gp_scoreboard *sb, int *exit_code)

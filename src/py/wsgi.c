@@ -483,14 +483,13 @@ static PyObject *Request_write(Request *r, PyObject *data)
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return NULL;
     int rc = 0;
-    /* PEP 3333: the head waits for the first non-empty piece */
-    if (view.len && !gp_conn_head_sent(r->conn)) rc = send_head(r, -1);
-    if (rc == 0) {
-        /* the app may wait before its next write: this piece leaves now (a
-         * full socket keeps it queued in the core, which sends it later) */
-        rc = gp_conn_write_all(r->conn, view.buf, (size_t)view.len);
-        if (rc == GP_OK && view.len) rc = gp_conn_flush(r->conn) == GP_ERROR ? GP_ERROR : GP_OK;
-        if (rc != GP_OK) PyErr_SetString(PyExc_OSError, "client disconnected");
+    if (view.len) { /* PEP 3333: the head waits for the first non-empty piece */
+        if (!gp_conn_head_sent(r->conn)) rc = send_head(r, -1);
+        /* written to the socket before returning: the app may wait next */
+        if (rc == 0 && gp_conn_write_all(r->conn, view.buf, (size_t)view.len) != GP_OK) {
+            PyErr_SetString(PyExc_OSError, "client disconnected");
+            rc = -1;
+        }
     }
     PyBuffer_Release(&view);
     if (rc != 0) return NULL;
