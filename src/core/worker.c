@@ -497,7 +497,7 @@ static void check_memory(gp_worker *w)
     if (sscanf(buf, "%llu %llu", &size, &resident) != 2) return;
     uint64_t rss_kb = resident * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024);
     atomic_store_explicit(&w->slot->rss_kb, rss_kb, memory_order_relaxed);
-    if (rss_kb / 1024 > w->cfg->max_worker_memory_mb) {
+    if (rss_kb / 1024 > w->cfg->max_worker_memory_mb && !w->retire_asked) { /* warned once */
         gp_warn("worker %d uses %llu MB, over --max-worker-memory %lu; retiring once its "
                 "replacement is ready",
                 (int)getpid(), (unsigned long long)(rss_kb / 1024), w->cfg->max_worker_memory_mb);
