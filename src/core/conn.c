@@ -50,7 +50,7 @@ void gp_conn_set_deadline(gp_conn *c, double at)
 static void write_deadline(gp_conn *c)
 {
     double at = c->w->now + c->w->cfg->send_timeout;
-    if (c->blocking) c->deadline = at;
+    if (c->tslot) c->deadline = at;
     else gp_conn_set_deadline(c, at);
 }
 
@@ -123,12 +123,22 @@ static void held_release(gp_conn *c)
     c->body_held = false;
 }
 
+static void to_thread(gp_conn *c, enum gp_thread_job job);
+
 /* Closes now; the memory is recycled after this loop turn, since the batch of
- * events being handled may still name this connection. */
+ * events being handled may still name this connection. With request threads,
+ * a response the app still owns is first handed to a thread to release. */
 void gp_conn_close(gp_conn *c)
 {
     gp_worker *w = c->w;
     if (c->dead) return;
+    if (c->state == CS_APP_WAIT && w->pool) {
+        /* the app's response state is Python's: a request thread releases
+         * it (abort), then the connection closes for real on its way back */
+        c->broken = true;
+        to_thread(c, GP_JOB_ABORT);
+        return;
+    }
     if ((c->state == CS_APP_WAIT || c->state == CS_ASYNC) && w->ops->abort)
         w->ops->abort(w->app, c);
     if (c->state == CS_ASYNC) w->active_async--;
@@ -240,15 +250,27 @@ static int wait_fd(gp_conn *c, short events, int timeout_ms)
 static int flush(gp_conn *c);
 static void async_idle_deadline(gp_conn *c);
 
-/* flush, waiting for the socket as long as the client takes bytes. */
+/* flush, waiting for the socket as long as the client takes bytes. On a
+ * request thread the wait is not the request's own time: its --timeout clock
+ * stops meanwhile (and resumes where it was). */
 static int flush_blocking(gp_conn *c)
 {
     int r;
-    while ((r = flush(c)) == GP_AGAIN)
-        if (wait_fd(c, POLLOUT, (int)(c->w->cfg->send_timeout * 1000)) <= 0) {
+    while ((r = flush(c)) == GP_AGAIN) {
+        uint64_t ran = 0, t0 = 0;
+        if (c->tslot) {
+            t0 = gp_monotonic_ms();
+            ran = atomic_exchange_explicit(&c->tslot->started_ms, 0, memory_order_acq_rel);
+        }
+        int n = wait_fd(c, POLLOUT, (int)(c->w->cfg->send_timeout * 1000));
+        if (ran)
+            atomic_store_explicit(&c->tslot->started_ms, ran + (gp_monotonic_ms() - t0),
+                                  memory_order_release);
+        if (n <= 0) {
             c->broken = true;
             return GP_ERROR;
         }
+    }
     return r;
 }
 
@@ -308,11 +330,10 @@ static int flush(gp_conn *c)
 
 static void async_rewatch(gp_conn *c);
 
-/* After queueing output: a request thread waits for the socket; an async app
- * is told through resume once it drained. */
+/* After queueing output: an async app is told through resume once the socket
+ * drained; a WSGI app returns GP_APP_PENDING, on the loop or on a thread. */
 static int finish_write(gp_conn *c)
 {
-    if (c->blocking) return flush_blocking(c);
     int r = flush(c);
     if (r == GP_AGAIN && c->state == CS_ASYNC) async_rewatch(c);
     return r;
@@ -1043,9 +1064,7 @@ static void run_app(gp_conn *c, gp_http_request *req)
 {
     gp_worker *w = c->w;
     if (w->pool) {
-        c->state = CS_THREAD;
-        watch(c, 0);
-        if (!c->dead) gp_pool_submit(w, c);
+        to_thread(c, GP_JOB_START);
         return;
     }
     c->state = CS_APP_WAIT; /* the app owns the response from here */
@@ -1113,38 +1132,95 @@ static void hold_body(gp_conn *c, bool on_event)
     if (on_event && !c->dead && c->state == CS_HEAD) serve_buffered(c);
 }
 
-/* On a request thread: the head is parsed again into this thread's array
- * (the loop's is shared), the app runs with blocking writes, and the
- * connection goes back to the loop through gp_conn_thread_done. */
-void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts)
+/* ---- request threads (--threads) -----------------------------------------
+ *
+ * A request thread runs the app's code and nothing else: start, then resume
+ * each time the socket drained, and abort. Its writes never wait for the
+ * socket (but see below): a GP_AGAIN makes the app return GP_APP_PENDING, as
+ * on the loop, and the connection goes back to the loop in CS_APP_WAIT. The
+ * loop flushes what is queued (the output buffer, the app's piece in place,
+ * or the file for sendfile) without blocking, and once it is all out hands
+ * the connection to a thread again to resume. So a slow reader holds neither
+ * a thread nor the loop between pieces, the worker keeps accepting, and the
+ * --timeout clock (gp_thread_slot.started_ms) runs only while app code does.
+ *
+ * Python stays on the threads: each holds the GIL while it runs the app; the
+ * loop thread only sends bytes the app's state keeps alive (immutable while
+ * the response waits) and never releases them: resume or abort does, on a
+ * thread. The thread's last flush after the app returned does not wait
+ * either (it has given the GIL up; the blocking hook would need it): what
+ * the socket does not take then, the loop sends.
+ *
+ * Two waits stay on the thread, because the app's call stack is live there:
+ * WSGI's write() callable and request body reads. They wait through the
+ * blocking hook with the GIL dropped, and a write's wait for the client does
+ * not count towards --timeout. */
+
+/* Queues c for a request thread; the loop leaves it alone until it is back. */
+static void to_thread(gp_conn *c, enum gp_thread_job job)
+{
+    c->state = CS_THREAD;
+    c->thread_job = (unsigned char)job;
+    gp_loop_unwatch(&c->w->loop, &c->io); /* fails only when it was not watched */
+    gp_pool_submit(c->w, c);
+}
+
+static gp_app_status thread_start(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts)
 {
     gp_worker *w = c->w;
     gp_http_request req;
     req.headers = headers;
     req.num_headers = w->cfg->limit_request_fields;
+    /* the head is parsed again into this thread's array: the loop's is shared */
     if (gp_http_parse_request(c->buf, c->head_len, &req, &w->limits) != (int)c->head_len) {
         gp_conn_send_error(c, 500, 1);
-    } else {
-        gp_conn_describe(ts->what, sizeof ts->what, &req);
-        atomic_store_explicit(&ts->started_ms, gp_monotonic_ms(), memory_order_release);
-        c->blocking = true;
-        w->ops->start(w->app, c, &req);
-        atomic_store_explicit(&ts->started_ms, 0, memory_order_release);
-        if (!c->resp_ended) gp_conn_send_error(c, 500, 0);
+        return GP_APP_DONE;
     }
-    if (!c->broken) flush_blocking(c);
-    c->blocking = false;
+    gp_conn_describe(ts->what, sizeof ts->what, &req);
+    atomic_store_explicit(&ts->started_ms, gp_monotonic_ms(), memory_order_release);
+    gp_app_status st = w->ops->start(w->app, c, &req);
+    /* the head may be gone once the body was read: keep the text for resumes */
+    if (st == GP_APP_PENDING) memcpy(c->what, ts->what, sizeof c->what);
+    return st;
+}
+
+/* On a request thread: runs what c was queued for, then tries the rest of
+ * the response once without waiting. gp_conn_thread_done takes it from there. */
+void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts)
+{
+    gp_worker *w = c->w;
+    gp_app_status st = GP_APP_DONE;
+    c->tslot = ts;
+    switch (c->thread_job) {
+    case GP_JOB_START: st = thread_start(c, headers, ts); break;
+    case GP_JOB_RESUME:
+        memcpy(ts->what, c->what, sizeof ts->what);
+        atomic_store_explicit(&ts->started_ms, gp_monotonic_ms(), memory_order_release);
+        st = w->ops->resume(w->app, c);
+        break;
+    case GP_JOB_ABORT: w->ops->abort(w->app, c); break;
+    }
+    atomic_store_explicit(&ts->started_ms, 0, memory_order_release);
+    if (st == GP_APP_DONE && !c->broken) {
+        if (!c->resp_ended) gp_conn_send_error(c, 500, 0);
+        flush(c);
+    }
+    c->tslot = NULL; /* after the last flush: it must not arm the loop's timers */
+    c->thread_st = st;
 }
 
 /* Back on the loop's thread after a request thread finished with c. */
 void gp_conn_thread_done(gp_conn *c)
 {
-    c->state = CS_FLUSH;
-    if (c->broken) {
-        gp_conn_close(c);
+    if (c->thread_st == GP_APP_PENDING) {
+        c->state = CS_APP_WAIT;
+        /* the app may have run long since its last write reset the deadline */
+        gp_conn_set_deadline(c, c->w->now + c->w->cfg->send_timeout);
+        watch(c, EPOLLOUT);
         return;
     }
-    response_complete(c);
+    c->state = CS_FLUSH;
+    after_app(c, GP_APP_DONE);
     if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
 }
 
@@ -1353,6 +1429,10 @@ void gp_conn_on_event(gp_io *io, uint32_t events)
             gp_conn_close(c); /* tells the app through abort */
             return;
         }
+        if (c->w->pool) { /* the app's next pieces come from a request thread */
+            to_thread(c, GP_JOB_RESUME);
+            return;
+        }
         c->state = CS_FLUSH; /* not CS_APP_WAIT: a close now must not abort twice */
         st = c->w->ops->resume(c->w->app, c);
         after_app(c, st);
@@ -1385,11 +1465,6 @@ void gp_conn_on_timeout(gp_conn *c)
         reject(c, 408);
         return;
     }
-    /* stopping: a request crossing our FIN is read and dropped, not reset */
-    if (c->state == CS_HEAD && c->w->stopping) {
-        linger_close(c);
-        return;
-    }
     if (c->state == CS_ASYNC && !c->ws && !output_pending(c)) {
         /* quiet is fine; only an app waiting for body bytes that do not come
          * is told (408 through its receive), and only once */
@@ -1398,6 +1473,11 @@ void gp_conn_on_timeout(gp_conn *c)
             c->body_late = true;
             c->w->ops->readable(c->w->app, c);
         }
+        return;
+    }
+    /* stopping: a request crossing our FIN is read and dropped, not reset */
+    if (c->state == CS_HEAD && c->w->stopping) {
+        linger_close(c);
         return;
     }
     gp_conn_close(c);

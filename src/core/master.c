@@ -555,7 +555,7 @@ static void reaped_worker(gp_master *m, worker_rec *r, int status)
         return;
     }
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (copy.killed) {
+    if (copy.killed || copy.kill_at > 0) {
         gp_warn("worker %d was killed after its timeout; replacing it", (int)pid);
     } else if (!booted && !copy.retiring) {
         boot_failed(m, &copy, status, GP_EXIT_BOOT_ERROR);
@@ -642,6 +642,15 @@ static void check_timeouts(gp_master *m)
                 (int)r->pid, (double)(now_ms - hb) / 1000.0, m->cfg->timeout);
         kill(r->pid, SIGUSR2);
         r->kill_at = t + TIMEOUT_KILL_DELAY;
+        if (started && !stuck_loop && m->cfg->threads > 1) {
+            /* one stuck request thread: the worker stops gracefully, so its
+             * other threads finish theirs, and exits once only stuck ones are
+             * left; the kill waits for --graceful-timeout */
+            kill(r->pid, SIGTERM);
+            r->retiring = true;
+            if (m->cfg->graceful_timeout > TIMEOUT_KILL_DELAY)
+                r->kill_at = t + m->cfg->graceful_timeout;
+        }
     }
 }
 

@@ -648,9 +648,9 @@ gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void
     w->ops = ops;
     w->app = app;
     w->slot = &a->scoreboard->slots[a->slot];
+    w->sb = a->scoreboard;
     w->master_pid = a->master_pid;
     w->wake_fd = a->wake_fd;
-    w->sb = a->scoreboard;
     update_clock(w);
     if (setup(w, a) < 0) {
         gp_error("worker setup failed: %s", strerror(errno));
@@ -673,9 +673,25 @@ int gp_worker_fd(gp_worker *w)
     return w->loop.epfd;
 }
 
+/* Every connection left is a request whose thread has run past --timeout:
+ * the master has dumped its traceback and asked us to stop; waiting on for
+ * it would only delay the kill. */
+static bool only_stuck_left(gp_worker *w)
+{
+    struct gp_pool *p = w->pool;
+    uint64_t limit_ms = (uint64_t)(w->cfg->timeout * 1000);
+    if (!p || !limit_ms) return false;
+    size_t stuck = 0;
+    for (int i = 0; i < p->threads; i++) {
+        uint64_t t = atomic_load_explicit(&p->slots[i].started_ms, memory_order_acquire);
+        stuck += t && w->now_ms > t && w->now_ms - t > limit_ms;
+    }
+    return stuck && stuck >= w->num_conns;
+}
+
 int gp_worker_done(gp_worker *w)
 {
-    return w->stopping && w->num_conns == 0;
+    return w->stopping && (w->num_conns == 0 || only_stuck_left(w));
 }
 
 /* Past the graceful timeout, what is still open is cut: tasks are cancelled

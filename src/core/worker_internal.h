@@ -41,7 +41,6 @@ struct gp_conn {
     gp_conn *qnext; /* request-thread queues */
     enum gp_conn_state state;
     bool dead;                /* closed this turn; freed after the batch */
-    bool blocking;            /* on a request thread: writes wait instead of GP_AGAIN */
     bool want_input;          /* CS_ASYNC: the app waits for body bytes or a disconnect */
     struct gp_ws_session *ws; /* after a WebSocket handshake (ws_conn.c) */
     bool peer_gone;           /* CS_ASYNC: the client closed or reset */
@@ -93,6 +92,12 @@ struct gp_conn {
     char *alog;
     bool alog_pending; /* dispatched, its line not written yet */
     double started;
+
+    /* --threads (conn.c's request-thread section) */
+    struct gp_thread_slot *tslot; /* while a request thread runs the app for it */
+    unsigned char thread_job;     /* enum gp_thread_job: what that thread is to do */
+    gp_app_status thread_st;      /* what the app answered there, for the loop */
+    char what[GP_SLOT_WHAT];      /* "GET /path", kept while the response waits on the socket */
 };
 
 struct gp_worker {
@@ -111,9 +116,9 @@ struct gp_worker {
     } listeners[GP_MAX_BINDS];
     int num_listeners;
     gp_io signal_io, timer_io;
-    gp_timers timers;  /* every deadline: connections' and the worker's own */
-    gp_io deadline_io; /* one-shot timerfd, armed at the earliest timer */
-    uint64_t armed_ms; /* when deadline_io fires; GP_TIMER_NEVER: disarmed */
+    gp_timers timers;   /* every deadline: connections' and the worker's own */
+    gp_io deadline_io;  /* one-shot timerfd, armed at the earliest timer */
+    uint64_t armed_ms;  /* when deadline_io fires; GP_TIMER_NEVER: disarmed */
     /* accepting (worker.c) */
     bool accepting; /* the listeners are watched */
     struct gp_fresh {
@@ -123,10 +128,10 @@ struct gp_worker {
     int num_fresh;
     uint64_t accept_resume_ms; /* after EMFILE: not before this */
     uint64_t emfile_warned_ms;
-    gp_timer accept_timer; /* ends a pause */
-    gp_scoreboard *sb;     /* the other workers' slots, for balancing */
-    gp_conn *conns;        /* every live connection */
-    gp_conn *dead;         /* closed during this turn, freed after it */
+    gp_timer accept_timer;        /* ends a pause */
+    gp_scoreboard *sb;            /* the other workers' slots, for balancing */
+    gp_conn *conns; /* every live connection */
+    gp_conn *dead;  /* closed during this turn, freed after it */
     gp_conn *free_conns;
     char **free_bufs; /* GP_IO_BUF_SIZE buffers for reuse */
     int num_free_bufs;
@@ -154,10 +159,12 @@ struct gp_worker {
 
 /* conn.c, for worker.c */
 /* What each request thread is running, for the timeout check. */
-typedef struct {
-    _Atomic uint64_t started_ms; /* 0: idle */
+typedef struct gp_thread_slot {
+    _Atomic uint64_t started_ms; /* when the app's code began running; 0: idle or waiting */
     char what[GP_SLOT_WHAT];
 } gp_thread_slot;
+/* What a request thread does with a connection it is handed. */
+enum gp_thread_job { GP_JOB_START, GP_JOB_RESUME, GP_JOB_ABORT };
 void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts);
 void gp_conn_thread_done(gp_conn *c);
 int gp_conn_out_append(gp_conn *c, const void *p, size_t n);
