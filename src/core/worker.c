@@ -301,11 +301,16 @@ static bool open_to_accept(gp_worker *w)
     return !(w->pool && w->pool->accept_paused);
 }
 
-static bool want_accepting(gp_worker *w)
+static bool want_accepting_open(gp_worker *w, bool open)
 {
-    if (!open_to_accept(w)) return false;
+    if (!open) return false;
     int room = fresh_room(w);
     return room < 0 || w->num_fresh < room;
+}
+
+static bool want_accepting(gp_worker *w)
+{
+    return want_accepting_open(w, open_to_accept(w));
 }
 
 /* On a shared socket, a worker holding clearly more connections than another
@@ -328,18 +333,27 @@ static bool over_share(gp_worker *w)
     return false;
 }
 
+/* Runs after every turn, so it is cheap when nothing changed: the other
+ * workers' slots are read only when this worker's own count moved, or when
+ * the recheck timer asks while it stands aside. */
 static void update_accepting(gp_worker *w)
 {
-    if (w->slot) {
-        gp_slot *me = w->slot;
-        if (atomic_load_explicit(&me->conns, memory_order_relaxed) != w->num_conns)
-            atomic_store_explicit(&me->conns, (uint32_t)w->num_conns, memory_order_relaxed);
-        int open = open_to_accept(w);
-        if (atomic_load_explicit(&me->accepting, memory_order_relaxed) != open)
-            atomic_store_explicit(&me->accepting, open, memory_order_relaxed);
+    bool open = open_to_accept(w);
+    if (w->num_conns != w->share_conns) {
+        w->share_conns = w->num_conns;
+        w->share_recheck = true;
+        atomic_store_explicit(&w->slot->conns, (uint32_t)w->num_conns, memory_order_relaxed);
     }
-    bool on = want_accepting(w);
-    if (on && over_share(w)) {
+    if (open != w->share_open) {
+        w->share_open = open;
+        atomic_store_explicit(&w->slot->accepting, open, memory_order_relaxed);
+    }
+    bool on = want_accepting_open(w, open);
+    if (on && w->share_recheck) {
+        w->share_recheck = false;
+        w->stand_aside = over_share(w);
+    }
+    if (on && w->stand_aside) {
         on = false;
         /* the others' counts change without telling us: look again soon */
         uint64_t at = w->now_ms + BALANCE_RECHECK_MS;
@@ -399,6 +413,7 @@ static void expire_fresh(gp_worker *w)
 static void on_accept_timer(gp_timer *t)
 {
     gp_worker *w = (gp_worker *)((char *)t - offsetof(gp_worker, accept_timer));
+    w->share_recheck = true;
     if (w->spare_fd < 0) w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
@@ -622,7 +637,7 @@ int gp_worker_accept(gp_worker *w)
 {
     for (int i = 0; i < w->num_listeners; i++) /* one wakeup per connection, not one per worker */
         if (gp_loop_watch(&w->loop, &w->listeners[i].io, EPOLLIN | EPOLLEXCLUSIVE) < 0) return -1;
-    w->accepting = true;
+    w->accepting = w->share_open = true;
     atomic_store_explicit(&w->slot->accepting, 1, memory_order_relaxed);
     atomic_store(&w->slot->state, GP_WS_IDLE);
     gp_info("worker %d ready", (int)getpid());
@@ -692,6 +707,13 @@ static bool only_stuck_left(gp_worker *w)
 int gp_worker_done(gp_worker *w)
 {
     return w->stopping && (w->num_conns == 0 || only_stuck_left(w));
+}
+
+double gp_worker_stop_left(const gp_worker *w)
+{
+    if (!w->stopping) return w->cfg->graceful_timeout;
+    double left = w->stop_deadline - w->now;
+    return left > 0 ? left : 0;
 }
 
 /* Past the graceful timeout, what is still open is cut: tasks are cancelled

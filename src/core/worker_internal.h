@@ -130,6 +130,10 @@ struct gp_worker {
     uint64_t emfile_warned_ms;
     gp_timer accept_timer;        /* ends a pause */
     gp_scoreboard *sb;            /* the other workers' slots, for balancing */
+    size_t share_conns;           /* num_conns as last published */
+    bool share_open;              /* open_to_accept as last published */
+    bool share_recheck;           /* read the others' slots again */
+    bool stand_aside;             /* holding clearly more than another open worker */
     gp_conn *conns; /* every live connection */
     gp_conn *dead;  /* closed during this turn, freed after it */
     gp_conn *free_conns;

@@ -274,3 +274,44 @@ def test_out_of_descriptors(server_factory):
     assert status == 200 and body == str(worker).encode()
     assert time.monotonic() - t0 < 1.5
     assert devnull_fds() == spare_before, "the spare descriptor was lost"
+
+
+def count_pings(port, chatty, seconds=3.0):
+    """A websockets client connected for `seconds`, sending a message every
+    0.3 s when chatty; returns how many pings the server sent it (each one
+    the client answers through its pong method)."""
+    import asyncio
+    import websockets
+    pings = []
+
+    async def main():
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10,
+                                      ping_interval=None) as ws:
+            pong = ws.pong
+
+            async def counting_pong(data=b""):
+                pings.append(time.monotonic())
+                return await pong(data)
+
+            ws.pong = counting_pong
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                if chatty:
+                    await ws.send("hi")
+                    assert await asyncio.wait_for(ws.recv(), 5) == "hi"
+                    await asyncio.sleep(0.3)
+                else:
+                    await asyncio.sleep(0.1)
+    asyncio.run(main())
+    return len(pings)
+
+
+def test_ws_pings_fill_silences_only(server_factory):
+    """--ws-ping-interval 1 --ws-ping-timeout 5: an idle socket is pinged
+    about once a second (not once every 5 s), one exchanging a message every
+    0.3 s is never pinged."""
+    srv = server_factory("accept_app:ws_app", "--ws-ping-interval", "1",
+                         "--ws-ping-timeout", "5", workers=1)
+    idle = count_pings(srv.port, chatty=False, seconds=3.6)
+    assert 2 <= idle <= 4, idle
+    assert count_pings(srv.port, chatty=True, seconds=3.0) == 0

@@ -33,6 +33,7 @@ async def ws_app(scope, receive, send):
                 return
     if scope["type"] != "websocket":
         return
+    assert (await receive())["type"] == "websocket.connect"
     await send({"type": "websocket.accept"})
     while True:
         m = await receive()
