@@ -120,13 +120,13 @@ struct gp_worker {
     gp_io deadline_io;  /* one-shot timerfd, armed at the earliest timer */
     uint64_t armed_ms;  /* when deadline_io fires; GP_TIMER_NEVER: disarmed */
     /* accepting (worker.c) */
-    bool accepting;               /* the listeners are watched */
+    bool accepting; /* the listeners are watched */
     struct gp_fresh {
         gp_conn *c;
         uint64_t until_ms;
-    } *fresh;                     /* accepted, no byte handled yet: one per free thread */
+    } * fresh; /* accepted, no byte handled yet: one per free thread */
     int num_fresh;
-    uint64_t accept_resume_ms;    /* after EMFILE: not before this */
+    uint64_t accept_resume_ms; /* after EMFILE: not before this */
     uint64_t emfile_warned_ms;
     gp_timer accept_timer;        /* ends a pause */
     gp_scoreboard *sb;            /* the other workers' slots, for balancing */
