@@ -111,8 +111,16 @@ int gp_ws_send(gp_conn *c, int binary, const void *data, size_t len)
     uint8_t hdr[10];
     size_t hl = gp_ws_frame_header(hdr, binary ? GP_WS_OP_BINARY : GP_WS_OP_TEXT, true, len);
     if (gp_conn_out_append(c, hdr, hl) < 0) return GP_ERROR;
-    if (len == 0) return gp_conn_flush(c);
-    return gp_conn_write(c, data, len);
+    int r = len ? gp_conn_write(c, data, len) : GP_OK;
+    if (r != GP_OK) return r;
+    /* a small frame is only copied: out now, as the app may send from a timer
+     * with no core event to come (GP_AGAIN: resume tells when it drained).
+     * Written at once, it keeps the ping deadline: a write deadline is for
+     * output that waits. */
+    double deadline = c->deadline;
+    r = gp_conn_flush(c);
+    if (r == GP_OK) c->deadline = deadline;
+    return r;
 }
 
 void gp_ws_close(gp_conn *c, unsigned code, const char *reason, size_t reason_len)
