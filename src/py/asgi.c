@@ -24,6 +24,7 @@
 #include "core/worker.h"
 #include "py/asgi_common.h"
 #include "py/asgi_ws.h"
+#include "py/bridge.h"
 #include "py/runner.h"
 
 #define BODY_CHUNK 65536
@@ -50,12 +51,7 @@ typedef struct gp_asgi {
         *v_root;
     PyObject *msg_disconnect; /* a fresh copy is handed out each time */
     PyObject *s_set_result, *s_done, *s_cancel;
-    PyObject *methods[8];
-    const gp_addr *server_addr[GP_MAX_BINDS];
-    PyObject *server[GP_MAX_BINDS];
     name_entry names[NAME_CACHE];
-    char *scratch;
-    size_t root_len;
     PyObject *http_template, *ws_template;
 } gp_asgi;
 
@@ -144,75 +140,38 @@ static void log_error(Request *r, const char *when)
 
 static PyObject *lower_name(gp_asgi *a, const char *name, size_t n)
 {
-    char low[256];
-    if (n > sizeof low) return PyBytes_FromStringAndSize(name, (Py_ssize_t)n); /* never: limits */
+    char low[sizeof a->names[0].name];
+    if (n >= sizeof low) { /* too long to cache */
+        PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+        char *d = b ? PyBytes_AS_STRING(b) : NULL;
+        for (size_t i = 0; d && i < n; i++) d[i] = (char)tolower((unsigned char)name[i]);
+        return b;
+    }
     unsigned h = 2166136261u;
     for (size_t i = 0; i < n; i++) {
         low[i] = (char)tolower((unsigned char)name[i]);
         h = (h ^ (unsigned char)low[i]) * 16777619u;
     }
-    if (n < sizeof a->names[0].name) {
-        for (unsigned p = 0; p < 4; p++) {
-            name_entry *e = &a->names[(h + p) % NAME_CACHE];
-            if (!e->bytes) {
-                e->bytes = PyBytes_FromStringAndSize(low, (Py_ssize_t)n);
-                if (!e->bytes) return NULL;
-                memcpy(e->name, low, n);
-                e->len = (unsigned char)n;
-            }
-            if (e->len == n && memcmp(e->name, low, n) == 0) {
-                Py_INCREF(e->bytes);
-                return e->bytes;
-            }
+    for (unsigned p = 0; p < 4; p++) {
+        name_entry *e = &a->names[(h + p) % NAME_CACHE];
+        if (!e->bytes) {
+            e->bytes = PyBytes_FromStringAndSize(low, (Py_ssize_t)n);
+            if (!e->bytes) return NULL;
+            memcpy(e->name, low, n);
+            e->len = (unsigned char)n;
+        }
+        if (e->len == n && memcmp(e->name, low, n) == 0) {
+            Py_INCREF(e->bytes);
+            return e->bytes;
         }
     }
     return PyBytes_FromStringAndSize(low, (Py_ssize_t)n);
 }
 
-static PyObject *addr_tuple(const struct sockaddr *sa)
+static PyObject *server_tuple(gp_conn *c)
 {
-    char host[64];
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
-        return Py_BuildValue("(si)", host, ntohs(s4->sin_port));
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
-        return Py_BuildValue("(si)", host, ntohs(s6->sin6_port));
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *server_tuple(gp_asgi *a, gp_conn *c)
-{
-    const gp_addr *addr = gp_conn_local(c);
-    int i = 0;
-    for (; i < GP_MAX_BINDS && a->server_addr[i] && a->server_addr[i] != addr; i++) {
-    }
-    if (i == GP_MAX_BINDS) i = 0;
-    if (!a->server_addr[i]) {
-        PyObject *t = addr->kind == GP_ADDR_UNIX ? Py_BuildValue("(sO)", addr->text + 5, Py_None)
-                                                 : addr_tuple((const struct sockaddr *)&addr->sa);
-        if (!t) return NULL;
-        a->server[i] = t;
-        a->server_addr[i] = addr;
-    }
-    Py_INCREF(a->server[i]);
-    return a->server[i];
-}
-
-static PyObject *method_str(gp_asgi *a, const char *m, size_t n)
-{
-    static const char *const known[] = {"GET",    "POST",    "HEAD",  "PUT",
-                                        "DELETE", "OPTIONS", "PATCH", NULL};
-    for (int i = 0; known[i]; i++)
-        if (strlen(known[i]) == n && memcmp(known[i], m, n) == 0) {
-            Py_INCREF(a->methods[i]);
-            return a->methods[i];
-        }
-    return PyUnicode_DecodeLatin1(m, (Py_ssize_t)n, NULL);
+    const gp_bridge_server *sv = gp_bridge_server_of(c);
+    return sv ? Py_NewRef(sv->tuple) : NULL;
 }
 
 enum {
@@ -233,14 +192,6 @@ enum {
     SK_SUBPROTOCOLS,
     SK_COUNT
 };
-
-static int set_steal(PyObject *d, PyObject *k, PyObject *v)
-{
-    if (!v) return -1;
-    int r = PyDict_SetItem(d, k, v);
-    Py_DECREF(v);
-    return r;
-}
 
 /* The parts of the scope HTTP and WebSocket share. */
 /* ---- the connection: its client address and its task --------------------
@@ -282,7 +233,7 @@ static Conn *conn_state(gp_conn *c)
     if (!k) return NULL;
     memset((char *)k + sizeof(PyObject), 0, sizeof *k - sizeof(PyObject));
     socklen_t sl;
-    if (!(k->client = addr_tuple(gp_conn_peer(c, &sl)))) {
+    if (!(k->client = gp_bridge_addr_tuple(gp_conn_peer(c, &sl)))) {
         Py_DECREF(k);
         return NULL;
     }
@@ -341,18 +292,15 @@ static PyObject *scope_for(gp_conn *c, const gp_http_request *req, PyObject *tem
     PyObject *s = PyDict_Copy(template);
     if (!s) return NULL;
     if (!req->version_minor && PyDict_SetItem(s, K[SK_HTTP_VERSION], a->v_http10) < 0) goto fail;
-    if (set_steal(s, K[SK_RAW_PATH],
+    if (gp_bridge_set_steal(s, K[SK_RAW_PATH],
                   PyBytes_FromStringAndSize(req->path, (Py_ssize_t)req->path_len)) < 0)
         goto fail;
-    size_t plen = gp_http_percent_decode(a->scratch, req->path, req->path_len);
-    const char *p = a->scratch;
-    if (a->root_len && plen >= a->root_len && memcmp(p, a->cfg->root_path, a->root_len) == 0 &&
-        (plen == a->root_len || p[a->root_len] == '/')) {
-        /* ASGI keeps root_path inside path; nothing to strip */
-    }
-    if (set_steal(s, K[SK_PATH], PyUnicode_DecodeUTF8(p, (Py_ssize_t)plen, "replace")) < 0)
+    const char *p;
+    size_t under_root; /* ASGI keeps root_path inside path: nothing to strip */
+    size_t plen = gp_bridge_path(req, &p, &under_root);
+    if (gp_bridge_set_steal(s, K[SK_PATH], PyUnicode_DecodeUTF8(p, (Py_ssize_t)plen, "replace")) < 0)
         goto fail;
-    if (set_steal(s, K[SK_QUERY],
+    if (gp_bridge_set_steal(s, K[SK_QUERY],
                   req->query ? PyBytes_FromStringAndSize(req->query, (Py_ssize_t)req->query_len)
                              : (Py_INCREF(a->v_empty_bytes), a->v_empty_bytes)) < 0)
         goto fail;
@@ -371,10 +319,10 @@ static PyObject *scope_for(gp_conn *c, const gp_http_request *req, PyObject *tem
         }
         PyList_SET_ITEM(hl, (Py_ssize_t)i, t);
     }
-    if (set_steal(s, K[SK_HEADERS], hl) < 0) goto fail;
-    if (set_steal(s, K[SK_CLIENT], client_tuple(c)) < 0) goto fail;
-    if (set_steal(s, K[SK_SERVER], server_tuple(a, c)) < 0) goto fail;
-    if (a->state && set_steal(s, K[SK_STATE], PyDict_Copy(a->state)) < 0) goto fail;
+    if (gp_bridge_set_steal(s, K[SK_HEADERS], hl) < 0) goto fail;
+    if (gp_bridge_set_steal(s, K[SK_CLIENT], client_tuple(c)) < 0) goto fail;
+    if (gp_bridge_set_steal(s, K[SK_SERVER], server_tuple(c)) < 0) goto fail;
+    if (a->state && gp_bridge_set_steal(s, K[SK_STATE], PyDict_Copy(a->state)) < 0) goto fail;
     return s;
 fail:
     Py_DECREF(s);
@@ -428,7 +376,7 @@ static PyObject *try_receive(Request *r)
             if (n != GP_BODY_CLOSED) send_error_and_finish(r, status ? status : 400);
             return disconnect_msg(a);
         }
-        if (_PyBytes_Resize(&b, n) < 0) return NULL;
+        if (gp_bridge_bytes_resize(&b, n, n) < 0) return NULL;
         bool more = n > 0 && !gp_conn_body_done(c);
         if (!more) r->body_delivered = true;
         return request_msg(a, b, more);
@@ -541,6 +489,7 @@ static PyObject *send_body(Request *r, PyObject *msg)
     if (!r->head_sent && send_head(r, more ? -1 : (long long)n) < 0) goto fail;
     if (n) {
         int rc = gp_conn_write(r->conn, PyBytes_AS_STRING(body), (size_t)n);
+        if (rc == GP_OK && more) rc = gp_conn_flush(r->conn); /* out before the app's next await */
         if (rc == GP_AGAIN) {
             Py_XSETREF(r->send_keep, body);
             return send_wait(r, !more);
@@ -749,7 +698,7 @@ static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *re
     PyObject *scope = scope_for(c, req, a->http_template);
     if (!scope) goto fail;
     PyObject **K = a->scope_keys;
-    if (set_steal(scope, K[SK_METHOD], method_str(a, req->method, req->method_len)) < 0) {
+    if (gp_bridge_set_steal(scope, K[SK_METHOD], gp_bridge_method(req->method, req->method_len)) < 0) {
         Py_DECREF(scope);
         goto fail;
     }
@@ -876,19 +825,12 @@ static gp_app_ops asgi_ops;
 
 /* ---- set-up ---------------------------------------------------------------------- */
 
-static PyObject *intern(const char *s)
-{
-    return PyUnicode_InternFromString(s);
-}
-
 static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg, PyObject *loop)
 {
     a->app = app;
     Py_INCREF(app);
     a->asgi2 = asgi2;
     a->cfg = cfg;
-    a->scratch = PyMem_Malloc(cfg->limit_request_line + 16);
-    if (!a->scratch) return -1;
     a->create_future = PyObject_GetAttrString(loop, "create_future");
     a->create_task = PyObject_GetAttrString(loop, "create_task");
     if (!a->create_future || !a->create_task) return -1;
@@ -897,30 +839,26 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
                                      "root_path", "headers",    "client",       "server",
                                      "state",     "extensions", "subprotocols"};
     for (int i = 0; i < SK_COUNT; i++)
-        if (!(a->scope_keys[i] = intern(sk[i]))) return -1;
-    a->scope_keys[SK_COUNT] = intern("ws");
+        if (!(a->scope_keys[i] = gp_bridge_intern(sk[i]))) return -1;
+    a->scope_keys[SK_COUNT] = gp_bridge_intern("ws");
     a->k_type = a->scope_keys[SK_TYPE];
     a->k_headers = a->scope_keys[SK_HEADERS];
     a->k_path = a->scope_keys[SK_PATH];
-    a->k_body = intern("body");
-    a->k_more_body = intern("more_body");
-    a->k_status = intern("status");
-    a->k_trailers = intern("trailers");
-    a->k_more_trailers = intern("more_trailers");
-    a->v_http = intern("http");
-    a->v_http10 = intern("1.0");
-    a->v_http11 = intern("1.1");
-    a->v_request = intern("http.request");
-    a->v_disconnect = intern("http.disconnect");
+    a->k_body = gp_bridge_intern("body");
+    a->k_more_body = gp_bridge_intern("more_body");
+    a->k_status = gp_bridge_intern("status");
+    a->k_trailers = gp_bridge_intern("trailers");
+    a->k_more_trailers = gp_bridge_intern("more_trailers");
+    a->v_http = gp_bridge_intern("http");
+    a->v_http10 = gp_bridge_intern("1.0");
+    a->v_http11 = gp_bridge_intern("1.1");
+    a->v_request = gp_bridge_intern("http.request");
+    a->v_disconnect = gp_bridge_intern("http.disconnect");
     a->v_empty_bytes = PyBytes_FromStringAndSize("", 0);
-    a->s_set_result = intern("set_result");
-    a->s_done = intern("done");
-    a->s_cancel = intern("cancel");
-    static const char *const known[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
-    for (int i = 0; i < 7; i++) a->methods[i] = intern(known[i]);
-    const char *root = cfg->root_path ? cfg->root_path : "";
-    a->root_len = strlen(root);
-    a->v_root = PyUnicode_FromString(root);
+    a->s_set_result = gp_bridge_intern("set_result");
+    a->s_done = gp_bridge_intern("done");
+    a->s_cancel = gp_bridge_intern("cancel");
+    a->v_root = Py_NewRef(gp_bridge_root_str());
     a->asgi_info =
         Py_BuildValue("{s:s,s:s}", "version", asgi2 ? "2.0" : "3.0", "spec_version", "2.4");
     a->extensions = Py_BuildValue("{s:{},s:{},s:{}}", "http.response.pathsend",
@@ -935,10 +873,10 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
         PyObject **K = a->scope_keys;
         if (!t) return -1;
         PyObject *vals[SK_COUNT] = {
-            [SK_TYPE] = kind ? intern("websocket") : a->v_http,
+            [SK_TYPE] = kind ? gp_bridge_intern("websocket") : a->v_http,
             [SK_ASGI] = a->asgi_info,
             [SK_HTTP_VERSION] = a->v_http11,
-            [SK_METHOD] = a->methods[0],
+            [SK_METHOD] = gp_bridge_intern("GET"),
             [SK_SCHEME] = kind ? a->scope_keys[SK_COUNT] : a->v_http,
             [SK_PATH] = a->v_root,
             [SK_RAW_PATH] = a->v_empty_bytes,

@@ -13,6 +13,7 @@
 #include "core/websocket.h"
 #include "core/ws_conn.h"
 #include "py/asgi_common.h"
+#include "py/bridge.h"
 #include "py/runner.h"
 
 #define QUEUE_MAX 16
@@ -563,28 +564,23 @@ gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_ht
     return GP_APP_ASYNC;
 }
 
-static PyObject *intern(const char *s)
-{
-    return PyUnicode_InternFromString(s);
-}
-
 int gp_asgi_ws_init(PyObject *loop)
 {
     if (PyType_Ready(&Session_Type) < 0) return -1;
     G.create_future = PyObject_GetAttrString(loop, "create_future");
     G.create_task = PyObject_GetAttrString(loop, "create_task");
-    G.k_type = intern("type");
-    G.k_text = intern("text");
-    G.k_bytes = intern("bytes");
-    G.k_code = intern("code");
-    G.k_reason = intern("reason");
-    G.k_subprotocol = intern("subprotocol");
-    G.k_headers = intern("headers");
-    G.k_status = intern("status");
-    G.k_body = intern("body");
-    G.k_more_body = intern("more_body");
-    G.v_receive = intern("websocket.receive");
-    G.s_cancel = intern("cancel");
+    G.k_type = gp_bridge_intern("type");
+    G.k_text = gp_bridge_intern("text");
+    G.k_bytes = gp_bridge_intern("bytes");
+    G.k_code = gp_bridge_intern("code");
+    G.k_reason = gp_bridge_intern("reason");
+    G.k_subprotocol = gp_bridge_intern("subprotocol");
+    G.k_headers = gp_bridge_intern("headers");
+    G.k_status = gp_bridge_intern("status");
+    G.k_body = gp_bridge_intern("body");
+    G.k_more_body = gp_bridge_intern("more_body");
+    G.v_receive = gp_bridge_intern("websocket.receive");
+    G.s_cancel = gp_bridge_intern("cancel");
     G.extensions = Py_BuildValue("{s:{}}", "websocket.http.response");
     return G.create_future && G.create_task && G.extensions && !PyErr_Occurred() ? 0 : -1;
 }

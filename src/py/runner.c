@@ -1,6 +1,8 @@
 /* runner: app calls driven by one Task; see runner.h. */
 #include "py/runner.h"
 
+#include "py/bridge.h"
+
 typedef struct {
     PyObject_HEAD
     PyObject *coro, *owner; /* the call running now */
@@ -131,7 +133,7 @@ static PyObject *from_send_result(PySendResult res, PyObject *result)
     if (res == PYGEN_NEXT) return result;
     if (res == PYGEN_RETURN) {
         if (result == Py_None) PyErr_SetNone(PyExc_StopIteration);
-        else _PyGen_SetStopIterationValue(result);
+        else gp_bridge_stop_iteration(result);
         Py_DECREF(result);
     }
     return NULL;
