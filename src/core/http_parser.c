@@ -492,8 +492,8 @@ static int parse_head(gp_http_head_state *out, const unsigned char *b, size_t le
     bool target_before = false; /* the target was parsed by an earlier call */
     int rc;
 
-    /* Work on a copy that lives in this frame: stores to it cannot alias the
-     * caller's headers array, so the compiler keeps that in registers. */
+    /* Work on a copy in this frame; *out is written back only when the call
+     * stops for more input (NEED_MORE) or counts what it scanned. */
     gp_http_head_state L;
     if (out->state == HS_FRESH) { /* every other field is set before it is read */
         L.scanned = out->scanned;
