@@ -117,11 +117,11 @@ enum {
     OPT_WSPING,
     OPT_WSPINGTO,
     OPT_CONFIG,
-    OPT_WORKERCONNS,
     OPT_HEADERTO,
     OPT_BODYTO,
     OPT_SENDTO,
     OPT_BODYBUF,
+    OPT_WORKERCONNS,
 };
 
 static const struct option long_opts[] = {
@@ -514,12 +514,11 @@ int gp_config_load(gp_config *cfg, int argc, char **argv)
     if (!file) return gp_config_parse(cfg, argc, argv);
     FILE *f = fopen(file, "r");
     if (!f) return fail("cannot read config file '%s': %s", file, strerror(errno));
-    char **all = calloc((size_t)argc + 512, sizeof *all);
-    if (!all) {
-        fclose(f);
-        return fail("out of memory%s%s", "", "");
-    }
-    int n = 0, lineno = 0;
+    /* the file's flags, then the command line's: grown as lines come */
+    size_t cap = (size_t)argc + 64, n = 0;
+    char **all = malloc(cap * sizeof *all);
+    int lineno = 0, r = -1;
+    if (!all) goto oom;
     all[n++] = argv[0];
     char line[4096];
     /* a list the command line gives replaces the file's, not adds to it */
@@ -528,7 +527,7 @@ int gp_config_load(gp_config *cfg, int argc, char **argv)
         cli_binds |= strcmp(argv[i], "-b") == 0 || strncmp(argv[i], "--bind", 6) == 0;
         cli_paths |= strncmp(argv[i], "--pythonpath", 12) == 0;
     }
-    while (fgets(line, sizeof line, f) && n < argc + 500) {
+    while (fgets(line, sizeof line, f)) {
         char *flag = line_to_flag(line, file, ++lineno);
         if (!flag) continue;
         if ((cli_binds && strncmp(flag, "--bind", 6) == 0) ||
@@ -536,12 +535,28 @@ int gp_config_load(gp_config *cfg, int argc, char **argv)
             free(flag);
             continue;
         }
+        if (n + (size_t)argc + 1 > cap) {
+            char **more = realloc(all, 2 * cap * sizeof *all);
+            if (!more) {
+                free(flag);
+                goto oom;
+            }
+            all = more;
+            cap *= 2;
+        }
         all[n++] = flag;
     }
     fclose(f);
+    f = NULL;
     for (int i = 1; i < argc; i++) all[n++] = argv[i];
-    int r = gp_config_parse(cfg, n, all);
+    all[n] = NULL;
+    r = gp_config_parse(cfg, (int)n, all);
     cfg->argv = argv; /* USR2 and HUP start again from what was given */
     cfg->argc = argc;
+    cfg->file_args = all; /* kept: the strings cfg points to are in it */
     return r;
+oom:
+    if (f) fclose(f);
+    free(all);
+    return fail("out of memory reading config file '%s'%s", file, "");
 }

@@ -60,6 +60,7 @@ typedef struct {
     char **argv;              /* as given: USR2 re-executes it, HUP re-reads it */
     int argc;
     const char *config_file;        /* -c/--config: flags, one per line */
+    char **file_args;               /* its lines as flags, which strings here may point into */
     int limit_concurrency;          /* async apps: 503 past this many in progress; 0: none */
     const char *interface;          /* auto, wsgi, asgi, asgi2 */
     const char *loop;               /* auto, asyncio, uvloop */

@@ -25,6 +25,8 @@
 #define ALOG_FIELD 512
 #define SENDFILE_MAX (1 << 20)
 
+static void write_access_log(gp_conn *c);
+
 /* ---- deadlines ------------------------------------------------------------ */
 
 /* Whole milliseconds, rounded up: a timer never fires before its deadline. */
@@ -48,7 +50,7 @@ void gp_conn_set_deadline(gp_conn *c, double at)
 static void write_deadline(gp_conn *c)
 {
     double at = c->w->now + c->w->cfg->send_timeout;
-    if (c->blocking) c->deadline = at;
+    if (c->tslot) c->deadline = at;
     else gp_conn_set_deadline(c, at);
 }
 
@@ -121,16 +123,27 @@ static void held_release(gp_conn *c)
     c->body_held = false;
 }
 
+static void to_thread(gp_conn *c, enum gp_thread_job job);
+
 /* Closes now; the memory is recycled after this loop turn, since the batch of
- * events being handled may still name this connection. */
+ * events being handled may still name this connection. With request threads,
+ * a response the app still owns is first handed to a thread to release. */
 void gp_conn_close(gp_conn *c)
 {
     gp_worker *w = c->w;
     if (c->dead) return;
+    if (c->state == CS_APP_WAIT && w->pool) {
+        /* the app's response state is Python's: a request thread releases
+         * it (abort), then the connection closes for real on its way back */
+        c->broken = true;
+        to_thread(c, GP_JOB_ABORT);
+        return;
+    }
     if ((c->state == CS_APP_WAIT || c->state == CS_ASYNC) && w->ops->abort)
         w->ops->abort(w->app, c);
     if (c->state == CS_ASYNC) w->active_async--;
     c->dead = true;
+    if (c->alog_pending && w->access_fd >= 0) write_access_log(c); /* cut off mid-response */
     /* out of epoll before the close: a child the app forked may hold a copy
      * of the descriptor, and the registration would outlive our close */
     gp_loop_unwatch(&w->loop, &c->io);
@@ -237,15 +250,27 @@ static int wait_fd(gp_conn *c, short events, int timeout_ms)
 static int flush(gp_conn *c);
 static void async_idle_deadline(gp_conn *c);
 
-/* flush, waiting for the socket as long as the client takes bytes. */
+/* flush, waiting for the socket as long as the client takes bytes. On a
+ * request thread the wait is not the request's own time: its --timeout clock
+ * stops meanwhile (and resumes where it was). */
 static int flush_blocking(gp_conn *c)
 {
     int r;
-    while ((r = flush(c)) == GP_AGAIN)
-        if (wait_fd(c, POLLOUT, (int)(c->w->cfg->send_timeout * 1000)) <= 0) {
+    while ((r = flush(c)) == GP_AGAIN) {
+        uint64_t ran = 0, t0 = 0;
+        if (c->tslot) {
+            t0 = gp_monotonic_ms();
+            ran = atomic_exchange_explicit(&c->tslot->started_ms, 0, memory_order_acq_rel);
+        }
+        int n = wait_fd(c, POLLOUT, (int)(c->w->cfg->send_timeout * 1000));
+        if (ran)
+            atomic_store_explicit(&c->tslot->started_ms, ran + (gp_monotonic_ms() - t0),
+                                  memory_order_release);
+        if (n <= 0) {
             c->broken = true;
             return GP_ERROR;
         }
+    }
     return r;
 }
 
@@ -305,11 +330,10 @@ static int flush(gp_conn *c)
 
 static void async_rewatch(gp_conn *c);
 
-/* After queueing output: a request thread waits for the socket; an async app
- * is told through resume once it drained. */
+/* After queueing output: an async app is told through resume once the socket
+ * drained; a WSGI app returns GP_APP_PENDING, on the loop or on a thread. */
 static int finish_write(gp_conn *c)
 {
-    if (c->blocking) return flush_blocking(c);
     int r = flush(c);
     if (r == GP_AGAIN && c->state == CS_ASYNC) async_rewatch(c);
     return r;
@@ -544,7 +568,6 @@ static size_t chunk_prefix(char *dst, uint64_t n)
  * than it sends would otherwise desynchronise the stream. */
 static size_t clip_to_length(gp_conn *c, size_t len)
 {
-    c->resp_bytes += len;
     if (c->resp_has_length) {
         if (len > c->resp_left) {
             len = (size_t)c->resp_left;
@@ -552,6 +575,7 @@ static size_t clip_to_length(gp_conn *c, size_t len)
         }
         c->resp_left -= len;
     }
+    if (!c->no_body) c->resp_bytes += len;
     return len;
 }
 
@@ -800,38 +824,36 @@ int gp_conn_body_error_status(gp_conn *c)
 
 /* ---- request heads and the response cycle ------------------------------- */
 
-static void copy_field(char **p, const char *end, const char *s, size_t n)
-{
-    size_t room = (size_t)(end - *p) - 1;
-    if (n > room) n = room;
-    memcpy(*p, s, n);
-    (*p)[n] = 0;
-    *p += n + 1;
-}
-
-/* Keeps what the access log needs, since the head is gone by the end. */
+/* Keeps what the access log needs, since the head is gone by the end: the
+ * request line, user, referer and user agent, escaped, one after another. */
 static void remember_for_log(gp_conn *c, const gp_http_request *req)
 {
-    if (!c->alog && !(c->alog = malloc(3 * ALOG_FIELD))) return;
-    char *p = c->alog, *end = c->alog + 3 * ALOG_FIELD;
+    if (!c->alog && !(c->alog = malloc(4 * ALOG_FIELD))) return;
+    char *p = c->alog;
     size_t line_len = (size_t)(req->target + req->target_len - req->method) + 9;
-    copy_field(&p, c->alog + ALOG_FIELD, req->method, line_len);
-    const char *ref = "-", *ua = "-";
-    size_t ref_len = 1, ua_len = 1;
+    p += gp_log_escape(p, ALOG_FIELD, req->method, line_len) + 1;
+    const gp_http_header *ref = NULL, *ua = NULL, *auth = NULL;
     for (size_t i = 0; i < req->num_headers; i++) {
         const gp_http_header *h = &req->headers[i];
-        if (gp_http_token_eq(h->name, h->name_len, "referer"))
-            ref = h->value, ref_len = h->value_len;
-        else if (gp_http_token_eq(h->name, h->name_len, "user-agent"))
-            ua = h->value, ua_len = h->value_len;
+        if (gp_http_token_eq(h->name, h->name_len, "referer")) ref = h;
+        else if (gp_http_token_eq(h->name, h->name_len, "user-agent")) ua = h;
+        else if (gp_http_token_eq(h->name, h->name_len, "authorization")) auth = h;
     }
-    copy_field(&p, c->alog + 2 * ALOG_FIELD, ref, ref_len);
-    copy_field(&p, end, ua, ua_len);
+    if (!auth || !gp_log_basic_user(p, ALOG_FIELD, auth->value, auth->value_len)) strcpy(p, "-");
+    p += strlen(p) + 1;
+    if (ref) p += gp_log_escape(p, ALOG_FIELD, ref->value, ref->value_len) + 1;
+    else p += strlen(strcpy(p, "-")) + 1;
+    if (ua) gp_log_escape(p, ALOG_FIELD, ua->value, ua->value_len);
+    else strcpy(p, "-");
+    c->alog_pending = true;
 }
 
+/* One line in gunicorn's default format, for a response that completed or
+ * was cut off; the size is the body bytes that left (clipped to the
+ * Content-Length, none for HEAD), "0" for none as gunicorn writes it. */
 static void write_access_log(gp_conn *c)
 {
-    char host[64] = "-", line[2 * 3 * ALOG_FIELD], tbuf[40];
+    char host[64] = "-", line[2 * 4 * ALOG_FIELD], tbuf[40];
     const struct sockaddr *sa = (const struct sockaddr *)&c->peer;
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof host);
@@ -841,19 +863,30 @@ static void write_access_log(gp_conn *c)
     struct tm tm;
     localtime_r(&t, &tm);
     strftime(tbuf, sizeof tbuf, "%d/%b/%Y:%H:%M:%S %z", &tm);
-    const char *rl = "-", *ref = "-", *ua = "-";
-    if (c->alog) {
+    const char *rl = "-", *user = "-", *ref = "-", *ua = "-";
+    if (c->alog && c->alog_pending) {
         rl = c->alog;
-        ref = rl + strlen(rl) + 1;
+        user = rl + strlen(rl) + 1;
+        ref = user + strlen(user) + 1;
         ua = ref + strlen(ref) + 1;
     }
-    char bytes[24] = "-";
-    if (c->resp_bytes) snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)c->resp_bytes);
-    int n = snprintf(line, sizeof line, "%s - - [%s] \"%s\" %d %s \"%s\" \"%s\"\n", host, tbuf, rl,
-                     c->status, bytes, ref, ua);
+    c->alog_pending = false;
+    uint64_t unsent = c->pend_len + c->file_left; /* a cut-off response's known rest */
+    uint64_t sent = c->resp_bytes > unsent ? c->resp_bytes - unsent : 0;
+    int n = snprintf(line, sizeof line, "%s - %s [%s] \"%s\" %d %llu \"%s\" \"%s\"\n", host, user,
+                     tbuf, rl, c->status, (unsigned long long)sent, ref, ua);
     if (n > (int)sizeof line - 1) n = (int)sizeof line - 1;
-    ssize_t r = write(c->w->access_fd, line, (size_t)n);
-    (void)r;
+    gp_worker *w = c->w;
+    ssize_t r;
+    do r = write(w->access_fd, line, (size_t)n);
+    while (r < 0 && errno == EINTR);
+    if (r == n) {
+        w->access_log_failed = false;
+    } else if (!w->access_log_failed) { /* once, not a line per request */
+        w->access_log_failed = true;
+        gp_warn("cannot write the access log: %s; lines are lost until it can be written again",
+                r < 0 ? strerror(errno) : "short write");
+    }
 }
 
 static void serve_buffered(gp_conn *c);
@@ -895,7 +928,10 @@ static void response_complete(gp_conn *c)
     c->out_len = c->out_pos = 0;
     c->app_state = NULL;
     if (c->held_head) held_release(c);
-    if (!c->keep_alive || w->stopping) {
+    /* a response that did not say close keeps the connection even while
+     * stopping: the client may already be sending its next request, which
+     * is answered with Connection: close */
+    if (!c->keep_alive) {
         linger_close(c);
         return;
     }
@@ -906,7 +942,9 @@ static void response_complete(gp_conn *c)
     c->rpos = c->head_len = 0;
     if (!rest) release_buffer(w, &c->buf, &c->cap);
     c->state = CS_HEAD;
-    gp_conn_set_deadline(c, w->now + (rest ? w->cfg->header_timeout : w->cfg->keep_alive));
+    double idle = rest ? w->cfg->header_timeout : w->cfg->keep_alive;
+    if (w->stopping && !rest && idle > GP_STOP_IDLE_S) idle = GP_STOP_IDLE_S;
+    gp_conn_set_deadline(c, w->now + idle);
     watch(c, EPOLLIN);
 }
 
@@ -1026,9 +1064,7 @@ static void run_app(gp_conn *c, gp_http_request *req)
 {
     gp_worker *w = c->w;
     if (w->pool) {
-        c->state = CS_THREAD;
-        watch(c, 0);
-        if (!c->dead) gp_pool_submit(w, c);
+        to_thread(c, GP_JOB_START);
         return;
     }
     c->state = CS_APP_WAIT; /* the app owns the response from here */
@@ -1096,38 +1132,95 @@ static void hold_body(gp_conn *c, bool on_event)
     if (on_event && !c->dead && c->state == CS_HEAD) serve_buffered(c);
 }
 
-/* On a request thread: the head is parsed again into this thread's array
- * (the loop's is shared), the app runs with blocking writes, and the
- * connection goes back to the loop through gp_conn_thread_done. */
-void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts)
+/* ---- request threads (--threads) -----------------------------------------
+ *
+ * A request thread runs the app's code and nothing else: start, then resume
+ * each time the socket drained, and abort. Its writes never wait for the
+ * socket (but see below): a GP_AGAIN makes the app return GP_APP_PENDING, as
+ * on the loop, and the connection goes back to the loop in CS_APP_WAIT. The
+ * loop flushes what is queued (the output buffer, the app's piece in place,
+ * or the file for sendfile) without blocking, and once it is all out hands
+ * the connection to a thread again to resume. So a slow reader holds neither
+ * a thread nor the loop between pieces, the worker keeps accepting, and the
+ * --timeout clock (gp_thread_slot.started_ms) runs only while app code does.
+ *
+ * Python stays on the threads: each holds the GIL while it runs the app; the
+ * loop thread only sends bytes the app's state keeps alive (immutable while
+ * the response waits) and never releases them: resume or abort does, on a
+ * thread. The thread's last flush after the app returned does not wait
+ * either (it has given the GIL up; the blocking hook would need it): what
+ * the socket does not take then, the loop sends.
+ *
+ * Two waits stay on the thread, because the app's call stack is live there:
+ * WSGI's write() callable and request body reads. They wait through the
+ * blocking hook with the GIL dropped, and a write's wait for the client does
+ * not count towards --timeout. */
+
+/* Queues c for a request thread; the loop leaves it alone until it is back. */
+static void to_thread(gp_conn *c, enum gp_thread_job job)
+{
+    c->state = CS_THREAD;
+    c->thread_job = (unsigned char)job;
+    gp_loop_unwatch(&c->w->loop, &c->io); /* fails only when it was not watched */
+    gp_pool_submit(c->w, c);
+}
+
+static gp_app_status thread_start(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts)
 {
     gp_worker *w = c->w;
     gp_http_request req;
     req.headers = headers;
     req.num_headers = w->cfg->limit_request_fields;
+    /* the head is parsed again into this thread's array: the loop's is shared */
     if (gp_http_parse_request(c->buf, c->head_len, &req, &w->limits) != (int)c->head_len) {
         gp_conn_send_error(c, 500, 1);
-    } else {
-        gp_conn_describe(ts->what, sizeof ts->what, &req);
-        atomic_store_explicit(&ts->started_ms, gp_monotonic_ms(), memory_order_release);
-        c->blocking = true;
-        w->ops->start(w->app, c, &req);
-        atomic_store_explicit(&ts->started_ms, 0, memory_order_release);
-        if (!c->resp_ended) gp_conn_send_error(c, 500, 0);
+        return GP_APP_DONE;
     }
-    if (!c->broken) flush_blocking(c);
-    c->blocking = false;
+    gp_conn_describe(ts->what, sizeof ts->what, &req);
+    atomic_store_explicit(&ts->started_ms, gp_monotonic_ms(), memory_order_release);
+    gp_app_status st = w->ops->start(w->app, c, &req);
+    /* the head may be gone once the body was read: keep the text for resumes */
+    if (st == GP_APP_PENDING) memcpy(c->what, ts->what, sizeof c->what);
+    return st;
+}
+
+/* On a request thread: runs what c was queued for, then tries the rest of
+ * the response once without waiting. gp_conn_thread_done takes it from there. */
+void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts)
+{
+    gp_worker *w = c->w;
+    gp_app_status st = GP_APP_DONE;
+    c->tslot = ts;
+    switch (c->thread_job) {
+    case GP_JOB_START: st = thread_start(c, headers, ts); break;
+    case GP_JOB_RESUME:
+        memcpy(ts->what, c->what, sizeof ts->what);
+        atomic_store_explicit(&ts->started_ms, gp_monotonic_ms(), memory_order_release);
+        st = w->ops->resume(w->app, c);
+        break;
+    case GP_JOB_ABORT: w->ops->abort(w->app, c); break;
+    }
+    atomic_store_explicit(&ts->started_ms, 0, memory_order_release);
+    if (st == GP_APP_DONE && !c->broken) {
+        if (!c->resp_ended) gp_conn_send_error(c, 500, 0);
+        flush(c);
+    }
+    c->tslot = NULL; /* after the last flush: it must not arm the loop's timers */
+    c->thread_st = st;
 }
 
 /* Back on the loop's thread after a request thread finished with c. */
 void gp_conn_thread_done(gp_conn *c)
 {
-    c->state = CS_FLUSH;
-    if (c->broken) {
-        gp_conn_close(c);
+    if (c->thread_st == GP_APP_PENDING) {
+        c->state = CS_APP_WAIT;
+        /* the app may have run long since its last write reset the deadline */
+        gp_conn_set_deadline(c, c->w->now + c->w->cfg->send_timeout);
+        watch(c, EPOLLOUT);
         return;
     }
-    response_complete(c);
+    c->state = CS_FLUSH;
+    after_app(c, GP_APP_DONE);
     if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
 }
 
@@ -1336,6 +1429,10 @@ void gp_conn_on_event(gp_io *io, uint32_t events)
             gp_conn_close(c); /* tells the app through abort */
             return;
         }
+        if (c->w->pool) { /* the app's next pieces come from a request thread */
+            to_thread(c, GP_JOB_RESUME);
+            return;
+        }
         c->state = CS_FLUSH; /* not CS_APP_WAIT: a close now must not abort twice */
         st = c->w->ops->resume(c->w->app, c);
         after_app(c, st);
@@ -1378,6 +1475,11 @@ void gp_conn_on_timeout(gp_conn *c)
         }
         return;
     }
+    /* stopping: a request crossing our FIN is read and dropped, not reset */
+    if (c->state == CS_HEAD && c->w->stopping) {
+        linger_close(c);
+        return;
+    }
     gp_conn_close(c);
 }
 
@@ -1386,8 +1488,10 @@ void gp_conn_on_timeout(gp_conn *c)
  * that request on the wire: reloads under load then lose nothing. */
 void gp_conn_on_stop(gp_conn *c)
 {
-    if (c->state == CS_THREAD) return; /* its thread sees w->stopping */
-    c->keep_alive = false;
+    /* keep_alive stays: a response whose head already went out without
+     * Connection: close must not be followed by a close; the next head
+     * says close (gp_conn_head_end sees w->stopping) */
+    if (c->state == CS_THREAD) return;
     if (c->ws && c->state == CS_ASYNC) {
         gp_ws_on_stop(c);
         return;

@@ -45,8 +45,10 @@ typedef struct {
      * (a body read, a blocking write): entering 1, then 0. */
     void (*blocking)(void *app, int entering);
     /* With request threads (--threads): called once in each thread before its
-     * first request; start is then called on those threads, never on the
-     * loop's, and its writes block instead of returning GP_AGAIN. */
+     * first request; start, resume and abort are then called on those
+     * threads, never on the loop's. Writes return GP_AGAIN there as on the
+     * loop (gp_conn_write_all still waits), and a GP_APP_PENDING response
+     * is sent by the loop, then resumed on a thread. */
     void (*thread_init)(void *app);
     /* Async apps: input arrived (or the peer left) after gp_conn_wait_input. */
     void (*readable)(void *app, gp_conn *c);

@@ -200,10 +200,27 @@ static void update_date(gp_worker *w)
     atomic_store_explicit(&w->date_idx, next, memory_order_release);
 }
 
+/* --reuse-port: what queued on this worker's own socket would be reset by
+ * its close; it is ours to serve, each answered with Connection: close.
+ * Not through on_accept: its fresh-connection bookkeeping is for a worker
+ * that goes on accepting. */
+static void drain_own_queue(gp_worker *w, struct gp_listen_io *l)
+{
+    for (int k = 0; k < w->cfg->backlog; k++) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        int fd = accept4(l->io.fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EINTR || errno == ECONNABORTED)) continue;
+        if (fd < 0) return;
+        if (!gp_conn_new(w, fd, l->index, &peer, plen)) close(fd);
+    }
+}
+
 static void stop_accepting(gp_worker *w)
 {
     for (int i = 0; i < w->num_listeners; i++) {
         if (w->listeners[i].io.fd < 0) continue;
+        if (w->listeners[i].own) drain_own_queue(w, &w->listeners[i]);
         gp_loop_unwatch(
             &w->loop,
             &w->listeners[i].io); /* shared with other workers: close alone would not do */
@@ -212,24 +229,38 @@ static void stop_accepting(gp_worker *w)
     }
 }
 
+static void wake_master(gp_worker *w)
+{
+    uint64_t one = 1;
+    if (w->wake_fd >= 0) {
+        ssize_t r = write(w->wake_fd, &one, sizeof one); /* EAGAIN: it is awake already */
+        (void)r;
+    }
+}
+
 void gp_worker_retire(gp_worker *w, int reason)
 {
-    if (w->stopping) return;
+    if (w->stopping || w->retire_asked) return;
+    w->retire_asked = true;
     atomic_store(&w->slot->retire_reason, reason);
-    gp_worker_stop(w);
+    if (reason == GP_RETIRE_MAX_REQUESTS)
+        gp_info("worker %d reached --max-requests after %llu requests; it serves on until its "
+                "replacement is ready",
+                (int)getpid(), (unsigned long long)atomic_load(&w->slot->requests));
+    if (w->wake_fd < 0) gp_worker_stop(w); /* no master to start a replacement */
+    else wake_master(w);
 }
 
 void gp_worker_stop(gp_worker *w)
 {
     if (w->stopping) return;
     w->stop_deadline = w->now + w->cfg->graceful_timeout;
-    /* tick faster while stopping, so stragglers are cut on time and the
-     * app's shutdown gets the master's whole slack */
+    /* tick faster while stopping, so stragglers are cut on time */
     struct itimerspec fast = {.it_interval = {0, 100000000}, .it_value = {0, 100000000}};
     timerfd_settime(w->timer_io.fd, 0, &fast, NULL);
+    stop_accepting(w);
     w->stopping = true;
     if (w->slot) atomic_store(&w->slot->state, GP_WS_STOPPING);
-    stop_accepting(w);
     for (gp_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
         gp_conn_on_stop(c);
@@ -247,10 +278,10 @@ void gp_worker_stop(gp_worker *w)
  * socket's wait queue also puts this worker behind the others for the next
  * wakeup, which EPOLLEXCLUSIVE would otherwise always give the first. */
 
-#define FRESH_GRACE_MS 100     /* a client that connects and says nothing holds no one up */
-#define EMFILE_PAUSE_MS 500    /* as nginx: wait for descriptors to come back */
+#define FRESH_GRACE_MS 100  /* a client that connects and says nothing holds no one up */
+#define EMFILE_PAUSE_MS 500 /* as nginx: wait for descriptors to come back */
 #define EMFILE_WARN_EVERY_MS 1000
-#define BALANCE_SLACK 2       /* connections more than another worker before standing aside */
+#define BALANCE_SLACK 2 /* connections more than another worker before standing aside */
 #define BALANCE_RECHECK_MS 20
 #define BALANCE_BUSY_MS 50     /* a worker in one request this long cannot take more */
 
@@ -375,8 +406,7 @@ static void expire_fresh(gp_worker *w)
         if (w->fresh[i].until_ms < next) next = w->fresh[i].until_ms;
         i++;
     }
-    if (next < GP_TIMER_NEVER &&
-        (!gp_timer_armed(&w->accept_timer) || next < w->accept_timer.at))
+    if (next < GP_TIMER_NEVER && (!gp_timer_armed(&w->accept_timer) || next < w->accept_timer.at))
         gp_timer_set(&w->timers, &w->accept_timer, next);
 }
 
@@ -483,9 +513,9 @@ static void check_memory(gp_worker *w)
     if (sscanf(buf, "%llu %llu", &size, &resident) != 2) return;
     uint64_t rss_kb = resident * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024);
     atomic_store_explicit(&w->slot->rss_kb, rss_kb, memory_order_relaxed);
-    if (rss_kb / 1024 > w->cfg->max_worker_memory_mb) {
-        gp_warn("worker %d uses %llu MB, over --max-worker-memory %lu; retiring after the requests "
-                "in progress",
+    if (rss_kb / 1024 > w->cfg->max_worker_memory_mb && !w->retire_asked) { /* warned once */
+        gp_warn("worker %d uses %llu MB, over --max-worker-memory %lu; retiring once its "
+                "replacement is ready",
                 (int)getpid(), (unsigned long long)(rss_kb / 1024), w->cfg->max_worker_memory_mb);
         gp_worker_retire(w, GP_RETIRE_MEMORY);
     }
@@ -498,7 +528,7 @@ static void on_tick(gp_io *io, uint32_t events)
     ssize_t r = read(io->fd, &ticks, sizeof ticks);
     (void)r;
     update_date(w);
-    if (getppid() == 1) gp_worker_stop(w); /* orphaned: the death signal was missed */
+    if (getppid() != w->master_pid) gp_worker_stop(w); /* orphaned: the death signal was missed */
     if (w->cfg->max_worker_memory_mb && !w->stopping) check_memory(w);
     if (w->pool) publish_oldest_request(w);
 }
@@ -593,6 +623,7 @@ static int setup(gp_worker *w, const gp_worker_args *a)
                 gp_error("%s", err);
                 return -1;
             }
+            w->listeners[i].own = true;
         }
         w->listeners[i].io.cb = on_accept;
         w->listeners[i].addr = &a->listeners[i].addr;
@@ -611,6 +642,7 @@ int gp_worker_accept(gp_worker *w)
     atomic_store_explicit(&w->slot->accepting, 1, memory_order_relaxed);
     atomic_store(&w->slot->state, GP_WS_IDLE);
     gp_info("worker %d ready", (int)getpid());
+    wake_master(w); /* so it retires what this one replaces without waiting for its tick */
     return 0;
 }
 
@@ -633,6 +665,8 @@ gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void
     w->app = app;
     w->slot = &a->scoreboard->slots[a->slot];
     w->sb = a->scoreboard;
+    w->master_pid = a->master_pid;
+    w->wake_fd = a->wake_fd;
     update_clock(w);
     if (setup(w, a) < 0) {
         gp_error("worker setup failed: %s", strerror(errno));
@@ -655,9 +689,32 @@ int gp_worker_fd(gp_worker *w)
     return w->loop.epfd;
 }
 
+/* Every connection left is a request whose thread has run past --timeout:
+ * the master has dumped its traceback and asked us to stop; waiting on for
+ * it would only delay the kill. */
+static bool only_stuck_left(gp_worker *w)
+{
+    struct gp_pool *p = w->pool;
+    uint64_t limit_ms = (uint64_t)(w->cfg->timeout * 1000);
+    if (!p || !limit_ms) return false;
+    size_t stuck = 0;
+    for (int i = 0; i < p->threads; i++) {
+        uint64_t t = atomic_load_explicit(&p->slots[i].started_ms, memory_order_acquire);
+        stuck += t && w->now_ms > t && w->now_ms - t > limit_ms;
+    }
+    return stuck && stuck >= w->num_conns;
+}
+
 int gp_worker_done(gp_worker *w)
 {
-    return w->stopping && w->num_conns == 0;
+    return w->stopping && (w->num_conns == 0 || only_stuck_left(w));
+}
+
+double gp_worker_stop_left(const gp_worker *w)
+{
+    if (!w->stopping) return w->cfg->graceful_timeout;
+    double left = w->stop_deadline - w->now;
+    return left > 0 ? left : 0;
 }
 
 /* Past the graceful timeout, what is still open is cut: tasks are cancelled

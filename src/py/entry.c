@@ -79,6 +79,7 @@ int gp_py_worker_main(const gp_worker_args *args)
     if (is_asgi) {
         rc = gp_asgi_run(args, app, strcmp(iface, "asgi2") == 0);
         Py_DECREF(app);
+        gp_py_finish();
         fflush(NULL);
         return rc;
     }
@@ -94,6 +95,7 @@ int gp_py_worker_main(const gp_worker_args *args)
     } else {
         rc = gp_worker_run(args, &gp_wsgi_ops, w);
     }
+    gp_py_finish();
     fflush(NULL);
     return rc;
 }

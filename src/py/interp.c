@@ -174,3 +174,24 @@ PyObject *gp_py_load_app(const gp_config *cfg, gp_scoreboard *sb, int *exit_code
     *exit_code = 0;
     return obj;
 }
+
+static void flush_stream(const char *name)
+{
+    PyObject *f = PySys_GetObject(name); /* borrowed */
+    PyObject *r = f && f != Py_None ? PyObject_CallMethod(f, "flush", NULL) : NULL;
+    if (!r) PyErr_Clear(); /* a closed or replaced stream: nothing to flush */
+    Py_XDECREF(r);
+}
+
+void gp_py_finish(void)
+{
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *atexit = PyImport_ImportModule("atexit");
+    PyObject *r = atexit ? PyObject_CallMethod(atexit, "_run_exitfuncs", NULL) : NULL;
+    if (!r) PyErr_Print(); /* the handlers' own errors are printed by atexit */
+    Py_XDECREF(r);
+    Py_XDECREF(atexit);
+    flush_stream("stdout");
+    flush_stream("stderr");
+    PyGILState_Release(g);
+}

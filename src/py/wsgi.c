@@ -901,10 +901,28 @@ static gp_app_status wsgi_start_threaded(void *app, gp_conn *c, const gp_http_re
     return st;
 }
 
+/* The core calls resume and abort on a request thread too (never on the
+ * loop's, which holds no GIL): a response that waited on a slow reader goes
+ * on, or is released, with the GIL taken here. */
+static gp_app_status wsgi_resume_threaded(void *app, gp_conn *c)
+{
+    PyEval_RestoreThread(request_thread_ts);
+    gp_app_status st = wsgi_resume(app, c);
+    request_thread_ts = PyEval_SaveThread();
+    return st;
+}
+
+static void wsgi_abort_threaded(void *app, gp_conn *c)
+{
+    PyEval_RestoreThread(request_thread_ts);
+    wsgi_abort(app, c);
+    request_thread_ts = PyEval_SaveThread();
+}
+
 const gp_app_ops gp_wsgi_threaded_ops = {
     .start = wsgi_start_threaded,
-    .resume = wsgi_resume,
-    .abort = wsgi_abort,
+    .resume = wsgi_resume_threaded,
+    .abort = wsgi_abort_threaded,
     .blocking = wsgi_blocking,
     .thread_init = wsgi_thread_init,
 };

@@ -623,6 +623,36 @@ static void test_reparse_after_cluster(void **state)
     assert_int_equal(cfg.backlog, 7);
 }
 
+/* A long config file (600 lines) with a long command line: every line is
+ * read (the last one wins), and the command line still comes last. Under
+ * ASan this once overflowed a fixed array of argc + 512 slots. */
+static void test_config_file_many_lines(void **state)
+{
+    char path[] = "/tmp/gp_test_config_file_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    for (int i = 1; i < 600; i++) fprintf(f, "backlog = %d\n", i);
+    fprintf(f, "graceful_timeout = 7\n");
+    fclose(f);
+    static args a;
+    a.argc = 0;
+    const char *fixed[] = {"gallop", "-c", path};
+    for (int i = 0; i < 3; i++) snprintf(a.store[a.argc++], sizeof a.store[0], "%s", fixed[i]);
+    for (int i = 0; i < 40; i++) snprintf(a.store[a.argc++], sizeof a.store[0], "--keep-alive=3");
+    snprintf(a.store[a.argc++], sizeof a.store[0], "app:app");
+    for (int i = 0; i < a.argc; i++) a.argv[i] = a.store[i];
+    a.argv[a.argc] = NULL;
+    static gp_config cfg; /* static: what it points into stays reachable */
+    assert_int_equal(gp_config_load(&cfg, a.argc, a.argv), 0);
+    unlink(path);
+    assert_int_equal(cfg.backlog, 599);
+    assert_true(cfg.graceful_timeout == 7.0);
+    assert_true(cfg.keep_alive == 3.0);
+    assert_string_equal(cfg.app, "app:app");
+    assert_int_equal(cfg.argc, a.argc); /* HUP re-reads from what was given */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -648,6 +678,7 @@ int main(void)
         cmocka_unit_test_setup(test_missing_value_is_error, setup),
         cmocka_unit_test_setup(test_missing_value_message, setup),
         cmocka_unit_test_setup(test_reparse_after_cluster, setup),
+        cmocka_unit_test_setup(test_config_file_many_lines, setup),
     };
 
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
