@@ -283,6 +283,7 @@ void gp_worker_stop(gp_worker *w)
 #define EMFILE_WARN_EVERY_MS 1000
 #define BALANCE_SLACK 2 /* connections more than another worker before standing aside */
 #define BALANCE_RECHECK_MS 20
+#define BALANCE_BUSY_MS 50     /* a worker in one request this long cannot take more */
 
 /* How many fresh connections this worker may hold now; -1: no limit. */
 static int fresh_room(gp_worker *w)
@@ -324,9 +325,9 @@ static bool over_share(gp_worker *w)
     size_t mine = w->num_conns;
     for (int i = 0; i < w->sb->num_slots; i++) {
         gp_slot *s = &w->sb->slots[i];
-        if (s == w->slot || !atomic_load_explicit(&s->accepting, memory_order_relaxed) ||
-            atomic_load_explicit(&s->req_start_ms, memory_order_relaxed)) /* busy in the app */
-            continue;
+        if (s == w->slot || !atomic_load_explicit(&s->accepting, memory_order_relaxed)) continue;
+        uint64_t busy_since = atomic_load_explicit(&s->req_start_ms, memory_order_relaxed);
+        if (busy_since && busy_since + BALANCE_BUSY_MS < w->now_ms) continue; /* stuck in the app */
         if ((size_t)atomic_load_explicit(&s->conns, memory_order_relaxed) + BALANCE_SLACK < mine)
             return true;
     }
