@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -201,18 +200,27 @@ static void update_date(gp_worker *w)
     atomic_store_explicit(&w->date_idx, next, memory_order_release);
 }
 
-static void on_accept(gp_io *io, uint32_t events);
+/* --reuse-port: what queued on this worker's own socket would be reset by
+ * its close; it is ours to serve, each answered with Connection: close.
+ * Not through on_accept: its fresh-connection bookkeeping is for a worker
+ * that goes on accepting. */
+static void drain_own_queue(gp_worker *w, struct gp_listen_io *l)
+{
+    for (int k = 0; k < w->cfg->backlog; k++) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        int fd = accept4(l->io.fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EINTR || errno == ECONNABORTED)) continue;
+        if (fd < 0) return;
+        if (!gp_conn_new(w, fd, l->index, &peer, plen)) close(fd);
+    }
+}
 
-/* Before w->stopping is set (on_accept takes nothing after). */
 static void stop_accepting(gp_worker *w)
 {
     for (int i = 0; i < w->num_listeners; i++) {
         if (w->listeners[i].io.fd < 0) continue;
-        /* --reuse-port: what queued on our own socket would be reset by the
-         * close; it is ours to serve (each answered with Connection: close) */
-        struct pollfd p = {.fd = w->listeners[i].io.fd, .events = POLLIN};
-        for (int k = 0; w->listeners[i].own && k < 64 && poll(&p, 1, 0) == 1; k++)
-            on_accept(&w->listeners[i].io, EPOLLIN);
+        if (w->listeners[i].own) drain_own_queue(w, &w->listeners[i]);
         gp_loop_unwatch(
             &w->loop,
             &w->listeners[i].io); /* shared with other workers: close alone would not do */
@@ -270,11 +278,12 @@ void gp_worker_stop(gp_worker *w)
  * socket's wait queue also puts this worker behind the others for the next
  * wakeup, which EPOLLEXCLUSIVE would otherwise always give the first. */
 
-#define FRESH_GRACE_MS 100     /* a client that connects and says nothing holds no one up */
-#define EMFILE_PAUSE_MS 500    /* as nginx: wait for descriptors to come back */
+#define FRESH_GRACE_MS 100  /* a client that connects and says nothing holds no one up */
+#define EMFILE_PAUSE_MS 500 /* as nginx: wait for descriptors to come back */
 #define EMFILE_WARN_EVERY_MS 1000
-#define BALANCE_SLACK 2       /* connections more than another worker before standing aside */
+#define BALANCE_SLACK 2 /* connections more than another worker before standing aside */
 #define BALANCE_RECHECK_MS 20
+#define BALANCE_BUSY_MS 50     /* a worker in one request this long cannot take more */
 
 /* How many fresh connections this worker may hold now; -1: no limit. */
 static int fresh_room(gp_worker *w)
@@ -345,9 +354,9 @@ static bool over_share(gp_worker *w)
     size_t mine = w->num_conns;
     for (int i = 0; i < w->sb->num_slots; i++) {
         gp_slot *s = &w->sb->slots[i];
-        if (s == w->slot || !atomic_load_explicit(&s->accepting, memory_order_relaxed) ||
-            atomic_load_explicit(&s->req_start_ms, memory_order_relaxed)) /* busy in the app */
-            continue;
+        if (s == w->slot || !atomic_load_explicit(&s->accepting, memory_order_relaxed)) continue;
+        uint64_t busy_since = atomic_load_explicit(&s->req_start_ms, memory_order_relaxed);
+        if (busy_since && busy_since + BALANCE_BUSY_MS < w->now_ms) continue; /* stuck in the app */
         if ((size_t)atomic_load_explicit(&s->conns, memory_order_relaxed) + BALANCE_SLACK < mine)
             return true;
     }
@@ -426,8 +435,7 @@ static void expire_fresh(gp_worker *w)
         if (w->fresh[i].until_ms < next) next = w->fresh[i].until_ms;
         i++;
     }
-    if (next < GP_TIMER_NEVER &&
-        (!gp_timer_armed(&w->accept_timer) || next < w->accept_timer.at))
+    if (next < GP_TIMER_NEVER && (!gp_timer_armed(&w->accept_timer) || next < w->accept_timer.at))
         gp_timer_set(&w->timers, &w->accept_timer, next);
 }
 
@@ -534,7 +542,7 @@ static void check_memory(gp_worker *w)
     if (sscanf(buf, "%llu %llu", &size, &resident) != 2) return;
     uint64_t rss_kb = resident * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024);
     atomic_store_explicit(&w->slot->rss_kb, rss_kb, memory_order_relaxed);
-    if (rss_kb / 1024 > w->cfg->max_worker_memory_mb) {
+    if (rss_kb / 1024 > w->cfg->max_worker_memory_mb && !w->retire_asked) { /* warned once */
         gp_warn("worker %d uses %llu MB, over --max-worker-memory %lu; retiring once its "
                 "replacement is ready",
                 (int)getpid(), (unsigned long long)(rss_kb / 1024), w->cfg->max_worker_memory_mb);
