@@ -109,9 +109,8 @@ static void check_splits(const char *src, size_t size, size_t cap, uint32_t seed
     if (r > 0) {
         check_head(b, len, cap, &req, r);
         CHECK(req.num_headers == whole->num_headers && req.body == whole->body &&
-              req.content_length == whole->content_length &&
-              req.keep_alive == whole->keep_alive && req.upgrade == whole->upgrade &&
-              req.expect_continue == whole->expect_continue &&
+              req.content_length == whole->content_length && req.keep_alive == whole->keep_alive &&
+              req.upgrade == whole->upgrade && req.expect_continue == whole->expect_continue &&
               req.version_minor == whole->version_minor);
         CHECK(req.method - b == whole->method - wbuf && req.method_len == whole->method_len);
         CHECK(req.target - b == whole->target - wbuf && req.target_len == whole->target_len);

@@ -209,7 +209,7 @@ HOT bool valid_host(const unsigned char *s, size_t n)
  * set was already checked; this enforces which form goes with which method
  * (RFC 9112 3.2). */
 HOT int parse_target(gp_http_request *req, const unsigned char *t, size_t n, size_t *auth,
-                        size_t *auth_len)
+                     size_t *auth_len)
 {
     bool is_connect = req->method_len == 7 && memcmp(req->method, "CONNECT", 7) == 0;
     const char *ts = (const char *)t;
@@ -358,7 +358,7 @@ static void scan_connection(gp_http_head_state *st, const unsigned char *v, size
  * or a negative status. Errors that are final whatever follows (bad
  * Content-Length, bad or second Host) are returned at once. */
 HOT int apply_field(gp_http_head_state *st, const unsigned char *b, const gp_http_header *h,
-                       size_t index)
+                    size_t index)
 {
     const char *nm = h->name;
     const unsigned char *v = (const unsigned char *)h->value;
@@ -373,8 +373,7 @@ HOT int apply_field(gp_http_head_state *st, const unsigned char *b, const gp_htt
         }
         break;
     case 6:
-        if (token_eq(nm, 6, "expect") &&
-            token_eq(h->value, h->value_len, "100-continue"))
+        if (token_eq(nm, 6, "expect") && token_eq(h->value, h->value_len, "100-continue"))
             st->flags |= F_EXPECT;
         break;
     case 7:
@@ -492,8 +491,8 @@ static int parse_head(gp_http_head_state *out, const unsigned char *b, size_t le
     bool target_before = false; /* the target was parsed by an earlier call */
     int rc;
 
-    /* Work on a copy that lives in this frame: stores to it cannot alias the
-     * caller's headers array, so the compiler keeps that in registers. */
+    /* Work on a copy in this frame; *out is written back only when the call
+     * stops for more input (NEED_MORE) or counts what it scanned. */
     gp_http_head_state L;
     if (out->state == HS_FRESH) { /* every other field is set before it is read */
         L.scanned = out->scanned;
@@ -743,13 +742,42 @@ enum {
  * negotiation), authentication, response control, and content format. A
  * proxy that merged them into the head would change what the request means. */
 static const char *const forbidden_trailers[] = {
-    "content-length", "transfer-encoding", "trailer", "connection", "keep-alive",
-    "upgrade", "proxy-connection", "te", "host", "max-forwards", "cache-control",
-    "expect", "pragma", "range", "if-match", "if-none-match", "if-modified-since",
-    "if-unmodified-since", "if-range", "accept", "accept-charset", "accept-encoding",
-    "accept-language", "authorization", "proxy-authorization", "www-authenticate",
-    "proxy-authenticate", "age", "expires", "location", "retry-after", "vary",
-    "content-encoding", "content-type", "content-range", NULL,
+    "content-length",
+    "transfer-encoding",
+    "trailer",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "proxy-connection",
+    "te",
+    "host",
+    "max-forwards",
+    "cache-control",
+    "expect",
+    "pragma",
+    "range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "accept",
+    "accept-charset",
+    "accept-encoding",
+    "accept-language",
+    "authorization",
+    "proxy-authorization",
+    "www-authenticate",
+    "proxy-authenticate",
+    "age",
+    "expires",
+    "location",
+    "retry-after",
+    "vary",
+    "content-encoding",
+    "content-type",
+    "content-range",
+    NULL,
 };
 
 static bool forbidden_trailer(const char *name, size_t n)

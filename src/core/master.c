@@ -33,6 +33,7 @@
 #define BOOT_FAILURES_FATAL 6  /* with no worker ever booted */
 #define TIMEOUT_KILL_DELAY 1.0 /* time for the traceback dump before SIGKILL */
 #define QUIT_GRACE 2.0
+#define GRACEFUL_KILL_SLACK 0.4 /* within --graceful-timeout + 0.5 s, as the tests hold it */
 
 enum master_phase { RUNNING, STOPPING, HALTING };
 
@@ -392,7 +393,10 @@ static void begin_stop(gp_master *m, const char *how)
 {
     if (m->phase != RUNNING) return;
     m->phase = STOPPING;
-    m->deadline = now_s() + m->cfg->graceful_timeout; /* workers cut their stragglers then too */
+    /* workers cut their own stragglers (and an ASGI shutdown) at the
+     * timeout and exit 0; the kill, a moment later, is for one that cannot
+     * (a request stuck in Python) */
+    m->deadline = now_s() + m->cfg->graceful_timeout + GRACEFUL_KILL_SLACK;
     gp_info("handling signal: %s; stopping gracefully (up to %gs)", how, m->cfg->graceful_timeout);
     gp_notify("STOPPING=1");
     close_listeners(m);

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "core/conn.h"
+#include "core/worker.h"
 #include "core/worker_internal.h"
 
 #define DATE "Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
@@ -2147,12 +2148,28 @@ static void test_async_send_timeout_when_stalled(void **state)
     assert_false(conn_alive());
 }
 
+/* The bound of an ASGI app's lifespan shutdown: the whole graceful timeout
+ * before the stop, what is left of it once stopping, never below zero. */
+static void test_worker_stop_left(void **state)
+{
+    F.cfg.graceful_timeout = 5;
+    F.w->now = 100;
+    assert_true(gp_worker_stop_left(F.w) == 5.0);
+    F.w->stopping = true;
+    F.w->stop_deadline = 102.5;
+    assert_true(gp_worker_stop_left(F.w) == 2.5);
+    F.w->now = 103;
+    assert_true(gp_worker_stop_left(F.w) == 0.0);
+    F.w->stopping = false;
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as the worker does: a closed peer is EPIPE */
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_get_exact_bytes),
+        T(test_worker_stop_left),
         T(test_chunked_response),
         T(test_chunked_sizes),
         T(test_http10_close_delimited),

@@ -483,19 +483,72 @@ static void test_host(void **st)
 static void test_host_syntax(void **st)
 {
     static const char *const good[] = {
-        "h", "example.com", "example.com:8080", "EXAMPLE.com.", "a-b_c~d", "x:", "x:0",
-        "x:65535", "127.0.0.1", "127.0.0.1:80", "1.2.3.999", "%41bc", "a!$&'()*+,;=b",
-        "[::1]", "[::1]:443", "[::]", "[2001:db8::7]:8", "[1:2:3:4:5:6:7:8]",
-        "[1:2:3:4:5:6:7::]", "[::2:3:4:5:6:7:8]", "[::ffff:192.0.2.1]", "[1::2:3]",
-        "[v1.x:y]", "[V7F.a]",
+        "h",
+        "example.com",
+        "example.com:8080",
+        "EXAMPLE.com.",
+        "a-b_c~d",
+        "x:",
+        "x:0",
+        "x:65535",
+        "127.0.0.1",
+        "127.0.0.1:80",
+        "1.2.3.999",
+        "%41bc",
+        "a!$&'()*+,;=b",
+        "[::1]",
+        "[::1]:443",
+        "[::]",
+        "[2001:db8::7]:8",
+        "[1:2:3:4:5:6:7:8]",
+        "[1:2:3:4:5:6:7::]",
+        "[::2:3:4:5:6:7:8]",
+        "[::ffff:192.0.2.1]",
+        "[1::2:3]",
+        "[v1.x:y]",
+        "[V7F.a]",
     };
     static const char *const bad[] = {
-        "", "   ", ":80", "u@h", "u:p@h", "h:8o", "h:65536", "h:000080", "h:80:81",
-        "h/x", "h?x", "h#x", "a b", "a\"b", "%4", "%zz", "h%", "[::1", "::1]", "[]",
-        "[:1]", "[1:]", "[1:2:3:4:5:6:7:8:9]", "[1:2:3:4:5:6:7]", "[1::2::3]",
-        "[12345::]", "[::1.2.3]", "[::1.2.3.256]", "[::01.2.3.4]", "[::1.2.3.4:5]",
-        "[g::1]", "[::1]x", "[::1]:x", "[::1%25eth0]", "[v.x]", "[v1.]", "[v1x]", "h\x80",
-        "h, h2", "[::1]]",
+        "",
+        "   ",
+        ":80",
+        "u@h",
+        "u:p@h",
+        "h:8o",
+        "h:65536",
+        "h:000080",
+        "h:80:81",
+        "h/x",
+        "h?x",
+        "h#x",
+        "a b",
+        "a\"b",
+        "%4",
+        "%zz",
+        "h%",
+        "[::1",
+        "::1]",
+        "[]",
+        "[:1]",
+        "[1:]",
+        "[1:2:3:4:5:6:7:8:9]",
+        "[1:2:3:4:5:6:7]",
+        "[1::2::3]",
+        "[12345::]",
+        "[::1.2.3]",
+        "[::1.2.3.256]",
+        "[::01.2.3.4]",
+        "[::1.2.3.4:5]",
+        "[g::1]",
+        "[::1]x",
+        "[::1]:x",
+        "[::1%25eth0]",
+        "[v.x]",
+        "[v1.]",
+        "[v1x]",
+        "h\x80",
+        "h, h2",
+        "[::1]]",
     };
     char buf[256];
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
@@ -511,8 +564,7 @@ static void test_host_syntax(void **st)
         n = snprintf(buf, sizeof buf, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", bad[i]);
         if (PN(buf, (size_t)n) != -400) fail_msg("accepted 1.0 Host: '%s'", bad[i]);
         if (!strpbrk(bad[i], " /?#\"\x80") && bad[i][0]) {
-            n = snprintf(buf, sizeof buf, "GET http://%s/x HTTP/1.1\r\nHost: h\r\n\r\n",
-                         bad[i]);
+            n = snprintf(buf, sizeof buf, "GET http://%s/x HTTP/1.1\r\nHost: h\r\n\r\n", bad[i]);
             if (PN(buf, (size_t)n) != -400) fail_msg("accepted authority: '%s'", bad[i]);
         }
     }
@@ -682,7 +734,6 @@ static void test_speed(void **st)
     assert_true(ns < 20000.0);
 }
 
-
 /* ---- resuming --------------------------------------------------------------- */
 
 /* Feeds s[0..n) in pieces ending at the given cut points (then the rest),
@@ -755,11 +806,11 @@ static const char *const resume_heads[] = {
     "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
     "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n",
     "GET / HTTP/1.0\r\n\r\n",
-    "GET / HTTP/1.1\r\nHost: h\r\nX-A: b\r\n c\r\n\r\n",                 /* obs-fold */
-    "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\n",        /* CL list */
+    "GET / HTTP/1.1\r\nHost: h\r\nX-A: b\r\n c\r\n\r\n",                       /* obs-fold */
+    "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\n",               /* CL list */
     "GET / HTTP/1.1\r\nHost: h\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n", /* over 32 */
-    "GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n",   /* over 48 */
-    "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", /* 5 fields > 4 */
+    "GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n", /* over 48 */
+    "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n",       /* 5 fields > 4 */
     "GET / HTTP/2.0\r\nHost: h\r\n\r\n",
     "GET / HTTP/1.1\r\nHost: h\r\nX: 1\r\n\r\nGET /next HTTP/1.1\r\n", /* pipelined */
 };
@@ -899,7 +950,6 @@ static void test_head_budget(void **state)
     lim.max_fields = 100;
     assert_int_equal(parse_n(&p, big, n, 100, &lim), (int)n);
 }
-
 
 /* ---- chunked decoder --------------------------------------------------------- */
 
@@ -1102,11 +1152,34 @@ static void test_chunked_trailers(void **st)
 static void test_chunked_forbidden_trailers(void **state)
 {
     static const char *const names[] = {
-        "Content-Length", "transfer-encoding", "Trailer", "Host", "HOST", "Connection", "TE",
-        "Upgrade", "Keep-Alive", "Cache-Control", "Expect", "Range", "If-Match",
-        "If-Modified-Since", "Max-Forwards", "Authorization", "Proxy-Authorization",
-        "WWW-Authenticate", "Proxy-Authenticate", "Content-Encoding", "Content-Type",
-        "Content-Range", "Age", "Expires", "Location", "Retry-After", "Vary", "Pragma",
+        "Content-Length",
+        "transfer-encoding",
+        "Trailer",
+        "Host",
+        "HOST",
+        "Connection",
+        "TE",
+        "Upgrade",
+        "Keep-Alive",
+        "Cache-Control",
+        "Expect",
+        "Range",
+        "If-Match",
+        "If-Modified-Since",
+        "Max-Forwards",
+        "Authorization",
+        "Proxy-Authorization",
+        "WWW-Authenticate",
+        "Proxy-Authenticate",
+        "Content-Encoding",
+        "Content-Type",
+        "Content-Range",
+        "Age",
+        "Expires",
+        "Location",
+        "Retry-After",
+        "Vary",
+        "Pragma",
     };
     char in[256];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -1114,8 +1187,13 @@ static void test_chunked_forbidden_trailers(void **state)
         chunk_err(in, (size_t)k);
     }
     /* names that only look alike are fine */
-    static const char *const ok[] = {"X-Content-Length", "Content-Lengths", "Hosts", "T",
-                                     "Date", "X-Checksum", "Server-Timing",
+    static const char *const ok[] = {"X-Content-Length",
+                                     "Content-Lengths",
+                                     "Hosts",
+                                     "T",
+                                     "Date",
+                                     "X-Checksum",
+                                     "Server-Timing",
                                      "A-Very-Long-Trailer-Name-Beyond-The-Buffer"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         int k = snprintf(in, sizeof in, "3\r\nabc\r\n0\r\n%s: 5\r\n\r\n", ok[i]);
