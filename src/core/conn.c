@@ -1077,6 +1077,7 @@ static void run_app(gp_conn *c, gp_http_request *req)
     gp_app_status st = w->ops->start(w->app, c, req);
     c->state = CS_FLUSH;
     if (tracked) {
+        gp_worker_update_clock(w); /* the app may have run long: deadlines start now */
         atomic_store_explicit(&w->slot->req_start_ms, 0, memory_order_relaxed);
         atomic_store_explicit(&w->slot->state, GP_WS_IDLE, memory_order_relaxed);
     }

@@ -31,7 +31,7 @@ double gp_now(void)
     return (double)gp_monotonic_ms() / 1000.0;
 }
 
-static void update_clock(gp_worker *w)
+void gp_worker_update_clock(gp_worker *w)
 {
     w->now_ms = gp_monotonic_ms();
     w->now = (double)w->now_ms / 1000.0;
@@ -696,7 +696,7 @@ gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void
     w->sb = a->scoreboard;
     w->master_pid = a->master_pid;
     w->wake_fd = a->wake_fd;
-    update_clock(w);
+    gp_worker_update_clock(w);
     if (setup(w, a) < 0) {
         gp_error("worker setup failed: %s", strerror(errno));
         return NULL;
@@ -763,7 +763,7 @@ int gp_worker_turn(gp_worker *w, int timeout_ms)
     if (timeout_ms && ops->before_wait) ops->before_wait(w->app);
     gp_loop_wait(&w->loop, timeout_ms);
     if (timeout_ms && ops->after_wait) ops->after_wait(w->app);
-    update_clock(w);
+    gp_worker_update_clock(w);
     gp_loop_dispatch(&w->loop);
     if (w->num_fresh) expire_fresh(w);
     update_accepting(w);

@@ -194,6 +194,8 @@ void gp_conn_on_stop(gp_conn *c);
 char *gp_worker_buf_get(gp_worker *w);
 void gp_worker_buf_put(gp_worker *w, char *buf);
 double gp_now(void);
+/* Reads the clock into w->now and w->now_ms, and beats the heartbeat. */
+void gp_worker_update_clock(gp_worker *w);
 /* Graceful stop: no more accepting; idle connections close soon, busy ones
  * after their response. */
 void gp_worker_stop(gp_worker *w);

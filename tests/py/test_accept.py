@@ -47,6 +47,21 @@ def test_keep_alive_closes_on_time(server_factory):
     assert 1.9 <= idle <= 2.6, idle
 
 
+def test_keep_alive_counts_from_the_response_not_the_request(server_factory):
+    """A sync request that takes 1.5 s: the idle time starts when its answer
+    went out, so --keep-alive 2 still gives the client about 2 s after it."""
+    srv = server_factory(APP, "--keep-alive", "2", workers=1)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET /sleep?1.5 HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, _, _, _ = read_response(s)
+        t0 = time.monotonic()
+        assert status == 200
+        s.settimeout(10)
+        assert s.recv(100) == b""
+        idle = time.monotonic() - t0
+    assert 1.9 <= idle <= 2.6, idle
+
+
 def test_closed_socket_a_child_still_holds(server_factory):
     """An app forks a child that keeps the client's socket: once the
     connection is closed, the worker neither spins on its events nor hands
