@@ -44,6 +44,7 @@ typedef struct gp_asgi {
     const gp_config *cfg;
     gp_worker *worker;
     PyObject *create_future, *create_task;
+    PyObject *loop, *task_type, *get_task_factory, *task_kwnames;
     PyObject *state; /* lifespan state, copied into each scope */
     PyObject *asgi_info, *extensions;
     PyObject *k_type, *k_body, *k_more_body, *k_status, *k_headers, *k_trailers, *k_path,
@@ -492,9 +493,9 @@ PyObject *gp_asgi_scope(gp_conn *c, const gp_http_request *req, PyObject *type)
     }
     if (set_steal(s, K[SK_PATH], PyUnicode_DecodeUTF8(p, (Py_ssize_t)plen, "replace")) < 0)
         goto fail;
-    if (set_steal(s, K[SK_QUERY],
-                  req->query ? PyBytes_FromStringAndSize(req->query, (Py_ssize_t)req->query_len)
-                             : (Py_INCREF(a->v_empty_bytes), a->v_empty_bytes)) < 0)
+    /* the template's values stand for no query and GET */
+    if (req->query && set_steal(s, K[SK_QUERY], PyBytes_FromStringAndSize(
+                                                     req->query, (Py_ssize_t)req->query_len)) < 0)
         goto fail;
     PyObject *hl = PyList_New((Py_ssize_t)req->num_headers);
     if (!hl) goto fail;
@@ -937,9 +938,15 @@ typedef struct {
 
 static PyTypeObject Call_Type;
 
+/* Two Calls a hello-world request: kept for reuse rather than freed. */
+#define CALL_SPARE 16
+static Call *call_spare[CALL_SPARE];
+static int n_call_spare;
+
 static PyObject *call_new(Request *r, PyObject *msg)
 {
-    Call *k = PyObject_New(Call, &Call_Type);
+    Call *k = n_call_spare ? (Call *)PyObject_Init((PyObject *)call_spare[--n_call_spare], &Call_Type)
+                           : PyObject_New(Call, &Call_Type);
     if (!k) return NULL;
     k->r = (Request *)Py_NewRef(r);
     k->msg = Py_XNewRef(msg);
@@ -1050,7 +1057,8 @@ static void Call_dealloc(Call *k)
     Py_XDECREF(k->fut);
     Py_XDECREF(k->msg);
     Py_DECREF(k->r);
-    PyObject_Free(k);
+    if (n_call_spare < CALL_SPARE) call_spare[n_call_spare++] = k;
+    else PyObject_Free(k);
 }
 
 static PyAsyncMethods Call_async = {
@@ -1130,6 +1138,20 @@ static void app_ended(PyObject *owner, int how)
 
 /* ---- callbacks from the core ------------------------------------------------- */
 
+/* loop.create_task(runner), with the request's path as the Task's name: without a
+ * task factory the Task is built directly, which spares the generic
+ * "Task-<n>" formatting (a tenth of a hello-world request). */
+static PyObject *new_task(gp_asgi *a, PyObject *runner, PyObject *name)
+{
+    PyObject *factory = PyObject_CallNoArgs(a->get_task_factory);
+    if (!factory) return NULL;
+    bool plain = factory == Py_None;
+    Py_DECREF(factory);
+    if (!plain) return PyObject_CallOneArg(a->create_task, runner);
+    PyObject *args[] = {runner, a->loop, name};
+    return PyObject_Vectorcall(a->task_type, args, 1, a->task_kwnames);
+}
+
 static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *req)
 {
     gp_asgi *a = app;
@@ -1147,7 +1169,8 @@ static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *re
     PyObject *scope = gp_asgi_scope(c, req, a->v_http);
     if (!scope) goto fail;
     PyObject **K = a->scope_keys;
-    if (set_steal(scope, K[SK_METHOD], method_str(a, req->method, req->method_len)) < 0) {
+    bool get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
+    if (!get && set_steal(scope, K[SK_METHOD], method_str(a, req->method, req->method_len)) < 0) {
         Py_DECREF(scope);
         goto fail;
     }
@@ -1165,20 +1188,31 @@ static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *re
     }
     Py_XDECREF(receive);
     Py_XDECREF(send);
+    PyObject *name = PyDict_GetItemWithError(scope, K[SK_PATH]);
+    if (!name || !PyUnicode_Check(name)) { /* the app replaced it */
+        PyErr_Clear();
+        name = a->v_root;
+    }
+    Py_INCREF(name);
     Py_DECREF(scope);
-    if (!coro) goto fail;
+    if (!coro) {
+        Py_DECREF(name);
+        goto fail;
+    }
     /* a Task of its own, as uvicorn gives each request */
     PyObject *runner = gp_runner_new();
     if (!runner || gp_runner_give(runner, coro, (PyObject *)r, app_ended) < 0) {
         Py_XDECREF(runner);
         Py_DECREF(coro);
+        Py_DECREF(name);
         goto fail;
     }
     Py_DECREF(coro);
     gp_runner_on_yield(runner, request_yielded);
     r->runner = runner;
     Py_INCREF(r);
-    PyObject *task = PyObject_CallOneArg(a->create_task, runner);
+    PyObject *task = new_task(a, runner, name);
+    Py_DECREF(name);
     if (!task && !gp_runner_disarm(runner)) {
         /* a task factory ran the call and then failed: the call answered */
         log_error(r, "creating its task");
@@ -1323,7 +1357,15 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
     if (!a->scratch) return -1;
     a->create_future = PyObject_GetAttrString(loop, "create_future");
     a->create_task = PyObject_GetAttrString(loop, "create_task");
-    if (!a->create_future || !a->create_task) return -1;
+    a->get_task_factory = PyObject_GetAttrString(loop, "get_task_factory");
+    a->loop = Py_NewRef(loop);
+    PyObject *aio = PyImport_ImportModule("asyncio");
+    a->task_type = aio ? PyObject_GetAttrString(aio, "Task") : NULL;
+    Py_XDECREF(aio);
+    a->task_kwnames = Py_BuildValue("(ss)", "loop", "name");
+    if (!a->create_future || !a->create_task || !a->get_task_factory || !a->task_type ||
+        !a->task_kwnames)
+        return -1;
     static const char *const sk[] = {"type",      "asgi",       "http_version", "method",
                                      "scheme",    "path",       "raw_path",     "query_string",
                                      "root_path", "headers",    "client",       "server",
