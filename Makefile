@@ -29,7 +29,7 @@ DEB_TEST    := python3-pytest python3-requests python3-flask python3-django curl
                python3-websockets python3-starlette python3-fastapi python3-uvloop python3-anyio python3-venv systemd
 DEB_BENCH   := wrk gunicorn uwsgi uwsgi-plugin-python3 nginx-light python3-uvicorn python3-httptools python3-uvloop python3-hypercorn valgrind strace
 
-.PHONY: all deps deps-bench run test unit asan-unit asan-pytest pytest fuzz fuzz-long bench format clean
+.PHONY: all deps deps-bench run test check-api unit asan-unit asan-pytest pytest fuzz fuzz-long bench format clean
 
 all: $(BUILD)/gallop $(BUILD)/gallop-python.so
 
@@ -124,13 +124,20 @@ pytest: all
 	GALLOP_BIN=$(abspath $(BUILD)/gallop) $(PYTHON) -m pytest -q tests/py
 
 # The protocol tests again, against gallop built with ASan/UBSan.
-ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py tests/py/test_asgi_http.py tests/py/test_asgi_ws.py
+ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py tests/py/test_wsgi_misbehave.py tests/py/test_bridge.py tests/py/test_asgi_http.py tests/py/test_asgi_ws.py
 asan-pytest: $(BUILD)/asan/gallop $(BUILD)/asan/gallop-python.so
 	GALLOP_BIN=$(abspath $(BUILD)/asan/gallop) ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:quarantine_size_mb=8 \
 	  UBSAN_OPTIONS=print_stacktrace=1 $(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_PYTEST)
 
+# The bridge uses public CPython API only, so it builds on 3.12 and 3.13 too:
+# no underscore-prefixed Py symbol (they change or vanish between versions).
+check-api:
+	@if grep -nE '(^|[^A-Za-z0-9])_Py[A-Za-z0-9_]' src/py/*.[ch]; then \
+	  echo "check-api: private CPython API in src/py (above): use the public API"; exit 1; fi
+	@echo "check-api: src/py uses public CPython API only"
+
 test: deps
-	$(MAKE) all unit asan-unit fuzz asan-pytest
+	$(MAKE) check-api all unit asan-unit fuzz asan-pytest
 	$(MAKE) pytest
 
 bench: deps deps-bench all

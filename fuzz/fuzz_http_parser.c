@@ -1,7 +1,9 @@
 /* libFuzzer driver for core/http_parser: the head parser must stay inside its
- * input, report consistent results for prefixes of the same bytes, and the
- * chunked decoder must give the same result however its input is split, in
- * place or not, with a roomy or a tiny output buffer. */
+ * input, report consistent results for prefixes of the same bytes, give the
+ * same result fed in random pieces (resuming, with the buffer moved and the
+ * headers array scribbled on between calls) as parsed whole, and the chunked
+ * decoder must give the same result however its input is split, in place or
+ * not, with a roomy or a tiny output buffer. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,7 +18,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const gp_http_limits LIM = {200, 20, 120};
+static const gp_http_limits LIM = {200, 20, 120, 600};
 
 static bool inside(const char *p, size_t n, const char *buf, size_t len)
 {
@@ -49,6 +51,7 @@ static void check_head(const char *buf, size_t len, size_t cap, gp_http_request 
     CHECK(inside(req->target, req->target_len, buf, (size_t)r) && req->target_len > 0);
     CHECK(inside(req->path, req->path_len, buf, (size_t)r) ||
           (req->path_len == 1 && req->path[0] == '/'));
+    CHECK((size_t)r <= LIM.max_head);
     if (req->query) CHECK(inside(req->query, req->query_len, buf, (size_t)r));
     if (req->host) CHECK(inside(req->host, req->host_len, buf, (size_t)r));
     CHECK(req->host || req->version_minor == 0);
@@ -59,7 +62,10 @@ static void check_head(const char *buf, size_t len, size_t cap, gp_http_request 
     CHECK(req->content_length <= (uint64_t)INT64_MAX);
     for (size_t i = 0; i < req->num_headers; i++) {
         const gp_http_header *h = &req->headers[i];
-        CHECK(inside(h->name, h->name_len, buf, (size_t)r) && h->name_len > 0);
+        /* an absolute-form request without Host gets a "Host" entry */
+        CHECK((inside(h->name, h->name_len, buf, (size_t)r) && h->name_len > 0) ||
+              (h->name_len == 4 && memcmp(h->name, "Host", 4) == 0 && req->host &&
+               h->value == req->host));
         CHECK(inside(h->value, h->value_len, buf, (size_t)r));
         CHECK(h->name_len + 1 <= LIM.max_field_size);
         for (size_t j = 0; j < h->value_len; j++)
@@ -69,6 +75,59 @@ static void check_head(const char *buf, size_t len, size_t cap, gp_http_request 
             CHECK(h->value[h->value_len - 1] != ' ' && h->value[h->value_len - 1] != '\t');
         }
     }
+}
+
+/* Parses src[0..size) fed in pieces whose ends come from a small PRNG seeded
+ * by `seed`, each call on a fresh exact-size copy (offsets, not pointers, must
+ * carry over) with the headers array scribbled on in between; the result must
+ * be the one of parsing it whole (whole_r, *whole, which points into wbuf). */
+static void check_splits(const char *src, size_t size, size_t cap, uint32_t seed, int whole_r,
+                         const gp_http_request *whole, const char *wbuf)
+{
+    gp_http_head_state st;
+    memset(&st, 0, sizeof st);
+    gp_http_header hdr[64];
+    gp_http_request req;
+    char *b = NULL;
+    size_t len = 0;
+    int r = 0;
+    for (;;) {
+        seed = seed * 1103515245u + 12345u;
+        size_t step = 1 + ((seed >> 16) % 9 == 0 ? (seed >> 8) % 64 : (seed >> 16) % 4);
+        len = len + step > size ? size : len + step;
+        free(b);
+        b = malloc(len ? len : 1);
+        memcpy(b, src, len);
+        memset(hdr, 0x5a, sizeof hdr);
+        req.headers = hdr;
+        req.num_headers = cap;
+        r = gp_http_parse_head(&st, b, len, &req, &LIM);
+        if (r != 0 || len == size) break;
+        CHECK(req.num_headers == cap);
+    }
+    CHECK(r == whole_r);
+    if (r > 0) {
+        check_head(b, len, cap, &req, r);
+        CHECK(req.num_headers == whole->num_headers && req.body == whole->body &&
+              req.content_length == whole->content_length &&
+              req.keep_alive == whole->keep_alive && req.upgrade == whole->upgrade &&
+              req.expect_continue == whole->expect_continue &&
+              req.version_minor == whole->version_minor);
+        CHECK(req.method - b == whole->method - wbuf && req.method_len == whole->method_len);
+        CHECK(req.target - b == whole->target - wbuf && req.target_len == whole->target_len);
+        CHECK(req.path_len == whole->path_len && memcmp(req.path, whole->path, req.path_len) == 0);
+        CHECK((req.query == NULL) == (whole->query == NULL) && req.query_len == whole->query_len);
+        CHECK((req.host == NULL) == (whole->host == NULL) && req.host_len == whole->host_len);
+        if (req.host) CHECK(req.host - b == whole->host - wbuf);
+        for (size_t i = 0; i < req.num_headers; i++) {
+            const gp_http_header *x = &req.headers[i], *y = &whole->headers[i];
+            CHECK(x->name_len == y->name_len && memcmp(x->name, y->name, x->name_len) == 0);
+            CHECK(x->value - b == y->value - wbuf && x->value_len == y->value_len);
+        }
+        /* resuming scans each byte a bounded number of times */
+        CHECK(st.scanned <= 4 * (size_t)r + 128);
+    }
+    free(b);
 }
 
 typedef struct {
@@ -140,6 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     req.num_headers = cap;
     int r = gp_http_parse_request(buf, size, &req, &LIM);
     check_head(buf, size, cap, &req, r);
+    check_splits(src, size, cap, (uint32_t)size * 2654435761u ^ sel, r, &req, buf);
 
     /* prefixes: a complete head is 0 until its last byte, and stands alone */
     gp_http_request req2;

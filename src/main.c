@@ -84,10 +84,11 @@ static void raise_fd_limit(void)
 
 int main(int argc, char **argv)
 {
+    gp_master_block_signals();
     gp_config cfg;
     int r = gp_config_load(&cfg, argc, argv);
     if (r) return r > 0 ? GP_EXIT_OK : GP_EXIT_USAGE;
-    if (find_bridge() < 0) return GP_EXIT_ERROR;
+    if (find_bridge() < 0) return GP_EXIT_BOOT_ERROR; /* README: 3, no worker could boot */
     raise_fd_limit();
     if (cfg.chdir && chdir(cfg.chdir) < 0) {
         fprintf(stderr, "gallop: error: cannot change directory to '%s': %s\n", cfg.chdir,

@@ -31,6 +31,8 @@ static const char usage_text[] =
     "      --venv DIR               use this virtual environment (default $VIRTUAL_ENV)\n"
     "      --root-path PATH         SCRIPT_NAME the app is mounted at\n"
     "      --backlog N              listen backlog (2048)\n"
+    "      --worker-connections N   connections one worker holds before it stops accepting\n"
+    "                               (1000)\n"
     "      --graceful-timeout S     seconds workers get to finish on TERM (30)\n"
     "      --keep-alive S           seconds an idle keep-alive connection is kept (5)\n"
     "      --workers-formula F      what auto means: cores (default) or 2cores+1 (blocking apps)\n"
@@ -58,6 +60,13 @@ static const char usage_text[] =
     "      --limit-request-fields N max header fields (100; at most 256)\n"
     "      --limit-request-field_size N  max bytes of one header line (8190; 0: 65536)\n"
     "      --limit-request-body N   max request body bytes (0: unlimited)\n"
+    "      --limit-request-head N   max bytes of a whole request head (65536; 1024 to 16777216)\n"
+    "      --header-timeout S       408 when a request head takes longer than S (30)\n"
+    "      --body-timeout S         408 when no request-body byte comes for S seconds (30)\n"
+    "      --send-timeout S         close when a client takes no response byte for S (60)\n"
+    "      --body-buffer-size N     sync WSGI: read the body before the app runs, in memory\n"
+    "                               up to N bytes, beyond in a temp file (1048576; 0: the\n"
+    "                               app reads it from the socket as it arrives)\n"
     "      --log-level LEVEL        debug, info, warning, error, critical (info)\n"
     "      --access-log FILE|-      write an access log (off by default)\n"
     "      --error-log FILE|-       where the error log goes (- : stderr)\n"
@@ -79,6 +88,7 @@ enum {
     OPT_LRF,
     OPT_LRFS,
     OPT_LRB,
+    OPT_LRH,
     OPT_LOGLEVEL,
     OPT_ACCESS,
     OPT_ERROR,
@@ -107,6 +117,11 @@ enum {
     OPT_WSPING,
     OPT_WSPINGTO,
     OPT_CONFIG,
+    OPT_HEADERTO,
+    OPT_BODYTO,
+    OPT_SENDTO,
+    OPT_BODYBUF,
+    OPT_WORKERCONNS,
 };
 
 static const struct option long_opts[] = {
@@ -116,6 +131,7 @@ static const struct option long_opts[] = {
     {"chdir", required_argument, 0, OPT_CHDIR},
     {"pythonpath", required_argument, 0, OPT_PYTHONPATH},
     {"backlog", required_argument, 0, OPT_BACKLOG},
+    {"worker-connections", required_argument, 0, OPT_WORKERCONNS},
     {"graceful-timeout", required_argument, 0, OPT_GRACEFUL},
     {"keep-alive", required_argument, 0, OPT_KEEPALIVE},
     {"limit-request-line", required_argument, 0, OPT_LRL},
@@ -123,6 +139,7 @@ static const struct option long_opts[] = {
     {"limit-request-field_size", required_argument, 0, OPT_LRFS},
     {"limit-request-field-size", required_argument, 0, OPT_LRFS},
     {"limit-request-body", required_argument, 0, OPT_LRB},
+    {"limit-request-head", required_argument, 0, OPT_LRH},
     {"log-level", required_argument, 0, OPT_LOGLEVEL},
     {"access-log", required_argument, 0, OPT_ACCESS},
     {"access-logfile", required_argument, 0, OPT_ACCESS},
@@ -153,6 +170,10 @@ static const struct option long_opts[] = {
     {"ws-max-size", required_argument, 0, OPT_WSMAX},
     {"ws-ping-interval", required_argument, 0, OPT_WSPING},
     {"ws-ping-timeout", required_argument, 0, OPT_WSPINGTO},
+    {"header-timeout", required_argument, 0, OPT_HEADERTO},
+    {"body-timeout", required_argument, 0, OPT_BODYTO},
+    {"send-timeout", required_argument, 0, OPT_SENDTO},
+    {"body-buffer-size", required_argument, 0, OPT_BODYBUF},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -211,11 +232,13 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->backlog = 2048;
+    cfg->worker_connections = 1000;
     cfg->graceful_timeout = 30;
     cfg->keep_alive = 5;
     cfg->limit_request_line = 4094;
     cfg->limit_request_fields = 100;
     cfg->limit_request_field_size = 8190;
+    cfg->limit_request_head = 65536;
     cfg->log_level = GP_LOG_INFO;
     cfg->timeout = 30;
     cfg->threads = 1;
@@ -228,6 +251,10 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->ws_max_size = 16u << 20;
     cfg->ws_ping_interval = 20;
     cfg->ws_ping_timeout = 20;
+    cfg->header_timeout = 30;
+    cfg->body_timeout = 30;
+    cfg->send_timeout = 60;
+    cfg->body_buffer_size = 1u << 20;
     bool twice_plus_one = false;
     const char *workers = NULL;
     unsigned long long v;
@@ -325,6 +352,23 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             if (parse_seconds(optarg, &cfg->ws_ping_timeout))
                 return fail("invalid --ws-ping-timeout '%s'%s", optarg, "");
             break;
+        case OPT_HEADERTO:
+            if (parse_seconds(optarg, &cfg->header_timeout) || cfg->header_timeout <= 0)
+                return fail("invalid --header-timeout '%s' (seconds, more than 0)%s", optarg, "");
+            break;
+        case OPT_BODYTO:
+            if (parse_seconds(optarg, &cfg->body_timeout) || cfg->body_timeout <= 0)
+                return fail("invalid --body-timeout '%s' (seconds, more than 0)%s", optarg, "");
+            break;
+        case OPT_SENDTO:
+            if (parse_seconds(optarg, &cfg->send_timeout) || cfg->send_timeout <= 0)
+                return fail("invalid --send-timeout '%s' (seconds, more than 0)%s", optarg, "");
+            break;
+        case OPT_BODYBUF:
+            if (parse_ull(optarg, 1ull << 40, &v))
+                return fail("invalid --body-buffer-size '%s' (bytes, 0 to 2^40)%s", optarg, "");
+            cfg->body_buffer_size = (size_t)v;
+            break;
         case OPT_USER: cfg->user = optarg; break;
         case OPT_GROUP: cfg->group = optarg; break;
         case OPT_UMASK: {
@@ -340,6 +384,11 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             if (parse_ull(optarg, INT_MAX, &v) || v < 1)
                 return fail("invalid --backlog '%s'%s", optarg, "");
             cfg->backlog = (int)v;
+            break;
+        case OPT_WORKERCONNS:
+            if (parse_ull(optarg, 1000000, &v) || v < 1)
+                return fail("invalid --worker-connections '%s' (1 to 1000000)%s", optarg, "");
+            cfg->worker_connections = (size_t)v;
             break;
         case OPT_GRACEFUL:
             if (parse_seconds(optarg, &cfg->graceful_timeout))
@@ -368,6 +417,11 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             if (parse_ull(optarg, ULLONG_MAX, &v))
                 return fail("invalid --limit-request-body '%s'%s", optarg, "");
             cfg->limit_request_body = v;
+            break;
+        case OPT_LRH:
+            if (parse_ull(optarg, 16u << 20, &v) || v < 1024)
+                return fail("invalid --limit-request-head '%s' (1024 to 16777216)%s", optarg, "");
+            cfg->limit_request_head = v;
             break;
         case OPT_LOGLEVEL:
             if ((cfg->log_level = gp_log_level_parse(optarg)) < 0)
@@ -460,12 +514,11 @@ int gp_config_load(gp_config *cfg, int argc, char **argv)
     if (!file) return gp_config_parse(cfg, argc, argv);
     FILE *f = fopen(file, "r");
     if (!f) return fail("cannot read config file '%s': %s", file, strerror(errno));
-    char **all = calloc((size_t)argc + 512, sizeof *all);
-    if (!all) {
-        fclose(f);
-        return fail("out of memory%s%s", "", "");
-    }
-    int n = 0, lineno = 0;
+    /* the file's flags, then the command line's: grown as lines come */
+    size_t cap = (size_t)argc + 64, n = 0;
+    char **all = malloc(cap * sizeof *all);
+    int lineno = 0, r = -1;
+    if (!all) goto oom;
     all[n++] = argv[0];
     char line[4096];
     /* a list the command line gives replaces the file's, not adds to it */
@@ -474,7 +527,7 @@ int gp_config_load(gp_config *cfg, int argc, char **argv)
         cli_binds |= strcmp(argv[i], "-b") == 0 || strncmp(argv[i], "--bind", 6) == 0;
         cli_paths |= strncmp(argv[i], "--pythonpath", 12) == 0;
     }
-    while (fgets(line, sizeof line, f) && n < argc + 500) {
+    while (fgets(line, sizeof line, f)) {
         char *flag = line_to_flag(line, file, ++lineno);
         if (!flag) continue;
         if ((cli_binds && strncmp(flag, "--bind", 6) == 0) ||
@@ -482,12 +535,28 @@ int gp_config_load(gp_config *cfg, int argc, char **argv)
             free(flag);
             continue;
         }
+        if (n + (size_t)argc + 1 > cap) {
+            char **more = realloc(all, 2 * cap * sizeof *all);
+            if (!more) {
+                free(flag);
+                goto oom;
+            }
+            all = more;
+            cap *= 2;
+        }
         all[n++] = flag;
     }
     fclose(f);
+    f = NULL;
     for (int i = 1; i < argc; i++) all[n++] = argv[i];
-    int r = gp_config_parse(cfg, n, all);
+    all[n] = NULL;
+    r = gp_config_parse(cfg, (int)n, all);
     cfg->argv = argv; /* USR2 and HUP start again from what was given */
     cfg->argc = argc;
+    cfg->file_args = all; /* kept: the strings cfg points to are in it */
     return r;
+oom:
+    if (f) fclose(f);
+    free(all);
+    return fail("out of memory reading config file '%s'%s", file, "");
 }

@@ -33,12 +33,14 @@ typedef struct {
     const char *venv;      /* --venv, else $VIRTUAL_ENV, else NULL */
     const char *root_path; /* SCRIPT_NAME prefix */
     int backlog;
+    size_t worker_connections; /* a worker stops accepting while it holds this many */
     double graceful_timeout; /* seconds */
     double keep_alive;       /* idle seconds before closing */
     size_t limit_request_line;
     size_t limit_request_fields;
     size_t limit_request_field_size;
     unsigned long long limit_request_body; /* 0: unlimited */
+    size_t limit_request_head;             /* bytes of a whole request head (431 past it) */
     int log_level;
     const char *access_log; /* NULL: off; "-": stdout */
     const char *error_log;  /* NULL or "-": stderr */
@@ -58,12 +60,19 @@ typedef struct {
     char **argv;              /* as given: USR2 re-executes it, HUP re-reads it */
     int argc;
     const char *config_file;        /* -c/--config: flags, one per line */
+    char **file_args;               /* its lines as flags, which strings here may point into */
     int limit_concurrency;          /* async apps: 503 past this many in progress; 0: none */
     const char *interface;          /* auto, wsgi, asgi, asgi2 */
     const char *loop;               /* auto, asyncio, uvloop */
     const char *lifespan;           /* auto, on, off */
     unsigned long long ws_max_size; /* bytes in one WebSocket message */
     double ws_ping_interval, ws_ping_timeout; /* seconds; 0: no pings */
+    /* request bodies and slow clients */
+    double header_timeout;   /* seconds for a whole request head */
+    double body_timeout;     /* seconds without a request-body byte */
+    double send_timeout;     /* seconds a client may take no response byte */
+    size_t body_buffer_size; /* sync WSGI: body held in memory up to this, then on disk;
+                                0: the app reads it from the socket as it comes */
 } gp_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed and

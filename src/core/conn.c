@@ -1,5 +1,7 @@
 /* conn: one connection's HTTP/1.x work in the worker: reading heads, handing
  * requests to the app bridge, the request body, response framing and writing.
+ * A sync app's body is read whole in the loop before the app runs (held in a
+ * gp_body, body.c), so a slow uploader never holds the worker.
  *
  * Never blocks the loop except inside the app's own body reads and write()
  * calls, which are the WSGI contract. Never buffers a whole response: at most
@@ -7,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +24,53 @@
 
 #define ALOG_FIELD 512
 #define SENDFILE_MAX (1 << 20)
+
+static void write_access_log(gp_conn *c);
+
+/* ---- deadlines ------------------------------------------------------------ */
+
+/* Whole milliseconds, rounded up: a timer never fires before its deadline. */
+static uint64_t deadline_ms(double at)
+{
+    return (uint64_t)(at * 1000.0) + 1;
+}
+
+/* The heap key only ever moves earlier here; a later deadline is just stored,
+ * and the timer moves itself to it when it fires (on_conn_timer), so pushing
+ * the deadline on every request and write costs no heap work. */
+void gp_conn_set_deadline(gp_conn *c, double at)
+{
+    c->deadline = at;
+    uint64_t ms = deadline_ms(at);
+    if (!gp_timer_armed(&c->timer) || ms < c->timer.at) gp_timer_set(&c->w->timers, &c->timer, ms);
+}
+
+/* flush may run on a request thread, which must not touch the loop's heap:
+ * its store is only read back when the timer fires. */
+static void write_deadline(gp_conn *c)
+{
+    double at = c->w->now + c->w->cfg->send_timeout;
+    if (c->tslot) c->deadline = at;
+    else gp_conn_set_deadline(c, at);
+}
+
+static void on_conn_timer(gp_timer *t)
+{
+    gp_conn *c = (gp_conn *)((char *)t - offsetof(gp_conn, timer));
+    gp_worker *w = c->w;
+    uint64_t due = deadline_ms(c->deadline);
+    if (c->state == CS_THREAD) { /* its thread owns it: look again in a second */
+        gp_timer_set(&w->timers, t, w->now_ms + 1000);
+        return;
+    }
+    if (due > w->now_ms) { /* postponed since it was armed */
+        gp_timer_set(&w->timers, t, due);
+        return;
+    }
+    gp_conn_on_timeout(c);
+    /* still open with a deadline that did not move: never a busy loop */
+    if (!c->dead && !gp_timer_armed(t)) gp_timer_set(&w->timers, t, w->now_ms + 1000);
+}
 
 /* ---- connection lifetime ---------------------------------------------- */
 
@@ -38,12 +88,14 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     c->peer = *peer;
     c->peer_len = peer_len;
     c->file_fd = -1;
+    gp_body_init(&c->held, NULL);
     c->state = CS_HEAD;
-    c->deadline = w->now + w->cfg->keep_alive;
+    c->timer.cb = on_conn_timer;
     if (gp_loop_watch(&w->loop, &c->io, EPOLLIN) < 0) {
         free(c);
         return NULL;
     }
+    gp_conn_set_deadline(c, w->now + w->cfg->keep_alive);
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;
@@ -60,19 +112,46 @@ static void release_buffer(gp_worker *w, char **buf, size_t *cap)
     *cap = 0;
 }
 
+/* Drops a body read ahead of the app, and the copy of its head. */
+static void held_release(gp_conn *c)
+{
+    if (c->held_head) {
+        free(c->held_head);
+        c->held_head = NULL;
+    }
+    if (c->held.mem || c->held.fd >= 0) gp_body_free(&c->held);
+    c->body_held = false;
+}
+
+static void to_thread(gp_conn *c, enum gp_thread_job job);
+
 /* Closes now; the memory is recycled after this loop turn, since the batch of
- * events being handled may still name this connection. */
+ * events being handled may still name this connection. With request threads,
+ * a response the app still owns is first handed to a thread to release. */
 void gp_conn_close(gp_conn *c)
 {
     gp_worker *w = c->w;
     if (c->dead) return;
+    if (c->state == CS_APP_WAIT && w->pool) {
+        /* the app's response state is Python's: a request thread releases
+         * it (abort), then the connection closes for real on its way back */
+        c->broken = true;
+        to_thread(c, GP_JOB_ABORT);
+        return;
+    }
     if ((c->state == CS_APP_WAIT || c->state == CS_ASYNC) && w->ops->abort)
         w->ops->abort(w->app, c);
     if (c->state == CS_ASYNC) w->active_async--;
     c->dead = true;
-    close(c->io.fd); /* leaves epoll by itself: no other process shares it */
+    if (c->alog_pending && w->access_fd >= 0) write_access_log(c); /* cut off mid-response */
+    /* out of epoll before the close: a child the app forked may hold a copy
+     * of the descriptor, and the registration would outlive our close */
+    gp_loop_unwatch(&w->loop, &c->io);
+    close(c->io.fd);
+    gp_timer_stop(&w->timers, &c->timer);
     release_buffer(w, &c->buf, &c->cap);
     release_buffer(w, &c->out, &c->out_cap);
+    held_release(c);
     free(c->alog);
     c->alog = NULL;
     gp_ws_session_free(c);
@@ -169,16 +248,29 @@ static int wait_fd(gp_conn *c, short events, int timeout_ms)
 }
 
 static int flush(gp_conn *c);
+static void async_idle_deadline(gp_conn *c);
 
-/* flush, waiting for the socket as long as the client takes bytes. */
+/* flush, waiting for the socket as long as the client takes bytes. On a
+ * request thread the wait is not the request's own time: its --timeout clock
+ * stops meanwhile (and resumes where it was). */
 static int flush_blocking(gp_conn *c)
 {
     int r;
-    while ((r = flush(c)) == GP_AGAIN)
-        if (wait_fd(c, POLLOUT, (int)(GP_WRITE_TIMEOUT_S * 1000)) <= 0) {
+    while ((r = flush(c)) == GP_AGAIN) {
+        uint64_t ran = 0, t0 = 0;
+        if (c->tslot) {
+            t0 = gp_monotonic_ms();
+            ran = atomic_exchange_explicit(&c->tslot->started_ms, 0, memory_order_acq_rel);
+        }
+        int n = wait_fd(c, POLLOUT, (int)(c->w->cfg->send_timeout * 1000));
+        if (ran)
+            atomic_store_explicit(&c->tslot->started_ms, ran + (gp_monotonic_ms() - t0),
+                                  memory_order_release);
+        if (n <= 0) {
             c->broken = true;
             return GP_ERROR;
         }
+    }
     return r;
 }
 
@@ -200,7 +292,7 @@ static int flush(gp_conn *c)
                 c->broken = true;
                 return GP_ERROR;
             }
-            c->deadline = c->w->now + GP_WRITE_TIMEOUT_S;
+            write_deadline(c);
             size_t k = (size_t)n;
             size_t from_out = k < out_left ? k : out_left;
             c->out_pos += from_out;
@@ -221,7 +313,7 @@ static int flush(gp_conn *c)
                 c->broken = true;
                 return GP_ERROR;
             }
-            c->deadline = c->w->now + GP_WRITE_TIMEOUT_S;
+            write_deadline(c);
             c->file_left -= (uint64_t)n;
         } else if (c->pend_crlf) {
             c->pend_crlf = false;
@@ -230,6 +322,7 @@ static int flush(gp_conn *c)
         } else {
             c->pend = NULL;
             c->file_fd = -1;
+            if (c->state == CS_ASYNC) async_idle_deadline(c);
             return GP_OK;
         }
     }
@@ -237,11 +330,10 @@ static int flush(gp_conn *c)
 
 static void async_rewatch(gp_conn *c);
 
-/* After queueing output: a request thread waits for the socket; an async app
- * is told through resume once it drained. */
+/* After queueing output: an async app is told through resume once the socket
+ * drained; a WSGI app returns GP_APP_PENDING, on the loop or on a thread. */
 static int finish_write(gp_conn *c)
 {
-    if (c->blocking) return flush_blocking(c);
     int r = flush(c);
     if (r == GP_AGAIN && c->state == CS_ASYNC) async_rewatch(c);
     return r;
@@ -476,7 +568,6 @@ static size_t chunk_prefix(char *dst, uint64_t n)
  * than it sends would otherwise desynchronise the stream. */
 static size_t clip_to_length(gp_conn *c, size_t len)
 {
-    c->resp_bytes += len;
     if (c->resp_has_length) {
         if (len > c->resp_left) {
             len = (size_t)c->resp_left;
@@ -484,6 +575,7 @@ static size_t clip_to_length(gp_conn *c, size_t len)
         }
         c->resp_left -= len;
     }
+    if (!c->no_body) c->resp_bytes += len;
     return len;
 }
 
@@ -511,10 +603,11 @@ int gp_conn_write(gp_conn *c, const void *data, size_t len)
     return finish_write(c);
 }
 
+/* Written means on the socket, not just copied: WSGI's write() streams. */
 int gp_conn_write_all(gp_conn *c, const void *data, size_t len)
 {
     int r = gp_conn_write(c, data, len);
-    return r == GP_AGAIN ? flush_blocking(c) : r;
+    return r == GP_ERROR ? r : flush_blocking(c);
 }
 
 int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len)
@@ -595,10 +688,14 @@ static ssize_t body_fail(gp_conn *c, int code, int status)
     return code;
 }
 
-/* Waits for input. Returns 1 when readable, or a GP_BODY_* code. */
+/* Waits for input. Returns 1 when readable, or a GP_BODY_* code. Gives up
+ * before --timeout would kill the worker over this wait. */
 static int wait_readable(gp_conn *c)
 {
-    int n = wait_fd(c, POLLIN, GP_BODY_TIMEOUT_MS);
+    const gp_config *cfg = c->w->cfg;
+    double s = cfg->body_timeout;
+    if (cfg->timeout > 0 && s > cfg->timeout * 0.75) s = cfg->timeout * 0.75;
+    int n = wait_fd(c, POLLIN, (int)(s * 1000));
     if (n == 0) return GP_BODY_TIMEOUT;
     return n < 0 ? GP_BODY_CLOSED : 1;
 }
@@ -646,7 +743,12 @@ static ssize_t body_recv(gp_conn *c, char *dst, size_t n, bool block)
 
 static ssize_t body_read(gp_conn *c, char *dst, size_t n, bool block)
 {
+    if (c->body_held) {
+        ssize_t r = gp_body_read(&c->held, dst, n);
+        return r < 0 ? body_fail(c, GP_BODY_BAD, 500) : r;
+    }
     if (c->body_done || n == 0) return 0;
+    if (c->body_late) return body_fail(c, GP_BODY_TIMEOUT, 408);
     if (c->expect_continue && !c->continue_sent && !c->head_sent && c->rpos == c->len)
         send_continue(c);
     if (c->body_kind == GP_HTTP_BODY_LENGTH) {
@@ -657,6 +759,9 @@ static ssize_t body_read(gp_conn *c, char *dst, size_t n, bool block)
             got = (ssize_t)(avail < n ? avail : n);
             memcpy(dst, c->buf + c->rpos, (size_t)got);
             c->rpos += (size_t)got;
+            /* all taken: the room is free again (an async app's loop reads
+             * into it while the app runs, and stops once it is full) */
+            if (c->rpos == c->len) c->rpos = c->len = c->head_len = 0;
         } else {
             got = body_recv(c, dst, n, block);
             if (got == GP_BODY_AGAIN) return got;
@@ -704,12 +809,12 @@ ssize_t gp_conn_body_read_nb(gp_conn *c, char *dst, size_t n)
 
 int gp_conn_body_done(gp_conn *c)
 {
-    return c->body_done;
+    return c->body_held ? gp_body_left(&c->held) == 0 : c->body_done;
 }
 
 int gp_conn_body_would_block(gp_conn *c)
 {
-    return !c->body_done && c->rpos == c->len;
+    return !c->body_held && !c->body_done && c->rpos == c->len;
 }
 
 int gp_conn_body_error_status(gp_conn *c)
@@ -719,38 +824,36 @@ int gp_conn_body_error_status(gp_conn *c)
 
 /* ---- request heads and the response cycle ------------------------------- */
 
-static void copy_field(char **p, const char *end, const char *s, size_t n)
-{
-    size_t room = (size_t)(end - *p) - 1;
-    if (n > room) n = room;
-    memcpy(*p, s, n);
-    (*p)[n] = 0;
-    *p += n + 1;
-}
-
-/* Keeps what the access log needs, since the head is gone by the end. */
+/* Keeps what the access log needs, since the head is gone by the end: the
+ * request line, user, referer and user agent, escaped, one after another. */
 static void remember_for_log(gp_conn *c, const gp_http_request *req)
 {
-    if (!c->alog && !(c->alog = malloc(3 * ALOG_FIELD))) return;
-    char *p = c->alog, *end = c->alog + 3 * ALOG_FIELD;
+    if (!c->alog && !(c->alog = malloc(4 * ALOG_FIELD))) return;
+    char *p = c->alog;
     size_t line_len = (size_t)(req->target + req->target_len - req->method) + 9;
-    copy_field(&p, c->alog + ALOG_FIELD, req->method, line_len);
-    const char *ref = "-", *ua = "-";
-    size_t ref_len = 1, ua_len = 1;
+    p += gp_log_escape(p, ALOG_FIELD, req->method, line_len) + 1;
+    const gp_http_header *ref = NULL, *ua = NULL, *auth = NULL;
     for (size_t i = 0; i < req->num_headers; i++) {
         const gp_http_header *h = &req->headers[i];
-        if (gp_http_token_eq(h->name, h->name_len, "referer"))
-            ref = h->value, ref_len = h->value_len;
-        else if (gp_http_token_eq(h->name, h->name_len, "user-agent"))
-            ua = h->value, ua_len = h->value_len;
+        if (gp_http_token_eq(h->name, h->name_len, "referer")) ref = h;
+        else if (gp_http_token_eq(h->name, h->name_len, "user-agent")) ua = h;
+        else if (gp_http_token_eq(h->name, h->name_len, "authorization")) auth = h;
     }
-    copy_field(&p, c->alog + 2 * ALOG_FIELD, ref, ref_len);
-    copy_field(&p, end, ua, ua_len);
+    if (!auth || !gp_log_basic_user(p, ALOG_FIELD, auth->value, auth->value_len)) strcpy(p, "-");
+    p += strlen(p) + 1;
+    if (ref) p += gp_log_escape(p, ALOG_FIELD, ref->value, ref->value_len) + 1;
+    else p += strlen(strcpy(p, "-")) + 1;
+    if (ua) gp_log_escape(p, ALOG_FIELD, ua->value, ua->value_len);
+    else strcpy(p, "-");
+    c->alog_pending = true;
 }
 
+/* One line in gunicorn's default format, for a response that completed or
+ * was cut off; the size is the body bytes that left (clipped to the
+ * Content-Length, none for HEAD), "0" for none as gunicorn writes it. */
 static void write_access_log(gp_conn *c)
 {
-    char host[64] = "-", line[2 * 3 * ALOG_FIELD], tbuf[40];
+    char host[64] = "-", line[2 * 4 * ALOG_FIELD], tbuf[40];
     const struct sockaddr *sa = (const struct sockaddr *)&c->peer;
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof host);
@@ -760,19 +863,30 @@ static void write_access_log(gp_conn *c)
     struct tm tm;
     localtime_r(&t, &tm);
     strftime(tbuf, sizeof tbuf, "%d/%b/%Y:%H:%M:%S %z", &tm);
-    const char *rl = "-", *ref = "-", *ua = "-";
-    if (c->alog) {
+    const char *rl = "-", *user = "-", *ref = "-", *ua = "-";
+    if (c->alog && c->alog_pending) {
         rl = c->alog;
-        ref = rl + strlen(rl) + 1;
+        user = rl + strlen(rl) + 1;
+        ref = user + strlen(user) + 1;
         ua = ref + strlen(ref) + 1;
     }
-    char bytes[24] = "-";
-    if (c->resp_bytes) snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)c->resp_bytes);
-    int n = snprintf(line, sizeof line, "%s - - [%s] \"%s\" %d %s \"%s\" \"%s\"\n", host, tbuf, rl,
-                     c->status, bytes, ref, ua);
+    c->alog_pending = false;
+    uint64_t unsent = c->pend_len + c->file_left; /* a cut-off response's known rest */
+    uint64_t sent = c->resp_bytes > unsent ? c->resp_bytes - unsent : 0;
+    int n = snprintf(line, sizeof line, "%s - %s [%s] \"%s\" %d %llu \"%s\" \"%s\"\n", host, user,
+                     tbuf, rl, c->status, (unsigned long long)sent, ref, ua);
     if (n > (int)sizeof line - 1) n = (int)sizeof line - 1;
-    ssize_t r = write(c->w->access_fd, line, (size_t)n);
-    (void)r;
+    gp_worker *w = c->w;
+    ssize_t r;
+    do r = write(w->access_fd, line, (size_t)n);
+    while (r < 0 && errno == EINTR);
+    if (r == n) {
+        w->access_log_failed = false;
+    } else if (!w->access_log_failed) { /* once, not a line per request */
+        w->access_log_failed = true;
+        gp_warn("cannot write the access log: %s; lines are lost until it can be written again",
+                r < 0 ? strerror(errno) : "short write");
+    }
 }
 
 static void serve_buffered(gp_conn *c);
@@ -796,7 +910,7 @@ static void linger_close(gp_conn *c)
     }
     shutdown(c->io.fd, SHUT_WR);
     c->state = CS_LINGER;
-    c->deadline = c->w->now + GP_LINGER_S;
+    gp_conn_set_deadline(c, c->w->now + GP_LINGER_S);
     c->body_total = 0;
     watch(c, EPOLLIN);
 }
@@ -813,7 +927,11 @@ static void response_complete(gp_conn *c)
     release_buffer(w, &c->out, &c->out_cap);
     c->out_len = c->out_pos = 0;
     c->app_state = NULL;
-    if (!c->keep_alive || w->stopping) {
+    if (c->held_head) held_release(c);
+    /* a response that did not say close keeps the connection even while
+     * stopping: the client may already be sending its next request, which
+     * is answered with Connection: close */
+    if (!c->keep_alive) {
         linger_close(c);
         return;
     }
@@ -824,7 +942,9 @@ static void response_complete(gp_conn *c)
     c->rpos = c->head_len = 0;
     if (!rest) release_buffer(w, &c->buf, &c->cap);
     c->state = CS_HEAD;
-    c->deadline = w->now + (rest ? GP_HEAD_TIMEOUT_S : w->cfg->keep_alive);
+    double idle = rest ? w->cfg->header_timeout : w->cfg->keep_alive;
+    if (w->stopping && !rest && idle > GP_STOP_IDLE_S) idle = GP_STOP_IDLE_S;
+    gp_conn_set_deadline(c, w->now + idle);
     watch(c, EPOLLIN);
 }
 
@@ -835,7 +955,8 @@ static void after_app(gp_conn *c, gp_app_status st)
     if (st == GP_APP_ASYNC) {
         c->state = CS_ASYNC;
         c->w->active_async++;
-        c->deadline = c->w->now + 1e9; /* the app decides how long it takes */
+        gp_conn_set_deadline(c, c->w->now + 1e9); /* the app decides how long it takes */
+        async_idle_deadline(c); /* unless it waits for a body that does not come */
         async_rewatch(c);
         return;
     }
@@ -864,8 +985,41 @@ static void reject(gp_conn *c, int status)
     c->resp_ended = false;
     c->body_done = true;
     c->len = c->rpos = 0; /* what follows a bad head cannot be trusted */
+    c->head.state = 0;
+    /* a lingering connection reads into a scratch buffer: give back what a big
+     * head made us allocate now, not when the linger ends */
+    if (c->cap > GP_IO_BUF_SIZE) release_buffer(c->w, &c->buf, &c->cap);
     gp_conn_send_error(c, status, 1);
     after_app(c, GP_APP_DONE);
+}
+
+static void run_app(gp_conn *c, gp_http_request *req);
+static void hold_body(gp_conn *c, bool on_event);
+
+/* Whether the body is read whole before the app runs: a sync app that would
+ * block the worker on it, and a body not all here yet. */
+static bool must_hold_body(gp_conn *c)
+{
+    gp_worker *w = c->w;
+    if (c->body_done || !w->cfg->body_buffer_size || w->pool || w->ops->runs_as_tasks) return false;
+    return c->body_kind != GP_HTTP_BODY_LENGTH || c->len - c->rpos < c->body_left;
+}
+
+/* Starts reading the body for the app (CS_BODY); the head is kept aside, to
+ * be parsed again once the body is in, since the body may reuse its room. */
+static void begin_hold(gp_conn *c)
+{
+    gp_worker *w = c->w;
+    if (!(c->held_head = malloc(c->head_len))) {
+        reject(c, 500);
+        return;
+    }
+    memcpy(c->held_head, c->buf, c->head_len);
+    c->held_head_len = c->head_len;
+    gp_body_init(&c->held, NULL);
+    c->state = CS_BODY;
+    gp_conn_set_deadline(c, w->now + w->cfg->body_timeout);
+    hold_body(c, false);
 }
 
 static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
@@ -884,6 +1038,7 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         req->body == GP_HTTP_BODY_NONE || (req->body == GP_HTTP_BODY_LENGTH && c->body_left == 0);
     c->body_total = 0;
     c->body_error = 0;
+    c->body_late = false;
     memset(&c->chunked, 0, sizeof c->chunked);
     c->expect_continue = req->expect_continue;
     c->continue_sent = false;
@@ -897,10 +1052,19 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         reject(c, 503);
         return;
     }
+    if (must_hold_body(c)) {
+        begin_hold(c);
+        return;
+    }
+    run_app(c, req);
+}
+
+/* Hands a request whose head (and, when held, body) is in to the app. */
+static void run_app(gp_conn *c, gp_http_request *req)
+{
+    gp_worker *w = c->w;
     if (w->pool) {
-        c->state = CS_THREAD;
-        watch(c, 0);
-        if (!c->dead) gp_pool_submit(w, c);
+        to_thread(c, GP_JOB_START);
         return;
     }
     c->state = CS_APP_WAIT; /* the app owns the response from here */
@@ -919,38 +1083,144 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
     after_app(c, st);
 }
 
-/* On a request thread: the head is parsed again into this thread's array
- * (the loop's is shared), the app runs with blocking writes, and the
- * connection goes back to the loop through gp_conn_thread_done. */
-void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts)
+/* The most body reads one connection gets per loop turn, so a fast upload
+ * does not starve the others. */
+#define HOLD_READS_PER_TURN 64
+
+/* CS_BODY: reads what the socket has into the held body; once it is whole,
+ * runs the app on it. Errors end the request here: 400 (bad chunked), 408
+ * (timeout), 413 (past --limit-request-body), 500 (no room to hold it).
+ * Pipelined requests after it are served here only on_event: from dispatch,
+ * serve_buffered's own loop goes on with them (no recursion per request). */
+static void hold_body(gp_conn *c, bool on_event)
+{
+    gp_worker *w = c->w;
+    char tmp[GP_IO_BUF_SIZE];
+    for (int i = 0; i < HOLD_READS_PER_TURN; i++) {
+        ssize_t n = body_read(c, tmp, sizeof tmp, false);
+        if (n == GP_BODY_AGAIN) return;
+        if (n == GP_BODY_CLOSED) {
+            gp_conn_close(c);
+            return;
+        }
+        if (n < 0) {
+            reject(c, c->body_error ? c->body_error : 400);
+            return;
+        }
+        if (n > 0) {
+            gp_conn_set_deadline(c, w->now + w->cfg->body_timeout);
+            int r = gp_body_append(&c->held, tmp, (size_t)n, w->cfg->body_buffer_size);
+            if (r < 0) {
+                gp_warn("cannot hold a request body: %s", strerror(-r));
+                reject(c, 500);
+                return;
+            }
+        }
+        if (c->body_done) break;
+    }
+    if (!c->body_done) return; /* more next turn: the socket is still readable */
+    gp_http_request req;
+    req.headers = w->headers;
+    req.num_headers = w->cfg->limit_request_fields;
+    c->body_held = true;
+    if (gp_http_parse_request(c->held_head, c->held_head_len, &req, &w->limits) !=
+        (int)c->held_head_len) {
+        reject(c, 500);
+        return;
+    }
+    run_app(c, &req);
+    if (on_event && !c->dead && c->state == CS_HEAD) serve_buffered(c);
+}
+
+/* ---- request threads (--threads) -----------------------------------------
+ *
+ * A request thread runs the app's code and nothing else: start, then resume
+ * each time the socket drained, and abort. Its writes never wait for the
+ * socket (but see below): a GP_AGAIN makes the app return GP_APP_PENDING, as
+ * on the loop, and the connection goes back to the loop in CS_APP_WAIT. The
+ * loop flushes what is queued (the output buffer, the app's piece in place,
+ * or the file for sendfile) without blocking, and once it is all out hands
+ * the connection to a thread again to resume. So a slow reader holds neither
+ * a thread nor the loop between pieces, the worker keeps accepting, and the
+ * --timeout clock (gp_thread_slot.started_ms) runs only while app code does.
+ *
+ * Python stays on the threads: each holds the GIL while it runs the app; the
+ * loop thread only sends bytes the app's state keeps alive (immutable while
+ * the response waits) and never releases them: resume or abort does, on a
+ * thread. The thread's last flush after the app returned does not wait
+ * either (it has given the GIL up; the blocking hook would need it): what
+ * the socket does not take then, the loop sends.
+ *
+ * Two waits stay on the thread, because the app's call stack is live there:
+ * WSGI's write() callable and request body reads. They wait through the
+ * blocking hook with the GIL dropped, and a write's wait for the client does
+ * not count towards --timeout. */
+
+/* Queues c for a request thread; the loop leaves it alone until it is back. */
+static void to_thread(gp_conn *c, enum gp_thread_job job)
+{
+    c->state = CS_THREAD;
+    c->thread_job = (unsigned char)job;
+    gp_loop_unwatch(&c->w->loop, &c->io); /* fails only when it was not watched */
+    gp_pool_submit(c->w, c);
+}
+
+static gp_app_status thread_start(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts)
 {
     gp_worker *w = c->w;
     gp_http_request req;
     req.headers = headers;
     req.num_headers = w->cfg->limit_request_fields;
+    /* the head is parsed again into this thread's array: the loop's is shared */
     if (gp_http_parse_request(c->buf, c->head_len, &req, &w->limits) != (int)c->head_len) {
         gp_conn_send_error(c, 500, 1);
-    } else {
-        gp_conn_describe(ts->what, sizeof ts->what, &req);
-        atomic_store_explicit(&ts->started_ms, gp_monotonic_ms(), memory_order_release);
-        c->blocking = true;
-        w->ops->start(w->app, c, &req);
-        atomic_store_explicit(&ts->started_ms, 0, memory_order_release);
-        if (!c->resp_ended) gp_conn_send_error(c, 500, 0);
+        return GP_APP_DONE;
     }
-    if (!c->broken) flush_blocking(c);
-    c->blocking = false;
+    gp_conn_describe(ts->what, sizeof ts->what, &req);
+    atomic_store_explicit(&ts->started_ms, gp_monotonic_ms(), memory_order_release);
+    gp_app_status st = w->ops->start(w->app, c, &req);
+    /* the head may be gone once the body was read: keep the text for resumes */
+    if (st == GP_APP_PENDING) memcpy(c->what, ts->what, sizeof c->what);
+    return st;
+}
+
+/* On a request thread: runs what c was queued for, then tries the rest of
+ * the response once without waiting. gp_conn_thread_done takes it from there. */
+void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts)
+{
+    gp_worker *w = c->w;
+    gp_app_status st = GP_APP_DONE;
+    c->tslot = ts;
+    switch (c->thread_job) {
+    case GP_JOB_START: st = thread_start(c, headers, ts); break;
+    case GP_JOB_RESUME:
+        memcpy(ts->what, c->what, sizeof ts->what);
+        atomic_store_explicit(&ts->started_ms, gp_monotonic_ms(), memory_order_release);
+        st = w->ops->resume(w->app, c);
+        break;
+    case GP_JOB_ABORT: w->ops->abort(w->app, c); break;
+    }
+    atomic_store_explicit(&ts->started_ms, 0, memory_order_release);
+    if (st == GP_APP_DONE && !c->broken) {
+        if (!c->resp_ended) gp_conn_send_error(c, 500, 0);
+        flush(c);
+    }
+    c->tslot = NULL; /* after the last flush: it must not arm the loop's timers */
+    c->thread_st = st;
 }
 
 /* Back on the loop's thread after a request thread finished with c. */
 void gp_conn_thread_done(gp_conn *c)
 {
-    c->state = CS_FLUSH;
-    if (c->broken) {
-        gp_conn_close(c);
+    if (c->thread_st == GP_APP_PENDING) {
+        c->state = CS_APP_WAIT;
+        /* the app may have run long since its last write reset the deadline */
+        gp_conn_set_deadline(c, c->w->now + c->w->cfg->send_timeout);
+        watch(c, EPOLLOUT);
         return;
     }
-    response_complete(c);
+    c->state = CS_FLUSH;
+    after_app(c, GP_APP_DONE);
     if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
 }
 
@@ -962,15 +1232,17 @@ static void serve_buffered(gp_conn *c)
         gp_http_request req;
         req.headers = w->headers;
         req.num_headers = w->cfg->limit_request_fields;
-        int r = gp_http_parse_request(c->buf, c->len, &req, &w->limits);
+        /* resumes where the last read's bytes ended: a head that trickles in
+         * is scanned once */
+        int r = gp_http_parse_head(&c->head, c->buf, c->len, &req, &w->limits);
         if (r < 0) {
             reject(c, -r);
             return;
         }
         if (r == 0) {
             if (c->len >= w->head_cap) reject(c, 431);
-            else if (c->deadline > w->now + GP_HEAD_TIMEOUT_S)
-                c->deadline = w->now + GP_HEAD_TIMEOUT_S;
+            else if (c->deadline > w->now + w->cfg->header_timeout)
+                gp_conn_set_deadline(c, w->now + w->cfg->header_timeout);
             return;
         }
         dispatch(c, &req, (size_t)r);
@@ -1016,7 +1288,7 @@ static void read_head(gp_conn *c)
         gp_conn_close(c);
         return;
     }
-    if (c->len == 0) c->deadline = w->now + GP_HEAD_TIMEOUT_S;
+    if (c->len == 0) gp_conn_set_deadline(c, w->now + w->cfg->header_timeout);
     c->len += (size_t)n;
     serve_buffered(c);
 }
@@ -1044,11 +1316,29 @@ void gp_conn_async_rewatch(gp_conn *c)
     async_rewatch(c);
 }
 
+/* The deadline of an async request with no output waiting: --body-timeout
+ * while the app waits for body bytes, else none. A response that is quiet
+ * between pieces (server-sent events, a long poll) is never cut for it;
+ * --send-timeout runs only while bytes wait for a client that takes none.
+ * WebSocket sessions keep their own timers. */
+static void async_idle_deadline(gp_conn *c)
+{
+    if (c->ws) return;
+    bool body_wait = c->want_input && !c->body_done && !c->peer_gone;
+    gp_conn_set_deadline(c, c->w->now + (body_wait ? c->w->cfg->body_timeout : 1e9));
+}
+
 static void async_rewatch(gp_conn *c)
 {
     uint32_t ev = 0;
-    if (!c->peer_gone && (!c->buf || c->len < c->cap)) ev |= EPOLLIN;
-    if (output_pending(c) && !c->broken) ev |= EPOLLOUT;
+    /* a full buffer that body reads took from has room once compacted */
+    if (!c->peer_gone && (!c->buf || c->len < c->cap || (c->rpos && !c->ws))) ev |= EPOLLIN;
+    bool pending = output_pending(c) && !c->broken;
+    if (pending) {
+        ev |= EPOLLOUT;
+        double d = c->w->now + c->w->cfg->send_timeout;
+        if (!c->ws && c->deadline > d) gp_conn_set_deadline(c, d);
+    }
     int r = ev ? gp_loop_watch(&c->w->loop, &c->io, ev) : gp_loop_unwatch(&c->w->loop, &c->io);
     if (r < 0) c->peer_gone = c->broken = true;
 }
@@ -1068,10 +1358,21 @@ static void on_async_event(gp_conn *c, uint32_t events)
     if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->peer_gone) {
         if (ensure_buffer(c) < 0) {
             c->peer_gone = true;
-        } else if (c->len < c->cap) {
-            ssize_t n = recv(c->io.fd, c->buf + c->len, c->cap - c->len, 0);
-            if (n > 0) c->len += (size_t)n;
-            else if (n == 0 || (errno != EAGAIN && errno != EINTR)) c->peer_gone = true;
+        } else {
+            if (c->len == c->cap && c->rpos && !c->ws) { /* drop what body reads took */
+                memmove(c->buf, c->buf + c->rpos, c->len - c->rpos);
+                c->len -= c->rpos;
+                c->rpos = c->head_len = 0;
+            }
+            if (c->len < c->cap) {
+                ssize_t n = recv(c->io.fd, c->buf + c->len, c->cap - c->len, 0);
+                if (n > 0) {
+                    c->len += (size_t)n;
+                    if (!output_pending(c)) async_idle_deadline(c); /* a body byte came */
+                } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                    c->peer_gone = true;
+                }
+            }
         }
         if (c->peer_gone || c->len == c->cap) async_rewatch(c);
         if (c->ws) gp_ws_on_input(c);
@@ -1090,7 +1391,10 @@ void gp_conn_wait_input(gp_conn *c, int on)
         gp_ws_on_input(c); /* frames already buffered while paused */
         return;
     }
-    if (c->state == CS_ASYNC) async_rewatch(c);
+    if (c->state == CS_ASYNC) {
+        if (!output_pending(c)) async_idle_deadline(c);
+        async_rewatch(c);
+    }
 }
 
 int gp_conn_peer_gone(gp_conn *c)
@@ -1125,6 +1429,10 @@ void gp_conn_on_event(gp_io *io, uint32_t events)
             gp_conn_close(c); /* tells the app through abort */
             return;
         }
+        if (c->w->pool) { /* the app's next pieces come from a request thread */
+            to_thread(c, GP_JOB_RESUME);
+            return;
+        }
         c->state = CS_FLUSH; /* not CS_APP_WAIT: a close now must not abort twice */
         st = c->w->ops->resume(c->w->app, c);
         after_app(c, st);
@@ -1138,6 +1446,9 @@ void gp_conn_on_event(gp_io *io, uint32_t events)
         response_complete(c);
         if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
         break;
+    case CS_BODY:
+        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) hold_body(c, true);
+        break;
     case CS_LINGER: discard_input(c); break;
     case CS_THREAD: break;
     case CS_ASYNC: on_async_event(c, events); break;
@@ -1150,8 +1461,23 @@ void gp_conn_on_timeout(gp_conn *c)
         gp_ws_on_tick(c);
         return;
     }
-    if (c->state == CS_HEAD && c->len > 0 && !c->head_len) {
+    if ((c->state == CS_HEAD && c->len > 0 && !c->head_len) || c->state == CS_BODY) {
         reject(c, 408);
+        return;
+    }
+    if (c->state == CS_ASYNC && !c->ws && !output_pending(c)) {
+        /* quiet is fine; only an app waiting for body bytes that do not come
+         * is told (408 through its receive), and only once */
+        gp_conn_set_deadline(c, c->w->now + 1e9);
+        if (c->want_input && !c->body_done && !c->body_late) {
+            c->body_late = true;
+            c->w->ops->readable(c->w->app, c);
+        }
+        return;
+    }
+    /* stopping: a request crossing our FIN is read and dropped, not reset */
+    if (c->state == CS_HEAD && c->w->stopping) {
+        linger_close(c);
         return;
     }
     gp_conn_close(c);
@@ -1162,12 +1488,14 @@ void gp_conn_on_timeout(gp_conn *c)
  * that request on the wire: reloads under load then lose nothing. */
 void gp_conn_on_stop(gp_conn *c)
 {
-    if (c->state == CS_THREAD) return; /* its thread sees w->stopping */
-    c->keep_alive = false;
+    /* keep_alive stays: a response whose head already went out without
+     * Connection: close must not be followed by a close; the next head
+     * says close (gp_conn_head_end sees w->stopping) */
+    if (c->state == CS_THREAD) return;
     if (c->ws && c->state == CS_ASYNC) {
         gp_ws_on_stop(c);
         return;
     }
     if (c->state == CS_HEAD && c->len == 0 && c->deadline > c->w->now + GP_STOP_IDLE_S)
-        c->deadline = c->w->now + GP_STOP_IDLE_S;
+        gp_conn_set_deadline(c, c->w->now + GP_STOP_IDLE_S);
 }

@@ -45,8 +45,10 @@ typedef struct {
      * (a body read, a blocking write): entering 1, then 0. */
     void (*blocking)(void *app, int entering);
     /* With request threads (--threads): called once in each thread before its
-     * first request; start is then called on those threads, never on the
-     * loop's, and its writes block instead of returning GP_AGAIN. */
+     * first request; start, resume and abort are then called on those
+     * threads, never on the loop's. Writes return GP_AGAIN there as on the
+     * loop (gp_conn_write_all still waits), and a GP_APP_PENDING response
+     * is sent by the loop, then resumed on a thread. */
     void (*thread_init)(void *app);
     /* Async apps: input arrived (or the peer left) after gp_conn_wait_input. */
     void (*readable)(void *app, gp_conn *c);
@@ -80,7 +82,9 @@ void gp_conn_describe(char *dst, size_t cap, const gp_http_request *req);
 const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len);
 const gp_addr *gp_conn_local(gp_conn *c);
 
-/* Request body. Blocks (up to the body timeout) when nothing is buffered;
+/* Request body. A sync app (no --threads, not run as tasks) gets it from
+ * what the core read whole before start (--body-buffer-size), without
+ * waiting. Otherwise blocks (up to --body-timeout) when nothing is buffered;
  * sends "100 Continue" first when the client asked for it. Returns bytes read
  * into dst (> 0), 0 at the end of the body, or a negative code below after
  * which the connection will close. */
@@ -127,11 +131,19 @@ int gp_conn_head_sent(gp_conn *c); /* head_end was called */
  * full; data may still be referenced by the core, so keep it alive and do not
  * write again before resume. GP_ERROR: the client is gone. */
 int gp_conn_write(gp_conn *c, const void *data, size_t len);
-/* Same, blocking until written (for WSGI's write() callable). */
+/* Same, blocking until written to the socket, what was buffered before it
+ * included (for WSGI's write() callable, whose pieces stream). */
 int gp_conn_write_all(gp_conn *c, const void *data, size_t len);
 /* Sends len bytes of fd from offset with sendfile(2). Same return values; fd
  * must stay open until the response ends or is aborted. */
 int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len);
+/* Writes what is buffered now, so a piece the app handed over reaches the
+ * client before the app waits for something else (a generator that sleeps, an
+ * await): streamed replies call it after each piece. The head goes out with
+ * the first piece. Same return values as gp_conn_write: GP_AGAIN means the
+ * socket is full and resume comes once it drained (a request thread waits
+ * instead). */
+int gp_conn_flush(gp_conn *c);
 /* Ends the response (last chunk when chunked). The core flushes what is left. */
 void gp_conn_end_response(gp_conn *c);
 /* The same with trailer fields ("Name: value\r\n" lines, already validated),

@@ -118,3 +118,63 @@ int gp_access_log_fd(void)
 {
     return g_log.access_fd;
 }
+
+size_t gp_log_escape(char *dst, size_t cap, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
+            if (o + 1 >= cap) break;
+            dst[o++] = (char)ch;
+        } else if (ch == '"' || ch == '\\') {
+            if (o + 2 >= cap) break;
+            dst[o++] = '\\';
+            dst[o++] = (char)ch;
+        } else {
+            if (o + 4 >= cap) break;
+            dst[o++] = '\\';
+            dst[o++] = 'x';
+            dst[o++] = hex[ch >> 4];
+            dst[o++] = hex[ch & 15];
+        }
+    }
+    dst[o] = 0;
+    return o;
+}
+
+static int b64_value(unsigned char ch)
+{
+    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+    if (ch == '+') return 62;
+    if (ch == '/') return 63;
+    return -1;
+}
+
+size_t gp_log_basic_user(char *dst, size_t cap, const char *v, size_t n)
+{
+    dst[0] = 0;
+    if (n < 6 || strncasecmp(v, "basic ", 6) != 0) return 0;
+    size_t i = 6;
+    while (i < n && v[i] == ' ') i++;
+    char user[256];
+    size_t u = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (; i < n && v[i] != '='; i++) {
+        int x = b64_value((unsigned char)v[i]);
+        if (x < 0) return 0; /* not base64: no user, as gunicorn */
+        acc = (acc << 6) | (unsigned)x;
+        bits += 6;
+        if (bits < 8) continue;
+        bits -= 8;
+        char ch = (char)((acc >> bits) & 0xff);
+        if (ch == ':') return u ? gp_log_escape(dst, cap, user, u) : 0;
+        if (u == sizeof user) return 0;
+        user[u++] = ch;
+    }
+    return 0; /* no "user:" */
+}

@@ -6,6 +6,7 @@
 #define GP_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum gp_log_level { GP_LOG_DEBUG, GP_LOG_INFO, GP_LOG_WARNING, GP_LOG_ERROR, GP_LOG_CRITICAL };
 
@@ -34,5 +35,16 @@ void gp_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 int gp_access_log_setup(const char *path);
 int gp_access_log_fd(void); /* -1 when off */
 int gp_access_log_reopen(void);
+
+/* Copies n bytes of s into dst as an access-log field: '"' and '\' get a
+ * backslash, control and non-ASCII bytes become \xhh, so a field can
+ * neither end early nor forge a line. Stops before an escape that would not
+ * fit and always terminates dst (cap >= 1). Returns the length written. */
+size_t gp_log_escape(char *dst, size_t cap, const char *s, size_t n);
+
+/* gunicorn's %(u)s: the user of an "Authorization: Basic ..." value,
+ * escaped into dst as above. Returns 0 (dst "") when the value is not Basic
+ * base64 of "user:password" with a non-empty user. */
+size_t gp_log_basic_user(char *dst, size_t cap, const char *v, size_t n);
 
 #endif

@@ -35,8 +35,8 @@ void gp_loop_close(gp_loop *loop);
 /* Registers io->fd or changes what it waits for (an EPOLLEXCLUSIVE
  * registration, which cannot be modified, is removed and added again).
  * events 0 keeps the fd registered; hang-ups are still reported then.
- * Returns 0 or -errno. A plain close() of a descriptor that no other process
- * shares needs no unwatch. */
+ * Returns 0 or -errno. Unwatch before close(): a process the app forked may
+ * share the descriptor, and the registration lives as long as any copy. */
 int gp_loop_watch(gp_loop *loop, gp_io *io, uint32_t events);
 
 /* Removes io->fd from the loop. */

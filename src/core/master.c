@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -32,7 +33,6 @@
 #define BOOT_FAILURES_FATAL 6  /* with no worker ever booted */
 #define TIMEOUT_KILL_DELAY 1.0 /* time for the traceback dump before SIGKILL */
 #define QUIT_GRACE 2.0
-#define GRACEFUL_SLACK 2.0
 
 enum master_phase { RUNNING, STOPPING, HALTING };
 
@@ -58,6 +58,7 @@ typedef struct {
     unsigned gen, prev_gen, next_gen;
     bool reloading;
     int sigfd;
+    int wake_fd; /* eventfd the workers write to: ready, or asking to retire */
     enum master_phase phase;
     double deadline;
     int exit_code;
@@ -69,6 +70,8 @@ typedef struct {
     pid_t old_master;    /* when we are that new master: the one to retire */
     char exe[PATH_MAX];
     char pidfile_old[PATH_MAX + 8];
+    char oom_events[PATH_MAX]; /* the cgroup's memory.events, "" when unknown */
+    unsigned long long oom_kills;
 } gp_master;
 
 static void (*fork_before)(void), (*fork_after_parent)(void);
@@ -92,6 +95,27 @@ static void signal_set(sigset_t *set)
     sigemptyset(set);
     for (size_t i = 0; i < sizeof handled_signals / sizeof *handled_signals; i++)
         sigaddset(set, handled_signals[i]);
+}
+
+void gp_master_block_signals(void)
+{
+    sigset_t set;
+    signal_set(&set);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
+/* What a worker may take with the default action or a handler of its own:
+ * QUIT (a plain handler), USR2 (faulthandler) and CHLD (the app's children).
+ * The rest stay blocked from fork on, so that every thread the app starts
+ * at import inherits the block and the worker's signalfd alone reads them. */
+static void unblock_worker_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGUSR2);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
 }
 
 /* ---- listeners ------------------------------------------------------------ */
@@ -337,15 +361,14 @@ static void spawn_worker(gp_master *m)
         return;
     }
     if (pid == 0) {
-        sigset_t set;
-        signal_set(&set);
-        sigprocmask(SIG_UNBLOCK, &set, NULL);
+        unblock_worker_signals();
         close(m->sigfd);
         /* a worker must not outlive a master killed with SIGKILL */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent) _exit(0);
         atomic_store(&s->pid, getpid());
-        gp_worker_args args = {m->cfg, m->listeners, m->num_listeners, m->sb, slot, m->gen};
+        gp_worker_args args = {m->cfg, m->listeners, m->num_listeners, m->sb,
+                               slot,   m->gen,       parent,           m->wake_fd};
         _exit(m->entry(&args));
     }
     if (fork_after_parent) fork_after_parent();
@@ -367,9 +390,7 @@ static void begin_stop(gp_master *m, const char *how)
 {
     if (m->phase != RUNNING) return;
     m->phase = STOPPING;
-    /* workers cut their own stragglers at the graceful timeout and then run
-     * the app's shutdown: the kill comes a little later */
-    m->deadline = now_s() + m->cfg->graceful_timeout + GRACEFUL_SLACK;
+    m->deadline = now_s() + m->cfg->graceful_timeout; /* workers cut their stragglers then too */
     gp_info("handling signal: %s; stopping gracefully (up to %gs)", how, m->cfg->graceful_timeout);
     gp_notify("STOPPING=1");
     close_listeners(m);
@@ -396,24 +417,97 @@ static void describe_exit(char *buf, size_t len, int status)
     else snprintf(buf, len, "status %d", status);
 }
 
-static void boot_failed(gp_master *m, worker_rec *r, int status)
+/* Workers that finished booting and are still there. */
+static int serving_workers(const gp_master *m)
+{
+    int n = 0;
+    for (int i = 0; i < m->sb->num_slots; i++) n += m->recs[i].pid > 0 && m->recs[i].booted;
+    return n;
+}
+
+/* A worker died before it was ready. While another worker serves, the next
+ * try only waits longer each time; with none left, a few failures in a row
+ * stop the server with code (3: no interpreter, 4: the app does not load). */
+static void boot_failed(gp_master *m, worker_rec *r, int status, int code)
 {
     char how[96];
     describe_exit(how, sizeof how, status);
     m->boot_failures++;
-    if (!m->ever_booted && m->boot_failures >= BOOT_FAILURES_FATAL) {
+    int serving = serving_workers(m);
+    if (!serving && m->boot_failures >= BOOT_FAILURES_FATAL) {
         char why[200];
         snprintf(why, sizeof why,
                  "no worker could boot (%d tries, the last ended with %s); shutting down (exit %d)",
-                 m->boot_failures, how, GP_EXIT_BOOT_ERROR);
-        begin_halt(m, GP_EXIT_BOOT_ERROR, why);
+                 m->boot_failures, how, code);
+        begin_halt(m, code, why);
         return;
     }
     double delay = BOOT_BACKOFF_FIRST;
     for (int i = 1; i < m->boot_failures && delay < BOOT_BACKOFF_CAP; i++) delay *= 2;
     if (delay > BOOT_BACKOFF_CAP) delay = BOOT_BACKOFF_CAP;
     m->next_spawn = now_s() + delay;
-    gp_error("worker %d died while booting (%s); next try in %.1fs", (int)r->pid, how, delay);
+    gp_error("worker %d %s (%s); next try in %.1fs, %d worker%s still serving", (int)r->pid,
+             code == GP_EXIT_APP_ERROR ? "could not load the app" : "died while booting", how,
+             delay, serving, serving == 1 ? "" : "s");
+}
+
+/* The cgroup's count of OOM kills (cgroup v2 memory.events), or -1. */
+static long long read_oom_kills(const char *path)
+{
+    char buf[1024];
+    if (!path[0]) return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    const char *p = strstr(buf, "oom_kill ");
+    return p ? strtoll(p + 9, NULL, 10) : -1;
+}
+
+/* Where the kernel counts this cgroup's OOM kills: memory.events (v2) or
+ * memory.oom_control (v1), both with an "oom_kill N" line. */
+static void find_oom_events(gp_master *m)
+{
+    char buf[2048];
+    int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+    if (fd >= 0) close(fd);
+    if (n <= 0) return;
+    buf[n] = 0;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        const char *path = NULL, *fmt = NULL;
+        if (strncmp(line, "0::/", 4) == 0) path = line + 3, fmt = "/sys/fs/cgroup%s/memory.events";
+        else if ((path = strstr(line, ":memory:/")))
+            path += 8, fmt = "/sys/fs/cgroup/memory%s/memory.oom_control";
+        if (!path) continue;
+        if (strcmp(path, "/") == 0) path = "";
+        snprintf(m->oom_events, sizeof m->oom_events, fmt, path);
+        long long k = read_oom_kills(m->oom_events);
+        if (k >= 0) {
+            m->oom_kills = (unsigned long long)k;
+            return;
+        }
+    }
+    m->oom_events[0] = 0;
+}
+
+/* A SIGKILL we did not send: blamed on the kernel's OOM killer only when
+ * the cgroup counted a kill since we last looked. */
+static void killed_by_stranger(gp_master *m, pid_t pid)
+{
+    long long k = read_oom_kills(m->oom_events);
+    if (k >= 0 && (unsigned long long)k > m->oom_kills) {
+        gp_error("worker %d was killed by the kernel's OOM killer (signal 9, oom_kill in %s went "
+                 "from %llu to %lld); replacing it",
+                 (int)pid, m->oom_events, m->oom_kills, k);
+        m->oom_kills = (unsigned long long)k;
+        return;
+    }
+    gp_error("worker %d was killed by signal 9 (SIGKILL) that the master did not send; "
+             "replacing it",
+             (int)pid);
 }
 
 /* A reload whose new code cannot load keeps the old generation serving. */
@@ -445,18 +539,20 @@ static void reaped_worker(gp_master *m, worker_rec *r, int status)
         gp_info("worker %d exited (%s)", (int)pid, how);
         return;
     }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == GP_EXIT_APP_ERROR) {
+    /* exit 4 means "the app did not load" only before the worker was ready:
+     * after that it is the app's own sys.exit(4) or os._exit(4), a crash */
+    if (!booted && WIFEXITED(status) && WEXITSTATUS(status) == GP_EXIT_APP_ERROR) {
         if (m->reloading && copy.gen == m->gen) abandon_reload(m);
-        else if (copy.gen !=
-                 m->gen) /* a sibling in a reload already abandoned: the old workers serve on */
+        else if (copy.gen != m->gen) /* a sibling in an abandoned reload: the old ones serve on */
             gp_info("worker %d of the abandoned generation %u exited (%s)", (int)pid, copy.gen,
                     how);
-        else
+        else if (!m->ever_booted)
             begin_halt(m, GP_EXIT_APP_ERROR,
                        "worker failed to load the app; shutting down (exit 4)");
+        else boot_failed(m, &copy, status, GP_EXIT_APP_ERROR);
         return;
     }
-    if (copy.killed) {
+    if (copy.killed || copy.kill_at > 0) {
         gp_warn("worker %d was killed after its timeout; replacing it", (int)pid);
     } else if (retire_reason == GP_RETIRE_MAX_REQUESTS) {
         gp_info("worker %d retired after %llu requests (--max-requests)", (int)pid,
@@ -466,11 +562,9 @@ static void reaped_worker(gp_master *m, worker_rec *r, int status)
     } else if (copy.retiring && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         gp_info("worker %d exited (retired)", (int)pid);
     } else if (!booted && !copy.retiring) {
-        boot_failed(m, &copy, status);
+        boot_failed(m, &copy, status, GP_EXIT_BOOT_ERROR);
     } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
-        gp_error("worker %d was killed by signal 9 (SIGKILL) that the master did not send: "
-                 "probably out of memory",
-                 (int)pid);
+        killed_by_stranger(m, pid);
     } else {
         gp_error("worker %d died unexpectedly (%s); replacing it", (int)pid, how);
     }
@@ -536,19 +630,45 @@ static void check_timeouts(gp_master *m)
                 (int)r->pid, (double)(now_ms - hb) / 1000.0, m->cfg->timeout);
         kill(r->pid, SIGUSR2);
         r->kill_at = t + TIMEOUT_KILL_DELAY;
+        if (started && !stuck_loop && m->cfg->threads > 1) {
+            /* one stuck request thread: the worker stops gracefully, so its
+             * other threads finish theirs, and exits once only stuck ones are
+             * left; the kill waits for --graceful-timeout */
+            kill(r->pid, SIGTERM);
+            r->retiring = true;
+            if (m->cfg->graceful_timeout > TIMEOUT_KILL_DELAY)
+                r->kill_at = t + m->cfg->graceful_timeout;
+        }
     }
 }
 
-/* Brings the current generation to the target, and retires old and surplus
- * workers only as new ones are ready, so capacity never dips. */
+/* Why a worker should make way for a new one, or NULL: it is of an old
+ * generation, or it asked (--max-requests, --max-worker-memory). */
+static const char *leave_reason(gp_master *m, const worker_rec *r)
+{
+    if (r->gen != m->gen) return "replaced by the new generation";
+    switch (atomic_load(&m->sb->slots[r->slot].retire_reason)) {
+    case GP_RETIRE_MAX_REQUESTS: return "--max-requests reached; its replacement is ready";
+    case GP_RETIRE_MEMORY: return "over --max-worker-memory; its replacement is ready";
+    }
+    return NULL;
+}
+
+/* Brings the current generation to the target, and retires old, surplus
+ * and retirement-asking workers only as new ones are ready, so capacity
+ * never dips. */
 static void maintain(gp_master *m)
 {
     if (m->phase != RUNNING) return;
-    int cur = 0, cur_ready = 0, old_active = 0;
+    /* gen_ready and old_gen decide READY: a ready worker waiting for its
+     * replacement (--max-requests) still serves the generation */
+    int cur = 0, cur_ready = 0, old_active = 0, gen_ready = 0, old_gen = 0;
     for (int i = 0; i < m->sb->num_slots; i++) {
         worker_rec *r = &m->recs[i];
         if (r->pid <= 0 || r->retiring || r->kill_at > 0) continue;
-        if (r->gen == m->gen) {
+        gen_ready += r->gen == m->gen && r->booted;
+        old_gen += r->gen != m->gen;
+        if (!leave_reason(m, r)) {
             cur++;
             cur_ready += r->booted;
         } else {
@@ -561,28 +681,34 @@ static void maintain(gp_master *m)
     if (allowed_old < 0) allowed_old = 0;
     for (int i = 0; i < m->sb->num_slots && old_active > allowed_old; i++) {
         worker_rec *r = &m->recs[i];
-        if (r->pid > 0 && !r->retiring && r->kill_at == 0 && r->gen != m->gen) {
-            retire(m, r, "replaced by the new generation");
+        const char *why = r->pid > 0 && !r->retiring && r->kill_at == 0 ? leave_reason(m, r) : NULL;
+        if (why) {
+            retire(m, r, why);
             old_active--;
+            old_gen -= r->gen != m->gen;
+            gen_ready -= r->gen == m->gen && r->booted;
         }
     }
     for (int i = m->sb->num_slots - 1; i >= 0 && cur > m->target; i--) {
         worker_rec *r = &m->recs[i];
-        if (r->pid > 0 && !r->retiring && r->kill_at == 0 && r->gen == m->gen) {
+        if (r->pid > 0 && !r->retiring && r->kill_at == 0 && !leave_reason(m, r)) {
             retire(m, r, "fewer workers asked for");
             cur--;
         }
     }
-    if (cur_ready >= m->target && old_active == 0) {
+    if (gen_ready >= m->target && old_gen == 0) {
+        /* one READY=1 per state change: the first generation, then each reload */
         if (m->reloading) {
             m->reloading = false;
-            gp_info("reload complete: generation %u serving with %d workers", m->gen, cur_ready);
-            gp_notify("READY=1\nSTATUS=serving with %d workers (generation %u)", cur_ready, m->gen);
+            gp_info("reload complete: generation %u serving with %d workers", m->gen, gen_ready);
+            gp_notify("READY=1\nMAINPID=%d\nSTATUS=serving with %d workers (generation %u)",
+                      (int)getpid(), gen_ready, m->gen);
+        } else if (!m->ready_notified) {
+            gp_notify("READY=1\nMAINPID=%d\nSTATUS=serving with %d workers", (int)getpid(),
+                      gen_ready);
         }
         if (!m->ready_notified) {
             m->ready_notified = true;
-            gp_notify("READY=1\nMAINPID=%d\nSTATUS=serving with %d workers", (int)getpid(),
-                      cur_ready);
             if (m->old_master > 0) {
                 gp_info("upgrade: this master is ready; retiring the old master %d",
                         (int)m->old_master);
@@ -729,10 +855,12 @@ static int setup(gp_master *m)
     signal_set(&set);
     sigprocmask(SIG_BLOCK, &set, NULL);
     m->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (m->sigfd < 0) {
-        fprintf(stderr, "gallop: error: signalfd: %s\n", strerror(errno));
+    m->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (m->sigfd < 0 || m->wake_fd < 0) {
+        fprintf(stderr, "gallop: error: signalfd/eventfd: %s\n", strerror(errno));
         return -1;
     }
+    find_oom_events(m);
     signal(SIGPIPE, SIG_IGN);
     write_pidfile(cfg);
     return 0;
@@ -740,7 +868,7 @@ static int setup(gp_master *m)
 
 int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
 {
-    gp_master m = {.cfg = cfg, .entry = entry, .sigfd = -1, .phase = RUNNING};
+    gp_master m = {.cfg = cfg, .entry = entry, .sigfd = -1, .wake_fd = -1, .phase = RUNNING};
     int rc = GP_EXIT_ERROR;
     if (setup(&m) < 0) goto done;
 
@@ -768,12 +896,16 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
         } else if (m.next_spawn > t && m.next_spawn < wake) {
             wake = m.next_spawn;
         }
-        struct pollfd pfd = {.fd = m.sigfd, .events = POLLIN};
-        int n = poll(&pfd, 1, (int)((wake - t) * 1000) + 1);
+        struct pollfd pfd[2] = {{.fd = m.sigfd, .events = POLLIN},
+                                {.fd = m.wake_fd, .events = POLLIN}};
+        int n = poll(pfd, 2, (int)((wake - t) * 1000) + 1);
         if (n < 0 && errno != EINTR) {
             gp_error("poll: %s", strerror(errno));
             break;
         }
+        uint64_t wakes;
+        if (pfd[1].revents && read(m.wake_fd, &wakes, sizeof wakes) < 0 && errno != EAGAIN)
+            gp_error("eventfd: %s", strerror(errno));
         struct signalfd_siginfo si;
         while (read(m.sigfd, &si, sizeof si) == (ssize_t)sizeof si)
             handle_signal(&m, (int)si.ssi_signo);
@@ -790,6 +922,7 @@ done:
         if (m.pidfile_old[0]) remove_pidfile(m.pidfile_old);
     }
     if (m.sigfd >= 0) close(m.sigfd);
+    if (m.wake_fd >= 0) close(m.wake_fd);
     gp_scoreboard_destroy(m.sb);
     free(m.recs);
     return rc;

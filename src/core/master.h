@@ -7,6 +7,7 @@
 #define GP_MASTER_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "core/config.h"
 #include "core/listen.h"
@@ -25,6 +26,8 @@ typedef struct {
     gp_scoreboard *scoreboard;
     int slot;
     unsigned generation;
+    pid_t master_pid; /* the parent to outlive: not 1 when the master is PID 1 */
+    int wake_fd;      /* eventfd: a write wakes the master (ready, asks to retire) */
 } gp_worker_args;
 
 /* Runs in the forked child; its return value is the child's exit status. */
@@ -32,6 +35,10 @@ typedef int (*gp_worker_entry)(const gp_worker_args *args);
 
 /* Runs the master until it stops; returns the process exit code (config.h). */
 int gp_master_run(const gp_config *cfg, gp_worker_entry entry);
+
+/* Blocks the signals the master reads from its signalfd. main calls it
+ * first, so threads an app starts in a --preload import inherit the block. */
+void gp_master_block_signals(void);
 
 /* Called around every fork when the master hosts an interpreter (--preload). */
 void gp_master_set_fork_hooks(void (*before)(void), void (*after_in_parent)(void));

@@ -27,12 +27,14 @@ typedef struct {
     _Atomic uint64_t req_start_ms; /* when the request in progress started; 0 when none */
     _Atomic uint64_t requests, bytes, errors;
     _Atomic uint64_t rss_kb;     /* sampled once a second */
+    _Atomic uint32_t conns;      /* connections held, and whether it accepts more: */
+    _Atomic int accepting;       /* so workers on a shared socket can balance */
     _Atomic unsigned what_seq;   /* odd while req_what is being written */
     char req_what[GP_SLOT_WHAT]; /* "GET /path" of the request in progress */
 } __attribute__((aligned(64))) gp_slot;
 
 typedef struct {
-    atomic_int load_error_reported; /* first worker that fails to load the app prints why */
+    atomic_int load_error_reported; /* first worker that fails to load the app prints why: 0, 1 printing, 2 printed */
     int num_slots;
     gp_slot slots[];
 } gp_scoreboard;

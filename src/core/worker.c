@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -94,12 +95,7 @@ static void publish_oldest_request(gp_worker *w)
     gp_slot_request_begin(w->slot, oldest_ms, what, ml, sp ? sp + 1 : "", sp ? strlen(sp + 1) : 0);
 }
 
-static void set_accepting(gp_worker *w, bool on)
-{
-    for (int i = 0; i < w->num_listeners; i++)
-        if (w->listeners[i].io.fd >= 0)
-            gp_loop_watch(&w->loop, &w->listeners[i].io, on ? EPOLLIN | EPOLLEXCLUSIVE : 0);
-}
+static void update_accepting(gp_worker *w);
 
 void gp_pool_submit(gp_worker *w, gp_conn *c)
 {
@@ -115,7 +111,7 @@ void gp_pool_submit(gp_worker *w, gp_conn *c)
     pthread_mutex_unlock(&p->mu);
     if (full && !p->accept_paused && !w->stopping) {
         p->accept_paused = true;
-        set_accepting(w, false);
+        update_accepting(w);
     }
 }
 
@@ -167,7 +163,7 @@ static void on_pool_done(gp_io *io, uint32_t events)
     }
     if (room && p->accept_paused && !w->stopping) {
         p->accept_paused = false;
-        set_accepting(w, true);
+        update_accepting(w);
     }
 }
 
@@ -205,10 +201,18 @@ static void update_date(gp_worker *w)
     atomic_store_explicit(&w->date_idx, next, memory_order_release);
 }
 
+static void on_accept(gp_io *io, uint32_t events);
+
+/* Before w->stopping is set (on_accept takes nothing after). */
 static void stop_accepting(gp_worker *w)
 {
     for (int i = 0; i < w->num_listeners; i++) {
         if (w->listeners[i].io.fd < 0) continue;
+        /* --reuse-port: what queued on our own socket would be reset by the
+         * close; it is ours to serve (each answered with Connection: close) */
+        struct pollfd p = {.fd = w->listeners[i].io.fd, .events = POLLIN};
+        for (int k = 0; w->listeners[i].own && k < 64 && poll(&p, 1, 0) == 1; k++)
+            on_accept(&w->listeners[i].io, EPOLLIN);
         gp_loop_unwatch(
             &w->loop,
             &w->listeners[i].io); /* shared with other workers: close alone would not do */
@@ -217,39 +221,224 @@ static void stop_accepting(gp_worker *w)
     }
 }
 
+static void wake_master(gp_worker *w)
+{
+    uint64_t one = 1;
+    if (w->wake_fd >= 0) {
+        ssize_t r = write(w->wake_fd, &one, sizeof one); /* EAGAIN: it is awake already */
+        (void)r;
+    }
+}
+
 void gp_worker_retire(gp_worker *w, int reason)
 {
-    if (w->stopping) return;
+    if (w->stopping || w->retire_asked) return;
+    w->retire_asked = true;
     atomic_store(&w->slot->retire_reason, reason);
-    gp_worker_stop(w);
+    if (reason == GP_RETIRE_MAX_REQUESTS)
+        gp_info("worker %d reached --max-requests after %llu requests; it serves on until its "
+                "replacement is ready",
+                (int)getpid(), (unsigned long long)atomic_load(&w->slot->requests));
+    if (w->wake_fd < 0) gp_worker_stop(w); /* no master to start a replacement */
+    else wake_master(w);
 }
 
 void gp_worker_stop(gp_worker *w)
 {
     if (w->stopping) return;
     w->stop_deadline = w->now + w->cfg->graceful_timeout;
-    /* tick faster while stopping, so stragglers are cut on time and the
-     * app's shutdown gets the master's whole slack */
+    /* tick faster while stopping, so stragglers are cut on time */
     struct itimerspec fast = {.it_interval = {0, 100000000}, .it_value = {0, 100000000}};
     timerfd_settime(w->timer_io.fd, 0, &fast, NULL);
+    stop_accepting(w);
     w->stopping = true;
     if (w->slot) atomic_store(&w->slot->state, GP_WS_STOPPING);
-    stop_accepting(w);
     for (gp_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
         gp_conn_on_stop(c);
     }
 }
 
-/* EMFILE: accept with the spare descriptor and close at once, so the client
- * is told no instead of waiting while the listener stays readable forever. */
-static void shed_one(gp_worker *w, int lfd)
+/* ---- accepting ----------------------------------------------------------
+ * Whether this worker watches its listeners is decided in one place,
+ * update_accepting, from: stopping, a pause after EMFILE, --worker-connections,
+ * busy request threads, and fresh connections. A connection is fresh from its
+ * accept until its first bytes are handled (or FRESH_GRACE_MS pass): a worker
+ * that runs one request at a time takes one fresh connection, one with threads
+ * as many as it has threads free, so a burst of connections spreads over the
+ * workers instead of queueing behind one. Leaving and rejoining the shared
+ * socket's wait queue also puts this worker behind the others for the next
+ * wakeup, which EPOLLEXCLUSIVE would otherwise always give the first. */
+
+#define FRESH_GRACE_MS 100     /* a client that connects and says nothing holds no one up */
+#define EMFILE_PAUSE_MS 500    /* as nginx: wait for descriptors to come back */
+#define EMFILE_WARN_EVERY_MS 1000
+#define BALANCE_SLACK 2       /* connections more than another worker before standing aside */
+#define BALANCE_RECHECK_MS 20
+
+/* How many fresh connections this worker may hold now; -1: no limit. */
+static int fresh_room(gp_worker *w)
 {
-    if (w->spare_fd < 0) return;
-    close(w->spare_fd);
-    int fd = accept(lfd, NULL, NULL);
-    if (fd >= 0) close(fd);
-    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (w->ops->runs_as_tasks) return -1;
+    if (!w->pool) return 1;
+    int free_threads = w->pool->threads - w->pool->busy; /* busy: written by this thread only */
+    return free_threads > 0 ? free_threads : 0;
+}
+
+/* Open: able to take connections at all (what the other workers see). */
+static bool open_to_accept(gp_worker *w)
+{
+    if (w->stopping || w->now_ms < w->accept_resume_ms) return false;
+    if (w->num_conns >= w->cfg->worker_connections) return false;
+    return !(w->pool && w->pool->accept_paused);
+}
+
+static bool want_accepting_open(gp_worker *w, bool open)
+{
+    if (!open) return false;
+    int room = fresh_room(w);
+    return room < 0 || w->num_fresh < room;
+}
+
+static bool want_accepting(gp_worker *w)
+{
+    return want_accepting_open(w, open_to_accept(w));
+}
+
+/* On a shared socket, a worker holding clearly more connections than another
+ * that accepts stands aside, so keep-alive connections opened together spread
+ * evenly. Decided between turns, never on a wakeup: EPOLLEXCLUSIVE told no
+ * other worker of that connection, so the one woken takes it. With
+ * --reuse-port each queue has one reader, who must never stand aside. */
+static bool over_share(gp_worker *w)
+{
+    if (w->cfg->reuse_port || !w->sb || w->sb->num_slots < 2) return false;
+    size_t mine = w->num_conns;
+    for (int i = 0; i < w->sb->num_slots; i++) {
+        gp_slot *s = &w->sb->slots[i];
+        if (s == w->slot || !atomic_load_explicit(&s->accepting, memory_order_relaxed) ||
+            atomic_load_explicit(&s->req_start_ms, memory_order_relaxed)) /* busy in the app */
+            continue;
+        if ((size_t)atomic_load_explicit(&s->conns, memory_order_relaxed) + BALANCE_SLACK < mine)
+            return true;
+    }
+    return false;
+}
+
+/* Runs after every turn, so it is cheap when nothing changed: the other
+ * workers' slots are read only when this worker's own count moved, or when
+ * the recheck timer asks while it stands aside. */
+static void update_accepting(gp_worker *w)
+{
+    bool open = open_to_accept(w);
+    if (w->num_conns != w->share_conns) {
+        w->share_conns = w->num_conns;
+        w->share_recheck = true;
+        atomic_store_explicit(&w->slot->conns, (uint32_t)w->num_conns, memory_order_relaxed);
+    }
+    if (open != w->share_open) {
+        w->share_open = open;
+        atomic_store_explicit(&w->slot->accepting, open, memory_order_relaxed);
+    }
+    bool on = want_accepting_open(w, open);
+    if (on && w->share_recheck) {
+        w->share_recheck = false;
+        w->stand_aside = over_share(w);
+    }
+    if (on && w->stand_aside) {
+        on = false;
+        /* the others' counts change without telling us: look again soon */
+        uint64_t at = w->now_ms + BALANCE_RECHECK_MS;
+        if (!gp_timer_armed(&w->accept_timer) || w->accept_timer.at > at)
+            gp_timer_set(&w->timers, &w->accept_timer, at);
+    }
+    if (on == w->accepting) return;
+    w->accepting = on;
+    for (int i = 0; i < w->num_listeners; i++) {
+        gp_io *io = &w->listeners[i].io;
+        if (io->fd < 0) continue;
+        /* one wakeup per connection, not one per worker */
+        if (on) gp_loop_watch(&w->loop, io, EPOLLIN | EPOLLEXCLUSIVE);
+        else gp_loop_unwatch(&w->loop, io);
+    }
+}
+
+static void forget_fresh(gp_worker *w, int i)
+{
+    gp_conn *c = w->fresh[i].c;
+    if (!c->dead && c->io.cb != gp_conn_on_event) c->io.cb = gp_conn_on_event;
+    w->fresh[i] = w->fresh[--w->num_fresh];
+}
+
+/* A fresh connection's first event: no longer fresh, then the usual work. */
+static void on_fresh_event(gp_io *io, uint32_t events)
+{
+    gp_conn *c = (gp_conn *)io;
+    gp_worker *w = c->w;
+    for (int i = 0; i < w->num_fresh; i++)
+        if (w->fresh[i].c == c) {
+            forget_fresh(w, i);
+            break;
+        }
+    c->io.cb = gp_conn_on_event;
+    gp_conn_on_event(io, events);
+}
+
+/* After a turn, before closed connections are recycled: the fresh ones that
+ * closed or waited long enough stop counting. */
+static void expire_fresh(gp_worker *w)
+{
+    uint64_t next = GP_TIMER_NEVER;
+    for (int i = 0; i < w->num_fresh;) {
+        if (w->fresh[i].c->dead || w->fresh[i].until_ms <= w->now_ms) {
+            forget_fresh(w, i);
+            continue;
+        }
+        if (w->fresh[i].until_ms < next) next = w->fresh[i].until_ms;
+        i++;
+    }
+    if (next < GP_TIMER_NEVER &&
+        (!gp_timer_armed(&w->accept_timer) || next < w->accept_timer.at))
+        gp_timer_set(&w->timers, &w->accept_timer, next);
+}
+
+/* Wakes the loop when a pause ends; update_accepting does the rest. */
+static void on_accept_timer(gp_timer *t)
+{
+    gp_worker *w = (gp_worker *)((char *)t - offsetof(gp_worker, accept_timer));
+    w->share_recheck = true;
+    if (w->spare_fd < 0) w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Out of descriptors: the spare one makes room to accept the oldest waiting
+ * client and tell it 503 rather than leave it hanging, then accepting pauses
+ * (other workers may have descriptors to spare meanwhile). */
+static void out_of_fds(gp_worker *w, int lfd, int err)
+{
+    if (w->spare_fd >= 0) {
+        close(w->spare_fd);
+        w->spare_fd = -1;
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                       "Connection: close\r\n\r\n";
+            char sink[4096]; /* read what came, so the close does not reset the answer */
+            ssize_t r = recv(fd, sink, sizeof sink, 0);
+            r = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
+            (void)r;
+            close(fd);
+        }
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* retried by the timer */
+    }
+    w->accept_resume_ms = w->now_ms + EMFILE_PAUSE_MS;
+    gp_timer_set(&w->timers, &w->accept_timer, w->accept_resume_ms);
+    if (!w->emfile_warned_ms || w->now_ms - w->emfile_warned_ms >= EMFILE_WARN_EVERY_MS) {
+        w->emfile_warned_ms = w->now_ms;
+        gp_warn("worker %d: shedding connections: too many open files (%s, %zu connections); "
+                "accepting again in %d ms",
+                (int)getpid(), strerror(err), w->num_conns, EMFILE_PAUSE_MS);
+    }
+    update_accepting(w);
 }
 
 static void on_accept(gp_io *io, uint32_t events)
@@ -257,21 +446,33 @@ static void on_accept(gp_io *io, uint32_t events)
     struct gp_listen_io *l = (struct gp_listen_io *)io;
     gp_worker *w = l->w;
     int idx = l->index;
-    for (int i = 0; i < ACCEPT_BATCH && !w->stopping; i++) {
+    int room = fresh_room(w);
+    for (int i = 0; i < ACCEPT_BATCH && (i == 0 || want_accepting(w)); i++) {
         struct sockaddr_storage peer;
         socklen_t plen = sizeof peer;
         int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno == EMFILE || errno == ENFILE) shed_one(w, io->fd);
-            return;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                out_of_fds(w, io->fd, errno);
+            break;
         }
         if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
-        if (!gp_conn_new(w, fd, idx, &peer, plen)) close(fd);
+        gp_conn *c = gp_conn_new(w, fd, idx, &peer, plen);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        if (room >= 0) {
+            c->io.cb = on_fresh_event;
+            w->fresh[w->num_fresh++] = (struct gp_fresh){c, w->now_ms + FRESH_GRACE_MS};
+        }
     }
+    expire_fresh(w);
+    update_accepting(w); /* now: the next connection's wakeup goes to another worker */
 }
 
 static void on_signal(gp_io *io, uint32_t events)
@@ -305,8 +506,8 @@ static void check_memory(gp_worker *w)
     uint64_t rss_kb = resident * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024);
     atomic_store_explicit(&w->slot->rss_kb, rss_kb, memory_order_relaxed);
     if (rss_kb / 1024 > w->cfg->max_worker_memory_mb) {
-        gp_warn("worker %d uses %llu MB, over --max-worker-memory %lu; retiring after the requests "
-                "in progress",
+        gp_warn("worker %d uses %llu MB, over --max-worker-memory %lu; retiring once its "
+                "replacement is ready",
                 (int)getpid(), (unsigned long long)(rss_kb / 1024), w->cfg->max_worker_memory_mb);
         gp_worker_retire(w, GP_RETIRE_MEMORY);
     }
@@ -319,13 +520,37 @@ static void on_tick(gp_io *io, uint32_t events)
     ssize_t r = read(io->fd, &ticks, sizeof ticks);
     (void)r;
     update_date(w);
-    if (getppid() == 1) gp_worker_stop(w); /* orphaned: the death signal was missed */
+    if (getppid() != w->master_pid) gp_worker_stop(w); /* orphaned: the death signal was missed */
     if (w->cfg->max_worker_memory_mb && !w->stopping) check_memory(w);
     if (w->pool) publish_oldest_request(w);
-    for (gp_conn *c = w->conns, *next; c; c = next) {
-        next = c->next;
-        if (c->deadline <= w->now && c->state != CS_THREAD) gp_conn_on_timeout(c);
+}
+
+static void on_deadline(gp_io *io, uint32_t events)
+{
+    gp_worker *w = (gp_worker *)((char *)io - offsetof(gp_worker, deadline_io));
+    uint64_t n;
+    ssize_t r = read(io->fd, &n, sizeof n);
+    (void)r;
+    /* the loop's clock is the coarse one, a few ms behind the timerfd's: it
+     * fired, so it is at least that late */
+    if (w->armed_ms != GP_TIMER_NEVER && w->now_ms < w->armed_ms) {
+        w->now_ms = w->armed_ms;
+        w->now = (double)w->now_ms / 1000.0;
     }
+    w->armed_ms = GP_TIMER_NEVER; /* one-shot: it fired */
+    gp_timers_run(&w->timers, w->now_ms);
+}
+
+/* After a turn: the timerfd must fire no later than the earliest timer. One
+ * armed too early only costs a wakeup that re-arms it, so a deadline that
+ * moved later needs no system call. */
+static void arm_deadline(gp_worker *w)
+{
+    uint64_t at = gp_timers_earliest(&w->timers);
+    if (at >= w->armed_ms) return;
+    struct itimerspec its = {.it_value = {(time_t)(at / 1000), (long)(at % 1000) * 1000000}};
+    if (at == 0) its.it_value.tv_nsec = 1; /* zero would disarm */
+    if (timerfd_settime(w->deadline_io.fd, TFD_TIMER_ABSTIME, &its, NULL) == 0) w->armed_ms = at;
 }
 
 static void quit_now(int sig)
@@ -340,9 +565,9 @@ static int setup(gp_worker *w, const gp_worker_args *a)
     w->limits.max_request_line = cfg->limit_request_line;
     w->limits.max_fields = cfg->limit_request_fields;
     w->limits.max_field_size = cfg->limit_request_field_size;
-    w->head_cap = cfg->limit_request_line + 2 +
-                  cfg->limit_request_fields * (cfg->limit_request_field_size + 2) + 2;
-    if (w->head_cap > (1u << 20)) w->head_cap = 1u << 20;
+    w->limits.max_head = cfg->limit_request_head;
+    /* the head budget bounds what one connection may make us buffer */
+    w->head_cap = cfg->limit_request_head;
     if (w->head_cap < GP_IO_BUF_SIZE) w->head_cap = GP_IO_BUF_SIZE;
     w->access_fd = gp_access_log_fd();
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -371,6 +596,15 @@ static int setup(gp_worker *w, const gp_worker_args *a)
         gp_loop_watch(&w->loop, &w->timer_io, EPOLLIN) < 0)
         return -1;
 
+    gp_timers_init(&w->timers);
+    w->accept_timer.cb = on_accept_timer;
+    int max_fresh = a->cfg->threads > 1 ? a->cfg->threads : 1;
+    if (!(w->fresh = calloc((size_t)max_fresh, sizeof *w->fresh))) return -1;
+    w->armed_ms = GP_TIMER_NEVER;
+    w->deadline_io.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    w->deadline_io.cb = on_deadline;
+    if (w->deadline_io.fd < 0 || gp_loop_watch(&w->loop, &w->deadline_io, EPOLLIN) < 0) return -1;
+
     for (int i = 0; i < a->num_listeners; i++) {
         w->listeners[i].io.fd = a->listeners[i].fd;
         if (w->listeners[i].io.fd < 0) { /* --reuse-port: a socket of our own */
@@ -381,6 +615,7 @@ static int setup(gp_worker *w, const gp_worker_args *a)
                 gp_error("%s", err);
                 return -1;
             }
+            w->listeners[i].own = true;
         }
         w->listeners[i].io.cb = on_accept;
         w->listeners[i].addr = &a->listeners[i].addr;
@@ -395,8 +630,11 @@ int gp_worker_accept(gp_worker *w)
 {
     for (int i = 0; i < w->num_listeners; i++) /* one wakeup per connection, not one per worker */
         if (gp_loop_watch(&w->loop, &w->listeners[i].io, EPOLLIN | EPOLLEXCLUSIVE) < 0) return -1;
+    w->accepting = w->share_open = true;
+    atomic_store_explicit(&w->slot->accepting, 1, memory_order_relaxed);
     atomic_store(&w->slot->state, GP_WS_IDLE);
     gp_info("worker %d ready", (int)getpid());
+    wake_master(w); /* so it retires what this one replaces without waiting for its tick */
     return 0;
 }
 
@@ -418,6 +656,9 @@ gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void
     w->ops = ops;
     w->app = app;
     w->slot = &a->scoreboard->slots[a->slot];
+    w->sb = a->scoreboard;
+    w->master_pid = a->master_pid;
+    w->wake_fd = a->wake_fd;
     update_clock(w);
     if (setup(w, a) < 0) {
         gp_error("worker setup failed: %s", strerror(errno));
@@ -440,9 +681,32 @@ int gp_worker_fd(gp_worker *w)
     return w->loop.epfd;
 }
 
+/* Every connection left is a request whose thread has run past --timeout:
+ * the master has dumped its traceback and asked us to stop; waiting on for
+ * it would only delay the kill. */
+static bool only_stuck_left(gp_worker *w)
+{
+    struct gp_pool *p = w->pool;
+    uint64_t limit_ms = (uint64_t)(w->cfg->timeout * 1000);
+    if (!p || !limit_ms) return false;
+    size_t stuck = 0;
+    for (int i = 0; i < p->threads; i++) {
+        uint64_t t = atomic_load_explicit(&p->slots[i].started_ms, memory_order_acquire);
+        stuck += t && w->now_ms > t && w->now_ms - t > limit_ms;
+    }
+    return stuck && stuck >= w->num_conns;
+}
+
 int gp_worker_done(gp_worker *w)
 {
-    return w->stopping && w->num_conns == 0;
+    return w->stopping && (w->num_conns == 0 || only_stuck_left(w));
+}
+
+double gp_worker_stop_left(const gp_worker *w)
+{
+    if (!w->stopping) return w->cfg->graceful_timeout;
+    double left = w->stop_deadline - w->now;
+    return left > 0 ? left : 0;
 }
 
 /* Past the graceful timeout, what is still open is cut: tasks are cancelled
@@ -464,8 +728,11 @@ int gp_worker_turn(gp_worker *w, int timeout_ms)
     if (timeout_ms && ops->after_wait) ops->after_wait(w->app);
     update_clock(w);
     gp_loop_dispatch(&w->loop);
+    if (w->num_fresh) expire_fresh(w);
+    update_accepting(w);
     free_dead(w);
     cut_stragglers(w);
+    arm_deadline(w);
     return !gp_worker_done(w);
 }
 

@@ -21,5 +21,7 @@ int gp_worker_fd(gp_worker *w);
 int gp_worker_accept(gp_worker *w);
 int gp_worker_turn(gp_worker *w, int timeout_ms);
 int gp_worker_done(gp_worker *w);
+/* Seconds left of the graceful timeout once stopping; the whole timeout before. */
+double gp_worker_stop_left(const gp_worker *w);
 
 #endif

@@ -8,15 +8,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/body.h"
 #include "core/config.h"
 #include "core/conn.h"
 #include "core/loop.h"
 #include "core/scoreboard.h"
+#include "core/timer.h"
 
-#define GP_IO_BUF_SIZE 16384     /* initial read buffer and output buffer */
-#define GP_BODY_TIMEOUT_MS 60000 /* a blocked body read gives up after this */
-#define GP_HEAD_TIMEOUT_S 30.0   /* a request head must arrive within this */
-#define GP_WRITE_TIMEOUT_S 60.0  /* a client must take some bytes within this */
+#define GP_IO_BUF_SIZE 16384 /* initial read buffer and output buffer */
+/* the head, body and write timeouts are --header-timeout, --body-timeout and
+ * --send-timeout (w->cfg) */
 #define GP_LINGER_S 2.0          /* read and discard before closing, at most */
 #define GP_LINGER_MAX (1 << 20)
 #define GP_STOP_IDLE_S 1.0 /* on stop, idle keep-alive connections close after this */
@@ -25,6 +26,7 @@ typedef struct gp_worker gp_worker;
 
 enum gp_conn_state {
     CS_HEAD,     /* waiting for / parsing a request head */
+    CS_BODY,     /* reading the request body before the app runs (body.h) */
     CS_APP_WAIT, /* app response pending on a full socket */
     CS_FLUSH,    /* response ended, output still draining */
     CS_LINGER,   /* shut down for writing, discarding input until EOF */
@@ -39,13 +41,13 @@ struct gp_conn {
     gp_conn *qnext; /* request-thread queues */
     enum gp_conn_state state;
     bool dead;                /* closed this turn; freed after the batch */
-    bool blocking;            /* on a request thread: writes wait instead of GP_AGAIN */
     bool want_input;          /* CS_ASYNC: the app waits for body bytes or a disconnect */
     struct gp_ws_session *ws; /* after a WebSocket handshake (ws_conn.c) */
     bool peer_gone;           /* CS_ASYNC: the client closed or reset */
     bool keep_alive;
     bool broken;     /* the peer is gone or the stream is unusable */
-    double deadline; /* monotonic seconds */
+    double deadline; /* monotonic seconds; set with gp_conn_set_deadline */
+    gp_timer timer;  /* fires at or before deadline (conn.c) */
     int listener;
     struct sockaddr_storage peer;
     socklen_t peer_len;
@@ -53,6 +55,7 @@ struct gp_conn {
     /* input: buf[0..len) holds bytes read; the current head is buf[0..head_len) */
     char *buf;
     size_t cap, len, head_len, rpos;
+    gp_http_head_state head; /* how far the parser got in a head still arriving */
 
     /* request body */
     enum gp_http_body body_kind;
@@ -61,13 +64,18 @@ struct gp_conn {
     gp_chunked chunked;
     bool body_done, expect_continue, continue_sent;
     int body_error; /* HTTP status for a body error, 0 when none */
+    bool body_held;  /* the app reads the body from held, not the socket */
+    bool body_late;  /* CS_ASYNC: no body byte within --body-timeout */
+    gp_body held;    /* CS_BODY and after: the body read ahead of the app */
+    char *held_head; /* a copy of the head, parsed again when the body is in */
+    size_t held_head_len;
 
     /* response */
     int version_minor;
     bool head_method, head_sent, chunked_out, no_body, resp_has_length, resp_ended;
     bool has_date, has_server;
     uint64_t resp_left;  /* with Content-Length: body bytes still allowed */
-    uint64_t resp_bytes; /* body bytes the app produced */
+    uint64_t resp_bytes; /* body bytes queued for the client (clipped; none for HEAD) */
     int status;
     char *out;
     size_t out_cap, out_len, out_pos;
@@ -80,9 +88,16 @@ struct gp_conn {
     void *app_state;
     void *app_cache;
 
-    /* access log: request line, referer, user agent, copied at dispatch */
+    /* access log: request line, user, referer, user agent, copied at dispatch */
     char *alog;
+    bool alog_pending; /* dispatched, its line not written yet */
     double started;
+
+    /* --threads (conn.c's request-thread section) */
+    struct gp_thread_slot *tslot; /* while a request thread runs the app for it */
+    unsigned char thread_job;     /* enum gp_thread_job: what that thread is to do */
+    gp_app_status thread_st;      /* what the app answered there, for the loop */
+    char what[GP_SLOT_WHAT];      /* "GET /path", kept while the response waits on the socket */
 };
 
 struct gp_worker {
@@ -97,9 +112,28 @@ struct gp_worker {
         gp_worker *w;
         int index;
         const gp_addr *addr;
+        bool own; /* --reuse-port: this worker's socket, its queue is ours alone */
     } listeners[GP_MAX_BINDS];
     int num_listeners;
     gp_io signal_io, timer_io;
+    gp_timers timers;   /* every deadline: connections' and the worker's own */
+    gp_io deadline_io;  /* one-shot timerfd, armed at the earliest timer */
+    uint64_t armed_ms;  /* when deadline_io fires; GP_TIMER_NEVER: disarmed */
+    /* accepting (worker.c) */
+    bool accepting;               /* the listeners are watched */
+    struct gp_fresh {
+        gp_conn *c;
+        uint64_t until_ms;
+    } *fresh;                     /* accepted, no byte handled yet: one per free thread */
+    int num_fresh;
+    uint64_t accept_resume_ms;    /* after EMFILE: not before this */
+    uint64_t emfile_warned_ms;
+    gp_timer accept_timer;        /* ends a pause */
+    gp_scoreboard *sb;            /* the other workers' slots, for balancing */
+    size_t share_conns;           /* num_conns as last published */
+    bool share_open;              /* open_to_accept as last published */
+    bool share_recheck;           /* read the others' slots again */
+    bool stand_aside;             /* holding clearly more than another open worker */
     gp_conn *conns; /* every live connection */
     gp_conn *dead;  /* closed during this turn, freed after it */
     gp_conn *free_conns;
@@ -120,19 +154,24 @@ struct gp_worker {
     struct gp_pool *pool; /* request threads; NULL without --threads */
     pthread_mutex_t mu;   /* with request threads: buffer free list, slot text */
     int access_fd;
+    bool access_log_failed; /* warned once; quiet until a line is written again */
+    pid_t master_pid;       /* orphaned when getppid() differs */
+    int wake_fd;            /* the master's eventfd, -1 when none */
+    bool retire_asked;      /* the master was asked for a replacement */
     gp_http_header headers[GP_HTTP_MAX_HEADERS];
 };
 
 /* conn.c, for worker.c */
 /* What each request thread is running, for the timeout check. */
-typedef struct {
-    _Atomic uint64_t started_ms; /* 0: idle */
+typedef struct gp_thread_slot {
+    _Atomic uint64_t started_ms; /* when the app's code began running; 0: idle or waiting */
     char what[GP_SLOT_WHAT];
 } gp_thread_slot;
+/* What a request thread does with a connection it is handed. */
+enum gp_thread_job { GP_JOB_START, GP_JOB_RESUME, GP_JOB_ABORT };
 void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts);
 void gp_conn_thread_done(gp_conn *c);
 int gp_conn_out_append(gp_conn *c, const void *p, size_t n);
-int gp_conn_flush(gp_conn *c);
 void gp_conn_async_rewatch(gp_conn *c);
 /* ws_conn.c, for conn.c */
 void gp_ws_on_input(gp_conn *c);
@@ -147,6 +186,10 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
 void gp_conn_close(gp_conn *c);
 void gp_conn_on_event(gp_io *io, uint32_t events);
 void gp_conn_on_timeout(gp_conn *c);
+/* When c times out (monotonic seconds, as w->now), earlier or later than
+ * before. Loop thread only. A plain store to c->deadline is honoured only
+ * when it is later than what was set before. */
+void gp_conn_set_deadline(gp_conn *c, double at);
 void gp_conn_on_stop(gp_conn *c);
 char *gp_worker_buf_get(gp_worker *w);
 void gp_worker_buf_put(gp_worker *w, char *buf);
@@ -154,7 +197,8 @@ double gp_now(void);
 /* Graceful stop: no more accepting; idle connections close soon, busy ones
  * after their response. */
 void gp_worker_stop(gp_worker *w);
-/* The same, recording why for the master (enum gp_retire_reason). */
+/* Asks the master for a replacement, recording why (enum gp_retire_reason);
+ * the worker serves on until the master's TERM, once the new one is ready. */
 void gp_worker_retire(gp_worker *w, int reason);
 
 #endif

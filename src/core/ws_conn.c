@@ -21,7 +21,26 @@ struct gp_ws_session {
     size_t ctl_len;
     bool close_sent, closed_notified, ping_out;
     double ping_at;
+    double heard_at; /* when the peer last sent anything: pings fill silences only */
 };
+
+/* The next keep-alive event: a ping once the peer has been silent for the
+ * interval, or, with one out, the close when its pong is late. A deadline
+ * set while output waits is the write timeout's, and is left alone. */
+static double keepalive_at(gp_conn *c)
+{
+    struct gp_ws_session *ws = c->ws;
+    const gp_config *cfg = c->w->cfg;
+    if (cfg->ws_ping_interval <= 0 || ws->close_sent) return c->w->now + 1e9;
+    return ws->ping_out ? ws->ping_at + cfg->ws_ping_timeout : ws->heard_at + cfg->ws_ping_interval;
+}
+
+static void ws_rearm(gp_conn *c)
+{
+    if (c->out_len > c->out_pos || c->pend_len || c->file_left) return;
+    double at = keepalive_at(c);
+    if (at != c->deadline) gp_conn_set_deadline(c, at);
+}
 
 static const char *find_header(const gp_http_request *req, const char *lower, size_t *len)
 {
@@ -78,10 +97,15 @@ static void send_control(gp_conn *c, const uint8_t *frame, size_t n)
 int gp_ws_on_drained(gp_conn *c)
 {
     struct gp_ws_session *ws = c->ws;
-    if (!ws->ctl_len) return GP_OK;
+    if (!ws->ctl_len) {
+        ws_rearm(c);
+        return GP_OK;
+    }
     int r = gp_conn_out_append(c, ws->ctl, ws->ctl_len);
     ws->ctl_len = 0;
-    return r == GP_OK ? gp_conn_flush(c) : r;
+    r = r == GP_OK ? gp_conn_flush(c) : r;
+    if (r == GP_OK) ws_rearm(c);
+    return r;
 }
 
 int gp_ws_begin(gp_conn *c, const char accept[29])
@@ -96,12 +120,10 @@ int gp_ws_begin(gp_conn *c, const char accept[29])
     c->no_body = c->chunked_out = c->resp_has_length = false;
     c->resp_ended = true;
     c->keep_alive = false;
-    double interval = c->w->cfg->ws_ping_interval;
     c->want_input = true;
+    ws->heard_at = c->w->now;
     int r = gp_conn_flush(c);
-    /* after the flush: writing the 101 sets the 60 s write deadline, which would
-     * otherwise put the first ping off to then */
-    c->deadline = c->w->now + (interval > 0 ? interval : 1e9);
+    ws_rearm(c); /* after the flush: it set the write deadline */
     return r;
 }
 
@@ -111,8 +133,9 @@ int gp_ws_send(gp_conn *c, int binary, const void *data, size_t len)
     uint8_t hdr[10];
     size_t hl = gp_ws_frame_header(hdr, binary ? GP_WS_OP_BINARY : GP_WS_OP_TEXT, true, len);
     if (gp_conn_out_append(c, hdr, hl) < 0) return GP_ERROR;
-    if (len == 0) return gp_conn_flush(c);
-    return gp_conn_write(c, data, len);
+    int r = len == 0 ? gp_conn_flush(c) : gp_conn_write(c, data, len);
+    if (r == GP_OK) ws_rearm(c); /* the write moved the deadline */
+    return r;
 }
 
 void gp_ws_close(gp_conn *c, unsigned code, const char *reason, size_t reason_len)
@@ -148,6 +171,7 @@ static int append(struct gp_ws_session *ws, const uint8_t *data, size_t len)
 void gp_ws_on_input(gp_conn *c)
 {
     struct gp_ws_session *ws = c->ws;
+    size_t had = c->len - c->rpos;
     while (!c->dead && c->ws == ws && c->state == CS_ASYNC && c->want_input &&
            !ws->closed_notified && c->rpos < c->len) {
         gp_ws_event ev;
@@ -195,6 +219,11 @@ void gp_ws_on_input(gp_conn *c)
     if (c->rpos >= c->len && c->buf) c->rpos = c->len = 0;
 out:
     if (c->dead || c->ws != ws || c->state != CS_ASYNC) return;
+    if (c->len - c->rpos != had) { /* frames came in: the peer is alive */
+        ws->heard_at = c->w->now;
+        ws->ping_out = false;
+        ws_rearm(c);
+    }
     gp_conn_async_rewatch(c); /* room again in the buffer */
     if (c->peer_gone) notify_closed(c, 1006);
 }
@@ -204,25 +233,22 @@ void gp_ws_on_tick(gp_conn *c)
     struct gp_ws_session *ws = c->ws;
     const gp_config *cfg = c->w->cfg;
     double now = c->w->now;
-    if (cfg->ws_ping_interval <= 0) {
-        c->deadline = now + 1e9;
-        return;
+    if (cfg->ws_ping_interval > 0 && !ws->close_sent) {
+        if (ws->ping_out && now - ws->ping_at >= cfg->ws_ping_timeout) {
+            gp_ws_close(c, GP_WS_CLOSE_INTERNAL, "keepalive ping timeout", 22);
+            notify_closed(c, GP_WS_CLOSE_INTERNAL);
+        } else if (!ws->ping_out && now - ws->heard_at >= cfg->ws_ping_interval) {
+            uint8_t frame[127];
+            size_t n = gp_ws_control_frame(frame, GP_WS_OP_PING, (const uint8_t *)"gallop", 6);
+            send_control(c, frame, n);
+            ws->ping_out = true;
+            ws->ping_at = now;
+        }
     }
-    if (ws->ping_out && now - ws->ping_at >= cfg->ws_ping_timeout) {
-        gp_ws_close(c, GP_WS_CLOSE_INTERNAL, "keepalive ping timeout", 22);
-        notify_closed(c, GP_WS_CLOSE_INTERNAL);
-        c->deadline = now + 1e9;
-        return;
-    }
-    if (!ws->ping_out && !ws->close_sent) {
-        uint8_t frame[127];
-        size_t n = gp_ws_control_frame(frame, GP_WS_OP_PING, (const uint8_t *)"gallop", 6);
-        send_control(c, frame, n);
-        ws->ping_out = true;
-        ws->ping_at = now;
-    }
-    double next = ws->ping_out ? cfg->ws_ping_timeout : cfg->ws_ping_interval;
-    c->deadline = now + (next > 0 ? next : 1e9);
+    if (c->dead || c->ws != ws) return;
+    /* a deadline that is still the write timeout's (output stuck) moves to
+     * the keep-alive one too: the ping timeout then ends a dead peer */
+    gp_conn_set_deadline(c, keepalive_at(c));
 }
 
 void gp_ws_on_stop(gp_conn *c)

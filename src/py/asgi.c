@@ -26,7 +26,9 @@
 #include "core/conn.h"
 #include "core/log.h"
 #include "core/worker.h"
+#include "py/asgi_common.h"
 #include "py/asgi_ws.h"
+#include "py/bridge.h"
 #include "py/runner.h"
 
 #define BODY_CHUNK 65536
@@ -54,96 +56,13 @@ typedef struct gp_asgi {
         *v_root;
     PyObject *msg_disconnect; /* a fresh copy is handed out each time */
     PyObject *s_set_result, *s_done, *s_cancel;
-    PyObject *methods[8];
-    const gp_addr *server_addr[GP_MAX_BINDS];
-    PyObject *server[GP_MAX_BINDS];
     name_entry names[NAME_CACHE];
-    char *scratch;
-    size_t root_len;
-    PyObject *ready_none;
     PyObject *http_template, *ws_template;
     PyObject *client_gone; /* the OSError subclass send() raises once the client left */
     PyObject *s_result, *s_set_exception, *s_blocking;
 } gp_asgi;
 
 static gp_asgi *the_asgi; /* one per worker process */
-
-/* ---- Ready: an awaitable that is already done ------------------------- */
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *value; /* NULL: None */
-} Ready;
-
-static PyTypeObject Ready_Type;
-
-static PyObject *ready_new(PyObject *value)
-{
-    Ready *r = PyObject_New(Ready, &Ready_Type);
-    if (!r) return NULL;
-    r->value = value; /* steals */
-    return (PyObject *)r;
-}
-
-PyObject *gp_asgi_ready(PyObject *value)
-{
-    if (!value) return Py_NewRef(the_asgi->ready_none);
-    return ready_new(value);
-}
-
-static PyObject *Ready_await(PyObject *self)
-{
-    Py_INCREF(self);
-    return self;
-}
-
-/* StopIteration carrying value (a tuple or an exception would be taken apart
- * by PyErr_SetObject, hence the instance). */
-static void stop_with(PyObject *value)
-{
-    PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, value);
-    if (!e) return;
-    PyErr_SetObject(PyExc_StopIteration, e);
-    Py_DECREF(e);
-}
-
-static PyObject *Ready_next(Ready *r)
-{
-    if (!r->value) return NULL; /* StopIteration(None) without an exception object */
-    stop_with(r->value);
-    return NULL;
-}
-
-static PyObject *Ready_send(Ready *r, PyObject *arg)
-{
-    return Ready_next(r);
-}
-
-static void Ready_dealloc(Ready *r)
-{
-    Py_XDECREF(r->value);
-    PyObject_Free(r);
-}
-
-static PyAsyncMethods Ready_async = {.am_await = Ready_await};
-
-static PyMethodDef Ready_methods[] = {
-    {"send", (PyCFunction)Ready_send, METH_O, NULL},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyTypeObject Ready_Type = {
-    .ob_base = {PyObject_HEAD_INIT(NULL) 0},
-    .tp_name = "gallop.Ready",
-    .tp_basicsize = sizeof(Ready),
-    .tp_dealloc = (destructor)Ready_dealloc,
-    .tp_as_async = &Ready_async,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "an awaitable whose result is already known",
-    .tp_iter = PyObject_SelfIter,
-    .tp_iternext = (iternextfunc)Ready_next,
-    .tp_methods = Ready_methods,
-};
 
 /* ---- Request ----------------------------------------------------------- */
 
@@ -191,32 +110,6 @@ static PyTypeObject Request_Type = {
 static PyObject *disconnect_msg(gp_asgi *a)
 {
     return PyDict_Copy(a->msg_disconnect);
-}
-
-/* Completes a future unless the task waiting on it was cancelled meanwhile. */
-void gp_asgi_resolve(PyObject **futp, PyObject *value)
-{
-    PyObject *fut = *futp;
-    *futp = NULL;
-    if (fut && gp_asgi_pending(&fut)) {
-        PyObject *r =
-            PyObject_CallMethodOneArg(fut, the_asgi->s_set_result, value ? value : Py_None);
-        if (!r) PyErr_WriteUnraisable(fut);
-        Py_XDECREF(r);
-    }
-    Py_XDECREF(fut);
-    Py_XDECREF(value);
-}
-
-bool gp_asgi_pending(PyObject **futp)
-{
-    if (!*futp) return false;
-    PyObject *done = PyObject_CallMethodNoArgs(*futp, the_asgi->s_done);
-    bool pending = done == Py_False;
-    Py_XDECREF(done);
-    PyErr_Clear();
-    if (!pending) Py_CLEAR(*futp);
-    return pending;
 }
 
 /* Fails a waiting future with the app's view of a departed client. */
@@ -313,82 +206,45 @@ static void finish(Request *r)
 static void log_error(Request *r, const char *when)
 {
     gp_error("Exception in ASGI application, %s (%s)", r->what, when);
-    gp_runner_print_error();
+    gp_bridge_print_error();
 }
 
 /* ---- scope ---------------------------------------------------------------- */
 
 static PyObject *lower_name(gp_asgi *a, const char *name, size_t n)
 {
-    char low[256];
-    if (n > sizeof low) return PyBytes_FromStringAndSize(name, (Py_ssize_t)n); /* never: limits */
+    char low[sizeof a->names[0].name];
+    if (n >= sizeof low) { /* too long to cache */
+        PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+        char *d = b ? PyBytes_AS_STRING(b) : NULL;
+        for (size_t i = 0; d && i < n; i++) d[i] = (char)tolower((unsigned char)name[i]);
+        return b;
+    }
     unsigned h = 2166136261u;
     for (size_t i = 0; i < n; i++) {
         low[i] = (char)tolower((unsigned char)name[i]);
         h = (h ^ (unsigned char)low[i]) * 16777619u;
     }
-    if (n < sizeof a->names[0].name) {
-        for (unsigned p = 0; p < 4; p++) {
-            name_entry *e = &a->names[(h + p) % NAME_CACHE];
-            if (!e->bytes) {
-                e->bytes = PyBytes_FromStringAndSize(low, (Py_ssize_t)n);
-                if (!e->bytes) return NULL;
-                memcpy(e->name, low, n);
-                e->len = (unsigned char)n;
-            }
-            if (e->len == n && memcmp(e->name, low, n) == 0) {
-                Py_INCREF(e->bytes);
-                return e->bytes;
-            }
+    for (unsigned p = 0; p < 4; p++) {
+        name_entry *e = &a->names[(h + p) % NAME_CACHE];
+        if (!e->bytes) {
+            e->bytes = PyBytes_FromStringAndSize(low, (Py_ssize_t)n);
+            if (!e->bytes) return NULL;
+            memcpy(e->name, low, n);
+            e->len = (unsigned char)n;
+        }
+        if (e->len == n && memcmp(e->name, low, n) == 0) {
+            Py_INCREF(e->bytes);
+            return e->bytes;
         }
     }
     return PyBytes_FromStringAndSize(low, (Py_ssize_t)n);
 }
 
-static PyObject *addr_tuple(const struct sockaddr *sa)
+static PyObject *server_tuple(gp_conn *c)
 {
-    char host[64];
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
-        return Py_BuildValue("(si)", host, ntohs(s4->sin_port));
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
-        return Py_BuildValue("(si)", host, ntohs(s6->sin6_port));
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *server_tuple(gp_asgi *a, gp_conn *c)
-{
-    const gp_addr *addr = gp_conn_local(c);
-    int i = 0;
-    for (; i < GP_MAX_BINDS && a->server_addr[i] && a->server_addr[i] != addr; i++) {
-    }
-    if (i == GP_MAX_BINDS) i = 0;
-    if (!a->server_addr[i]) {
-        PyObject *t = addr->kind == GP_ADDR_UNIX ? Py_BuildValue("(sO)", addr->text + 5, Py_None)
-                                                 : addr_tuple((const struct sockaddr *)&addr->sa);
-        if (!t) return NULL;
-        a->server[i] = t;
-        a->server_addr[i] = addr;
-    }
-    Py_INCREF(a->server[i]);
-    return a->server[i];
-}
-
-static PyObject *method_str(gp_asgi *a, const char *m, size_t n)
-{
-    static const char *const known[] = {"GET",    "POST",    "HEAD",  "PUT",
-                                        "DELETE", "OPTIONS", "PATCH", NULL};
-    for (int i = 0; known[i]; i++)
-        if (strlen(known[i]) == n && memcmp(known[i], m, n) == 0) {
-            Py_INCREF(a->methods[i]);
-            return a->methods[i];
-        }
-    return PyUnicode_DecodeLatin1(m, (Py_ssize_t)n, NULL);
+    const gp_bridge_server *sv = gp_bridge_server_of(c);
+    return sv ? Py_NewRef(sv->tuple) : NULL;
 }
 
 enum {
@@ -409,14 +265,6 @@ enum {
     SK_SUBPROTOCOLS,
     SK_COUNT
 };
-
-static int set_steal(PyObject *d, PyObject *k, PyObject *v)
-{
-    if (!v) return -1;
-    int r = PyDict_SetItem(d, k, v);
-    Py_DECREF(v);
-    return r;
-}
 
 /* ---- the connection: its client address ------------------------------------ */
 
@@ -447,7 +295,7 @@ static PyObject *client_tuple(gp_conn *c)
         k = PyObject_New(Conn, &Conn_Type);
         if (!k) return NULL;
         socklen_t sl;
-        if (!(k->client = addr_tuple(gp_conn_peer(c, &sl)))) {
+        if (!(k->client = gp_bridge_addr_tuple(gp_conn_peer(c, &sl)))) {
             PyObject_Free(k);
             return NULL;
         }
@@ -469,32 +317,29 @@ static PyObject *fresh_dicts(PyObject *tmpl)
     PyObject *k, *v;
     Py_ssize_t pos = 0;
     while (d && PyDict_Next(tmpl, &pos, &k, &v))
-        if (set_steal(d, k, PyDict_New()) < 0) Py_CLEAR(d);
+        if (gp_bridge_set_steal(d, k, PyDict_New()) < 0) Py_CLEAR(d);
     return d;
 }
 
 /* A copy of a template that already holds every key: the copy is one block
  * copy, and the values set afterwards replace rather than grow the table. */
-PyObject *gp_asgi_scope(gp_conn *c, const gp_http_request *req, PyObject *type)
+static PyObject *scope_for(gp_conn *c, const gp_http_request *req, PyObject *template)
 {
     gp_asgi *a = the_asgi;
     PyObject **K = a->scope_keys;
-    PyObject *s = PyDict_Copy(type == a->v_http ? a->http_template : a->ws_template);
+    PyObject *s = PyDict_Copy(template);
     if (!s) return NULL;
     if (!req->version_minor && PyDict_SetItem(s, K[SK_HTTP_VERSION], a->v_http10) < 0) goto fail;
-    if (set_steal(s, K[SK_RAW_PATH],
+    if (gp_bridge_set_steal(s, K[SK_RAW_PATH],
                   PyBytes_FromStringAndSize(req->path, (Py_ssize_t)req->path_len)) < 0)
         goto fail;
-    size_t plen = gp_http_percent_decode(a->scratch, req->path, req->path_len);
-    const char *p = a->scratch;
-    if (a->root_len && plen >= a->root_len && memcmp(p, a->cfg->root_path, a->root_len) == 0 &&
-        (plen == a->root_len || p[a->root_len] == '/')) {
-        /* ASGI keeps root_path inside path; nothing to strip */
-    }
-    if (set_steal(s, K[SK_PATH], PyUnicode_DecodeUTF8(p, (Py_ssize_t)plen, "replace")) < 0)
+    const char *p;
+    size_t under_root; /* ASGI keeps root_path inside path: nothing to strip */
+    size_t plen = gp_bridge_path(req, &p, &under_root);
+    if (gp_bridge_set_steal(s, K[SK_PATH], PyUnicode_DecodeUTF8(p, (Py_ssize_t)plen, "replace")) < 0)
         goto fail;
     /* the template's values stand for no query and GET */
-    if (req->query && set_steal(s, K[SK_QUERY], PyBytes_FromStringAndSize(
+    if (req->query && gp_bridge_set_steal(s, K[SK_QUERY], PyBytes_FromStringAndSize(
                                                      req->query, (Py_ssize_t)req->query_len)) < 0)
         goto fail;
     PyObject *hl = PyList_New((Py_ssize_t)req->num_headers);
@@ -512,13 +357,13 @@ PyObject *gp_asgi_scope(gp_conn *c, const gp_http_request *req, PyObject *type)
         }
         PyList_SET_ITEM(hl, (Py_ssize_t)i, t);
     }
-    if (set_steal(s, K[SK_HEADERS], hl) < 0) goto fail;
-    if (set_steal(s, K[SK_CLIENT], client_tuple(c)) < 0) goto fail;
-    if (set_steal(s, K[SK_SERVER], server_tuple(a, c)) < 0) goto fail;
-    if (set_steal(s, K[SK_ASGI], PyDict_Copy(a->asgi_info)) < 0 ||
-        set_steal(s, K[SK_EXTENSIONS], fresh_dicts(a->extensions)) < 0)
+    if (gp_bridge_set_steal(s, K[SK_HEADERS], hl) < 0) goto fail;
+    if (gp_bridge_set_steal(s, K[SK_CLIENT], client_tuple(c)) < 0) goto fail;
+    if (gp_bridge_set_steal(s, K[SK_SERVER], server_tuple(c)) < 0) goto fail;
+    if (gp_bridge_set_steal(s, K[SK_ASGI], PyDict_Copy(a->asgi_info)) < 0 ||
+        gp_bridge_set_steal(s, K[SK_EXTENSIONS], fresh_dicts(a->extensions)) < 0)
         goto fail;
-    if (a->state && set_steal(s, K[SK_STATE], PyDict_Copy(a->state)) < 0) goto fail;
+    if (a->state && gp_bridge_set_steal(s, K[SK_STATE], PyDict_Copy(a->state)) < 0) goto fail;
     return s;
 fail:
     Py_DECREF(s);
@@ -527,7 +372,7 @@ fail:
 
 /* ---- receive ----------------------------------------------------------------- */
 
-#define AGAIN_SENTINEL ((PyObject *)&Ready_Type)
+#define AGAIN_SENTINEL ((PyObject *)&Request_Type)
 
 static PyObject *request_msg(gp_asgi *a, PyObject *body, bool more)
 {
@@ -572,7 +417,7 @@ static PyObject *try_receive(Request *r)
             if (n != GP_BODY_CLOSED) send_error_and_finish(r, status ? status : 400);
             return disconnect_msg(a);
         }
-        if (_PyBytes_Resize(&b, n) < 0) return NULL;
+        if (gp_bridge_bytes_resize(&b, n, n) < 0) return NULL;
         bool more = n > 0 && !gp_conn_body_done(c);
         if (!more) r->body_delivered = true;
         return request_msg(a, b, more);
@@ -613,74 +458,10 @@ static PyObject *msg_get(PyObject *msg, PyObject *key)
     return v; /* borrowed; NULL without error when absent */
 }
 
-/* Checks the headers of a start or trailers message; returns a list of
- * (bytes, bytes) pairs or NULL with an exception. */
-static PyObject *check_headers(PyObject *headers)
-{
-    PyObject *seq = PySequence_Fast(headers, "headers must be an iterable of [name, value] pairs");
-    if (!seq) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject *out = PyList_New(n);
-    if (!out) goto fail;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *h = PySequence_Fast_GET_ITEM(seq, i);
-        PyObject *pair = PySequence_Fast(h, "each header must be a [name, value] pair");
-        if (!pair) goto fail;
-        if (PySequence_Fast_GET_SIZE(pair) != 2 ||
-            !PyBytes_Check(PySequence_Fast_GET_ITEM(pair, 0)) ||
-            !PyBytes_Check(PySequence_Fast_GET_ITEM(pair, 1))) {
-            Py_DECREF(pair);
-            PyErr_Format(PyExc_TypeError, "header %R must be a pair of bytes", h);
-            goto fail;
-        }
-        PyObject *nm = PySequence_Fast_GET_ITEM(pair, 0), *v = PySequence_Fast_GET_ITEM(pair, 1);
-        if (!gp_conn_field_ok(PyBytes_AS_STRING(nm), (size_t)PyBytes_GET_SIZE(nm),
-                              PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v))) {
-            Py_DECREF(pair);
-            PyErr_Format(PyExc_ValueError,
-                         "invalid header %R (bad name, or CR, LF or another control byte)", h);
-            goto fail;
-        }
-        PyObject *t = PyTuple_Pack(2, nm, v);
-        Py_DECREF(pair);
-        if (!t) goto fail;
-        PyList_SET_ITEM(out, i, t);
-    }
-    Py_DECREF(seq);
-    return out;
-fail:
-    Py_XDECREF(out);
-    Py_DECREF(seq);
-    return NULL;
-}
-
-/* Adds a list that check_headers built to the head. */
-static int add_checked(gp_conn *c, PyObject *list)
-{
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
-        PyObject *t = PyList_GET_ITEM(list, i);
-        PyObject *nm = PyTuple_GET_ITEM(t, 0), *v = PyTuple_GET_ITEM(t, 1);
-        if (gp_conn_head_add(c, PyBytes_AS_STRING(nm), (size_t)PyBytes_GET_SIZE(nm),
-                             PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v)) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-int gp_asgi_add_headers(gp_conn *c, PyObject *headers)
-{
-    if (!headers) return 0;
-    PyObject *list = check_headers(headers);
-    int r = list ? add_checked(c, list) : -1;
-    if (list && r < 0) PyErr_SetString(PyExc_ValueError, "the response head is too large");
-    Py_XDECREF(list);
-    return r;
-}
-
 static int send_head(Request *r, long long known_length)
 {
     gp_conn *c = r->conn;
-    if (gp_conn_head_begin_status(c, r->status) < 0 || add_checked(c, r->headers) < 0) goto bad;
+    if (gp_conn_head_begin_status(c, r->status) < 0 || gp_asgi_add_checked(c, r->headers) < 0) goto bad;
     if (known_length >= 0 && !r->trailers) gp_conn_head_set_length(c, (uint64_t)known_length);
     if (gp_conn_head_end(c) < 0) goto bad;
     r->head_sent = true;
@@ -753,6 +534,7 @@ static PyObject *send_body(Request *r, PyObject *msg)
     if (!r->head_sent && send_head(r, more ? -1 : (long long)n) < 0) goto fail;
     if (n) {
         int rc = gp_conn_write(r->conn, PyBytes_AS_STRING(body), (size_t)n);
+        if (rc == GP_OK && more) rc = gp_conn_flush(r->conn); /* out before the app's next await */
         if (rc == GP_AGAIN) {
             Py_XSETREF(r->send_keep, body);
             return send_wait(r, !more);
@@ -823,7 +605,7 @@ static PyObject *send_trailers(Request *r, PyObject *msg)
     PyObject *hs = msg_get(msg, a->k_headers);
     PyObject *more_o = msg_get(msg, a->k_more_trailers);
     if (PyErr_Occurred()) return NULL;
-    PyObject *list = hs ? check_headers(hs) : PyList_New(0);
+    PyObject *list = hs ? gp_asgi_check_headers(hs) : PyList_New(0);
     if (!list) return NULL;
     if (!r->trailer_buf && !(r->trailer_buf = PyByteArray_FromStringAndSize(NULL, 0))) goto fail;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
@@ -872,7 +654,7 @@ static PyObject *send_start(Request *r, PyObject *msg)
     PyObject *hs = msg_get(msg, a->k_headers);
     PyObject *tr = msg_get(msg, a->k_trailers);
     if (PyErr_Occurred()) return NULL;
-    PyObject *list = hs ? check_headers(hs) : PyList_New(0);
+    PyObject *list = hs ? gp_asgi_check_headers(hs) : PyList_New(0);
     if (!list) return NULL;
     int trailers = tr ? PyObject_IsTrue(tr) : 0;
     if (trailers < 0) {
@@ -1022,7 +804,7 @@ static PyObject *Call_send(Call *k, PyObject *arg)
     if (res == PYGEN_NEXT) return result;
     if (res == PYGEN_RETURN) {
         if (result == Py_None) PyErr_SetNone(PyExc_StopIteration);
-        else stop_with(result);
+        else gp_bridge_stop_iteration(result);
         Py_DECREF(result);
     }
     return NULL;
@@ -1156,7 +938,7 @@ static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *re
 {
     gp_asgi *a = app;
     if (req->upgrade && gp_asgi_ws_is_upgrade(req))
-        return gp_asgi_ws_start(a->app, a->asgi2, c, req);
+        return gp_asgi_ws_start(a->app, a->asgi2, c, req, scope_for(c, req, a->ws_template));
     Request *r = PyObject_New(Request, &Request_Type);
     if (!r) goto oom;
     memset((char *)r + sizeof(PyObject), 0, sizeof *r - sizeof(PyObject));
@@ -1166,26 +948,18 @@ static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *re
     gp_conn_describe(r->what, sizeof r->what, req);
     gp_conn_set_app_state(c, r); /* the connection's reference */
 
-    PyObject *scope = gp_asgi_scope(c, req, a->v_http);
+    PyObject *scope = scope_for(c, req, a->http_template);
     if (!scope) goto fail;
     PyObject **K = a->scope_keys;
     bool get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
-    if (!get && set_steal(scope, K[SK_METHOD], method_str(a, req->method, req->method_len)) < 0) {
+    if (!get && gp_bridge_set_steal(scope, K[SK_METHOD],
+                                    gp_bridge_method(req->method, req->method_len)) < 0) {
         Py_DECREF(scope);
         goto fail;
     }
     PyObject *receive = PyCFunction_New(&receive_def, (PyObject *)r);
     PyObject *send = PyCFunction_New(&send_def, (PyObject *)r);
-    PyObject *coro = NULL;
-    if (receive && send) {
-        if (a->asgi2) {
-            PyObject *inst = PyObject_CallOneArg(a->app, scope);
-            coro = inst ? PyObject_CallFunctionObjArgs(inst, receive, send, NULL) : NULL;
-            Py_XDECREF(inst);
-        } else {
-            coro = PyObject_CallFunctionObjArgs(a->app, scope, receive, send, NULL);
-        }
-    }
+    PyObject *coro = gp_asgi_call_app(a->app, a->asgi2, scope, receive, send);
     Py_XDECREF(receive);
     Py_XDECREF(send);
     PyObject *name = PyDict_GetItemWithError(scope, K[SK_PATH]);
@@ -1342,19 +1116,12 @@ static gp_app_ops asgi_ops;
 
 /* ---- set-up ---------------------------------------------------------------------- */
 
-static PyObject *intern(const char *s)
-{
-    return PyUnicode_InternFromString(s);
-}
-
 static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg, PyObject *loop)
 {
     a->app = app;
     Py_INCREF(app);
     a->asgi2 = asgi2;
     a->cfg = cfg;
-    a->scratch = PyMem_Malloc(cfg->limit_request_line + 16);
-    if (!a->scratch) return -1;
     a->create_future = PyObject_GetAttrString(loop, "create_future");
     a->create_task = PyObject_GetAttrString(loop, "create_task");
     a->get_task_factory = PyObject_GetAttrString(loop, "get_task_factory");
@@ -1371,43 +1138,38 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
                                      "root_path", "headers",    "client",       "server",
                                      "state",     "extensions", "subprotocols"};
     for (int i = 0; i < SK_COUNT; i++)
-        if (!(a->scope_keys[i] = intern(sk[i]))) return -1;
-    a->scope_keys[SK_COUNT] = intern("ws");
+        if (!(a->scope_keys[i] = gp_bridge_intern(sk[i]))) return -1;
+    a->scope_keys[SK_COUNT] = gp_bridge_intern("ws");
     a->k_type = a->scope_keys[SK_TYPE];
     a->k_headers = a->scope_keys[SK_HEADERS];
     a->k_path = a->scope_keys[SK_PATH];
-    a->k_body = intern("body");
-    a->k_more_body = intern("more_body");
-    a->k_status = intern("status");
-    a->k_trailers = intern("trailers");
-    a->k_more_trailers = intern("more_trailers");
-    a->v_http = intern("http");
-    a->v_http10 = intern("1.0");
-    a->v_http11 = intern("1.1");
-    a->v_request = intern("http.request");
-    a->v_disconnect = intern("http.disconnect");
+    a->k_body = gp_bridge_intern("body");
+    a->k_more_body = gp_bridge_intern("more_body");
+    a->k_status = gp_bridge_intern("status");
+    a->k_trailers = gp_bridge_intern("trailers");
+    a->k_more_trailers = gp_bridge_intern("more_trailers");
+    a->v_http = gp_bridge_intern("http");
+    a->v_http10 = gp_bridge_intern("1.0");
+    a->v_http11 = gp_bridge_intern("1.1");
+    a->v_request = gp_bridge_intern("http.request");
+    a->v_disconnect = gp_bridge_intern("http.disconnect");
     a->v_empty_bytes = PyBytes_FromStringAndSize("", 0);
-    a->s_set_result = intern("set_result");
-    a->s_done = intern("done");
-    a->s_cancel = intern("cancel");
-    static const char *const known[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
-    for (int i = 0; i < 7; i++) a->methods[i] = intern(known[i]);
-    const char *root = cfg->root_path ? cfg->root_path : "";
-    a->root_len = strlen(root);
-    a->v_root = PyUnicode_FromString(root);
+    a->s_set_result = gp_bridge_intern("set_result");
+    a->s_done = gp_bridge_intern("done");
+    a->s_cancel = gp_bridge_intern("cancel");
+    a->v_root = Py_NewRef(gp_bridge_root_str());
     a->asgi_info =
         Py_BuildValue("{s:s,s:s}", "version", asgi2 ? "2.0" : "3.0", "spec_version", "2.4");
     a->extensions = Py_BuildValue("{s:{},s:{},s:{}}", "http.response.pathsend",
                                   "http.response.trailers", "websocket.http.response");
     a->msg_disconnect = Py_BuildValue("{s:s}", "type", "http.disconnect");
-    a->ready_none = ready_new(NULL);
     a->client_gone = PyErr_NewExceptionWithDoc(
         "gallop.ClientDisconnected", "send() after the client left (ASGI spec 2.4)",
         PyExc_OSError, NULL);
-    a->s_result = intern("result");
-    a->s_set_exception = intern("set_exception");
-    a->s_blocking = intern("_asyncio_future_blocking");
-    if (!a->v_root || !a->asgi_info || !a->extensions || !a->msg_disconnect || !a->ready_none ||
+    a->s_result = gp_bridge_intern("result");
+    a->s_set_exception = gp_bridge_intern("set_exception");
+    a->s_blocking = gp_bridge_intern("_asyncio_future_blocking");
+    if (!a->v_root || !a->asgi_info || !a->extensions || !a->msg_disconnect ||
         !a->client_gone ||
         !a->v_empty_bytes)
         return -1;
@@ -1417,10 +1179,10 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
         PyObject **K = a->scope_keys;
         if (!t) return -1;
         PyObject *vals[SK_COUNT] = {
-            [SK_TYPE] = kind ? intern("websocket") : a->v_http,
+            [SK_TYPE] = kind ? gp_bridge_intern("websocket") : a->v_http,
             [SK_ASGI] = a->asgi_info,
             [SK_HTTP_VERSION] = a->v_http11,
-            [SK_METHOD] = a->methods[0],
+            [SK_METHOD] = gp_bridge_intern("GET"),
             [SK_SCHEME] = kind ? a->scope_keys[SK_COUNT] : a->v_http,
             [SK_PATH] = a->v_root,
             [SK_RAW_PATH] = a->v_empty_bytes,
@@ -1449,7 +1211,7 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
 gp_worker *gp_asgi_bridge(const gp_worker_args *args, PyObject *app, int asgi2, PyObject *loop,
                           PyObject **state)
 {
-    if (PyType_Ready(&Ready_Type) < 0 || PyType_Ready(&Request_Type) < 0 ||
+    if (gp_asgi_common_init() < 0 || PyType_Ready(&Request_Type) < 0 ||
         PyType_Ready(&Conn_Type) < 0 || PyType_Ready(&Call_Type) < 0 ||
         gp_runner_as_coroutine(&Call_Type) < 0)
         return NULL;

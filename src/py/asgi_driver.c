@@ -37,15 +37,23 @@ static PyObject *py_log(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* Seconds left of the graceful timeout once the worker stops (the whole
+ * timeout before it does): the bound of the app's lifespan shutdown. */
+static PyObject *py_stop_left(PyObject *self, PyObject *unused)
+{
+    return PyFloat_FromDouble(gp_worker_stop_left(worker));
+}
+
 static PyMethodDef driver_methods[] = {
     {"turn", py_turn, METH_O, NULL},
     {"accept", py_accept, METH_NOARGS, NULL},
     {"log", py_log, METH_VARARGS, NULL},
+    {"stop_left", py_stop_left, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
 static const char driver_src[] =
-    "import asyncio, sys, traceback\n"
+    "import asyncio, traceback\n"
     "\n"
     "class Lifespan:\n"
     "    def __init__(self, app, asgi2, state, log):\n"
@@ -54,20 +62,26 @@ static const char driver_src[] =
     "        loop = asyncio.get_running_loop()\n"
     "        self.started = loop.create_future()\n"
     "        self.stopped = loop.create_future()\n"
-    "        self.sent_any = False\n"
+    "        self.sent_any = self.reported = self.cut = False\n"
+    "\n"
     "    async def receive(self):\n"
     "        return await self.queue.get()\n"
+    "\n"
     "    async def send(self, message):\n"
     "        self.sent_any = True\n"
     "        t = message['type']\n"
-    "        if t == 'lifespan.startup.complete' and not self.started.done():\n"
-    "            self.started.set_result(None)\n"
-    "        elif t == 'lifespan.startup.failed' and not self.started.done():\n"
-    "            self.started.set_result('startup failed: ' + str(message.get('message', '')))\n"
-    "        elif t == 'lifespan.shutdown.complete' and not self.stopped.done():\n"
-    "            self.stopped.set_result(None)\n"
-    "        elif t == 'lifespan.shutdown.failed' and not self.stopped.done():\n"
-    "            self.stopped.set_result('shutdown failed: ' + str(message.get('message', '')))\n"
+    "        if t in ('lifespan.startup.failed', 'lifespan.shutdown.failed'):\n"
+    "            self.reported = True  # its message is the app's own report (Starlette: a traceback)\n"
+    "        done = {'lifespan.startup.complete': (self.started, None),\n"
+    "                'lifespan.startup.failed': (self.started, 'failed'),\n"
+    "                'lifespan.shutdown.complete': (self.stopped, None),\n"
+    "                'lifespan.shutdown.failed': (self.stopped, 'failed')}.get(t)\n"
+    "        if done and not done[0].done():\n"
+    "            if done[1] and not self.cut:\n"
+    "                what = 'start-up' if done[0] is self.started else 'shutdown'\n"
+    "                self.log(40, 'application %s failed: %s' % (what, message.get('message') or '(no message)'))\n"
+    "            done[0].set_result(done[1])\n"
+    "\n"
     "    async def run(self, mode):\n"
     "        scope = {'type': 'lifespan', 'asgi': {'version': '2.0' if self.asgi2 else '3.0',\n"
     "                 'spec_version': '2.0'}, 'state': self.state}\n"
@@ -76,27 +90,30 @@ static const char driver_src[] =
     "                await self.app(scope)(self.receive, self.send)\n"
     "            else:\n"
     "                await self.app(scope, self.receive, self.send)\n"
+    "        except asyncio.CancelledError:\n"
+    "            raise\n"
     "        except BaseException as e:\n"
-    "            if not self.started.done():\n"
-    "                if mode == 'auto' and not self.sent_any:\n"
-    "                    self.log(20, \"ASGI 'lifespan' protocol appears unsupported (%s: %s); "
-    "running without it\" % (type(e).__name__, e))\n"
-    "                    self.started.set_result('unsupported')\n"
-    "                    return\n"
-    "                traceback.print_exc()\n"
-    "                self.started.set_result('startup raised %s: %s' % (type(e).__name__, e))\n"
-    "            else:\n"
-    "                traceback.print_exc()\n"
+    "            if not self.started.done() and mode == 'auto' and not self.sent_any:\n"
+    "                self.log(20, \"ASGI 'lifespan' protocol appears unsupported (%s: %s); running without it\"\n"
+    "                         % (type(e).__name__, e))\n"
+    "                self.started.set_result('unsupported')\n"
+    "                return\n"
+    "            if not self.reported:  # the traceback once, from the app's frames on\n"
+    "                what = 'shutdown' if self.started.done() else 'start-up'\n"
+    "                self.log(40, 'application %s failed: the lifespan protocol raised\\n' % what + ''.join(\n"
+    "                    traceback.format_exception(type(e), e, e.__traceback__.tb_next)).rstrip())\n"
+    "            for f in (self.started, self.stopped):\n"
+    "                if not f.done():\n"
+    "                    f.set_result('raised')\n"
     "        finally:\n"
     "            if not self.started.done():\n"
-    "                self.log(20, \"the app returned from the 'lifespan' scope without answering "
-    "start-up; \"\n"
+    "                self.log(20, \"the app returned from the 'lifespan' scope without answering start-up; \"\n"
     "                         \"running without lifespan\")\n"
     "                self.started.set_result('unsupported')\n"
     "            if not self.stopped.done():\n"
     "                self.stopped.set_result(None)\n"
     "\n"
-    "async def serve(app, asgi2, mode, state, fd, turn, accept, log):\n"
+    "async def serve(app, asgi2, mode, state, fd, turn, accept, log, stop_left):\n"
     "    loop = asyncio.get_running_loop()\n"
     "    life = None\n"
     "    if mode != 'off':\n"
@@ -107,7 +124,6 @@ static const char driver_src[] =
     "        if why == 'unsupported':\n"
     "            life = None\n"
     "        elif why is not None:\n"
-    "            log(40, 'application start-up failed: %s' % why)\n"
     "            return 4\n"
     "    done = loop.create_future()\n"
     "    loop.add_reader(fd, turn, done)\n"
@@ -116,32 +132,33 @@ static const char driver_src[] =
     "    loop.remove_reader(fd)\n"
     "    if life is not None:\n"
     "        life.queue.put_nowait({'type': 'lifespan.shutdown'})\n"
-    "        why = await life.stopped\n"
-    "        if why:\n"
-    "            log(40, 'application shutdown failed: %s' % why)\n"
+    "        # what is left of --graceful-timeout, and at least a second: the\n"
+    "        # master waits two more before it kills\n"
+    "        bound = max(stop_left(), 1.0)\n"
+    "        try:\n"
+    "            await asyncio.wait_for(asyncio.shield(life.stopped), bound)\n"
+    "        except asyncio.TimeoutError:\n"
+    "            log(30, 'application shutdown did not finish within %.3gs (--graceful-timeout); '\n"
+    "                'cancelling it' % bound)\n"
+    "            life.cut = True  # what it reports as it is cancelled is no news\n"
+    "            task.cancel()\n"
     "    return 0\n"
     "\n"
-    "def main(app, asgi2, mode, loop_name, state, fd, turn, accept, log):\n"
-    "    loop = None\n"
-    "    if loop_name in ('auto', 'uvloop'):\n"
-    "        try:\n"
-    "            import uvloop\n"
-    "            loop = uvloop.new_event_loop()\n"
-    "        except ImportError:\n"
-    "            if loop_name == 'uvloop':\n"
-    "                log(40, 'uvloop is not installed (Debian: python3-uvloop)')\n"
-    "                return 3\n"
-    "    if loop is None:\n"
-    "        loop = asyncio.new_event_loop()\n"
-    "    asyncio.set_event_loop(loop)\n"
-    "    log(10, 'ASGI on %s' % type(loop).__module__)\n"
-    "    try:\n"
-    "        return loop, loop.run_until_complete(serve(app, asgi2, mode, state, fd, turn, accept, "
-    "log))\n"
-    "    finally:\n"
-    "        loop.close()\n"
+    "async def cancel_left(loop, log):\n"
+    "    \"\"\"Cancels the tasks still on the loop (the app's background work), as asyncio.run does.\"\"\"\n"
+    "    tasks = [t for t in asyncio.all_tasks(loop) if t is not asyncio.current_task()]\n"
+    "    for t in tasks:\n"
+    "        t.cancel()\n"
+    "    if tasks:\n"
+    "        _, pending = await asyncio.wait(tasks, timeout=1.0)\n"
+    "        if pending:\n"
+    "            log(30, '%d task(s) ignored cancellation at exit' % len(pending))\n"
+    "    for t in tasks:\n"
+    "        if t.done() and not t.cancelled() and t.exception() is not None:\n"
+    "            loop.call_exception_handler({'message': 'unhandled exception in a task at exit',\n"
+    "                                         'exception': t.exception(), 'task': t})\n"
     "\n"
-    "def make_loop(loop_name, log):\n"
+    "def make_loop(loop_name):\n"
     "    if loop_name in ('auto', 'uvloop'):\n"
     "        try:\n"
     "            import uvloop\n"
@@ -151,13 +168,18 @@ static const char driver_src[] =
     "                raise SystemExit('uvloop is not installed (Debian: python3-uvloop)')\n"
     "    return asyncio.new_event_loop()\n"
     "\n"
-    "def run(loop, app, asgi2, mode, state, fd, turn, accept, log):\n"
+    "def run(loop, app, asgi2, mode, state, fd, turn, accept, log, stop_left):\n"
     "    asyncio.set_event_loop(loop)\n"
     "    try:\n"
-    "        return loop.run_until_complete(serve(app, asgi2, mode, state, fd, turn, accept, "
-    "log))\n"
+    "        return loop.run_until_complete(serve(app, asgi2, mode, state, fd, turn, accept, log,\n"
+    "                                             stop_left))\n"
     "    finally:\n"
-    "        loop.close()\n";
+    "        try:\n"
+    "            loop.run_until_complete(cancel_left(loop, log))\n"
+    "            loop.run_until_complete(loop.shutdown_asyncgens())\n"
+    "        finally:\n"
+    "            asyncio.set_event_loop(None)\n"
+    "            loop.close()\n";
 
 int gp_asgi_detect(PyObject *app)
 {
@@ -192,7 +214,10 @@ int gp_asgi_run(const gp_worker_args *args, PyObject *app, int asgi2)
     PyObject *globals = PyDict_New();
     if (!globals || PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) < 0)
         goto pyfail;
-    PyObject *res = PyRun_String(driver_src, Py_file_input, globals, globals);
+    /* a name, so that the driver's frames in a traceback say where they are */
+    PyObject *code = Py_CompileString(driver_src, "<gallop asgi driver>", Py_file_input);
+    PyObject *res = code ? PyEval_EvalCode(code, globals, globals) : NULL;
+    Py_XDECREF(code);
     if (!res) goto pyfail;
     Py_DECREF(res);
     PyObject *make_loop = PyDict_GetItemString(globals, "make_loop");
@@ -201,9 +226,10 @@ int gp_asgi_run(const gp_worker_args *args, PyObject *app, int asgi2)
     if (!drv || PyModule_AddFunctions(drv, driver_methods) < 0) goto pyfail;
     PyObject *turn = PyObject_GetAttrString(drv, "turn"),
              *accept = PyObject_GetAttrString(drv, "accept"),
-             *logf = PyObject_GetAttrString(drv, "log");
-    if (!turn || !accept || !logf) goto pyfail;
-    PyObject *loop = PyObject_CallFunction(make_loop, "sO", cfg->loop, logf);
+             *logf = PyObject_GetAttrString(drv, "log"),
+             *stop_left = PyObject_GetAttrString(drv, "stop_left");
+    if (!turn || !accept || !logf || !stop_left) goto pyfail;
+    PyObject *loop = PyObject_CallFunction(make_loop, "s", cfg->loop);
     if (!loop) goto pyfail;
 
     PyObject *state = NULL;
@@ -219,12 +245,12 @@ int gp_asgi_run(const gp_worker_args *args, PyObject *app, int asgi2)
     gp_info("ASGI %s app on the %s%s%s loop", asgi2 ? "2" : "3", lm ? lm : "", lm ? "." : "",
             Py_TYPE(loop)->tp_name);
     Py_XDECREF(loop_mod);
-    PyObject *rc = PyObject_CallFunction(run, "OOisOiOOO", loop, app, asgi2, cfg->lifespan, state,
-                                         gp_worker_fd(worker), turn, accept, logf);
+    PyObject *rc = PyObject_CallFunction(run, "OOisOiOOOO", loop, app, asgi2, cfg->lifespan, state,
+                                         gp_worker_fd(worker), turn, accept, logf, stop_left);
     if (!rc) goto pyfail;
-    int code = (int)PyLong_AsLong(rc);
+    int exit_code = (int)PyLong_AsLong(rc);
     Py_DECREF(rc);
-    return code == 4 ? GP_EXIT_APP_ERROR : code;
+    return exit_code == 4 ? GP_EXIT_APP_ERROR : exit_code;
 pyfail:
     if (PyErr_ExceptionMatches(PyExc_SystemExit)) {
         PyObject *t, *v, *tb;

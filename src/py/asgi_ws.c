@@ -12,6 +12,8 @@
 #include "core/log.h"
 #include "core/websocket.h"
 #include "core/ws_conn.h"
+#include "py/asgi_common.h"
+#include "py/bridge.h"
 #include "py/runner.h"
 
 #define QUEUE_MAX 16
@@ -332,7 +334,7 @@ static void app_ended(PyObject *owner, int how)
     bool failed = how == GP_RUNNER_RAISED;
     if (failed) {
         gp_error("Exception in ASGI application, WebSocket %s", s->what);
-        PyErr_PrintEx(0);
+        gp_bridge_print_error(); /* never exits on SystemExit */
     }
     if (s->conn) {
         if (s->state == WS_CONNECTING) {
@@ -441,11 +443,13 @@ bool gp_asgi_ws_is_upgrade(const gp_http_request *req)
     return false;
 }
 
-gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_http_request *req)
+gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_http_request *req,
+                               PyObject *scope)
 {
     char accept[29];
     int status = gp_ws_check(req, accept);
     if (status) {
+        Py_XDECREF(scope);
         if (status == 426 && !gp_conn_head_sent(c)) {
             gp_conn_head_begin_status(c, 426);
             gp_conn_head_add(c, "Sec-WebSocket-Version", 21, "13", 2);
@@ -460,6 +464,7 @@ gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_ht
     }
     Session *s = PyObject_New(Session, &Session_Type);
     if (!s) {
+        Py_XDECREF(scope);
         PyErr_Clear();
         gp_conn_send_error(c, 500, 1);
         return GP_APP_DONE;
@@ -471,7 +476,6 @@ gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_ht
     s->queue = PyList_New(0);
     gp_conn_set_app_state(c, s); /* the connection's reference */
 
-    PyObject *scope = gp_asgi_scope(c, req, G.v_websocket);
     PyObject *protos = NULL;
     if (scope) {
         gp_ws_token toks[32];
@@ -497,15 +501,7 @@ gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_ht
     if (scope && s->queue) {
         PyObject *receive = PyCFunction_New(&receive_def, (PyObject *)s);
         PyObject *send = PyCFunction_New(&send_def, (PyObject *)s);
-        if (receive && send) {
-            if (asgi2) {
-                PyObject *inst = PyObject_CallOneArg(app, scope);
-                coro = inst ? PyObject_CallFunctionObjArgs(inst, receive, send, NULL) : NULL;
-                Py_XDECREF(inst);
-            } else {
-                coro = PyObject_CallFunctionObjArgs(app, scope, receive, send, NULL);
-            }
-        }
+        coro = gp_asgi_call_app(app, asgi2, scope, receive, send);
         Py_XDECREF(receive);
         Py_XDECREF(send);
     }
@@ -518,7 +514,7 @@ gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_ht
     Py_XDECREF(runner);
     if (!task) {
         gp_error("Exception in ASGI application, WebSocket %s (starting the app)", s->what);
-        PyErr_PrintEx(0);
+        gp_bridge_print_error(); /* never exits on SystemExit */
         Py_XDECREF(task);
         gp_conn_set_app_state(c, NULL);
         s->conn = NULL;
@@ -531,31 +527,26 @@ gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_ht
     return GP_APP_ASYNC;
 }
 
-static PyObject *intern(const char *s)
-{
-    return PyUnicode_InternFromString(s);
-}
-
 int gp_asgi_ws_init(PyObject *loop)
 {
     if (PyType_Ready(&Session_Type) < 0) return -1;
     G.create_future = PyObject_GetAttrString(loop, "create_future");
     G.create_task = PyObject_GetAttrString(loop, "create_task");
-    G.k_type = intern("type");
-    G.k_text = intern("text");
-    G.k_bytes = intern("bytes");
-    G.k_code = intern("code");
-    G.k_reason = intern("reason");
-    G.k_subprotocol = intern("subprotocol");
-    G.k_headers = intern("headers");
-    G.k_status = intern("status");
-    G.k_body = intern("body");
-    G.k_more_body = intern("more_body");
-    G.v_receive = intern("websocket.receive");
-    G.v_connect = intern("websocket.connect");
-    G.v_disconnect = intern("websocket.disconnect");
-    G.v_websocket = intern("websocket");
-    G.s_cancel = intern("cancel");
+    G.k_type = gp_bridge_intern("type");
+    G.k_text = gp_bridge_intern("text");
+    G.k_bytes = gp_bridge_intern("bytes");
+    G.k_code = gp_bridge_intern("code");
+    G.k_reason = gp_bridge_intern("reason");
+    G.k_subprotocol = gp_bridge_intern("subprotocol");
+    G.k_headers = gp_bridge_intern("headers");
+    G.k_status = gp_bridge_intern("status");
+    G.k_body = gp_bridge_intern("body");
+    G.k_more_body = gp_bridge_intern("more_body");
+    G.v_receive = gp_bridge_intern("websocket.receive");
+    G.v_connect = gp_bridge_intern("websocket.connect");
+    G.v_disconnect = gp_bridge_intern("websocket.disconnect");
+    G.v_websocket = gp_bridge_intern("websocket");
+    G.s_cancel = gp_bridge_intern("cancel");
     G.extensions = Py_BuildValue("{s:{}}", "websocket.http.response");
     return G.create_future && G.create_task && G.extensions && !PyErr_Occurred() ? 0 : -1;
 }

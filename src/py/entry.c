@@ -8,6 +8,7 @@
 #include "core/master.h"
 #include "core/worker.h"
 #include "py/asgi.h"
+#include "py/bridge.h"
 #include "py/interp.h"
 #include "py/wsgi.h"
 
@@ -67,12 +68,18 @@ int gp_py_worker_main(const gp_worker_args *args)
         if (!(app = gp_py_load_app(args->cfg, args->scoreboard, &rc))) return rc;
     }
     register_traceback_dump();
+    if (gp_bridge_init(args->cfg) < 0) {
+        PyErr_Print();
+        Py_DECREF(app);
+        return GP_EXIT_BOOT_ERROR;
+    }
     const char *iface = args->cfg->interface;
     int is_asgi = strcmp(iface, "asgi") == 0 || strcmp(iface, "asgi2") == 0;
     if (strcmp(iface, "auto") == 0) is_asgi = gp_asgi_detect(app) > 0;
     if (is_asgi) {
         rc = gp_asgi_run(args, app, strcmp(iface, "asgi2") == 0);
         Py_DECREF(app);
+        gp_py_finish();
         fflush(NULL);
         return rc;
     }
@@ -88,6 +95,7 @@ int gp_py_worker_main(const gp_worker_args *args)
     } else {
         rc = gp_worker_run(args, &gp_wsgi_ops, w);
     }
+    gp_py_finish();
     fflush(NULL);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "py/bridge.h"
 
 #ifndef GP_PYTHON
 #define GP_PYTHON "/usr/bin/python3"
@@ -70,7 +71,7 @@ int gp_py_start(const gp_config *cfg)
     if (getcwd(cwd, sizeof cwd) && prepend_path(sys_path, cwd) < 0) goto fail;
     return 0;
 fail:
-    if (PyErr_Occurred()) PyErr_Print();
+    if (PyErr_Occurred()) gp_bridge_print_error();
     return GP_EXIT_BOOT_ERROR;
 }
 
@@ -79,9 +80,7 @@ fail:
 static int module_missing(const char *module)
 {
     if (!PyErr_ExceptionMatches(PyExc_ModuleNotFoundError)) return 0;
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *value = gp_bridge_take_error();
     int missing = 0;
     PyObject *name = value ? PyObject_GetAttrString(value, "name") : NULL;
     if (name && PyUnicode_Check(name)) {
@@ -90,20 +89,31 @@ static int module_missing(const char *module)
         missing = n && strncmp(module, n, k) == 0 && (module[k] == 0 || module[k] == '.');
     }
     Py_XDECREF(name);
-    PyErr_Restore(type, value, tb);
+    gp_bridge_restore_error(value);
     return missing;
 }
 
+/* The first worker to fail prints why; the others wait until it has, since
+ * the master stops every worker as soon as one of them exits with the error
+ * (load_error_reported: 0 nobody yet, 1 printing, 2 printed). */
 static void report_once(gp_scoreboard *sb, const char *fmt, const char *a, const char *b)
 {
     if (sb && atomic_exchange(&sb->load_error_reported, 1)) {
         PyErr_Clear();
+        for (int i = 0; i < 200 && atomic_load(&sb->load_error_reported) == 1; i++)
+            usleep(10000);
         return;
     }
-    if (PyErr_Occurred()) PyErr_Print();
-    fprintf(stderr, "gallop: error: ");
-    fprintf(stderr, fmt, a, b);
-    fputc('\n', stderr);
+    if (PyErr_Occurred()) gp_bridge_print_error();
+    /* one write: the master logs to the same stderr at the same moment */
+    char msg[2048];
+    int n = snprintf(msg, sizeof msg, "gallop: error: ");
+    n += snprintf(msg + n, sizeof msg - (size_t)n - 1, fmt, a, b);
+    if (n > (int)sizeof msg - 2) n = (int)sizeof msg - 2;
+    msg[n++] = '\n';
+    fwrite(msg, 1, (size_t)n, stderr);
+    fflush(stderr);
+    if (sb) atomic_store(&sb->load_error_reported, 2);
 }
 
 PyObject *gp_py_load_app(const gp_config *cfg, gp_scoreboard *sb, int *exit_code)
@@ -163,4 +173,25 @@ PyObject *gp_py_load_app(const gp_config *cfg, gp_scoreboard *sb, int *exit_code
     }
     *exit_code = 0;
     return obj;
+}
+
+static void flush_stream(const char *name)
+{
+    PyObject *f = PySys_GetObject(name); /* borrowed */
+    PyObject *r = f && f != Py_None ? PyObject_CallMethod(f, "flush", NULL) : NULL;
+    if (!r) PyErr_Clear(); /* a closed or replaced stream: nothing to flush */
+    Py_XDECREF(r);
+}
+
+void gp_py_finish(void)
+{
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *atexit = PyImport_ImportModule("atexit");
+    PyObject *r = atexit ? PyObject_CallMethod(atexit, "_run_exitfuncs", NULL) : NULL;
+    if (!r) PyErr_Print(); /* the handlers' own errors are printed by atexit */
+    Py_XDECREF(r);
+    Py_XDECREF(atexit);
+    flush_stream("stdout");
+    flush_stream("stderr");
+    PyGILState_Release(g);
 }

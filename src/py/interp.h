@@ -19,4 +19,10 @@ int gp_py_start(const gp_config *cfg);
  * --factory. Returns a new reference, or NULL with *exit_code set. */
 PyObject *gp_py_load_app(const gp_config *cfg, gp_scoreboard *sb, int *exit_code);
 
+/* The end of a worker that served: the app's atexit handlers run and
+ * sys.stdout and sys.stderr are flushed, as at interpreter exit (the worker
+ * then _exits: a full finalization could wait on the app's threads). Takes
+ * the GIL itself. */
+void gp_py_finish(void);
+
 #endif

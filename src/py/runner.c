@@ -1,6 +1,8 @@
 /* runner: one app call driven by its own Task; see runner.h. */
 #include "py/runner.h"
 
+#include "py/bridge.h"
+
 typedef struct {
     PyObject_HEAD
     PyObject *coro, *owner; /* owner NULL: the end was told, or disarmed */
@@ -12,23 +14,6 @@ typedef struct {
 static PyTypeObject Runner_Type;
 static PyObject *cancelled_error;
 
-/* The pending exception, set aside while hooks run (the 3.11 spelling of
- * PyErr_GetRaisedException). */
-typedef struct {
-    PyObject *t, *v, *tb;
-} saved_exc;
-
-static saved_exc exc_save(void)
-{
-    saved_exc e;
-    PyErr_Fetch(&e.t, &e.v, &e.tb);
-    return e;
-}
-
-static void exc_restore(saved_exc e)
-{
-    PyErr_Restore(e.t, e.v, e.tb);
-}
 
 /* The call ended: tell its owner, once. */
 static void call_ended(Runner *r, int how)
@@ -56,9 +41,9 @@ static PySendResult settle(Runner *r, PySendResult res, PyObject **result)
         call_ended(r, GP_RUNNER_RAISED); /* the hook logs and clears it */
         PyErr_Clear();
     } else { /* cancelled: the Task ends cancelled */
-        saved_exc e = exc_save();
+        PyObject *e = gp_bridge_take_error();
         call_ended(r, GP_RUNNER_CANCELLED);
-        exc_restore(e);
+        gp_bridge_restore_error(e);
         return PYGEN_ERROR;
     }
     *result = Py_NewRef(Py_None);
@@ -82,14 +67,9 @@ static PyObject *from_send_result(PySendResult res, PyObject *result)
 {
     if (res == PYGEN_NEXT) return result;
     if (res == PYGEN_RETURN) {
-        PyObject *e = result == Py_None ? NULL : PyObject_CallOneArg(PyExc_StopIteration, result);
+        if (result == Py_None) PyErr_SetNone(PyExc_StopIteration);
+        else gp_bridge_stop_iteration(result);
         Py_DECREF(result);
-        if (e) {
-            PyErr_SetObject(PyExc_StopIteration, e);
-            Py_DECREF(e);
-        } else if (!PyErr_Occurred()) {
-            PyErr_SetNone(PyExc_StopIteration);
-        }
     }
     return NULL;
 }
@@ -123,12 +103,9 @@ static PyObject *Runner_throw(Runner *r, PyObject *const *args, Py_ssize_t nargs
     if (!y) {
         res = PYGEN_ERROR;
         if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
-            saved_exc e = exc_save();
-            PyErr_NormalizeException(&e.t, &e.v, &e.tb);
-            PyObject *v = e.v ? PyObject_GetAttrString(e.v, "value") : NULL;
-            Py_XDECREF(e.t);
-            Py_XDECREF(e.v);
-            Py_XDECREF(e.tb);
+            PyObject *e = gp_bridge_take_error();
+            PyObject *v = e ? PyObject_GetAttrString(e, "value") : NULL;
+            Py_XDECREF(e);
             if (v) {
                 result = v;
                 res = PYGEN_RETURN;
@@ -144,9 +121,9 @@ static PyObject *Runner_close(Runner *r, PyObject *unused)
 {
     PyObject *x = r->coro ? PyObject_CallMethod(r->coro, "close", NULL) : Py_NewRef(Py_None);
     if (r->started) {
-        saved_exc e = exc_save();
+        PyObject *e = gp_bridge_take_error();
         call_ended(r, GP_RUNNER_CANCELLED);
-        exc_restore(e);
+        gp_bridge_restore_error(e);
     } else {
         Py_CLEAR(r->coro);
         Py_CLEAR(r->owner);
@@ -163,9 +140,9 @@ static void Runner_dealloc(Runner *r)
 {
     /* a Task dropped mid-call (the loop closing) still owes the owner its end */
     if (r->started && r->owner) {
-        saved_exc e = exc_save();
+        PyObject *e = gp_bridge_take_error();
         call_ended(r, GP_RUNNER_CANCELLED);
-        exc_restore(e);
+        gp_bridge_restore_error(e);
     }
     Py_XDECREF(r->coro);
     Py_XDECREF(r->owner);
@@ -276,16 +253,4 @@ bool gp_runner_disarm(PyObject *runner)
         Py_CLEAR(r->coro);
     }
     return armed;
-}
-
-void gp_runner_print_error(void)
-{
-    saved_exc e = exc_save();
-    if (!e.t) return;
-    PyErr_NormalizeException(&e.t, &e.v, &e.tb);
-    if (e.tb && e.v) PyException_SetTraceback(e.v, e.tb);
-    PyErr_Display(e.t, e.v, e.tb); /* PyErr_Print would exit on SystemExit */
-    Py_XDECREF(e.t);
-    Py_XDECREF(e.v);
-    Py_XDECREF(e.tb);
 }

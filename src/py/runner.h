@@ -18,7 +18,7 @@ enum { GP_RUNNER_RETURNED, GP_RUNNER_RAISED, GP_RUNNER_CANCELLED };
 
 /* Called once when an app call ends, if it ever started. With
  * GP_RUNNER_RAISED the exception is still set: the hook logs it with
- * gp_runner_print_error, which clears it. */
+ * gp_bridge_print_error, which clears it. */
 typedef void (*gp_runner_end)(PyObject *owner, int how);
 /* Called each time the app's coroutine suspends (it waits for the loop). */
 typedef void (*gp_runner_yield)(PyObject *owner);
@@ -47,9 +47,5 @@ bool gp_runner_disarm(PyObject *runner);
 int gp_runner_as_coroutine(PyTypeObject *type);
 /* Raises what a coroutine's throw(type[, value[, tb]]) was given. */
 void gp_runner_set_thrown(PyObject *const *args, Py_ssize_t nargs);
-
-/* Prints the current exception with its traceback and clears it, as
- * PyErr_PrintEx(0) does, but never exits the process for SystemExit. */
-void gp_runner_print_error(void);
 
 #endif

@@ -4,18 +4,20 @@
  * keys), one Request object that is both the start_response callable and the
  * owner of the response state, and one Input object. Response bytes go to the
  * core without copies when they are large; the core copies small ones into
- * its output buffer so a typical response leaves in one write. */
+ * its output buffer so a typical response leaves in one write. A list's
+ * pieces go out together; an iterator's (a generator, write()) each leave
+ * before the app is asked for the next, since it may wait in between. An
+ * exception of any kind from the app, SystemExit included, ends only its
+ * request: a 500 (or a cut body) and a traceback in the log. */
 #include "py/wsgi.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
-#include <netinet/in.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 
 #include "core/log.h"
+#include "py/bridge.h"
 
 #define INPUT_CHUNK 65536
 #define KEY_CACHE_SIZE 128
@@ -30,18 +32,12 @@ typedef struct {
 
 struct gp_wsgi {
     PyObject *app;
-    const gp_config *cfg;
     PyThreadState *ts;
     PyObject *base_env;
     PyObject *k_method, *k_script, *k_path, *k_query, *k_protocol, *k_raw_uri, *k_remote_addr,
-        *k_remote_port, *k_server_name, *k_server_port, *k_input, *k_http_host;
+        *k_remote_port, *k_server_name, *k_server_port, *k_input;
     PyObject *v_http10, *v_http11, *v_empty;
-    PyObject *methods[8];
-    const gp_addr *server_addr[GP_MAX_BINDS];
-    PyObject *server_name[GP_MAX_BINDS], *server_port[GP_MAX_BINDS];
     key_entry keys[KEY_CACHE_SIZE];
-    char *scratch; /* decoded PATH_INFO */
-    size_t root_len;
 };
 
 /* ---- types ------------------------------------------------------------- */
@@ -100,38 +96,21 @@ static ssize_t body_read(gp_conn *c, char *dst, size_t n)
     return -1;
 }
 
+/* read(n) is a file's read: n bytes unless the body ends first (a short read
+ * here truncates bodies for apps that read CONTENT_LENGTH at once); read()
+ * or read(-1) is the whole rest. */
 static PyObject *input_read_impl(Input *in, Py_ssize_t size)
 {
     gp_conn *c = input_conn(in);
     size_t have = in->len - in->pos;
-    if (size < 0) { /* everything */
-        PyObject *parts =
-            PyBytes_FromStringAndSize(have ? in->buf + in->pos : NULL, (Py_ssize_t)have);
-        in->pos = in->len = 0;
-        if (!parts || !c) return parts;
-        Py_ssize_t used = PyBytes_GET_SIZE(parts);
-        for (;;) {
-            if (_PyBytes_Resize(&parts, used + INPUT_CHUNK) < 0) return NULL;
-            ssize_t r = body_read(c, PyBytes_AS_STRING(parts) + used, INPUT_CHUNK);
-            if (r < 0) {
-                Py_DECREF(parts);
-                return NULL;
-            }
-            used += r;
-            if (r == 0) break;
-        }
-        _PyBytes_Resize(&parts, used);
-        return parts;
-    }
-    /* read(n) is a file's read: n bytes unless the body ends first (a short
-     * read here truncates bodies for apps that read CONTENT_LENGTH at once) */
+    if (size < 0) size = PY_SSIZE_T_MAX;
     size_t k = (size_t)size < have ? (size_t)size : have;
-    if (size == 0 || (k == (size_t)size) || !c) {
+    if (size == 0 || k == (size_t)size || !c) {
         PyObject *b = PyBytes_FromStringAndSize(k ? in->buf + in->pos : NULL, (Py_ssize_t)k);
         in->pos += k;
         return b;
     }
-    Py_ssize_t cap = size < INPUT_CHUNK + (Py_ssize_t)k ? size : INPUT_CHUNK + (Py_ssize_t)k;
+    Py_ssize_t cap = size - (Py_ssize_t)k < INPUT_CHUNK ? size : INPUT_CHUNK + (Py_ssize_t)k;
     PyObject *b = PyBytes_FromStringAndSize(NULL, cap);
     if (!b) return NULL;
     if (k) memcpy(PyBytes_AS_STRING(b), in->buf + in->pos, k);
@@ -140,7 +119,7 @@ static PyObject *input_read_impl(Input *in, Py_ssize_t size)
     while (used < size) {
         if (used == cap) {
             cap = size - cap < cap ? size : cap * 2;
-            if (_PyBytes_Resize(&b, cap) < 0) return NULL;
+            if (gp_bridge_bytes_resize(&b, cap, used) < 0) return NULL;
         }
         ssize_t r = body_read(c, PyBytes_AS_STRING(b) + used, (size_t)(cap - used));
         if (r < 0) {
@@ -150,7 +129,7 @@ static PyObject *input_read_impl(Input *in, Py_ssize_t size)
         if (r == 0) break;
         used += r;
     }
-    if (used != cap) _PyBytes_Resize(&b, used);
+    if (gp_bridge_bytes_resize(&b, used, used) < 0) return NULL;
     return b;
 }
 
@@ -349,6 +328,30 @@ static PyTypeObject FileWrapper_Type = {
 
 /* ---- Request: start_response and the response state --------------------- */
 
+/* The latin-1 name and value of header i of the list. The app holds the list
+ * and may change it after start_response, so it is checked again before the
+ * head is written. 0, or -1 with an exception set. */
+static int header_at(PyObject *headers, Py_ssize_t i, const char **n, size_t *nl, const char **v,
+                     size_t *vl)
+{
+    PyObject *h = PyList_GET_ITEM(headers, i);
+    if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(h, 0)) ||
+        !PyUnicode_Check(PyTuple_GET_ITEM(h, 1))) {
+        PyErr_Format(PyExc_TypeError, "response header %R is not a (str, str) tuple", h);
+        return -1;
+    }
+    PyObject *no = PyTuple_GET_ITEM(h, 0), *vo = PyTuple_GET_ITEM(h, 1);
+    if (PyUnicode_KIND(no) != PyUnicode_1BYTE_KIND || PyUnicode_KIND(vo) != PyUnicode_1BYTE_KIND) {
+        PyErr_Format(PyExc_ValueError, "response header %R is not latin-1", h);
+        return -1;
+    }
+    *n = (const char *)PyUnicode_1BYTE_DATA(no);
+    *nl = (size_t)PyUnicode_GET_LENGTH(no);
+    *v = (const char *)PyUnicode_1BYTE_DATA(vo);
+    *vl = (size_t)PyUnicode_GET_LENGTH(vo);
+    return 0;
+}
+
 /* Checks (and so raises at once, while the app still runs) what the core
  * would refuse when the head is written. */
 static int check_headers(PyObject *headers)
@@ -359,30 +362,46 @@ static int check_headers(PyObject *headers)
         return -1;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
-        PyObject *h = PyList_GET_ITEM(headers, i);
-        if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 2 ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(h, 0)) || !PyUnicode_Check(PyTuple_GET_ITEM(h, 1))) {
-            PyErr_SetString(PyExc_TypeError,
-                            "start_response: each header must be a (str, str) tuple");
-            return -1;
-        }
-        PyObject *n = PyTuple_GET_ITEM(h, 0), *v = PyTuple_GET_ITEM(h, 1);
-        if (PyUnicode_READY(n) < 0 || PyUnicode_READY(v) < 0) return -1;
-        if (PyUnicode_KIND(n) != PyUnicode_1BYTE_KIND ||
-            PyUnicode_KIND(v) != PyUnicode_1BYTE_KIND) {
-            PyErr_Format(PyExc_ValueError, "start_response: header %R is not latin-1", h);
-            return -1;
-        }
-        if (!gp_conn_field_ok(
-                (const char *)PyUnicode_1BYTE_DATA(n), (size_t)PyUnicode_GET_LENGTH(n),
-                (const char *)PyUnicode_1BYTE_DATA(v), (size_t)PyUnicode_GET_LENGTH(v))) {
+        const char *n, *v;
+        size_t nl, vl;
+        if (header_at(headers, i, &n, &nl, &v, &vl) < 0) return -1;
+        if (!gp_conn_field_ok(n, nl, v, vl)) {
             PyErr_Format(PyExc_ValueError,
                          "start_response: invalid header %R (bad name, or a control "
                          "character such as CR or LF in the value)",
-                         h);
+                         PyList_GET_ITEM(headers, i));
             return -1;
         }
     }
+    return 0;
+}
+
+/* PEP 3333: the status is a latin-1 str, "NNN reason"; RFC 9112 4 allows HTAB,
+ * SP, visible and obs-text bytes in the reason. */
+static int check_status(PyObject *status)
+{
+    if (!PyUnicode_Check(status)) {
+        PyErr_SetString(PyExc_TypeError, "start_response: status must be a str such as '200 OK'");
+        return -1;
+    }
+    if (PyUnicode_KIND(status) != PyUnicode_1BYTE_KIND) {
+        PyErr_Format(PyExc_ValueError, "start_response: status %R is not latin-1", status);
+        return -1;
+    }
+    const unsigned char *s = PyUnicode_1BYTE_DATA(status);
+    Py_ssize_t sl = PyUnicode_GET_LENGTH(status);
+    if (sl < 4 || !isdigit(s[0]) || !isdigit(s[1]) || !isdigit(s[2]) || s[3] != ' ' ||
+        s[0] == '0') {
+        PyErr_Format(PyExc_ValueError, "start_response: invalid status %R (want e.g. '200 OK')",
+                     status);
+        return -1;
+    }
+    for (Py_ssize_t i = 4; i < sl; i++)
+        if ((s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f) {
+            PyErr_Format(PyExc_ValueError, "start_response: control character in status %R",
+                         status);
+            return -1;
+        }
     return 0;
 }
 
@@ -405,11 +424,13 @@ static PyObject *Request_call(Request *r, PyObject *args, PyObject *kw)
                                 "exc_info must be a (type, value, traceback) tuple");
                 return NULL;
             }
-            PyObject *t = PyTuple_GET_ITEM(exc_info, 0), *v = PyTuple_GET_ITEM(exc_info, 1),
-                     *tb = PyTuple_GET_ITEM(exc_info, 2);
-            Py_INCREF(t), Py_INCREF(v), Py_INCREF(tb);
-            PyErr_Restore(t, v, tb == Py_None ? NULL : tb);
-            if (tb == Py_None) Py_DECREF(tb);
+            PyObject *v = PyTuple_GET_ITEM(exc_info, 1), *tb = PyTuple_GET_ITEM(exc_info, 2);
+            if (!PyExceptionInstance_Check(v)) {
+                PyErr_SetString(PyExc_TypeError, "exc_info[1] must be an exception");
+                return NULL;
+            }
+            if (tb != Py_None && PyException_SetTraceback(v, tb) < 0) return NULL;
+            gp_bridge_restore_error(Py_NewRef(v));
             return NULL;
         }
     } else if (r->status) {
@@ -417,25 +438,7 @@ static PyObject *Request_call(Request *r, PyObject *args, PyObject *kw)
                         "start_response called a second time without exc_info");
         return NULL;
     }
-    if (!PyUnicode_Check(status)) {
-        PyErr_SetString(PyExc_TypeError, "start_response: status must be a str such as '200 OK'");
-        return NULL;
-    }
-    Py_ssize_t sl;
-    const char *s = PyUnicode_AsUTF8AndSize(status, &sl);
-    if (!s) return NULL;
-    if (sl < 4 || !isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]) ||
-        !isdigit((unsigned char)s[2]) || s[3] != ' ' || s[0] == '0') {
-        PyErr_Format(PyExc_ValueError, "start_response: invalid status %R (want e.g. '200 OK')",
-                     status);
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < sl; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
-            PyErr_Format(PyExc_ValueError, "start_response: control character in status %R",
-                         status);
-            return NULL;
-        }
+    if (check_status(status) < 0) return NULL;
     if (check_headers(headers) < 0) return NULL;
     Py_INCREF(status);
     Py_XSETREF(r->status, status);
@@ -454,16 +457,13 @@ static int send_head(Request *r, long long known_length)
                         "the app returned body data before calling start_response");
         return -1;
     }
-    Py_ssize_t sl;
-    const char *s = PyUnicode_AsUTF8AndSize(r->status, &sl);
-    if (gp_conn_head_begin(c, s, (size_t)sl) < 0) goto bad;
+    const char *s = (const char *)PyUnicode_1BYTE_DATA(r->status);
+    if (gp_conn_head_begin(c, s, (size_t)PyUnicode_GET_LENGTH(r->status)) < 0) goto bad;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(r->headers); i++) {
-        PyObject *h = PyList_GET_ITEM(r->headers, i);
-        PyObject *n = PyTuple_GET_ITEM(h, 0), *v = PyTuple_GET_ITEM(h, 1);
-        if (gp_conn_head_add(c, (const char *)PyUnicode_1BYTE_DATA(n),
-                             (size_t)PyUnicode_GET_LENGTH(n), (const char *)PyUnicode_1BYTE_DATA(v),
-                             (size_t)PyUnicode_GET_LENGTH(v)) < 0)
-            goto bad;
+        const char *n, *v;
+        size_t nl, vl;
+        if (header_at(r->headers, i, &n, &nl, &v, &vl) < 0) return -1;
+        if (gp_conn_head_add(c, n, nl, v, vl) < 0) goto bad;
     }
     if (known_length >= 0) gp_conn_head_set_length(c, (uint64_t)known_length);
     if (gp_conn_head_end(c) < 0) goto bad;
@@ -483,10 +483,13 @@ static PyObject *Request_write(Request *r, PyObject *data)
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return NULL;
     int rc = 0;
-    if (!gp_conn_head_sent(r->conn)) rc = send_head(r, -1);
-    if (rc == 0) {
-        rc = gp_conn_write_all(r->conn, view.buf, (size_t)view.len);
-        if (rc != GP_OK) PyErr_SetString(PyExc_OSError, "client disconnected");
+    if (view.len) { /* PEP 3333: the head waits for the first non-empty piece */
+        if (!gp_conn_head_sent(r->conn)) rc = send_head(r, -1);
+        /* written to the socket before returning: the app may wait next */
+        if (rc == 0 && gp_conn_write_all(r->conn, view.buf, (size_t)view.len) != GP_OK) {
+            PyErr_SetString(PyExc_OSError, "client disconnected");
+            rc = -1;
+        }
     }
     PyBuffer_Release(&view);
     if (rc != 0) return NULL;
@@ -515,11 +518,6 @@ static PyTypeObject Request_Type = {
 };
 
 /* ---- environ ------------------------------------------------------------ */
-
-static PyObject *intern(const char *s)
-{
-    return PyUnicode_InternFromString(s);
-}
 
 static int set_str(PyObject *env, PyObject *key, const char *s, size_t n)
 {
@@ -554,17 +552,18 @@ static PyObject *header_key(gp_wsgi *w, const char *name, size_t n, PyObject **o
     if (memchr(name, '_', n)) {
         key = Py_None;
     } else if (n == 12 && gp_http_token_eq(name, n, "content-type")) {
-        key = intern("CONTENT_TYPE");
+        key = gp_bridge_intern("CONTENT_TYPE");
     } else if (n == 14 && gp_http_token_eq(name, n, "content-length")) {
-        key = intern("CONTENT_LENGTH");
-    } else {
-        char buf[5 + 256];
-        size_t k = n < 256 ? n : 256;
-        memcpy(buf, "HTTP_", 5);
-        for (size_t i = 0; i < k; i++)
-            buf[5 + i] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
-        key = PyUnicode_DecodeLatin1(buf, (Py_ssize_t)(5 + k), NULL);
-        if (key) PyUnicode_InternInPlace(&key);
+        key = gp_bridge_intern("CONTENT_LENGTH");
+    } else { /* the parser took only token characters: ASCII, of any length */
+        key = PyUnicode_New((Py_ssize_t)(5 + n), 127);
+        if (key) {
+            char *buf = (char *)PyUnicode_1BYTE_DATA(key);
+            memcpy(buf, "HTTP_", 5);
+            for (size_t i = 0; i < n; i++)
+                buf[5 + i] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
+            PyUnicode_InternInPlace(&key);
+        }
     }
     if (!key) return NULL;
     if (cacheable) {
@@ -607,88 +606,32 @@ fail:
 
 static int set_server(gp_wsgi *w, PyObject *env, gp_conn *c)
 {
-    const gp_addr *a = gp_conn_local(c);
-    int i = 0;
-    for (; i < GP_MAX_BINDS && w->server_addr[i] && w->server_addr[i] != a; i++) {
-    }
-    if (i == GP_MAX_BINDS) i = 0;
-    if (!w->server_addr[i]) {
-        const char *t = a->text;
-        char host[128] = "localhost";
-        const char *port = "80";
-        if (a->kind == GP_ADDR_TCP) {
-            const char *colon = strrchr(t, ':');
-            size_t hl = (size_t)(colon - t);
-            if (t[0] == '[') t++, hl -= 2;
-            memcpy(host, t, hl);
-            host[hl] = 0;
-            port = colon + 1;
-        }
-        w->server_name[i] = PyUnicode_FromString(host);
-        w->server_port[i] = PyUnicode_FromString(port);
-        if (!w->server_name[i] || !w->server_port[i]) return -1;
-        w->server_addr[i] = a;
-    }
-    if (PyDict_SetItem(env, w->k_server_name, w->server_name[i]) < 0) return -1;
-    return PyDict_SetItem(env, w->k_server_port, w->server_port[i]);
+    const gp_bridge_server *sv = gp_bridge_server_of(c);
+    if (!sv || PyDict_SetItem(env, w->k_server_name, sv->name) < 0) return -1;
+    return PyDict_SetItem(env, w->k_server_port, sv->port);
 }
 
 static int set_remote(gp_wsgi *w, PyObject *env, gp_conn *c)
 {
     socklen_t len;
-    const struct sockaddr *sa = gp_conn_peer(c, &len);
-    char host[64];
+    char host[GP_BRIDGE_HOST];
     int port;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
-        port = ntohs(s4->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
-        port = ntohs(s6->sin6_port);
-    } else {
-        return 0; /* unix socket: no remote address */
-    }
-    PyObject *h = PyUnicode_FromString(host), *p = PyUnicode_FromFormat("%d", port);
-    int r = (!h || !p || PyDict_SetItem(env, w->k_remote_addr, h) < 0 ||
-             PyDict_SetItem(env, w->k_remote_port, p) < 0)
-                ? -1
-                : 0;
-    Py_XDECREF(h);
-    Py_XDECREF(p);
-    return r;
-}
-
-static PyObject *method_str(gp_wsgi *w, const char *m, size_t n)
-{
-    static const char *const known[] = {"GET",    "POST",    "HEAD",  "PUT",
-                                        "DELETE", "OPTIONS", "PATCH", NULL};
-    for (int i = 0; known[i]; i++)
-        if (strlen(known[i]) == n && memcmp(known[i], m, n) == 0) {
-            Py_INCREF(w->methods[i]);
-            return w->methods[i];
-        }
-    return PyUnicode_DecodeLatin1(m, (Py_ssize_t)n, NULL);
+    if (!gp_bridge_ip(gp_conn_peer(c, &len), host, &port)) return 0; /* unix socket */
+    if (gp_bridge_set_steal(env, w->k_remote_addr, PyUnicode_FromString(host)) < 0) return -1;
+    return gp_bridge_set_steal(env, w->k_remote_port, PyUnicode_FromFormat("%d", port));
 }
 
 static PyObject *build_environ(gp_wsgi *w, gp_conn *c, const gp_http_request *req, Request *r)
 {
     PyObject *env = PyDict_Copy(w->base_env);
     if (!env) return NULL;
-    PyObject *m = method_str(w, req->method, req->method_len);
-    if (!m || PyDict_SetItem(env, w->k_method, m) < 0) goto fail_m;
-    Py_DECREF(m);
+    if (gp_bridge_set_steal(env, w->k_method, gp_bridge_method(req->method, req->method_len)) < 0)
+        goto fail;
     if (PyDict_SetItem(env, w->k_protocol, req->version_minor ? w->v_http11 : w->v_http10) < 0)
         goto fail;
-    size_t plen = gp_http_percent_decode(w->scratch, req->path, req->path_len);
-    const char *p = w->scratch;
-    if (w->root_len && plen >= w->root_len && memcmp(p, w->cfg->root_path, w->root_len) == 0 &&
-        (plen == w->root_len || p[w->root_len] == '/')) {
-        p += w->root_len;
-        plen -= w->root_len;
-    }
-    if (set_str(env, w->k_path, p, plen) < 0) goto fail;
+    const char *p;
+    size_t under_root, plen = gp_bridge_path(req, &p, &under_root);
+    if (set_str(env, w->k_path, p + under_root, plen - under_root) < 0) goto fail;
     if (req->query ? set_str(env, w->k_query, req->query, req->query_len) < 0
                    : PyDict_SetItem(env, w->k_query, w->v_empty) < 0)
         goto fail;
@@ -706,8 +649,6 @@ static PyObject *build_environ(gp_wsgi *w, gp_conn *c, const gp_http_request *re
     Py_DECREF(in);
     if (rc < 0) goto fail;
     return env;
-fail_m:
-    Py_XDECREF(m);
 fail:
     Py_DECREF(env);
     return NULL;
@@ -718,7 +659,7 @@ fail:
 static void log_app_error(Request *r, const char *when)
 {
     gp_error("Error handling request %s (%s)", r->what, when);
-    PyErr_PrintEx(0);
+    gp_bridge_print_error();
 }
 
 /* Calls the iterable's close(), as PEP 3333 requires in every case. */
@@ -840,6 +781,9 @@ static gp_app_status pump(Request *r)
         }
         Py_XSETREF(r->chunk, chunk);
         int rc = gp_conn_write(c, PyBytes_AS_STRING(chunk), (size_t)n);
+        /* an iterator may wait before its next piece, so this one leaves now;
+         * a list's pieces are all there and go out together */
+        if (rc == GP_OK && r->iter) rc = gp_conn_flush(c);
         if (rc == GP_AGAIN) return GP_APP_PENDING;
         if (rc == GP_ERROR) return finish(r); /* client gone */
     }
@@ -957,10 +901,28 @@ static gp_app_status wsgi_start_threaded(void *app, gp_conn *c, const gp_http_re
     return st;
 }
 
+/* The core calls resume and abort on a request thread too (never on the
+ * loop's, which holds no GIL): a response that waited on a slow reader goes
+ * on, or is released, with the GIL taken here. */
+static gp_app_status wsgi_resume_threaded(void *app, gp_conn *c)
+{
+    PyEval_RestoreThread(request_thread_ts);
+    gp_app_status st = wsgi_resume(app, c);
+    request_thread_ts = PyEval_SaveThread();
+    return st;
+}
+
+static void wsgi_abort_threaded(void *app, gp_conn *c)
+{
+    PyEval_RestoreThread(request_thread_ts);
+    wsgi_abort(app, c);
+    request_thread_ts = PyEval_SaveThread();
+}
+
 const gp_app_ops gp_wsgi_threaded_ops = {
     .start = wsgi_start_threaded,
-    .resume = wsgi_resume,
-    .abort = wsgi_abort,
+    .resume = wsgi_resume_threaded,
+    .abort = wsgi_abort_threaded,
     .blocking = wsgi_blocking,
     .thread_init = wsgi_thread_init,
 };
@@ -972,45 +934,31 @@ gp_wsgi *gp_wsgi_new(PyObject *app, const gp_config *cfg)
         return NULL;
     gp_wsgi *w = PyMem_Calloc(1, sizeof *w);
     if (!w) return (gp_wsgi *)PyErr_NoMemory();
-    w->cfg = cfg;
-    w->scratch = PyMem_Malloc(cfg->limit_request_line + 16);
-    if (!w->scratch) return (gp_wsgi *)PyErr_NoMemory();
     Py_INCREF(app);
     w->app = app;
-    w->k_method = intern("REQUEST_METHOD");
-    w->k_script = intern("SCRIPT_NAME");
-    w->k_path = intern("PATH_INFO");
-    w->k_query = intern("QUERY_STRING");
-    w->k_protocol = intern("SERVER_PROTOCOL");
-    w->k_raw_uri = intern("RAW_URI");
-    w->k_remote_addr = intern("REMOTE_ADDR");
-    w->k_remote_port = intern("REMOTE_PORT");
-    w->k_server_name = intern("SERVER_NAME");
-    w->k_server_port = intern("SERVER_PORT");
-    w->k_input = intern("wsgi.input");
-    w->k_http_host = intern("HTTP_HOST");
-    w->v_http10 = intern("HTTP/1.0");
-    w->v_http11 = intern("HTTP/1.1");
-    w->v_empty = intern("");
-    static const char *const known[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
-    for (int i = 0; i < 7; i++) w->methods[i] = intern(known[i]);
-
-    const char *root = cfg->root_path ? cfg->root_path : getenv("SCRIPT_NAME");
-    if (!root) root = "";
-    w->root_len = strlen(root);
-    while (w->root_len && root[w->root_len - 1] == '/') w->root_len--;
-    ((gp_config *)cfg)->root_path = root;
+    w->k_method = gp_bridge_intern("REQUEST_METHOD");
+    w->k_script = gp_bridge_intern("SCRIPT_NAME");
+    w->k_path = gp_bridge_intern("PATH_INFO");
+    w->k_query = gp_bridge_intern("QUERY_STRING");
+    w->k_protocol = gp_bridge_intern("SERVER_PROTOCOL");
+    w->k_raw_uri = gp_bridge_intern("RAW_URI");
+    w->k_remote_addr = gp_bridge_intern("REMOTE_ADDR");
+    w->k_remote_port = gp_bridge_intern("REMOTE_PORT");
+    w->k_server_name = gp_bridge_intern("SERVER_NAME");
+    w->k_server_port = gp_bridge_intern("SERVER_PORT");
+    w->k_input = gp_bridge_intern("wsgi.input");
+    w->v_http10 = gp_bridge_intern("HTTP/1.0");
+    w->v_http11 = gp_bridge_intern("HTTP/1.1");
+    w->v_empty = gp_bridge_intern("");
 
     PyObject *errors = PySys_GetObject("stderr");
     PyObject *env = PyDict_New();
     if (!env || !errors) return NULL;
-    PyObject *script = PyUnicode_DecodeLatin1(root, (Py_ssize_t)w->root_len, NULL);
-    int bad = !script || PyDict_SetItem(env, w->k_script, script) < 0;
-    Py_XDECREF(script);
+    int bad = PyDict_SetItem(env, w->k_script, gp_bridge_root_str()) < 0;
     PyObject *version = Py_BuildValue("(ii)", 1, 0);
     bad = bad || !version || PyDict_SetItemString(env, "wsgi.version", version) < 0;
     Py_XDECREF(version);
-    PyObject *scheme = intern("http"), *software = intern("gallop");
+    PyObject *scheme = gp_bridge_intern("http"), *software = gp_bridge_intern("gallop");
     bad =
         bad || PyDict_SetItemString(env, "wsgi.url_scheme", scheme) < 0 ||
         PyDict_SetItemString(env, "wsgi.errors", errors) < 0 ||

@@ -147,6 +147,18 @@ def read_response(sock, buf=b"", head_only=False, timeout=5.0):
     return status, headers, buf, b""
 
 
+def read_continue(sock, timeout=5.0):
+    """Reads the interim 100 Continue; returns the bytes received after it."""
+    sock.settimeout(timeout)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        b = sock.recv(4096)
+        assert b, buf
+        buf += b
+    assert buf.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), buf
+    return buf[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+
+
 def status_of(raw):
     m = re.match(rb"HTTP/1\.[01] (\d{3}) ", raw)
     assert m, raw[:200]

@@ -28,7 +28,9 @@ def server(tmp_path):
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     port = free_port()
     log = open(tmp_path / "log", "w")
-    p = subprocess.Popen([BIN, "--workers", "1", "--keep-alive", "60", "--bind", f"127.0.0.1:{port}",
+    # past gunicorn's default of 1000 connections a worker stops accepting
+    p = subprocess.Popen([BIN, "--workers", "1", "--keep-alive", "60", "--worker-connections", str(CONNS + 100),
+                          "--bind", f"127.0.0.1:{port}",
                           "--chdir", os.path.join(HERE, "..", "..", "bench", "apps"), "hello_asgi:app"],
                          stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 20

@@ -122,6 +122,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.num_binds, 1);
     assert_string_equal(cfg.binds[0], "127.0.0.1:8000");
     assert_int_equal(cfg.backlog, 2048);
+    assert_int_equal(cfg.worker_connections, 1000);
     assert_true(cfg.graceful_timeout == 30.0);
     assert_true(cfg.keep_alive == 5.0);
     assert_int_equal(cfg.limit_request_line, 4094);
@@ -167,7 +168,7 @@ static void test_every_flag(void **state)
     args a;
     assert_int_equal(PARSE(&cfg, &a, "--bind", "0.0.0.0:9000", "--workers", "3", "--chdir", "/srv",
                            "--pythonpath", "/p1", "--venv", "/venv", "--root-path", "/api",
-                           "--backlog", "64", "--graceful-timeout", "2.5", "--keep-alive", "0",
+                           "--backlog", "64", "--worker-connections", "3", "--graceful-timeout", "2.5", "--keep-alive", "0",
                            "--limit-request-line", "100", "--limit-request-fields", "7",
                            "--limit-request-field_size", "300", "--limit-request-body", "1048576",
                            "--log-level", "WARNING", "--access-log", "-", "--error-log",
@@ -183,6 +184,7 @@ static void test_every_flag(void **state)
     assert_string_equal(cfg.venv, "/venv");
     assert_string_equal(cfg.root_path, "/api");
     assert_int_equal(cfg.backlog, 64);
+    assert_int_equal(cfg.worker_connections, 3);
     assert_true(cfg.graceful_timeout == 2.5);
     assert_true(cfg.keep_alive == 0.0);
     assert_int_equal(cfg.limit_request_line, 100);
@@ -485,6 +487,26 @@ static void test_unknown_flags(void **state)
     ERR("unknown option '-h'", "--help=1", "app");
 }
 
+/* Request bodies and slow clients: defaults, values, range errors. */
+static void test_body_and_timeout_flags(void **state)
+{
+    gp_config cfg;
+    args a;
+    assert_int_equal(PARSE(&cfg, &a, "app"), 0);
+    assert_true(cfg.header_timeout == 30 && cfg.body_timeout == 30 && cfg.send_timeout == 60);
+    assert_int_equal(cfg.body_buffer_size, 1 << 20);
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "--header-timeout", "2.5", "--body-timeout", "7",
+                           "--send-timeout", "90", "--body-buffer-size", "0", "app"),
+                     0);
+    assert_true(cfg.header_timeout == 2.5 && cfg.body_timeout == 7 && cfg.send_timeout == 90);
+    assert_int_equal(cfg.body_buffer_size, 0);
+    ERR("invalid --header-timeout '0' (seconds, more than 0)", "--header-timeout", "0", "app");
+    ERR("invalid --body-timeout 'x'", "--body-timeout", "x", "app");
+    ERR("invalid --send-timeout '-1'", "--send-timeout", "-1", "app");
+    ERR("invalid --body-buffer-size '1k' (bytes, 0 to 2^40)", "--body-buffer-size", "1k", "app");
+}
+
 static void test_bad_numbers(void **state)
 {
     ERR("invalid --backlog 'abc'", "--backlog", "abc", "app");
@@ -494,6 +516,8 @@ static void test_bad_numbers(void **state)
     ERR("invalid --backlog ''", "--backlog", "", "app");
     ERR("invalid --backlog '5x'", "--backlog", "5x", "app");
     ERR("invalid --backlog '99999999999'", "--backlog", "99999999999", "app");
+    ERR("invalid --worker-connections '0' (1 to 1000000)", "--worker-connections", "0", "app");
+    ERR("invalid --worker-connections 'x' (1 to 1000000)", "--worker-connections", "x", "app");
     ERR("invalid --graceful-timeout '-1'", "--graceful-timeout", "-1", "app");
     ERR("invalid --graceful-timeout 'nan'", "--graceful-timeout", "nan", "app");
     ERR("invalid --graceful-timeout 'inf'", "--graceful-timeout", "inf", "app");
@@ -599,6 +623,36 @@ static void test_reparse_after_cluster(void **state)
     assert_int_equal(cfg.backlog, 7);
 }
 
+/* A long config file (600 lines) with a long command line: every line is
+ * read (the last one wins), and the command line still comes last. Under
+ * ASan this once overflowed a fixed array of argc + 512 slots. */
+static void test_config_file_many_lines(void **state)
+{
+    char path[] = "/tmp/gp_test_config_file_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    for (int i = 1; i < 600; i++) fprintf(f, "backlog = %d\n", i);
+    fprintf(f, "graceful_timeout = 7\n");
+    fclose(f);
+    static args a;
+    a.argc = 0;
+    const char *fixed[] = {"gallop", "-c", path};
+    for (int i = 0; i < 3; i++) snprintf(a.store[a.argc++], sizeof a.store[0], "%s", fixed[i]);
+    for (int i = 0; i < 40; i++) snprintf(a.store[a.argc++], sizeof a.store[0], "--keep-alive=3");
+    snprintf(a.store[a.argc++], sizeof a.store[0], "app:app");
+    for (int i = 0; i < a.argc; i++) a.argv[i] = a.store[i];
+    a.argv[a.argc] = NULL;
+    static gp_config cfg; /* static: what it points into stays reachable */
+    assert_int_equal(gp_config_load(&cfg, a.argc, a.argv), 0);
+    unlink(path);
+    assert_int_equal(cfg.backlog, 599);
+    assert_true(cfg.graceful_timeout == 7.0);
+    assert_true(cfg.keep_alive == 3.0);
+    assert_string_equal(cfg.app, "app:app");
+    assert_int_equal(cfg.argc, a.argc); /* HUP re-reads from what was given */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -606,6 +660,7 @@ int main(void)
         cmocka_unit_test_setup(test_app_without_attribute, setup),
         cmocka_unit_test_setup(test_every_flag, setup),
         cmocka_unit_test_setup(test_newer_flags, setup),
+        cmocka_unit_test_setup(test_body_and_timeout_flags, setup),
         cmocka_unit_test_setup(test_short_flags_and_equals, setup),
         cmocka_unit_test_setup(test_repeatable, setup),
         cmocka_unit_test_setup(test_too_many_binds, setup),
@@ -623,6 +678,7 @@ int main(void)
         cmocka_unit_test_setup(test_missing_value_is_error, setup),
         cmocka_unit_test_setup(test_missing_value_message, setup),
         cmocka_unit_test_setup(test_reparse_after_cluster, setup),
+        cmocka_unit_test_setup(test_config_file_many_lines, setup),
     };
 
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);

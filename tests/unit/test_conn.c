@@ -4,7 +4,11 @@
  * header validation, pipelining, error responses (400, 408, 413, 414, 431,
  * 500), the request body (Content-Length and chunked, buffered and arriving
  * later, 100-continue, the body limit), writing against a full socket with
- * resume, the abort callback, sendfile and the access log line. */
+ * resume, the abort callback, sendfile and the access log line; the body read
+ * whole before a sync app runs (memory, temp file, 100-continue, 400/408/413,
+ * pipelining); apps run as tasks: Content-Length bodies past the read buffer,
+ * a client leaving mid-upload, the body timeout, quiet streams and the send
+ * timeout. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -156,6 +160,10 @@ static int setup(void **state)
     F.cfg.limit_request_field_size = 8190;
     F.cfg.keep_alive = 5;
     F.cfg.workers = 1;
+    F.cfg.header_timeout = 30;
+    F.cfg.body_timeout = 30;
+    F.cfg.send_timeout = 60;
+    F.cfg.body_buffer_size = 0; /* the app reads the body itself; hold tests set it */
 
     gp_worker *w = calloc(1, sizeof *w);
     if (!w) return -1;
@@ -216,6 +224,7 @@ static int teardown(void **state)
     }
     for (int i = 0; i < w->num_free_bufs; i++) free(w->free_bufs[i]);
     free(w->free_bufs);
+    gp_timers_free(&w->timers);
     gp_loop_close(&w->loop);
     free(w);
     gp_scoreboard_destroy(F.sb);
@@ -913,6 +922,39 @@ static void test_idle_timeout_and_stop(void **state)
     assert_true(eof);
 }
 
+/* The worker starts stopping while a response is under way: its head went
+ * out without Connection: close, so the connection must not close after it
+ * (the client may be sending its next request); that next one says close. */
+static gp_app_status app_stop_midway(test_app *t, gp_conn *c, const gp_http_request *req)
+{
+    gp_conn_head_begin(c, "200 OK", 6);
+    gp_conn_head_set_length(c, 2);
+    gp_conn_head_end(c);
+    gp_conn_write(c, "ok", 2);
+    F.w->stopping = true;
+    for (gp_conn *k = F.w->conns; k; k = k->next) gp_conn_on_stop(k);
+    gp_conn_end_response(c);
+    return GP_APP_DONE;
+}
+
+static void test_stop_mid_response_keeps_the_connection(void **state)
+{
+    int eof;
+    char out[4096];
+    conn_open();
+    F.app.start = app_stop_midway;
+    roundtrip(GET11, out, sizeof out, &eof);
+    assert_int_equal(strncmp(out, "HTTP/1.1 200 OK\r\n", 17), 0);
+    assert_null(strstr(out, "Connection: close"));
+    assert_false(eof);
+    assert_true(conn_alive());
+    F.app.start = app_simple;
+    roundtrip(GET11, out, sizeof out, &eof);
+    assert_int_equal(strncmp(out, "HTTP/1.1 200 OK\r\n", 17), 0);
+    assert_non_null(strstr(out, "Connection: close\r\n"));
+    assert_true(eof);
+}
+
 static void test_scoreboard_counts(void **state)
 {
     char out[4096];
@@ -972,15 +1014,31 @@ static void test_access_log_line(void **state)
     assert_int_equal(strncmp(line, "10.1.2.3 - - [", 14), 0);
     if (!strstr(line, "] \"GET /path?q=1 HTTP/1.1\" 200 5 \"http://r/\" \"ua/1.0\"\n"))
         fail_msg("access line '%s'", line);
-    /* a response with no body logs "-" for the bytes, and missing headers as "-" */
+    /* the Basic user is %(u)s; quotes and other bytes are escaped */
+    roundtrip("GET /u HTTP/1.1\r\nHost: x\r\nAuthorization: Basic Ym9iOnB3\r\n"
+              "User-Agent: a\"b\xff\r\n\r\n",
+              out, sizeof out, NULL);
+    n = read(p[0], line, sizeof line - 1);
+    assert_true(n > 0);
+    line[n] = 0;
+    if (strncmp(line, "10.1.2.3 - bob [", 16) != 0 ||
+        !strstr(line, "] \"GET /u HTTP/1.1\" 200 5 \"-\" \"a\\\"b\\xff\"\n"))
+        fail_msg("access line '%s'", line);
+    /* HEAD sends no body: 0 bytes, as gunicorn writes an empty body */
+    roundtrip("HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out, NULL);
+    n = read(p[0], line, sizeof line - 1);
+    assert_true(n > 0);
+    line[n] = 0;
+    if (!strstr(line, "] \"HEAD /h HTTP/1.1\" 200 0 \"-\" \"-\"\n"))
+        fail_msg("access line '%s'", line);
+    /* a response with no body logs 0 for the bytes, and missing headers as "-" */
     F.app.status = "204 No Content";
     F.app.with_length = 0;
     roundtrip("DELETE /x HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out, NULL);
     n = read(p[0], line, sizeof line - 1);
     assert_true(n > 0);
     line[n] = 0;
-    if (!strstr(line, "] \"DELETE /x HTTP/1.1\" 204 5 \"-\" \"-\"\n") &&
-        !strstr(line, "] \"DELETE /x HTTP/1.1\" 204 - \"-\" \"-\"\n"))
+    if (!strstr(line, "] \"DELETE /x HTTP/1.1\" 204 0 \"-\" \"-\"\n"))
         fail_msg("access line '%s'", line);
     close(p[0]);
     close(p[1]);
@@ -1090,7 +1148,7 @@ static void test_body_chunked_buffered(void **state)
     F.app.start = app_read_body;
     F.app.read_size = 3;
     roundtrip("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-              "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: t\r\n\r\n"
+              "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
               "GET /next HTTP/1.1\r\nHost: x\r\n\r\n",
               out, sizeof out, &eof);
     assert_int_equal(F.app.starts, 2);
@@ -1684,6 +1742,411 @@ static void test_continue_after_final_head(void **state)
     assert_null(memmem(out, n, "100 Continue", 12));
 }
 
+static gp_app_status app_write_all_streams(test_app *t, gp_conn *c, const gp_http_request *req)
+{
+    char got[4096];
+    gp_conn_head_begin(c, "200 OK", 6);
+    gp_conn_head_end(c);
+    record(t, gp_conn_write_all(c, "piece", 5));
+    /* on the wire already, head and piece together, before the response ends */
+    size_t n = peer_read(got, sizeof got, NULL);
+    record(t, n > 0 && memmem(got, n, "\r\n\r\n5\r\npiece\r\n", 14) != NULL);
+    gp_conn_end_response(c);
+    return GP_APP_DONE;
+}
+
+static void test_write_all_is_on_the_wire(void **state)
+{
+    char out[4096];
+    conn_open();
+    F.app.start = app_write_all_streams;
+    roundtrip(GET11, out, sizeof out, NULL);
+    assert_int_equal(F.app.results[0], GP_OK);
+    assert_int_equal(F.app.results[1], 1);
+    assert_string_equal(out, "0\r\n\r\n");
+}
+
+/* ---- the body read before a sync app runs (--body-buffer-size) ------------- */
+
+static void test_hold_length_app_runs_once_body_whole(void **state)
+{
+    char out[8192];
+    int eof;
+    gp_conn *c = conn_open();
+    F.cfg.body_buffer_size = 1 << 20;
+    F.app.start = app_read_body;
+    send_str("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello");
+    pump();
+    assert_int_equal(F.app.starts, 0); /* the worker is free meanwhile */
+    assert_int_equal(c->state, CS_BODY);
+    send_str(" world");
+    pump();
+    assert_int_equal(F.app.starts, 1);
+    assert_string_equal(F.app.targets[0], "/up");
+    assert_int_equal(F.app.body_len, 11);
+    assert_memory_equal(F.app.body, "hello world", 11);
+    assert_int_equal(F.app.body_rc, 0);
+    peer_read(out, sizeof out, &eof);
+    assert_non_null(strstr(out, "Content-Length: 11\r\n"));
+    assert_non_null(strstr(out, "\r\n\r\nhello world"));
+    assert_false(eof);
+    assert_null(c->held_head); /* released with the response */
+}
+
+/* A body all here already goes straight to the app, as before. */
+static void test_hold_not_needed_when_buffered(void **state)
+{
+    char out[4096];
+    gp_conn *c = conn_open();
+    F.cfg.body_buffer_size = 1 << 20;
+    F.app.start = app_read_body;
+    send_str("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+    pump();
+    assert_int_equal(F.app.starts, 1);
+    assert_false(c->body_held);
+    assert_int_equal(F.app.body_len, 3);
+    peer_read(out, sizeof out, NULL);
+}
+
+/* Past the memory bound the body waits in a temp file; the app reads it all. */
+static void test_hold_spills_to_file(void **state)
+{
+    static char body[3000], req[3200];
+    char out[8192];
+    for (size_t i = 0; i < sizeof body; i++) body[i] = (char)('a' + i % 26);
+    gp_conn *c = conn_open();
+    F.cfg.body_buffer_size = 1000;
+    F.app.start = app_read_body;
+    F.app.read_size = 700;
+    int k = snprintf(req, sizeof req, "PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+                     sizeof body);
+    send_all(req, (size_t)k);
+    send_all(body, 1500);
+    pump();
+    assert_int_equal(F.app.starts, 0);
+    assert_true(c->held.fd >= 0);
+    assert_null(c->held.mem);
+    send_all(body + 1500, sizeof body - 1500);
+    pump();
+    assert_int_equal(F.app.starts, 1);
+    assert_int_equal(F.app.body_len, sizeof body);
+    assert_memory_equal(F.app.body, body, sizeof body);
+    assert_int_equal(c->held.fd, -1); /* closed with the response */
+    peer_read(out, sizeof out, NULL);
+}
+
+/* Chunked, in pieces, with a pipelined request behind it. */
+static void test_hold_chunked_then_pipelined(void **state)
+{
+    char out[8192];
+    int eof;
+    conn_open();
+    F.cfg.body_buffer_size = 1 << 20;
+    F.app.start = app_read_body;
+    send_str("POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n");
+    pump();
+    assert_int_equal(F.app.starts, 0);
+    send_str("5\r\npedia\r\n0\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok");
+    pump();
+    assert_int_equal(F.app.starts, 2);
+    assert_string_equal(F.app.targets[0], "/a");
+    assert_string_equal(F.app.targets[1], "/b");
+    assert_int_equal(F.app.body_len, 2); /* the last request's body */
+    peer_read(out, sizeof out, &eof);
+    char *second = strstr(out, "\r\n\r\nWikipediaHTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
+    assert_non_null(second);
+    assert_non_null(strstr(second, "\r\n\r\nok"));
+    assert_false(eof);
+}
+
+/* 100 Continue goes out when the core starts reading the body. */
+static void test_hold_sends_continue(void **state)
+{
+    char out[4096];
+    conn_open();
+    F.cfg.body_buffer_size = 1 << 20;
+    F.app.start = app_read_body;
+    send_str("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+    pump();
+    assert_int_equal(F.app.starts, 0);
+    size_t n = peer_read(out, sizeof out, NULL);
+    assert_int_equal(n, 25);
+    assert_memory_equal(out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    send_str("ok");
+    pump();
+    assert_int_equal(F.app.starts, 1);
+    assert_int_equal(F.app.body_len, 2);
+    peer_read(out, sizeof out, NULL);
+    assert_null(strstr(out, "100 Continue"));
+}
+
+static void test_hold_timeout_408(void **state)
+{
+    char out[4096];
+    int eof;
+    gp_conn *c = conn_open();
+    F.cfg.body_buffer_size = 1 << 20;
+    F.cfg.body_timeout = 5;
+    F.app.start = app_read_body;
+    send_str("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab");
+    pump();
+    assert_true(c->deadline <= F.w->now + 5.01 && c->deadline > F.w->now + 4);
+    gp_conn_on_timeout(c);
+    pump();
+    assert_int_equal(F.app.starts, 0);
+    peer_read(out, sizeof out, &eof);
+    assert_int_equal(strncmp(out, "HTTP/1.1 408 Request Timeout\r\n", 30), 0);
+    assert_true(eof);
+}
+
+static void test_hold_chunked_limit_413(void **state)
+{
+    char out[4096];
+    int eof;
+    conn_open();
+    F.cfg.body_buffer_size = 1 << 20;
+    F.cfg.limit_request_body = 6;
+    F.app.start = app_read_body;
+    send_str("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n");
+    pump();
+    send_str("4\r\nefgh\r\n");
+    pump();
+    assert_int_equal(F.app.starts, 0);
+    peer_read(out, sizeof out, &eof);
+    assert_int_equal(strncmp(out, "HTTP/1.1 413 ", 13), 0);
+}
+
+static void test_hold_bad_chunked_400(void **state)
+{
+    char out[4096];
+    conn_open();
+    F.cfg.body_buffer_size = 1 << 20;
+    F.app.start = app_read_body;
+    send_str("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+    pump();
+    assert_int_equal(F.app.starts, 0);
+    peer_read(out, sizeof out, NULL);
+    assert_int_equal(strncmp(out, "HTTP/1.1 400 ", 13), 0);
+}
+
+/* A client that leaves mid-upload: closed, the app never runs. */
+static void test_hold_peer_leaves(void **state)
+{
+    conn_open();
+    F.cfg.body_buffer_size = 1 << 20;
+    F.app.start = app_read_body;
+    send_str("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab");
+    pump();
+    assert_true(conn_alive());
+    shutdown(F.peer, SHUT_WR);
+    pump();
+    assert_false(conn_alive());
+    assert_int_equal(F.app.starts, 0);
+}
+
+/* Many small chunked requests pipelined in one buffer: each is held and
+ * served in order by the one serve loop. */
+static void test_hold_many_pipelined(void **state)
+{
+    static char reqs[16384], out[65536];
+    size_t n = 0;
+    conn_open();
+    F.cfg.body_buffer_size = 1 << 20;
+    F.app.start = app_read_body;
+    for (int i = 0; i < 150; i++)
+        n += (size_t)snprintf(reqs + n, sizeof reqs - n,
+                              "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "2\r\n%02d\r\n0\r\n\r\n",
+                              i % 100);
+    assert_true(n < GP_IO_BUF_SIZE);
+    send_all(reqs, n);
+    pump();
+    assert_int_equal(F.app.starts, 150);
+    size_t got = peer_read(out, sizeof out, NULL);
+    assert_non_null(memmem(out, got, "\r\n\r\n49HTTP/1.1 200 OK", 21));
+}
+
+/* ---- apps run as tasks (ASGI): bodies, quiet streams, flush ----------------- */
+
+static gp_conn *async_conn; /* the request an async test app serves */
+static size_t async_seen;   /* body bytes it read */
+static ssize_t async_rc;
+
+/* Reads what the body has without blocking; waits for input on AGAIN. */
+static void async_drain(gp_conn *c)
+{
+    char tmp[65536];
+    for (;;) {
+        ssize_t n = gp_conn_body_read_nb(c, tmp, sizeof tmp);
+        async_rc = n;
+        if (n == GP_BODY_AGAIN) {
+            gp_conn_wait_input(c, 1);
+            return;
+        }
+        if (n <= 0) break;
+        async_seen += (size_t)n;
+    }
+    gp_conn_wait_input(c, 0);
+}
+
+static gp_app_status app_async_body(test_app *t, gp_conn *c, const gp_http_request *req)
+{
+    async_conn = c;
+    async_seen = 0;
+    async_rc = 1;
+    async_drain(c);
+    return GP_APP_ASYNC;
+}
+
+static void op_readable(void *app, gp_conn *c)
+{
+    async_drain(c);
+}
+
+static const gp_app_ops async_ops = {
+    .start = op_start,
+    .resume = op_resume,
+    .abort = op_abort,
+    .readable = op_readable,
+    .runs_as_tasks = true,
+};
+
+/* A Content-Length body far past the 16 KB read buffer, in pieces: all of it
+ * reaches the app (it used to stall once the buffer had filled). */
+static void test_async_length_body_past_buffer(void **state)
+{
+    static char piece[5000];
+    memset(piece, 'p', sizeof piece);
+    conn_open();
+    F.w->ops = &async_ops;
+    F.app.start = app_async_body;
+    send_str("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
+    for (int i = 0; i < 20; i++) {
+        send_all(piece, sizeof piece);
+        pump();
+    }
+    assert_int_equal(async_seen, 100000);
+    assert_int_equal(async_rc, 0);
+    gp_conn_app_done(async_conn);
+}
+
+/* The same when the pieces pile up before the app reads. */
+static void test_async_length_body_buffer_full(void **state)
+{
+    static char big[40000];
+    memset(big, 'q', sizeof big);
+    gp_conn *c = conn_open();
+    F.w->ops = &async_ops;
+    F.app.start = app_async_body;
+    send_str("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 40000\r\n\r\n");
+    pump();
+    gp_conn_wait_input(c, 0); /* the app is busy elsewhere */
+    send_all(big, 20000);
+    pump(); /* fills the read buffer, then stops reading */
+    async_drain(c);
+    send_all(big + 20000, 20000);
+    pump();
+    pump();
+    assert_int_equal(async_seen, 40000);
+    gp_conn_app_done(c);
+}
+
+/* A client that leaves mid-upload: the app's read reports it, the socket closes. */
+static void test_async_peer_leaves_mid_body(void **state)
+{
+    static char piece[30000];
+    gp_conn *c = conn_open();
+    F.w->ops = &async_ops;
+    F.app.start = app_async_body;
+    send_str("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+    send_all(piece, sizeof piece);
+    pump();
+    close(F.peer);
+    F.peer = -1;
+    pump();
+    assert_int_equal(async_rc, GP_BODY_CLOSED);
+    assert_true(gp_conn_peer_gone(c));
+    gp_conn_app_done(c);
+    assert_false(conn_alive());
+}
+
+/* No body byte for --body-timeout while the app waits: its read gets 408. */
+static void test_async_body_timeout(void **state)
+{
+    gp_conn *c = conn_open();
+    F.w->ops = &async_ops;
+    F.cfg.body_timeout = 3;
+    F.app.start = app_async_body;
+    send_str("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab");
+    pump();
+    assert_int_equal(async_seen, 2);
+    assert_true(c->deadline <= F.w->now + 3.01);
+    F.w->now += 4;
+    gp_conn_on_timeout(c);
+    assert_int_equal(async_rc, GP_BODY_TIMEOUT);
+    assert_int_equal(gp_conn_body_error_status(c), 408);
+    assert_true(conn_alive());
+    gp_conn_app_done(c);
+}
+
+static gp_app_status app_async_stream(test_app *t, gp_conn *c, const gp_http_request *req)
+{
+    async_conn = c;
+    gp_conn_head_begin(c, "200 OK", 6);
+    gp_conn_head_end(c);
+    record(t, gp_conn_write(c, "data: one\n\n", 11));
+    record(t, gp_conn_flush(c));
+    return GP_APP_ASYNC;
+}
+
+/* A piece handed over goes out with the head at once, and a stream quiet for
+ * an hour afterwards is not cut: the send timeout runs only while bytes wait. */
+static void test_async_quiet_stream_not_cut(void **state)
+{
+    char out[4096];
+    gp_conn *c = conn_open();
+    F.w->ops = &async_ops;
+    F.cfg.send_timeout = 2;
+    F.app.start = app_async_stream;
+    send_str(GET11);
+    pump();
+    assert_int_equal(F.app.results[0], GP_OK);
+    assert_int_equal(F.app.results[1], GP_OK);
+    size_t n = peer_read(out, sizeof out, NULL);
+    assert_true(n > 0);
+    assert_non_null(strstr(out, "Transfer-Encoding: chunked\r\n\r\nb\r\ndata: one\n\n\r\n"));
+    F.w->now += 3600;
+    if (c->deadline <= F.w->now) gp_conn_on_timeout(c); /* as the tick does */
+    assert_true(conn_alive());
+    gp_conn_write(c, "data: two\n\n", 11);
+    gp_conn_end_response(c);
+    gp_conn_app_done(c);
+    pump();
+    peer_read(out, sizeof out, NULL);
+    assert_non_null(strstr(out, "data: two"));
+}
+
+/* ... but a client that takes nothing for the send timeout is cut. */
+static void test_async_send_timeout_when_stalled(void **state)
+{
+    static char big[1 << 20];
+    gp_conn *c = conn_open();
+    F.w->ops = &async_ops;
+    F.cfg.send_timeout = 2;
+    F.app.start = app_async_stream;
+    send_str(GET11);
+    pump();
+    int r;
+    while ((r = gp_conn_write(c, big, sizeof big)) == GP_OK) {
+    }
+    assert_int_equal(r, GP_AGAIN);
+    assert_true(c->deadline <= F.w->now + 2.01);
+    F.w->now += 3;
+    if (c->deadline <= F.w->now) gp_conn_on_timeout(c);
+    assert_int_equal(F.app.aborts, 1);
+    assert_false(conn_alive());
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as the worker does: a closed peer is EPIPE */
@@ -1715,6 +2178,7 @@ int main(void)
         T(test_idle_timeout_and_stop),
         T(test_scoreboard_counts),
         T(test_peer_and_local),
+        T(test_stop_mid_response_keeps_the_connection),
         T(test_access_log_line),
         T(test_body_length_buffered),
         T(test_body_length_arrives_later),
@@ -1737,6 +2201,23 @@ int main(void)
         T(test_sendfile),
         T(test_head_end_reserve_overflow),
         T(test_continue_after_final_head),
+        T(test_write_all_is_on_the_wire),
+        T(test_hold_length_app_runs_once_body_whole),
+        T(test_hold_not_needed_when_buffered),
+        T(test_hold_spills_to_file),
+        T(test_hold_chunked_then_pipelined),
+        T(test_hold_sends_continue),
+        T(test_hold_timeout_408),
+        T(test_hold_chunked_limit_413),
+        T(test_hold_bad_chunked_400),
+        T(test_hold_peer_leaves),
+        T(test_hold_many_pipelined),
+        T(test_async_length_body_past_buffer),
+        T(test_async_length_body_buffer_full),
+        T(test_async_peer_leaves_mid_body),
+        T(test_async_body_timeout),
+        T(test_async_quiet_stream_not_cut),
+        T(test_async_send_timeout_when_stalled),
     };
 #undef T
 

@@ -297,10 +297,47 @@ static void test_access_log_switch_to_stdout(void **state)
     assert_true(before.st_ino == after.st_ino && before.st_dev == after.st_dev);
 }
 
+/* Access-log fields: quotes and backslashes get a backslash, other bytes
+ * outside printable ASCII become \xhh, and an escape is never cut in half. */
+static void test_escape(void **state)
+{
+    char out[64];
+    assert_int_equal(gp_log_escape(out, sizeof out, "a\"b\\c", 5), 7);
+    assert_string_equal(out, "a\\\"b\\\\c");
+    assert_int_equal(gp_log_escape(out, sizeof out, "x\xff\x01\n\x7f", 5), 17);
+    assert_string_equal(out, "x\\xff\\x01\\x0a\\x7f");
+    assert_int_equal(gp_log_escape(out, 4, "ab\xff", 3), 2); /* \xff would not fit */
+    assert_string_equal(out, "ab");
+    assert_int_equal(gp_log_escape(out, 1, "abc", 3), 0);
+    assert_string_equal(out, "");
+}
+
+/* gunicorn's %(u)s: the user part of Basic credentials, else nothing. */
+static void test_basic_user(void **state)
+{
+    char out[64];
+#define USER(v) gp_log_basic_user(out, sizeof out, v, strlen(v))
+    assert_int_equal(USER("Basic Ym9iOnNlY3JldA=="), 3); /* bob:secret */
+    assert_string_equal(out, "bob");
+    assert_int_equal(USER("basic   Ym9iOg=="), 3); /* bob: */
+    assert_string_equal(out, "bob");
+    assert_int_equal(USER("Basic ImE6Yg=="), 3); /* "a:b: the user is escaped */
+    assert_string_equal(out, "\\\"a");
+    assert_int_equal(USER("Basic Ym9i"), 0); /* bob, no colon */
+    assert_string_equal(out, "");
+    assert_int_equal(USER("Basic Og=="), 0); /* ":" empty user */
+    assert_int_equal(USER("Basic !!!"), 0);
+    assert_int_equal(USER("Bearer Ym9iOnB3"), 0);
+    assert_int_equal(USER("Basic"), 0);
+#undef USER
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_level_parse),
+        cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_basic_user),
         cmocka_unit_test_setup_teardown(test_line_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_level_names_in_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_level_filter, setup, teardown),

@@ -156,6 +156,39 @@ static int entry_ignore_term(const gp_worker_args *a)
     return 0;
 }
 
+/* The first asks to retire (as --max-requests does) and serves on until its
+ * TERM; it records how many workers had started by then. */
+static int entry_asks_to_retire(const gp_worker_args *a)
+{
+    block_term();
+    int n = record_spawn(a);
+    if (a->master_pid != getppid() || a->wake_fd < 0) atomic_fetch_add(&SH->bad_args, 1);
+    mark_booted(a);
+    if (n == 1) {
+        atomic_store(&a->scoreboard->slots[a->slot].retire_reason, GP_RETIRE_MAX_REQUESTS);
+        uint64_t one = 1;
+        if (write(a->wake_fd, &one, sizeof one) != sizeof one) atomic_fetch_add(&SH->bad_args, 1);
+        int r = wait_for_term();
+        atomic_store(&SH->pids[63], atomic_load(&SH->spawns));
+        return r;
+    }
+    return wait_for_term();
+}
+
+/* The first exits 4 after it was ready (the app's own sys.exit(4)); the rest
+ * serve until TERM. */
+static int entry_exit4_after_ready(const gp_worker_args *a)
+{
+    block_term();
+    int n = record_spawn(a);
+    mark_booted(a);
+    if (n == 1) {
+        sleep_ms(300); /* the master sees it ready first */
+        return GP_EXIT_APP_ERROR;
+    }
+    return wait_for_term();
+}
+
 /* ---- running a master ----------------------------------------------------- */
 
 typedef struct {
@@ -414,6 +447,30 @@ static void test_bad_bind_exits_1(void **state)
     assert_true(log_has("gallop: error: "));
 }
 
+static void test_retire_waits_for_the_replacement(void **state)
+{
+    pid_t m = start_master(entry_asks_to_retire, (master_opts){.workers = 1});
+    wait_until(&SH->term_seen, 1, 10, m);         /* the first was retired... */
+    assert_true(atomic_load(&SH->pids[63]) >= 2); /* ...after its replacement started */
+    wait_until(&SH->ready, 2, 10, m);
+    assert_int_equal(kill(m, SIGTERM), 0);
+    assert_int_equal(wait_master(m, 10, NULL), GP_EXIT_OK);
+    assert_int_equal(atomic_load(&SH->spawns), 2);
+    assert_int_equal(atomic_load(&SH->bad_args), 0);
+    assert_true(log_has("--max-requests reached; its replacement is ready"));
+}
+
+static void test_exit_4_after_ready_is_replaced(void **state)
+{
+    pid_t m = start_master(entry_exit4_after_ready, (master_opts){.workers = 1});
+    wait_until(&SH->ready, 1, 10, m); /* the second serves: no halt */
+    assert_int_equal(atomic_load(&SH->spawns), 2);
+    assert_int_equal(kill(m, SIGTERM), 0);
+    assert_int_equal(wait_master(m, 10, NULL), GP_EXIT_OK);
+    assert_true(log_has("died unexpectedly (exit code 4); replacing it"));
+    assert_false(log_has("failed to load the app"));
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -428,6 +485,8 @@ int main(void)
         T(test_graceful_timeout_kills),
         T(test_ttin_ttou),
         T(test_bad_bind_exits_1),
+        T(test_retire_waits_for_the_replacement),
+        T(test_exit_4_after_ready_is_replaced),
     };
 #undef T
     return cmocka_run_group_tests_name("master", tests, NULL, NULL);

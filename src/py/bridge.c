@@ -1,0 +1,193 @@
+/* bridge: what the WSGI and ASGI bridges share; see bridge.h. */
+#include "py/bridge.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/http_parser.h"
+
+static const char *const known_methods[] = {"GET",    "POST",    "HEAD", "PUT",
+                                            "DELETE", "OPTIONS", "PATCH"};
+#define NUM_METHODS (sizeof known_methods / sizeof known_methods[0])
+
+static struct {
+    PyObject *methods[NUM_METHODS];
+    const char *root;
+    size_t root_len;
+    PyObject *root_str;
+    char *scratch; /* the decoded path: a request line's worth */
+    const gp_addr *server_addr[GP_MAX_BINDS];
+    gp_bridge_server server[GP_MAX_BINDS];
+} B;
+
+PyObject *gp_bridge_intern(const char *s)
+{
+    return PyUnicode_InternFromString(s);
+}
+
+int gp_bridge_bytes_resize(PyObject **b, Py_ssize_t n, Py_ssize_t keep)
+{
+    if (PyBytes_GET_SIZE(*b) == n) return 0;
+    PyObject *nb = PyBytes_FromStringAndSize(NULL, n);
+    if (nb) memcpy(PyBytes_AS_STRING(nb), PyBytes_AS_STRING(*b), (size_t)(keep < n ? keep : n));
+    Py_SETREF(*b, nb);
+    return nb ? 0 : -1;
+}
+
+void gp_bridge_stop_iteration(PyObject *value)
+{
+    if (!PyTuple_Check(value) && !PyExceptionInstance_Check(value)) {
+        PyErr_SetObject(PyExc_StopIteration, value);
+        return;
+    }
+    PyObject *args = PyTuple_Pack(1, value); /* StopIteration(*args) */
+    if (args) PyErr_SetObject(PyExc_StopIteration, args);
+    Py_XDECREF(args);
+}
+
+PyObject *gp_bridge_take_error(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (!t) return NULL;
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb && v) PyException_SetTraceback(v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    return v;
+#endif
+}
+
+void gp_bridge_restore_error(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    if (!exc) return;
+    PyObject *tb = PyException_GetTraceback(exc);
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
+#endif
+}
+
+void gp_bridge_print_error(void)
+{
+    PyObject *e = gp_bridge_take_error();
+    if (!e) return;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_DisplayException(e);
+#else
+    PyObject *tb = PyException_GetTraceback(e);
+    PyErr_Display((PyObject *)Py_TYPE(e), e, tb);
+    Py_XDECREF(tb);
+#endif
+    Py_DECREF(e);
+    PyErr_Clear(); /* a failure to print is not the app's error */
+}
+
+int gp_bridge_init(const gp_config *cfg)
+{
+    if (B.scratch) return 0;
+    for (size_t i = 0; i < NUM_METHODS; i++)
+        if (!(B.methods[i] = gp_bridge_intern(known_methods[i]))) return -1;
+    const char *root = cfg->root_path ? cfg->root_path : getenv("SCRIPT_NAME");
+    if (!root) root = "";
+    size_t n = strlen(root);
+    while (n && root[n - 1] == '/') n--;
+    B.root = root;
+    B.root_len = n;
+    if (!(B.root_str = PyUnicode_DecodeLatin1(root, (Py_ssize_t)n, NULL))) return -1;
+    if (!(B.scratch = PyMem_Malloc(cfg->limit_request_line + 16))) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *gp_bridge_method(const char *m, size_t n)
+{
+    for (size_t i = 0; i < NUM_METHODS; i++)
+        if (strlen(known_methods[i]) == n && memcmp(known_methods[i], m, n) == 0)
+            return Py_NewRef(B.methods[i]);
+    return PyUnicode_DecodeLatin1(m, (Py_ssize_t)n, NULL);
+}
+
+const char *gp_bridge_root(size_t *len)
+{
+    *len = B.root_len;
+    return B.root;
+}
+
+PyObject *gp_bridge_root_str(void)
+{
+    return B.root_str;
+}
+
+size_t gp_bridge_path(const gp_http_request *req, const char **path, size_t *under_root)
+{
+    size_t n = gp_http_percent_decode(B.scratch, req->path, req->path_len);
+    size_t k = B.root_len;
+    *path = B.scratch;
+    *under_root = k && n >= k && memcmp(B.scratch, B.root, k) == 0 && (n == k || B.scratch[k] == '/')
+                      ? k
+                      : 0;
+    return n;
+}
+
+bool gp_bridge_ip(const struct sockaddr *sa, char *host, int *port)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, host, GP_BRIDGE_HOST);
+        *port = ntohs(s4->sin_port);
+        return true;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, host, GP_BRIDGE_HOST);
+        *port = ntohs(s6->sin6_port);
+        return true;
+    }
+    return false;
+}
+
+PyObject *gp_bridge_addr_tuple(const struct sockaddr *sa)
+{
+    char host[GP_BRIDGE_HOST];
+    int port;
+    if (!gp_bridge_ip(sa, host, &port)) Py_RETURN_NONE;
+    return Py_BuildValue("(si)", host, port);
+}
+
+const gp_bridge_server *gp_bridge_server_of(gp_conn *c)
+{
+    const gp_addr *a = gp_conn_local(c);
+    int i = 0;
+    for (; i < GP_MAX_BINDS && B.server_addr[i] && B.server_addr[i] != a; i++) {
+    }
+    if (i == GP_MAX_BINDS) i = 0;
+    gp_bridge_server *s = &B.server[i];
+    if (B.server_addr[i] == a) return s;
+    Py_CLEAR(s->name);
+    Py_CLEAR(s->port);
+    Py_CLEAR(s->tuple);
+    B.server_addr[i] = NULL;
+    char host[GP_BRIDGE_HOST];
+    int port;
+    if (a->kind == GP_ADDR_TCP && gp_bridge_ip((const struct sockaddr *)&a->sa, host, &port)) {
+        s->name = PyUnicode_FromString(host);
+        s->port = PyUnicode_FromFormat("%d", port);
+        s->tuple = Py_BuildValue("(si)", host, port);
+    } else { /* unix:/path */
+        s->name = PyUnicode_FromString("localhost");
+        s->port = PyUnicode_FromString("80");
+        s->tuple = Py_BuildValue("(sO)", a->text + 5, Py_None);
+    }
+    if (!s->name || !s->port || !s->tuple) return NULL;
+    B.server_addr[i] = a;
+    return s;
+}
