@@ -74,7 +74,6 @@ typedef struct {
     PyObject *recv_waiters;  /* futures of the receive() calls waiting, oldest first */
     PyObject *send_fut;
     PyObject *send_keep; /* bytes the core may still point into */
-    PyObject *headers;   /* from http.response.start, until the head goes out */
     PyObject *trailer_buf;
     int status;
     int file_fd;
@@ -93,7 +92,6 @@ static void Request_dealloc(Request *r)
     Py_XDECREF(r->recv_waiters);
     Py_XDECREF(r->send_fut);
     Py_XDECREF(r->send_keep);
-    Py_XDECREF(r->headers);
     Py_XDECREF(r->trailer_buf);
     if (r->file_fd >= 0) close(r->file_fd);
     PyObject_Free(r);
@@ -458,14 +456,56 @@ static PyObject *msg_get(PyObject *msg, PyObject *key)
     return v; /* borrowed; NULL without error when absent */
 }
 
+static const char bad_head[] =
+    "invalid response head (a bad content-length, or the head is too large)";
+
+/* The start message's headers go straight into the head the core builds
+ * (nothing goes out before the first body message, and an error response
+ * starts the head afresh): no copy of the list. 0, or -1 with an exception. */
+static int begin_head(Request *r, int status, PyObject *headers)
+{
+    gp_conn *c = r->conn;
+    if (gp_conn_head_begin_status(c, status) < 0) {
+        PyErr_SetString(PyExc_ValueError, bad_head);
+        return -1;
+    }
+    if (!headers) return 0;
+    PyObject *seq = PySequence_Fast(headers, "headers must be an iterable of [name, value] pairs");
+    if (!seq) return -1;
+    int rc = 0;
+    for (Py_ssize_t i = 0; rc == 0 && i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *h = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *pair = PySequence_Fast(h, "each header must be a [name, value] pair");
+        if (!pair) {
+            rc = -1;
+            break;
+        }
+        PyObject *nm = PySequence_Fast_GET_SIZE(pair) == 2 ? PySequence_Fast_GET_ITEM(pair, 0) : NULL;
+        PyObject *v = nm ? PySequence_Fast_GET_ITEM(pair, 1) : NULL;
+        if (!nm || !PyBytes_Check(nm) || !PyBytes_Check(v)) {
+            PyErr_Format(PyExc_TypeError, "header %R must be a pair of bytes", h);
+            rc = -1;
+        } else if (gp_conn_head_add(c, PyBytes_AS_STRING(nm), (size_t)PyBytes_GET_SIZE(nm),
+                                    PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v)) < 0) {
+            if (!gp_conn_field_ok(PyBytes_AS_STRING(nm), (size_t)PyBytes_GET_SIZE(nm),
+                                  PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v)))
+                PyErr_Format(PyExc_ValueError,
+                             "invalid header %R (bad name, or CR, LF or another control byte)", h);
+            else PyErr_SetString(PyExc_ValueError, bad_head);
+            rc = -1;
+        }
+        Py_DECREF(pair);
+    }
+    Py_DECREF(seq);
+    return rc;
+}
+
 static int send_head(Request *r, long long known_length)
 {
     gp_conn *c = r->conn;
-    if (gp_conn_head_begin_status(c, r->status) < 0 || gp_asgi_add_checked(c, r->headers) < 0) goto bad;
     if (known_length >= 0 && !r->trailers) gp_conn_head_set_length(c, (uint64_t)known_length);
     if (gp_conn_head_end(c) < 0) goto bad;
     r->head_sent = true;
-    Py_CLEAR(r->headers);
     return 0;
 bad:
     PyErr_SetString(PyExc_ValueError,
@@ -654,15 +694,9 @@ static PyObject *send_start(Request *r, PyObject *msg)
     PyObject *hs = msg_get(msg, a->k_headers);
     PyObject *tr = msg_get(msg, a->k_trailers);
     if (PyErr_Occurred()) return NULL;
-    PyObject *list = hs ? gp_asgi_check_headers(hs) : PyList_New(0);
-    if (!list) return NULL;
     int trailers = tr ? PyObject_IsTrue(tr) : 0;
-    if (trailers < 0) {
-        Py_DECREF(list);
-        return NULL;
-    }
+    if (trailers < 0 || begin_head(r, (int)status, hs) < 0) return NULL;
     r->status = (int)status;
-    Py_XSETREF(r->headers, list);
     r->trailers = trailers;
     r->started = true;
     return Py_NewRef(Py_None);
@@ -868,22 +902,81 @@ static PyTypeObject Call_Type = {
     .tp_methods = Call_methods,
 };
 
-static PyObject *asgi_receive(PyObject *self, PyObject *unused)
+/* ---- Endpoint: the receive and send callables of one request ----------------
+ * Two per request: small vectorcall objects kept for reuse, rather than bound
+ * builtin methods (which are allocated and garbage-collector tracked). */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    Request *r;
+} Endpoint;
+
+static PyTypeObject Endpoint_Type;
+#define ENDPOINT_SPARE 16
+static Endpoint *endpoint_spare[ENDPOINT_SPARE];
+static int n_endpoint_spare;
+
+static PyObject *asgi_receive(PyObject *self, PyObject *const *args, size_t nargsf,
+                              PyObject *kwnames)
 {
-    return call_new((Request *)self, NULL);
+    if (PyVectorcall_NARGS(nargsf) || kwnames) {
+        PyErr_SetString(PyExc_TypeError, "receive() takes no arguments");
+        return NULL;
+    }
+    return call_new(((Endpoint *)self)->r, NULL);
 }
 
-static PyObject *asgi_send(PyObject *self, PyObject *msg)
+static PyObject *asgi_send(PyObject *self, PyObject *const *args, size_t nargsf,
+                           PyObject *kwnames)
 {
-    if (!PyDict_Check(msg)) {
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames) {
+        PyErr_SetString(PyExc_TypeError, "send() takes one message");
+        return NULL;
+    }
+    if (!PyDict_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "send() takes a dict message");
         return NULL;
     }
-    return call_new((Request *)self, msg);
+    return call_new(((Endpoint *)self)->r, args[0]);
 }
 
-static PyMethodDef receive_def = {"receive", asgi_receive, METH_NOARGS, "ASGI receive()"};
-static PyMethodDef send_def = {"send", asgi_send, METH_O, "ASGI send(message)"};
+static PyObject *endpoint_new(Request *r, vectorcallfunc f)
+{
+    Endpoint *e = n_endpoint_spare
+                      ? (Endpoint *)PyObject_Init((PyObject *)endpoint_spare[--n_endpoint_spare],
+                                                  &Endpoint_Type)
+                      : PyObject_New(Endpoint, &Endpoint_Type);
+    if (!e) return NULL;
+    e->vectorcall = f;
+    e->r = (Request *)Py_NewRef(r);
+    return (PyObject *)e;
+}
+
+static void Endpoint_dealloc(Endpoint *e)
+{
+    Py_DECREF(e->r);
+    if (n_endpoint_spare < ENDPOINT_SPARE) endpoint_spare[n_endpoint_spare++] = e;
+    else PyObject_Free(e);
+}
+
+static PyObject *Endpoint_repr(Endpoint *e)
+{
+    return PyUnicode_FromFormat("<ASGI %s of %s>", e->vectorcall == asgi_send ? "send" : "receive",
+                                e->r->what);
+}
+
+static PyTypeObject Endpoint_Type = {
+    .ob_base = {PyObject_HEAD_INIT(NULL) 0},
+    .tp_name = "gallop.ASGIEndpoint",
+    .tp_basicsize = sizeof(Endpoint),
+    .tp_dealloc = (destructor)Endpoint_dealloc,
+    .tp_vectorcall_offset = offsetof(Endpoint, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_repr = (reprfunc)Endpoint_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "ASGI receive() or send(message) of one request",
+};
 
 /* The app's Task is about to wait: what it streamed goes out now. */
 static void request_yielded(PyObject *owner)
@@ -957,8 +1050,8 @@ static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *re
         Py_DECREF(scope);
         goto fail;
     }
-    PyObject *receive = PyCFunction_New(&receive_def, (PyObject *)r);
-    PyObject *send = PyCFunction_New(&send_def, (PyObject *)r);
+    PyObject *receive = endpoint_new(r, asgi_receive);
+    PyObject *send = receive ? endpoint_new(r, asgi_send) : NULL;
     PyObject *coro = gp_asgi_call_app(a->app, a->asgi2, scope, receive, send);
     Py_XDECREF(receive);
     Py_XDECREF(send);
@@ -1213,6 +1306,7 @@ gp_worker *gp_asgi_bridge(const gp_worker_args *args, PyObject *app, int asgi2, 
 {
     if (gp_asgi_common_init() < 0 || PyType_Ready(&Request_Type) < 0 ||
         PyType_Ready(&Conn_Type) < 0 || PyType_Ready(&Call_Type) < 0 ||
+        PyType_Ready(&Endpoint_Type) < 0 ||
         gp_runner_as_coroutine(&Call_Type) < 0)
         return NULL;
     gp_asgi *a = PyMem_Calloc(1, sizeof *a);

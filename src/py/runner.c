@@ -12,6 +12,9 @@ typedef struct {
 } Runner;
 
 static PyTypeObject Runner_Type;
+#define RUNNER_SPARE 16
+static Runner *spare[RUNNER_SPARE];
+static int n_spare;
 static PyObject *cancelled_error;
 
 
@@ -146,7 +149,8 @@ static void Runner_dealloc(Runner *r)
     }
     Py_XDECREF(r->coro);
     Py_XDECREF(r->owner);
-    PyObject_Free(r);
+    if (n_spare < RUNNER_SPARE) spare[n_spare++] = r; /* one a request: reused */
+    else PyObject_Free(r);
 }
 
 static PyAsyncMethods Runner_async = {
@@ -208,7 +212,8 @@ void gp_runner_set_thrown(PyObject *const *args, Py_ssize_t nargs)
 
 PyObject *gp_runner_new(void)
 {
-    Runner *r = PyObject_New(Runner, &Runner_Type);
+    Runner *r = n_spare ? (Runner *)PyObject_Init((PyObject *)spare[--n_spare], &Runner_Type)
+                        : PyObject_New(Runner, &Runner_Type);
     if (!r) return NULL;
     memset((char *)r + sizeof(PyObject), 0, sizeof *r - sizeof(PyObject));
     return (PyObject *)r;
