@@ -154,15 +154,11 @@ static void answer_first(Request *r, PyObject *m)
         gp_asgi_resolve(&fut, m);
         return;
     }
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    PyObject *x = v ? PyObject_CallMethodOneArg(fut, r->a->s_set_exception, v) : NULL;
+    PyObject *e = gp_bridge_take_error();
+    PyObject *x = e ? PyObject_CallMethodOneArg(fut, r->a->s_set_exception, e) : NULL;
     if (!x) PyErr_WriteUnraisable(fut);
     Py_XDECREF(x);
-    Py_XDECREF(t);
-    Py_XDECREF(v);
-    Py_XDECREF(tb);
+    Py_XDECREF(e);
     Py_DECREF(fut);
 }
 
