@@ -118,6 +118,18 @@ def test_receive_in_create_task_ensure_future_wait_for_gather(srv):
     assert "Exception in ASGI application" not in srv.log()
 
 
+def test_two_receive_waiting_at_once(srv):
+    s = connect(srv)
+    s.sendall(b"POST /raw/two_waiters HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+    time.sleep(0.5)
+    s.sendall(b"hello")
+    status, hs, body, rest = read_response(s)
+    assert status == 200 and body == b"got hello"
+    assert wait_for(lambda: state(srv).get("two_waiters"), 5) == ["hello", "http.disconnect"]
+    assert "receive() called again" not in srv.log()
+    s.close()
+
+
 def test_send_in_create_task_gather_wait_for(srv):
     r = httpx.get(srv.url + "/raw/create_task_send", timeout=T)
     assert r.status_code == 200

@@ -173,6 +173,17 @@ async def raw(scope, receive, send):
         except BaseException as e:
             STATE["raw_stream_exc"] = [type(e).__name__, isinstance(e, OSError)]
             raise
+    if path == "/two_waiters":
+        # two receive() wait at once (a middleware and a streaming response do):
+        # the body goes to the first, the end of the response reaches both
+        first = asyncio.create_task(receive())
+        second = asyncio.create_task(receive())
+        await asyncio.sleep(0.2)  # both wait; the client sends the body now
+        got = (await first)["body"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"got " + got})
+        STATE["two_waiters"] = [got.decode(), (await asyncio.wait_for(second, 5))["type"]]
+        return
     if path == "/exit":
         sys.exit(3)
     if path == "/kbint":
