@@ -13,12 +13,12 @@
 #include <sys/types.h>
 
 typedef struct {
-    char *mem;        /* bytes while they fit the memory bound */
-    size_t mem_cap;   /* allocated */
-    int fd;           /* the temp file once past it, -1 before */
-    uint64_t size;    /* bytes held */
-    uint64_t pos;     /* bytes read back */
-    const char *dir;  /* where the temp file goes; NULL: $TMPDIR, else /tmp */
+    char *mem;       /* bytes while they fit the memory bound */
+    size_t mem_cap;  /* allocated */
+    int fd;          /* the temp file once past it, -1 before */
+    uint64_t size;   /* bytes held */
+    uint64_t pos;    /* bytes read back */
+    const char *dir; /* where the temp file goes; NULL: $TMPDIR, else /tmp */
 } gp_body;
 
 void gp_body_init(gp_body *b, const char *dir);

@@ -157,10 +157,6 @@ void gp_conn_set_close(gp_conn *c);
 ssize_t gp_conn_body_read_nb(gp_conn *c, char *dst, size_t n);
 void gp_conn_wait_input(gp_conn *c, int on);
 int gp_conn_peer_gone(gp_conn *c);
-/* Sends what the response has buffered so far (a streamed piece) instead of
- * waiting for more or for its end. GP_OK, GP_AGAIN (the rest goes when the
- * socket drains, then resume), GP_ERROR (the client is gone). */
-int gp_conn_flush(gp_conn *c);
 /* The app is done with this response (ended or not): the core finishes it
  * and moves on to the next request. c must not be used after this call. */
 void gp_conn_app_done(gp_conn *c);

@@ -192,10 +192,12 @@ HOT bool valid_host(const unsigned char *s, size_t n)
     const unsigned char *q = s, *end = s + n;
     while (cls[*q] & C_REG) q++;
     if (q == end) return n > 0;
-    if (*q == ':' && q > s && end - q <= 5) { /* 5-digit ports: checked below */
+    if (*q == ':' && q > s && end - q <= 6) {
+        const unsigned char *d = q + 1;
         while (is_digit(*++q)) {
         }
-        if (q == end) return true;
+        /* five digits compare as text against the largest port */
+        if (q == end) return end - d < 5 || memcmp(d, "65535", 5) <= 0;
     }
     return valid_authority(s, n, false);
 }

@@ -43,6 +43,7 @@ typedef struct {
     double started;
     double kill_at; /* > 0: SIGKILL due then (after a timeout dump) */
     bool retiring;  /* we sent TERM */
+    double term_at; /* when */
     bool killed;    /* we sent KILL */
     bool booted;
 } worker_rec;
@@ -382,6 +383,7 @@ static void retire(gp_master *m, worker_rec *r, const char *why)
 {
     if (r->retiring || r->killed) return;
     r->retiring = true;
+    r->term_at = now_s();
     gp_info("retiring worker %d (%s)", (int)r->pid, why);
     kill(r->pid, SIGTERM);
 }
@@ -552,19 +554,20 @@ static void reaped_worker(gp_master *m, worker_rec *r, int status)
         else boot_failed(m, &copy, status, GP_EXIT_APP_ERROR);
         return;
     }
+    bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (copy.killed || copy.kill_at > 0) {
         gp_warn("worker %d was killed after its timeout; replacing it", (int)pid);
-    } else if (retire_reason == GP_RETIRE_MAX_REQUESTS) {
-        gp_info("worker %d retired after %llu requests (--max-requests)", (int)pid,
-                (unsigned long long)served);
-    } else if (retire_reason == GP_RETIRE_MEMORY) {
-        gp_info("worker %d retired: memory over --max-worker-memory", (int)pid);
-    } else if (copy.retiring && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        gp_info("worker %d exited (retired)", (int)pid);
     } else if (!booted && !copy.retiring) {
         boot_failed(m, &copy, status, GP_EXIT_BOOT_ERROR);
+    } else if (copy.retiring && clean && retire_reason == GP_RETIRE_MAX_REQUESTS) {
+        gp_info("worker %d retired after %llu requests (--max-requests)", (int)pid,
+                (unsigned long long)served);
+    } else if (copy.retiring && clean && retire_reason == GP_RETIRE_MEMORY) {
+        gp_info("worker %d retired: memory over --max-worker-memory", (int)pid);
+    } else if (copy.retiring) {
+        gp_info("worker %d exited (retired; %s)", (int)pid, how);
     } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
-        killed_by_stranger(m, pid);
+        killed_by_stranger(m, pid); /* whatever it had asked for: not ours to end */
     } else {
         gp_error("worker %d died unexpectedly (%s); replacing it", (int)pid, how);
     }
@@ -610,6 +613,15 @@ static void check_timeouts(gp_master *m)
             r->booted = true;
             m->ever_booted = true;
             m->boot_failures = 0;
+        }
+        /* a retiring worker gets the graceful timeout, as on a stop */
+        if (r->retiring && m->phase == RUNNING && t >= r->term_at + m->cfg->graceful_timeout) {
+            gp_warn("worker %d still running %gs after its TERM (--graceful-timeout); killing it",
+                    (int)r->pid, m->cfg->graceful_timeout);
+            r->killed = true;
+            r->kill_at = t;
+            kill(r->pid, SIGKILL);
+            continue;
         }
         if (!limit_ms || !r->booted || r->retiring) continue;
         gp_slot *s = &m->sb->slots[r->slot];

@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -201,18 +200,27 @@ static void update_date(gp_worker *w)
     atomic_store_explicit(&w->date_idx, next, memory_order_release);
 }
 
-static void on_accept(gp_io *io, uint32_t events);
+/* --reuse-port: what queued on this worker's own socket would be reset by
+ * its close; it is ours to serve, each answered with Connection: close.
+ * Not through on_accept: its fresh-connection bookkeeping is for a worker
+ * that goes on accepting. */
+static void drain_own_queue(gp_worker *w, struct gp_listen_io *l)
+{
+    for (int k = 0; k < w->cfg->backlog; k++) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        int fd = accept4(l->io.fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EINTR || errno == ECONNABORTED)) continue;
+        if (fd < 0) return;
+        if (!gp_conn_new(w, fd, l->index, &peer, plen)) close(fd);
+    }
+}
 
-/* Before w->stopping is set (on_accept takes nothing after). */
 static void stop_accepting(gp_worker *w)
 {
     for (int i = 0; i < w->num_listeners; i++) {
         if (w->listeners[i].io.fd < 0) continue;
-        /* --reuse-port: what queued on our own socket would be reset by the
-         * close; it is ours to serve (each answered with Connection: close) */
-        struct pollfd p = {.fd = w->listeners[i].io.fd, .events = POLLIN};
-        for (int k = 0; w->listeners[i].own && k < 64 && poll(&p, 1, 0) == 1; k++)
-            on_accept(&w->listeners[i].io, EPOLLIN);
+        if (w->listeners[i].own) drain_own_queue(w, &w->listeners[i]);
         gp_loop_unwatch(
             &w->loop,
             &w->listeners[i].io); /* shared with other workers: close alone would not do */
@@ -270,10 +278,10 @@ void gp_worker_stop(gp_worker *w)
  * socket's wait queue also puts this worker behind the others for the next
  * wakeup, which EPOLLEXCLUSIVE would otherwise always give the first. */
 
-#define FRESH_GRACE_MS 100     /* a client that connects and says nothing holds no one up */
-#define EMFILE_PAUSE_MS 500    /* as nginx: wait for descriptors to come back */
+#define FRESH_GRACE_MS 100  /* a client that connects and says nothing holds no one up */
+#define EMFILE_PAUSE_MS 500 /* as nginx: wait for descriptors to come back */
 #define EMFILE_WARN_EVERY_MS 1000
-#define BALANCE_SLACK 2       /* connections more than another worker before standing aside */
+#define BALANCE_SLACK 2 /* connections more than another worker before standing aside */
 #define BALANCE_RECHECK_MS 20
 
 /* How many fresh connections this worker may hold now; -1: no limit. */
@@ -397,8 +405,7 @@ static void expire_fresh(gp_worker *w)
         if (w->fresh[i].until_ms < next) next = w->fresh[i].until_ms;
         i++;
     }
-    if (next < GP_TIMER_NEVER &&
-        (!gp_timer_armed(&w->accept_timer) || next < w->accept_timer.at))
+    if (next < GP_TIMER_NEVER && (!gp_timer_armed(&w->accept_timer) || next < w->accept_timer.at))
         gp_timer_set(&w->timers, &w->accept_timer, next);
 }
 
@@ -505,7 +512,7 @@ static void check_memory(gp_worker *w)
     if (sscanf(buf, "%llu %llu", &size, &resident) != 2) return;
     uint64_t rss_kb = resident * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024);
     atomic_store_explicit(&w->slot->rss_kb, rss_kb, memory_order_relaxed);
-    if (rss_kb / 1024 > w->cfg->max_worker_memory_mb) {
+    if (rss_kb / 1024 > w->cfg->max_worker_memory_mb && !w->retire_asked) { /* warned once */
         gp_warn("worker %d uses %llu MB, over --max-worker-memory %lu; retiring once its "
                 "replacement is ready",
                 (int)getpid(), (unsigned long long)(rss_kb / 1024), w->cfg->max_worker_memory_mb);

@@ -18,7 +18,7 @@
 #define GP_IO_BUF_SIZE 16384 /* initial read buffer and output buffer */
 /* the head, body and write timeouts are --header-timeout, --body-timeout and
  * --send-timeout (w->cfg) */
-#define GP_LINGER_S 2.0          /* read and discard before closing, at most */
+#define GP_LINGER_S 2.0 /* read and discard before closing, at most */
 #define GP_LINGER_MAX (1 << 20)
 #define GP_STOP_IDLE_S 1.0 /* on stop, idle keep-alive connections close after this */
 
@@ -63,7 +63,7 @@ struct gp_conn {
     uint64_t body_total; /* decoded bytes handed out, for the body limit */
     gp_chunked chunked;
     bool body_done, expect_continue, continue_sent;
-    int body_error; /* HTTP status for a body error, 0 when none */
+    int body_error;  /* HTTP status for a body error, 0 when none */
     bool body_held;  /* the app reads the body from held, not the socket */
     bool body_late;  /* CS_ASYNC: no body byte within --body-timeout */
     gp_body held;    /* CS_BODY and after: the body read ahead of the app */
@@ -120,13 +120,13 @@ struct gp_worker {
     gp_io deadline_io;  /* one-shot timerfd, armed at the earliest timer */
     uint64_t armed_ms;  /* when deadline_io fires; GP_TIMER_NEVER: disarmed */
     /* accepting (worker.c) */
-    bool accepting;               /* the listeners are watched */
+    bool accepting; /* the listeners are watched */
     struct gp_fresh {
         gp_conn *c;
         uint64_t until_ms;
-    } *fresh;                     /* accepted, no byte handled yet: one per free thread */
+    } * fresh; /* accepted, no byte handled yet: one per free thread */
     int num_fresh;
-    uint64_t accept_resume_ms;    /* after EMFILE: not before this */
+    uint64_t accept_resume_ms; /* after EMFILE: not before this */
     uint64_t emfile_warned_ms;
     gp_timer accept_timer;        /* ends a pause */
     gp_scoreboard *sb;            /* the other workers' slots, for balancing */

@@ -133,7 +133,10 @@ int gp_ws_send(gp_conn *c, int binary, const void *data, size_t len)
     uint8_t hdr[10];
     size_t hl = gp_ws_frame_header(hdr, binary ? GP_WS_OP_BINARY : GP_WS_OP_TEXT, true, len);
     if (gp_conn_out_append(c, hdr, hl) < 0) return GP_ERROR;
-    int r = len == 0 ? gp_conn_flush(c) : gp_conn_write(c, data, len);
+    int r = len ? gp_conn_write(c, data, len) : GP_OK;
+    /* a small frame is only copied: out now, as the app may send from a timer
+     * with no core event to come (GP_AGAIN: resume tells when it drained) */
+    if (r == GP_OK) r = gp_conn_flush(c);
     if (r == GP_OK) ws_rearm(c); /* the write moved the deadline */
     return r;
 }

@@ -570,7 +570,6 @@ static PyObject *send_body(Request *r, PyObject *msg)
     if (!r->head_sent && send_head(r, more ? -1 : (long long)n) < 0) goto fail;
     if (n) {
         int rc = gp_conn_write(r->conn, PyBytes_AS_STRING(body), (size_t)n);
-        if (rc == GP_OK && more) rc = gp_conn_flush(r->conn); /* out before the app's next await */
         if (rc == GP_AGAIN) {
             Py_XSETREF(r->send_keep, body);
             return send_wait(r, !more);

@@ -1,7 +1,7 @@
 /* asgi_common: the pieces ASGI HTTP and WebSocket share; see asgi_common.h. */
 #include "py/asgi_common.h"
 
-static PyObject *s_set_result, *s_done, *ready_none;
+static PyObject *s_set_result, *s_done, *ready_none, *client_disconnected;
 
 /* ---- Ready: an awaitable that is already done ------------------------- */
 
@@ -168,6 +168,12 @@ int gp_asgi_add_headers(gp_conn *c, PyObject *headers)
     return r;
 }
 
+PyObject *gp_asgi_client_gone(const char *what)
+{
+    PyErr_Format(client_disconnected, "%s: the client has disconnected", what);
+    return NULL;
+}
+
 /* ---- the app ---------------------------------------------------------------- */
 
 PyObject *gp_asgi_call_app(PyObject *app, int asgi2, PyObject *scope, PyObject *receive,
@@ -188,5 +194,8 @@ int gp_asgi_common_init(void)
     s_set_result = PyUnicode_InternFromString("set_result");
     s_done = PyUnicode_InternFromString("done");
     ready_none = ready_new(NULL);
-    return s_set_result && s_done && ready_none ? 0 : -1;
+    /* an OSError, as a failed write is: Starlette and others stop on it */
+    client_disconnected = PyErr_NewExceptionWithDoc(
+        "gallop.ClientDisconnected", "send() after the client has disconnected", PyExc_OSError, NULL);
+    return s_set_result && s_done && ready_none && client_disconnected ? 0 : -1;
 }

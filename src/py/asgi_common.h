@@ -32,6 +32,10 @@ int gp_asgi_add_checked(gp_conn *c, PyObject *list);
  * NULL headers add nothing. */
 int gp_asgi_add_headers(gp_conn *c, PyObject *headers);
 
+/* Raises gallop.ClientDisconnected, an OSError (uvicorn's name): a send
+ * after the client left. what says which message. Returns NULL. */
+PyObject *gp_asgi_client_gone(const char *what);
+
 /* The app's coroutine for one scope, ASGI 3 (app(scope, receive, send)) or
  * 2 (app(scope)(receive, send)); NULL with an exception. */
 PyObject *gp_asgi_call_app(PyObject *app, int asgi2, PyObject *scope, PyObject *receive,

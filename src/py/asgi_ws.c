@@ -31,6 +31,8 @@ typedef struct {
     int state;
     unsigned close_code;
     bool connect_delivered, draining, task_done, denial_started;
+    bool denial_final; /* the last denial bytes wait for the socket */
+    bool peer_left;    /* the client closed or vanished: sends raise */
     char accept[29];
     char what[160];
 } Session;
@@ -41,7 +43,7 @@ static struct {
     PyObject *create_future, *create_task;
     PyObject *k_type, *k_text, *k_bytes, *k_code, *k_reason, *k_subprotocol, *k_headers, *k_status,
         *k_body, *k_more_body;
-    PyObject *v_receive, *v_connect, *v_disconnect, *v_websocket;
+    PyObject *v_receive;
     PyObject *s_cancel;
     PyObject *extensions;
 } G;
@@ -68,13 +70,6 @@ static PyTypeObject Session_Type = {
 bool gp_asgi_ws_owns(void *state)
 {
     return state && Py_IS_TYPE((PyObject *)state, &Session_Type);
-}
-
-/* An already-done awaitable (asgi.c): no future, no loop turn. */
-static PyObject *ready(PyObject *value)
-{
-    if (!value) return gp_asgi_ready(NULL);
-    return gp_asgi_ready(value);
 }
 
 static PyObject *disconnect_msg(Session *s)
@@ -117,8 +112,6 @@ static PyObject *next_message(Session *s)
     return NULL; /* wait */
 }
 
-/* False once the app cancelled its receive() (a timeout): it no longer counts. */
-
 static PyObject *ws_receive(PyObject *self, PyObject *unused)
 {
     Session *s = (Session *)self;
@@ -129,7 +122,7 @@ static PyObject *ws_receive(PyObject *self, PyObject *unused)
         return NULL;
     }
     PyObject *m = next_message(s);
-    if (m || PyErr_Occurred()) return m ? ready(m) : NULL;
+    if (m || PyErr_Occurred()) return m ? gp_asgi_ready(m) : NULL;
     PyObject *fut = PyObject_CallNoArgs(G.create_future);
     if (!fut) return NULL;
     Py_INCREF(fut);
@@ -183,7 +176,7 @@ static PyObject *send_accept(Session *s, PyObject *msg)
     int r = gp_ws_begin(c, s->accept);
     if (r == GP_ERROR) goto bad;
     if (r == GP_AGAIN) return send_wait(s, NULL);
-    return ready(NULL);
+    return gp_asgi_ready(NULL);
 bad:
     if (!PyErr_Occurred())
         PyErr_SetString(PyExc_RuntimeError, "could not send the WebSocket handshake");
@@ -213,8 +206,13 @@ static PyObject *send_message(Session *s, PyObject *msg)
         PyErr_SetString(PyExc_TypeError, "websocket.send needs 'bytes' (bytes) or 'text' (str)");
         return NULL;
     }
-    int r = gp_ws_send(s->conn, binary, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data));
-    PyObject *out = r == GP_AGAIN ? send_wait(s, data) : ready(NULL);
+    int r = gp_conn_peer_gone(s->conn)
+                ? GP_ERROR
+                : gp_ws_send(s->conn, binary, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data));
+    if (r == GP_ERROR) s->peer_left = true;
+    PyObject *out = r == GP_AGAIN   ? send_wait(s, data)
+                    : r == GP_ERROR ? gp_asgi_client_gone("websocket.send")
+                                    : gp_asgi_ready(NULL);
     Py_DECREF(data);
     return out;
 }
@@ -225,21 +223,33 @@ static PyObject *send_close(Session *s, PyObject *msg)
     if (PyErr_Occurred()) return NULL;
     long code = code_o ? PyLong_AsLong(code_o) : 1000;
     if (code == -1 && PyErr_Occurred()) return NULL;
+    if (code < 0 || code > 65535 || !gp_ws_close_code_valid((unsigned)code)) {
+        /* 1005 and 1006 only report a close that had no code, or no frame */
+        PyErr_Format(PyExc_RuntimeError,
+                     "websocket.close code %ld may not be sent (RFC 6455 7.4: 1000-1003, "
+                     "1007-1014 or 3000-4999)",
+                     code);
+        return NULL;
+    }
+    if (reason && !PyUnicode_Check(reason)) {
+        PyErr_SetString(PyExc_TypeError, "websocket.close 'reason' must be a str");
+        return NULL;
+    }
     if (s->state == WS_CONNECTING) { /* refused before accepting: a plain 403 */
         s->state = WS_DENIED;
         gp_conn_send_error(s->conn, 403, 1);
         finish(s);
-        return ready(NULL);
+        return gp_asgi_ready(NULL);
     }
-    if (s->state != WS_ACCEPTED) return ready(NULL);
+    if (s->state != WS_ACCEPTED) return gp_asgi_ready(NULL);
     Py_ssize_t rl = 0;
-    const char *r = reason && PyUnicode_Check(reason) ? PyUnicode_AsUTF8AndSize(reason, &rl) : "";
+    const char *r = reason ? PyUnicode_AsUTF8AndSize(reason, &rl) : "";
     if (!r) return NULL;
     gp_ws_close(s->conn, (unsigned)code, r, (size_t)rl);
     s->state = WS_CLOSED;
     s->close_code = (unsigned)code;
     finish(s);
-    return ready(NULL);
+    return gp_asgi_ready(NULL);
 }
 
 /* websocket.http.response.*: an HTTP answer instead of the handshake. */
@@ -267,7 +277,7 @@ static PyObject *send_denial(Session *s, PyObject *msg, bool start)
         Py_XSETREF(s->denial_headers, h);
         s->denial_started = true;
         s->state = WS_DENIED;
-        return ready(NULL);
+        return gp_asgi_ready(NULL);
     }
     if (!s->denial_started) {
         PyErr_SetString(PyExc_RuntimeError, "websocket.http.response.body before its start");
@@ -275,8 +285,14 @@ static PyObject *send_denial(Session *s, PyObject *msg, bool start)
     }
     PyObject *body = get(msg, G.k_body), *more_o = get(msg, G.k_more_body);
     if (PyErr_Occurred()) return NULL;
+    if (body && !PyBytes_Check(body)) {
+        PyErr_Format(PyExc_TypeError, "websocket.http.response.body 'body' must be bytes, not %.80s",
+                     Py_TYPE(body)->tp_name);
+        return NULL;
+    }
     int more = more_o ? PyObject_IsTrue(more_o) : 0;
-    Py_ssize_t n = body && PyBytes_Check(body) ? PyBytes_GET_SIZE(body) : 0;
+    if (more < 0) return NULL;
+    Py_ssize_t n = body ? PyBytes_GET_SIZE(body) : 0;
     if (!gp_conn_head_sent(c)) {
         if (gp_conn_head_begin_status(c, s->denial_status) < 0 ||
             gp_asgi_add_headers(c, s->denial_headers) < 0)
@@ -285,15 +301,21 @@ static PyObject *send_denial(Session *s, PyObject *msg, bool start)
         gp_conn_set_close(c);
         gp_conn_head_end(c);
     }
-    if (n && gp_conn_write_all(c, PyBytes_AS_STRING(body), (size_t)n) != GP_OK) {
+    int r = n ? gp_conn_write(c, PyBytes_AS_STRING(body), (size_t)n) : GP_OK;
+    if (r == GP_ERROR) {
+        s->peer_left = true;
         finish(s);
-        return ready(NULL);
+        return gp_asgi_ready(NULL);
+    }
+    if (r == GP_AGAIN) { /* not blocking the loop: resume ends it */
+        s->denial_final = !more;
+        return send_wait(s, body);
     }
     if (!more) {
         gp_conn_end_response(c);
         finish(s);
     }
-    return ready(NULL);
+    return gp_asgi_ready(NULL);
 }
 
 static PyObject *ws_send(PyObject *self, PyObject *msg)
@@ -309,7 +331,13 @@ static PyObject *ws_send(PyObject *self, PyObject *msg)
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "the message has no 'type' str");
         return NULL;
     }
-    if (!s->conn) return ready(NULL); /* closed: sending is a no-op */
+    if (!s->conn || s->state == WS_CLOSED) {
+        if (strcmp(t, "websocket.close") == 0) return gp_asgi_ready(NULL); /* already closed */
+        if (s->peer_left) return gp_asgi_client_gone(t);
+        PyErr_Format(PyExc_RuntimeError, "unexpected ASGI message %R after the WebSocket ended",
+                     type);
+        return NULL;
+    }
     if (s->draining) {
         PyErr_SetString(PyExc_RuntimeError, "send() called before the previous send() completed");
         return NULL;
@@ -384,6 +412,7 @@ static void ws_closed(void *app, gp_conn *c, unsigned code)
     if (!s) return;
     if (s->state != WS_CLOSED) s->close_code = code;
     s->state = WS_CLOSED;
+    s->peer_left = true;
     Py_INCREF(s);
     if (s->recv_fut && PyList_GET_SIZE(s->queue) == 0)
         gp_asgi_resolve(&s->recv_fut, disconnect_msg(s));
@@ -398,8 +427,15 @@ void gp_asgi_ws_resume(gp_conn *c)
     Py_INCREF(s);
     s->draining = false;
     Py_CLEAR(s->send_keep);
-    if (gp_conn_peer_gone(c)) s->state = WS_CLOSED;
-    if (s->state == WS_CLOSED || s->task_done) finish(s);
+    bool gone = gp_conn_peer_gone(c), denied = s->denial_final;
+    s->denial_final = false;
+    if (gone) {
+        s->state = WS_CLOSED;
+        s->peer_left = true;
+    } else if (denied) {
+        gp_conn_end_response(c);
+    }
+    if (gone || denied || s->state == WS_CLOSED || s->task_done) finish(s);
     gp_asgi_resolve(&s->send_fut, NULL);
     Py_DECREF(s);
 }
@@ -421,6 +457,7 @@ void gp_asgi_ws_abort(gp_conn *c)
     Py_CLEAR(s->send_keep);
     if (s->state != WS_CLOSED) s->close_code = 1006;
     s->state = WS_CLOSED;
+    s->peer_left = true;
     Py_DECREF(s); /* the connection's reference */
     gp_asgi_resolve(&s->recv_fut, disconnect_msg(s));
     gp_asgi_resolve(&s->send_fut, NULL);
@@ -543,9 +580,6 @@ int gp_asgi_ws_init(PyObject *loop)
     G.k_body = gp_bridge_intern("body");
     G.k_more_body = gp_bridge_intern("more_body");
     G.v_receive = gp_bridge_intern("websocket.receive");
-    G.v_connect = gp_bridge_intern("websocket.connect");
-    G.v_disconnect = gp_bridge_intern("websocket.disconnect");
-    G.v_websocket = gp_bridge_intern("websocket");
     G.s_cancel = gp_bridge_intern("cancel");
     G.extensions = Py_BuildValue("{s:{}}", "websocket.http.response");
     return G.create_future && G.create_task && G.extensions && !PyErr_Occurred() ? 0 : -1;

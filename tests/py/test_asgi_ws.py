@@ -339,3 +339,84 @@ def test_ping_timeout_while_the_server_keeps_sending(outdir):
                     break
             assert pings >= 1
             assert code == 1011, f"no close 1011 within 4.5 s though the pong is {time.monotonic() - t0:.1f} s late"
+
+
+# ---- sends after the peer left, close codes, denial responses ---------------------------
+
+@pytest.fixture(scope="module")
+def edge(outdir):
+    g = Gallop("asgi_ws_edge:app", env={"ASGI_TEST_DIR": str(outdir)}, log_dir=outdir)
+    yield g
+    g.stop()
+
+
+def test_send_after_client_left_raises_oserror(edge, outdir):
+    worker = edge.workers()[0]
+
+    async def main():
+        async with websockets.connect(edge.ws_url + "/ticks?tag=gone", open_timeout=T, close_timeout=T) as ws:
+            assert (await asyncio.wait_for(ws.recv(), T)).startswith("tick")
+    run(main())
+    # the endless sender stops: its send raised an OSError (Starlette's WebSocketDisconnect in newer versions)
+    got = read_out(outdir, "ws-edge-gone")
+    assert got["oserror"] and got["type"] == "ClientDisconnected", got
+    n = got["sent"]
+    time.sleep(0.3)
+    assert read_out(outdir, "ws-edge-gone")["sent"] == n  # nothing kept sending
+    assert edge.workers() == [worker]
+    assert httpx.get(edge.url + "/ping", timeout=T).text == "pong"  # the worker serves on
+
+
+@pytest.mark.parametrize("code", [1005, 1006, 999, 5000, 1004, 1015, 2000, 1000, 1001, 1011, 1014, 3000, 4999])
+def test_close_codes_not_valid_on_the_wire_are_app_errors(edge, outdir, code):
+    valid = code in (1000, 1001, 1011, 1014, 3000, 4999)
+
+    async def main():
+        async with websockets.connect(edge.ws_url + f"/close?code={code}", open_timeout=T,
+                                      close_timeout=T) as ws:
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), T)
+            return ws.close_code
+    # an invalid code never goes out: the client sees the app's second close, 1000
+    assert run(main()) == (code if valid else 1000)
+    got = read_out(outdir, f"ws-edge-close-{code}")
+    if valid:
+        assert got["type"] is None, got
+    else:
+        assert got["type"] == "RuntimeError" and str(code) in got["text"], got
+
+
+def test_large_denial_does_not_block_the_loop(edge, outdir):
+    s = socket.create_connection(("127.0.0.1", edge.port), timeout=T)
+    with s:
+        s.sendall((f"GET /deny-big HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   f"Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        # the denial's 32 MiB cannot be written while this client does not read: the same
+        # (single) worker still answers other requests at once
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        assert httpx.get(edge.url + "/ping", timeout=T).text == "pong"
+        assert time.monotonic() - t0 < 2.0
+        st, hs, rest = read_head(s)
+        body = rest
+        while len(body) < 32 << 20:
+            c = s.recv(4 << 20)
+            if not c:
+                break
+            body += c
+    assert st == 401 and dict(hs)["content-length"] == str(32 << 20)
+    assert len(body) == 32 << 20 and body.count(b"d") == len(body)
+    assert read_out(outdir, "ws-edge-deny-big")["sent"]  # its send completed once drained
+
+
+def test_denial_body_not_bytes_is_an_error(edge, outdir):
+    s = socket.create_connection(("127.0.0.1", edge.port), timeout=T)
+    with s:
+        s.sendall((f"GET /deny-str HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   f"Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        st, hs, rest = read_head(s)
+    assert st == 500
+    got = read_out(outdir, "ws-edge-deny-str")
+    assert got["type"] == "TypeError" and "bytes" in got["text"], got
+    assert wait_for(lambda: "Exception in ASGI application, WebSocket" in edge.log(), 5), edge.log()
+    assert httpx.get(edge.url + "/ping", timeout=T).text == "pong"

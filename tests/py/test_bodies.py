@@ -258,6 +258,19 @@ def test_wsgi_body_timeout_408(flask):
     assert 1.5 < took < 5.0, took
 
 
+def test_threads_body_timeout_408(server_factory):
+    """With --threads the app thread reads the body from the socket; a body
+    that stops still ends in 408 after --body-timeout, not a fixed minute."""
+    srv = server_factory("bodies_wsgi:hasher", "--threads", "2", "--body-timeout", "1", workers=1)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(upload_head("/", 1000) + b"x" * 10)
+        t0 = time.monotonic()
+        data = recv_all(s, 10)
+        took = time.monotonic() - t0
+    assert status_of(data) == 408, data[:200]
+    assert took < 4.0, took
+
+
 @pytest.fixture(scope="module")
 def hasher(module_server_factory):
     return module_server_factory("bodies_wsgi:hasher", workers=1)

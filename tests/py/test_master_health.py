@@ -89,6 +89,7 @@ def test_max_worker_memory_retires_a_leaking_worker(gallop):
     log = g.log()
     assert re.search(rf"\[WARNING\] worker {w} uses \d+ MB, over --max-worker-memory 60", log), log[-3000:]
     g.wait_log(rf"worker {w} retired: memory over --max-worker-memory")
+    assert len(re.findall(rf"worker {w} uses \d+ MB, over --max-worker-memory", g.log())) == 1, g.log()[-3000:]
     (w2,) = g.wait_workers(1)
     assert w2 != w and not pid_alive(w)
     for _ in range(3):

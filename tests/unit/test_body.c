@@ -145,9 +145,12 @@ static void test_zero_bound(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_memory_only),     cmocka_unit_test(test_empty),
-        cmocka_unit_test(test_spills_to_unlinked_file), cmocka_unit_test(test_memory_bounded),
-        cmocka_unit_test(test_spill_fails_cleanly),     cmocka_unit_test(test_zero_bound),
+        cmocka_unit_test(test_memory_only),
+        cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_spills_to_unlinked_file),
+        cmocka_unit_test(test_memory_bounded),
+        cmocka_unit_test(test_spill_fails_cleanly),
+        cmocka_unit_test(test_zero_bound),
     };
     return cmocka_run_group_tests_name("body", tests, NULL, NULL);
 }

@@ -471,6 +471,24 @@ static void test_exit_4_after_ready_is_replaced(void **state)
     assert_false(log_has("failed to load the app"));
 }
 
+/* A worker retired by TTOU that ignores its TERM is killed at the graceful
+ * timeout, as on a stop, instead of holding its slot forever. */
+static void test_retiring_worker_killed_at_graceful_timeout(void **state)
+{
+    pid_t m = start_master(entry_ignore_term, (master_opts){.workers = 2, .graceful = 0.5});
+    wait_until(&SH->ready, 2, 10, m);
+    assert_int_equal(kill(m, SIGTTOU), 0);
+    double t0 = mono();
+    while (!log_has("after its TERM (--graceful-timeout); killing it") && mono() - t0 < 5)
+        sleep_ms(20);
+    assert_true(log_has("still running 0.5s after its TERM (--graceful-timeout); killing it"));
+    assert_true(mono() - t0 >= 0.4);
+    sleep_ms(200);
+    assert_int_equal(atomic_load(&SH->spawns), 2); /* one fewer wanted: no replacement */
+    assert_int_equal(kill(m, SIGQUIT), 0);
+    assert_int_equal(wait_master(m, 10, NULL), GP_EXIT_OK);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -487,6 +505,7 @@ int main(void)
         T(test_bad_bind_exits_1),
         T(test_retire_waits_for_the_replacement),
         T(test_exit_4_after_ready_is_replaced),
+        T(test_retiring_worker_killed_at_graceful_timeout),
     };
 #undef T
     return cmocka_run_group_tests_name("master", tests, NULL, NULL);
