@@ -1,12 +1,16 @@
 /* asgi: ASGI for the worker core; see asgi.h.
  *
  * Per request: one scope dict, one Request object (which owns the response
- * state), two bound C callables (receive, send) and the app's Task. receive
- * and send return a ready awaitable when they can answer at once, so an
- * `await` does not go through the loop; they return a Future only to wait for
- * the client (body bytes, a drained socket, a disconnect). The control plane
- * (choosing the loop, lifespan, waiting for the stop) is a short Python
- * driver at the bottom of this file. */
+ * state), two bound C callables (receive, send) and the app's own Task
+ * (runner.c). receive() and send() return a Call: a small C coroutine that
+ * does nothing until it is awaited or scheduled (asyncio takes it wherever a
+ * coroutine goes), then answers at once when it can, so an `await` does not
+ * go through the loop, and waits on a future only for the client (body
+ * bytes, a drained socket, a disconnect). Several receive() may wait at
+ * once: each message goes to the oldest, a disconnect to all. Streamed body
+ * pieces are flushed when the request's Task is about to wait, so the
+ * pieces sent in one step of the app leave in one write. The control plane
+ * (choosing the loop, lifespan, waiting for the stop) is asgi_driver.c. */
 #include "py/asgi.h"
 
 #include <arpa/inet.h>
@@ -42,6 +46,7 @@ typedef struct gp_asgi {
     const gp_config *cfg;
     gp_worker *worker;
     PyObject *create_future, *create_task;
+    PyObject *loop, *task_type, *get_task_factory, *task_kwnames;
     PyObject *state; /* lifespan state, copied into each scope */
     PyObject *asgi_info, *extensions;
     PyObject *k_type, *k_body, *k_more_body, *k_status, *k_headers, *k_trailers, *k_path,
@@ -53,6 +58,8 @@ typedef struct gp_asgi {
     PyObject *s_set_result, *s_done, *s_cancel;
     name_entry names[NAME_CACHE];
     PyObject *http_template, *ws_template;
+    PyObject *client_gone; /* the OSError subclass send() raises once the client left */
+    PyObject *s_result, *s_set_exception, *s_blocking;
 } gp_asgi;
 
 static gp_asgi *the_asgi; /* one per worker process */
@@ -63,15 +70,16 @@ typedef struct {
     PyObject_HEAD
     gp_asgi *a;
     gp_conn *conn; /* NULL once detached: response done, client gone, or aborted */
-    PyObject *task;
-    PyObject *recv_fut, *send_fut;
+    PyObject *task, *runner; /* until the app call ends */
+    PyObject *recv_waiters;  /* futures of the receive() calls waiting, oldest first */
+    PyObject *send_fut;
     PyObject *send_keep; /* bytes the core may still point into */
-    PyObject *headers;   /* from http.response.start, until the head goes out */
     PyObject *trailer_buf;
     int status;
     int file_fd;
     bool started, head_sent, complete, disconnected, body_delivered;
     bool trailers, body_ended, draining, send_final, task_done;
+    bool unflushed; /* streamed bytes wait in the core's buffer for the step's end */
     char what[160];
 } Request;
 
@@ -80,10 +88,10 @@ static PyTypeObject Request_Type;
 static void Request_dealloc(Request *r)
 {
     Py_XDECREF(r->task);
-    Py_XDECREF(r->recv_fut);
+    Py_XDECREF(r->runner);
+    Py_XDECREF(r->recv_waiters);
     Py_XDECREF(r->send_fut);
     Py_XDECREF(r->send_keep);
-    Py_XDECREF(r->headers);
     Py_XDECREF(r->trailer_buf);
     if (r->file_fd >= 0) close(r->file_fd);
     PyObject_Free(r);
@@ -102,6 +110,65 @@ static PyObject *disconnect_msg(gp_asgi *a)
     return PyDict_Copy(a->msg_disconnect);
 }
 
+/* Fails a waiting future with the app's view of a departed client. */
+static void fail_gone(PyObject **futp)
+{
+    PyObject *fut = *futp;
+    *futp = NULL;
+    if (fut && gp_asgi_pending(&fut)) {
+        PyObject *e = PyObject_CallFunction(the_asgi->client_gone, "s", "the client has gone");
+        PyObject *x = e ? PyObject_CallMethodOneArg(fut, the_asgi->s_set_exception, e) : NULL;
+        if (!x) PyErr_WriteUnraisable(fut);
+        Py_XDECREF(x);
+        Py_XDECREF(e);
+    }
+    Py_XDECREF(fut);
+}
+
+/* The oldest receive() still waiting (one the app cancelled is dropped), or
+ * NULL; borrowed. */
+static PyObject *first_waiter(Request *r)
+{
+    PyObject *w = r->recv_waiters;
+    while (w && PyList_GET_SIZE(w)) {
+        PyObject *fut = Py_NewRef(PyList_GET_ITEM(w, 0));
+        bool pending = gp_asgi_pending(&fut);
+        if (pending) {
+            Py_DECREF(fut);
+            return PyList_GET_ITEM(w, 0);
+        }
+        if (PySequence_DelItem(w, 0) < 0) {
+            PyErr_Clear();
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* Hands m (stolen, or NULL with an exception) to the oldest waiter. */
+static void answer_first(Request *r, PyObject *m)
+{
+    PyObject *fut = Py_NewRef(PyList_GET_ITEM(r->recv_waiters, 0));
+    if (PySequence_DelItem(r->recv_waiters, 0) < 0) PyErr_Clear();
+    if (m) {
+        gp_asgi_resolve(&fut, m);
+        return;
+    }
+    PyObject *e = gp_bridge_take_error();
+    PyObject *x = e ? PyObject_CallMethodOneArg(fut, r->a->s_set_exception, e) : NULL;
+    if (!x) PyErr_WriteUnraisable(fut);
+    Py_XDECREF(x);
+    Py_XDECREF(e);
+    Py_DECREF(fut);
+}
+
+/* Every receive() waiting learns that the request is over. */
+static void disconnect_waiters(Request *r)
+{
+    while (first_waiter(r)) answer_first(r, disconnect_msg(r->a));
+    Py_CLEAR(r->recv_waiters);
+}
+
 /* Lets go of the connection; the core keeps serving it. */
 static void detach(Request *r)
 {
@@ -113,8 +180,8 @@ static void detach(Request *r)
         close(r->file_fd);
         r->file_fd = -1;
     }
-    /* a receive() still waiting learns that the request is over */
-    if (r->recv_fut) gp_asgi_resolve(&r->recv_fut, disconnect_msg(r->a));
+    disconnect_waiters(r);
+    if (r->disconnected) fail_gone(&r->send_fut);
     Py_DECREF(r); /* the connection's reference */
 }
 
@@ -133,7 +200,7 @@ static void finish(Request *r)
 static void log_error(Request *r, const char *when)
 {
     gp_error("Exception in ASGI application, %s (%s)", r->what, when);
-    PyErr_PrintEx(0);
+    gp_bridge_print_error();
 }
 
 /* ---- scope ---------------------------------------------------------------- */
@@ -193,25 +260,16 @@ enum {
     SK_COUNT
 };
 
-/* The parts of the scope HTTP and WebSocket share. */
-/* ---- the connection: its client address and its task --------------------
- * One asyncio Task per keep-alive connection runs the app for each request
- * in turn (runner.c), so a request costs a future rather than a Task. A
- * request that arrives while the previous app call is still running
- * (background work after the response) gets a Task of its own. */
+/* ---- the connection: its client address ------------------------------------ */
 
 typedef struct Conn {
     PyObject_HEAD
     PyObject *client; /* (host, port), built once */
-    PyObject *runner; /* what the connection's task drives */
-    PyObject *task;
 } Conn;
 
 static void Conn_dealloc(Conn *k)
 {
     Py_XDECREF(k->client);
-    Py_XDECREF(k->runner);
-    Py_XDECREF(k->task);
     PyObject_Free(k);
 }
 
@@ -223,64 +281,38 @@ static PyTypeObject Conn_Type = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
 };
 
-static void app_ended(PyObject *owner, int how);
-
-static Conn *conn_state(gp_conn *c)
-{
-    Conn *k = gp_conn_app_cache(c);
-    if (k) return k;
-    k = PyObject_New(Conn, &Conn_Type);
-    if (!k) return NULL;
-    memset((char *)k + sizeof(PyObject), 0, sizeof *k - sizeof(PyObject));
-    socklen_t sl;
-    if (!(k->client = gp_bridge_addr_tuple(gp_conn_peer(c, &sl)))) {
-        Py_DECREF(k);
-        return NULL;
-    }
-    gp_conn_set_app_cache(c, k); /* the connection's reference */
-    return k;
-}
-
 /* The client address, built once per connection. */
 static PyObject *client_tuple(gp_conn *c)
 {
-    Conn *k = conn_state(c);
-    return k ? Py_NewRef(k->client) : NULL;
+    Conn *k = gp_conn_app_cache(c);
+    if (!k) {
+        k = PyObject_New(Conn, &Conn_Type);
+        if (!k) return NULL;
+        socklen_t sl;
+        if (!(k->client = gp_bridge_addr_tuple(gp_conn_peer(c, &sl)))) {
+            PyObject_Free(k);
+            return NULL;
+        }
+        gp_conn_set_app_cache(c, k); /* the connection's reference */
+    }
+    return Py_NewRef(k->client);
 }
 
-/* The connection closed: its task ends once nothing runs on it. */
 static void cache_free(void *app, void *cache)
 {
-    Conn *k = cache;
-    if (k->runner) gp_runner_close(k->runner);
-    Py_DECREF(k);
+    Py_DECREF((PyObject *)cache);
 }
 
-/* Hands a request's coroutine to the connection's task, or to a task of its
- * own. Returns 0, or -1 with an exception. */
-static int schedule(gp_asgi *a, gp_conn *c, Request *r, PyObject *coro)
+/* A fresh copy of a template dict of dicts (the scope's extensions), so that
+ * what one request writes into it is not seen by the next. */
+static PyObject *fresh_dicts(PyObject *tmpl)
 {
-    Conn *k = conn_state(c);
-    if (!k) return -1;
-    if (!k->runner && !(k->runner = gp_runner_new())) return -1;
-    if (gp_runner_idle(k->runner)) {
-        if (gp_runner_give(k->runner, coro, (PyObject *)r, app_ended) < 0) return -1;
-        if (!k->task && !(k->task = PyObject_CallOneArg(a->create_task, k->runner))) return -1;
-        r->task = Py_NewRef(k->task);
-        return 0;
-    }
-    PyObject *runner = gp_runner_new();
-    if (!runner || gp_runner_give(runner, coro, (PyObject *)r, app_ended) < 0) {
-        Py_XDECREF(runner);
-        return -1;
-    }
-    gp_runner_close(runner);
-    PyObject *task = PyObject_CallOneArg(a->create_task, runner);
-    Py_XDECREF(runner);
-    if (!task) return -1;
-    if (!r->task_done) r->task = task; /* the app may have finished already */
-    else Py_DECREF(task);
-    return 0;
+    PyObject *d = PyDict_Copy(tmpl);
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (d && PyDict_Next(tmpl, &pos, &k, &v))
+        if (gp_bridge_set_steal(d, k, PyDict_New()) < 0) Py_CLEAR(d);
+    return d;
 }
 
 /* A copy of a template that already holds every key: the copy is one block
@@ -300,9 +332,9 @@ static PyObject *scope_for(gp_conn *c, const gp_http_request *req, PyObject *tem
     size_t plen = gp_bridge_path(req, &p, &under_root);
     if (gp_bridge_set_steal(s, K[SK_PATH], PyUnicode_DecodeUTF8(p, (Py_ssize_t)plen, "replace")) < 0)
         goto fail;
-    if (gp_bridge_set_steal(s, K[SK_QUERY],
-                  req->query ? PyBytes_FromStringAndSize(req->query, (Py_ssize_t)req->query_len)
-                             : (Py_INCREF(a->v_empty_bytes), a->v_empty_bytes)) < 0)
+    /* the template's values stand for no query and GET */
+    if (req->query && gp_bridge_set_steal(s, K[SK_QUERY], PyBytes_FromStringAndSize(
+                                                     req->query, (Py_ssize_t)req->query_len)) < 0)
         goto fail;
     PyObject *hl = PyList_New((Py_ssize_t)req->num_headers);
     if (!hl) goto fail;
@@ -322,6 +354,9 @@ static PyObject *scope_for(gp_conn *c, const gp_http_request *req, PyObject *tem
     if (gp_bridge_set_steal(s, K[SK_HEADERS], hl) < 0) goto fail;
     if (gp_bridge_set_steal(s, K[SK_CLIENT], client_tuple(c)) < 0) goto fail;
     if (gp_bridge_set_steal(s, K[SK_SERVER], server_tuple(c)) < 0) goto fail;
+    if (gp_bridge_set_steal(s, K[SK_ASGI], PyDict_Copy(a->asgi_info)) < 0 ||
+        gp_bridge_set_steal(s, K[SK_EXTENSIONS], fresh_dicts(a->extensions)) < 0)
+        goto fail;
     if (a->state && gp_bridge_set_steal(s, K[SK_STATE], PyDict_Copy(a->state)) < 0) goto fail;
     return s;
 fail:
@@ -388,26 +423,26 @@ static PyObject *try_receive(Request *r)
     return AGAIN_SENTINEL;
 }
 
-static PyObject *asgi_receive(PyObject *self, PyObject *unused)
+/* A receive() taking effect: 0 with the message in *out, 1 with a future to
+ * wait on (the oldest waiter gets the next message), -1 with an exception. */
+static int receive_now(Request *r, PyObject **out)
 {
-    Request *r = (Request *)self;
-    /* a receive() the app cancelled (wait_for, a task group) no longer counts */
-    if (gp_asgi_pending(&r->recv_fut)) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "receive() called again before the previous one completed");
-        return NULL;
-    }
     PyObject *m = try_receive(r);
-    if (m != AGAIN_SENTINEL) return m ? gp_asgi_ready(m) : NULL;
+    if (m != AGAIN_SENTINEL) {
+        *out = m;
+        return m ? 0 : -1;
+    }
     PyObject *fut = PyObject_CallNoArgs(r->a->create_future);
-    if (!fut) return NULL;
-    Py_INCREF(fut);
-    r->recv_fut = fut;
+    if (!fut) return -1;
+    if ((!r->recv_waiters && !(r->recv_waiters = PyList_New(0))) ||
+        PyList_Append(r->recv_waiters, fut) < 0) {
+        Py_DECREF(fut);
+        return -1;
+    }
     gp_conn_wait_input(r->conn, 1);
-    return fut;
+    *out = fut;
+    return 1;
 }
-
-static PyMethodDef receive_def = {"receive", asgi_receive, METH_NOARGS, "ASGI receive()"};
 
 /* ---- send --------------------------------------------------------------------- */
 
@@ -417,14 +452,56 @@ static PyObject *msg_get(PyObject *msg, PyObject *key)
     return v; /* borrowed; NULL without error when absent */
 }
 
+static const char bad_head[] =
+    "invalid response head (a bad content-length, or the head is too large)";
+
+/* The start message's headers go straight into the head the core builds
+ * (nothing goes out before the first body message, and an error response
+ * starts the head afresh): no copy of the list. 0, or -1 with an exception. */
+static int begin_head(Request *r, int status, PyObject *headers)
+{
+    gp_conn *c = r->conn;
+    if (gp_conn_head_begin_status(c, status) < 0) {
+        PyErr_SetString(PyExc_ValueError, bad_head);
+        return -1;
+    }
+    if (!headers) return 0;
+    PyObject *seq = PySequence_Fast(headers, "headers must be an iterable of [name, value] pairs");
+    if (!seq) return -1;
+    int rc = 0;
+    for (Py_ssize_t i = 0; rc == 0 && i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *h = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *pair = PySequence_Fast(h, "each header must be a [name, value] pair");
+        if (!pair) {
+            rc = -1;
+            break;
+        }
+        PyObject *nm = PySequence_Fast_GET_SIZE(pair) == 2 ? PySequence_Fast_GET_ITEM(pair, 0) : NULL;
+        PyObject *v = nm ? PySequence_Fast_GET_ITEM(pair, 1) : NULL;
+        if (!nm || !PyBytes_Check(nm) || !PyBytes_Check(v)) {
+            PyErr_Format(PyExc_TypeError, "header %R must be a pair of bytes", h);
+            rc = -1;
+        } else if (gp_conn_head_add(c, PyBytes_AS_STRING(nm), (size_t)PyBytes_GET_SIZE(nm),
+                                    PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v)) < 0) {
+            if (!gp_conn_field_ok(PyBytes_AS_STRING(nm), (size_t)PyBytes_GET_SIZE(nm),
+                                  PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v)))
+                PyErr_Format(PyExc_ValueError,
+                             "invalid header %R (bad name, or CR, LF or another control byte)", h);
+            else PyErr_SetString(PyExc_ValueError, bad_head);
+            rc = -1;
+        }
+        Py_DECREF(pair);
+    }
+    Py_DECREF(seq);
+    return rc;
+}
+
 static int send_head(Request *r, long long known_length)
 {
     gp_conn *c = r->conn;
-    if (gp_conn_head_begin_status(c, r->status) < 0 || gp_asgi_add_checked(c, r->headers) < 0) goto bad;
     if (known_length >= 0 && !r->trailers) gp_conn_head_set_length(c, (uint64_t)known_length);
     if (gp_conn_head_end(c) < 0) goto bad;
     r->head_sent = true;
-    Py_CLEAR(r->headers);
     return 0;
 bad:
     PyErr_SetString(PyExc_ValueError,
@@ -452,9 +529,13 @@ static PyObject *send_wait(Request *r, bool final)
     return fut;
 }
 
-static PyObject *ready_none(gp_asgi *a)
+/* The send() that found the client gone. */
+static PyObject *client_gone(Request *r)
 {
-    return gp_asgi_ready(NULL);
+    r->disconnected = true;
+    finish(r);
+    PyErr_SetString(r->a->client_gone, "the client has gone");
+    return NULL;
 }
 
 static PyObject *send_body(Request *r, PyObject *msg)
@@ -489,21 +570,24 @@ static PyObject *send_body(Request *r, PyObject *msg)
     if (!r->head_sent && send_head(r, more ? -1 : (long long)n) < 0) goto fail;
     if (n) {
         int rc = gp_conn_write(r->conn, PyBytes_AS_STRING(body), (size_t)n);
-        if (rc == GP_OK && more) rc = gp_conn_flush(r->conn); /* out before the app's next await */
         if (rc == GP_AGAIN) {
             Py_XSETREF(r->send_keep, body);
             return send_wait(r, !more);
         }
         if (rc == GP_ERROR) {
             Py_XDECREF(body);
-            r->disconnected = true;
-            finish(r);
-            return ready_none(a);
+            return client_gone(r);
         }
     }
     Py_XDECREF(body);
-    if (!more) body_complete(r);
-    return ready_none(a);
+    if (!more) {
+        body_complete(r);
+    } else if (gp_runner_running(r->runner)) {
+        r->unflushed = true; /* goes out when the app's Task waits */
+    } else if (gp_conn_flush(r->conn) == GP_ERROR) { /* sent from another task: now */
+        return client_gone(r);
+    }
+    return Py_NewRef(Py_None);
 fail:
     Py_XDECREF(body);
     return NULL;
@@ -539,13 +623,9 @@ static PyObject *send_pathsend(Request *r, PyObject *msg)
     r->file_fd = fd;
     int rc = gp_conn_sendfile(r->conn, fd, 0, (uint64_t)st.st_size);
     if (rc == GP_AGAIN) return send_wait(r, true);
-    if (rc == GP_ERROR) {
-        r->disconnected = true;
-        finish(r);
-        return ready_none(a);
-    }
+    if (rc == GP_ERROR) return client_gone(r);
     body_complete(r);
-    return ready_none(a);
+    return Py_NewRef(Py_None);
 }
 
 static PyObject *send_trailers(Request *r, PyObject *msg)
@@ -581,7 +661,7 @@ static PyObject *send_trailers(Request *r, PyObject *msg)
                                       (size_t)PyByteArray_GET_SIZE(r->trailer_buf));
         finish(r);
     }
-    return ready_none(a);
+    return Py_NewRef(Py_None);
 fail:
     Py_DECREF(list);
     return NULL;
@@ -609,40 +689,35 @@ static PyObject *send_start(Request *r, PyObject *msg)
     PyObject *hs = msg_get(msg, a->k_headers);
     PyObject *tr = msg_get(msg, a->k_trailers);
     if (PyErr_Occurred()) return NULL;
-    PyObject *list = hs ? gp_asgi_check_headers(hs) : PyList_New(0);
-    if (!list) return NULL;
     int trailers = tr ? PyObject_IsTrue(tr) : 0;
-    if (trailers < 0) {
-        Py_DECREF(list);
-        return NULL;
-    }
+    if (trailers < 0 || begin_head(r, (int)status, hs) < 0) return NULL;
     r->status = (int)status;
-    Py_XSETREF(r->headers, list);
     r->trailers = trailers;
     r->started = true;
-    return ready_none(a);
+    return Py_NewRef(Py_None);
 }
 
-static PyObject *asgi_send(PyObject *self, PyObject *msg)
+/* A send() taking effect: None once done, a future to wait on (the socket is
+ * full), or NULL with an exception. */
+static PyObject *send_now(Request *r, PyObject *msg)
 {
-    Request *r = (Request *)self;
     gp_asgi *a = r->a;
-    if (!PyDict_Check(msg)) {
-        PyErr_SetString(PyExc_TypeError, "send() takes a dict message");
-        return NULL;
-    }
     PyObject *type = msg_get(msg, a->k_type);
     if (!type || !PyUnicode_Check(type)) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "the message has no 'type' str");
         return NULL;
     }
     if (!r->conn) {
-        if (r->complete && !r->disconnected) {
+        if (r->disconnected) {
+            PyErr_SetString(a->client_gone, "the client has gone");
+            return NULL;
+        }
+        if (r->complete) {
             PyErr_Format(PyExc_RuntimeError,
                          "unexpected ASGI message %R after the response completed", type);
             return NULL;
         }
-        return ready_none(a); /* the client is gone: sending is a no-op */
+        return Py_NewRef(Py_None);
     }
     if (r->draining) {
         PyErr_SetString(PyExc_RuntimeError, "send() called before the previous send() completed");
@@ -658,7 +733,254 @@ static PyObject *asgi_send(PyObject *self, PyObject *msg)
     return NULL;
 }
 
-static PyMethodDef send_def = {"send", asgi_send, METH_O, "ASGI send(message)"};
+/* ---- Call: what receive() and send() return ---------------------------------
+ * A coroutine in all but type: nothing happens until it is awaited or a Task
+ * steps it; then it answers at once, or yields the future it waits on. */
+
+enum { CALL_NEW, CALL_WAITING, CALL_DONE };
+
+typedef struct {
+    PyObject_HEAD
+    Request *r;
+    PyObject *msg; /* send's message; NULL for receive */
+    PyObject *fut; /* while waiting */
+    int state;
+} Call;
+
+static PyTypeObject Call_Type;
+
+/* Two Calls a hello-world request: kept for reuse rather than freed. */
+#define CALL_SPARE 16
+static Call *call_spare[CALL_SPARE];
+static int n_call_spare;
+
+static PyObject *call_new(Request *r, PyObject *msg)
+{
+    Call *k = n_call_spare ? (Call *)PyObject_Init((PyObject *)call_spare[--n_call_spare], &Call_Type)
+                           : PyObject_New(Call, &Call_Type);
+    if (!k) return NULL;
+    k->r = (Request *)Py_NewRef(r);
+    k->msg = Py_XNewRef(msg);
+    k->fut = NULL;
+    k->state = CALL_NEW;
+    return (PyObject *)k;
+}
+
+/* Stops waiting; a message not yet taken stays for the next receive(). */
+static void call_drop(Call *k)
+{
+    k->state = CALL_DONE;
+    PyObject *fut = k->fut;
+    k->fut = NULL;
+    if (fut && gp_asgi_pending(&fut)) {
+        PyObject *x = PyObject_CallMethodNoArgs(fut, k->r->a->s_cancel);
+        if (!x) PyErr_WriteUnraisable(fut);
+        Py_XDECREF(x);
+    }
+    Py_XDECREF(fut);
+    Py_CLEAR(k->msg);
+}
+
+static PySendResult yield_future(Call *k, PyObject **result)
+{
+    if (PyObject_SetAttr(k->fut, k->r->a->s_blocking, Py_True) < 0) {
+        call_drop(k);
+        return PYGEN_ERROR;
+    }
+    *result = Py_NewRef(k->fut);
+    return PYGEN_NEXT;
+}
+
+static PySendResult Call_am_send(Call *k, PyObject *arg, PyObject **result)
+{
+    if (k->state == CALL_NEW) {
+        PyObject *out = NULL;
+        int rc;
+        if (k->msg) {
+            out = send_now(k->r, k->msg);
+            rc = !out ? -1 : out == Py_None ? 0 : 1;
+        } else {
+            rc = receive_now(k->r, &out);
+        }
+        if (rc <= 0) {
+            call_drop(k);
+            *result = out;
+            return rc ? PYGEN_ERROR : PYGEN_RETURN;
+        }
+        k->fut = out;
+        k->state = CALL_WAITING;
+        return yield_future(k, result);
+    }
+    if (k->state == CALL_WAITING) {
+        PyObject *fut = Py_NewRef(k->fut);
+        if (gp_asgi_pending(&fut)) { /* stepped before its future is done */
+            Py_DECREF(fut);
+            return yield_future(k, result);
+        }
+        PyObject *res = PyObject_CallMethodNoArgs(k->fut, k->r->a->s_result);
+        call_drop(k);
+        *result = res;
+        return res ? PYGEN_RETURN : PYGEN_ERROR;
+    }
+    PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+    return PYGEN_ERROR;
+}
+
+static PyObject *Call_send(Call *k, PyObject *arg)
+{
+    PyObject *result = NULL;
+    PySendResult res = Call_am_send(k, arg, &result);
+    if (res == PYGEN_NEXT) return result;
+    if (res == PYGEN_RETURN) {
+        if (result == Py_None) PyErr_SetNone(PyExc_StopIteration);
+        else gp_bridge_stop_iteration(result);
+        Py_DECREF(result);
+    }
+    return NULL;
+}
+
+static PyObject *Call_iternext(Call *k)
+{
+    return Call_send(k, Py_None);
+}
+
+static PyObject *Call_throw(Call *k, PyObject *const *args, Py_ssize_t nargs)
+{
+    call_drop(k);
+    gp_runner_set_thrown(args, nargs);
+    return NULL;
+}
+
+static PyObject *Call_close(Call *k, PyObject *unused)
+{
+    call_drop(k);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Call_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static void Call_dealloc(Call *k)
+{
+    if (k->state == CALL_WAITING) call_drop(k);
+    Py_XDECREF(k->fut);
+    Py_XDECREF(k->msg);
+    Py_DECREF(k->r);
+    if (n_call_spare < CALL_SPARE) call_spare[n_call_spare++] = k;
+    else PyObject_Free(k);
+}
+
+static PyAsyncMethods Call_async = {
+    .am_await = Call_await,
+    .am_send = (sendfunc)Call_am_send,
+};
+
+static PyMethodDef Call_methods[] = {
+    {"send", (PyCFunction)Call_send, METH_O, NULL},
+    {"throw", (PyCFunction)(void (*)(void))Call_throw, METH_FASTCALL, NULL},
+    {"close", (PyCFunction)Call_close, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject Call_Type = {
+    .ob_base = {PyObject_HEAD_INIT(NULL) 0},
+    .tp_name = "gallop.ASGICall",
+    .tp_basicsize = sizeof(Call),
+    .tp_dealloc = (destructor)Call_dealloc,
+    .tp_as_async = &Call_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "an ASGI receive() or send() that takes effect when awaited",
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)Call_iternext,
+    .tp_methods = Call_methods,
+};
+
+/* ---- Endpoint: the receive and send callables of one request ----------------
+ * Two per request: small vectorcall objects kept for reuse, rather than bound
+ * builtin methods (which are allocated and garbage-collector tracked). */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    Request *r;
+} Endpoint;
+
+static PyTypeObject Endpoint_Type;
+#define ENDPOINT_SPARE 16
+static Endpoint *endpoint_spare[ENDPOINT_SPARE];
+static int n_endpoint_spare;
+
+static PyObject *asgi_receive(PyObject *self, PyObject *const *args, size_t nargsf,
+                              PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) || kwnames) {
+        PyErr_SetString(PyExc_TypeError, "receive() takes no arguments");
+        return NULL;
+    }
+    return call_new(((Endpoint *)self)->r, NULL);
+}
+
+static PyObject *asgi_send(PyObject *self, PyObject *const *args, size_t nargsf,
+                           PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames) {
+        PyErr_SetString(PyExc_TypeError, "send() takes one message");
+        return NULL;
+    }
+    if (!PyDict_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "send() takes a dict message");
+        return NULL;
+    }
+    return call_new(((Endpoint *)self)->r, args[0]);
+}
+
+static PyObject *endpoint_new(Request *r, vectorcallfunc f)
+{
+    Endpoint *e = n_endpoint_spare
+                      ? (Endpoint *)PyObject_Init((PyObject *)endpoint_spare[--n_endpoint_spare],
+                                                  &Endpoint_Type)
+                      : PyObject_New(Endpoint, &Endpoint_Type);
+    if (!e) return NULL;
+    e->vectorcall = f;
+    e->r = (Request *)Py_NewRef(r);
+    return (PyObject *)e;
+}
+
+static void Endpoint_dealloc(Endpoint *e)
+{
+    Py_DECREF(e->r);
+    if (n_endpoint_spare < ENDPOINT_SPARE) endpoint_spare[n_endpoint_spare++] = e;
+    else PyObject_Free(e);
+}
+
+static PyObject *Endpoint_repr(Endpoint *e)
+{
+    return PyUnicode_FromFormat("<ASGI %s of %s>", e->vectorcall == asgi_send ? "send" : "receive",
+                                e->r->what);
+}
+
+static PyTypeObject Endpoint_Type = {
+    .ob_base = {PyObject_HEAD_INIT(NULL) 0},
+    .tp_name = "gallop.ASGIEndpoint",
+    .tp_basicsize = sizeof(Endpoint),
+    .tp_dealloc = (destructor)Endpoint_dealloc,
+    .tp_vectorcall_offset = offsetof(Endpoint, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_repr = (reprfunc)Endpoint_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "ASGI receive() or send(message) of one request",
+};
+
+/* The app's Task is about to wait: what it streamed goes out now. */
+static void request_yielded(PyObject *owner)
+{
+    Request *r = (Request *)owner;
+    if (!r->unflushed || !r->conn) return;
+    r->unflushed = false;
+    gp_conn_flush(r->conn); /* a client gone shows at the next send() */
+}
 
 /* ---- the task ending ------------------------------------------------------- */
 
@@ -666,7 +988,11 @@ static void app_ended(PyObject *owner, int how)
 {
     Request *r = (Request *)owner;
     r->task_done = true;
-    if (how == GP_RUNNER_RAISED) log_error(r, "in the app");
+    if (how == GP_RUNNER_RAISED) {
+        /* the app let send()'s own signal through: nothing to report */
+        if (r->disconnected && PyErr_ExceptionMatches(r->a->client_gone)) PyErr_Clear();
+        else log_error(r, "in the app");
+    }
     if (r->conn && !r->draining) {
         if (!r->started) {
             gp_conn_send_error(r->conn, 500, 0); /* no response at all */
@@ -677,9 +1003,24 @@ static void app_ended(PyObject *owner, int how)
         finish(r);
     }
     Py_CLEAR(r->task);
+    Py_CLEAR(r->runner);
 }
 
 /* ---- callbacks from the core ------------------------------------------------- */
+
+/* loop.create_task(runner), with the request's path as the Task's name: without a
+ * task factory the Task is built directly, which spares the generic
+ * "Task-<n>" formatting (a tenth of a hello-world request). */
+static PyObject *new_task(gp_asgi *a, PyObject *runner, PyObject *name)
+{
+    PyObject *factory = PyObject_CallNoArgs(a->get_task_factory);
+    if (!factory) return NULL;
+    bool plain = factory == Py_None;
+    Py_DECREF(factory);
+    if (!plain) return PyObject_CallOneArg(a->create_task, runner);
+    PyObject *args[] = {runner, a->loop, name};
+    return PyObject_Vectorcall(a->task_type, args, 1, a->task_kwnames);
+}
 
 static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *req)
 {
@@ -698,21 +1039,59 @@ static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *re
     PyObject *scope = scope_for(c, req, a->http_template);
     if (!scope) goto fail;
     PyObject **K = a->scope_keys;
-    if (gp_bridge_set_steal(scope, K[SK_METHOD], gp_bridge_method(req->method, req->method_len)) < 0) {
+    bool get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
+    if (!get && gp_bridge_set_steal(scope, K[SK_METHOD],
+                                    gp_bridge_method(req->method, req->method_len)) < 0) {
         Py_DECREF(scope);
         goto fail;
     }
-    PyObject *receive = PyCFunction_New(&receive_def, (PyObject *)r);
-    PyObject *send = PyCFunction_New(&send_def, (PyObject *)r);
+    PyObject *receive = endpoint_new(r, asgi_receive);
+    PyObject *send = receive ? endpoint_new(r, asgi_send) : NULL;
     PyObject *coro = gp_asgi_call_app(a->app, a->asgi2, scope, receive, send);
     Py_XDECREF(receive);
     Py_XDECREF(send);
+    PyObject *name = PyDict_GetItemWithError(scope, K[SK_PATH]);
+    if (!name || !PyUnicode_Check(name)) { /* the app replaced it */
+        PyErr_Clear();
+        name = a->v_root;
+    }
+    Py_INCREF(name);
     Py_DECREF(scope);
-    if (!coro) goto fail;
-    int sc = schedule(a, c, r, coro);
+    if (!coro) {
+        Py_DECREF(name);
+        goto fail;
+    }
+    /* a Task of its own, as uvicorn gives each request */
+    PyObject *runner = gp_runner_new();
+    if (!runner || gp_runner_give(runner, coro, (PyObject *)r, app_ended) < 0) {
+        Py_XDECREF(runner);
+        Py_DECREF(coro);
+        Py_DECREF(name);
+        goto fail;
+    }
     Py_DECREF(coro);
-    if (sc < 0) goto fail;
-    return GP_APP_ASYNC;
+    gp_runner_on_yield(runner, request_yielded);
+    r->runner = runner;
+    Py_INCREF(r);
+    PyObject *task = new_task(a, runner, name);
+    Py_DECREF(name);
+    if (!task && !gp_runner_disarm(runner)) {
+        /* a task factory ran the call and then failed: the call answered */
+        log_error(r, "creating its task");
+        Py_DECREF(r);
+        return GP_APP_DONE;
+    }
+    if (!task) {
+        Py_CLEAR(r->runner);
+        Py_DECREF(r);
+        goto fail;
+    }
+    if (!r->task_done) r->task = task;
+    else Py_DECREF(task);
+    /* an eager task may have answered already */
+    gp_app_status st = r->conn ? GP_APP_ASYNC : GP_APP_DONE;
+    Py_DECREF(r);
+    return st;
 fail:
     log_error(r, "starting the app");
     r->started = true;
@@ -738,7 +1117,7 @@ static void asgi_resume(void *app, gp_conn *c)
     Py_INCREF(r);
     if (gp_conn_peer_gone(c)) {
         r->disconnected = true;
-        finish(r);
+        finish(r); /* a send() waiting raises */
     } else if (r->send_final) {
         if (r->file_fd >= 0) {
             close(r->file_fd);
@@ -761,22 +1140,22 @@ static void asgi_readable(void *app, gp_conn *c)
         gp_asgi_ws_readable(c);
         return;
     }
-    /* cancelled by the app (a timeout): keep the bytes for its next receive() */
-    if (!gp_asgi_pending(&r->recv_fut)) {
-        gp_conn_wait_input(c, 0);
-        return;
+    Py_INCREF(r);
+    /* each waiting receive() in turn gets the next message; one the app
+     * cancelled (a timeout) is skipped, so the bytes stay for the next */
+    while (first_waiter(r)) {
+        PyObject *m = try_receive(r);
+        if (m == AGAIN_SENTINEL) break;
+        answer_first(r, m);
     }
-    PyObject *m = try_receive(r);
-    if (m == AGAIN_SENTINEL) return;
-    if (r->conn) gp_conn_wait_input(r->conn, 0);
-    if (!m) {
-        PyObject *fut = r->recv_fut;
-        r->recv_fut = NULL;
-        PyErr_WriteUnraisable(fut);
-        Py_DECREF(fut);
-        return;
+    if (r->conn && !first_waiter(r)) {
+        gp_conn_wait_input(r->conn, 0);
+        if (gp_conn_peer_gone(c) && !r->draining) { /* nobody listens: the next send() raises */
+            r->disconnected = true;
+            finish(r);
+        }
     }
-    gp_asgi_resolve(&r->recv_fut, m);
+    Py_DECREF(r);
 }
 
 /* The core is closing the connection under the app (stop timeout, error). */
@@ -796,8 +1175,8 @@ static void asgi_abort(void *app, gp_conn *c)
     r->conn = NULL;
     Py_CLEAR(r->send_keep);
     Py_DECREF(r); /* the connection's reference */
-    gp_asgi_resolve(&r->recv_fut, disconnect_msg(a));
-    gp_asgi_resolve(&r->send_fut, NULL);
+    disconnect_waiters(r);
+    fail_gone(&r->send_fut);
     if (r->task && !r->task_done) {
         PyObject *x = PyObject_CallMethodNoArgs(r->task, a->s_cancel);
         Py_XDECREF(x);
@@ -833,7 +1212,15 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
     a->cfg = cfg;
     a->create_future = PyObject_GetAttrString(loop, "create_future");
     a->create_task = PyObject_GetAttrString(loop, "create_task");
-    if (!a->create_future || !a->create_task) return -1;
+    a->get_task_factory = PyObject_GetAttrString(loop, "get_task_factory");
+    a->loop = Py_NewRef(loop);
+    PyObject *aio = PyImport_ImportModule("asyncio");
+    a->task_type = aio ? PyObject_GetAttrString(aio, "Task") : NULL;
+    Py_XDECREF(aio);
+    a->task_kwnames = Py_BuildValue("(ss)", "loop", "name");
+    if (!a->create_future || !a->create_task || !a->get_task_factory || !a->task_type ||
+        !a->task_kwnames)
+        return -1;
     static const char *const sk[] = {"type",      "asgi",       "http_version", "method",
                                      "scheme",    "path",       "raw_path",     "query_string",
                                      "root_path", "headers",    "client",       "server",
@@ -864,7 +1251,14 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
     a->extensions = Py_BuildValue("{s:{},s:{},s:{}}", "http.response.pathsend",
                                   "http.response.trailers", "websocket.http.response");
     a->msg_disconnect = Py_BuildValue("{s:s}", "type", "http.disconnect");
+    a->client_gone = PyErr_NewExceptionWithDoc(
+        "gallop.ClientDisconnected", "send() after the client left (ASGI spec 2.4)",
+        PyExc_OSError, NULL);
+    a->s_result = gp_bridge_intern("result");
+    a->s_set_exception = gp_bridge_intern("set_exception");
+    a->s_blocking = gp_bridge_intern("_asyncio_future_blocking");
     if (!a->v_root || !a->asgi_info || !a->extensions || !a->msg_disconnect ||
+        !a->client_gone ||
         !a->v_empty_bytes)
         return -1;
     /* every key a scope has, in the order apps print them */
@@ -906,12 +1300,14 @@ gp_worker *gp_asgi_bridge(const gp_worker_args *args, PyObject *app, int asgi2, 
                           PyObject **state)
 {
     if (gp_asgi_common_init() < 0 || PyType_Ready(&Request_Type) < 0 ||
-        PyType_Ready(&Conn_Type) < 0)
+        PyType_Ready(&Conn_Type) < 0 || PyType_Ready(&Call_Type) < 0 ||
+        PyType_Ready(&Endpoint_Type) < 0 ||
+        gp_runner_as_coroutine(&Call_Type) < 0)
         return NULL;
     gp_asgi *a = PyMem_Calloc(1, sizeof *a);
     if (a) a->state = PyDict_New();
     if (!a || init_asgi(a, app, asgi2, args->cfg, loop) < 0 || gp_asgi_ws_init(loop) < 0 ||
-        gp_runner_init(a->create_future) < 0)
+        gp_runner_init() < 0)
         return NULL;
     the_asgi = a;
     asgi_ops = gp_asgi_ops;

@@ -362,7 +362,7 @@ static void app_ended(PyObject *owner, int how)
     bool failed = how == GP_RUNNER_RAISED;
     if (failed) {
         gp_error("Exception in ASGI application, WebSocket %s", s->what);
-        PyErr_PrintEx(0);
+        gp_bridge_print_error(); /* never exits on SystemExit */
     }
     if (s->conn) {
         if (s->state == WS_CONNECTING) {
@@ -551,7 +551,7 @@ gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_ht
     Py_XDECREF(runner);
     if (!task) {
         gp_error("Exception in ASGI application, WebSocket %s (starting the app)", s->what);
-        PyErr_PrintEx(0);
+        gp_bridge_print_error(); /* never exits on SystemExit */
         Py_XDECREF(task);
         gp_conn_set_app_state(c, NULL);
         s->conn = NULL;

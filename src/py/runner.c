@@ -1,46 +1,24 @@
-/* runner: app calls driven by one Task; see runner.h. */
+/* runner: one app call driven by its own Task; see runner.h. */
 #include "py/runner.h"
 
 #include "py/bridge.h"
 
 typedef struct {
     PyObject_HEAD
-    PyObject *coro, *owner; /* the call running now */
+    PyObject *coro, *owner; /* owner NULL: the end was told, or disarmed */
     gp_runner_end end;
-    PyObject *next_coro, *next_owner; /* the call queued */
-    gp_runner_end next_end;
-    PyObject *waiter; /* the future the Task waits on between calls */
-    PyObject *ctx;
-    bool closed;
+    gp_runner_yield yielded;
+    bool started, running;
 } Runner;
 
 static PyTypeObject Runner_Type;
-static PyObject *create_future, *s_set_result;
+#define RUNNER_SPARE 16
+static Runner *spare[RUNNER_SPARE];
+static int n_spare;
+static PyObject *cancelled_error;
 
-/* A call queued but never started still owes its owner an end. */
-static void drop_queued(Runner *r)
-{
-    PyObject *owner = r->next_owner;
-    r->next_owner = NULL;
-    Py_CLEAR(r->next_coro);
-    if (owner) {
-        r->next_end(owner, GP_RUNNER_CANCELLED);
-        Py_DECREF(owner);
-    }
-}
 
-static void drop(Runner *r)
-{
-    drop_queued(r);
-    Py_CLEAR(r->coro);
-    Py_CLEAR(r->owner);
-    Py_CLEAR(r->next_coro);
-    Py_CLEAR(r->next_owner);
-    Py_CLEAR(r->waiter);
-    Py_CLEAR(r->ctx);
-}
-
-/* The running call ended: tell its owner. */
+/* The call ended: tell its owner, once. */
 static void call_ended(Runner *r, int how)
 {
     PyObject *owner = r->owner;
@@ -52,79 +30,39 @@ static void call_ended(Runner *r, int how)
     }
 }
 
-/* What the Task sees after the app coroutine stopped with res; *again when
- * the runner should go on to its next call. */
-static PySendResult settle(Runner *r, PySendResult res, PyObject **result, bool *again)
+/* What the Task sees once the app's coroutine stopped with res. */
+static PySendResult settle(Runner *r, PySendResult res, PyObject **result)
 {
-    *again = false;
-    if (res == PYGEN_NEXT) return res;
+    if (res == PYGEN_NEXT) {
+        if (r->yielded && r->owner) r->yielded(r->owner);
+        return res;
+    }
     if (res == PYGEN_RETURN) {
         Py_CLEAR(*result);
         call_ended(r, GP_RUNNER_RETURNED);
-    } else if (PyErr_ExceptionMatches(PyExc_Exception)) {
+    } else if (!PyErr_ExceptionMatches(cancelled_error)) {
         call_ended(r, GP_RUNNER_RAISED); /* the hook logs and clears it */
-    } else {                             /* CancelledError and the like: the runner ends with it */
-        PyObject *t, *v, *tb;
-        PyErr_Fetch(&t, &v, &tb);
+        PyErr_Clear();
+    } else { /* cancelled: the Task ends cancelled */
+        PyObject *e = gp_bridge_take_error();
         call_ended(r, GP_RUNNER_CANCELLED);
-        drop(r);
-        r->closed = true;
-        PyErr_Restore(t, v, tb);
+        gp_bridge_restore_error(e);
         return PYGEN_ERROR;
     }
-    *again = true;
-    return PYGEN_NEXT;
-}
-
-/* Between calls: start the queued one, end, or wait for one. Returns
- * PYGEN_NEXT with r->coro set to go on running it. */
-static PySendResult next_call(Runner *r, PyObject **result)
-{
-    if (r->next_coro) {
-        r->coro = r->next_coro;
-        r->owner = r->next_owner;
-        r->end = r->next_end;
-        r->next_coro = r->next_owner = NULL;
-        Py_XSETREF(r->ctx, PyContext_CopyCurrent());
-        return PYGEN_NEXT;
-    }
-    if (r->closed) {
-        drop(r);
-        *result = Py_NewRef(Py_None);
-        return PYGEN_RETURN;
-    }
-    PyObject *fut = PyObject_CallNoArgs(create_future);
-    if (!fut || PyObject_SetAttrString(fut, "_asyncio_future_blocking", Py_True) < 0) {
-        Py_XDECREF(fut);
-        drop(r);
-        return PYGEN_ERROR;
-    }
-    r->waiter = Py_NewRef(fut);
-    *result = fut;
-    return PYGEN_NEXT;
+    *result = Py_NewRef(Py_None);
+    return PYGEN_RETURN;
 }
 
 static PySendResult Runner_am_send(Runner *r, PyObject *arg, PyObject **result)
 {
-    for (;;) {
-        if (!r->coro) {
-            PySendResult res = next_call(r, result);
-            if (res != PYGEN_NEXT || !r->coro) return res;
-            arg = Py_None;
-            if (!r->ctx) {
-                bool again;
-                settle(r, PYGEN_ERROR, result, &again);
-                continue;
-            }
-        }
-        PyContext_Enter(r->ctx);
-        PySendResult res = PyIter_Send(r->coro, arg, result);
-        PyContext_Exit(r->ctx);
-        bool again;
-        res = settle(r, res, result, &again);
-        if (!again) return res;
-        arg = Py_None;
+    if (!r->coro) {
+        PyErr_SetString(PyExc_RuntimeError, "the app call has ended");
+        return PYGEN_ERROR;
     }
+    r->started = r->running = true;
+    PySendResult res = PyIter_Send(r->coro, arg, result);
+    r->running = false;
+    return settle(r, res, result);
 }
 
 /* The method forms, for callers that do not use am_send. */
@@ -153,41 +91,46 @@ static PyObject *Runner_iternext(Runner *r)
 
 static PyObject *Runner_throw(Runner *r, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!r->coro) { /* between calls: nothing to hand it to, so the runner ends */
-        drop(r);
-        r->closed = true;
-        if (nargs < 1) return NULL;
-        if (PyExceptionClass_Check(args[0]))
-            PyErr_SetObject(args[0], nargs > 1 && args[1] != Py_None ? args[1] : NULL);
-        else PyErr_SetObject((PyObject *)Py_TYPE(args[0]), args[0]);
+    if (!r->coro) {
+        gp_runner_set_thrown(args, nargs);
         return NULL;
     }
     PyObject *meth = PyObject_GetAttrString(r->coro, "throw");
     if (!meth) return NULL;
-    PyContext_Enter(r->ctx);
+    r->started = r->running = true;
     PyObject *y = PyObject_Vectorcall(meth, args, (size_t)nargs, NULL);
-    PyContext_Exit(r->ctx);
+    r->running = false;
     Py_DECREF(meth);
-    if (y) return y; /* the app caught it and waits again */
-    PyObject *result = NULL;
-    PySendResult res = PYGEN_ERROR;
-    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
-        PyErr_Clear();
-        result = Py_NewRef(Py_None);
-        res = PYGEN_RETURN;
+    PyObject *result = y;
+    PySendResult res = PYGEN_NEXT;
+    if (!y) {
+        res = PYGEN_ERROR;
+        if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+            PyObject *e = gp_bridge_take_error();
+            PyObject *v = e ? PyObject_GetAttrString(e, "value") : NULL;
+            Py_XDECREF(e);
+            if (v) {
+                result = v;
+                res = PYGEN_RETURN;
+            }
+        }
     }
-    bool again;
-    res = settle(r, res, &result, &again);
-    if (again) res = Runner_am_send(r, Py_None, &result);
-    return from_send_result(res, result);
+    return from_send_result(settle(r, res, &result), result);
 }
 
+/* A runner closed before it ran (a task factory that gave up) tells nobody:
+ * whoever created the Task answers for the call. */
 static PyObject *Runner_close(Runner *r, PyObject *unused)
 {
     PyObject *x = r->coro ? PyObject_CallMethod(r->coro, "close", NULL) : Py_NewRef(Py_None);
-    call_ended(r, GP_RUNNER_CANCELLED);
-    drop(r);
-    r->closed = true;
+    if (r->started) {
+        PyObject *e = gp_bridge_take_error();
+        call_ended(r, GP_RUNNER_CANCELLED);
+        gp_bridge_restore_error(e);
+    } else {
+        Py_CLEAR(r->coro);
+        Py_CLEAR(r->owner);
+    }
     return x;
 }
 
@@ -198,8 +141,16 @@ static PyObject *Runner_await(PyObject *self)
 
 static void Runner_dealloc(Runner *r)
 {
-    drop(r);
-    PyObject_Free(r);
+    /* a Task dropped mid-call (the loop closing) still owes the owner its end */
+    if (r->started && r->owner) {
+        PyObject *e = gp_bridge_take_error();
+        call_ended(r, GP_RUNNER_CANCELLED);
+        gp_bridge_restore_error(e);
+    }
+    Py_XDECREF(r->coro);
+    Py_XDECREF(r->owner);
+    if (n_spare < RUNNER_SPARE) spare[n_spare++] = r; /* one a request: reused */
+    else PyObject_Free(r);
 }
 
 static PyAsyncMethods Runner_async = {
@@ -221,64 +172,90 @@ static PyTypeObject Runner_Type = {
     .tp_dealloc = (destructor)Runner_dealloc,
     .tp_as_async = &Runner_async,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "runs ASGI app calls one after another for one Task",
+    .tp_doc = "runs one ASGI app call for its Task",
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)Runner_iternext,
     .tp_methods = Runner_methods,
 };
 
-int gp_runner_init(PyObject *future_factory)
+int gp_runner_init(void)
 {
     if (PyType_Ready(&Runner_Type) < 0) return -1;
-    create_future = Py_NewRef(future_factory);
-    s_set_result = PyUnicode_InternFromString("set_result");
+    PyObject *aio = PyImport_ImportModule("asyncio");
+    cancelled_error = aio ? PyObject_GetAttrString(aio, "CancelledError") : NULL;
+    Py_XDECREF(aio);
+    return cancelled_error ? gp_runner_as_coroutine(&Runner_Type) : -1;
+}
+
+int gp_runner_as_coroutine(PyTypeObject *type)
+{
     /* asyncio takes as a coroutine whatever collections.abc.Coroutine does */
     PyObject *abc = PyImport_ImportModule("collections.abc");
     PyObject *co = abc ? PyObject_GetAttrString(abc, "Coroutine") : NULL;
-    PyObject *r = co ? PyObject_CallMethod(co, "register", "O", (PyObject *)&Runner_Type) : NULL;
+    PyObject *r = co ? PyObject_CallMethod(co, "register", "O", (PyObject *)type) : NULL;
     Py_XDECREF(r);
     Py_XDECREF(co);
     Py_XDECREF(abc);
-    return r && s_set_result ? 0 : -1;
+    return r ? 0 : -1;
+}
+
+void gp_runner_set_thrown(PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "throw expected at least 1 argument");
+        return;
+    }
+    if (PyExceptionClass_Check(args[0]))
+        PyErr_SetObject(args[0], nargs > 1 && args[1] != Py_None ? args[1] : NULL);
+    else PyErr_SetObject((PyObject *)Py_TYPE(args[0]), args[0]);
 }
 
 PyObject *gp_runner_new(void)
 {
-    Runner *r = PyObject_New(Runner, &Runner_Type);
+    Runner *r = n_spare ? (Runner *)PyObject_Init((PyObject *)spare[--n_spare], &Runner_Type)
+                        : PyObject_New(Runner, &Runner_Type);
     if (!r) return NULL;
     memset((char *)r + sizeof(PyObject), 0, sizeof *r - sizeof(PyObject));
     return (PyObject *)r;
 }
 
-bool gp_runner_idle(PyObject *runner)
-{
-    Runner *r = (Runner *)runner;
-    return !r->coro && !r->next_coro && !r->closed;
-}
-
-static int wake(Runner *r)
-{
-    PyObject *fut = r->waiter;
-    if (!fut) return 0;
-    r->waiter = NULL;
-    PyObject *x = PyObject_CallMethodOneArg(fut, s_set_result, Py_None);
-    Py_DECREF(fut);
-    Py_XDECREF(x);
-    return x ? 0 : -1;
-}
-
 int gp_runner_give(PyObject *runner, PyObject *coro, PyObject *owner, gp_runner_end end)
 {
     Runner *r = (Runner *)runner;
-    r->next_coro = Py_NewRef(coro);
-    r->next_owner = Py_NewRef(owner);
-    r->next_end = end;
-    return wake(r);
+    if (r->coro) {
+        PyErr_SetString(PyExc_RuntimeError, "a runner runs one app call");
+        return -1;
+    }
+    r->coro = Py_NewRef(coro);
+    r->owner = Py_NewRef(owner);
+    r->end = end;
+    return 0;
+}
+
+void gp_runner_on_yield(PyObject *runner, gp_runner_yield yielded)
+{
+    ((Runner *)runner)->yielded = yielded;
 }
 
 void gp_runner_close(PyObject *runner)
 {
+}
+
+bool gp_runner_running(PyObject *runner)
+{
+    return runner && ((Runner *)runner)->running;
+}
+
+bool gp_runner_disarm(PyObject *runner)
+{
     Runner *r = (Runner *)runner;
-    r->closed = true;
-    if (wake(r) < 0) PyErr_Clear();
+    bool armed = r->owner != NULL;
+    Py_CLEAR(r->owner);
+    if (r->coro) {
+        PyObject *x = PyObject_CallMethod(r->coro, "close", NULL);
+        if (!x) PyErr_Clear();
+        Py_XDECREF(x);
+        Py_CLEAR(r->coro);
+    }
+    return armed;
 }

@@ -104,11 +104,15 @@ async def r_big(scope, receive, send, q):
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-length", str(total).encode())]})
     sent = 0
-    while sent < total:
-        await send({"type": "http.response.body", "body": b"x" * chunk, "more_body": True})
-        sent += chunk
-    await send({"type": "http.response.body", "body": b""})
-    out("big-done-" + q.get("tag", "x"), {"sent": sent})
+    gone = None
+    try:
+        while sent < total:
+            await send({"type": "http.response.body", "body": b"x" * chunk, "more_body": True})
+            sent += chunk
+        await send({"type": "http.response.body", "body": b""})
+    except OSError as e:  # the client left (ASGI spec 2.4)
+        gone = type(e).__name__
+    out("big-done-" + q.get("tag", "x"), {"sent": sent, "gone": gone})
 
 
 async def r_disc(scope, receive, send, q):
@@ -146,7 +150,7 @@ async def r_disc(scope, receive, send, q):
 
 
 async def r_disc_send(scope, receive, send, q):
-    """Only sends (never receive()s while streaming): sends after the client left must be no-ops."""
+    """Only sends (never receive()s while streaming): a send after the client left raises."""
     tag = q.get("tag", "x")
     await read_body(receive)
     await send({"type": "http.response.start", "status": 200, "headers": []})
