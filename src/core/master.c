@@ -108,8 +108,9 @@ void gp_master_block_signals(void)
 
 /* What a worker may take with the default action or a handler of its own:
  * QUIT (a plain handler), USR2 (faulthandler) and CHLD (the app's children).
- * The rest stay blocked from fork on, so that every thread the app starts
- * at import inherits the block and the worker's signalfd alone reads them. */
+ * The rest stay blocked from fork until the worker, its app loaded, catches
+ * them (worker.c catch_signals): threads the app starts at import inherit
+ * the block, so only the worker's own threads run the handler. */
 static void unblock_worker_signals(void)
 {
     sigset_t set;

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -512,20 +511,70 @@ static void on_accept(gp_io *io, uint32_t events)
     update_accepting(w); /* now: the next connection's wakeup goes to another worker */
 }
 
+/* The worker's signals arrive through a self-pipe written by a handler, not
+ * through a blocked mask and a signalfd: a process the app starts (fork and
+ * exec, vfork, posix_spawn) keeps a mask, so it would never see TERM, while
+ * exec resets a handler. Whichever thread the kernel picks runs the handler,
+ * which only writes the signal's number; a child the app forked without
+ * exec gets the default action, as if we had installed nothing. */
+static int signal_pipe = -1;
+static pid_t signal_pid;
+
+static void on_signal_caught(int sig)
+{
+    int saved = errno;
+    if (getpid() != signal_pid) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    } else {
+        unsigned char b = (unsigned char)sig;
+        ssize_t r = write(signal_pipe, &b, 1);
+        (void)r; /* a full pipe already holds a wakeup */
+    }
+    errno = saved;
+}
+
 static void on_signal(gp_io *io, uint32_t events)
 {
     gp_worker *w = (gp_worker *)((char *)io - offsetof(gp_worker, signal_io));
-    struct signalfd_siginfo si;
-    while (read(io->fd, &si, sizeof si) == (ssize_t)sizeof si) {
-        switch (si.ssi_signo) {
-        case SIGTERM:
-        case SIGINT: gp_worker_stop(w); break;
-        case SIGUSR1:
-            gp_log_reopen();
-            gp_access_log_reopen();
-            break;
+    unsigned char sigs[64];
+    ssize_t n;
+    while ((n = read(io->fd, sigs, sizeof sigs)) > 0) {
+        for (ssize_t i = 0; i < n; i++) {
+            switch (sigs[i]) {
+            case SIGTERM:
+            case SIGINT: gp_worker_stop(w); break;
+            case SIGUSR1:
+                gp_log_reopen();
+                gp_access_log_reopen();
+                break;
+            default: break; /* HUP, TTIN, TTOU are the master's */
+            }
         }
     }
+}
+
+static int catch_signals(gp_worker *w)
+{
+    int p[2];
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) return -1;
+    signal_pipe = p[1];
+    signal_pid = getpid();
+    w->signal_io.fd = p[0];
+    w->signal_io.cb = on_signal;
+    struct sigaction sa = {.sa_handler = on_signal_caught, .sa_flags = SA_RESTART};
+    sigfillset(&sa.sa_mask);
+    static const int caught[] = {SIGTERM, SIGINT, SIGUSR1, SIGHUP, SIGTTIN, SIGTTOU};
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof caught / sizeof caught[0]; i++) {
+        if (sigaction(caught[i], &sa, NULL) < 0) return -1;
+        sigaddset(&set, caught[i]);
+    }
+    /* blocked since fork (so that nothing was lost while the app loaded): what
+     * came meanwhile is delivered to the handler now */
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    return gp_loop_watch(&w->loop, &w->signal_io, EPOLLIN);
 }
 
 /* Once a second, never per request: one read of /proc/self/statm. */
@@ -616,15 +665,7 @@ static int setup(gp_worker *w, const gp_worker_args *a)
     struct sigaction sa = {.sa_handler = quit_now};
     sigaction(SIGQUIT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    w->signal_io.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    w->signal_io.cb = on_signal;
-    if (w->signal_io.fd < 0 || gp_loop_watch(&w->loop, &w->signal_io, EPOLLIN) < 0) return -1;
+    if (catch_signals(w) < 0) return -1;
 
     w->timer_io.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     struct itimerspec its = {.it_interval = {1, 0}, .it_value = {1, 0}};

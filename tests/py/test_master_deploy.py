@@ -71,6 +71,20 @@ def test_usr1_and_term_spare_workers_whose_app_started_a_thread(gallop, preload)
     assert "signal 10" not in log and "signal 15" not in log and "User defined" not in log, log[-3000:]
 
 
+@pytest.mark.parametrize("threads", [1, 4], ids=["sync", "threads4"])
+def test_processes_the_app_starts_get_term(gallop, threads):
+    # a child the app spawns has nothing blocked (exec keeps a blocked mask),
+    # so terminate() stops it; a child it forks dies of TERM as by default,
+    # and neither signal reaches the worker
+    g = gallop(["--workers", "1", "--threads", str(threads)], app=APP)
+    (w,) = g.wait_workers(1)
+    g.wait_serving()
+    status, body = get(g.port, "/children", timeout=15)
+    assert status == 200, body
+    assert body.split() == ["-15", "0000000000000000", "15"], body
+    assert get_pid(g.port) == w and g.workers() == [w]
+
+
 # ---- retirement -------------------------------------------------------------------------------
 
 def test_keepalive_connection_closes_only_after_a_response_that_says_so(gallop):

@@ -2,6 +2,8 @@
 pid, and starts a thread at import as Sentry, OpenTelemetry or a logging
 listener would, so a signal the process gets may land on that thread."""
 import os
+import signal
+import subprocess
 import threading
 import time
 
@@ -34,6 +36,26 @@ def app(environ, start_response):
         return [b"0123456789"]
     elif path == "/leak":
         LEAK.append(bytearray(b"\x01") * (50 << 20))
+    elif path == "/children":  # what TERM does to the processes the app starts
+        p = subprocess.Popen(["sleep", "30"])
+        with open(f"/proc/{p.pid}/status") as f:
+            blocked = next(line.split()[1] for line in f if line.startswith("SigBlk:"))
+        p.terminate()
+        try:
+            spawned = p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            spawned = "not stopped by TERM: %s" % p.wait()
+        child = os.fork()
+        if child == 0:
+            time.sleep(30)
+            os._exit(0)
+        os.kill(child, signal.SIGTERM)
+        _, status = os.waitpid(child, 0)
+        forked = os.WTERMSIG(status) if os.WIFSIGNALED(status) else "exit %d" % os.WEXITSTATUS(status)
+        body = f"{spawned} {blocked} {forked}".encode()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
     elif path == "/big":
         body = b"x" * int(qs or "1000000")
         start_response("200 OK", [("Content-Length", str(len(body)))])
