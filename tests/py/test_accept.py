@@ -26,18 +26,23 @@ def get(port, path="/", timeout=10.0):
         return status, dict(headers), body
 
 
-def test_keep_alive_closes_on_time(server_factory):
-    """--keep-alive 2: an idle connection is closed 2 s after its last
-    response, not up to a tick later."""
-    srv = server_factory(APP, "--keep-alive", "2")
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+def idle_after_response(port, path="/"):
+    """Seconds from a keep-alive response's arrival until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode())
         status, _, _, _ = read_response(s)
         t0 = time.monotonic()
         assert status == 200
         s.settimeout(10)
         assert s.recv(100) == b""
-        idle = time.monotonic() - t0
+        return time.monotonic() - t0
+
+
+def test_keep_alive_closes_on_time(server_factory):
+    """--keep-alive 2: an idle connection is closed 2 s after its last
+    response, not up to a tick later."""
+    srv = server_factory(APP, "--keep-alive", "2")
+    idle = idle_after_response(srv.port)
     assert 1.9 <= idle <= 2.6, idle
     # a fresh connection that never sends is held for the same time
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
@@ -51,14 +56,7 @@ def test_keep_alive_counts_from_the_response_not_the_request(server_factory):
     """A sync request that takes 1.5 s: the idle time starts when its answer
     went out, so --keep-alive 2 still gives the client about 2 s after it."""
     srv = server_factory(APP, "--keep-alive", "2", workers=1)
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
-        s.sendall(b"GET /sleep?1.5 HTTP/1.1\r\nHost: t\r\n\r\n")
-        status, _, _, _ = read_response(s)
-        t0 = time.monotonic()
-        assert status == 200
-        s.settimeout(10)
-        assert s.recv(100) == b""
-        idle = time.monotonic() - t0
+    idle = idle_after_response(srv.port, "/sleep?1.5")
     assert 1.9 <= idle <= 2.6, idle
 
 
