@@ -591,7 +591,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
         return fail("no application given: gallop [OPTIONS] MODULE[:ATTRIBUTE]%s%s", "", "");
     size_t applen = strlen(cfg->app);
     if (!cfg->app[0] || cfg->app[0] == ':' || cfg->app[applen - 1] == ':' ||
-        (strchr(cfg->app, '(') && cfg->app[applen - 1] != ')'))
+        (strchr(cfg->app, '(') && (cfg->app[applen - 1] != ')' || strstr(cfg->app, ":("))))
         return fail("invalid application '%s': use MODULE[:ATTRIBUTE]%s", cfg->app, "");
     if (!cfg->venv) {
         const char *ve = getenv("VIRTUAL_ENV");
