@@ -477,7 +477,8 @@ static const static_mount *find_mount(const gp_static *s, const char *p, size_t 
 static int if_range_holds(const gp_http_header *h, const char *etag, size_t etag_len,
                           time_t mtime)
 {
-    if (h->value_len && (h->value[0] == '"' || h->value[0] == 'W'))
+    if (h->value_len && (h->value[0] == '"' || (h->value_len > 1 && h->value[0] == 'W' &&
+                                                h->value[1] == '/')))
         return h->value_len == etag_len && memcmp(h->value, etag, etag_len) == 0;
     time_t t;
     return gp_static_parse_date(h->value, h->value_len, &t) == 0 && t == mtime;
