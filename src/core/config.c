@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/cpus.h"
 #include "core/log.h"
@@ -70,6 +71,9 @@ static const char usage_text[] =
     "      --body-buffer-size N     sync WSGI: read the body before the app runs, in memory\n"
     "                               up to N bytes, beyond in a temp file (1048576; 0: the\n"
     "                               app reads it from the socket as it arrives)\n"
+    "      --static PREFIX=DIR      serve the files of DIR at URL PREFIX from C, before the\n"
+    "                               app (repeatable), e.g. --static /static=./staticfiles\n"
+    "      --static-max-age S       Cache-Control: max-age=S on static files (default: none)\n"
     "      --log-level LEVEL        debug, info, warning, error, critical (info)\n"
     "      --access-log FILE|-      write an access log (off by default)\n"
     "      --error-log FILE|-       where the error log goes (- : stderr)\n"
@@ -148,6 +152,8 @@ enum {
     OPT_PROXYHDRS,
     OPT_NOPROXYHDRS,
     OPT_WORKERCLASS,
+    OPT_STATIC,
+    OPT_STATIC_MAXAGE,
 };
 
 static const struct option long_opts[] = {
@@ -200,6 +206,8 @@ static const struct option long_opts[] = {
     {"body-timeout", required_argument, 0, OPT_BODYTO},
     {"send-timeout", required_argument, 0, OPT_SENDTO},
     {"body-buffer-size", required_argument, 0, OPT_BODYBUF},
+    {"static", required_argument, 0, OPT_STATIC},
+    {"static-max-age", required_argument, 0, OPT_STATIC_MAXAGE},
     {"help", no_argument, 0, 'h'},
     /* uvicorn's and gunicorn's spellings */
     {"host", required_argument, 0, OPT_HOST},
@@ -240,6 +248,43 @@ static int parse_seconds(const char *s, double *out)
     double v = strtod(s, &end);
     if (errno || end == s || *end || !(v >= 0) || v > 1e7) return -1;
     *out = v;
+    return 0;
+}
+
+/* --static URL_PREFIX=DIR: DIR is resolved now (relative to where gallop
+ * started, before --chdir) and must be a directory. */
+static int parse_static(gp_config *cfg, const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || arg[0] != '/' || !eq[1])
+        return fail("invalid --static '%s': use URL_PREFIX=DIR, the prefix starting with '/'%s",
+                    arg, "");
+    size_t n = (size_t)(eq - arg);
+    while (n > 0 && arg[n - 1] == '/') n--;
+    if (memchr(arg, '?', n) || memchr(arg, '#', n) || memchr(arg, '%', n))
+        return fail("invalid --static '%s': the prefix is a plain path (no '?', '#' or '%%')%s",
+                    arg, "");
+    if (cfg->num_statics == GP_MAX_STATIC) return fail("too many --static (at most 16)%s%s", "", "");
+    char *prefix = strndup(arg, n), *dir = realpath(eq + 1, NULL);
+    if (!prefix) return fail("out of memory%s%s", "", "");
+    if (!dir) {
+        free(prefix);
+        return fail("invalid --static '%s': %s", arg, strerror(errno));
+    }
+    struct stat st;
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        free(prefix);
+        free(dir);
+        return fail("invalid --static '%s': %s", arg, "not a directory");
+    }
+    for (int i = 0; i < cfg->num_statics; i++)
+        if (strcmp(cfg->statics[i].prefix, prefix) == 0) {
+            free(prefix);
+            free(dir);
+            return fail("invalid --static '%s': that prefix is mounted already%s", arg, "");
+        }
+    cfg->statics[cfg->num_statics].prefix = prefix;
+    cfg->statics[cfg->num_statics++].dir = dir;
     return 0;
 }
 
@@ -364,6 +409,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->body_buffer_size = 1u << 20;
     cfg->port = -1;
     cfg->proxy_headers = true;
+    cfg->static_max_age = -1;
     bool twice_plus_one = false;
     const char *workers = NULL;
     unsigned long long v;
@@ -483,6 +529,15 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             if (parse_ull(optarg, 1ull << 40, &v))
                 return fail("invalid --body-buffer-size '%s' (bytes, 0 to 2^40)%s", optarg, "");
             cfg->body_buffer_size = (size_t)v;
+            break;
+        case OPT_STATIC:
+            if (parse_static(cfg, optarg)) return -1;
+            break;
+        case OPT_STATIC_MAXAGE:
+            if (parse_ull(optarg, 1u << 31, &v))
+                return fail("invalid --static-max-age '%s' (seconds, 0 to 2147483648)%s", optarg,
+                            "");
+            cfg->static_max_age = (long)v;
             break;
         case OPT_USER: cfg->user = optarg; break;
         case OPT_GROUP: cfg->group = optarg; break;
