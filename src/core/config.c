@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/cpus.h"
+#include "core/listen.h"
 #include "core/log.h"
 
 #ifndef GP_VERSION
@@ -70,6 +71,14 @@ static const char usage_text[] =
     "      --log-level LEVEL        debug, info, warning, error, critical (info)\n"
     "      --access-log FILE|-      write an access log (off by default)\n"
     "      --error-log FILE|-       where the error log goes (- : stderr)\n"
+    "      --reload                 development: new workers when a watched file changes\n"
+    "      --reload-dir DIR         watch DIR instead of the current directory (repeatable)\n"
+    "      --reload-include GLOB    also reload for files matching GLOB (repeatable; *.py)\n"
+    "      --reload-exclude GLOB    ignore files matching GLOB, or directory DIR (repeatable;\n"
+    "                               .*, .py[cod], .sw.*, ~*)\n"
+    "      --reload-extra-file FILE also reload when FILE changes (repeatable)\n"
+    "      --reload-delay S         seconds of quiet before reloading (0.25)\n"
+    "      --check-config           check the settings and exit (0 good, 2 bad); loads nothing\n"
     "      --version                print the version and exit\n"
     "  -h, --help                   print this help and exit\n"
     "\n"
@@ -122,6 +131,15 @@ enum {
     OPT_SENDTO,
     OPT_BODYBUF,
     OPT_WORKERCONNS,
+    /* --reload and --check-config */
+    OPT_RELOAD,
+    OPT_RELOAD_DIR,
+    OPT_RELOAD_INCLUDE,
+    OPT_RELOAD_EXCLUDE,
+    OPT_RELOAD_EXTRA,
+    OPT_RELOAD_DELAY,
+    OPT_RELOAD_ENGINE,
+    OPT_CHECK_CONFIG,
 };
 
 static const struct option long_opts[] = {
@@ -174,6 +192,18 @@ static const struct option long_opts[] = {
     {"body-timeout", required_argument, 0, OPT_BODYTO},
     {"send-timeout", required_argument, 0, OPT_SENDTO},
     {"body-buffer-size", required_argument, 0, OPT_BODYBUF},
+    {"reload", no_argument, 0, OPT_RELOAD},
+    {"reload-dir", required_argument, 0, OPT_RELOAD_DIR},
+    {"reload-dirs", required_argument, 0, OPT_RELOAD_DIR},
+    {"reload-include", required_argument, 0, OPT_RELOAD_INCLUDE},
+    {"reload-includes", required_argument, 0, OPT_RELOAD_INCLUDE},
+    {"reload-exclude", required_argument, 0, OPT_RELOAD_EXCLUDE},
+    {"reload-excludes", required_argument, 0, OPT_RELOAD_EXCLUDE},
+    {"reload-extra-file", required_argument, 0, OPT_RELOAD_EXTRA},
+    {"reload-extra-files", required_argument, 0, OPT_RELOAD_EXTRA},
+    {"reload-delay", required_argument, 0, OPT_RELOAD_DELAY},
+    {"reload-engine", required_argument, 0, OPT_RELOAD_ENGINE},
+    {"check-config", no_argument, 0, OPT_CHECK_CONFIG},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -194,6 +224,27 @@ static int parse_ull(const char *s, unsigned long long max, unsigned long long *
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || *end || v > max) return -1;
     *out = v;
+    return 0;
+}
+
+/* --reload-dir/-include/-exclude/-extra-file: each a list, one value a flag. */
+static int add_reload_entry(gp_config *cfg, int opt, char *value)
+{
+    const char **list = opt == OPT_RELOAD_DIR       ? cfg->reload_dirs
+                        : opt == OPT_RELOAD_INCLUDE ? cfg->reload_includes
+                        : opt == OPT_RELOAD_EXCLUDE ? cfg->reload_excludes
+                                                    : cfg->reload_extra_files;
+    int *n = opt == OPT_RELOAD_DIR       ? &cfg->num_reload_dirs
+             : opt == OPT_RELOAD_INCLUDE ? &cfg->num_reload_includes
+             : opt == OPT_RELOAD_EXCLUDE ? &cfg->num_reload_excludes
+                                         : &cfg->num_reload_extra_files;
+    const char *name = opt == OPT_RELOAD_DIR       ? "--reload-dir"
+                       : opt == OPT_RELOAD_INCLUDE ? "--reload-include"
+                       : opt == OPT_RELOAD_EXCLUDE ? "--reload-exclude"
+                                                   : "--reload-extra-file";
+    if (!*value) return fail("%s needs a value%s", name, "");
+    if (*n == GP_MAX_RELOAD) return fail("too many %s (at most 32)%s", name, "");
+    list[(*n)++] = value;
     return 0;
 }
 
@@ -228,6 +279,31 @@ static int resolve_workers(gp_config *cfg, const char *spec, const char *source,
     return 0;
 }
 
+/* What the flags cannot say one at a time; then --check-config's report:
+ * every address is parsed (nothing is bound, nothing imported). */
+static int check_reload_and_config(const gp_config *cfg)
+{
+    if (cfg->reload && cfg->preload)
+        return fail("--reload cannot work with --preload: workers would fork from the code "
+                    "the master imported%s%s",
+                    "", "");
+    if (!cfg->reload && (cfg->num_reload_dirs || cfg->num_reload_includes ||
+                         cfg->num_reload_excludes || cfg->num_reload_extra_files))
+        gp_warn("--reload-dir, --reload-include, --reload-exclude and --reload-extra-file do "
+                "nothing without --reload");
+    if (!cfg->check_config) return 0;
+    for (int i = 0; i < cfg->num_binds; i++) {
+        gp_addr a;
+        char err[256];
+        if (gp_addr_parse(cfg->binds[i], &a, err, sizeof err) < 0)
+            return fail("%s%s", err, "");
+    }
+    printf("gallop: configuration OK: %s, %d worker%s, %s%s\n", cfg->app, cfg->workers,
+           cfg->workers == 1 ? "" : "s", cfg->num_fds ? "inherited sockets" : cfg->binds[0],
+           cfg->num_binds > 1 ? " and more" : "");
+    return 1;
+}
+
 int gp_config_parse(gp_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -255,6 +331,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->body_timeout = 30;
     cfg->send_timeout = 60;
     cfg->body_buffer_size = 1u << 20;
+    cfg->reload_delay = 0.25;
     bool twice_plus_one = false;
     const char *workers = NULL;
     unsigned long long v;
@@ -369,6 +446,24 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                 return fail("invalid --body-buffer-size '%s' (bytes, 0 to 2^40)%s", optarg, "");
             cfg->body_buffer_size = (size_t)v;
             break;
+        case OPT_RELOAD: cfg->reload = true; break;
+        case OPT_RELOAD_DIR:
+        case OPT_RELOAD_INCLUDE:
+        case OPT_RELOAD_EXCLUDE:
+        case OPT_RELOAD_EXTRA:
+            if (add_reload_entry(cfg, c, optarg) < 0) return -1;
+            break;
+        case OPT_RELOAD_DELAY:
+            if (parse_seconds(optarg, &cfg->reload_delay) || cfg->reload_delay > 60)
+                return fail("invalid --reload-delay '%s' (seconds, 0 to 60)%s", optarg, "");
+            break;
+        case OPT_RELOAD_ENGINE:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "inotify"))
+                return fail("invalid --reload-engine '%s' (auto or inotify: gallop watches with "
+                            "inotify)%s",
+                            optarg, "");
+            break;
+        case OPT_CHECK_CONFIG: cfg->check_config = true; break;
         case OPT_USER: cfg->user = optarg; break;
         case OPT_GROUP: cfg->group = optarg; break;
         case OPT_UMASK: {
@@ -453,10 +548,12 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
         if (ve && *ve) cfg->venv = ve;
     }
     if (cfg->num_binds == 0 && cfg->num_fds == 0) cfg->binds[cfg->num_binds++] = "127.0.0.1:8000";
-    if (workers) return resolve_workers(cfg, workers, "--workers", twice_plus_one);
     const char *wc = getenv("WEB_CONCURRENCY");
-    if (wc && *wc) return resolve_workers(cfg, wc, "WEB_CONCURRENCY", twice_plus_one);
-    return resolve_workers(cfg, "auto", "auto", twice_plus_one);
+    int r = workers     ? resolve_workers(cfg, workers, "--workers", twice_plus_one)
+            : wc && *wc ? resolve_workers(cfg, wc, "WEB_CONCURRENCY", twice_plus_one)
+                        : resolve_workers(cfg, "auto", "auto", twice_plus_one);
+    if (r == 0) r = check_reload_and_config(cfg);
+    return r;
 }
 
 /* One line of a config file as a flag: "max_requests = 10" -> "--max-requests=10". */

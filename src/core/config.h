@@ -11,6 +11,7 @@
 #define GP_MAX_BINDS 16
 #define GP_MAX_PYTHONPATH 16
 #define GP_MAX_WORKERS 1024
+#define GP_MAX_RELOAD 32 /* entries of each --reload-* list */
 
 /* Exit codes, documented in the README. */
 enum {
@@ -73,6 +74,15 @@ typedef struct {
     double send_timeout;     /* seconds a client may take no response byte */
     size_t body_buffer_size; /* sync WSGI: body held in memory up to this, then on disk;
                                 0: the app reads it from the socket as it comes */
+    /* --reload (development): replace the workers when the code changes */
+    bool reload;
+    double reload_delay; /* seconds of quiet before reloading */
+    const char *reload_dirs[GP_MAX_RELOAD];
+    const char *reload_includes[GP_MAX_RELOAD];
+    const char *reload_excludes[GP_MAX_RELOAD];
+    const char *reload_extra_files[GP_MAX_RELOAD];
+    int num_reload_dirs, num_reload_includes, num_reload_excludes, num_reload_extra_files;
+    bool check_config; /* --check-config: parse, report, exit */
 } gp_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed and
