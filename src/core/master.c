@@ -972,7 +972,7 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
         } else if (m.next_spawn > t && m.next_spawn < wake) {
             wake = m.next_spawn;
         }
-        if (reload_at > 0 && reload_at < wake) wake = reload_at;
+        if (reload_at > 0 && reload_at < wake) wake = reload_at > t ? reload_at : t;
         struct pollfd pfd[3] = {{.fd = m.sigfd, .events = POLLIN},
                                 {.fd = m.wake_fd, .events = POLLIN},
                                 {.fd = m.reloader ? gp_reload_fd(m.reloader) : -1, .events = POLLIN}};
