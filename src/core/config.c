@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "core/cpus.h"
+#include "core/listen.h"
 #include "core/log.h"
 
 #ifndef GP_VERSION
@@ -78,6 +79,14 @@ static const char usage_text[] =
     "      --access-log FILE|-      write an access log (off by default)\n"
     "      --error-log FILE|-       where the error log goes (- : stderr)\n"
     "  -v, -V, --version            print the version and exit\n"
+    "      --reload                 development: new workers when a watched file changes\n"
+    "      --reload-dir DIR         watch DIR instead of the current directory (repeatable)\n"
+    "      --reload-include GLOB    also reload for files matching GLOB (repeatable; *.py)\n"
+    "      --reload-exclude GLOB    ignore files matching GLOB, or directory DIR (repeatable;\n"
+    "                               .*, .py[cod], .sw.*, ~*)\n"
+    "      --reload-extra-file FILE also reload when FILE changes (repeatable)\n"
+    "      --reload-delay S         seconds of quiet before reloading (0.25)\n"
+    "      --check-config           check the settings and exit (0 good, 2 bad); loads nothing\n"
     "  -h, --help                   print this help and exit\n"
     "\n"
     "uvicorn's and gunicorn's spellings:\n"
@@ -154,6 +163,15 @@ enum {
     OPT_WORKERCLASS,
     OPT_STATIC,
     OPT_STATIC_MAXAGE,
+    /* --reload and --check-config */
+    OPT_RELOAD,
+    OPT_RELOAD_DIR,
+    OPT_RELOAD_INCLUDE,
+    OPT_RELOAD_EXCLUDE,
+    OPT_RELOAD_EXTRA,
+    OPT_RELOAD_DELAY,
+    OPT_RELOAD_ENGINE,
+    OPT_CHECK_CONFIG,
 };
 
 static const struct option long_opts[] = {
@@ -208,6 +226,18 @@ static const struct option long_opts[] = {
     {"body-buffer-size", required_argument, 0, OPT_BODYBUF},
     {"static", required_argument, 0, OPT_STATIC},
     {"static-max-age", required_argument, 0, OPT_STATIC_MAXAGE},
+    {"reload", no_argument, 0, OPT_RELOAD},
+    {"reload-dir", required_argument, 0, OPT_RELOAD_DIR},
+    {"reload-dirs", required_argument, 0, OPT_RELOAD_DIR},
+    {"reload-include", required_argument, 0, OPT_RELOAD_INCLUDE},
+    {"reload-includes", required_argument, 0, OPT_RELOAD_INCLUDE},
+    {"reload-exclude", required_argument, 0, OPT_RELOAD_EXCLUDE},
+    {"reload-excludes", required_argument, 0, OPT_RELOAD_EXCLUDE},
+    {"reload-extra-file", required_argument, 0, OPT_RELOAD_EXTRA},
+    {"reload-extra-files", required_argument, 0, OPT_RELOAD_EXTRA},
+    {"reload-delay", required_argument, 0, OPT_RELOAD_DELAY},
+    {"reload-engine", required_argument, 0, OPT_RELOAD_ENGINE},
+    {"check-config", no_argument, 0, OPT_CHECK_CONFIG},
     {"help", no_argument, 0, 'h'},
     /* uvicorn's and gunicorn's spellings */
     {"host", required_argument, 0, OPT_HOST},
@@ -238,6 +268,27 @@ static int parse_ull(const char *s, unsigned long long max, unsigned long long *
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || *end || v > max) return -1;
     *out = v;
+    return 0;
+}
+
+/* --reload-dir/-include/-exclude/-extra-file: each a list, one value a flag. */
+static int add_reload_entry(gp_config *cfg, int opt, char *value)
+{
+    const char **list = opt == OPT_RELOAD_DIR       ? cfg->reload_dirs
+                        : opt == OPT_RELOAD_INCLUDE ? cfg->reload_includes
+                        : opt == OPT_RELOAD_EXCLUDE ? cfg->reload_excludes
+                                                    : cfg->reload_extra_files;
+    int *n = opt == OPT_RELOAD_DIR       ? &cfg->num_reload_dirs
+             : opt == OPT_RELOAD_INCLUDE ? &cfg->num_reload_includes
+             : opt == OPT_RELOAD_EXCLUDE ? &cfg->num_reload_excludes
+                                         : &cfg->num_reload_extra_files;
+    const char *name = opt == OPT_RELOAD_DIR       ? "--reload-dir"
+                       : opt == OPT_RELOAD_INCLUDE ? "--reload-include"
+                       : opt == OPT_RELOAD_EXCLUDE ? "--reload-exclude"
+                                                   : "--reload-extra-file";
+    if (!*value) return fail("%s needs a value%s", name, "");
+    if (*n == GP_MAX_RELOAD) return fail("too many %s (at most 32)%s", name, "");
+    list[(*n)++] = value;
     return 0;
 }
 
@@ -380,6 +431,31 @@ static int finish_binds(gp_config *cfg)
     return add_bind(cfg, "127.0.0.1:8000");
 }
 
+/* What the flags cannot say one at a time; then --check-config's report:
+ * every address is parsed (nothing is bound, nothing imported). */
+static int check_reload_and_config(const gp_config *cfg)
+{
+    if (cfg->reload && cfg->preload)
+        return fail("--reload cannot work with --preload: workers would fork from the code "
+                    "the master imported%s%s",
+                    "", "");
+    if (!cfg->reload && (cfg->num_reload_dirs || cfg->num_reload_includes ||
+                         cfg->num_reload_excludes || cfg->num_reload_extra_files))
+        gp_warn("--reload-dir, --reload-include, --reload-exclude and --reload-extra-file do "
+                "nothing without --reload");
+    if (!cfg->check_config) return 0;
+    for (int i = 0; i < cfg->num_binds; i++) {
+        gp_addr a;
+        char err[256];
+        if (gp_addr_parse(cfg->binds[i], &a, err, sizeof err) < 0)
+            return fail("%s%s", err, "");
+    }
+    printf("gallop: configuration OK: %s, %d worker%s, %s%s\n", cfg->app, cfg->workers,
+           cfg->workers == 1 ? "" : "s", cfg->num_fds ? "inherited sockets" : cfg->binds[0],
+           cfg->num_binds > 1 ? " and more" : "");
+    return 1;
+}
+
 int gp_config_parse(gp_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -410,6 +486,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->port = -1;
     cfg->proxy_headers = true;
     cfg->static_max_age = -1;
+    cfg->reload_delay = 0.25;
     bool twice_plus_one = false;
     const char *workers = NULL;
     unsigned long long v;
@@ -539,6 +616,24 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                             "");
             cfg->static_max_age = (long)v;
             break;
+        case OPT_RELOAD: cfg->reload = true; break;
+        case OPT_RELOAD_DIR:
+        case OPT_RELOAD_INCLUDE:
+        case OPT_RELOAD_EXCLUDE:
+        case OPT_RELOAD_EXTRA:
+            if (add_reload_entry(cfg, c, optarg) < 0) return -1;
+            break;
+        case OPT_RELOAD_DELAY:
+            if (parse_seconds(optarg, &cfg->reload_delay) || cfg->reload_delay > 60)
+                return fail("invalid --reload-delay '%s' (seconds, 0 to 60)%s", optarg, "");
+            break;
+        case OPT_RELOAD_ENGINE:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "inotify"))
+                return fail("invalid --reload-engine '%s' (auto or inotify: gallop watches with "
+                            "inotify)%s",
+                            optarg, "");
+            break;
+        case OPT_CHECK_CONFIG: cfg->check_config = true; break;
         case OPT_USER: cfg->user = optarg; break;
         case OPT_GROUP: cfg->group = optarg; break;
         case OPT_UMASK: {
@@ -653,10 +748,12 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
         if (ve && *ve) cfg->venv = ve;
     }
     if (finish_binds(cfg)) return -1;
-    if (workers) return resolve_workers(cfg, workers, "--workers", twice_plus_one);
     const char *wc = getenv("WEB_CONCURRENCY");
-    if (wc && *wc) return resolve_workers(cfg, wc, "WEB_CONCURRENCY", twice_plus_one);
-    return resolve_workers(cfg, "auto", "auto", twice_plus_one);
+    int r = workers     ? resolve_workers(cfg, workers, "--workers", twice_plus_one)
+            : wc && *wc ? resolve_workers(cfg, wc, "WEB_CONCURRENCY", twice_plus_one)
+                        : resolve_workers(cfg, "auto", "auto", twice_plus_one);
+    if (r == 0) r = check_reload_and_config(cfg);
+    return r;
 }
 
 /* One line of a config file as a flag: "max_requests = 10" -> "--max-requests=10". */

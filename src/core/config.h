@@ -12,6 +12,7 @@
 #define GP_MAX_PYTHONPATH 16
 #define GP_MAX_WORKERS 1024
 #define GP_MAX_STATIC 16
+#define GP_MAX_RELOAD 32 /* entries of each --reload-* list */
 
 /* Exit codes, documented in the README. */
 enum {
@@ -87,6 +88,15 @@ typedef struct {
     } statics[GP_MAX_STATIC];
     int num_statics;
     long static_max_age; /* --static-max-age: Cache-Control max-age seconds; -1: none */
+    /* --reload (development): replace the workers when the code changes */
+    bool reload;
+    double reload_delay; /* seconds of quiet before reloading */
+    const char *reload_dirs[GP_MAX_RELOAD];
+    const char *reload_includes[GP_MAX_RELOAD];
+    const char *reload_excludes[GP_MAX_RELOAD];
+    const char *reload_extra_files[GP_MAX_RELOAD];
+    int num_reload_dirs, num_reload_includes, num_reload_excludes, num_reload_extra_files;
+    bool check_config; /* --check-config: parse, report, exit */
 } gp_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed and
