@@ -7,8 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <strings.h>
 
 #include "core/cpus.h"
+#include "core/listen.h"
 #include "core/log.h"
 
 #ifndef GP_VERSION
@@ -70,10 +73,26 @@ static const char usage_text[] =
     "      --body-buffer-size N     sync WSGI: read the body before the app runs, in memory\n"
     "                               up to N bytes, beyond in a temp file (1048576; 0: the\n"
     "                               app reads it from the socket as it arrives)\n"
+    "      --static PREFIX=DIR      serve the files of DIR at URL PREFIX from C, before the\n"
+    "                               app (repeatable), e.g. --static /static=./staticfiles\n"
+    "      --static-max-age S       Cache-Control: max-age=S on static files (default: none)\n"
+    "      --forwarded-allow-ips IPS  peers whose X-Forwarded-* / Forwarded / PROXY headers\n"
+    "                               are believed: IPs, networks, '*', 'unix' (default\n"
+    "                               $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1)\n"
+    "      --proxy-protocol[=ADDR]  expect a PROXY v1/v2 header first on every listener\n"
+    "                               (or on --bind ADDR only; repeatable)\n"
     "      --log-level LEVEL        debug, info, warning, error, critical (info)\n"
     "      --access-log FILE|-      write an access log (off by default)\n"
     "      --error-log FILE|-       where the error log goes (- : stderr)\n"
     "  -v, -V, --version            print the version and exit\n"
+    "      --reload                 development: new workers when a watched file changes\n"
+    "      --reload-dir DIR         watch DIR instead of the current directory (repeatable)\n"
+    "      --reload-include GLOB    also reload for files matching GLOB (repeatable; *.py)\n"
+    "      --reload-exclude GLOB    ignore files matching GLOB, or directory DIR (repeatable;\n"
+    "                               .*, .py[cod], .sw.*, ~*)\n"
+    "      --reload-extra-file FILE also reload when FILE changes (repeatable)\n"
+    "      --reload-delay S         seconds of quiet before reloading (0.25)\n"
+    "      --check-config           check the settings and exit (0 good, 2 bad); loads nothing\n"
     "  -h, --help                   print this help and exit\n"
     "\n"
     "uvicorn's and gunicorn's spellings:\n"
@@ -148,6 +167,19 @@ enum {
     OPT_PROXYHDRS,
     OPT_NOPROXYHDRS,
     OPT_WORKERCLASS,
+    OPT_STATIC,
+    OPT_STATIC_MAXAGE,
+    /* --reload and --check-config */
+    OPT_RELOAD,
+    OPT_RELOAD_DIR,
+    OPT_RELOAD_INCLUDE,
+    OPT_RELOAD_EXCLUDE,
+    OPT_RELOAD_EXTRA,
+    OPT_RELOAD_DELAY,
+    OPT_RELOAD_ENGINE,
+    OPT_CHECK_CONFIG,
+    OPT_FWD_ALLOW,
+    OPT_PROXY_PROTOCOL,
 };
 
 static const struct option long_opts[] = {
@@ -200,6 +232,22 @@ static const struct option long_opts[] = {
     {"body-timeout", required_argument, 0, OPT_BODYTO},
     {"send-timeout", required_argument, 0, OPT_SENDTO},
     {"body-buffer-size", required_argument, 0, OPT_BODYBUF},
+    {"static", required_argument, 0, OPT_STATIC},
+    {"static-max-age", required_argument, 0, OPT_STATIC_MAXAGE},
+    {"reload", no_argument, 0, OPT_RELOAD},
+    {"reload-dir", required_argument, 0, OPT_RELOAD_DIR},
+    {"reload-dirs", required_argument, 0, OPT_RELOAD_DIR},
+    {"reload-include", required_argument, 0, OPT_RELOAD_INCLUDE},
+    {"reload-includes", required_argument, 0, OPT_RELOAD_INCLUDE},
+    {"reload-exclude", required_argument, 0, OPT_RELOAD_EXCLUDE},
+    {"reload-excludes", required_argument, 0, OPT_RELOAD_EXCLUDE},
+    {"reload-extra-file", required_argument, 0, OPT_RELOAD_EXTRA},
+    {"reload-extra-files", required_argument, 0, OPT_RELOAD_EXTRA},
+    {"reload-delay", required_argument, 0, OPT_RELOAD_DELAY},
+    {"reload-engine", required_argument, 0, OPT_RELOAD_ENGINE},
+    {"check-config", no_argument, 0, OPT_CHECK_CONFIG},
+    {"forwarded-allow-ips", required_argument, 0, OPT_FWD_ALLOW},
+    {"proxy-protocol", optional_argument, 0, OPT_PROXY_PROTOCOL},
     {"help", no_argument, 0, 'h'},
     /* uvicorn's and gunicorn's spellings */
     {"host", required_argument, 0, OPT_HOST},
@@ -233,6 +281,27 @@ static int parse_ull(const char *s, unsigned long long max, unsigned long long *
     return 0;
 }
 
+/* --reload-dir/-include/-exclude/-extra-file: each a list, one value a flag. */
+static int add_reload_entry(gp_config *cfg, int opt, char *value)
+{
+    const char **list = opt == OPT_RELOAD_DIR       ? cfg->reload_dirs
+                        : opt == OPT_RELOAD_INCLUDE ? cfg->reload_includes
+                        : opt == OPT_RELOAD_EXCLUDE ? cfg->reload_excludes
+                                                    : cfg->reload_extra_files;
+    int *n = opt == OPT_RELOAD_DIR       ? &cfg->num_reload_dirs
+             : opt == OPT_RELOAD_INCLUDE ? &cfg->num_reload_includes
+             : opt == OPT_RELOAD_EXCLUDE ? &cfg->num_reload_excludes
+                                         : &cfg->num_reload_extra_files;
+    const char *name = opt == OPT_RELOAD_DIR       ? "--reload-dir"
+                       : opt == OPT_RELOAD_INCLUDE ? "--reload-include"
+                       : opt == OPT_RELOAD_EXCLUDE ? "--reload-exclude"
+                                                   : "--reload-extra-file";
+    if (!*value) return fail("%s needs a value%s", name, "");
+    if (*n == GP_MAX_RELOAD) return fail("too many %s (at most 32)%s", name, "");
+    list[(*n)++] = value;
+    return 0;
+}
+
 static int parse_seconds(const char *s, double *out)
 {
     char *end;
@@ -240,6 +309,43 @@ static int parse_seconds(const char *s, double *out)
     double v = strtod(s, &end);
     if (errno || end == s || *end || !(v >= 0) || v > 1e7) return -1;
     *out = v;
+    return 0;
+}
+
+/* --static URL_PREFIX=DIR: DIR is resolved now (relative to where gallop
+ * started, before --chdir) and must be a directory. */
+static int parse_static(gp_config *cfg, const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || arg[0] != '/' || !eq[1])
+        return fail("invalid --static '%s': use URL_PREFIX=DIR, the prefix starting with '/'%s",
+                    arg, "");
+    size_t n = (size_t)(eq - arg);
+    while (n > 0 && arg[n - 1] == '/') n--;
+    if (memchr(arg, '?', n) || memchr(arg, '#', n) || memchr(arg, '%', n))
+        return fail("invalid --static '%s': the prefix is a plain path (no '?', '#' or '%%')%s",
+                    arg, "");
+    if (cfg->num_statics == GP_MAX_STATIC) return fail("too many --static (at most 16)%s%s", "", "");
+    char *prefix = strndup(arg, n), *dir = realpath(eq + 1, NULL);
+    if (!prefix) return fail("out of memory%s%s", "", "");
+    if (!dir) {
+        free(prefix);
+        return fail("invalid --static '%s': %s", arg, strerror(errno));
+    }
+    struct stat st;
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        free(prefix);
+        free(dir);
+        return fail("invalid --static '%s': %s", arg, "not a directory");
+    }
+    for (int i = 0; i < cfg->num_statics; i++)
+        if (strcmp(cfg->statics[i].prefix, prefix) == 0) {
+            free(prefix);
+            free(dir);
+            return fail("invalid --static '%s': that prefix is mounted already%s", arg, "");
+        }
+    cfg->statics[cfg->num_statics].prefix = prefix;
+    cfg->statics[cfg->num_statics++].dir = dir;
     return 0;
 }
 
@@ -335,6 +441,58 @@ static int finish_binds(gp_config *cfg)
     return add_bind(cfg, "127.0.0.1:8000");
 }
 
+/* What the flags cannot say one at a time; then --check-config's report:
+ * every address is parsed (nothing is bound, nothing imported). */
+static int check_reload_and_config(const gp_config *cfg)
+{
+    if (cfg->reload && cfg->preload)
+        return fail("--reload cannot work with --preload: workers would fork from the code "
+                    "the master imported%s%s",
+                    "", "");
+    if (!cfg->reload && (cfg->num_reload_dirs || cfg->num_reload_includes ||
+                         cfg->num_reload_excludes || cfg->num_reload_extra_files))
+        gp_warn("--reload-dir, --reload-include, --reload-exclude and --reload-extra-file do "
+                "nothing without --reload");
+    if (!cfg->check_config) return 0;
+    for (int i = 0; i < cfg->num_binds; i++) {
+        gp_addr a;
+        char err[256];
+        if (gp_addr_parse(cfg->binds[i], &a, err, sizeof err) < 0)
+            return fail("%s%s", err, "");
+    }
+    printf("gallop: configuration OK: %s, %d worker%s, %s%s\n", cfg->app, cfg->workers,
+           cfg->workers == 1 ? "" : "s", cfg->num_fds ? "inherited sockets" : cfg->binds[0],
+           cfg->num_binds > 1 ? " and more" : "");
+    return 1;
+}
+
+/* --forwarded-allow-ips (else $FORWARDED_ALLOW_IPS, as gunicorn and uvicorn
+ * read it) parsed, and each --proxy-protocol=ADDR one of the --bind addresses. */
+static int check_proxy_settings(gp_config *cfg)
+{
+    char err[200];
+    const char *env = getenv("FORWARDED_ALLOW_IPS");
+    if (!cfg->forwarded_allow_ips) cfg->forwarded_allow_ips = env && *env ? env : "127.0.0.1,::1";
+    if (gp_fwd_trust_parse(&cfg->forwarded_allow, cfg->forwarded_allow_ips, err, sizeof err) < 0)
+        return fail("%s%s", err, "");
+    for (int i = 0; i < cfg->num_proxy_protocol_binds; i++) {
+        gp_addr want, have;
+        int found = 0;
+        if (gp_addr_parse(cfg->proxy_protocol_binds[i], &want, err, sizeof err) < 0)
+            return fail("invalid --proxy-protocol address: %s%s", err, "");
+        for (int b = 0; b < cfg->num_binds && !found; b++)
+            found = gp_addr_parse(cfg->binds[b], &have, err, sizeof err) == 0 &&
+                    strcmp(have.text, want.text) == 0;
+        if (!found)
+            return fail("--proxy-protocol=%s is not one of the --bind addresses%s",
+                        cfg->proxy_protocol_binds[i], "");
+        char *canon = strdup(want.text); /* what the listener's text will be */
+        if (!canon) return fail("out of memory%s%s", "", "");
+        cfg->proxy_protocol_binds[i] = canon;
+    }
+    return 0;
+}
+
 int gp_config_parse(gp_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -364,6 +522,8 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->body_buffer_size = 1u << 20;
     cfg->port = -1;
     cfg->proxy_headers = true;
+    cfg->static_max_age = -1;
+    cfg->reload_delay = 0.25;
     bool twice_plus_one = false;
     const char *workers = NULL;
     unsigned long long v;
@@ -484,6 +644,48 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                 return fail("invalid --body-buffer-size '%s' (bytes, 0 to 2^40)%s", optarg, "");
             cfg->body_buffer_size = (size_t)v;
             break;
+        case OPT_STATIC:
+            if (parse_static(cfg, optarg)) return -1;
+            break;
+        case OPT_STATIC_MAXAGE:
+            if (parse_ull(optarg, 1u << 31, &v))
+                return fail("invalid --static-max-age '%s' (seconds, 0 to 2147483648)%s", optarg,
+                            "");
+            cfg->static_max_age = (long)v;
+            break;
+        case OPT_RELOAD: cfg->reload = true; break;
+        case OPT_RELOAD_DIR:
+        case OPT_RELOAD_INCLUDE:
+        case OPT_RELOAD_EXCLUDE:
+        case OPT_RELOAD_EXTRA:
+            if (add_reload_entry(cfg, c, optarg) < 0) return -1;
+            break;
+        case OPT_RELOAD_DELAY:
+            if (parse_seconds(optarg, &cfg->reload_delay) || cfg->reload_delay > 60)
+                return fail("invalid --reload-delay '%s' (seconds, 0 to 60)%s", optarg, "");
+            break;
+        case OPT_RELOAD_ENGINE:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "inotify"))
+                return fail("invalid --reload-engine '%s' (auto or inotify: gallop watches with "
+                            "inotify)%s",
+                            optarg, "");
+            break;
+        case OPT_CHECK_CONFIG: cfg->check_config = true; break;
+        case OPT_FWD_ALLOW: cfg->forwarded_allow_ips = optarg; break;
+        case OPT_PROXY_PROTOCOL:
+            if (!optarg || !strcasecmp(optarg, "true") || !strcasecmp(optarg, "1") ||
+                !strcasecmp(optarg, "yes") || !strcasecmp(optarg, "on")) {
+                cfg->proxy_protocol = true;
+            } else if (!strcasecmp(optarg, "false") || !strcasecmp(optarg, "0") ||
+                       !strcasecmp(optarg, "no") || !strcasecmp(optarg, "off")) {
+                cfg->proxy_protocol = false;
+                cfg->num_proxy_protocol_binds = 0;
+            } else if (cfg->num_proxy_protocol_binds == GP_MAX_BINDS) {
+                return fail("too many --proxy-protocol addresses%s%s", "", "");
+            } else {
+                cfg->proxy_protocol_binds[cfg->num_proxy_protocol_binds++] = optarg;
+            }
+            break;
         case OPT_USER: cfg->user = optarg; break;
         case OPT_GROUP: cfg->group = optarg; break;
         case OPT_UMASK: {
@@ -598,10 +800,13 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
         if (ve && *ve) cfg->venv = ve;
     }
     if (finish_binds(cfg)) return -1;
-    if (workers) return resolve_workers(cfg, workers, "--workers", twice_plus_one);
+    if (check_proxy_settings(cfg) < 0) return -1;
     const char *wc = getenv("WEB_CONCURRENCY");
-    if (wc && *wc) return resolve_workers(cfg, wc, "WEB_CONCURRENCY", twice_plus_one);
-    return resolve_workers(cfg, "auto", "auto", twice_plus_one);
+    int r = workers     ? resolve_workers(cfg, workers, "--workers", twice_plus_one)
+            : wc && *wc ? resolve_workers(cfg, wc, "WEB_CONCURRENCY", twice_plus_one)
+                        : resolve_workers(cfg, "auto", "auto", twice_plus_one);
+    if (r == 0) r = check_reload_and_config(cfg);
+    return r;
 }
 
 /* One line of a config file as a flag: "max_requests = 10" -> "--max-requests=10". */
