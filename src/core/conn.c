@@ -211,7 +211,9 @@ const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len)
 
 bool gp_conn_forwarded(gp_conn *c, const gp_http_request *req, gp_fwd *out)
 {
-    return c->fwd_trusted && gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers,
+    /* --no-proxy-headers (uvicorn's): X-Forwarded-* / Forwarded from no one */
+    return c->fwd_trusted && c->w->cfg->proxy_headers &&
+           gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers,
                                             req->num_headers, req->host, req->host_len, out);
 }
 

@@ -222,6 +222,18 @@ def test_uvicorn_uds_root_path_keepalive(launch, project, tmp_path):
         assert time.monotonic() - t0 < 3.5
 
 
+@pytest.mark.parametrize("flags,honoured", [([], True), (["--proxy-headers"], True),
+                                            (["--no-proxy-headers"], False)])
+def test_uvicorn_proxy_headers(launch, flags, honoured):
+    """uvicorn's switch: X-Forwarded-For from a --forwarded-allow-ips peer
+    (127.0.0.1 by default) is believed unless --no-proxy-headers."""
+    port = free_port()
+    launch(["basic:app", "--port", str(port)] + flags)
+    env = requests.get(f"http://127.0.0.1:{port}/env", headers={"X-Forwarded-For": "203.0.113.7"},
+                       timeout=10).json()
+    assert env["REMOTE_ADDR"] == ("203.0.113.7" if honoured else "127.0.0.1"), env
+
+
 def test_uvicorn_limit_max_requests(launch, project):
     port = free_port()
     g = launch(["main:app", "--port", str(port), "--limit-max-requests", "3", "--workers", "1"],
