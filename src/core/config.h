@@ -78,8 +78,8 @@ typedef struct {
     size_t body_buffer_size; /* sync WSGI: body held in memory up to this, then on disk;
                                 0: the app reads it from the socket as it comes */
     /* uvicorn's address flags and proxy switch */
-    const char *host; /* --host (127.0.0.1 when only --port is given) */
-    int port;         /* --port; -1: not given */
+    const char *host;    /* --host (127.0.0.1 when only --port is given) */
+    int port;            /* --port; -1: not given */
     char host_bind[300]; /* --host/--port combined into one --bind address */
     char uds_bind[128];  /* --uds PATH as "unix:PATH" */
     bool proxy_headers;  /* --proxy-headers (default) / --no-proxy-headers */
