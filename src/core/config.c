@@ -746,7 +746,12 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                 return fail("invalid --log-level '%s' (debug, info, warning, error, critical)%s",
                             optarg, "");
             break;
-        case OPT_ACCESS: cfg->access_log = optarg; break;
+        case OPT_ACCESS:
+            /* uvicorn's --access-log is a switch: never take its next flag for a file */
+            if (optarg[0] == '-' && optarg[1] == '-')
+                return fail("--access-log takes a file or - (stdout), not '%s'%s", optarg, "");
+            cfg->access_log = optarg;
+            break;
         case OPT_ERROR: cfg->error_log = optarg; break;
         case OPT_VERSION: printf("gallop %s\n", GP_VERSION); return 1;
         case 'h': fputs(usage_text, stdout); return 1;
