@@ -52,6 +52,10 @@ $(BUILD)/src/py/%.o: src/py/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC $(PY_CFLAGS) -DGP_PYTHON='"$(PY_EXE)"' -c -o $@ $<
 
+# conffile runs the Python gallop was built for (a child, to read a .py config)
+$(BUILD)/src/core/conffile.o $(BUILD)/asan/src/core/conffile.o: CFLAGS += -DGP_PYTHON='"$(PY_EXE)"'
+$(BUILD)/asan/src/core/conffile.o: SAN_FLAGS += -DGP_PYTHON='"$(PY_EXE)"'
+
 $(BUILD)/src/main.o: src/main.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<

@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "core/conffile.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/master.h"
@@ -89,6 +90,7 @@ int main(int argc, char **argv)
     int r = gp_config_load(&cfg, argc, argv);
     if (r) return r > 0 ? GP_EXIT_OK : GP_EXIT_USAGE;
     if (find_bridge() < 0) return GP_EXIT_BOOT_ERROR; /* README: 3, no worker could boot */
+    gp_conffile_apply_env(&cfg); /* raw_env / --env: the workers inherit them */
     raise_fd_limit();
     if (cfg.chdir && chdir(cfg.chdir) < 0) {
         fprintf(stderr, "gallop: error: cannot change directory to '%s': %s\n", cfg.chdir,

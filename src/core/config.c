@@ -70,6 +70,9 @@ static const char usage_text[] =
     "      --log-level LEVEL        debug, info, warning, error, critical (info)\n"
     "      --access-log FILE|-      write an access log (off by default)\n"
     "      --error-log FILE|-       where the error log goes (- : stderr)\n"
+    "  -e, --env KEY=VALUE          set an environment variable for the workers (repeatable)\n"
+    "      --wsgi-app SPEC          the app when none is given after the options\n"
+    "      --config-hooks FILE      run this Python file's server hooks (set by a .py config)\n"
     "      --version                print the version and exit\n"
     "  -h, --help                   print this help and exit\n"
     "\n"
@@ -122,6 +125,9 @@ enum {
     OPT_SENDTO,
     OPT_BODYBUF,
     OPT_WORKERCONNS,
+    /* Python config files (conffile.c) */
+    OPT_WSGIAPP,
+    OPT_CONFIGHOOKS,
 };
 
 static const struct option long_opts[] = {
@@ -174,13 +180,26 @@ static const struct option long_opts[] = {
     {"body-timeout", required_argument, 0, OPT_BODYTO},
     {"send-timeout", required_argument, 0, OPT_SENDTO},
     {"body-buffer-size", required_argument, 0, OPT_BODYBUF},
+    /* Python config files (conffile.c) */
+    {"env", required_argument, 0, 'e'},
+    {"wsgi-app", required_argument, 0, OPT_WSGIAPP},
+    {"config-hooks", required_argument, 0, OPT_CONFIGHOOKS},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
 
+const char *gp_config_error_where;
+
+int gp_config_has_flag(const char *name)
+{
+    for (const struct option *o = long_opts; o->name; o++)
+        if (strcmp(o->name, name) == 0) return o->has_arg != no_argument;
+    return -1;
+}
+
 static int fail(const char *fmt, const char *a, const char *b)
 {
-    fprintf(stderr, "gallop: error: ");
+    fprintf(stderr, "gallop: error: %s", gp_config_error_where ? gp_config_error_where : "");
     fprintf(stderr, fmt, a, b);
     fprintf(stderr, "\n");
     return -1;
@@ -256,13 +275,13 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->send_timeout = 60;
     cfg->body_buffer_size = 1u << 20;
     bool twice_plus_one = false;
-    const char *workers = NULL;
+    const char *workers = NULL, *wsgi_app = NULL;
     unsigned long long v;
 
     opterr = 0;
     optind = 0; /* 0, not 1: glibc then forgets any earlier parse entirely */
     int c;
-    while ((c = getopt_long(argc, argv, "+:b:c:w:h", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:b:c:w:e:h", long_opts, NULL)) != -1) {
         switch (c) {
         case 'c': cfg->config_file = optarg; break;
         case 'b':
@@ -430,6 +449,15 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             break;
         case OPT_ACCESS: cfg->access_log = optarg; break;
         case OPT_ERROR: cfg->error_log = optarg; break;
+        /* Python config files (conffile.c) */
+        case 'e':
+            if (cfg->num_env == GP_MAX_ENV) return fail("too many --env%s%s", "", "");
+            if (optarg[0] == '=' || !strchr(optarg, '='))
+                return fail("invalid --env '%s' (KEY=VALUE)%s", optarg, "");
+            cfg->env[cfg->num_env++] = optarg;
+            break;
+        case OPT_WSGIAPP: wsgi_app = optarg; break;
+        case OPT_CONFIGHOOKS: cfg->hooks_file = optarg; break;
         case OPT_VERSION: printf("gallop %s\n", GP_VERSION); return 1;
         case 'h': fputs(usage_text, stdout); return 1;
         case ':': return fail("option '%s' needs a value%s", argv[optind - 1], "");
@@ -441,11 +469,11 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             return fail("unknown option '%s' (see gallop --help)%s", argv[optind - 1], "");
         }
     }
-    if (optind >= argc)
+    if (optind >= argc && !wsgi_app)
         return fail("no application given: gallop [OPTIONS] MODULE[:ATTRIBUTE]%s%s", "", "");
     if (optind + 1 < argc)
         return fail("unexpected argument '%s' (one application only)%s", argv[optind + 1], "");
-    cfg->app = argv[optind];
+    cfg->app = optind < argc ? argv[optind] : wsgi_app; /* the command line's wins */
     if (!cfg->app[0] || cfg->app[0] == ':' || cfg->app[strlen(cfg->app) - 1] == ':')
         return fail("invalid application '%s': use MODULE[:ATTRIBUTE]%s", cfg->app, "");
     if (!cfg->venv) {
@@ -457,106 +485,4 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     const char *wc = getenv("WEB_CONCURRENCY");
     if (wc && *wc) return resolve_workers(cfg, wc, "WEB_CONCURRENCY", twice_plus_one);
     return resolve_workers(cfg, "auto", "auto", twice_plus_one);
-}
-
-/* One line of a config file as a flag: "max_requests = 10" -> "--max-requests=10". */
-static char *line_to_flag(char *line, const char *file, int lineno)
-{
-    char *hash = strchr(line, '#');
-    if (hash) *hash = 0;
-    char *p = line;
-    while (*p == ' ' || *p == '\t') p++;
-    char *end = p + strlen(p);
-    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
-        *--end = 0;
-    if (!*p) return NULL;
-    while (*p == '-') p++;
-    char *name = p;
-    while (*p && *p != '=' && *p != ' ' && *p != '\t') {
-        if (*p == '_') *p = '-';
-        p++;
-    }
-    char *value = NULL;
-    if (*p) {
-        *p++ = 0;
-        while (*p == ' ' || *p == '\t' || *p == '=') p++;
-        value = p;
-        size_t n = strlen(value);
-        if (n >= 2 && (value[0] == '"' || value[0] == '\'') && value[n - 1] == value[0]) {
-            value[n - 1] = 0;
-            value++;
-        }
-    }
-    size_t len = strlen(name) + (value ? strlen(value) : 0) + 4;
-    char *flag = malloc(len);
-    if (!flag) return NULL;
-    if (value && *value) snprintf(flag, len, "--%s=%s", name, value);
-    else snprintf(flag, len, "--%s", name);
-    (void)file;
-    (void)lineno;
-    return flag;
-}
-
-static const char *find_config_file(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0) return NULL;
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
-            return argv[i + 1];
-        if (strncmp(argv[i], "--config=", 9) == 0) return argv[i] + 9;
-    }
-    return NULL;
-}
-
-int gp_config_load(gp_config *cfg, int argc, char **argv)
-{
-    const char *file = find_config_file(argc, argv);
-    if (!file) return gp_config_parse(cfg, argc, argv);
-    FILE *f = fopen(file, "r");
-    if (!f) return fail("cannot read config file '%s': %s", file, strerror(errno));
-    /* the file's flags, then the command line's: grown as lines come */
-    size_t cap = (size_t)argc + 64, n = 0;
-    char **all = malloc(cap * sizeof *all);
-    int lineno = 0, r = -1;
-    if (!all) goto oom;
-    all[n++] = argv[0];
-    char line[4096];
-    /* a list the command line gives replaces the file's, not adds to it */
-    bool cli_binds = false, cli_paths = false;
-    for (int i = 1; i < argc; i++) {
-        cli_binds |= strcmp(argv[i], "-b") == 0 || strncmp(argv[i], "--bind", 6) == 0;
-        cli_paths |= strncmp(argv[i], "--pythonpath", 12) == 0;
-    }
-    while (fgets(line, sizeof line, f)) {
-        char *flag = line_to_flag(line, file, ++lineno);
-        if (!flag) continue;
-        if ((cli_binds && strncmp(flag, "--bind", 6) == 0) ||
-            (cli_paths && strncmp(flag, "--pythonpath", 12) == 0)) {
-            free(flag);
-            continue;
-        }
-        if (n + (size_t)argc + 1 > cap) {
-            char **more = realloc(all, 2 * cap * sizeof *all);
-            if (!more) {
-                free(flag);
-                goto oom;
-            }
-            all = more;
-            cap *= 2;
-        }
-        all[n++] = flag;
-    }
-    fclose(f);
-    f = NULL;
-    for (int i = 1; i < argc; i++) all[n++] = argv[i];
-    all[n] = NULL;
-    r = gp_config_parse(cfg, (int)n, all);
-    cfg->argv = argv; /* USR2 and HUP start again from what was given */
-    cfg->argc = argc;
-    cfg->file_args = all; /* kept: the strings cfg points to are in it */
-    return r;
-oom:
-    if (f) fclose(f);
-    free(all);
-    return fail("out of memory reading config file '%s'%s", file, "");
 }

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/conffile.h"
 #include "core/log.h"
 #include "core/notify.h"
 
@@ -749,6 +750,7 @@ static void reread_config(gp_master *m)
     }
     if (fresh->workers != m->cfg->workers)
         gp_info("reload: %d workers (%s)", fresh->workers, fresh->workers_why);
+    gp_conffile_apply_env(fresh);
     m->target = fresh->workers;
     gp_log_set_level(fresh->log_level);
     m->cfg = fresh; /* the old one may still be main's: never freed */
@@ -802,6 +804,7 @@ static void upgrade(gp_master *m)
         snprintf(parent, sizeof parent, "%d", (int)getppid());
         setenv("GALLOP_FDS", fds, 1);
         setenv("GALLOP_OLD_MASTER", parent, 1);
+        setenv("GALLOP_START_CWD", gp_conffile_start_cwd(), 1); /* config files are found there */
         unsetenv("LISTEN_FDS");
         unsetenv("LISTEN_PID");
         execv(m->exe, m->cfg->argv);
