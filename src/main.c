@@ -67,9 +67,11 @@ static int preload(const gp_config *cfg)
     int (*load)(const gp_config *) = (int (*)(const gp_config *))bridge_symbol("gp_py_preload");
     void (*before)(void) = (void (*)(void))bridge_symbol("gp_py_before_fork");
     void (*after)(void) = (void (*)(void))bridge_symbol("gp_py_after_fork_parent");
-    if (!load || !before || !after) return GP_EXIT_BOOT_ERROR;
+    gp_master_hook hook = (gp_master_hook)bridge_symbol("gp_hooks_master");
+    if (!load || !before || !after || !hook) return GP_EXIT_BOOT_ERROR;
     int rc = load(cfg);
     if (rc == 0) gp_master_set_fork_hooks(before, after);
+    if (rc == 0) gp_master_set_hook(hook); /* a Python config file's on_starting, ... */
     return rc;
 }
 

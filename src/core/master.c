@@ -69,6 +69,7 @@ typedef struct {
     bool ever_booted;
     double next_spawn;
     bool ready_notified;
+    unsigned spawned; /* workers started so far: the next one's age */
     pid_t upgrade_child; /* new master started by USR2 */
     pid_t old_master;    /* when we are that new master: the one to retire */
     char exe[PATH_MAX];
@@ -78,6 +79,17 @@ typedef struct {
 } gp_master;
 
 static void (*fork_before)(void), (*fork_after_parent)(void);
+static gp_master_hook master_hook; /* --preload with a Python config file's hooks */
+
+void gp_master_set_hook(gp_master_hook hook)
+{
+    master_hook = hook;
+}
+
+static void run_hook(const char *name, int pid, int age, int old)
+{
+    if (master_hook) master_hook(name, pid, age, old);
+}
 
 static const int handled_signals[] = {SIGCHLD, SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
                                       SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
@@ -357,6 +369,8 @@ static void spawn_worker(gp_master *m)
     atomic_store(&s->generation, m->gen);
     atomic_store(&s->heartbeat_ms, gp_monotonic_ms());
     pid_t parent = getpid();
+    unsigned age = ++m->spawned;
+    run_hook("pre_fork", 0, (int)age, 0);
     if (fork_before) fork_before();
     pid_t pid = fork();
     if (pid < 0) {
@@ -372,7 +386,7 @@ static void spawn_worker(gp_master *m)
         if (getppid() != parent) _exit(0);
         atomic_store(&s->pid, getpid());
         gp_worker_args args = {m->cfg, m->listeners, m->num_listeners, m->sb,
-                               slot,   m->gen,       parent,           m->wake_fd};
+                               slot,   m->gen,       parent,           m->wake_fd, age};
         _exit(m->entry(&args));
     }
     if (fork_after_parent) fork_after_parent();
@@ -540,6 +554,7 @@ static void reaped_worker(gp_master *m, worker_rec *r, int status)
     char how[96];
     describe_exit(how, sizeof how, status);
     worker_rec copy = *r;
+    run_hook("child_exit", (int)pid, 0, 0);
     r->pid = 0;
     atomic_store(&s->state, GP_WS_EMPTY);
     atomic_store(&s->pid, 0);
@@ -748,8 +763,10 @@ static void reread_config(gp_master *m)
         free(fresh);
         return;
     }
-    if (fresh->workers != m->cfg->workers)
+    if (fresh->workers != m->cfg->workers) {
         gp_info("reload: %d workers (%s)", fresh->workers, fresh->workers_why);
+        run_hook("nworkers_changed", 0, fresh->workers, m->target);
+    }
     gp_conffile_apply_env(fresh);
     m->target = fresh->workers;
     gp_log_set_level(fresh->log_level);
@@ -758,6 +775,7 @@ static void reread_config(gp_master *m)
 
 static void reload(gp_master *m)
 {
+    run_hook("on_reload", 0, 0, 0);
     reread_config(m);
     if (m->cfg->preload)
         gp_warn("reloading with --preload: workers fork from the master's copy of the app, "
@@ -807,6 +825,7 @@ static void upgrade(gp_master *m)
         setenv("GALLOP_START_CWD", gp_conffile_start_cwd(), 1); /* config files are found there */
         unsetenv("LISTEN_FDS");
         unsetenv("LISTEN_PID");
+        run_hook("pre_exec", 0, 0, 0);
         execv(m->exe, m->cfg->argv);
         fprintf(stderr, "gallop: error: upgrade: cannot execute %s: %s\n", m->exe, strerror(errno));
         _exit(GP_EXIT_ERROR);
@@ -829,11 +848,17 @@ static void handle_signal(gp_master *m, int sig)
         if (m->phase == RUNNING) reload(m);
         break;
     case SIGTTIN:
-        if (m->target < m->sb->num_slots / 2) m->target++;
+        if (m->target < m->sb->num_slots / 2) {
+            m->target++;
+            run_hook("nworkers_changed", 0, m->target, m->target - 1);
+        }
         gp_info("handling signal: ttin; %d workers wanted", m->target);
         break;
     case SIGTTOU:
-        if (m->target > 1) m->target--;
+        if (m->target > 1) {
+            m->target--;
+            run_hook("nworkers_changed", 0, m->target, m->target + 1);
+        }
         gp_info("handling signal: ttou; %d workers wanted", m->target);
         break;
     case SIGUSR1:
@@ -890,6 +915,7 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
 {
     gp_master m = {.cfg = cfg, .entry = entry, .sigfd = -1, .wake_fd = -1, .phase = RUNNING};
     int rc = GP_EXIT_ERROR;
+    run_hook("on_starting", 0, 0, 0);
     if (setup(&m) < 0) goto done;
 
     for (int i = 0; i < m.num_listeners; i++) {
@@ -899,6 +925,7 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
     }
     gp_info("starting %d worker%s (%s)", cfg->workers, cfg->workers == 1 ? "" : "s",
             cfg->workers_why);
+    run_hook("when_ready", 0, 0, 0);
     maintain(&m);
 
     for (;;) {
@@ -935,6 +962,7 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
     }
     rc = m.exit_code;
     gp_info("shutting down%s", rc ? " after an error" : "");
+    run_hook("on_exit", 0, 0, 0);
 done:
     close_listeners(&m);
     if (cfg->pidfile) {
