@@ -373,8 +373,12 @@ static const setting settings[] = {
     {"on_exit", S_MASTER, NULL, NULL, NULL},
     {"post_fork", S_HOOK, NULL, NULL, NULL},
     {"post_worker_init", S_HOOK, NULL, NULL, NULL},
-    {"worker_int", S_HOOK, NULL, NULL, NULL},
-    {"worker_abort", S_HOOK, NULL, NULL, NULL},
+    {"worker_int", S_WARN, NULL, NULL,
+     "this hook is not run: a gallop worker takes INT and QUIT in C (graceful stop, immediate "
+     "exit) without entering Python"},
+    {"worker_abort", S_WARN, NULL, NULL,
+     "this hook is not run: a timed-out gallop worker has its Python tracebacks logged, then is "
+     "killed"},
     {"pre_request", S_HOOK, NULL, NULL, NULL},
     {"post_request", S_HOOK, NULL, NULL, NULL},
     {"worker_exit", S_HOOK, NULL, NULL, NULL},

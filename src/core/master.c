@@ -763,10 +763,9 @@ static void reread_config(gp_master *m)
         free(fresh);
         return;
     }
-    if (fresh->workers != m->cfg->workers) {
+    if (fresh->workers != m->cfg->workers)
         gp_info("reload: %d workers (%s)", fresh->workers, fresh->workers_why);
-        run_hook("nworkers_changed", 0, fresh->workers, m->target);
-    }
+    if (fresh->workers != m->target) run_hook("nworkers_changed", 0, fresh->workers, m->target);
     gp_conffile_apply_env(fresh);
     m->target = fresh->workers;
     gp_log_set_level(fresh->log_level);
