@@ -308,11 +308,11 @@ static const setting settings[] = {
     {"limit_request_fields", S_FLAG, "limit-request-fields", NULL, NULL},
     {"limit_request_field_size", S_FLAG, "limit-request-field_size", NULL, NULL},
     {"reload", S_ERROR, "reload", "false", "--reload is not in this build of gallop"},
-    {"reload_engine", S_WARN, NULL, "auto", "gallop's --reload always uses inotify"},
+    {"reload_engine", S_WARN, "reload-engine", "auto", "gallop's --reload always uses inotify"},
     {"reload_extra_files", S_ERROR, "reload-extra-file", NULL,
      "--reload-extra-file is not in this build of gallop"},
     {"spew", S_WARN, NULL, "false", "gallop has no call tracing; ignored"},
-    {"check_config", S_ERROR, NULL, "false",
+    {"check_config", S_ERROR, "check-config", "false",
      "not supported: gallop would start serving instead of only checking"},
     {"print_config", S_ERROR, NULL, "false",
      "not supported: gallop would start serving instead of only printing"},
@@ -558,6 +558,8 @@ static int worker_class(flag_list *l, int line, const char *name, const item *it
     if (strncmp(v, "uvicorn.workers.Uvicorn", 23) == 0) /* UvicornWorker, UvicornH11Worker */
         return add_flag(l, line, name, "interface", "asgi");
     if (it->type != 's' && it->type != 'c') return value_text(l, line, name, it);
+    if (gp_config_has_flag("worker-class") > 0) /* which refuses the classes gallop lacks */
+        return add_flag(l, line, name, "worker-class", v);
     file_warn(l, line, name,
               "'%s' is not supported: gallop serves with its own event loop (sync WSGI, "
               "--threads, or ASGI)",
@@ -635,6 +637,13 @@ static int take(flag_list *l, const char *name, int line, const item *items, int
         if (is_default(s, items, n, list)) return 0;
         if (s->kind == S_ERROR) return file_error(l, line, name, "%s", s->why);
         file_warn(l, line, name, "%s", s->why);
+        return 0;
+    }
+    /* uvicorn's spellings are flags, not settings: a gunicorn.conf.py's
+     * "port = 8000" is a helper for bind, which gunicorn ignores */
+    if (strcmp(name, "host") == 0 || strcmp(name, "port") == 0 || strcmp(name, "uds") == 0) {
+        file_warn(l, line, name, "not a setting; ignored, as gunicorn does (listen with bind = "
+                                 "\"HOST:PORT\")");
         return 0;
     }
     /* gallop's own flags, with '_' for '-' */
@@ -901,6 +910,16 @@ static int check_each(const flag_list *l, const char *argv0)
     return 0;
 }
 
+/* Where to listen: one of these on the command line replaces all of the file's. */
+static const char *const address_flags[] = {"bind", "host", "port", "uds", "fd", NULL};
+
+static bool address_flag(const char *name)
+{
+    for (const char *const *a = address_flags; *a; a++)
+        if (strcmp(*a, name) == 0) return true;
+    return false;
+}
+
 /* Whether the command line gives --flag (or its short form). */
 static bool cli_has(int argc, char **argv, const char *flag, const char *shortf)
 {
@@ -955,15 +974,18 @@ int gp_config_load(gp_config *cfg, int argc, char **argv)
     }
     size_t n = 0;
     all[n++] = argv[0];
+    bool cli_address = cli_has(argc, argv, "bind", "-b");
+    for (const char *const *a = address_flags; *a; a++)
+        cli_address |= cli_has(argc, argv, *a, NULL);
     for (size_t i = 0; i < l.n; i++) {
         char *f = l.flags[i];
         char name[64];
         size_t k = strcspn(f + 2, "=");
         snprintf(name, sizeof name, "%.*s", (int)k, f + 2);
-        const char *shortf = strcmp(name, "bind") == 0 ? "-b" : strcmp(name, "env") == 0 ? "-e"
-                                                                                        : NULL;
-        bool drop = (repeatable(name) || strcmp(name, "config-hooks") == 0) &&
-                    cli_has(argc, argv, name, shortf);
+        const char *shortf = strcmp(name, "env") == 0 ? "-e" : NULL;
+        bool drop = address_flag(name) ? cli_address
+                                       : (repeatable(name) || strcmp(name, "config-hooks") == 0) &&
+                                             cli_has(argc, argv, name, shortf);
         free(l.wheres[i]);
         if (drop) free(f);
         else all[n++] = f;

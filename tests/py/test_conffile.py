@@ -119,7 +119,7 @@ def test_settings_gallop_lacks_each_get_a_warning(gallop, tmp_path):
     c = conf(tmp_path / "gunicorn.conf.py", """\
         workers = 1
         access_log_format = '%(h)s %(r)s'
-        worker_class = "gevent"
+        worker_class = "sync"
         proc_name = "myapp"
         sendfile = False
         secure_scheme_headers = {"X-SSL": "on"}
@@ -135,12 +135,14 @@ def test_settings_gallop_lacks_each_get_a_warning(gallop, tmp_path):
     g.wait_workers(1)
     served(g.port)
     log = g.log()
-    for line, name in [(2, "access_log_format"), (3, "worker_class"), (4, "proc_name"),
+    for line, name in [(2, "access_log_format"), (4, "proc_name"),
                        (5, "sendfile"), (6, "secure_scheme_headers"), (7, "port"),
                        (9, "on_starting"), (12, "worker_abort")]:
         found = re.findall(rf"\[WARNING\] config file {re.escape(str(c))}, line {line}: setting '{name}': .+", log)
         assert len(found) == 1, (name, log)
     assert "--preload" in re.search(r"'on_starting': (.*)", log).group(1)
+    assert "bind" in re.search(r"'port': (.*)", log).group(1)
+    assert "8000" not in log  # nothing listens on the helper's port
 
 
 def test_hup_evaluates_the_file_again(gallop, tmp_path):
@@ -173,6 +175,7 @@ def test_hup_evaluates_the_file_again(gallop, tmp_path):
     ("workers = 1\nbind = undefined_name\n", 2, "NameError: name 'undefined_name' is not defined"),
     ("certfile = '/etc/ssl/cert.pem'\n", 1, "setting 'certfile': TLS is not supported"),
     ("daemon = True\n", 1, "setting 'daemon': gallop does not detach"),
+    ("workers = 2\nworker_class = 'gevent'\n", 2, "setting 'worker_class': unsupported worker class 'gevent'"),
     ("def post_fork(server, worker): pass\npre_request = 5\n", 2, "setting 'pre_request': a server hook must be a function"),
     ("raw_env = ['NOEQUALS']\n", 1, "setting 'raw_env': invalid --env 'NOEQUALS'"),
 ])
