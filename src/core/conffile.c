@@ -852,7 +852,7 @@ static int read_line(flag_list *l, char *line, int lineno)
         return file_error(l, lineno, NULL,
                           "this looks like Python: a Python config file's name ends in .py");
     const setting *s = find_setting(name);
-    char flag[128];
+    char flag[4096];
     snprintf(flag, sizeof flag, "%s", s && s->kind == S_FLAG ? s->flag : name);
     if (!(s && s->kind == S_FLAG))
         for (char *q = flag; *q; q++)
