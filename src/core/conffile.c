@@ -373,9 +373,7 @@ static const setting settings[] = {
     {"on_exit", S_MASTER, NULL, NULL, NULL},
     {"post_fork", S_HOOK, NULL, NULL, NULL},
     {"post_worker_init", S_HOOK, NULL, NULL, NULL},
-    {"worker_int", S_WARN, NULL, NULL,
-     "this hook is not run: a gallop worker takes INT and QUIT in C (graceful stop, immediate "
-     "exit) without entering Python"},
+    {"worker_int", S_HOOK, NULL, NULL, NULL}, /* on INT; QUIT exits at once, in C */
     {"worker_abort", S_WARN, NULL, NULL,
      "this hook is not run: a timed-out gallop worker has its Python tracebacks logged, then is "
      "killed"},

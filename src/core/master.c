@@ -420,7 +420,8 @@ static void begin_stop(gp_master *m, const char *how)
     gp_info("handling signal: %s; stopping gracefully (up to %gs)", how, m->cfg->graceful_timeout);
     gp_notify("STOPPING=1");
     close_listeners(m);
-    signal_workers(m, SIGTERM);
+    /* INT is passed on as INT, so workers run gunicorn's worker_int hook */
+    signal_workers(m, strcmp(how, "int") == 0 ? SIGINT : SIGTERM);
 }
 
 static void begin_halt(gp_master *m, int code, const char *why)

@@ -535,6 +535,13 @@ static void on_signal_caught(int sig)
     errno = saved;
 }
 
+static void (*int_hook)(void);
+
+void gp_worker_set_int_hook(void (*hook)(void))
+{
+    int_hook = hook;
+}
+
 static void on_signal(gp_io *io, uint32_t events)
 {
     gp_worker *w = (gp_worker *)((char *)io - offsetof(gp_worker, signal_io));
@@ -543,8 +550,11 @@ static void on_signal(gp_io *io, uint32_t events)
     while ((n = read(io->fd, sigs, sizeof sigs)) > 0) {
         for (ssize_t i = 0; i < n; i++) {
             switch (sigs[i]) {
-            case SIGTERM:
-            case SIGINT: gp_worker_stop(w); break;
+            case SIGINT:
+                if (int_hook && !w->stopping) int_hook();
+                gp_worker_stop(w);
+                break;
+            case SIGTERM: gp_worker_stop(w); break;
             case SIGUSR1:
                 gp_log_reopen();
                 gp_access_log_reopen();

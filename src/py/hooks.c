@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/worker.h"
 #include "py/bridge.h"
 
 static const char helper_src[] =
@@ -237,11 +238,19 @@ PyObject *gp_hooks_wrap_app(PyObject *app, int asgi, int asgi2)
                                  post ? post : Py_None);
 }
 
+static void worker_int(void)
+{
+    PyGILState_STATE st = PyGILState_Ensure();
+    call_hook("worker_int", PyTuple_Pack(1, g.worker));
+    PyGILState_Release(st);
+}
+
 void gp_hooks_post_worker_init(void)
 {
     if (!g.worker) return;
     PyObject_SetAttrString(g.worker, "booted", Py_True);
     call_hook("post_worker_init", PyTuple_Pack(1, g.worker));
+    if (PyDict_GetItemString(g.hooks, "worker_int")) gp_worker_set_int_hook(worker_int);
 }
 
 void gp_hooks_worker_exit(void)

@@ -233,6 +233,9 @@ HOOKS = """\
         _note("post_request", worker.pid, req.path, resp.status_code, resp.sent,
               environ["PATH_INFO"] if "PATH_INFO" in environ else environ["path"])
 
+    def worker_int(worker):
+        _note("worker_int", worker.pid, os.getpid())
+
     def worker_exit(server, worker):
         _note("worker_exit", worker.pid)
     """
@@ -271,8 +274,13 @@ def test_worker_hooks_run_with_gunicorns_arguments(gallop, tmp_path):
     posts = [r for r in recs if r[0] == "post_request"]
     assert posts == [["post_request", served_by, "/hello", 200, len(body), "/hello"]], recs
     assert len(re.findall(r"\[INFO\] post_fork hook in \d+", g.log())) == 2  # worker.log
-    g.stop()
-    exits = [r[1] for r in records(out) if r[0] == "worker_exit"]
+    assert not any(r[0] == "worker_int" for r in recs)
+    g.kill(signal.SIGINT)  # passed on to the workers as INT: worker_int, then a graceful stop
+    assert g.wait_exit(20) == 0
+    recs = records(out)
+    assert sorted(r[1] for r in recs if r[0] == "worker_int") == sorted(pids)
+    assert all(r[1] == r[2] for r in recs if r[0] == "worker_int")
+    exits = [r[1] for r in recs if r[0] == "worker_exit"]
     assert sorted(exits) == sorted(pids)
 
 
