@@ -403,3 +403,38 @@ def test_same_file_under_gunicorn(gallop, tmp_path):
     assert results["gallop"] == results["gunicorn"]
     assert results["gallop"][0] == "same file"
     assert ("post_fork", True, True, True) in results["gallop"][1]
+
+
+# ---- which interpreter, which location -----------------------------------------------------
+
+def test_the_venvs_python_evaluates_the_file(gallop, tmp_path):
+    """With --venv (or VIRTUAL_ENV) the file runs under the venv's bin/python,
+    so it can import what only the venv has, as under the venv's gunicorn."""
+    venv = tmp_path / "venv"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    sp = next((venv / "lib").glob("python3*/site-packages"))
+    (sp / "venv_settings.py").write_text("WORKERS = 2\n")
+    c = conf(tmp_path / "gunicorn.conf.py", """\
+        import sys
+        from venv_settings import WORKERS
+        workers = WORKERS
+        raw_env = ["GREETING=" + sys.prefix]
+        """)
+    g = gallop(["-c", c, "--venv", venv], app=APP)
+    g.wait_workers(2)
+    assert served(g.port)["greeting"] == str(venv)
+    g2 = gallop(["-c", c], app=APP, env={"VIRTUAL_ENV": str(venv)})
+    g2.wait_workers(2)
+    code, err = run_bad(tmp_path, ["-c", c, APP])  # the system Python has no venv_settings
+    assert code == 2 and "line 2: ModuleNotFoundError: No module named 'venv_settings'" in err[-1], err
+
+
+def test_python_module_location(gallop, tmp_path):
+    """gunicorn's -c python:MODULE: a module on sys.path (the working directory)."""
+    (tmp_path / "deploy_settings.py").write_text("timeout = 5\nworkers = 0\n")
+    code, err = run_bad(tmp_path, ["-c", "python:deploy_settings", APP])
+    assert code == 2 and err[-1].startswith("gallop: error: config file python:deploy_settings, line 2: setting 'workers': "), err
+    (tmp_path / "deploy_settings.py").write_text("workers = 2\n")
+    g = gallop(["-c", "python:deploy_settings"], app=APP, cwd=tmp_path)
+    g.wait_workers(2)
+    served(g.port)
