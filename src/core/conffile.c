@@ -508,6 +508,7 @@ static int emit(flag_list *l, int line, const char *name, const char *flag, cons
                 int n, bool list)
 {
     int has_arg = gp_config_has_flag(flag);
+    if (has_arg == 2 && !list && n == 1 && items[0].type != 's') has_arg = 0; /* True: the bare flag */
     if (has_arg == 0) { /* a switch */
         if (list || n != 1) return file_error(l, line, name, "expects True or False, not a list");
         const item *it = &items[0];

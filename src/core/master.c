@@ -420,8 +420,7 @@ static void begin_stop(gp_master *m, const char *how)
     gp_info("handling signal: %s; stopping gracefully (up to %gs)", how, m->cfg->graceful_timeout);
     gp_notify("STOPPING=1");
     close_listeners(m);
-    /* INT is passed on as INT, so workers run gunicorn's worker_int hook */
-    signal_workers(m, strcmp(how, "int") == 0 ? SIGINT : SIGTERM);
+    signal_workers(m, SIGTERM);
 }
 
 static void begin_halt(gp_master *m, int code, const char *why)
@@ -927,7 +926,12 @@ static int setup(gp_master *m)
         m->old_master = (pid_t)atoi(old);
         unsetenv("GALLOP_OLD_MASTER");
     }
-    if (open_listeners(m) < 0) return -1;
+    /* a UNIX socket is made with --umask, else 0 (mode 0777) as gunicorn's:
+     * nginx running as another user (www-data) can connect */
+    mode_t mask = umask(cfg->umask >= 0 ? (mode_t)cfg->umask : 0);
+    int opened = open_listeners(m);
+    umask(mask);
+    if (opened < 0) return -1;
     chown_sockets(m);
     int slots = 2 * cfg->workers + 64;
     if (slots < 256) slots = 256;

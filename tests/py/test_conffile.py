@@ -275,7 +275,7 @@ def test_worker_hooks_run_with_gunicorns_arguments(gallop, tmp_path):
     assert posts == [["post_request", served_by, "/hello", 200, len(body), "/hello"]], recs
     assert len(re.findall(r"\[INFO\] post_fork hook in \d+", g.log())) == 2  # worker.log
     assert not any(r[0] == "worker_int" for r in recs)
-    g.kill(signal.SIGINT)  # passed on to the workers as INT: worker_int, then a graceful stop
+    os.killpg(g.pid, signal.SIGINT)  # Ctrl-C: INT to the master and the workers: worker_int, a graceful stop
     assert g.wait_exit(20) == 0
     recs = records(out)
     assert sorted(r[1] for r in recs if r[0] == "worker_int") == sorted(pids)
