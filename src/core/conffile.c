@@ -638,13 +638,20 @@ static int take(flag_list *l, const char *name, int line, const item *items, int
         file_warn(l, line, name, "%s", s->why);
         return 0;
     }
-    /* uvicorn's spellings are flags, not settings: a gunicorn.conf.py's
-     * "port = 8000" is a helper for bind, which gunicorn ignores */
-    if (strcmp(name, "host") == 0 || strcmp(name, "port") == 0 || strcmp(name, "uds") == 0) {
-        file_warn(l, line, name, "not a setting; ignored, as gunicorn does (listen with bind = "
-                                 "\"HOST:PORT\")");
-        return 0;
-    }
+    /* command-line spellings are not settings: a gunicorn.conf.py's
+     * "port = 8000" or "env = 'prod'" is a helper, which gunicorn ignores */
+    static const char *const helpers[][2] = {{"host", "bind = \"HOST:PORT\""},
+                                             {"port", "bind = \"HOST:PORT\""},
+                                             {"uds", "bind = \"unix:PATH\""},
+                                             {"fd", "bind = \"fd://N\""},
+                                             {"pid", "pidfile"},
+                                             {"env", "raw_env"}};
+    for (size_t i = 0; i < sizeof helpers / sizeof *helpers; i++)
+        if (strcmp(name, helpers[i][0]) == 0) {
+            file_warn(l, line, name, "not a setting; ignored, as gunicorn does (the setting is %s)",
+                      helpers[i][1]);
+            return 0;
+        }
     /* gallop's own flags, with '_' for '-' */
     char flag[64];
     snprintf(flag, sizeof flag, "%s", name);

@@ -143,6 +143,8 @@ static void test_unknown_names(void **state)
     assert_int_equal(take1(&l, "my_helper", 'i', "4"), 0);      /* warned */
     assert_int_equal(take1(&l, "PORT", 'i', "8000"), 0);        /* a constant */
     assert_int_equal(take1(&l, "port", 'i', "8000"), 0);        /* uvicorn's, not gunicorn's */
+    assert_int_equal(take1(&l, "pid", 'i', "4242"), 0);         /* pidfile is the setting */
+    assert_int_equal(take1(&l, "env", 's', "prod"), 0);         /* raw_env is the setting */
     assert_int_equal(take1(&l, "cpu_count", 'F', "cpu_count"), 0); /* an imported helper */
     assert_int_equal(take1(&l, "Path", 'c', "pathlib.Path"), 0);
     assert_int_equal(l.n, 0);
