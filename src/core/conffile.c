@@ -374,9 +374,7 @@ static const setting settings[] = {
     {"post_fork", S_HOOK, NULL, NULL, NULL},
     {"post_worker_init", S_HOOK, NULL, NULL, NULL},
     {"worker_int", S_HOOK, NULL, NULL, NULL}, /* on INT; QUIT exits at once, in C */
-    {"worker_abort", S_WARN, NULL, NULL,
-     "this hook is not run: a timed-out gallop worker has its Python tracebacks logged, then is "
-     "killed"},
+    {"worker_abort", S_HOOK, NULL, NULL, NULL}, /* on --timeout, after the traceback dump */
     {"pre_request", S_HOOK, NULL, NULL, NULL},
     {"post_request", S_HOOK, NULL, NULL, NULL},
     {"worker_exit", S_HOOK, NULL, NULL, NULL},

@@ -82,6 +82,17 @@ static const char helper_src[] =
     "    return Request(scope.get('method', 'GET'), path + ('?' + query if query else ''), path,\n"
     "                   query, version, headers, scope.get('scheme', 'http'), "
     "scope.get('client'))\n"
+    "def arm_abort(worker, hook):\n"
+    "    # the master's timeout signal: faulthandler dumps the tracebacks, then\n"
+    "    # chains to this handler, which runs once the main thread is in Python\n"
+    "    import faulthandler, signal\n"
+    "    def on_abort(signum, frame):\n"
+    "        worker.aborted = True\n"
+    "        try: hook(worker)\n"
+    "        except Exception: worker.log.exception('Exception in worker_abort hook')\n"
+    "    faulthandler.unregister(signal.SIGUSR2)\n"
+    "    signal.signal(signal.SIGUSR2, on_abort)\n"
+    "    faulthandler.register(signal.SIGUSR2, file=sys.stderr, all_threads=True, chain=True)\n"
     "def call_post(worker, post, req, environ, resp):\n"
     "    try: post(worker, req, environ, resp)\n"
     "    except Exception: worker.log.exception('Exception in post_request hook')\n"
@@ -251,6 +262,14 @@ void gp_hooks_post_worker_init(void)
     PyObject_SetAttrString(g.worker, "booted", Py_True);
     call_hook("post_worker_init", PyTuple_Pack(1, g.worker));
     if (PyDict_GetItemString(g.hooks, "worker_int")) gp_worker_set_int_hook(worker_int);
+    PyObject *abort_hook = PyDict_GetItemString(g.hooks, "worker_abort");
+    PyObject *r = abort_hook ? PyObject_CallFunction(helper("arm_abort"), "OO", g.worker, abort_hook)
+                             : Py_NewRef(Py_None);
+    if (!r) {
+        gp_error("cannot arm the worker_abort hook");
+        gp_bridge_print_error();
+    }
+    Py_XDECREF(r);
 }
 
 void gp_hooks_worker_exit(void)

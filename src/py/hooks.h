@@ -4,8 +4,9 @@
  * read its settings) and calls post_fork(server, worker) before the app is
  * imported, post_worker_init(worker) once it is, pre_request(worker, req) and
  * post_request(worker, req, environ, resp) around each request, and
- * worker_int(worker) when it takes INT, worker_exit(server, worker) when the
- * worker ends, with objects shaped like
+ * worker_int(worker) when it takes INT, worker_abort(worker) on the master's
+ * timeout signal, worker_exit(server, worker) when the worker ends, with
+ * objects shaped like
  * gunicorn's (worker.pid, .ppid, .age, .log, ...). With --preload the master
  * runs on_starting, when_ready, pre_fork, child_exit, on_reload and on_exit.
  * Nothing here runs, and requests cost nothing more, when no hook is defined. */

@@ -128,7 +128,7 @@ def test_settings_gallop_lacks_each_get_a_warning(gallop, tmp_path):
         def on_starting(server):
             pass
 
-        def worker_abort(worker):
+        def ssl_context(config, default_ssl_context_factory):
             pass
         """)
     g = gallop(["-c", c], app=APP)
@@ -137,7 +137,7 @@ def test_settings_gallop_lacks_each_get_a_warning(gallop, tmp_path):
     log = g.log()
     for line, name in [(2, "access_log_format"), (4, "proc_name"),
                        (5, "sendfile"), (6, "secure_scheme_headers"), (7, "port"),
-                       (9, "on_starting"), (12, "worker_abort")]:
+                       (9, "on_starting"), (12, "ssl_context")]:
         found = re.findall(rf"\[WARNING\] config file {re.escape(str(c))}, line {line}: setting '{name}': .+", log)
         assert len(found) == 1, (name, log)
     assert "--preload" in re.search(r"'on_starting': (.*)", log).group(1)
@@ -282,6 +282,30 @@ def test_worker_hooks_run_with_gunicorns_arguments(gallop, tmp_path):
     assert all(r[1] == r[2] for r in recs if r[0] == "worker_int")
     exits = [r[1] for r in recs if r[0] == "worker_exit"]
     assert sorted(exits) == sorted(pids)
+
+
+def test_worker_abort_runs_on_timeout(gallop, tmp_path):
+    """--timeout: the tracebacks are logged, then worker_abort(worker) runs in
+    the stuck worker before the kill."""
+    out = tmp_path / "abort.jsonl"
+    c = conf(tmp_path / "gunicorn.conf.py", f"""\
+        import json, os
+        workers = 1
+        timeout = 1
+
+        def worker_abort(worker):
+            with open({str(out)!r}, "a") as f:
+                f.write(json.dumps([worker.pid, os.getpid(), worker.aborted]) + "\\n")
+        """)
+    g = gallop(["-c", c], app="master_app:app")
+    (pid,) = g.wait_workers(1)
+    import http.client
+    with pytest.raises((OSError, http.client.HTTPException)):
+        get(g.port, "/stuck", timeout=15)  # the worker is killed under the request
+    assert records(out) == [[pid, pid, True]]
+    g.wait_log(r"WORKER TIMEOUT \(pid:%d\)" % pid)
+    assert "stuck_in_the_app" in g.log()  # the traceback dump still comes first
+    g.wait_workers(1)  # and a replacement serves
 
 
 def test_asgi_hooks_and_uvicorn_worker_class(gallop, tmp_path):
