@@ -462,3 +462,29 @@ def test_python_module_location(gallop, tmp_path):
     g = gallop(["-c", "python:deploy_settings"], app=APP, cwd=tmp_path)
     g.wait_workers(2)
     served(g.port)
+
+
+def test_usr2_reads_the_same_default_file_and_runs_pre_exec(gallop, tmp_path):
+    """After --chdir, a USR2 upgrade still finds ./gunicorn.conf.py where gallop
+    started; with preload_app, pre_exec(server) runs before the exec."""
+    out = tmp_path / "exec.jsonl"
+    conf(tmp_path / "gunicorn.conf.py", f"""\
+        import json, os
+        workers = 2
+        preload_app = True
+        def pre_exec(server):
+            with open({str(out)!r}, "a") as f:
+                f.write(json.dumps(["pre_exec", server.pid, os.getpid()]) + "\\n")
+        """)
+    g = gallop([], app=APP, cwd=tmp_path)  # and --chdir APPS
+    g.wait_workers(2)
+    old = g.pid
+    g.kill(signal.SIGUSR2)
+    new = int(g.wait_log(r"started new master (\d+) from ")[0])
+    g.adopt_master(new)
+    assert g.wait_exit(timeout=20) == 0
+    g.wait_workers(2, master=new)
+    served(g.port)
+    assert len(re.findall(rf"config file {re.escape(str(tmp_path))}/gunicorn.conf.py read", g.log())) == 2
+    (rec,) = records(out)
+    assert rec[0] == "pre_exec" and rec[1] == old and rec[2] == new  # in the child that becomes the new master
