@@ -130,7 +130,10 @@ static const char eval_script[] =
     "repr(it)[:200])\n"
     "        out.write('%s%s%d%s%s%s%s%s' % (t, chr(9), line, chr(9), name, chr(9), s, "
     "chr(10)))\n"
-    "out.flush()\n";
+    "out.close()\n"
+    "sys.stdout.flush()\n"
+    "sys.stderr.flush()\n"
+    "os._exit(0)  # no waiting for threads the file started, nor its atexit handlers\n";
 
 /* ---- where gallop started ------------------------------------------------------------ */
 
@@ -755,40 +758,52 @@ static int evaluate(const flag_list *l, const char *python, const char *location
         _exit(2);
     }
     close(fds[1]);
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
     size_t cap = 65536, n = 0;
     char *buf = malloc(cap);
     int64_t deadline = (int64_t)gp_monotonic_ms() + EVAL_TIMEOUT_MS;
-    bool timed_out = false, too_big = false;
-    while (buf) {
+    bool eof = false, exited = false, timed_out = false, too_big = false;
+    int status = 0;
+    while (buf && !eof) {
         int64_t left = deadline - (int64_t)gp_monotonic_ms();
-        struct pollfd p = {.fd = fds[0], .events = POLLIN};
-        if (left <= 0 || poll(&p, 1, (int)left) == 0) {
+        if (left <= 0) {
             timed_out = true;
             break;
         }
-        if (n + 4096 > cap) {
-            if (cap >= EVAL_MAX_OUTPUT) {
-                too_big = true;
-                break;
+        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        poll(&p, 1, left < 100 ? (int)left : 100);
+        for (;;) {
+            if (n + 4096 > cap) {
+                char *more = cap < EVAL_MAX_OUTPUT ? realloc(buf, cap * 2) : NULL;
+                if (!more) {
+                    too_big = true;
+                    break;
+                }
+                buf = more;
+                cap *= 2;
             }
-            char *more = realloc(buf, cap * 2);
-            if (!more) break;
-            buf = more;
-            cap *= 2;
+            ssize_t r = read(fds[0], buf + n, cap - n - 1);
+            if (r > 0) {
+                n += (size_t)r;
+                continue;
+            }
+            if (r == 0) eof = true;
+            else if (errno == EINTR) continue;
+            break;
         }
-        ssize_t r = read(fds[0], buf + n, cap - n - 1);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        n += (size_t)r;
+        /* drained once more after the exit: whatever still holds the pipe
+         * (a process the file started) is not waited for */
+        if (too_big || exited) break;
+        if (waitpid(pid, &status, WNOHANG) == pid) exited = true;
     }
     close(fds[0]);
-    if (timed_out || too_big || !buf) kill(pid, SIGKILL);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    if (!exited) {
+        if (!eof) kill(pid, SIGKILL);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
     }
     if (!buf) return file_error(l, 0, NULL, "out of memory");
     buf[n] = 0;
-    *out = buf;
     if (timed_out)
         return free(buf), file_error(l, 0, NULL, "still running after %d s; is it waiting on "
                                                  "something?",
@@ -799,6 +814,7 @@ static int evaluate(const flag_list *l, const char *python, const char *location
         return free(buf), file_error(l, 0, NULL, "the Python interpreter %s failed (%s %d)", python,
                                      WIFEXITED(status) ? "exit status" : "signal",
                                      WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    *out = buf;
     return 0;
 }
 

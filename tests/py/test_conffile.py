@@ -488,3 +488,22 @@ def test_usr2_reads_the_same_default_file_and_runs_pre_exec(gallop, tmp_path):
     assert len(re.findall(rf"config file {re.escape(str(tmp_path))}/gunicorn.conf.py read", g.log())) == 2
     (rec,) = records(out)
     assert rec[0] == "pre_exec" and rec[1] == old and rec[2] == new  # in the child that becomes the new master
+
+
+def test_what_the_file_starts_does_not_hold_up_gallop(tmp_path):
+    """A thread the file starts, or a process it forks (holding the pipe the
+    settings come through), is not waited for."""
+    conf(tmp_path / "gunicorn.conf.py", """\
+        import os, threading, time
+        threading.Thread(target=time.sleep, args=(60,)).start()
+        if os.fork() == 0:
+            time.sleep(10)
+            os._exit(0)
+        workers = 3
+        """)
+    t = time.monotonic()
+    p = subprocess.run([GALLOP_BIN, "--check-config", APP], cwd=tmp_path, env=base_env(),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert "3 workers" in p.stdout.decode()
+    assert time.monotonic() - t < 5
