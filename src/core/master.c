@@ -74,6 +74,8 @@ typedef struct {
     char pidfile_old[PATH_MAX + 8];
     char oom_events[PATH_MAX]; /* the cgroup's memory.events, "" when unknown */
     unsigned long long oom_kills;
+    gp_reuseport *rp; /* --reuse-port round-robin, NULL when off or not permitted */
+    int *rp_order;    /* scratch: the serving slots */
 } gp_master;
 
 static void (*fork_before)(void), (*fork_after_parent)(void);
@@ -370,8 +372,8 @@ static void spawn_worker(gp_master *m)
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent) _exit(0);
         atomic_store(&s->pid, getpid());
-        gp_worker_args args = {m->cfg, m->listeners, m->num_listeners, m->sb,
-                               slot,   m->gen,       parent,           m->wake_fd};
+        gp_worker_args args = {m->cfg, m->listeners, m->num_listeners, m->sb, slot,
+                               m->gen, parent,       m->wake_fd,       m->rp};
         _exit(m->entry(&args));
     }
     if (fork_after_parent) fork_after_parent();
@@ -736,6 +738,44 @@ static void maintain(gp_master *m)
     }
 }
 
+/* ---- --reuse-port balance ---------------------------------------------------- */
+
+/* With --reuse-port, an eBPF program hands new connections round-robin to
+ * the workers' own sockets (reuseport.h); without the privilege for it the
+ * kernel's hash of the client's address and port does. */
+static void start_balance(gp_master *m)
+{
+    char why[200];
+    bool own = false;
+    for (int i = 0; i < m->num_listeners; i++) own = own || m->listeners[i].fd < 0;
+    if (!m->cfg->reuse_port || !own) return;
+    if (gp_reuseport_create(m->num_listeners, m->sb->num_slots, &m->rp, why, sizeof why) < 0 ||
+        !(m->rp_order = calloc((size_t)m->sb->num_slots, sizeof *m->rp_order))) {
+        gp_info("--reuse-port: the kernel's hash spreads connections over the workers "
+                "(no eBPF balancing: %s)",
+                m->rp ? "out of memory" : why);
+        gp_reuseport_destroy(m->rp);
+        m->rp = NULL;
+        return;
+    }
+    gp_info("--reuse-port: connections go round-robin to the ready workers (eBPF)%s",
+            gp_reuseport_migrates(m->rp) ? "; a closing worker's queue moves to the others" : "");
+}
+
+/* The workers that take new connections: ready, and not on their way out. */
+static void sync_balance(gp_master *m)
+{
+    int n = 0;
+    if (!m->rp) return;
+    for (int i = 0; i < m->sb->num_slots; i++) {
+        const worker_rec *r = &m->recs[i];
+        if (r->pid > 0 && r->booted && !r->retiring && r->kill_at == 0 && m->phase == RUNNING)
+            m->rp_order[n++] = r->slot;
+    }
+    int rc = gp_reuseport_set_order(m->rp, m->rp_order, n);
+    if (rc < 0) gp_warn("--reuse-port: cannot update the eBPF worker list: %s", strerror(-rc));
+}
+
 /* HUP re-reads the settings; what only a new master can change (the sockets,
  * the user, preloading) waits for USR2. */
 static void reread_config(gp_master *m)
@@ -866,6 +906,7 @@ static int setup(gp_master *m)
         fprintf(stderr, "gallop: error: out of memory\n");
         return -1;
     }
+    start_balance(m);
     m->target = cfg->workers;
     m->gen = m->next_gen = 1;
     sigset_t set;
@@ -929,6 +970,7 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
         reap(&m); /* SIGCHLD coalesces: reap on every turn */
         check_timeouts(&m);
         maintain(&m);
+        sync_balance(&m);
     }
     rc = m.exit_code;
     gp_info("shutting down%s", rc ? " after an error" : "");
@@ -942,5 +984,7 @@ done:
     if (m.wake_fd >= 0) close(m.wake_fd);
     gp_scoreboard_destroy(m.sb);
     free(m.recs);
+    gp_reuseport_destroy(m.rp);
+    free(m.rp_order);
     return rc;
 }

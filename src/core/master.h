@@ -11,6 +11,7 @@
 
 #include "core/config.h"
 #include "core/listen.h"
+#include "core/reuseport.h"
 #include "core/scoreboard.h"
 
 typedef struct {
@@ -26,8 +27,9 @@ typedef struct {
     gp_scoreboard *scoreboard;
     int slot;
     unsigned generation;
-    pid_t master_pid; /* the parent to outlive: not 1 when the master is PID 1 */
-    int wake_fd;      /* eventfd: a write wakes the master (ready, asks to retire) */
+    pid_t master_pid;              /* the parent to outlive: not 1 when the master is PID 1 */
+    int wake_fd;                   /* eventfd: a write wakes the master (ready, asks to retire) */
+    const gp_reuseport *reuseport; /* --reuse-port balancing; NULL: the kernel's hash */
 } gp_worker_args;
 
 /* Runs in the forked child; its return value is the child's exit status. */

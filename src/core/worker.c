@@ -706,8 +706,17 @@ static int setup(gp_worker *w, const gp_worker_args *a)
 
 int gp_worker_accept(gp_worker *w)
 {
-    for (int i = 0; i < w->num_listeners; i++) /* one wakeup per connection, not one per worker */
+    for (int i = 0; i < w->num_listeners; i++) { /* one wakeup per connection, not one per worker */
         if (gp_loop_watch(&w->loop, &w->listeners[i].io, EPOLLIN | EPOLLEXCLUSIVE) < 0) return -1;
+        /* only now: until the app is ready our share goes to the others */
+        int rc = w->listeners[i].own && w->reuseport
+                     ? gp_reuseport_join(w->reuseport, i, (int)(w->slot - w->sb->slots),
+                                         w->listeners[i].io.fd)
+                     : 0;
+        if (rc < 0)
+            gp_warn("--reuse-port: worker %d takes the kernel's hash share: %s", (int)getpid(),
+                    strerror(-rc));
+    }
     w->accepting = w->share_open = true;
     atomic_store_explicit(&w->slot->accepting, 1, memory_order_relaxed);
     atomic_store(&w->slot->state, GP_WS_IDLE);
@@ -735,6 +744,7 @@ gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void
     w->app = app;
     w->slot = &a->scoreboard->slots[a->slot];
     w->sb = a->scoreboard;
+    w->reuseport = a->reuseport;
     w->master_pid = a->master_pid;
     w->wake_fd = a->wake_fd;
     gp_worker_update_clock(w);

@@ -1,0 +1,167 @@
+"""--reuse-port balancing (src/core/reuseport.c): an eBPF program hands new
+connections round-robin to the ready workers' own SO_REUSEPORT sockets, a
+worker killed with -9 has its queued connections moved to the others and its
+replacement joins the rotation, TTIN/TTOU change the rotation, and without
+the privilege for eBPF the kernel's hash still serves everyone."""
+import collections
+import os
+import shutil
+import signal
+import socket
+import time
+
+import conftest
+from conftest import read_response
+
+APP = "accept_app:app"
+REQ = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def open_conns(port, n):
+    """n connections opened one after another (kept open)."""
+    return [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
+
+
+def owners(socks, path="/"):
+    """Sends one keep-alive request on each socket; the worker pid that answered each."""
+    for s in socks:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode())
+    out = []
+    for s in socks:
+        status, headers, _, _ = read_response(s, timeout=10)
+        assert status == 200
+        out.append(int(dict(headers)["x-worker"]))
+    return out
+
+
+def split(port, n):
+    """Worker pid -> how many of n fresh connections it got."""
+    socks = open_conns(port, n)
+    try:
+        return collections.Counter(owners(socks))
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_rotation(port, workers, timeout=10.0):
+    """Until `workers` connections in a row go to `workers` distinct workers:
+    the master lists a worker in the rotation a moment after it is ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = split(port, workers)
+        if len(got) == workers:
+            return set(got)
+        time.sleep(0.05)
+    raise AssertionError(f"the rotation never reached {workers} workers: last {got}")
+
+
+def test_round_robin_split(server_factory):
+    """64 fresh connections over 2 workers: exactly 32 each, in every run
+    (the kernel's hash gave 26 to 38)."""
+    srv = server_factory(APP, "--reuse-port", workers=2)
+    srv.wait_workers(2)
+    assert "round-robin to the ready workers (eBPF)" in srv.log(), srv.log()
+    wait_rotation(srv.port, 2)
+    for _ in range(3):
+        assert sorted(split(srv.port, 64).values()) == [32, 32]
+
+
+def test_one_worker(server_factory):
+    """--workers 1: every connection to it; killed with -9, its replacement
+    serves once ready."""
+    srv = server_factory(APP, "--reuse-port", workers=1)
+    (w,) = srv.wait_workers(1)
+    assert split(srv.port, 10) == {w: 10}
+    os.kill(w, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while True:
+        ws = srv.workers()
+        if len(ws) == 1 and ws[0] != w and f"worker {ws[0]} ready" in srv.log():
+            break
+        assert time.monotonic() < deadline, srv.log()
+        time.sleep(0.05)
+    wait_rotation(srv.port, 1)
+    assert split(srv.port, 10) == {ws[0]: 10}
+
+
+def test_killed_worker_loses_no_queued_connection(server_factory):
+    """A sync worker busy in a 4 s request has connections waiting in its own
+    queue; killed with -9, those move to the other worker and are answered
+    (without the program the kernel resets them). Its replacement then gets
+    its half again, and nothing is refused meanwhile."""
+    srv = server_factory(APP, "--reuse-port", "--keep-alive", "30", workers=2)
+    srv.wait_workers(2)
+    wait_rotation(srv.port, 2)
+    pair = open_conns(srv.port, 2)
+    a, b = owners(pair)
+    assert a != b
+    pair[0].sendall(b"GET /sleep?4 HTTP/1.1\r\nHost: t\r\n\r\n")  # a is busy now
+    time.sleep(0.5)
+    queued = open_conns(srv.port, 6)  # round-robin: 3 wait behind a's sleep
+    for s in queued:
+        s.sendall(REQ)
+    time.sleep(0.3)
+    os.kill(a, signal.SIGKILL)
+    got = []
+    for s in queued:
+        status, headers, _, _ = read_response(s, timeout=3)
+        assert status == 200
+        got.append(int(dict(headers)["x-worker"]))
+    assert got == [b] * 6, (got, a, b)
+    # while the replacement boots, new connections all go to b
+    assert split(srv.port, 8) == {b: 8}
+    deadline = time.monotonic() + 10
+    while True:
+        ws = set(srv.workers())
+        if len(ws) == 2 and a not in ws and all(f"worker {p} ready" in srv.log() for p in ws):
+            break
+        assert time.monotonic() < deadline, srv.log()
+        time.sleep(0.05)
+    (c,) = ws - {b}
+    wait_rotation(srv.port, 2)
+    assert split(srv.port, 20) == {b: 10, c: 10}
+    for s in pair + queued:
+        s.close()
+
+
+def test_ttin_ttou(server_factory):
+    """TTIN: the third worker joins the rotation (60 connections: 20 each);
+    TTOU: the retired one gets no more, the two left split evenly."""
+    srv = server_factory(APP, "--reuse-port", workers=2)
+    srv.wait_workers(2)
+    srv.signal(signal.SIGTTIN)
+    three = srv.wait_workers(3)
+    wait_rotation(srv.port, 3)
+    got = split(srv.port, 60)
+    assert sorted(got.values()) == [20, 20, 20] and set(got) == set(three), got
+    srv.signal(signal.SIGTTOU)
+    deadline = time.monotonic() + 10
+    while len(srv.workers()) != 2:
+        assert time.monotonic() < deadline, srv.log()
+        time.sleep(0.05)
+    two = set(srv.workers())
+    got = split(srv.port, 40)
+    assert set(got) == two and sorted(got.values()) == [20, 20], (got, two)
+
+
+def test_without_bpf_privilege(server_factory, tmp_path, monkeypatch):
+    """Started without CAP_BPF/CAP_NET_ADMIN/CAP_SYS_ADMIN (setpriv): one info
+    line says the kernel's hash spreads the connections, and both workers
+    serve."""
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed"
+    wrapper = tmp_path / "gallop-nobpf"
+    wrapper.write_text("#!/bin/sh\nexec %s --bounding-set=-bpf,-net_admin,-sys_admin,-perfmon "
+                       "--inh-caps=-all %s \"$@\"\n" % (setpriv, conftest.GALLOP_BIN))
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(conftest, "GALLOP_BIN", str(wrapper))
+    srv = server_factory(APP, "--reuse-port", workers=2)
+    srv.wait_workers(2)
+    log = srv.log()
+    assert log.count("--reuse-port: the kernel's hash spreads connections") == 1, log
+    assert "Operation not permitted" in log
+    assert "eBPF)" not in log
+    time.sleep(0.3)
+    got = split(srv.port, 64)
+    assert len(got) == 2 and sum(got.values()) == 64, got
