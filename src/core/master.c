@@ -758,18 +758,19 @@ static void start_balance(gp_master *m)
         m->rp = NULL;
         return;
     }
-    gp_info("--reuse-port: connections go round-robin to the ready workers (eBPF)%s",
+    gp_info("--reuse-port: an eBPF program deals connections round-robin to the workers%s",
             gp_reuseport_migrates(m->rp) ? "; a closing worker's queue moves to the others" : "");
 }
 
-/* The workers that take new connections: ready, and not on their way out. */
+/* The workers that may take new connections: all but those on their way
+ * out. One still booting is skipped by the program until it joins. */
 static void sync_balance(gp_master *m)
 {
     int n = 0;
     if (!m->rp) return;
     for (int i = 0; i < m->sb->num_slots; i++) {
         const worker_rec *r = &m->recs[i];
-        if (r->pid > 0 && r->booted && !r->retiring && r->kill_at == 0 && m->phase == RUNNING)
+        if (r->pid > 0 && !r->retiring && r->kill_at == 0 && m->phase == RUNNING)
             m->rp_order[n++] = r->slot;
     }
     int rc = gp_reuseport_set_order(m->rp, m->rp_order, n);

@@ -8,10 +8,11 @@
  *          written by the master as workers come and go
  *   socks  per listener, a REUSEPORT_SOCKARRAY: slot -> that worker's socket
  *          (the kernel empties an entry when its socket closes)
- * Per connection the program takes i = ctr++ % n and selects socks[slot[i]],
- * trying the next entries when one is empty (a worker that died before the
- * master noticed); if none answers, it selects nothing and the kernel's hash
- * picks, so a connection is never refused for the program's sake.
+ * Per connection the program takes i = ctr++ % n and selects socks[slot[i]];
+ * an empty entry (a worker still booting joins only once ready; one that
+ * died is emptied by the kernel before the master notices) makes it draw
+ * again, up to RP_TRIES times. If none answers it selects nothing and the
+ * kernel's hash picks, so a connection is never refused for its sake.
  * Must never run on the request path: only the master and worker start-up. */
 #include "core/reuseport.h"
 
@@ -30,8 +31,8 @@
 #define SO_ATTACH_REUSEPORT_EBPF 52
 #endif
 
-#define RP_TRIES 4 /* entries looked at per connection before the hash decides */
-#define RP_MAX_INSNS 128
+#define RP_TRIES 16 /* listed slots tried per connection before the hash decides */
+#define RP_MAX_INSNS 512
 
 struct gp_reuseport {
     int slots;
@@ -120,9 +121,12 @@ static void emit_map_fd(prog_buf *b, uint8_t reg, int fd)
 }
 
 /* Writes the program into out (RP_MAX_INSNS room) and returns its length.
+ * Each try draws the next counter value, so a listed slot whose socket is
+ * not there (a worker still booting, or dead) passes its turn to the next
+ * listed one that is: the rotation is over the joined sockets alone.
  * fetch: the kernel has atomic fetch-and-add (5.12); without it two
  * connections arriving at the same instant on two CPUs may get one worker.
- * Registers kept across calls: r6 ctx, r7 index, r8 order value, r9 n. */
+ * Registers kept across calls: r6 ctx, r7 counter, r8 order value, r9 n. */
 static int build_prog(struct bpf_insn *out, int ctr_fd, int order_fd, int socks_fd, int slots,
                       bool fetch)
 {
@@ -135,15 +139,7 @@ static int build_prog(struct bpf_insn *out, int ctr_fd, int order_fd, int socks_
     emit_map_fd(&b, BPF_REG_1, ctr_fd);
     emit(&b, CALL(BPF_FUNC_map_lookup_elem));
     emit_to_pass(&b, JMP_IMM(BPF_JEQ, BPF_REG_0, 0));
-    if (fetch) {
-        emit(&b, MOV_IMM(BPF_REG_1, 1));
-        emit(&b, ATOMIC_W(BPF_REG_0, BPF_REG_1, BPF_ADD | BPF_FETCH));
-        emit(&b, MOV_REG(BPF_REG_7, BPF_REG_1));
-    } else {
-        emit(&b, LDX_W(BPF_REG_7, BPF_REG_0, 0));
-        emit(&b, MOV_IMM(BPF_REG_1, 1));
-        emit(&b, ATOMIC_W(BPF_REG_0, BPF_REG_1, BPF_ADD));
-    }
+    emit(&b, MOV_REG(BPF_REG_7, BPF_REG_0));
     emit(&b, MOV_REG(BPF_REG_2, BPF_REG_10));
     emit(&b, ADD_IMM(BPF_REG_2, -4));
     emit_map_fd(&b, BPF_REG_1, order_fd);
@@ -153,11 +149,18 @@ static int build_prog(struct bpf_insn *out, int ctr_fd, int order_fd, int socks_
     emit(&b, LDX_W(BPF_REG_9, BPF_REG_8, 0));
     emit_to_pass(&b, JMP_IMM(BPF_JEQ, BPF_REG_9, 0));
     emit_to_pass(&b, JMP_IMM(BPF_JGT, BPF_REG_9, slots));
-    emit(&b, MOD32_REG(BPF_REG_7, BPF_REG_9));
     for (int t = 0; t < RP_TRIES; t++) {
+        if (fetch) {
+            emit(&b, MOV_IMM(BPF_REG_1, 1));
+            emit(&b, ATOMIC_W(BPF_REG_7, BPF_REG_1, BPF_ADD | BPF_FETCH));
+        } else {
+            emit(&b, LDX_W(BPF_REG_1, BPF_REG_7, 0));
+            emit(&b, MOV_IMM(BPF_REG_2, 1));
+            emit(&b, ATOMIC_W(BPF_REG_7, BPF_REG_2, BPF_ADD));
+        }
+        emit(&b, MOD32_REG(BPF_REG_1, BPF_REG_9));
         /* the bound the verifier needs for slot[i] */
-        emit_to_pass(&b, JMP_IMM(BPF_JGE, BPF_REG_7, slots));
-        emit(&b, MOV_REG(BPF_REG_1, BPF_REG_7));
+        emit_to_pass(&b, JMP_IMM(BPF_JGE, BPF_REG_1, slots));
         emit(&b, LSH_IMM(BPF_REG_1, 2));
         emit(&b, MOV_REG(BPF_REG_2, BPF_REG_8));
         emit(&b, ADD_REG(BPF_REG_2, BPF_REG_1));
@@ -170,9 +173,6 @@ static int build_prog(struct bpf_insn *out, int ctr_fd, int order_fd, int socks_
         emit(&b, MOV_IMM(BPF_REG_4, 0));
         emit(&b, CALL(BPF_FUNC_sk_select_reuseport));
         emit_to_pass(&b, JMP_IMM(BPF_JEQ, BPF_REG_0, 0)); /* selected */
-        emit(&b, ADD_IMM(BPF_REG_7, 1));
-        emit(&b, JMP_REG(BPF_JLT, BPF_REG_7, BPF_REG_9, 1));
-        emit(&b, MOV_IMM(BPF_REG_7, 0));
     }
     int pass = b.n;
     emit(&b, MOV_IMM(BPF_REG_0, SK_PASS));

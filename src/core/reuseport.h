@@ -39,9 +39,12 @@ void gp_reuseport_destroy(gp_reuseport *rp);
  * closes. Returns 0 or a negative errno. */
 int gp_reuseport_join(const gp_reuseport *rp, int listener, int slot, int fd);
 
-/* Master: the slots of the workers that take new connections, in rotation
- * order (n may be 0: the kernel's hash then picks). Writes the kernel's copy
- * only when it changed. Returns 0 or a negative errno. */
+/* Master: the slots of the workers that may take new connections, in
+ * rotation order: every live worker that is not retiring, booting ones too
+ * (a slot counts only once its worker joined, so a worker gets its turn the
+ * moment it is ready, with no wait for the master). n may be 0: the kernel's
+ * hash then picks. Writes the kernel's copy only when it changed. Returns 0
+ * or a negative errno. */
 int gp_reuseport_set_order(gp_reuseport *rp, const int *slots, int n);
 
 #endif

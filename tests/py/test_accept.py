@@ -200,7 +200,6 @@ def test_keep_alive_load_splits_reuse_port(server_factory):
     import collections
     srv = server_factory(APP, "--reuse-port", workers=2)
     srv.wait_workers(2)
-    time.sleep(0.3)  # the master lists a worker in the rotation just after it is ready
     per = keep_alive_load(srv.port)
     conns = collections.Counter(keep_alive_load.owners.values())
     assert sorted(conns.values()) == [32, 32], conns

@@ -28,7 +28,7 @@ static void check_shape(bool fetch)
     assert_int_equal(p[n - 1].code, BPF_JMP | BPF_EXIT);
     assert_int_equal(p[n - 2].code, BPF_ALU64 | BPF_MOV | BPF_K);
     assert_int_equal(p[n - 2].imm, SK_PASS);
-    int maps = 0, selects = 0;
+    int maps = 0, selects = 0, atomics = 0;
     for (int i = 0; i < n; i++) {
         uint8_t cls = BPF_CLASS(p[i].code), op = BPF_OP(p[i].code);
         if (p[i].code == (BPF_LD | BPF_DW | BPF_IMM)) {
@@ -51,10 +51,13 @@ static void check_shape(bool fetch)
             assert_true(to > i && to < n);
             assert_int_not_equal(p[to].code, 0); /* never into a 64-bit load's tail */
         }
-        if (cls == BPF_STX && BPF_MODE(p[i].code) == BPF_ATOMIC)
+        if (cls == BPF_STX && BPF_MODE(p[i].code) == BPF_ATOMIC) {
             assert_int_equal(p[i].imm, fetch ? (BPF_ADD | BPF_FETCH) : BPF_ADD);
+            atomics++;
+        }
     }
     assert_int_equal(maps, 2 + RP_TRIES);
+    assert_int_equal(atomics, RP_TRIES);
     assert_int_equal(selects, RP_TRIES);
 }
 
@@ -192,6 +195,11 @@ static void test_round_robin(void **state)
     b = listener_on(port, NULL);
     assert_int_equal(gp_reuseport_join(rp, 0, 5, b), 0);
     expect_split(port, 20, a, 10, b, 10);
+
+    /* listed slots whose workers have not joined yet (booting) pass their
+     * turn on: the two that joined still alternate */
+    assert_int_equal(gp_reuseport_set_order(rp, (int[]){1, 0, 2, 3, 5, 6, 7}, 7), 0);
+    expect_split(port, 40, a, 20, b, 20);
     close(a);
     close(b);
     gp_reuseport_destroy(rp);
