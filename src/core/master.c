@@ -27,6 +27,7 @@
 
 #include "core/log.h"
 #include "core/notify.h"
+#include "core/reuseport.h"
 
 #define BOOT_BACKOFF_FIRST 0.1
 #define BOOT_BACKOFF_CAP 10.0
@@ -372,8 +373,8 @@ static void spawn_worker(gp_master *m)
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent) _exit(0);
         atomic_store(&s->pid, getpid());
-        gp_worker_args args = {m->cfg, m->listeners, m->num_listeners, m->sb, slot,
-                               m->gen, parent,       m->wake_fd,       m->rp};
+        gp_worker_args args = {m->cfg, m->listeners, m->num_listeners, m->sb,
+                               slot,   m->gen,       parent,           m->wake_fd};
         _exit(m->entry(&args));
     }
     if (fork_after_parent) fork_after_parent();
@@ -757,6 +758,11 @@ static void start_balance(gp_master *m)
         gp_reuseport_destroy(m->rp);
         m->rp = NULL;
         return;
+    }
+    for (int i = 0; i < m->num_listeners; i++) {
+        gp_listener *l = &m->listeners[i];
+        l->balanced = l->fd < 0;
+        if (l->balanced) gp_reuseport_listener_fds(m->rp, i, &l->rp_socks_fd, &l->rp_prog_fd);
     }
     gp_info("--reuse-port: an eBPF program deals connections round-robin to the workers%s",
             gp_reuseport_migrates(m->rp) ? "; a closing worker's queue moves to the others" : "");

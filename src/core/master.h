@@ -11,13 +11,16 @@
 
 #include "core/config.h"
 #include "core/listen.h"
-#include "core/reuseport.h"
 #include "core/scoreboard.h"
 
 typedef struct {
     int fd; /* -1 with --reuse-port: each worker opens its own */
     gp_addr addr;
     bool inherited; /* from systemd or --fd: not ours to unlink */
+    /* --reuse-port round-robin (reuseport.h): once ready, a worker joins its
+     * own socket with these two; without, the kernel's hash decides */
+    bool balanced;
+    int rp_socks_fd, rp_prog_fd;
 } gp_listener;
 
 typedef struct {
@@ -27,9 +30,8 @@ typedef struct {
     gp_scoreboard *scoreboard;
     int slot;
     unsigned generation;
-    pid_t master_pid;              /* the parent to outlive: not 1 when the master is PID 1 */
-    int wake_fd;                   /* eventfd: a write wakes the master (ready, asks to retire) */
-    const gp_reuseport *reuseport; /* --reuse-port balancing; NULL: the kernel's hash */
+    pid_t master_pid; /* the parent to outlive: not 1 when the master is PID 1 */
+    int wake_fd;      /* eventfd: a write wakes the master (ready, asks to retire) */
 } gp_worker_args;
 
 /* Runs in the forked child; its return value is the child's exit status. */

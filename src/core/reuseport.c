@@ -277,15 +277,21 @@ void gp_reuseport_destroy(gp_reuseport *rp)
     free(rp);
 }
 
-int gp_reuseport_join(const gp_reuseport *rp, int listener, int slot, int fd)
+void gp_reuseport_listener_fds(const gp_reuseport *rp, int listener, int *socks_fd, int *prog_fd)
+{
+    bool ok = listener >= 0 && listener < rp->listeners;
+    *socks_fd = ok ? rp->socks_fd[listener] : -1;
+    *prog_fd = ok ? rp->prog_fd[listener] : -1;
+}
+
+int gp_reuseport_join(int socks_fd, int prog_fd, int slot, int fd)
 {
     uint64_t value = (uint64_t)fd;
     int rc;
 
-    if (listener < 0 || listener >= rp->listeners || slot < 0 || slot >= rp->slots) return -EINVAL;
-    if ((rc = map_update(rp->socks_fd[listener], (uint32_t)slot, &value)) < 0) return rc;
-    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &rp->prog_fd[listener],
-                   sizeof rp->prog_fd[listener]) != 0)
+    if (slot < 0) return -EINVAL; /* the kernel checks the map's bound */
+    if ((rc = map_update(socks_fd, (uint32_t)slot, &value)) < 0) return rc;
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog_fd, sizeof prog_fd) != 0)
         return -errno;
     return 0;
 }

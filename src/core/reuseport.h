@@ -33,11 +33,15 @@ bool gp_reuseport_migrates(const gp_reuseport *rp);
 /* Closes the maps and programs (a group that runs a program keeps it). */
 void gp_reuseport_destroy(gp_reuseport *rp);
 
-/* Worker, its app ready: puts its listening socket fd for listener into its
- * slot and makes the program the one of fd's SO_REUSEPORT group (replacing
- * a previous master's after USR2). The slot empties by itself when fd
- * closes. Returns 0 or a negative errno. */
-int gp_reuseport_join(const gp_reuseport *rp, int listener, int slot, int fd);
+/* The two descriptors a worker joins listener's group with (they are all
+ * it needs, so they may cross fork and exec as plain numbers). */
+void gp_reuseport_listener_fds(const gp_reuseport *rp, int listener, int *socks_fd, int *prog_fd);
+
+/* Worker, its app ready: puts its own listening socket fd into its slot of
+ * socks_fd and makes prog_fd the program of fd's SO_REUSEPORT group
+ * (replacing a previous master's after USR2). The slot empties by itself
+ * when fd closes. Returns 0 or a negative errno. */
+int gp_reuseport_join(int socks_fd, int prog_fd, int slot, int fd);
 
 /* Master: the slots of the workers that may take new connections, in
  * rotation order: every live worker that is not retiring, booting ones too

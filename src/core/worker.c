@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/reuseport.h"
 #include "core/worker_internal.h"
 
 #define ACCEPT_BATCH 16
@@ -695,6 +696,9 @@ static int setup(gp_worker *w, const gp_worker_args *a)
             }
             w->listeners[i].own = true;
         }
+        bool rr = w->listeners[i].own && a->listeners[i].balanced;
+        w->listeners[i].rp_socks_fd = rr ? a->listeners[i].rp_socks_fd : -1;
+        w->listeners[i].rp_prog_fd = rr ? a->listeners[i].rp_prog_fd : -1;
         w->listeners[i].io.cb = on_accept;
         w->listeners[i].addr = &a->listeners[i].addr;
         w->listeners[i].w = w;
@@ -709,10 +713,10 @@ int gp_worker_accept(gp_worker *w)
     for (int i = 0; i < w->num_listeners; i++) { /* one wakeup per connection, not one per worker */
         if (gp_loop_watch(&w->loop, &w->listeners[i].io, EPOLLIN | EPOLLEXCLUSIVE) < 0) return -1;
         /* only now: until the app is ready our share goes to the others */
-        int rc = w->listeners[i].own && w->reuseport
-                     ? gp_reuseport_join(w->reuseport, i, (int)(w->slot - w->sb->slots),
-                                         w->listeners[i].io.fd)
-                     : 0;
+        struct gp_listen_io *l = &w->listeners[i];
+        int rc = l->rp_socks_fd >= 0 ? gp_reuseport_join(l->rp_socks_fd, l->rp_prog_fd,
+                                                         (int)(w->slot - w->sb->slots), l->io.fd)
+                                     : 0;
         if (rc < 0)
             gp_warn("--reuse-port: worker %d takes the kernel's hash share: %s", (int)getpid(),
                     strerror(-rc));
@@ -744,7 +748,6 @@ gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void
     w->app = app;
     w->slot = &a->scoreboard->slots[a->slot];
     w->sb = a->scoreboard;
-    w->reuseport = a->reuseport;
     w->master_pid = a->master_pid;
     w->wake_fd = a->wake_fd;
     gp_worker_update_clock(w);

@@ -12,7 +12,6 @@
 #include "core/config.h"
 #include "core/conn.h"
 #include "core/loop.h"
-#include "core/reuseport.h"
 #include "core/scoreboard.h"
 #include "core/timer.h"
 
@@ -114,10 +113,9 @@ struct gp_worker {
         int index;
         const gp_addr *addr;
         bool own; /* --reuse-port: this worker's socket, its queue is ours alone */
+        int rp_socks_fd, rp_prog_fd; /* own: where it joins the round-robin; -1: hash */
     } listeners[GP_MAX_BINDS];
     int num_listeners;
-    /* --reuse-port: our own sockets join the round-robin once we are ready */
-    const gp_reuseport *reuseport;
     gp_io signal_io, timer_io;
     gp_timers timers;   /* every deadline: connections' and the worker's own */
     gp_io deadline_io;  /* one-shot timerfd, armed at the earliest timer */

@@ -87,7 +87,12 @@ static void test_order_checks(void **state)
     assert_int_equal(order[0], 2);
     assert_int_equal(order[1], 1);
     assert_int_equal(order[2], 0);
-    assert_int_equal(gp_reuseport_join(&rp, 0, 0, 0), -EINVAL); /* no such listener */
+    int socks, prog;
+    gp_reuseport_listener_fds(&rp, 0, &socks, &prog); /* no such listener */
+    assert_int_equal(socks, -1);
+    assert_int_equal(prog, -1);
+    assert_int_equal(gp_reuseport_join(socks, prog, 0, 0), -EBADF);
+    assert_int_equal(gp_reuseport_join(socks, prog, -1, 0), -EINVAL);
 }
 
 /* ---- the kernel ------------------------------------------------------------- */
@@ -140,6 +145,13 @@ static int drain(int fd)
     return n;
 }
 
+static int join(const gp_reuseport *rp, int slot, int fd)
+{
+    int socks, prog;
+    gp_reuseport_listener_fds(rp, 0, &socks, &prog);
+    return gp_reuseport_join(socks, prog, slot, fd);
+}
+
 /* Opens n connections; a must get want_a of them, b want_b. */
 static void expect_split(unsigned short port, int n, int a, int want_a, int b, int want_b)
 {
@@ -174,8 +186,9 @@ static void test_round_robin(void **state)
     unsigned short port;
     int a = listener_on(0, &port), b = listener_on(port, NULL), c[64];
 
-    assert_int_equal(gp_reuseport_join(rp, 0, 0, a), 0);
-    assert_int_equal(gp_reuseport_join(rp, 0, 5, b), 0);
+    assert_int_equal(join(rp, 8, a), -E2BIG); /* past the slots */
+    assert_int_equal(join(rp, 0, a), 0);
+    assert_int_equal(join(rp, 5, b), 0);
     assert_int_equal(gp_reuseport_set_order(rp, (int[]){0, 5}, 2), 0);
     expect_split(port, 64, a, 32, b, 32);
 
@@ -193,7 +206,7 @@ static void test_round_robin(void **state)
     assert_int_equal(drain(a), 20);
     close_n(c, 20);
     b = listener_on(port, NULL);
-    assert_int_equal(gp_reuseport_join(rp, 0, 5, b), 0);
+    assert_int_equal(join(rp, 5, b), 0);
     expect_split(port, 20, a, 10, b, 10);
 
     /* listed slots whose workers have not joined yet (booting) pass their
@@ -219,8 +232,8 @@ static void test_queue_moves_on_close(void **state)
     unsigned short port;
     int a = listener_on(0, &port), b = listener_on(port, NULL), c[10];
 
-    assert_int_equal(gp_reuseport_join(rp, 0, 0, a), 0);
-    assert_int_equal(gp_reuseport_join(rp, 0, 1, b), 0);
+    assert_int_equal(join(rp, 0, a), 0);
+    assert_int_equal(join(rp, 1, b), 0);
     assert_int_equal(gp_reuseport_set_order(rp, (int[]){0, 1}, 2), 0);
     connect_n(port, c, 10); /* 5 wait on each */
     close(b);
@@ -244,10 +257,10 @@ static void test_second_program_takes_over(void **state)
     unsigned short port;
     int a = listener_on(0, &port), b = listener_on(port, NULL);
 
-    assert_int_equal(gp_reuseport_join(old, 0, 0, a), 0);
+    assert_int_equal(join(old, 0, a), 0);
     assert_int_equal(gp_reuseport_set_order(old, (int[]){0}, 1), 0);
     expect_split(port, 12, a, 12, b, 0);
-    assert_int_equal(gp_reuseport_join(fresh, 0, 0, b), 0);
+    assert_int_equal(join(fresh, 0, b), 0);
     assert_int_equal(gp_reuseport_set_order(fresh, (int[]){0}, 1), 0);
     expect_split(port, 12, b, 12, a, 0);
     close(a);
