@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/static.h"
 #include "core/worker_internal.h"
 
 #define ALOG_FIELD 512
@@ -77,6 +78,16 @@ static void on_conn_timer(gp_timer *t)
 gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_storage *peer,
                      socklen_t peer_len)
 {
+    bool trusted = gp_fwd_trusts(&w->cfg->forwarded_allow, (const struct sockaddr *)peer);
+    bool proxy = w->listeners[listener].proxy;
+    if (proxy && !trusted) { /* a PROXY header is believed from a trusted peer only */
+        if (!w->proxy_warned || w->now > w->proxy_warned + 60) {
+            w->proxy_warned = w->now;
+            gp_warn("closing connections to a --proxy-protocol listener from peers not in "
+                    "--forwarded-allow-ips (once a minute)");
+        }
+        return NULL;
+    }
     gp_conn *c = w->free_conns;
     if (c) w->free_conns = c->next;
     else if (!(c = malloc(sizeof *c))) return NULL;
@@ -87,7 +98,10 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     c->listener = listener;
     c->peer = *peer;
     c->peer_len = peer_len;
+    c->fwd_trusted = trusted;
+    c->proxy_wait = proxy;
     c->file_fd = -1;
+    c->own_fd = -1;
     gp_body_init(&c->held, NULL);
     c->state = CS_HEAD;
     c->timer.cb = on_conn_timer;
@@ -148,6 +162,8 @@ void gp_conn_close(gp_conn *c)
      * of the descriptor, and the registration would outlive our close */
     gp_loop_unwatch(&w->loop, &c->io);
     close(c->io.fd);
+    if (c->own_fd >= 0) close(c->own_fd);
+    c->own_fd = -1;
     gp_timer_stop(&w->timers, &c->timer);
     release_buffer(w, &c->buf, &c->cap);
     release_buffer(w, &c->out, &c->out_cap);
@@ -189,6 +205,12 @@ const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len)
 {
     *len = c->peer_len;
     return (const struct sockaddr *)&c->peer;
+}
+
+bool gp_conn_forwarded(gp_conn *c, const gp_http_request *req, gp_fwd *out)
+{
+    return c->fwd_trusted && gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers,
+                                            req->num_headers, req->host, req->host_len, out);
 }
 
 const gp_addr *gp_conn_local(gp_conn *c)
@@ -610,6 +632,11 @@ int gp_conn_write_all(gp_conn *c, const void *data, size_t len)
     return r == GP_ERROR ? r : flush_blocking(c);
 }
 
+void gp_conn_adopt_fd(gp_conn *c, int fd)
+{
+    c->own_fd = fd;
+}
+
 int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len)
 {
     if (c->broken) return GP_ERROR;
@@ -927,6 +954,8 @@ static void response_complete(gp_conn *c)
     release_buffer(w, &c->out, &c->out_cap);
     c->out_len = c->out_pos = 0;
     c->app_state = NULL;
+    if (c->own_fd >= 0) close(c->own_fd);
+    c->own_fd = -1;
     if (c->held_head) held_release(c);
     /* a response that did not say close keeps the connection even while
      * stopping: the client may already be sending its next request, which
@@ -1050,6 +1079,11 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
     }
     if (w->cfg->limit_concurrency && w->active_async >= w->cfg->limit_concurrency) {
         reject(c, 503);
+        return;
+    }
+    if (w->statics && gp_static_serve(w->statics, c, req)) { /* a file, without the app */
+        c->state = CS_FLUSH;
+        after_app(c, GP_APP_DONE);
         return;
     }
     if (must_hold_body(c)) {
@@ -1225,11 +1259,38 @@ void gp_conn_thread_done(gp_conn *c)
     if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
 }
 
+/* The PROXY header before the first request (--proxy-protocol): the address
+ * it names is the peer from now on, for the app and for whether its proxy
+ * headers count. False while it is incomplete, and when it is not valid (the
+ * connection is then closed: no HTTP answer to what is no HTTP client). */
+static bool read_proxy_header(gp_conn *c)
+{
+    gp_pp_result pr;
+    int r = gp_pp_parse(&c->pp, c->buf, c->len, &pr);
+    if (r == 0) return false;
+    if (r < 0) {
+        gp_debug("closing a connection without a valid PROXY protocol header");
+        gp_conn_close(c);
+        return false;
+    }
+    if (pr.src.ss_family != AF_UNSPEC) {
+        c->peer = pr.src;
+        c->peer_len = pr.src_len;
+        c->fwd_trusted = gp_fwd_trusts(&c->w->cfg->forwarded_allow, (struct sockaddr *)&c->peer);
+    }
+    c->proxy_wait = false;
+    c->len -= (size_t)r;
+    memmove(c->buf, c->buf + r, c->len);
+    return true;
+}
+
 /* Parses and serves every complete head in the buffer, in order. */
 static void serve_buffered(gp_conn *c)
 {
     gp_worker *w = c->w;
     while (!c->dead && c->state == CS_HEAD && c->len > 0) {
+        if (c->proxy_wait && !read_proxy_header(c)) return;
+        if (!c->len) return;
         gp_http_request req;
         req.headers = w->headers;
         req.num_headers = w->cfg->limit_request_fields;
@@ -1458,6 +1519,10 @@ void gp_conn_on_event(gp_io *io, uint32_t events)
 
 void gp_conn_on_timeout(gp_conn *c)
 {
+    if (c->proxy_wait) { /* no PROXY header in time: nothing HTTP to answer */
+        gp_conn_close(c);
+        return;
+    }
     if (c->ws && c->state == CS_ASYNC) {
         gp_ws_on_tick(c);
         return;

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "core/forwarded.h"
 #include "core/http_parser.h"
 #include "core/listen.h"
 
@@ -82,6 +83,11 @@ void gp_conn_describe(char *dst, size_t cap, const gp_http_request *req);
 const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len);
 const gp_addr *gp_conn_local(gp_conn *c);
 
+/* What a trusted peer's proxy headers say about this request (README "Behind
+ * a proxy"; req as given to start). False when nothing applies, at the cost
+ * of a glance at each header name. Any thread. */
+bool gp_conn_forwarded(gp_conn *c, const gp_http_request *req, gp_fwd *out);
+
 /* Request body. A sync app (no --threads, not run as tasks) gets it from
  * what the core read whole before start (--body-buffer-size), without
  * waiting. Otherwise blocks (up to --body-timeout) when nothing is buffered;
@@ -137,6 +143,9 @@ int gp_conn_write_all(gp_conn *c, const void *data, size_t len);
 /* Sends len bytes of fd from offset with sendfile(2). Same return values; fd
  * must stay open until the response ends or is aborted. */
 int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len);
+/* The core closes fd once the response ends or the connection closes (a
+ * file the core itself opened to send, as static.c does). */
+void gp_conn_adopt_fd(gp_conn *c, int fd);
 /* Writes what is buffered now, so a piece the app handed over reaches the
  * client before the app waits for something else (a generator that sleeps, an
  * await): streamed replies call it after each piece. The head goes out with

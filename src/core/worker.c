@@ -21,6 +21,7 @@
 
 #include "core/log.h"
 #include "core/reuseport.h"
+#include "core/static.h"
 #include "core/worker_internal.h"
 
 #define ACCEPT_BATCH 16
@@ -675,6 +676,12 @@ static int setup(gp_worker *w, const gp_worker_args *a)
         gp_loop_watch(&w->loop, &w->timer_io, EPOLLIN) < 0)
         return -1;
 
+    char serr[512];
+    if (gp_static_open(cfg, &w->statics, serr, sizeof serr) < 0) {
+        gp_error("%s", serr);
+        return -1;
+    }
+
     gp_timers_init(&w->timers);
     w->accept_timer.cb = on_accept_timer;
     int max_fresh = a->cfg->threads > 1 ? a->cfg->threads : 1;
@@ -703,6 +710,9 @@ static int setup(gp_worker *w, const gp_worker_args *a)
         w->listeners[i].addr = &a->listeners[i].addr;
         w->listeners[i].w = w;
         w->listeners[i].index = i;
+        w->listeners[i].proxy = cfg->proxy_protocol;
+        for (int k = 0; k < cfg->num_proxy_protocol_binds; k++)
+            w->listeners[i].proxy |= !strcmp(cfg->proxy_protocol_binds[k], a->listeners[i].addr.text);
         w->num_listeners++;
     }
     return 0;
