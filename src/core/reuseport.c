@@ -3,7 +3,9 @@
  *
  * The program is written here as raw instructions (no compiler for BPF, no
  * libbpf) and loaded with bpf(2). Maps:
- *   ctr    one u32: connections handed out so far (atomic add in the kernel)
+ *   ctr    a u32 per listener: its connections handed out so far (an atomic
+ *          add in the kernel; one per listener, or two ports used in turn
+ *          would each always land on the same worker)
  *   order  one value {u32 n; u32 slot[slots]}: the serving workers' slots,
  *          written by the master as workers come and go
  *   socks  per listener, a REUSEPORT_SOCKARRAY: slot -> that worker's socket
@@ -127,19 +129,20 @@ static void emit_map_fd(prog_buf *b, uint8_t reg, int fd)
  * fetch: the kernel has atomic fetch-and-add (5.12); without it two
  * connections arriving at the same instant on two CPUs may get one worker.
  * Registers kept across calls: r6 ctx, r7 counter, r8 order value, r9 n. */
-static int build_prog(struct bpf_insn *out, int ctr_fd, int order_fd, int socks_fd, int slots,
-                      bool fetch)
+static int build_prog(struct bpf_insn *out, int ctr_fd, int listener, int order_fd, int socks_fd,
+                      int slots, bool fetch)
 {
     prog_buf b = {.p = out};
 
     emit(&b, MOV_REG(BPF_REG_6, BPF_REG_1));
-    emit(&b, ST_W(BPF_REG_10, -4, 0)); /* key 0, for both one-entry maps */
+    emit(&b, ST_W(BPF_REG_10, -4, listener));
     emit(&b, MOV_REG(BPF_REG_2, BPF_REG_10));
     emit(&b, ADD_IMM(BPF_REG_2, -4));
     emit_map_fd(&b, BPF_REG_1, ctr_fd);
     emit(&b, CALL(BPF_FUNC_map_lookup_elem));
     emit_to_pass(&b, JMP_IMM(BPF_JEQ, BPF_REG_0, 0));
     emit(&b, MOV_REG(BPF_REG_7, BPF_REG_0));
+    emit(&b, ST_W(BPF_REG_10, -4, 0)); /* order has one entry */
     emit(&b, MOV_REG(BPF_REG_2, BPF_REG_10));
     emit(&b, ADD_IMM(BPF_REG_2, -4));
     emit_map_fd(&b, BPF_REG_1, order_fd);
@@ -185,7 +188,8 @@ static int build_prog(struct bpf_insn *out, int ctr_fd, int order_fd, int socks_
 
 /* Loads the program for one listener: the newest form the kernel takes
  * (migrating a closing socket's queue needs 5.14, fetch-and-add 5.12). */
-static int load_prog(int ctr_fd, int order_fd, int socks_fd, int slots, bool *migrates)
+static int load_prog(int ctr_fd, int listener, int order_fd, int socks_fd, int slots,
+                     bool *migrates)
 {
     static const struct {
         bool migrate, fetch;
@@ -194,7 +198,7 @@ static int load_prog(int ctr_fd, int order_fd, int socks_fd, int slots, bool *mi
     int fd = -EINVAL;
 
     for (size_t f = 0; f < sizeof forms / sizeof *forms; f++) {
-        int n = build_prog(insns, ctr_fd, order_fd, socks_fd, slots, forms[f].fetch);
+        int n = build_prog(insns, ctr_fd, listener, order_fd, socks_fd, slots, forms[f].fetch);
         union bpf_attr a;
         memset(&a, 0, sizeof a);
         a.prog_type = BPF_PROG_TYPE_SK_REUSEPORT;
@@ -232,7 +236,7 @@ int gp_reuseport_create(int listeners, int slots, gp_reuseport **out, char *why,
     for (int i = 0; i < listeners; i++) rp->socks_fd[i] = rp->prog_fd[i] = -1;
 
     what = "cannot create a BPF map";
-    if ((rc = rp->ctr_fd = map_create(BPF_MAP_TYPE_ARRAY, 4, 1, "gallop_rr_ctr")) < 0) goto fail;
+    if ((rc = rp->ctr_fd = map_create(BPF_MAP_TYPE_ARRAY, 4, (uint32_t)listeners, "gallop_rr_ctr")) < 0) goto fail;
     if ((rc = rp->order_fd =
              map_create(BPF_MAP_TYPE_ARRAY, 4 * ((uint32_t)slots + 1), 1, "gallop_rr_order")) < 0)
         goto fail;
@@ -245,7 +249,7 @@ int gp_reuseport_create(int listeners, int slots, gp_reuseport **out, char *why,
         if (rc < 0) goto fail;
         what = "cannot load the SK_REUSEPORT program";
         if ((rc = rp->prog_fd[i] =
-                 load_prog(rp->ctr_fd, rp->order_fd, rp->socks_fd[i], slots, &rp->migrates)) < 0)
+                 load_prog(rp->ctr_fd, i, rp->order_fd, rp->socks_fd[i], slots, &rp->migrates)) < 0)
             goto fail;
     }
     *out = rp;

@@ -22,7 +22,7 @@
 static void check_shape(bool fetch)
 {
     struct bpf_insn p[RP_MAX_INSNS];
-    int n = build_prog(p, 3, 4, 5, 256, fetch);
+    int n = build_prog(p, 3, 1, 4, 5, 256, fetch);
 
     assert_true(n > 10 && n <= RP_MAX_INSNS);
     assert_int_equal(p[n - 1].code, BPF_JMP | BPF_EXIT);
@@ -145,11 +145,16 @@ static int drain(int fd)
     return n;
 }
 
-static int join(const gp_reuseport *rp, int slot, int fd)
+static int join_on(const gp_reuseport *rp, int listener, int slot, int fd)
 {
     int socks, prog;
-    gp_reuseport_listener_fds(rp, 0, &socks, &prog);
+    gp_reuseport_listener_fds(rp, listener, &socks, &prog);
     return gp_reuseport_join(socks, prog, slot, fd);
+}
+
+static int join(const gp_reuseport *rp, int slot, int fd)
+{
+    return join_on(rp, 0, slot, fd);
 }
 
 /* Opens n connections; a must get want_a of them, b want_b. */
@@ -246,6 +251,38 @@ static void test_queue_moves_on_close(void **state)
     gp_reuseport_destroy(rp);
 }
 
+/* Two ports used in turn: each keeps its own rotation, so both of its
+ * workers get half of it (one counter for both would send each port's
+ * connections to one worker). */
+static void test_listeners_rotate_apart(void **state)
+{
+    gp_reuseport *rp = make(2);
+    if (!rp) return;
+    unsigned short p1, p2;
+    int a1 = listener_on(0, &p1), b1 = listener_on(p1, NULL);
+    int a2 = listener_on(0, &p2), b2 = listener_on(p2, NULL), c[40];
+
+    assert_int_equal(join_on(rp, 0, 0, a1), 0);
+    assert_int_equal(join_on(rp, 0, 1, b1), 0);
+    assert_int_equal(join_on(rp, 1, 0, a2), 0);
+    assert_int_equal(join_on(rp, 1, 1, b2), 0);
+    assert_int_equal(gp_reuseport_set_order(rp, (int[]){0, 1}, 2), 0);
+    for (int i = 0; i < 40; i += 2) {
+        connect_n(p1, c + i, 1);
+        connect_n(p2, c + i + 1, 1);
+    }
+    assert_int_equal(drain(a1), 10);
+    assert_int_equal(drain(b1), 10);
+    assert_int_equal(drain(a2), 10);
+    assert_int_equal(drain(b2), 10);
+    close_n(c, 40);
+    close(a1);
+    close(b1);
+    close(a2);
+    close(b2);
+    gp_reuseport_destroy(rp);
+}
+
 /* USR2: the new master's program, joined by its first ready worker, decides
  * from then on, with its own list. */
 static void test_second_program_takes_over(void **state)
@@ -276,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_order_checks),
         cmocka_unit_test(test_round_robin),
         cmocka_unit_test(test_queue_moves_on_close),
+        cmocka_unit_test(test_listeners_rotate_apart),
         cmocka_unit_test(test_second_program_takes_over),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
