@@ -236,7 +236,9 @@ int gp_reuseport_create(int listeners, int slots, gp_reuseport **out, char *why,
     for (int i = 0; i < listeners; i++) rp->socks_fd[i] = rp->prog_fd[i] = -1;
 
     what = "cannot create a BPF map";
-    if ((rc = rp->ctr_fd = map_create(BPF_MAP_TYPE_ARRAY, 4, (uint32_t)listeners, "gallop_rr_ctr")) < 0) goto fail;
+    if ((rc = rp->ctr_fd =
+             map_create(BPF_MAP_TYPE_ARRAY, 4, (uint32_t)listeners, "gallop_rr_ctr")) < 0)
+        goto fail;
     if ((rc = rp->order_fd =
              map_create(BPF_MAP_TYPE_ARRAY, 4 * ((uint32_t)slots + 1), 1, "gallop_rr_order")) < 0)
         goto fail;
