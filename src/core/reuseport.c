@@ -302,6 +302,17 @@ int gp_reuseport_join(int socks_fd, int prog_fd, int slot, int fd)
     return 0;
 }
 
+int gp_reuseport_leave(int socks_fd, int slot)
+{
+    union bpf_attr a;
+    uint32_t key = (uint32_t)slot;
+    memset(&a, 0, sizeof a);
+    a.map_fd = (uint32_t)socks_fd;
+    a.key = (uint64_t)(uintptr_t)&key;
+    int rc = sys_bpf(BPF_MAP_DELETE_ELEM, &a);
+    return rc == -ENOENT ? 0 : rc;
+}
+
 int gp_reuseport_set_order(gp_reuseport *rp, const int *slots, int n)
 {
     bool same = !rp->order_stale && rp->order[0] == (uint32_t)n;

@@ -43,6 +43,11 @@ void gp_reuseport_listener_fds(const gp_reuseport *rp, int listener, int *socks_
  * when fd closes. Returns 0 or a negative errno. */
 int gp_reuseport_join(int socks_fd, int prog_fd, int slot, int fd);
 
+/* Worker: takes its socket out of the rotation while it cannot take more
+ * connections (--worker-connections, out of descriptors); its turns go to
+ * the others until it joins again. Returns 0 or a negative errno. */
+int gp_reuseport_leave(int socks_fd, int slot);
+
 /* Master: the slots of the workers that may take new connections, in
  * rotation order: every live worker that is not retiring, booting ones too
  * (a slot counts only once its worker joined, so a worker gets its turn the

@@ -175,3 +175,36 @@ def test_hup_and_usr2_keep_the_rotation(gallop):
     assert g.log().count("deals connections round-robin to the workers") == 2, g.log()
     got = split(g.port, 64)
     assert set(got) == third and sorted(got.values()) == [32, 32], (got, third)
+
+
+def keep_alive(port):
+    """A connection with one request answered; (socket, worker pid)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    (pid,) = owners([s])
+    return s, pid
+
+
+def test_full_worker_leaves_the_rotation(server_factory):
+    """--worker-connections 3: a worker holding 3 takes its socket out of the
+    rotation, so the turns it would get go to the other worker (without that
+    they would wait in its queue until one of its connections closed); once
+    one closes, it gets its turns again."""
+    srv = server_factory(APP, "--reuse-port", "--worker-connections", "3", "--keep-alive", "30",
+                         workers=2)
+    srv.wait_workers(2)
+    held = [keep_alive(srv.port) for _ in range(5)]
+    x, y = held[0][1], held[1][1]
+    assert [p for _, p in held] == [x, y, x, y, x]  # x is full
+    for s, p in held:
+        if p == y:
+            s.close()
+    held = [h for h in held if h[1] == x]
+    time.sleep(0.3)
+    more = [keep_alive(srv.port) for _ in range(3)]  # read timeout 5 s: one queued at x fails
+    assert [p for _, p in more] == [y, y, y], srv.log()
+    held.pop()[0].close()
+    time.sleep(0.3)
+    last = [keep_alive(srv.port)]
+    assert last[0][1] == x  # y is full now, x has room again
+    for s, _ in held + more + last:
+        s.close()

@@ -214,6 +214,15 @@ static void test_round_robin(void **state)
     assert_int_equal(join(rp, 5, b), 0);
     expect_split(port, 20, a, 10, b, 10);
 
+    /* b leaves while full (twice is no error), then joins again */
+    int socks, prog;
+    gp_reuseport_listener_fds(rp, 0, &socks, &prog);
+    assert_int_equal(gp_reuseport_leave(socks, 5), 0);
+    assert_int_equal(gp_reuseport_leave(socks, 5), 0);
+    expect_split(port, 10, a, 10, b, 0);
+    assert_int_equal(join(rp, 5, b), 0);
+    expect_split(port, 10, a, 5, b, 5);
+
     /* listed slots whose workers have not joined yet (booting) pass their
      * turn on: the two that joined still alternate */
     assert_int_equal(gp_reuseport_set_order(rp, (int[]){1, 0, 2, 3, 5, 6, 7}, 7), 0);
