@@ -208,3 +208,15 @@ def test_full_worker_leaves_the_rotation(server_factory):
     assert last[0][1] == x  # y is full now, x has room again
     for s, _ in held + more + last:
         s.close()
+
+
+def test_burst_spreads_over_sync_workers(server_factory):
+    """Sync WSGI, 2 workers, 10 connections at once to a 1 s view: 5 each, so
+    the last answer comes after about 5 s (the hash: 7/3 and 7 s seen)."""
+    from test_accept import burst
+    srv = server_factory(APP, "--reuse-port", workers=2)
+    srv.wait_workers(2)
+    res = burst(srv.port, 10, "/sleep?1")
+    per = collections.Counter(pid for _, pid in res)
+    assert sorted(per.values()) == [5, 5], per
+    assert max(t for t, _ in res) < 6.5, res
