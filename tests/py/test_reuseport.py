@@ -96,8 +96,10 @@ def test_killed_worker_loses_no_queued_connection(server_factory):
         assert status == 200
         got.append(int(dict(headers)["x-worker"]))
     assert got == [b] * 6, (got, a, b)
-    # while the replacement boots, new connections all go to b
-    assert split(srv.port, 8) == {b: 8}, srv.log()
+    # the dead one's slot takes none, and none is refused (the replacement
+    # may already be up on a fast machine)
+    got = split(srv.port, 8)
+    assert a not in got and sum(got.values()) == 8, (got, srv.log())
     deadline = time.monotonic() + 10
     while True:
         ws = set(srv.workers())
@@ -199,11 +201,11 @@ def test_full_worker_leaves_the_rotation(server_factory):
         if p == y:
             s.close()
     held = [h for h in held if h[1] == x]
-    time.sleep(0.3)
+    time.sleep(0.5)  # y sees the closes
     more = [keep_alive(srv.port) for _ in range(3)]  # read timeout 5 s: one queued at x fails
     assert [p for _, p in more] == [y, y, y], srv.log()
     held.pop()[0].close()
-    time.sleep(0.3)
+    time.sleep(0.5)
     last = [keep_alive(srv.port)]
     assert last[0][1] == x  # y is full now, x has room again
     for s, _ in held + more + last:
