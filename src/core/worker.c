@@ -371,8 +371,8 @@ static void rotation(gp_worker *w, bool in)
 {
     for (int i = 0; i < w->num_listeners; i++) {
         struct gp_listen_io *l = &w->listeners[i];
-        int slot = (int)(w->slot - w->sb->slots);
         if (l->rp_socks_fd < 0) continue;
+        int slot = (int)(w->slot - w->sb->slots);
         int rc = in ? gp_reuseport_join(l->rp_socks_fd, l->rp_prog_fd, slot, l->io.fd)
                     : gp_reuseport_leave(l->rp_socks_fd, slot);
         if (rc < 0)
