@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 
+#include "core/config.h"
 #include "core/reuseport.c"
 
 /* ---- shape: every form the loader may try ---------------------------------- */
@@ -169,11 +170,11 @@ static void expect_split(unsigned short port, int n, int a, int want_a, int b, i
 }
 
 /* The rp to test with, or NULL where eBPF is not permitted (checked). */
-static gp_reuseport *make(int listeners)
+static gp_reuseport *make_slots(int listeners, int slots)
 {
     gp_reuseport *rp;
     char why[200] = "";
-    int rc = gp_reuseport_create(listeners, 8, &rp, why, sizeof why);
+    int rc = gp_reuseport_create(listeners, slots, &rp, why, sizeof why);
     if (rc == -EPERM || rc == -EACCES) {
         assert_null(rp);
         assert_non_null(strstr(why, strerror(-rc)));
@@ -182,6 +183,23 @@ static gp_reuseport *make(int listeners)
     }
     if (rc != 0) fail_msg("create: %s", why);
     return rp;
+}
+
+static gp_reuseport *make(int listeners)
+{
+    return make_slots(listeners, 8);
+}
+
+/* The most slots the master asks for (--workers 1024) and GP_MAX_BINDS
+ * listeners still load. */
+static void test_largest(void **state)
+{
+    gp_reuseport *rp = make_slots(GP_MAX_BINDS, 2 * GP_MAX_WORKERS + 64);
+    if (!rp) return;
+    int order[2 * GP_MAX_WORKERS + 64];
+    for (int i = 0; i < 2 * GP_MAX_WORKERS + 64; i++) order[i] = i;
+    assert_int_equal(gp_reuseport_set_order(rp, order, 2 * GP_MAX_WORKERS + 64), 0);
+    gp_reuseport_destroy(rp);
 }
 
 static void test_round_robin(void **state)
@@ -323,6 +341,7 @@ int main(void)
         cmocka_unit_test(test_round_robin),
         cmocka_unit_test(test_queue_moves_on_close),
         cmocka_unit_test(test_listeners_rotate_apart),
+        cmocka_unit_test(test_largest),
         cmocka_unit_test(test_second_program_takes_over),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
