@@ -209,7 +209,7 @@ const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len)
 
 bool gp_conn_forwarded(gp_conn *c, const gp_http_request *req, gp_fwd *out)
 {
-    return c->fwd_trusted && gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers,
+    return req->proxy_headers && c->fwd_trusted && gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers,
                                             req->num_headers, req->host, req->host_len, out);
 }
 

@@ -389,7 +389,7 @@ static PyObject *scope_for(gp_conn *c, const gp_http_request *req, PyObject *tem
         PyList_SET_ITEM(hl, (Py_ssize_t)i, t);
     }
     gp_fwd fwd;
-    bool fw = gp_conn_forwarded(c, req, &fwd);
+    bool fw = req->proxy_headers && gp_conn_forwarded(c, req, &fwd);
     if (fw && (fwd.set & GP_FWD_HOST) && set_host(hl, req, &fwd) < 0) {
         Py_DECREF(hl);
         goto fail;
