@@ -98,7 +98,7 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     c->listener = listener;
     c->peer = *peer;
     c->peer_len = peer_len;
-    c->fwd_trusted = trusted;
+    c->fwd_trusted = trusted && w->cfg->proxy_headers; /* --no-proxy-headers: never */
     c->proxy_wait = proxy;
     c->file_fd = -1;
     c->own_fd = -1;
@@ -1276,7 +1276,8 @@ static bool read_proxy_header(gp_conn *c)
     if (pr.src.ss_family != AF_UNSPEC) {
         c->peer = pr.src;
         c->peer_len = pr.src_len;
-        c->fwd_trusted = gp_fwd_trusts(&c->w->cfg->forwarded_allow, (struct sockaddr *)&c->peer);
+        c->fwd_trusted = c->w->cfg->proxy_headers &&
+                         gp_fwd_trusts(&c->w->cfg->forwarded_allow, (struct sockaddr *)&c->peer);
     }
     c->proxy_wait = false;
     c->len -= (size_t)r;

@@ -85,6 +85,15 @@ def test_untrusted_peer_changes_nothing(server_factory, app):
         assert d["HTTP_FORWARDED"] == "for=6.6.6.6;proto=https"
 
 
+@pytest.mark.parametrize("app", APPS)
+def test_no_proxy_headers(server_factory, app):
+    srv = server_factory(app, "--no-proxy-headers", "--forwarded-allow-ips", "*")
+    v = norm(seen(srv.port, ALL))
+    assert v["client"] == "127.0.0.1" and v["scheme"] == "http" and v["host"] == "app.local:8000"
+    on = server_factory(app, "--no-proxy-headers", "--proxy-headers")  # the last one wins
+    assert norm(seen(on.port, ALL))["scheme"] == "https"
+
+
 def test_forwarded_allow_ips_from_environment(server_factory):
     srv = server_factory("proxied:app", env={"FORWARDED_ALLOW_IPS": "10.9.9.9"})
     assert seen(srv.port, [("X-Forwarded-For", "203.0.113.9")])["REMOTE_ADDR"] == "127.0.0.1"
