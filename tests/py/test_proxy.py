@@ -150,6 +150,19 @@ def test_root_path_and_prefix_combine(server_factory):
     assert d["SCRIPT_NAME"] == "/site/api" and d["PATH_INFO"] == "/items"
 
 
+def test_config_file_names(server_factory, tmp_path):
+    """gunicorn's setting names in a config file: forwarded_allow_ips, proxy_protocol."""
+    conf = tmp_path / "gallop.conf"
+    conf.write_text("forwarded_allow_ips = 127.0.0.1, 10.0.0.0/8\nproxy_protocol = True\n")
+    srv = server_factory("proxied:app", "-c", str(conf), wait=False)
+    deadline = time.monotonic() + 15
+    while "ready" not in srv.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    d = seen(srv.port, [("X-Forwarded-For", "192.0.2.3, 10.0.0.9")],
+             proxy=b"PROXY TCP4 127.0.0.1 127.0.0.1 1000 80\r\n")
+    assert d["REMOTE_ADDR"] == "192.0.2.3"
+
+
 def test_bad_flags_exit_2():
     for args, msg in ((["--forwarded-allow-ips", "localhost"], "invalid --forwarded-allow-ips entry 'localhost'"),
                       (["--forwarded-allow-ips", "10.0.0.0/33"], "10.0.0.0/33"),
