@@ -855,7 +855,7 @@ int gp_conn_body_error_status(gp_conn *c)
  * request line, user, referer and user agent, escaped, one after another. */
 static void remember_for_log(gp_conn *c, const gp_http_request *req)
 {
-    if (!c->alog && !(c->alog = malloc(4 * ALOG_FIELD))) return;
+    if (!c->alog && !(c->alog = malloc(4 * ALOG_FIELD + sizeof(((gp_fwd *)0)->client)))) return;
     char *p = c->alog;
     size_t line_len = (size_t)(req->target + req->target_len - req->method) + 9;
     p += gp_log_escape(p, ALOG_FIELD, req->method, line_len) + 1;
@@ -872,6 +872,12 @@ static void remember_for_log(gp_conn *c, const gp_http_request *req)
     else p += strlen(strcpy(p, "-")) + 1;
     if (ua) gp_log_escape(p, ALOG_FIELD, ua->value, ua->value_len);
     else strcpy(p, "-");
+    /* the client a trusted proxy named, as the app's REMOTE_ADDR */
+    char *fwd_host = c->alog + 4 * ALOG_FIELD;
+    gp_fwd f;
+    fwd_host[0] = 0;
+    if (req->proxy_headers && gp_conn_forwarded(c, req, &f) && (f.set & GP_FWD_FOR))
+        memcpy(fwd_host, f.client, sizeof f.client);
     c->alog_pending = true;
 }
 
@@ -892,6 +898,7 @@ static void write_access_log(gp_conn *c)
     strftime(tbuf, sizeof tbuf, "%d/%b/%Y:%H:%M:%S %z", &tm);
     const char *rl = "-", *user = "-", *ref = "-", *ua = "-";
     if (c->alog && c->alog_pending) {
+        if (c->alog[4 * ALOG_FIELD]) snprintf(host, sizeof host, "%s", c->alog + 4 * ALOG_FIELD);
         rl = c->alog;
         user = rl + strlen(rl) + 1;
         ref = user + strlen(user) + 1;
