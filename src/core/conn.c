@@ -209,8 +209,9 @@ const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len)
 
 bool gp_conn_forwarded(gp_conn *c, const gp_http_request *req, gp_fwd *out)
 {
-    return req->proxy_headers && c->fwd_trusted && gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers,
-                                            req->num_headers, req->host, req->host_len, out);
+    return req->proxy_headers && c->fwd_trusted &&
+           gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers, req->num_headers, req->host,
+                          req->host_len, out);
 }
 
 const gp_addr *gp_conn_local(gp_conn *c)
