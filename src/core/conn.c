@@ -98,7 +98,7 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     c->listener = listener;
     c->peer = *peer;
     c->peer_len = peer_len;
-    c->fwd_trusted = trusted;
+    c->fwd_trusted = trusted && w->cfg->proxy_headers; /* --no-proxy-headers: never */
     c->proxy_wait = proxy;
     c->file_fd = -1;
     c->own_fd = -1;
@@ -209,8 +209,9 @@ const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len)
 
 bool gp_conn_forwarded(gp_conn *c, const gp_http_request *req, gp_fwd *out)
 {
-    return c->fwd_trusted && gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers,
-                                            req->num_headers, req->host, req->host_len, out);
+    return req->proxy_headers && c->fwd_trusted &&
+           gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers, req->num_headers, req->host,
+                          req->host_len, out);
 }
 
 const gp_addr *gp_conn_local(gp_conn *c)
@@ -855,7 +856,7 @@ int gp_conn_body_error_status(gp_conn *c)
  * request line, user, referer and user agent, escaped, one after another. */
 static void remember_for_log(gp_conn *c, const gp_http_request *req)
 {
-    if (!c->alog && !(c->alog = malloc(4 * ALOG_FIELD))) return;
+    if (!c->alog && !(c->alog = malloc(4 * ALOG_FIELD + sizeof(((gp_fwd *)0)->client)))) return;
     char *p = c->alog;
     size_t line_len = (size_t)(req->target + req->target_len - req->method) + 9;
     p += gp_log_escape(p, ALOG_FIELD, req->method, line_len) + 1;
@@ -872,6 +873,12 @@ static void remember_for_log(gp_conn *c, const gp_http_request *req)
     else p += strlen(strcpy(p, "-")) + 1;
     if (ua) gp_log_escape(p, ALOG_FIELD, ua->value, ua->value_len);
     else strcpy(p, "-");
+    /* the client a trusted proxy named, as the app's REMOTE_ADDR */
+    char *fwd_host = c->alog + 4 * ALOG_FIELD;
+    gp_fwd f;
+    fwd_host[0] = 0;
+    if (req->proxy_headers && gp_conn_forwarded(c, req, &f) && (f.set & GP_FWD_FOR))
+        memcpy(fwd_host, f.client, sizeof f.client);
     c->alog_pending = true;
 }
 
@@ -892,6 +899,7 @@ static void write_access_log(gp_conn *c)
     strftime(tbuf, sizeof tbuf, "%d/%b/%Y:%H:%M:%S %z", &tm);
     const char *rl = "-", *user = "-", *ref = "-", *ua = "-";
     if (c->alog && c->alog_pending) {
+        if (c->alog[4 * ALOG_FIELD]) snprintf(host, sizeof host, "%s", c->alog + 4 * ALOG_FIELD);
         rl = c->alog;
         user = rl + strlen(rl) + 1;
         ref = user + strlen(user) + 1;
@@ -1276,7 +1284,8 @@ static bool read_proxy_header(gp_conn *c)
     if (pr.src.ss_family != AF_UNSPEC) {
         c->peer = pr.src;
         c->peer_len = pr.src_len;
-        c->fwd_trusted = gp_fwd_trusts(&c->w->cfg->forwarded_allow, (struct sockaddr *)&c->peer);
+        c->fwd_trusted = c->w->cfg->proxy_headers &&
+                         gp_fwd_trusts(&c->w->cfg->forwarded_allow, (struct sockaddr *)&c->peer);
     }
     c->proxy_wait = false;
     c->len -= (size_t)r;
