@@ -96,9 +96,14 @@ def test_an_edit_is_served_within_a_couple_of_seconds(served, tmp_path, source):
     old_pid = g.workers()[0]
     assert body(g) == ("v1", old_pid)
     assert "--reload is for development, not production" in g.log()
+    t0 = time.monotonic()
     write(tmp_path / "app.py", source.format(v="v2"))
-    took, pid = wait_version(g, "v2", timeout=5)
-    assert took < 4, took
+    wait_for(lambda: reloads(g), 5, interval=0.02, what="the reload")
+    seen = time.monotonic() - t0  # the watcher's part: the 0.25 s debounce and a loop turn
+    took, pid = wait_version(g, "v2", timeout=10)
+    # the rest is the framework's import in a new worker (FastAPI: ~0.5 s idle,
+    # several on a loaded 2-core VM)
+    assert seen < 1.5 and took < 8, (seen, took)
     assert pid != old_pid
     assert reloads(g) == [str(tmp_path / "app.py")]
     wait_for(lambda: not pid_alive(old_pid), 10, what="the old worker to exit")
