@@ -325,6 +325,13 @@ def test_systemd_socket_activation_behind_nginx(site, transport):
             assert app["HTTP_HOST"] == "example.test"
             assert app["HTTP_X_FORWARDED_FOR"] == "127.0.0.1"
             assert app["HTTP_X_FORWARDED_PROTO"] == "http"
+            # believed (the service's --forwarded-allow-ips): the client's address
+            # even over the UNIX socket, where the peer itself has none
+            assert app["REMOTE_ADDR"] == "127.0.0.1", app
+            assert app["wsgi.url_scheme"] == "http"
+        status, _, body = http_get("127.0.0.1", nport, "/", headers={"X-Forwarded-Proto": "https"})
+        # nginx sets the header itself: what the client sent is overwritten
+        assert json.loads(body)["wsgi.url_scheme"] == "http"
         wait_for(lambda: '"GET /via-nginx/4 HTTP/1.1" 200' in glog(), 5, what="the access log line")
         assert "/static/hello.txt" not in glog()  # nginx served it, not the app
 
