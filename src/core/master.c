@@ -927,11 +927,15 @@ static int setup(gp_master *m)
     }
     if (cfg->reload) {
         char err[PATH_MAX + 128];
-        gp_reload_opts o = {cfg->reload_dirs,        cfg->num_reload_dirs,
-                            cfg->reload_includes,    cfg->num_reload_includes,
-                            cfg->reload_excludes,    cfg->num_reload_excludes,
-                            cfg->reload_extra_files, cfg->num_reload_extra_files,
-                            cfg->reload_delay};
+        gp_reload_opts o = {.dirs = cfg->reload_dirs,
+                            .num_dirs = cfg->num_reload_dirs,
+                            .includes = cfg->reload_includes,
+                            .num_includes = cfg->num_reload_includes,
+                            .excludes = cfg->reload_excludes,
+                            .num_excludes = cfg->num_reload_excludes,
+                            .extra_files = cfg->reload_extra_files,
+                            .num_extra_files = cfg->num_reload_extra_files,
+                            .delay = cfg->reload_delay};
         if (!(m->reloader = gp_reload_open(&o, err, sizeof err))) {
             fprintf(stderr, "gallop: error: %s\n", err);
             return -1;
@@ -978,9 +982,10 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
             wake = m.next_spawn;
         }
         if (reload_at > 0 && reload_at < wake) wake = reload_at > t ? reload_at : t;
-        struct pollfd pfd[3] = {{.fd = m.sigfd, .events = POLLIN},
-                                {.fd = m.wake_fd, .events = POLLIN},
-                                {.fd = m.reloader ? gp_reload_fd(m.reloader) : -1, .events = POLLIN}};
+        struct pollfd pfd[3] = {
+            {.fd = m.sigfd, .events = POLLIN},
+            {.fd = m.wake_fd, .events = POLLIN},
+            {.fd = m.reloader ? gp_reload_fd(m.reloader) : -1, .events = POLLIN}};
         int n = poll(pfd, 3, (int)((wake - t) * 1000) + 1);
         if (n < 0 && errno != EINTR) {
             gp_error("poll: %s", strerror(errno));

@@ -26,15 +26,15 @@
 
 #define MAX_DEPTH 64
 #define MAX_WATCHES 65536
-#define DIR_EVENTS                                                                          \
-    (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_MODIFY |     \
-     IN_ATTRIB)
+#define DIR_EVENTS                                                                                 \
+    (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB)
 
 static const char *const default_includes[] = {"*.py"};
 static const char *const default_excludes[] = {".*", ".py[cod]", ".sw.*", "~*"};
 static const char *const skipped_dirs[] = {
-    "__pycache__", ".git", ".hg", ".svn", ".tox", ".nox", ".venv", ".idea", ".mypy_cache",
-    ".pytest_cache", ".ruff_cache", ".hypothesis", "node_modules", "site-packages"};
+    "__pycache__", ".git",        ".hg",          ".svn",         ".tox",
+    ".nox",        ".venv",       ".idea",        ".mypy_cache",  ".pytest_cache",
+    ".ruff_cache", ".hypothesis", "node_modules", "site-packages"};
 
 typedef struct {
     int wd;
@@ -384,16 +384,15 @@ gp_reload *gp_reload_open(const gp_reload_opts *o, char *err, size_t errlen)
         snprintf(path, sizeof path, "%s", abs);
         int rc = add_tree(r, path, strlen(path), 0, true);
         if (rc < 0) {
-            snprintf(err, errlen, "--reload-dir '%s': cannot watch it: %s", dirs[i],
-                     strerror(-rc));
+            snprintf(err, errlen, "--reload-dir '%s': cannot watch it: %s", dirs[i], strerror(-rc));
             goto fail;
         }
     }
     for (int i = 0; i < o->num_extra_files; i++) {
         char *abs = absolute(o->extra_files[i], true);
         if (!abs) {
-            snprintf(err, errlen, "--reload-extra-file '%s': its directory: %s",
-                     o->extra_files[i], strerror(errno ? errno : ENOENT));
+            snprintf(err, errlen, "--reload-extra-file '%s': its directory: %s", o->extra_files[i],
+                     strerror(errno ? errno : ENOENT));
             goto fail;
         }
         r->extra[r->nextra++] = abs;

@@ -48,8 +48,8 @@ static void test_path_match(void **state)
 /* A gp_reload with only its filters built, as gp_reload_open builds them. */
 static gp_reload *filters(const char *const *inc, int ninc, const char *const *exc, int nexc)
 {
-    gp_reload_opts o = {.includes = inc, .num_includes = ninc, .excludes = exc,
-                        .num_excludes = nexc};
+    gp_reload_opts o = {
+        .includes = inc, .num_includes = ninc, .excludes = exc, .num_excludes = nexc};
     gp_reload *r = calloc(1, sizeof *r);
     char err[128];
     assert_non_null(r);
@@ -186,12 +186,16 @@ static void test_debounce(void **state)
     assert_true(t >= 12.9 && t <= 13.05);
 }
 
-static gp_reload *watch_tree(const char *const *exc, int nexc, const char *const *extra,
-                             int nextra)
+static gp_reload *watch_tree(const char *const *exc, int nexc, const char *const *extra, int nextra)
 {
     const char *dirs[] = {tree};
-    gp_reload_opts o = {.dirs = dirs, .num_dirs = 1, .excludes = exc, .num_excludes = nexc,
-                        .extra_files = extra, .num_extra_files = nextra, .delay = 0.25};
+    gp_reload_opts o = {.dirs = dirs,
+                        .num_dirs = 1,
+                        .excludes = exc,
+                        .num_excludes = nexc,
+                        .extra_files = extra,
+                        .num_extra_files = nextra,
+                        .delay = 0.25};
     char err[256] = "";
     gp_reload *r = gp_reload_open(&o, err, sizeof err);
     if (!r) fail_msg("gp_reload_open: %s", err);
