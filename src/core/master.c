@@ -533,8 +533,9 @@ static void abandon_reload(gp_master *m)
     gp_notify("READY=1\nSTATUS=reload failed; old workers serving");
 }
 
-/* --reload, and the app did not load at start: rather than exit, as
- * uvicorn's and gunicorn's reloaders do, wait for the code to be fixed. */
+/* --reload, the app does not load and no worker serves (at start, or after
+ * the last one died): rather than exit, as uvicorn's and gunicorn's
+ * reloaders do, wait for the code to be fixed. */
 static void park(gp_master *m)
 {
     m->reloading = false;
@@ -565,7 +566,7 @@ static void reaped_worker(gp_master *m, worker_rec *r, int status)
     /* exit 4 means "the app did not load" only before the worker was ready:
      * after that it is the app's own sys.exit(4) or os._exit(4), a crash */
     if (!booted && WIFEXITED(status) && WEXITSTATUS(status) == GP_EXIT_APP_ERROR) {
-        if (!m->ever_booted && m->reloader) park(m);
+        if (m->reloader && serving_workers(m) == 0) park(m);
         else if (m->reloading && copy.gen == m->gen) abandon_reload(m);
         else if (copy.gen != m->gen) /* a sibling in an abandoned reload: the old ones serve on */
             gp_info("worker %d of the abandoned generation %u exited (%s)", (int)pid, copy.gen,

@@ -139,6 +139,20 @@ def test_app_broken_at_start_waits_for_a_fix(served, tmp_path):
     wait_version(g, "v2", timeout=8)
 
 
+def test_broken_code_and_no_worker_left_waits_for_a_fix(served, tmp_path):
+    g = served(WSGI)
+    _, old_pid = body(g)
+    write(tmp_path / "app.py", WSGI.format(v="v2") + "\nraise RuntimeError('half-edited')\n")
+    g.wait_log(r"reload failed", timeout=10)
+    os.kill(old_pid, signal.SIGKILL)  # the one worker that still had the good code
+    g.wait_log(r"--reload: the app could not be loaded \(above\); waiting for a file to change",
+               timeout=15)
+    time.sleep(0.5)
+    assert g.proc.poll() is None, g.log()[-3000:]
+    write(tmp_path / "app.py", WSGI.format(v="v3"))
+    wait_version(g, "v3", timeout=8)
+
+
 def test_excluded_and_unwatched_files_do_not_reload(served, tmp_path):
     os.mkdir(tmp_path / "tests")
     os.mkdir(tmp_path / "__pycache__")
