@@ -941,9 +941,9 @@ static int setup(gp_master *m)
             fprintf(stderr, "gallop: error: %s\n", err);
             return -1;
         }
-        gp_warn("--reload is for development, not production: watching %d director%s for "
-                "changes",
-                gp_reload_watched(m->reloader), gp_reload_watched(m->reloader) == 1 ? "y" : "ies");
+        char dirs[1024];
+        gp_reload_describe(m->reloader, dirs, sizeof dirs);
+        gp_warn("--reload is for development, not production: watching %s for changes", dirs);
     }
     find_oom_events(m);
     signal(SIGPIPE, SIG_IGN);

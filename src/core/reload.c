@@ -440,6 +440,16 @@ int gp_reload_watched(const gp_reload *r)
     return r->nw;
 }
 
+void gp_reload_describe(const gp_reload *r, char *out, size_t len)
+{
+    size_t off = 0;
+    out[0] = 0;
+    for (int i = 0; i < r->ntop && off < len; i++)
+        off += (size_t)snprintf(out + off, len - off, "%s%s", i ? ", " : "", r->top[i]);
+    if (off < len)
+        snprintf(out + off, len - off, " (%d director%s)", r->nw, r->nw == 1 ? "y" : "ies");
+}
+
 /* One event of directory w. Returns 1 when it is a wanted change. */
 static int handle_event(gp_reload *r, watch *w, const struct inotify_event *ev, double now)
 {

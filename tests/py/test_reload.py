@@ -95,7 +95,8 @@ def test_an_edit_is_served_within_a_couple_of_seconds(served, tmp_path, source):
     g = served(source)
     old_pid = g.workers()[0]
     assert body(g) == ("v1", old_pid)
-    assert "--reload is for development, not production" in g.log()
+    assert (f"--reload is for development, not production: watching {os.path.realpath(tmp_path)} "
+            "(1 directory) for changes") in g.log()
     t0 = time.monotonic()
     write(tmp_path / "app.py", source.format(v="v2"))
     wait_for(lambda: reloads(g), 5, interval=0.02, what="the reload")

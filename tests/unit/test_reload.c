@@ -92,6 +92,7 @@ static void test_uvicorn_filters(void **state)
 }
 
 static char tree[64];
+static char want_text[PATH_MAX + 32];
 
 static void path_in(char *out, size_t n, const char *rel)
 {
@@ -223,6 +224,12 @@ static void test_watcher_sees_what_editors_do(void **state)
     write_in("pkg/mod.py", "y = 1\n");
     gp_reload *r = watch_tree(NULL, 0, NULL, 0);
     assert_int_equal(gp_reload_watched(r), 2); /* the tree and pkg */
+    char text[PATH_MAX + 32], small[8];
+    gp_reload_describe(r, text, sizeof text);
+    snprintf(want_text, sizeof want_text, "%s (2 directories)", tree);
+    assert_string_equal(text, want_text);
+    gp_reload_describe(r, small, sizeof small); /* truncated, terminated */
+    assert_int_equal(strlen(small), sizeof small - 1);
     char what[PATH_MAX], want[PATH_MAX];
     assert_int_equal(changes(r, what, sizeof what), 0);
 
