@@ -6,8 +6,8 @@
  * the file's literal name wins over the excludes. An exclude that names an
  * existing directory keeps that tree unwatched. Directories nobody edits
  * code in are not walked: VCS and tool caches, __pycache__, node_modules,
- * site-packages, virtual environments (a pyvenv.cfg inside), and names an
- * exclude pattern matches (so ".*" skips hidden ones). */
+ * site-packages, virtual environments (a pyvenv.cfg inside), names an
+ * exclude pattern matches (so ".*" skips hidden ones), and /proc, /sys, /dev. */
 #include "core/reload.h"
 
 #include <dirent.h>
@@ -146,6 +146,9 @@ static bool skip_dir(const gp_reload *r, const char *path, const char *name)
         if (!strchr(r->exc[i], '/') && fnmatch(r->exc[i], name, FNM_NOESCAPE) == 0) return true;
     for (int i = 0; i < r->nskip; i++)
         if (strcmp(r->skip_dirs[i], path) == 0) return true;
+    /* the kernel's trees, for a --reload run from / (a container's WORKDIR) */
+    if (strcmp(path, "/proc") == 0 || strcmp(path, "/sys") == 0 || strcmp(path, "/dev") == 0)
+        return true;
     char cfg[PATH_MAX];
     if ((size_t)snprintf(cfg, sizeof cfg, "%s/pyvenv.cfg", path) < sizeof cfg &&
         access(cfg, F_OK) == 0)
@@ -242,13 +245,14 @@ static int add_tree(gp_reload *r, char *path, size_t len, int depth, bool top)
     DIR *d = opendir(path);
     if (!d) return 0;
     int found = 0;
+    size_t at = len == 1 && path[0] == '/' ? 0 : len; /* where the '/' before a name goes */
     struct dirent *e;
     while ((e = readdir(d))) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
         size_t n = strlen(e->d_name);
-        if (len + 1 + n >= PATH_MAX) continue;
-        path[len] = '/';
-        memcpy(path + len + 1, e->d_name, n + 1);
+        if (at + 1 + n >= PATH_MAX) continue;
+        path[at] = '/';
+        memcpy(path + at + 1, e->d_name, n + 1);
         bool dir = e->d_type == DT_DIR;
         if (e->d_type == DT_UNKNOWN) {
             struct stat st;
@@ -256,7 +260,7 @@ static int add_tree(gp_reload *r, char *path, size_t len, int depth, bool top)
         }
         if (dir) {
             if (depth < MAX_DEPTH && !skip_dir(r, path, e->d_name)) {
-                int sub = add_tree(r, path, len + 1 + n, depth + 1, false);
+                int sub = add_tree(r, path, at + 1 + n, depth + 1, false);
                 if (sub > 0) found += sub;
             }
         } else if (wanted(r, path) || is_extra(r, path)) {

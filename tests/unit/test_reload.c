@@ -157,6 +157,8 @@ static void test_skipped_directories(void **state)
     assert_true(skip_dir(r, "/x/.cache", ".cache")); /* ".*" */
     assert_true(skip_dir(r, "/x/build-1", "build-1"));
     assert_true(skip_dir(r, excl, "data")); /* an excluded directory */
+    assert_true(skip_dir(r, "/proc", "proc"));
+    assert_false(skip_dir(r, "/x/proc", "proc"));
     assert_int_equal(r->nskip, 1);
     gp_reload_close(r);
 }
