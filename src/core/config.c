@@ -478,8 +478,7 @@ static int check_reload_and_config(const gp_config *cfg)
     for (int i = 0; i < cfg->num_binds; i++) {
         gp_addr a;
         char err[256];
-        if (gp_addr_parse(cfg->binds[i], &a, err, sizeof err) < 0)
-            return fail("%s%s", err, "");
+        if (gp_addr_parse(cfg->binds[i], &a, err, sizeof err) < 0) return fail("%s%s", err, "");
     }
     printf("gallop: configuration OK: %s, %d worker%s, %s%s\n", cfg->app, cfg->workers,
            cfg->workers == 1 ? "" : "s", cfg->num_fds ? "inherited sockets" : cfg->binds[0],
