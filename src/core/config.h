@@ -12,6 +12,7 @@
 #define GP_MAX_PYTHONPATH 16
 #define GP_MAX_WORKERS 1024
 #define GP_MAX_STATIC 16
+#define GP_MAX_RELOAD 32 /* entries of each --reload-* list */
 
 /* Exit codes, documented in the README. */
 enum {
@@ -74,6 +75,12 @@ typedef struct {
     double send_timeout;     /* seconds a client may take no response byte */
     size_t body_buffer_size; /* sync WSGI: body held in memory up to this, then on disk;
                                 0: the app reads it from the socket as it comes */
+    /* uvicorn's address flags and proxy switch */
+    const char *host; /* --host (127.0.0.1 when only --port is given) */
+    int port;         /* --port; -1: not given */
+    char host_bind[300]; /* --host/--port combined into one --bind address */
+    char uds_bind[128];  /* --uds PATH as "unix:PATH" */
+    bool proxy_headers;  /* --proxy-headers (default) / --no-proxy-headers */
     /* --static URL_PREFIX=DIR, served from C before the app (core/static) */
     struct gp_static_cfg {
         const char *prefix; /* starts with '/', no trailing '/' ("" for "/") */
@@ -81,6 +88,15 @@ typedef struct {
     } statics[GP_MAX_STATIC];
     int num_statics;
     long static_max_age; /* --static-max-age: Cache-Control max-age seconds; -1: none */
+    /* --reload (development): replace the workers when the code changes */
+    bool reload;
+    double reload_delay; /* seconds of quiet before reloading */
+    const char *reload_dirs[GP_MAX_RELOAD];
+    const char *reload_includes[GP_MAX_RELOAD];
+    const char *reload_excludes[GP_MAX_RELOAD];
+    const char *reload_extra_files[GP_MAX_RELOAD];
+    int num_reload_dirs, num_reload_includes, num_reload_excludes, num_reload_extra_files;
+    bool check_config; /* --check-config: parse, report, exit */
 } gp_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed and

@@ -27,6 +27,7 @@
 
 #include "core/log.h"
 #include "core/notify.h"
+#include "core/reload.h"
 
 #define BOOT_BACKOFF_FIRST 0.1
 #define BOOT_BACKOFF_CAP 10.0
@@ -74,6 +75,8 @@ typedef struct {
     char pidfile_old[PATH_MAX + 8];
     char oom_events[PATH_MAX]; /* the cgroup's memory.events, "" when unknown */
     unsigned long long oom_kills;
+    gp_reload *reloader; /* --reload: the file watcher */
+    bool parked;         /* --reload: the app never loaded; wait for a change */
 } gp_master;
 
 static void (*fork_before)(void), (*fork_after_parent)(void);
@@ -366,6 +369,7 @@ static void spawn_worker(gp_master *m)
     if (pid == 0) {
         unblock_worker_signals();
         close(m->sigfd);
+        if (m->reloader) close(gp_reload_fd(m->reloader));
         /* a worker must not outlive a master killed with SIGKILL */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent) _exit(0);
@@ -529,6 +533,18 @@ static void abandon_reload(gp_master *m)
     gp_notify("READY=1\nSTATUS=reload failed; old workers serving");
 }
 
+/* --reload, and the app did not load at start: rather than exit, as
+ * uvicorn's and gunicorn's reloaders do, wait for the code to be fixed. */
+static void park(gp_master *m)
+{
+    m->reloading = false;
+    if (m->parked) return;
+    m->parked = true;
+    for (int i = 0; i < m->sb->num_slots; i++)
+        if (m->recs[i].pid > 0) retire(m, &m->recs[i], "the app does not load");
+    gp_error("--reload: the app could not be loaded (above); waiting for a file to change");
+}
+
 static void reaped_worker(gp_master *m, worker_rec *r, int status)
 {
     gp_slot *s = &m->sb->slots[r->slot];
@@ -549,7 +565,8 @@ static void reaped_worker(gp_master *m, worker_rec *r, int status)
     /* exit 4 means "the app did not load" only before the worker was ready:
      * after that it is the app's own sys.exit(4) or os._exit(4), a crash */
     if (!booted && WIFEXITED(status) && WEXITSTATUS(status) == GP_EXIT_APP_ERROR) {
-        if (m->reloading && copy.gen == m->gen) abandon_reload(m);
+        if (!m->ever_booted && m->reloader) park(m);
+        else if (m->reloading && copy.gen == m->gen) abandon_reload(m);
         else if (copy.gen != m->gen) /* a sibling in an abandoned reload: the old ones serve on */
             gp_info("worker %d of the abandoned generation %u exited (%s)", (int)pid, copy.gen,
                     how);
@@ -692,7 +709,7 @@ static void maintain(gp_master *m)
             old_active++;
         }
     }
-    if (now_s() >= m->next_spawn)
+    if (now_s() >= m->next_spawn && !m->parked)
         for (; cur < m->target; cur++) spawn_worker(m);
     int allowed_old = m->target - cur_ready;
     if (allowed_old < 0) allowed_old = 0;
@@ -754,19 +771,45 @@ static void reread_config(gp_master *m)
     m->cfg = fresh; /* the old one may still be main's: never freed */
 }
 
+/* A new generation of workers; the old one retires as it becomes ready
+ * (maintain), or serves on if it cannot load (abandon_reload). */
+static void start_generation(gp_master *m)
+{
+    m->prev_gen = m->reloading ? m->prev_gen : m->gen;
+    m->gen = ++m->next_gen;
+    m->reloading = true;
+    m->boot_failures = 0;
+    m->next_spawn = 0;
+    m->parked = false;
+    atomic_store(&m->sb->load_error_reported, 0); /* this generation's failure is news */
+    gp_notify("RELOADING=1\nSTATUS=reloading");
+}
+
 static void reload(gp_master *m)
 {
     reread_config(m);
     if (m->cfg->preload)
         gp_warn("reloading with --preload: workers fork from the master's copy of the app, "
                 "so code changes need USR2");
-    m->prev_gen = m->reloading ? m->prev_gen : m->gen;
-    m->gen = ++m->next_gen;
-    m->reloading = true;
-    m->boot_failures = 0;
-    m->next_spawn = 0;
+    start_generation(m);
     gp_info("handling signal: hup; starting worker generation %u", m->gen);
-    gp_notify("RELOADING=1\nSTATUS=reloading");
+}
+
+/* --reload: reads the watcher's events and starts a generation once the
+ * debounce is over. Returns when to look again (-1: nothing pending). */
+static double watch_files(gp_master *m, bool readable)
+{
+    if (!m->reloader) return -1;
+    double t = now_s();
+    if (readable) gp_reload_read(m->reloader, t);
+    const char *what = NULL;
+    double wait = gp_reload_due(m->reloader, t, &what);
+    if (wait > 0) return t + wait;
+    if (wait == 0 && m->phase == RUNNING) {
+        start_generation(m);
+        gp_info("--reload: %s changed; starting worker generation %u", what, m->gen);
+    }
+    return -1;
 }
 
 /* USR2: a fresh copy of the binary takes the sockets; it retires us once its
@@ -877,6 +920,21 @@ static int setup(gp_master *m)
         fprintf(stderr, "gallop: error: signalfd/eventfd: %s\n", strerror(errno));
         return -1;
     }
+    if (cfg->reload) {
+        char err[PATH_MAX + 128];
+        gp_reload_opts o = {cfg->reload_dirs,        cfg->num_reload_dirs,
+                            cfg->reload_includes,    cfg->num_reload_includes,
+                            cfg->reload_excludes,    cfg->num_reload_excludes,
+                            cfg->reload_extra_files, cfg->num_reload_extra_files,
+                            cfg->reload_delay};
+        if (!(m->reloader = gp_reload_open(&o, err, sizeof err))) {
+            fprintf(stderr, "gallop: error: %s\n", err);
+            return -1;
+        }
+        gp_warn("--reload is for development, not production: watching %d director%s for "
+                "changes",
+                gp_reload_watched(m->reloader), gp_reload_watched(m->reloader) == 1 ? "y" : "ies");
+    }
     find_oom_events(m);
     signal(SIGPIPE, SIG_IGN);
     write_pidfile(cfg);
@@ -898,6 +956,7 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
             cfg->workers_why);
     maintain(&m);
 
+    double reload_at = -1; /* --reload: when the debounce ends */
     for (;;) {
         if (m.phase != RUNNING && living_workers(&m) == 0) break;
         double t = now_s();
@@ -913,9 +972,11 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
         } else if (m.next_spawn > t && m.next_spawn < wake) {
             wake = m.next_spawn;
         }
-        struct pollfd pfd[2] = {{.fd = m.sigfd, .events = POLLIN},
-                                {.fd = m.wake_fd, .events = POLLIN}};
-        int n = poll(pfd, 2, (int)((wake - t) * 1000) + 1);
+        if (reload_at > 0 && reload_at < wake) wake = reload_at > t ? reload_at : t;
+        struct pollfd pfd[3] = {{.fd = m.sigfd, .events = POLLIN},
+                                {.fd = m.wake_fd, .events = POLLIN},
+                                {.fd = m.reloader ? gp_reload_fd(m.reloader) : -1, .events = POLLIN}};
+        int n = poll(pfd, 3, (int)((wake - t) * 1000) + 1);
         if (n < 0 && errno != EINTR) {
             gp_error("poll: %s", strerror(errno));
             break;
@@ -926,6 +987,7 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
         struct signalfd_siginfo si;
         while (read(m.sigfd, &si, sizeof si) == (ssize_t)sizeof si)
             handle_signal(&m, (int)si.ssi_signo);
+        reload_at = watch_files(&m, pfd[2].revents != 0);
         reap(&m); /* SIGCHLD coalesces: reap on every turn */
         check_timeouts(&m);
         maintain(&m);
@@ -940,6 +1002,7 @@ done:
     }
     if (m.sigfd >= 0) close(m.sigfd);
     if (m.wake_fd >= 0) close(m.wake_fd);
+    gp_reload_close(m.reloader);
     gp_scoreboard_destroy(m.sb);
     free(m.recs);
     return rc;
