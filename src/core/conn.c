@@ -289,7 +289,11 @@ static int flush(gp_conn *c)
             int cnt = 0;
             if (out_left) iov[cnt++] = (struct iovec){c->out + c->out_pos, out_left};
             if (c->pend_len) iov[cnt++] = (struct iovec){(void *)c->pend, c->pend_len};
-            n = writev(c->io.fd, iov, cnt);
+            /* a head before a file: MSG_MORE lets the kernel put the two in
+             * the same segments instead of sending the head alone */
+            if (c->file_left && cnt == 1)
+                n = send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_MORE | MSG_NOSIGNAL);
+            else n = writev(c->io.fd, iov, cnt);
             if (n < 0) {
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN) return GP_AGAIN;
