@@ -498,6 +498,9 @@ int gp_static_serve(gp_static *s, gp_conn *c, const gp_http_request *req)
         gp_conn_send_error(c, 404, 0);
         return 1;
     }
+    /* the app's requests pay for a prefix check only, not a decoded copy */
+    bool encoded = memchr(req->path, '%', req->path_len) != NULL;
+    if (!encoded && !find_mount(s, req->path, req->path_len)) return 0;
     len = gp_http_percent_decode(path, req->path, req->path_len);
     const static_mount *m = find_mount(s, path, len);
     if (!m) return 0;
