@@ -1063,13 +1063,14 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         reject(c, 413);
         return;
     }
-    if (w->cfg->limit_concurrency && w->active_async >= w->cfg->limit_concurrency) {
-        reject(c, 503);
-        return;
-    }
-    if (w->statics && gp_static_serve(w->statics, c, req)) { /* a file, without the app */
+    /* a file under --static, answered without the app (so outside its concurrency limit) */
+    if (w->statics && gp_static_serve(w->statics, c, req)) {
         c->state = CS_FLUSH;
         after_app(c, GP_APP_DONE);
+        return;
+    }
+    if (w->cfg->limit_concurrency && w->active_async >= w->cfg->limit_concurrency) {
+        reject(c, 503);
         return;
     }
     if (must_hold_body(c)) {

@@ -529,6 +529,24 @@ def test_with_asgi(server_factory, tree):
     assert st == 404
 
 
+def test_static_outside_limit_concurrency(server_factory, tree):
+    """A file needs no app slot: with --limit-concurrency 1 taken by a slow
+    request, the app's next request gets 503 but a static file is served."""
+    import threading
+    s = server_factory("asgi_raw:app", "--limit-concurrency", "1", "--static", f"/static={tree}")
+    res = {}
+    t = threading.Thread(target=lambda: res.setdefault("slow", get(s, "/slow?t=1.5")[0]))
+    t.start()
+    time.sleep(0.5)
+    try:
+        assert get(s, "/slow?t=0")[0] == 503
+        st, _, body = get(s, "/static/10k.bin")
+        assert st == 200 and len(body) == 10240
+    finally:
+        t.join(10)
+    assert res["slow"] == 200
+
+
 def test_access_log_has_static_lines(server_factory, tree, tmp_path):
     log = tmp_path / "access.log"
     s = server_factory("basic:raw", "--static", f"/static={tree}", "--access-log", str(log))
