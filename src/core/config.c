@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <strings.h>
 
 #include "core/cpus.h"
 #include "core/listen.h"
@@ -75,6 +76,11 @@ static const char usage_text[] =
     "      --static PREFIX=DIR      serve the files of DIR at URL PREFIX from C, before the\n"
     "                               app (repeatable), e.g. --static /static=./staticfiles\n"
     "      --static-max-age S       Cache-Control: max-age=S on static files (default: none)\n"
+    "      --forwarded-allow-ips IPS  peers whose X-Forwarded-* / Forwarded / PROXY headers\n"
+    "                               are believed: IPs, networks, '*', 'unix' (default\n"
+    "                               $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1)\n"
+    "      --proxy-protocol[=ADDR]  expect a PROXY v1/v2 header first on every listener\n"
+    "                               (or on --bind ADDR only; repeatable)\n"
     "      --log-level LEVEL        debug, info, warning, error, critical (info)\n"
     "      --access-log FILE|-      write an access log (off by default)\n"
     "      --error-log FILE|-       where the error log goes (- : stderr)\n"
@@ -172,6 +178,8 @@ enum {
     OPT_RELOAD_DELAY,
     OPT_RELOAD_ENGINE,
     OPT_CHECK_CONFIG,
+    OPT_FWD_ALLOW,
+    OPT_PROXY_PROTOCOL,
 };
 
 static const struct option long_opts[] = {
@@ -238,6 +246,8 @@ static const struct option long_opts[] = {
     {"reload-delay", required_argument, 0, OPT_RELOAD_DELAY},
     {"reload-engine", required_argument, 0, OPT_RELOAD_ENGINE},
     {"check-config", no_argument, 0, OPT_CHECK_CONFIG},
+    {"forwarded-allow-ips", required_argument, 0, OPT_FWD_ALLOW},
+    {"proxy-protocol", optional_argument, 0, OPT_PROXY_PROTOCOL},
     {"help", no_argument, 0, 'h'},
     /* uvicorn's and gunicorn's spellings */
     {"host", required_argument, 0, OPT_HOST},
@@ -456,6 +466,33 @@ static int check_reload_and_config(const gp_config *cfg)
     return 1;
 }
 
+/* --forwarded-allow-ips (else $FORWARDED_ALLOW_IPS, as gunicorn and uvicorn
+ * read it) parsed, and each --proxy-protocol=ADDR one of the --bind addresses. */
+static int check_proxy_settings(gp_config *cfg)
+{
+    char err[200];
+    const char *env = getenv("FORWARDED_ALLOW_IPS");
+    if (!cfg->forwarded_allow_ips) cfg->forwarded_allow_ips = env && *env ? env : "127.0.0.1,::1";
+    if (gp_fwd_trust_parse(&cfg->forwarded_allow, cfg->forwarded_allow_ips, err, sizeof err) < 0)
+        return fail("%s%s", err, "");
+    for (int i = 0; i < cfg->num_proxy_protocol_binds; i++) {
+        gp_addr want, have;
+        int found = 0;
+        if (gp_addr_parse(cfg->proxy_protocol_binds[i], &want, err, sizeof err) < 0)
+            return fail("invalid --proxy-protocol address: %s%s", err, "");
+        for (int b = 0; b < cfg->num_binds && !found; b++)
+            found = gp_addr_parse(cfg->binds[b], &have, err, sizeof err) == 0 &&
+                    strcmp(have.text, want.text) == 0;
+        if (!found)
+            return fail("--proxy-protocol=%s is not one of the --bind addresses%s",
+                        cfg->proxy_protocol_binds[i], "");
+        char *canon = strdup(want.text); /* what the listener's text will be */
+        if (!canon) return fail("out of memory%s%s", "", "");
+        cfg->proxy_protocol_binds[i] = canon;
+    }
+    return 0;
+}
+
 int gp_config_parse(gp_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -634,6 +671,21 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                             optarg, "");
             break;
         case OPT_CHECK_CONFIG: cfg->check_config = true; break;
+        case OPT_FWD_ALLOW: cfg->forwarded_allow_ips = optarg; break;
+        case OPT_PROXY_PROTOCOL:
+            if (!optarg || !strcasecmp(optarg, "true") || !strcasecmp(optarg, "1") ||
+                !strcasecmp(optarg, "yes") || !strcasecmp(optarg, "on")) {
+                cfg->proxy_protocol = true;
+            } else if (!strcasecmp(optarg, "false") || !strcasecmp(optarg, "0") ||
+                       !strcasecmp(optarg, "no") || !strcasecmp(optarg, "off")) {
+                cfg->proxy_protocol = false;
+                cfg->num_proxy_protocol_binds = 0;
+            } else if (cfg->num_proxy_protocol_binds == GP_MAX_BINDS) {
+                return fail("too many --proxy-protocol addresses%s%s", "", "");
+            } else {
+                cfg->proxy_protocol_binds[cfg->num_proxy_protocol_binds++] = optarg;
+            }
+            break;
         case OPT_USER: cfg->user = optarg; break;
         case OPT_GROUP: cfg->group = optarg; break;
         case OPT_UMASK: {
@@ -748,6 +800,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
         if (ve && *ve) cfg->venv = ve;
     }
     if (finish_binds(cfg)) return -1;
+    if (check_proxy_settings(cfg) < 0) return -1;
     const char *wc = getenv("WEB_CONCURRENCY");
     int r = workers     ? resolve_workers(cfg, workers, "--workers", twice_plus_one)
             : wc && *wc ? resolve_workers(cfg, wc, "WEB_CONCURRENCY", twice_plus_one)

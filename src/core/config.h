@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/forwarded.h"
+
 #define GP_MAX_BINDS 16
 #define GP_MAX_PYTHONPATH 16
 #define GP_MAX_WORKERS 1024
@@ -97,6 +99,12 @@ typedef struct {
     const char *reload_extra_files[GP_MAX_RELOAD];
     int num_reload_dirs, num_reload_includes, num_reload_excludes, num_reload_extra_files;
     bool check_config; /* --check-config: parse, report, exit */
+    /* behind a proxy (core/forwarded.h, core/proxyproto.h) */
+    const char *forwarded_allow_ips; /* as given, else $FORWARDED_ALLOW_IPS, else the default */
+    gp_fwd_trust forwarded_allow;    /* parsed from it */
+    bool proxy_protocol;             /* every listener expects a PROXY header */
+    const char *proxy_protocol_binds[GP_MAX_BINDS]; /* or only these (canonical text) */
+    int num_proxy_protocol_binds;
 } gp_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed and

@@ -78,6 +78,16 @@ static void on_conn_timer(gp_timer *t)
 gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_storage *peer,
                      socklen_t peer_len)
 {
+    bool trusted = gp_fwd_trusts(&w->cfg->forwarded_allow, (const struct sockaddr *)peer);
+    bool proxy = w->listeners[listener].proxy;
+    if (proxy && !trusted) { /* a PROXY header is believed from a trusted peer only */
+        if (!w->proxy_warned || w->now > w->proxy_warned + 60) {
+            w->proxy_warned = w->now;
+            gp_warn("closing connections to a --proxy-protocol listener from peers not in "
+                    "--forwarded-allow-ips (once a minute)");
+        }
+        return NULL;
+    }
     gp_conn *c = w->free_conns;
     if (c) w->free_conns = c->next;
     else if (!(c = malloc(sizeof *c))) return NULL;
@@ -88,6 +98,8 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     c->listener = listener;
     c->peer = *peer;
     c->peer_len = peer_len;
+    c->fwd_trusted = trusted;
+    c->proxy_wait = proxy;
     c->file_fd = -1;
     c->own_fd = -1;
     gp_body_init(&c->held, NULL);
@@ -193,6 +205,12 @@ const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len)
 {
     *len = c->peer_len;
     return (const struct sockaddr *)&c->peer;
+}
+
+bool gp_conn_forwarded(gp_conn *c, const gp_http_request *req, gp_fwd *out)
+{
+    return c->fwd_trusted && gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers,
+                                            req->num_headers, req->host, req->host_len, out);
 }
 
 const gp_addr *gp_conn_local(gp_conn *c)
@@ -1246,11 +1264,38 @@ void gp_conn_thread_done(gp_conn *c)
     if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
 }
 
+/* The PROXY header before the first request (--proxy-protocol): the address
+ * it names is the peer from now on, for the app and for whether its proxy
+ * headers count. False while it is incomplete, and when it is not valid (the
+ * connection is then closed: no HTTP answer to what is no HTTP client). */
+static bool read_proxy_header(gp_conn *c)
+{
+    gp_pp_result pr;
+    int r = gp_pp_parse(&c->pp, c->buf, c->len, &pr);
+    if (r == 0) return false;
+    if (r < 0) {
+        gp_debug("closing a connection without a valid PROXY protocol header");
+        gp_conn_close(c);
+        return false;
+    }
+    if (pr.src.ss_family != AF_UNSPEC) {
+        c->peer = pr.src;
+        c->peer_len = pr.src_len;
+        c->fwd_trusted = gp_fwd_trusts(&c->w->cfg->forwarded_allow, (struct sockaddr *)&c->peer);
+    }
+    c->proxy_wait = false;
+    c->len -= (size_t)r;
+    memmove(c->buf, c->buf + r, c->len);
+    return true;
+}
+
 /* Parses and serves every complete head in the buffer, in order. */
 static void serve_buffered(gp_conn *c)
 {
     gp_worker *w = c->w;
     while (!c->dead && c->state == CS_HEAD && c->len > 0) {
+        if (c->proxy_wait && !read_proxy_header(c)) return;
+        if (!c->len) return;
         gp_http_request req;
         req.headers = w->headers;
         req.num_headers = w->cfg->limit_request_fields;
@@ -1479,6 +1524,10 @@ void gp_conn_on_event(gp_io *io, uint32_t events)
 
 void gp_conn_on_timeout(gp_conn *c)
 {
+    if (c->proxy_wait) { /* no PROXY header in time: nothing HTTP to answer */
+        gp_conn_close(c);
+        return;
+    }
     if (c->ws && c->state == CS_ASYNC) {
         gp_ws_on_tick(c);
         return;

@@ -899,7 +899,12 @@ static int setup(gp_master *m)
         m->old_master = (pid_t)atoi(old);
         unsetenv("GALLOP_OLD_MASTER");
     }
-    if (open_listeners(m) < 0) return -1;
+    /* a UNIX socket is made with --umask, else 0 (mode 0777) as gunicorn's:
+     * nginx running as another user (www-data) can connect */
+    mode_t mask = umask(cfg->umask >= 0 ? (mode_t)cfg->umask : 0);
+    int opened = open_listeners(m);
+    umask(mask);
+    if (opened < 0) return -1;
     chown_sockets(m);
     int slots = 2 * cfg->workers + 64;
     if (slots < 256) slots = 256;

@@ -706,6 +706,9 @@ static int setup(gp_worker *w, const gp_worker_args *a)
         w->listeners[i].addr = &a->listeners[i].addr;
         w->listeners[i].w = w;
         w->listeners[i].index = i;
+        w->listeners[i].proxy = cfg->proxy_protocol;
+        for (int k = 0; k < cfg->num_proxy_protocol_binds; k++)
+            w->listeners[i].proxy |= !strcmp(cfg->proxy_protocol_binds[k], a->listeners[i].addr.text);
         w->num_listeners++;
     }
     return 0;
