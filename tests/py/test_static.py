@@ -628,6 +628,8 @@ def test_flask_static_folder(server_factory):
     import importlib.util
     spec = importlib.util.spec_from_file_location("gallop_flaskstatic_app", os.path.join(d, "app.py"))
     mod = importlib.util.module_from_spec(spec)
+    import sys
+    sys.modules[spec.name] = mod  # Flask finds its root (and static folder) through it
     spec.loader.exec_module(mod)
     client = mod.app.test_client()  # Flask's own answer, to compare with
     for rel in ("style.css", "js/app.js"):
