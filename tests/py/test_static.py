@@ -596,6 +596,24 @@ def test_relative_dir_and_config_file(server_factory, tree, tmp_path):
     assert st == 200 and h["cache-control"] == "max-age=60"
 
 
+def test_hup_rereads_static_settings(server_factory, tree, tmp_path):
+    import signal
+    conf = tmp_path / "gallop.conf"
+    conf.write_text(f"static = /assets={tree}\nstatic_max_age = 60\n")
+    s = server_factory("basic:raw", "-c", str(conf))
+    old = s.workers()
+    assert get(s, "/assets/noext")[1]["cache-control"] == "max-age=60"
+    conf.write_text(f"static = /files={tree / 'sub'}\nstatic_max_age = 120\n")
+    s.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (set(s.workers()) & set(old) or not s.workers()):
+        time.sleep(0.1)
+    st, h, body = get(s, "/files/inner.txt")
+    assert st == 200 and body == b"inner\n" and h["cache-control"] == "max-age=120"
+    st, _, body = get(s, "/assets/noext")  # unmounted: the app's now
+    assert st == 200 and body == b"hello /assets/noext"
+
+
 # ---- frameworks ------------------------------------------------------------------------
 
 
@@ -634,6 +652,7 @@ def test_flask_static_folder(server_factory):
     client = mod.app.test_client()  # Flask's own answer, to compare with
     for rel in ("style.css", "js/app.js"):
         want = client.get("/static/" + rel)
+        assert want.status_code == 200
         st, h, body = get(s, "/static/" + rel)
         assert st == 200 and body == want.data
         assert h["content-type"].split(";")[0] == want.headers["Content-Type"].split(";")[0]
