@@ -233,6 +233,7 @@ static const struct option long_opts[] = {
     {"send-timeout", required_argument, 0, OPT_SENDTO},
     {"body-buffer-size", required_argument, 0, OPT_BODYBUF},
     {"static", required_argument, 0, OPT_STATIC},
+    {"static-map", required_argument, 0, OPT_STATIC}, /* uWSGI's name, the same syntax */
     {"static-max-age", required_argument, 0, OPT_STATIC_MAXAGE},
     {"reload", no_argument, 0, OPT_RELOAD},
     {"reload-dir", required_argument, 0, OPT_RELOAD_DIR},

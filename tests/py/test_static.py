@@ -588,6 +588,12 @@ def test_bad_static_flags_more(tmp_path):
     assert r.returncode == 2 and "--static-max-age" in r.stderr
 
 
+def test_uwsgi_static_map_spelling(server_factory, tree):
+    s = server_factory("basic:raw", "--static-map", f"/media={tree}")
+    st, _, body = get(s, "/media/noext")
+    assert st == 200 and body == b"raw"
+
+
 def test_relative_dir_and_config_file(server_factory, tree, tmp_path):
     conf = tmp_path / "gallop.conf"
     conf.write_text(f"static = /assets={os.path.relpath(tree, tmp_path)}\nstatic_max_age = 60\n")
