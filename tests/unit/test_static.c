@@ -69,8 +69,7 @@ static void test_range(void **state)
     assert_int_equal(b, 2);
     /* unsatisfiable: starts past the end, empty suffix, empty file */
     assert_int_equal(gp_static_parse_range(S("bytes=10-"), 10, &a, &b), GP_RANGE_UNSATISFIABLE);
-    assert_int_equal(gp_static_parse_range(S("bytes=10-20"), 10, &a, &b),
-                     GP_RANGE_UNSATISFIABLE);
+    assert_int_equal(gp_static_parse_range(S("bytes=10-20"), 10, &a, &b), GP_RANGE_UNSATISFIABLE);
     assert_int_equal(gp_static_parse_range(S("bytes=-0"), 10, &a, &b), GP_RANGE_UNSATISFIABLE);
     assert_int_equal(gp_static_parse_range(S("bytes=0-"), 0, &a, &b), GP_RANGE_UNSATISFIABLE);
     assert_int_equal(gp_static_parse_range(S("bytes=-5"), 0, &a, &b), GP_RANGE_UNSATISFIABLE);
@@ -275,7 +274,6 @@ static void test_open_mounts(void **state)
     assert_non_null(strstr(err, "No such file"));
 }
 
-
 /* ---- through the connection layer ------------------------------------------------ */
 
 static struct {
@@ -453,7 +451,7 @@ static void test_stalled_download_closes_its_file(void **state)
     assert_true(got > 0 && got < 4u << 20);
     gp_conn_on_event(&c->io, EPOLLOUT);
     assert_true(c->file_left < left);
-    gp_conn_close(c); /* cut, as --send-timeout does */
+    gp_conn_close(c);                      /* cut, as --send-timeout does */
     assert_int_equal(open_fds(), fds + 1); /* the client's end only */
 }
 
