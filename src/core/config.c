@@ -326,7 +326,8 @@ static int parse_static(gp_config *cfg, const char *arg)
     if (memchr(arg, '?', n) || memchr(arg, '#', n) || memchr(arg, '%', n))
         return fail("invalid --static '%s': the prefix is a plain path (no '?', '#' or '%%')%s",
                     arg, "");
-    if (cfg->num_statics == GP_MAX_STATIC) return fail("too many --static (at most 16)%s%s", "", "");
+    if (cfg->num_statics == GP_MAX_STATIC)
+        return fail("too many --static (at most 16)%s%s", "", "");
     char *prefix = strndup(arg, n), *dir = realpath(eq + 1, NULL);
     if (!prefix) return fail("out of memory%s%s", "", "");
     if (!dir) {
