@@ -243,6 +243,7 @@ static const struct option long_opts[] = {
     {"wsgi-app", required_argument, 0, OPT_WSGIAPP},
     {"config-hooks", required_argument, 0, OPT_CONFIGHOOKS},
     {"static", required_argument, 0, OPT_STATIC},
+    {"static-map", required_argument, 0, OPT_STATIC}, /* uWSGI's name, the same syntax */
     {"static-max-age", required_argument, 0, OPT_STATIC_MAXAGE},
     {"reload", no_argument, 0, OPT_RELOAD},
     {"reload-dir", required_argument, 0, OPT_RELOAD_DIR},
@@ -345,7 +346,8 @@ static int parse_static(gp_config *cfg, const char *arg)
     if (memchr(arg, '?', n) || memchr(arg, '#', n) || memchr(arg, '%', n))
         return fail("invalid --static '%s': the prefix is a plain path (no '?', '#' or '%%')%s",
                     arg, "");
-    if (cfg->num_statics == GP_MAX_STATIC) return fail("too many --static (at most 16)%s%s", "", "");
+    if (cfg->num_statics == GP_MAX_STATIC)
+        return fail("too many --static (at most 16)%s%s", "", "");
     char *prefix = strndup(arg, n), *dir = realpath(eq + 1, NULL);
     if (!prefix) return fail("out of memory%s%s", "", "");
     if (!dir) {

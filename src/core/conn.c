@@ -308,7 +308,11 @@ static int flush(gp_conn *c)
             int cnt = 0;
             if (out_left) iov[cnt++] = (struct iovec){c->out + c->out_pos, out_left};
             if (c->pend_len) iov[cnt++] = (struct iovec){(void *)c->pend, c->pend_len};
-            n = writev(c->io.fd, iov, cnt);
+            /* a head before a file: MSG_MORE lets the kernel put the two in
+             * the same segments instead of sending the head alone */
+            if (c->file_left && cnt == 1)
+                n = send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_MORE | MSG_NOSIGNAL);
+            else n = writev(c->io.fd, iov, cnt);
             if (n < 0) {
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN) return GP_AGAIN;
@@ -1085,13 +1089,14 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         reject(c, 413);
         return;
     }
-    if (w->cfg->limit_concurrency && w->active_async >= w->cfg->limit_concurrency) {
-        reject(c, 503);
-        return;
-    }
-    if (w->statics && gp_static_serve(w->statics, c, req)) { /* a file, without the app */
+    /* a file under --static, answered without the app (so outside its concurrency limit) */
+    if (w->statics && gp_static_serve(w->statics, c, req)) {
         c->state = CS_FLUSH;
         after_app(c, GP_APP_DONE);
+        return;
+    }
+    if (w->cfg->limit_concurrency && w->active_async >= w->cfg->limit_concurrency) {
+        reject(c, 503);
         return;
     }
     if (must_hold_body(c)) {
