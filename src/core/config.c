@@ -411,11 +411,12 @@ static int short_alias(int c)
 /* gunicorn worker classes whose behaviour gallop's own workers give. */
 static bool worker_class_ok(const char *k)
 {
-    static const char *const ok[] = {
-        "sync", "gthread", "gunicorn.workers.sync.SyncWorker",
-        "gunicorn.workers.gthread.ThreadWorker", "uvicorn.workers.UvicornWorker",
-        "uvicorn.workers.UvicornH11Worker",
-    };
+    static const char *const ok[] = {"sync",
+                                     "gthread",
+                                     "gunicorn.workers.sync.SyncWorker",
+                                     "gunicorn.workers.gthread.ThreadWorker",
+                                     "uvicorn.workers.UvicornWorker",
+                                     "uvicorn.workers.UvicornH11Worker"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (strcmp(k, ok[i]) == 0) return true;
     return false;

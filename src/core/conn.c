@@ -114,6 +114,7 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->num_conns++;
+    if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("opened", fd, peer);
     return c;
 }
 
@@ -157,6 +158,7 @@ void gp_conn_close(gp_conn *c)
         w->ops->abort(w->app, c);
     if (c->state == CS_ASYNC) w->active_async--;
     c->dead = true;
+    if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("closed", c->io.fd, &c->peer);
     if (c->alog_pending && w->access_fd >= 0) write_access_log(c); /* cut off mid-response */
     /* out of epoll before the close: a child the app forked may hold a copy
      * of the descriptor, and the registration would outlive our close */
@@ -209,7 +211,8 @@ const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len)
 
 bool gp_conn_forwarded(gp_conn *c, const gp_http_request *req, gp_fwd *out)
 {
-    return req->proxy_headers && c->fwd_trusted &&
+    /* --no-proxy-headers (uvicorn's): X-Forwarded-* / Forwarded from no one */
+    return req->proxy_headers && c->fwd_trusted && c->w->cfg->proxy_headers &&
            gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers, req->num_headers, req->host,
                           req->host_len, out);
 }

@@ -647,6 +647,7 @@ static void check_timeouts(gp_master *m)
         if (r->kill_at > 0) {
             if (t >= r->kill_at && !r->killed) {
                 r->killed = true;
+                gp_debug("worker %d: sending SIGKILL", (int)r->pid);
                 kill(r->pid, SIGKILL);
             }
             continue;
@@ -655,6 +656,7 @@ static void check_timeouts(gp_master *m)
             r->booted = true;
             m->ever_booted = true;
             m->boot_failures = 0;
+            gp_debug("worker %d booted (generation %u)", (int)r->pid, r->gen);
         }
         /* a retiring worker gets the graceful timeout, as on a stop */
         if (r->retiring && m->phase == RUNNING && t >= r->term_at + m->cfg->graceful_timeout) {

@@ -657,6 +657,37 @@ static void test_config_file_many_lines(void **state)
     assert_int_equal(cfg.argc, a.argc); /* HUP re-reads from what was given */
 }
 
+/* A config file's address is replaced by any address flag on the command
+ * line: --port as much as --bind. */
+static void test_config_file_address_replaced(void **state)
+{
+    char path[] = "/tmp/gp_test_config_addr_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "bind = 127.0.0.1:9\nworkers = 2\n");
+    fclose(f);
+    static const char *const lines[][4] = {
+        {"--port", "7000", "127.0.0.1:7000"},
+        {"--host=0.0.0.0", NULL, "0.0.0.0:8000"},
+        {"-b", ":7001", ":7001"},
+        {"--uds", "/tmp/s", "unix:/tmp/s"},
+        {"--workers=2", NULL, "127.0.0.1:9"},
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        static args a[5];
+        static gp_config cfg[5]; /* static: what they point into stays reachable */
+        reset_getopt();
+        mkargs(&a[i], "gallop", "-c", path, "app:app", lines[i][0], lines[i][1],
+               (const char *)NULL);
+        assert_int_equal(gp_config_load(&cfg[i], a[i].argc, a[i].argv), 0);
+        assert_int_equal(cfg[i].num_binds, 1);
+        assert_string_equal(cfg[i].binds[0], lines[i][2]);
+        assert_int_equal(cfg[i].workers, 2);
+    }
+    unlink(path);
+}
+
 /* Options after the app, as gunicorn and uvicorn take them. */
 static void test_options_after_app(void **state)
 {
@@ -740,9 +771,8 @@ static void test_uvicorn_flags(void **state)
 {
     gp_config cfg;
     args a;
-    assert_int_equal(PARSE(&cfg, &a, "main:app", "--host", "0.0.0.0", "--port", "8001",
-                           "--workers", "2"),
-                     0);
+    assert_int_equal(
+        PARSE(&cfg, &a, "main:app", "--host", "0.0.0.0", "--port", "8001", "--workers", "2"), 0);
     assert_int_equal(cfg.num_binds, 1);
     assert_string_equal(cfg.binds[0], "0.0.0.0:8001");
     assert_int_equal(cfg.workers, 2);
@@ -764,8 +794,8 @@ static void test_uvicorn_flags(void **state)
     assert_int_equal(cfg.fds[0], 5);
     reset_getopt();
     assert_int_equal(PARSE(&cfg, &a, "main:app", "--timeout-keep-alive", "7",
-                           "--limit-max-requests", "100", "--root-path", "/api",
-                           "--access-log", "-", "--no-access-log", "--no-proxy-headers"),
+                           "--limit-max-requests", "100", "--root-path", "/api", "--access-log",
+                           "-", "--no-access-log", "--no-proxy-headers"),
                      0);
     assert_true(cfg.keep_alive == 7);
     assert_int_equal(cfg.max_requests, 100);
@@ -785,8 +815,8 @@ static void test_gunicorn_short_flags(void **state)
 {
     gp_config cfg;
     args a;
-    assert_int_equal(PARSE(&cfg, &a, "-t", "5", "-p", "/tmp/p.pid", "-u", "nobody", "-g",
-                           "nogroup", "-m", "007", "-k", "uvicorn.workers.UvicornWorker", "app"),
+    assert_int_equal(PARSE(&cfg, &a, "-t", "5", "-p", "/tmp/p.pid", "-u", "nobody", "-g", "nogroup",
+                           "-m", "007", "-k", "uvicorn.workers.UvicornWorker", "app"),
                      0);
     assert_true(cfg.timeout == 5);
     assert_string_equal(cfg.pidfile, "/tmp/p.pid");
@@ -861,6 +891,7 @@ int main(void)
         cmocka_unit_test_setup(test_reparse_after_cluster, setup),
         cmocka_unit_test_setup(test_config_file_many_lines, setup),
         cmocka_unit_test_setup(test_options_after_app, setup),
+        cmocka_unit_test_setup(test_config_file_address_replaced, setup),
         cmocka_unit_test_setup(test_uvicorn_flags, setup),
         cmocka_unit_test_setup(test_reload_and_check_config, setup),
         cmocka_unit_test_setup(test_gunicorn_short_flags, setup),
