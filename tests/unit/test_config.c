@@ -721,6 +721,52 @@ static void test_options_after_app(void **state)
     assert_string_equal(cfg.app, "m:create_app('x', debug=True)");
 }
 
+/* --reload's lists and limits, and --check-config's report. */
+static void test_reload_and_check_config(void **state)
+{
+    gp_config cfg;
+    args a;
+    assert_int_equal(PARSE(&cfg, &a, "main:app"), 0);
+    assert_false(cfg.reload);
+    assert_true(cfg.reload_delay == 0.25);
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "--reload", "--reload-dir", "src", "--reload-dir=lib",
+                           "--reload-include", "*.html", "--reload-exclude", "tests",
+                           "--reload-extra-file", "a.toml", "--reload-extra-files=b.toml",
+                           "--reload-delay", "0.5", "--reload-engine", "inotify", "main:app"),
+                     0);
+    assert_true(cfg.reload);
+    assert_int_equal(cfg.num_reload_dirs, 2);
+    assert_string_equal(cfg.reload_dirs[1], "lib");
+    assert_string_equal(cfg.reload_includes[0], "*.html");
+    assert_string_equal(cfg.reload_excludes[0], "tests");
+    assert_int_equal(cfg.num_reload_extra_files, 2);
+    assert_string_equal(cfg.reload_extra_files[1], "b.toml");
+    assert_true(cfg.reload_delay == 0.5);
+    ERR("--reload cannot work with --preload", "--reload", "--preload", "app");
+    ERR("invalid --reload-delay '61' (seconds, 0 to 60)", "--reload-delay", "61", "app");
+    ERR("invalid --reload-delay '-1'", "--reload-delay", "-1", "app");
+    ERR("invalid --reload-engine 'poll'", "--reload-engine", "poll", "app");
+    ERR("--reload-include needs a value", "--reload-include=", "app");
+    args many;
+    mkargs(&many, "gallop", "app", (const char *)NULL);
+    for (int i = 0; i < 33; i++) {
+        snprintf(many.store[many.argc], sizeof many.store[0], "--reload-dir=d%d", i);
+        many.argv[many.argc] = many.store[many.argc];
+        many.argc++;
+    }
+    many.argv[many.argc] = NULL;
+    expect_error(&many, "too many --reload-dir (at most 32)");
+
+    char out[4096];
+    reset_getopt();
+    mkargs(&a, "gallop", "--check-config", "-w", "3", "-b", "127.0.0.1:9", "-b", "unix:/x",
+           "m:app", (const char *)NULL);
+    assert_int_equal(parse_captured(&cfg, &a, out, sizeof out), 1); /* 1: exit 0 */
+    assert_string_equal(out, "gallop: configuration OK: m:app, 3 workers, 127.0.0.1:9 and more\n");
+    ERR("invalid port", "--check-config", "-b", "127.0.0.1:x", "app");
+}
+
 static void test_uvicorn_flags(void **state)
 {
     gp_config cfg;
@@ -849,6 +895,7 @@ int main(void)
         cmocka_unit_test_setup(test_options_after_app, setup),
         cmocka_unit_test_setup(test_config_file_address_replaced, setup),
         cmocka_unit_test_setup(test_uvicorn_flags, setup),
+        cmocka_unit_test_setup(test_reload_and_check_config, setup),
         cmocka_unit_test_setup(test_gunicorn_short_flags, setup),
         cmocka_unit_test_setup(test_bind_defaults_and_fd, setup),
     };
