@@ -129,7 +129,7 @@ pytest: all
 	GALLOP_BIN=$(abspath $(BUILD)/gallop) $(PYTHON) -m pytest -q tests/py
 
 # The protocol tests again, against gallop built with ASan/UBSan.
-ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_bodies.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py tests/py/test_wsgi_misbehave.py tests/py/test_bridge.py tests/py/test_asgi_http.py tests/py/test_asgi_ws.py tests/py/test_accept.py tests/py/test_asgi_apps.py tests/py/test_static.py tests/py/test_conffile.py tests/py/test_proxy.py
+ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_bodies.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py tests/py/test_wsgi_misbehave.py tests/py/test_bridge.py tests/py/test_asgi_http.py tests/py/test_asgi_ws.py tests/py/test_accept.py tests/py/test_asgi_apps.py tests/py/test_static.py tests/py/test_conffile.py tests/py/test_proxy.py tests/py/test_cli_compat.py
 asan-pytest: $(BUILD)/asan/gallop $(BUILD)/asan/gallop-python.so
 	GALLOP_BIN=$(abspath $(BUILD)/asan/gallop) ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:quarantine_size_mb=8 \
 	  UBSAN_OPTIONS=print_stacktrace=1 $(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_PYTEST)
