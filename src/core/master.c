@@ -29,6 +29,7 @@
 #include "core/log.h"
 #include "core/notify.h"
 #include "core/reload.h"
+#include "core/reuseport.h"
 
 #define BOOT_BACKOFF_FIRST 0.1
 #define BOOT_BACKOFF_CAP 10.0
@@ -77,6 +78,8 @@ typedef struct {
     char pidfile_old[PATH_MAX + 8];
     char oom_events[PATH_MAX]; /* the cgroup's memory.events, "" when unknown */
     unsigned long long oom_kills;
+    gp_reuseport *rp; /* --reuse-port round-robin, NULL when off or not permitted */
+    int *rp_order;    /* scratch: the serving slots */
     gp_reload *reloader; /* --reload: the file watcher */
     bool parked;         /* --reload: the app never loaded; wait for a change */
 } gp_master;
@@ -769,6 +772,50 @@ static void maintain(gp_master *m)
     }
 }
 
+/* ---- --reuse-port balance ---------------------------------------------------- */
+
+/* With --reuse-port, an eBPF program hands new connections round-robin to
+ * the workers' own sockets (reuseport.h); without the privilege for it the
+ * kernel's hash of the client's address and port does. */
+static void start_balance(gp_master *m)
+{
+    char why[200];
+    bool own = false;
+    for (int i = 0; i < m->num_listeners; i++) own = own || m->listeners[i].fd < 0;
+    if (!m->cfg->reuse_port || !own) return;
+    if (gp_reuseport_create(m->num_listeners, m->sb->num_slots, &m->rp, why, sizeof why) < 0 ||
+        !(m->rp_order = calloc((size_t)m->sb->num_slots, sizeof *m->rp_order))) {
+        gp_info("--reuse-port: the kernel's hash spreads connections over the workers "
+                "(no eBPF balancing: %s)",
+                m->rp ? "out of memory" : why);
+        gp_reuseport_destroy(m->rp);
+        m->rp = NULL;
+        return;
+    }
+    for (int i = 0; i < m->num_listeners; i++) {
+        gp_listener *l = &m->listeners[i];
+        l->balanced = l->fd < 0;
+        if (l->balanced) gp_reuseport_listener_fds(m->rp, i, &l->rp_socks_fd, &l->rp_prog_fd);
+    }
+    gp_info("--reuse-port: an eBPF program deals connections round-robin to the workers%s",
+            gp_reuseport_migrates(m->rp) ? "; a closing worker's queue moves to the others" : "");
+}
+
+/* The workers that may take new connections: all but those on their way
+ * out. One still booting is skipped by the program until it joins. */
+static void sync_balance(gp_master *m)
+{
+    int n = 0;
+    if (!m->rp) return;
+    for (int i = 0; i < m->sb->num_slots; i++) {
+        const worker_rec *r = &m->recs[i];
+        if (r->pid > 0 && !r->retiring && r->kill_at == 0 && m->phase == RUNNING)
+            m->rp_order[n++] = r->slot;
+    }
+    int rc = gp_reuseport_set_order(m->rp, m->rp_order, n);
+    if (rc < 0) gp_warn("--reuse-port: cannot update the eBPF worker list: %s", strerror(-rc));
+}
+
 /* HUP re-reads the settings; what only a new master can change (the sockets,
  * the user, preloading) waits for USR2. */
 static void reread_config(gp_master *m)
@@ -941,6 +988,7 @@ static int setup(gp_master *m)
         fprintf(stderr, "gallop: error: out of memory\n");
         return -1;
     }
+    start_balance(m);
     m->target = cfg->workers;
     m->gen = m->next_gen = 1;
     sigset_t set;
@@ -1025,6 +1073,7 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
         reap(&m); /* SIGCHLD coalesces: reap on every turn */
         check_timeouts(&m);
         maintain(&m);
+        sync_balance(&m);
     }
     rc = m.exit_code;
     gp_info("shutting down%s", rc ? " after an error" : "");
@@ -1040,5 +1089,7 @@ done:
     gp_reload_close(m.reloader);
     gp_scoreboard_destroy(m.sb);
     free(m.recs);
+    gp_reuseport_destroy(m.rp);
+    free(m.rp_order);
     return rc;
 }

@@ -17,6 +17,10 @@ typedef struct {
     int fd; /* -1 with --reuse-port: each worker opens its own */
     gp_addr addr;
     bool inherited; /* from systemd or --fd: not ours to unlink */
+    /* --reuse-port round-robin (reuseport.h): once ready, a worker joins its
+     * own socket with these two; without, the kernel's hash decides */
+    bool balanced;
+    int rp_socks_fd, rp_prog_fd;
 } gp_listener;
 
 typedef struct {
