@@ -29,7 +29,7 @@ static int parse_copy(gp_pp_state *st, const uint8_t *src, size_t len, gp_pp_res
 /* The input split at NULs into header values, each under a proxy header name. */
 static void forwarded(const uint8_t *data, size_t size)
 {
-    static const char *names[] = {"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+    static const char *names[] = {"X-Forwarded-For",  "X-Forwarded-Proto",  "X-Forwarded-Host",
                                   "X-Forwarded-Port", "X-Forwarded-Prefix", "Forwarded"};
     char *copy = malloc(size ? size : 1);
     memcpy(copy, data, size);
@@ -52,7 +52,8 @@ static void forwarded(const uint8_t *data, size_t size)
         if (f.set & GP_FWD_FOR) CHECK(memchr(f.client, 0, sizeof f.client));
         if (f.set & GP_FWD_HOST) CHECK(f.host_len > 0 && f.host_len < GP_FWD_HOST_MAX);
         if (f.set & GP_FWD_PORT) CHECK(f.port >= 1 && f.port <= 65535);
-        if (f.set & GP_FWD_PREFIX) CHECK(f.prefix >= copy && f.prefix + f.prefix_len <= copy + size);
+        if (f.set & GP_FWD_PREFIX)
+            CHECK(f.prefix >= copy && f.prefix + f.prefix_len <= copy + size);
     }
     free(copy);
 }

@@ -98,7 +98,7 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     c->listener = listener;
     c->peer = *peer;
     c->peer_len = peer_len;
-    c->fwd_trusted = trusted;
+    c->fwd_trusted = trusted && w->cfg->proxy_headers; /* --no-proxy-headers: never */
     c->proxy_wait = proxy;
     c->file_fd = -1;
     c->own_fd = -1;
@@ -114,6 +114,7 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->num_conns++;
+    if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("opened", fd, peer);
     return c;
 }
 
@@ -157,6 +158,7 @@ void gp_conn_close(gp_conn *c)
         w->ops->abort(w->app, c);
     if (c->state == CS_ASYNC) w->active_async--;
     c->dead = true;
+    if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("closed", c->io.fd, &c->peer);
     if (c->alog_pending && w->access_fd >= 0) write_access_log(c); /* cut off mid-response */
     /* out of epoll before the close: a child the app forked may hold a copy
      * of the descriptor, and the registration would outlive our close */
@@ -209,8 +211,10 @@ const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len)
 
 bool gp_conn_forwarded(gp_conn *c, const gp_http_request *req, gp_fwd *out)
 {
-    return c->fwd_trusted && gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers,
-                                            req->num_headers, req->host, req->host_len, out);
+    /* --no-proxy-headers (uvicorn's): X-Forwarded-* / Forwarded from no one */
+    return req->proxy_headers && c->fwd_trusted && c->w->cfg->proxy_headers &&
+           gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers, req->num_headers, req->host,
+                          req->host_len, out);
 }
 
 const gp_addr *gp_conn_local(gp_conn *c)
@@ -307,7 +311,11 @@ static int flush(gp_conn *c)
             int cnt = 0;
             if (out_left) iov[cnt++] = (struct iovec){c->out + c->out_pos, out_left};
             if (c->pend_len) iov[cnt++] = (struct iovec){(void *)c->pend, c->pend_len};
-            n = writev(c->io.fd, iov, cnt);
+            /* a head before a file: MSG_MORE lets the kernel put the two in
+             * the same segments instead of sending the head alone */
+            if (c->file_left && cnt == 1)
+                n = send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_MORE | MSG_NOSIGNAL);
+            else n = writev(c->io.fd, iov, cnt);
             if (n < 0) {
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN) return GP_AGAIN;
@@ -855,7 +863,7 @@ int gp_conn_body_error_status(gp_conn *c)
  * request line, user, referer and user agent, escaped, one after another. */
 static void remember_for_log(gp_conn *c, const gp_http_request *req)
 {
-    if (!c->alog && !(c->alog = malloc(4 * ALOG_FIELD))) return;
+    if (!c->alog && !(c->alog = malloc(4 * ALOG_FIELD + sizeof(((gp_fwd *)0)->client)))) return;
     char *p = c->alog;
     size_t line_len = (size_t)(req->target + req->target_len - req->method) + 9;
     p += gp_log_escape(p, ALOG_FIELD, req->method, line_len) + 1;
@@ -872,6 +880,12 @@ static void remember_for_log(gp_conn *c, const gp_http_request *req)
     else p += strlen(strcpy(p, "-")) + 1;
     if (ua) gp_log_escape(p, ALOG_FIELD, ua->value, ua->value_len);
     else strcpy(p, "-");
+    /* the client a trusted proxy named, as the app's REMOTE_ADDR */
+    char *fwd_host = c->alog + 4 * ALOG_FIELD;
+    gp_fwd f;
+    fwd_host[0] = 0;
+    if (req->proxy_headers && gp_conn_forwarded(c, req, &f) && (f.set & GP_FWD_FOR))
+        memcpy(fwd_host, f.client, sizeof f.client);
     c->alog_pending = true;
 }
 
@@ -892,6 +906,7 @@ static void write_access_log(gp_conn *c)
     strftime(tbuf, sizeof tbuf, "%d/%b/%Y:%H:%M:%S %z", &tm);
     const char *rl = "-", *user = "-", *ref = "-", *ua = "-";
     if (c->alog && c->alog_pending) {
+        if (c->alog[4 * ALOG_FIELD]) snprintf(host, sizeof host, "%s", c->alog + 4 * ALOG_FIELD);
         rl = c->alog;
         user = rl + strlen(rl) + 1;
         ref = user + strlen(user) + 1;
@@ -1077,13 +1092,14 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         reject(c, 413);
         return;
     }
-    if (w->cfg->limit_concurrency && w->active_async >= w->cfg->limit_concurrency) {
-        reject(c, 503);
-        return;
-    }
-    if (w->statics && gp_static_serve(w->statics, c, req)) { /* a file, without the app */
+    /* a file under --static, answered without the app (so outside its concurrency limit) */
+    if (w->statics && gp_static_serve(w->statics, c, req)) {
         c->state = CS_FLUSH;
         after_app(c, GP_APP_DONE);
+        return;
+    }
+    if (w->cfg->limit_concurrency && w->active_async >= w->cfg->limit_concurrency) {
+        reject(c, 503);
         return;
     }
     if (must_hold_body(c)) {
@@ -1276,7 +1292,8 @@ static bool read_proxy_header(gp_conn *c)
     if (pr.src.ss_family != AF_UNSPEC) {
         c->peer = pr.src;
         c->peer_len = pr.src_len;
-        c->fwd_trusted = gp_fwd_trusts(&c->w->cfg->forwarded_allow, (struct sockaddr *)&c->peer);
+        c->fwd_trusted = c->w->cfg->proxy_headers &&
+                         gp_fwd_trusts(&c->w->cfg->forwarded_allow, (struct sockaddr *)&c->peer);
     }
     c->proxy_wait = false;
     c->len -= (size_t)r;

@@ -84,8 +84,9 @@ const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len);
 const gp_addr *gp_conn_local(gp_conn *c);
 
 /* What a trusted peer's proxy headers say about this request (README "Behind
- * a proxy"; req as given to start). False when nothing applies, at the cost
- * of a glance at each header name. Any thread. */
+ * a proxy"; req as given to start). False when nothing applies. Callers test
+ * req->proxy_headers first: without such a field there is nothing to call
+ * for. Any thread. */
 bool gp_conn_forwarded(gp_conn *c, const gp_http_request *req, gp_fwd *out);
 
 /* Request body. A sync app (no --threads, not run as tasks) gets it from

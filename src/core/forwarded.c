@@ -200,8 +200,8 @@ static bool valid_host(const char *s, size_t n)
     } else {
         for (; i < n && s[i] != ':'; i++) {
             unsigned char ch = (unsigned char)s[i];
-            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                  strchr("-._~!$&'()*+;=%", ch)))
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || strchr("-._~!$&'()*+;=%", ch)))
                 return false;
         }
         if (i == 0) return false;
@@ -347,8 +347,7 @@ static int elem_trusted(const gp_fwd_trust *t, const fwd_elem *e, bool *bad)
 {
     uint8_t a[16];
     unsigned port;
-    if (!e->forv || ieq(e->forv, e->forn, "unknown") || (e->forn && e->forv[0] == '_'))
-        return 0;
+    if (!e->forv || ieq(e->forv, e->forn, "unknown") || (e->forn && e->forv[0] == '_')) return 0;
     if (!parse_hop(e->forv, e->forn, a, &port)) {
         *bad = true;
         return 0;
@@ -356,8 +355,7 @@ static int elem_trusted(const gp_fwd_trust *t, const fwd_elem *e, bool *bad)
     return trusts_ip(t, a);
 }
 
-static void resolve_forwarded(const gp_fwd_trust *t, const gp_http_header *h, size_t n,
-                              gp_fwd *out)
+static void resolve_forwarded(const gp_fwd_trust *t, const gp_http_header *h, size_t n, gp_fwd *out)
 {
     fwd_elem cur = {0}, first = {0}, pick = {0};
     bool have_first = false, have_pick = false, bad = false;

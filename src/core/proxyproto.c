@@ -122,7 +122,8 @@ int gp_pp_parse(gp_pp_state *st, const char *buf, size_t len, gp_pp_result *out)
     out->src_len = 0;
     size_t k1 = len < sizeof V1_SIG ? len : sizeof V1_SIG;
     size_t k2 = len < sizeof V2_SIG ? len : sizeof V2_SIG;
-    if (k1 && memcmp(buf, V1_SIG, k1) == 0) return k1 < sizeof V1_SIG ? 0 : parse_v1(st, buf, len, out);
+    if (k1 && memcmp(buf, V1_SIG, k1) == 0)
+        return k1 < sizeof V1_SIG ? 0 : parse_v1(st, buf, len, out);
     if (k2 && memcmp(buf, V2_SIG, k2) == 0)
         return k2 < sizeof V2_SIG ? 0 : parse_v2((const unsigned char *)buf, len, out);
     return len ? -1 : 0;

@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#define GP_PP_V1_MAX 107   /* the whole v1 line with its CRLF (spec 2.1) */
-#define GP_PP_MAX 4096     /* a v2 header with its TLVs: more is refused */
+#define GP_PP_V1_MAX 107 /* the whole v1 line with its CRLF (spec 2.1) */
+#define GP_PP_MAX 4096   /* a v2 header with its TLVs: more is refused */
 
 typedef struct {
     size_t scanned; /* bytes of a v1 line already searched for its LF */

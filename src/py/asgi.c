@@ -339,10 +339,9 @@ static int set_forwarded(PyObject *s, const gp_fwd *f, bool ws)
     if ((f->set & GP_FWD_FOR) &&
         gp_bridge_set_steal(s, K[SK_CLIENT], Py_BuildValue("(si)", f->client, f->client_port)) < 0)
         return -1;
-    if ((f->set & GP_FWD_PROTO) &&
-        PyDict_SetItem(s, K[SK_SCHEME], ws ? (f->secure ? a->v_wss : K[SK_COUNT])
-                                           : (f->secure ? a->v_https : a->v_http)) < 0)
-        return -1;
+    PyObject *ws_scheme = f->secure ? a->v_wss : K[SK_COUNT]; /* "wss", "ws" */
+    PyObject *scheme = ws ? ws_scheme : f->secure ? a->v_https : a->v_http;
+    if ((f->set & GP_FWD_PROTO) && PyDict_SetItem(s, K[SK_SCHEME], scheme) < 0) return -1;
     if (f->set & GP_FWD_PREFIX) {
         PyObject *pre = PyUnicode_DecodeLatin1(f->prefix, (Py_ssize_t)f->prefix_len, NULL);
         PyObject *root = pre ? PyUnicode_Concat(pre, a->v_root) : NULL;
@@ -389,7 +388,7 @@ static PyObject *scope_for(gp_conn *c, const gp_http_request *req, PyObject *tem
         PyList_SET_ITEM(hl, (Py_ssize_t)i, t);
     }
     gp_fwd fwd;
-    bool fw = gp_conn_forwarded(c, req, &fwd);
+    bool fw = req->proxy_headers && gp_conn_forwarded(c, req, &fwd);
     if (fw && (fwd.set & GP_FWD_HOST) && set_host(hl, req, &fwd) < 0) {
         Py_DECREF(hl);
         goto fail;

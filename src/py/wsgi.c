@@ -667,7 +667,8 @@ static PyObject *build_environ(gp_wsgi *w, gp_conn *c, const gp_http_request *re
         if (add_header(w, env, &req->headers[i]) < 0) goto fail;
     if (set_server(w, env, c) < 0 || set_remote(w, env, c) < 0) goto fail;
     gp_fwd fwd;
-    if (gp_conn_forwarded(c, req, &fwd) && set_forwarded(w, env, &fwd) < 0) goto fail;
+    if (req->proxy_headers && gp_conn_forwarded(c, req, &fwd) && set_forwarded(w, env, &fwd) < 0)
+        goto fail;
     Input *in = PyObject_New(Input, &Input_Type);
     if (!in) goto fail;
     Py_INCREF(r);

@@ -85,6 +85,41 @@ def test_untrusted_peer_changes_nothing(server_factory, app):
         assert d["HTTP_FORWARDED"] == "for=6.6.6.6;proto=https"
 
 
+@pytest.mark.parametrize("app", APPS)
+def test_no_proxy_headers(server_factory, app):
+    srv = server_factory(app, "--no-proxy-headers", "--forwarded-allow-ips", "*")
+    v = norm(seen(srv.port, ALL))
+    assert v["client"] == "127.0.0.1" and v["scheme"] == "http" and v["host"] == "app.local:8000"
+    on = server_factory(app, "--no-proxy-headers", "--proxy-headers")  # the last one wins
+    assert norm(seen(on.port, ALL))["scheme"] == "https"
+
+
+def test_access_log_shows_the_client(server_factory, tmp_path):
+    log = tmp_path / "access.log"
+    srv = server_factory("proxied:app", "--access-log", str(log))
+    seen(srv.port, [("X-Forwarded-For", "192.0.2.61")], path="/logged")
+    seen(srv.port, path="/logged")
+    untrusted = server_factory("proxied:app", "--access-log", str(log), "--forwarded-allow-ips", "10.0.0.1")
+    seen(untrusted.port, [("X-Forwarded-For", "192.0.2.62")], path="/logged")
+    deadline = time.monotonic() + 5
+    while log.read_text().count("/logged") < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    hosts = [ln.split()[0] for ln in log.read_text().splitlines() if "/logged" in ln]
+    assert hosts == ["192.0.2.61", "127.0.0.1", "127.0.0.1"], hosts
+
+
+def test_ipv6_peer(server_factory):
+    port = free_port(socket.AF_INET6, "::1")
+    srv = server_factory("proxied:asgi_app", bind=f"[::1]:{port}", wait=False)
+    deadline = time.monotonic() + 15
+    while "ready" not in srv.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with socket.create_connection(("::1", port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 2001:db8::77\r\nConnection: close\r\n\r\n")
+        status, _, body, _ = read_response(s)
+    assert json.loads(body)["client"] == ["2001:db8::77", 0]  # ::1 is trusted by default
+
+
 def test_forwarded_allow_ips_from_environment(server_factory):
     srv = server_factory("proxied:app", env={"FORWARDED_ALLOW_IPS": "10.9.9.9"})
     assert seen(srv.port, [("X-Forwarded-For", "203.0.113.9")])["REMOTE_ADDR"] == "127.0.0.1"
@@ -139,6 +174,19 @@ def test_root_path_and_prefix_combine(server_factory):
     srv = server_factory("proxied:app", "--root-path", "/api")
     d = seen(srv.port, [("X-Forwarded-Prefix", "/site")], path="/api/items")
     assert d["SCRIPT_NAME"] == "/site/api" and d["PATH_INFO"] == "/items"
+
+
+def test_config_file_names(server_factory, tmp_path):
+    """gunicorn's setting names in a config file: forwarded_allow_ips, proxy_protocol."""
+    conf = tmp_path / "gallop.conf"
+    conf.write_text("forwarded_allow_ips = 127.0.0.1, 10.0.0.0/8\nproxy_protocol = True\n")
+    srv = server_factory("proxied:app", "-c", str(conf), wait=False)
+    deadline = time.monotonic() + 15
+    while "ready" not in srv.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    d = seen(srv.port, [("X-Forwarded-For", "192.0.2.3, 10.0.0.9")],
+             proxy=b"PROXY TCP4 127.0.0.1 127.0.0.1 1000 80\r\n")
+    assert d["REMOTE_ADDR"] == "192.0.2.3"
 
 
 def test_bad_flags_exit_2():

@@ -78,8 +78,8 @@ static void test_trust_networks(void **st)
 
 static void test_trust_bad(void **st)
 {
-    const char *bad[] = {"localhost", "10.0.0.0/33", "::/129", "1.2.3.4/", "1.2.3.4/x",
-                         "1.2.3", "[::1]", "10.0.0.0/8/8", "unix:", "1.2.3.4 5.6.7.8"};
+    const char *bad[] = {"localhost", "10.0.0.0/33", "::/129",       "1.2.3.4/", "1.2.3.4/x",
+                         "1.2.3",     "[::1]",       "10.0.0.0/8/8", "unix:",    "1.2.3.4 5.6.7.8"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         gp_fwd_trust t;
         char err[200] = "";
@@ -170,11 +170,16 @@ static void test_xff_malformed(void **st)
 {
     gp_fwd_trust t = trust("127.0.0.1,10.0.0.0/8");
     gp_fwd f;
-    const char *bad[] = {"X-Forwarded-For: junk", "X-Forwarded-For: 1.2.3.4.5",
-                         "X-Forwarded-For: unknown", "X-Forwarded-For: 1.2.3.4:99999",
-                         "X-Forwarded-For: [1.2.3.4]", "X-Forwarded-For: fe80::1%eth0",
-                         "X-Forwarded-For: 1.2.3.4, junk, 10.0.0.1", "X-Forwarded-For: [::1",
-                         "X-Forwarded-For: 1.2.3.4:", "X-Forwarded-For: 1.2.3.4:+80"};
+    const char *bad[] = {"X-Forwarded-For: junk",
+                         "X-Forwarded-For: 1.2.3.4.5",
+                         "X-Forwarded-For: unknown",
+                         "X-Forwarded-For: 1.2.3.4:99999",
+                         "X-Forwarded-For: [1.2.3.4]",
+                         "X-Forwarded-For: fe80::1%eth0",
+                         "X-Forwarded-For: 1.2.3.4, junk, 10.0.0.1",
+                         "X-Forwarded-For: [::1",
+                         "X-Forwarded-For: 1.2.3.4:",
+                         "X-Forwarded-For: 1.2.3.4:+80"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_false(resolve(&t, &f, NULL, 1, bad[i]));
         assert_int_equal(f.set, 0);
@@ -198,8 +203,8 @@ static void test_x_proto_host_port_prefix(void **st)
     assert_int_equal(f.prefix_len, 4);
     assert_memory_equal(f.prefix, "/app", 4);
     /* the scheme's own port is not written into the Host */
-    assert_true(resolve(&t, &f, "internal:8000", 2, "X-Forwarded-Proto: https",
-                        "X-Forwarded-Port: 443"));
+    assert_true(
+        resolve(&t, &f, "internal:8000", 2, "X-Forwarded-Proto: https", "X-Forwarded-Port: 443"));
     assert_host(&f, "internal");
     assert_true(resolve(&t, &f, "[::1]:8000", 1, "X-Forwarded-Port: 8080"));
     assert_host(&f, "[::1]:8080");
@@ -223,15 +228,15 @@ static void test_x_malformed_values(void **st)
 {
     gp_fwd_trust t = trust("127.0.0.1");
     gp_fwd f;
-    const char *bad[] = {"X-Forwarded-Proto: gopher",    "X-Forwarded-Proto: https,",
-                         "X-Forwarded-Proto: ",          "X-Forwarded-Host: a b",
-                         "X-Forwarded-Host: a/b",        "X-Forwarded-Host: :80",
-                         "X-Forwarded-Host: a:0",        "X-Forwarded-Host: a:65536",
-                         "X-Forwarded-Host: [zz]",       "X-Forwarded-Host: a@b",
-                         "X-Forwarded-Port: 0",          "X-Forwarded-Port: 65536",
-                         "X-Forwarded-Port: 80x",        "X-Forwarded-Port: -1",
-                         "X-Forwarded-Prefix: app",      "X-Forwarded-Prefix: /a?b",
-                         "X-Forwarded-Prefix: /a b",     "X-Forwarded-Prefix: /a#b"};
+    const char *bad[] = {"X-Forwarded-Proto: gopher", "X-Forwarded-Proto: https,",
+                         "X-Forwarded-Proto: ",       "X-Forwarded-Host: a b",
+                         "X-Forwarded-Host: a/b",     "X-Forwarded-Host: :80",
+                         "X-Forwarded-Host: a:0",     "X-Forwarded-Host: a:65536",
+                         "X-Forwarded-Host: [zz]",    "X-Forwarded-Host: a@b",
+                         "X-Forwarded-Port: 0",       "X-Forwarded-Port: 65536",
+                         "X-Forwarded-Port: 80x",     "X-Forwarded-Port: -1",
+                         "X-Forwarded-Prefix: app",   "X-Forwarded-Prefix: /a?b",
+                         "X-Forwarded-Prefix: /a b",  "X-Forwarded-Prefix: /a#b"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_false(resolve(&t, &f, "h", 1, bad[i]));
         assert_int_equal(f.set, 0);
@@ -328,7 +333,8 @@ static void test_ip_parse(void **st)
     assert_false(gp_fwd_ip_parse("", 0, a));
     assert_false(gp_fwd_ip_parse("1.2.3.4x", 8, a));
     assert_false(gp_fwd_ip_parse("0000:0000:0000:0000:0000:0000:0000:0000:0", 41, a));
-    assert_false(gp_fwd_ip_parse("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 57, a));
+    assert_false(
+        gp_fwd_ip_parse("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 57, a));
 }
 
 int main(void)

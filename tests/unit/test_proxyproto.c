@@ -209,7 +209,7 @@ static void test_v2_bad(void **st)
     n = v2(b, 0x21, 0x11, a4, sizeof a4, GP_PP_MAX - 16 - sizeof a4 + 1); /* too long */
     gp_pp_state s = {0};
     assert_int_equal(parse_copy(&s, b, 16, &r), -1); /* known as soon as the length is */
-    memcpy(b, "\r\n\r\n\0\r\nQUIX\n", 12); /* signature */
+    memcpy(b, "\r\n\r\n\0\r\nQUIX\n", 12);           /* signature */
     gp_pp_state s2 = {0};
     assert_int_equal(parse_copy(&s2, b, 11, &r), -1);
     gp_pp_state s3 = {0};

@@ -3,9 +3,13 @@ point, as JSON, from a WSGI app (app) and an ASGI one (asgi_app; WebSockets
 get the same JSON as one text message)."""
 import json
 import os
+import time
 
 
 def app(environ, start_response):
+    if environ.get("QUERY_STRING") == "slow":  # in flight when a stop comes
+        environ["wsgi.input"].read()
+        time.sleep(0.03)
     keys = ("REMOTE_ADDR", "REMOTE_PORT", "wsgi.url_scheme", "HTTP_HOST", "SERVER_NAME",
             "SERVER_PORT", "SCRIPT_NAME", "PATH_INFO", "HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED")
     d = {k: environ[k] for k in keys if k in environ}
