@@ -207,6 +207,25 @@ static void test_key_value_lines(void **state)
     flags_free(&l);
 }
 
+static void test_split_words(void **state)
+{
+    char **w;
+    int n = split_words("  --bind 0.0.0.0:80 -e 'A=b c' \"q\\\"x\" f\\ g  ", "gallop", &w);
+    assert_int_equal(n, 7);
+    assert_string_equal(w[0], "gallop");
+    assert_string_equal(w[1], "--bind");
+    assert_string_equal(w[2], "0.0.0.0:80");
+    assert_string_equal(w[3], "-e");
+    assert_string_equal(w[4], "A=b c");
+    assert_string_equal(w[5], "q\"x");
+    assert_string_equal(w[6], "f g");
+    for (int i = 1; i < n; i++) free(w[i]);
+    free(w);
+    assert_int_equal(split_words("--bind 'open", "gallop", &w), -1);
+    assert_int_equal(split_words("   ", "gallop", &w), 1);
+    free(w);
+}
+
 /* ---- whole loads through the interpreter ---------------------------------------------- */
 
 static char dir[64];
@@ -325,6 +344,7 @@ int main(void)
         cmocka_unit_test(test_hooks),
         cmocka_unit_test(test_interpreter_answer),
         cmocka_unit_test(test_key_value_lines),
+        cmocka_unit_test(test_split_words),
         cmocka_unit_test_setup(test_load_python_file, setup_dir),
         cmocka_unit_test_setup(test_load_errors_are_one_line, setup_dir),
     };
