@@ -271,13 +271,13 @@ static void file_warn(const flag_list *l, int line, const char *name, const char
 /* ---- gunicorn's settings --------------------------------------------------------------- */
 
 enum {
-    S_FLAG,     /* a gallop flag of another name (or the same) */
-    S_WARN,     /* not implemented: a warning unless the value is gunicorn's default */
-    S_ERROR,    /* not implemented and unsafe to ignore: an error unless default */
-    S_SKIP,     /* gallop already behaves as any value asks */
-    S_HOOK,     /* a server hook run in the worker */
-    S_MASTER,   /* a server hook run in the master (--preload only) */
-    S_SPECIAL,  /* worker_class, umask, pythonpath */
+    S_FLAG,    /* a gallop flag of another name (or the same) */
+    S_WARN,    /* not implemented: a warning unless the value is gunicorn's default */
+    S_ERROR,   /* not implemented and unsafe to ignore: an error unless default */
+    S_SKIP,    /* gallop already behaves as any value asks */
+    S_HOOK,    /* a server hook run in the worker */
+    S_MASTER,  /* a server hook run in the master (--preload only) */
+    S_SPECIAL, /* worker_class, umask, pythonpath */
 };
 
 typedef struct {
@@ -376,7 +376,7 @@ static const setting settings[] = {
     {"on_exit", S_MASTER, NULL, NULL, NULL},
     {"post_fork", S_HOOK, NULL, NULL, NULL},
     {"post_worker_init", S_HOOK, NULL, NULL, NULL},
-    {"worker_int", S_HOOK, NULL, NULL, NULL}, /* on INT; QUIT exits at once, in C */
+    {"worker_int", S_HOOK, NULL, NULL, NULL},   /* on INT; QUIT exits at once, in C */
     {"worker_abort", S_HOOK, NULL, NULL, NULL}, /* on --timeout, after the traceback dump */
     {"pre_request", S_HOOK, NULL, NULL, NULL},
     {"post_request", S_HOOK, NULL, NULL, NULL},
@@ -415,8 +415,14 @@ static const setting *find_setting(const char *name)
 /* Flags the command line gives as a list: there, they replace the file's. */
 static bool repeatable(const char *flag)
 {
-    static const char *const list[] = {"bind",       "fd",         "pythonpath",     "env",
-                                       "reload-dir", "static",     "reload-include", "reload-exclude",
+    static const char *const list[] = {"bind",
+                                       "fd",
+                                       "pythonpath",
+                                       "env",
+                                       "reload-dir",
+                                       "static",
+                                       "reload-include",
+                                       "reload-exclude",
                                        "reload-extra-file"};
     for (size_t i = 0; i < sizeof list / sizeof *list; i++)
         if (strcmp(list[i], flag) == 0) return true;
@@ -509,7 +515,8 @@ static int emit(flag_list *l, int line, const char *name, const char *flag, cons
                 int n, bool list)
 {
     int has_arg = gp_config_has_flag(flag);
-    if (has_arg == 2 && !list && n == 1 && items[0].type != 's') has_arg = 0; /* True: the bare flag */
+    if (has_arg == 2 && !list && n == 1 && items[0].type != 's')
+        has_arg = 0;    /* True: the bare flag */
     if (has_arg == 0) { /* a switch */
         if (list || n != 1) return file_error(l, line, name, "expects True or False, not a list");
         const item *it = &items[0];
@@ -750,7 +757,7 @@ static int evaluate(const flag_list *l, const char *python, const char *location
         int null = open("/dev/null", O_RDONLY);
         if (null >= 0) dup2(null, 0);
         dup2(fds[1], 3); /* dup2 clears close-on-exec */
-        char *args[] = {(char *)python, "-c", (char *)eval_script, (char *)location,
+        char *args[] = {(char *)python,   "-c", (char *)eval_script, (char *)location,
                         (char *)l->shown, NULL};
         execv(python, args);
         fprintf(stderr, "gallop: error: config file %s: cannot run the Python interpreter %s: %s\n",
@@ -805,8 +812,9 @@ static int evaluate(const flag_list *l, const char *python, const char *location
     if (!buf) return file_error(l, 0, NULL, "out of memory");
     buf[n] = 0;
     if (timed_out)
-        return free(buf), file_error(l, 0, NULL, "still running after %d s; is it waiting on "
-                                                 "something?",
+        return free(buf), file_error(l, 0, NULL,
+                                     "still running after %d s; is it waiting on "
+                                     "something?",
                                      EVAL_TIMEOUT_MS / 1000);
     if (too_big) return free(buf), file_error(l, 0, NULL, "defines too much");
     if (WIFEXITED(status) && WEXITSTATUS(status) == 2) return free(buf), -1; /* it said why */
@@ -1094,7 +1102,7 @@ int gp_config_load(gp_config *cfg, int argc, char **argv)
     }
     bool module = given && strncmp(given, "python:", 7) == 0;
     flag_list l = {.shown = given};
-    int r = !given  ? 0
+    int r = !given   ? 0
             : python ? read_python(&l, argc, argv, path, module ? NULL : path)
                      : read_lines(&l, path);
     if (r == 0) r = check_each(&l, argv[0]);

@@ -59,7 +59,8 @@ static const char helper_src[] =
     "        self.req, self.version, self.status, self.status_code = req, req.version, None, None\n"
     "        self.headers, self.sent, self.response_length, self.chunked = [], 0, None, False\n"
     "def wsgi_request(env):\n"
-    "    headers = [(k[5:].replace('_', '-'), v) for k, v in env.items() if k.startswith('HTTP_')]\n"
+    "    headers = [(k[5:].replace('_', '-'), v) for k, v in env.items() if "
+    "k.startswith('HTTP_')]\n"
     "    for k in ('CONTENT_TYPE', 'CONTENT_LENGTH'):\n"
     "        if env.get(k): headers.append((k.replace('_', '-'), env[k]))\n"
     "    proto = env.get('SERVER_PROTOCOL', 'HTTP/1.1')\n"
@@ -123,7 +124,8 @@ static const char helper_src[] =
     "            resp.status_code = int(status.split(None, 1)[0])\n"
     "            return start_response(status, headers, exc_info)\n"
     "        result = app(environ, sr)\n"
-    "        if (type(result) in (list, tuple) and len(result) == 1 and type(resp.headers) is list\n"
+    "        if (type(result) in (list, tuple) and len(result) == 1 and type(resp.headers) is "
+    "list\n"
     "                and resp.status_code not in (204, 304) and isinstance(result[0], bytes)\n"
     "                and not any(k.lower() == 'content-length' for k, v in resp.headers)):\n"
     "            # what gallop adds to a one-piece body, which it cannot see through Body\n"
@@ -225,10 +227,9 @@ int gp_hooks_worker_start(const gp_worker_args *args)
         goto fail;
     }
     Py_DECREF(mp);
-    Py_XSETREF(g.worker, PyObject_CallFunction(helper("Worker"), "Ollldk", g.server,
-                                               (long)getpid(), (long)args->master_pid,
-                                               (long)args->age, args->cfg->timeout,
-                                               args->cfg->max_requests));
+    Py_XSETREF(g.worker, PyObject_CallFunction(helper("Worker"), "Ollldk", g.server, (long)getpid(),
+                                               (long)args->master_pid, (long)args->age,
+                                               args->cfg->timeout, args->cfg->max_requests));
     if (!g.worker) goto fail;
     call_hook("post_fork", PyTuple_Pack(2, g.server, g.worker));
     return 0;
@@ -263,8 +264,9 @@ void gp_hooks_post_worker_init(void)
     call_hook("post_worker_init", PyTuple_Pack(1, g.worker));
     if (PyDict_GetItemString(g.hooks, "worker_int")) gp_worker_set_int_hook(worker_int);
     PyObject *abort_hook = PyDict_GetItemString(g.hooks, "worker_abort");
-    PyObject *r = abort_hook ? PyObject_CallFunction(helper("arm_abort"), "OO", g.worker, abort_hook)
-                             : Py_NewRef(Py_None);
+    PyObject *r = abort_hook
+                      ? PyObject_CallFunction(helper("arm_abort"), "OO", g.worker, abort_hook)
+                      : Py_NewRef(Py_None);
     if (!r) {
         gp_error("cannot arm the worker_abort hook");
         gp_bridge_print_error();

@@ -76,8 +76,8 @@ static void test_gunicorn_names_become_flags(void **state)
     assert_int_equal(take1(&l, "accesslog", 's', "-"), 0);
     assert_int_equal(take1(&l, "preload_app", 'b', "true"), 0);
     assert_int_equal(take1(&l, "reuse_port", 'b', "false"), 0); /* off: no flag */
-    assert_int_equal(take1(&l, "pidfile", 'n', ""), 0);        /* None: the default */
-    assert_int_equal(take1(&l, "umask", 'i', "23"), 0);        /* 0o027 */
+    assert_int_equal(take1(&l, "pidfile", 'n', ""), 0);         /* None: the default */
+    assert_int_equal(take1(&l, "umask", 'i', "23"), 0);         /* 0o027 */
     assert_int_equal(take1(&l, "timeout", 'f', "12.5"), 0);
     assert_string_equal(joined(&l), "--workers=4 --keep-alive=3 --access-log=- --preload "
                                     "--umask=027 --timeout=12.5");
@@ -139,12 +139,12 @@ static void test_what_gallop_lacks(void **state)
 static void test_unknown_names(void **state)
 {
     flag_list l = fresh();
-    assert_int_equal(take1(&l, "worker", 'i', "4"), -1);        /* a typo */
-    assert_int_equal(take1(&l, "my_helper", 'i', "4"), 0);      /* warned */
-    assert_int_equal(take1(&l, "PORT", 'i', "8000"), 0);        /* a constant */
-    assert_int_equal(take1(&l, "port", 'i', "8000"), 0);        /* uvicorn's, not gunicorn's */
-    assert_int_equal(take1(&l, "pid", 'i', "4242"), 0);         /* pidfile is the setting */
-    assert_int_equal(take1(&l, "env", 's', "prod"), 0);         /* raw_env is the setting */
+    assert_int_equal(take1(&l, "worker", 'i', "4"), -1);           /* a typo */
+    assert_int_equal(take1(&l, "my_helper", 'i', "4"), 0);         /* warned */
+    assert_int_equal(take1(&l, "PORT", 'i', "8000"), 0);           /* a constant */
+    assert_int_equal(take1(&l, "port", 'i', "8000"), 0);           /* uvicorn's, not gunicorn's */
+    assert_int_equal(take1(&l, "pid", 'i', "4242"), 0);            /* pidfile is the setting */
+    assert_int_equal(take1(&l, "env", 's', "prod"), 0);            /* raw_env is the setting */
     assert_int_equal(take1(&l, "cpu_count", 'F', "cpu_count"), 0); /* an imported helper */
     assert_int_equal(take1(&l, "Path", 'c', "pathlib.Path"), 0);
     assert_int_equal(l.n, 0);
@@ -178,7 +178,8 @@ static void test_hooks(void **state)
 static void test_interpreter_answer(void **state)
 {
     flag_list l = fresh();
-    char out[] = "i\t2\tworkers\t3\n[\t3\tbind\t2\ns\t3\tbind\t:1\ns\t3\tbind\t:2\nF\t5\tpost_fork\tf\n";
+    char out[] =
+        "i\t2\tworkers\t3\n[\t3\tbind\t2\ns\t3\tbind\t:1\ns\t3\tbind\t:2\nF\t5\tpost_fork\tf\n";
     assert_int_equal(take_output(&l, out), 0);
     assert_string_equal(joined(&l), "--workers=3 --bind=:1 --bind=:2");
     assert_true(l.hooks);
