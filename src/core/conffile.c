@@ -157,13 +157,11 @@ const char *gp_conffile_start_cwd(void)
 void gp_conffile_apply_env(const gp_config *cfg)
 {
     for (int i = 0; i < cfg->num_env; i++) {
-        const char *eq = strchr(cfg->env[i], '=');
-        char key[256];
-        size_t k = (size_t)(eq - cfg->env[i]);
-        if (k >= sizeof key) continue;
-        memcpy(key, cfg->env[i], k);
-        key[k] = 0;
-        setenv(key, eq + 1, 1);
+        const char *eq = strchr(cfg->env[i], '='); /* there is one: config.c checked */
+        char *key = strndup(cfg->env[i], (size_t)(eq - cfg->env[i]));
+        if (key && setenv(key, eq + 1, 1) < 0)
+            gp_warn("cannot set %s: %s", cfg->env[i], strerror(errno));
+        free(key);
     }
 }
 
