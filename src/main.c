@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "core/conffile.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/master.h"
@@ -66,9 +67,11 @@ static int preload(const gp_config *cfg)
     int (*load)(const gp_config *) = (int (*)(const gp_config *))bridge_symbol("gp_py_preload");
     void (*before)(void) = (void (*)(void))bridge_symbol("gp_py_before_fork");
     void (*after)(void) = (void (*)(void))bridge_symbol("gp_py_after_fork_parent");
-    if (!load || !before || !after) return GP_EXIT_BOOT_ERROR;
+    gp_master_hook hook = (gp_master_hook)bridge_symbol("gp_hooks_master");
+    if (!load || !before || !after || !hook) return GP_EXIT_BOOT_ERROR;
     int rc = load(cfg);
     if (rc == 0) gp_master_set_fork_hooks(before, after);
+    if (rc == 0) gp_master_set_hook(hook); /* a Python config file's on_starting, ... */
     return rc;
 }
 
@@ -89,6 +92,7 @@ int main(int argc, char **argv)
     int r = gp_config_load(&cfg, argc, argv);
     if (r) return r > 0 ? GP_EXIT_OK : GP_EXIT_USAGE;
     if (find_bridge() < 0) return GP_EXIT_BOOT_ERROR; /* README: 3, no worker could boot */
+    gp_conffile_apply_env(&cfg); /* raw_env / --env: the workers inherit them */
     raise_fd_limit();
     if (cfg.chdir && chdir(cfg.chdir) < 0) {
         fprintf(stderr, "gallop: error: cannot change directory to '%s': %s\n", cfg.chdir,

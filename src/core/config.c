@@ -84,6 +84,9 @@ static const char usage_text[] =
     "      --log-level LEVEL        debug, info, warning, error, critical (info)\n"
     "      --access-log FILE|-      write an access log (off by default)\n"
     "      --error-log FILE|-       where the error log goes (- : stderr)\n"
+    "  -e, --env KEY=VALUE          set an environment variable for the workers (repeatable)\n"
+    "      --wsgi-app SPEC          the app when none is given after the options\n"
+    "      --config-hooks FILE      run this Python file's server hooks (set by a .py config)\n"
     "  -v, -V, --version            print the version and exit\n"
     "      --reload                 development: new workers when a watched file changes\n"
     "      --reload-dir DIR         watch DIR instead of the current directory (repeatable)\n"
@@ -159,6 +162,9 @@ enum {
     OPT_SENDTO,
     OPT_BODYBUF,
     OPT_WORKERCONNS,
+    /* Python config files (conffile.c) */
+    OPT_WSGIAPP,
+    OPT_CONFIGHOOKS,
     /* uvicorn's and gunicorn's spellings */
     OPT_HOST,
     OPT_PORT,
@@ -232,6 +238,10 @@ static const struct option long_opts[] = {
     {"body-timeout", required_argument, 0, OPT_BODYTO},
     {"send-timeout", required_argument, 0, OPT_SENDTO},
     {"body-buffer-size", required_argument, 0, OPT_BODYBUF},
+    /* Python config files (conffile.c) */
+    {"env", required_argument, 0, 'e'},
+    {"wsgi-app", required_argument, 0, OPT_WSGIAPP},
+    {"config-hooks", required_argument, 0, OPT_CONFIGHOOKS},
     {"static", required_argument, 0, OPT_STATIC},
     {"static-max-age", required_argument, 0, OPT_STATIC_MAXAGE},
     {"reload", no_argument, 0, OPT_RELOAD},
@@ -262,9 +272,19 @@ static const struct option long_opts[] = {
     {0, 0, 0, 0},
 };
 
+const char *gp_config_error_where;
+
+int gp_config_has_flag(const char *name)
+{
+    for (const struct option *o = long_opts; o->name; o++)
+        if (strcmp(o->name, name) == 0)
+            return o->has_arg == no_argument ? 0 : o->has_arg == required_argument ? 1 : 2;
+    return -1;
+}
+
 static int fail(const char *fmt, const char *a, const char *b)
 {
-    fprintf(stderr, "gallop: error: ");
+    fprintf(stderr, "gallop: error: %s", gp_config_error_where ? gp_config_error_where : "");
     fprintf(stderr, fmt, a, b);
     fprintf(stderr, "\n");
     return -1;
@@ -445,6 +465,7 @@ static int finish_binds(gp_config *cfg)
  * every address is parsed (nothing is bound, nothing imported). */
 static int check_reload_and_config(const gp_config *cfg)
 {
+    if (gp_config_error_where) return 0; /* one setting of a config file, checked alone */
     if (cfg->reload && cfg->preload)
         return fail("--reload cannot work with --preload: workers would fork from the code "
                     "the master imported%s%s",
@@ -525,7 +546,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->static_max_age = -1;
     cfg->reload_delay = 0.25;
     bool twice_plus_one = false;
-    const char *workers = NULL;
+    const char *workers = NULL, *wsgi_app = NULL;
     unsigned long long v;
 
     opterr = 0;
@@ -533,7 +554,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     int c;
     /* '-': options before and after the app, as gunicorn and uvicorn take
      * them, whatever POSIXLY_CORRECT says; the app comes back as 1 */
-    while ((c = getopt_long(argc, argv, "-:b:c:w:hvVt:p:u:g:m:k:", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "-:b:c:w:e:hvVt:p:u:g:m:k:", long_opts, NULL)) != -1) {
         switch (short_alias(c)) {
         case 1:
             if (cfg->app)
@@ -747,6 +768,15 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             break;
         case OPT_ACCESS: cfg->access_log = optarg; break;
         case OPT_ERROR: cfg->error_log = optarg; break;
+        /* Python config files (conffile.c) */
+        case 'e':
+            if (cfg->num_env == GP_MAX_ENV) return fail("too many --env%s%s", "", "");
+            if (optarg[0] == '=' || !strchr(optarg, '='))
+                return fail("invalid --env '%s' (KEY=VALUE)%s", optarg, "");
+            cfg->env[cfg->num_env++] = optarg;
+            break;
+        case OPT_WSGIAPP: wsgi_app = optarg; break;
+        case OPT_CONFIGHOOKS: cfg->hooks_file = optarg; break;
         case OPT_VERSION: printf("gallop %s\n", GP_VERSION); return 1;
         case 'h': fputs(usage_text, stdout); return 1;
         /* uvicorn's and gunicorn's spellings */
@@ -789,6 +819,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             return fail("unexpected argument '%s' (one application only)%s", argv[optind], "");
         cfg->app = argv[optind];
     }
+    if (!cfg->app) cfg->app = wsgi_app; /* the command line's app wins */
     if (!cfg->app)
         return fail("no application given: gallop [OPTIONS] MODULE[:ATTRIBUTE]%s%s", "", "");
     size_t applen = strlen(cfg->app);
@@ -807,118 +838,4 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                         : resolve_workers(cfg, "auto", "auto", twice_plus_one);
     if (r == 0) r = check_reload_and_config(cfg);
     return r;
-}
-
-/* One line of a config file as a flag: "max_requests = 10" -> "--max-requests=10". */
-static char *line_to_flag(char *line, const char *file, int lineno)
-{
-    char *hash = strchr(line, '#');
-    if (hash) *hash = 0;
-    char *p = line;
-    while (*p == ' ' || *p == '\t') p++;
-    char *end = p + strlen(p);
-    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
-        *--end = 0;
-    if (!*p) return NULL;
-    while (*p == '-') p++;
-    char *name = p;
-    while (*p && *p != '=' && *p != ' ' && *p != '\t') {
-        if (*p == '_') *p = '-';
-        p++;
-    }
-    char *value = NULL;
-    if (*p) {
-        *p++ = 0;
-        while (*p == ' ' || *p == '\t' || *p == '=') p++;
-        value = p;
-        size_t n = strlen(value);
-        if (n >= 2 && (value[0] == '"' || value[0] == '\'') && value[n - 1] == value[0]) {
-            value[n - 1] = 0;
-            value++;
-        }
-    }
-    size_t len = strlen(name) + (value ? strlen(value) : 0) + 4;
-    char *flag = malloc(len);
-    if (!flag) return NULL;
-    if (value && *value) snprintf(flag, len, "--%s=%s", name, value);
-    else snprintf(flag, len, "--%s", name);
-    (void)file;
-    (void)lineno;
-    return flag;
-}
-
-/* Flags that name where to listen: the command line's replace the file's. */
-static bool is_address_flag(const char *a)
-{
-    static const char *const names[] = {"--bind", "--host", "--port", "--uds", "--fd"};
-    if (strncmp(a, "-b", 2) == 0) return true;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        size_t n = strlen(names[i]);
-        if (strncmp(a, names[i], n) == 0 && (a[n] == 0 || a[n] == '=')) return true;
-    }
-    return false;
-}
-
-static const char *find_config_file(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0) return NULL;
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
-            return argv[i + 1];
-        if (strncmp(argv[i], "--config=", 9) == 0) return argv[i] + 9;
-    }
-    return NULL;
-}
-
-int gp_config_load(gp_config *cfg, int argc, char **argv)
-{
-    const char *file = find_config_file(argc, argv);
-    if (!file) return gp_config_parse(cfg, argc, argv);
-    FILE *f = fopen(file, "r");
-    if (!f) return fail("cannot read config file '%s': %s", file, strerror(errno));
-    /* the file's flags, then the command line's: grown as lines come */
-    size_t cap = (size_t)argc + 64, n = 0;
-    char **all = malloc(cap * sizeof *all);
-    int lineno = 0, r = -1;
-    if (!all) goto oom;
-    all[n++] = argv[0];
-    char line[4096];
-    /* a list the command line gives replaces the file's, not adds to it */
-    bool cli_binds = false, cli_paths = false;
-    for (int i = 1; i < argc; i++) {
-        cli_binds |= is_address_flag(argv[i]);
-        cli_paths |= strncmp(argv[i], "--pythonpath", 12) == 0;
-    }
-    while (fgets(line, sizeof line, f)) {
-        char *flag = line_to_flag(line, file, ++lineno);
-        if (!flag) continue;
-        if ((cli_binds && is_address_flag(flag)) ||
-            (cli_paths && strncmp(flag, "--pythonpath", 12) == 0)) {
-            free(flag);
-            continue;
-        }
-        if (n + (size_t)argc + 1 > cap) {
-            char **more = realloc(all, 2 * cap * sizeof *all);
-            if (!more) {
-                free(flag);
-                goto oom;
-            }
-            all = more;
-            cap *= 2;
-        }
-        all[n++] = flag;
-    }
-    fclose(f);
-    f = NULL;
-    for (int i = 1; i < argc; i++) all[n++] = argv[i];
-    all[n] = NULL;
-    r = gp_config_parse(cfg, (int)n, all);
-    cfg->argv = argv; /* USR2 and HUP start again from what was given */
-    cfg->argc = argc;
-    cfg->file_args = all; /* kept: the strings cfg points to are in it */
-    return r;
-oom:
-    if (f) fclose(f);
-    free(all);
-    return fail("out of memory reading config file '%s'%s", file, "");
 }

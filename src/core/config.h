@@ -13,6 +13,7 @@
 #define GP_MAX_BINDS 16
 #define GP_MAX_PYTHONPATH 16
 #define GP_MAX_WORKERS 1024
+#define GP_MAX_ENV 64
 #define GP_MAX_STATIC 16
 #define GP_MAX_RELOAD 32 /* entries of each --reload-* list */
 
@@ -77,6 +78,10 @@ typedef struct {
     double send_timeout;     /* seconds a client may take no response byte */
     size_t body_buffer_size; /* sync WSGI: body held in memory up to this, then on disk;
                                 0: the app reads it from the socket as it comes */
+    /* Python config files (conffile.c) */
+    const char *env[GP_MAX_ENV]; /* -e/--env, raw_env: "KEY=VALUE" for the workers */
+    int num_env;
+    const char *hooks_file; /* --config-hooks: the .py whose server hooks workers run */
     /* uvicorn's address flags and proxy switch */
     const char *host; /* --host (127.0.0.1 when only --port is given) */
     int port;         /* --port; -1: not given */
@@ -112,11 +117,22 @@ typedef struct {
  * to stderr (exit GP_EXIT_USAGE). */
 int gp_config_parse(gp_config *cfg, int argc, char **argv);
 
-/* The same, with the settings of -c/--config FILE first (the command line
- * wins). FILE holds one setting a line, as a long flag without its dashes:
- * "workers = 4", "bind = unix:/run/app.sock", "preload"; '#' starts a
- * comment; gunicorn's underscores are accepted for dashes. The master calls
- * it again on HUP. Strings cfg points to are never freed. */
+/* The same, with the settings of a config file first (the command line
+ * wins): -c/--config FILE, else ./gallop.conf.py or ./gunicorn.conf.py. A
+ * Python file is evaluated by a short-lived interpreter, others hold one
+ * setting a line; see conffile.h. cfg->file_args is then every flag in
+ * order, the file's first: a worker can gp_config_parse it without reading
+ * the file again. The master calls it again on HUP. Strings cfg points to
+ * are never freed. Implemented in conffile.c. */
 int gp_config_load(gp_config *cfg, int argc, char **argv);
+
+/* Whether --NAME is a flag: -1 no, 0 one without a value, 1 one with, 2 one
+ * whose value is optional. */
+int gp_config_has_flag(const char *name);
+
+/* Printed after "gallop: error: " in every error of gp_config_parse (NULL:
+ * nothing): the config file's "FILE, line N (setting): " while one of its
+ * settings is checked. */
+extern const char *gp_config_error_where;
 
 #endif

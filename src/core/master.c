@@ -25,9 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/conffile.h"
 #include "core/log.h"
 #include "core/notify.h"
 #include "core/reload.h"
+#include "core/reuseport.h"
 
 #define BOOT_BACKOFF_FIRST 0.1
 #define BOOT_BACKOFF_CAP 10.0
@@ -69,17 +71,31 @@ typedef struct {
     bool ever_booted;
     double next_spawn;
     bool ready_notified;
+    unsigned spawned; /* workers started so far: the next one's age */
     pid_t upgrade_child; /* new master started by USR2 */
     pid_t old_master;    /* when we are that new master: the one to retire */
     char exe[PATH_MAX];
     char pidfile_old[PATH_MAX + 8];
     char oom_events[PATH_MAX]; /* the cgroup's memory.events, "" when unknown */
     unsigned long long oom_kills;
+    gp_reuseport *rp; /* --reuse-port round-robin, NULL when off or not permitted */
+    int *rp_order;    /* scratch: the serving slots */
     gp_reload *reloader; /* --reload: the file watcher */
     bool parked;         /* --reload: the app never loaded; wait for a change */
 } gp_master;
 
 static void (*fork_before)(void), (*fork_after_parent)(void);
+static gp_master_hook master_hook; /* --preload with a Python config file's hooks */
+
+void gp_master_set_hook(gp_master_hook hook)
+{
+    master_hook = hook;
+}
+
+static void run_hook(const char *name, int pid, int age, int old)
+{
+    if (master_hook) master_hook(name, pid, age, old);
+}
 
 static const int handled_signals[] = {SIGCHLD, SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
                                       SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
@@ -359,6 +375,8 @@ static void spawn_worker(gp_master *m)
     atomic_store(&s->generation, m->gen);
     atomic_store(&s->heartbeat_ms, gp_monotonic_ms());
     pid_t parent = getpid();
+    unsigned age = ++m->spawned;
+    run_hook("pre_fork", 0, (int)age, 0);
     if (fork_before) fork_before();
     pid_t pid = fork();
     if (pid < 0) {
@@ -375,7 +393,7 @@ static void spawn_worker(gp_master *m)
         if (getppid() != parent) _exit(0);
         atomic_store(&s->pid, getpid());
         gp_worker_args args = {m->cfg, m->listeners, m->num_listeners, m->sb,
-                               slot,   m->gen,       parent,           m->wake_fd};
+                               slot,   m->gen,       parent,           m->wake_fd, age};
         _exit(m->entry(&args));
     }
     if (fork_after_parent) fork_after_parent();
@@ -555,6 +573,7 @@ static void reaped_worker(gp_master *m, worker_rec *r, int status)
     char how[96];
     describe_exit(how, sizeof how, status);
     worker_rec copy = *r;
+    run_hook("child_exit", (int)pid, 0, 0);
     r->pid = 0;
     atomic_store(&s->state, GP_WS_EMPTY);
     atomic_store(&s->pid, 0);
@@ -753,6 +772,50 @@ static void maintain(gp_master *m)
     }
 }
 
+/* ---- --reuse-port balance ---------------------------------------------------- */
+
+/* With --reuse-port, an eBPF program hands new connections round-robin to
+ * the workers' own sockets (reuseport.h); without the privilege for it the
+ * kernel's hash of the client's address and port does. */
+static void start_balance(gp_master *m)
+{
+    char why[200];
+    bool own = false;
+    for (int i = 0; i < m->num_listeners; i++) own = own || m->listeners[i].fd < 0;
+    if (!m->cfg->reuse_port || !own) return;
+    if (gp_reuseport_create(m->num_listeners, m->sb->num_slots, &m->rp, why, sizeof why) < 0 ||
+        !(m->rp_order = calloc((size_t)m->sb->num_slots, sizeof *m->rp_order))) {
+        gp_info("--reuse-port: the kernel's hash spreads connections over the workers "
+                "(no eBPF balancing: %s)",
+                m->rp ? "out of memory" : why);
+        gp_reuseport_destroy(m->rp);
+        m->rp = NULL;
+        return;
+    }
+    for (int i = 0; i < m->num_listeners; i++) {
+        gp_listener *l = &m->listeners[i];
+        l->balanced = l->fd < 0;
+        if (l->balanced) gp_reuseport_listener_fds(m->rp, i, &l->rp_socks_fd, &l->rp_prog_fd);
+    }
+    gp_info("--reuse-port: an eBPF program deals connections round-robin to the workers%s",
+            gp_reuseport_migrates(m->rp) ? "; a closing worker's queue moves to the others" : "");
+}
+
+/* The workers that may take new connections: all but those on their way
+ * out. One still booting is skipped by the program until it joins. */
+static void sync_balance(gp_master *m)
+{
+    int n = 0;
+    if (!m->rp) return;
+    for (int i = 0; i < m->sb->num_slots; i++) {
+        const worker_rec *r = &m->recs[i];
+        if (r->pid > 0 && !r->retiring && r->kill_at == 0 && m->phase == RUNNING)
+            m->rp_order[n++] = r->slot;
+    }
+    int rc = gp_reuseport_set_order(m->rp, m->rp_order, n);
+    if (rc < 0) gp_warn("--reuse-port: cannot update the eBPF worker list: %s", strerror(-rc));
+}
+
 /* HUP re-reads the settings; what only a new master can change (the sockets,
  * the user, preloading) waits for USR2. */
 static void reread_config(gp_master *m)
@@ -766,6 +829,8 @@ static void reread_config(gp_master *m)
     }
     if (fresh->workers != m->cfg->workers)
         gp_info("reload: %d workers (%s)", fresh->workers, fresh->workers_why);
+    if (fresh->workers != m->target) run_hook("nworkers_changed", 0, fresh->workers, m->target);
+    gp_conffile_apply_env(fresh);
     m->target = fresh->workers;
     gp_log_set_level(fresh->log_level);
     m->cfg = fresh; /* the old one may still be main's: never freed */
@@ -787,6 +852,7 @@ static void start_generation(gp_master *m)
 
 static void reload(gp_master *m)
 {
+    run_hook("on_reload", 0, 0, 0);
     reread_config(m);
     if (m->cfg->preload)
         gp_warn("reloading with --preload: workers fork from the master's copy of the app, "
@@ -845,8 +911,10 @@ static void upgrade(gp_master *m)
         snprintf(parent, sizeof parent, "%d", (int)getppid());
         setenv("GALLOP_FDS", fds, 1);
         setenv("GALLOP_OLD_MASTER", parent, 1);
+        setenv("GALLOP_START_CWD", gp_conffile_start_cwd(), 1); /* config files are found there */
         unsetenv("LISTEN_FDS");
         unsetenv("LISTEN_PID");
+        run_hook("pre_exec", 0, 0, 0);
         execv(m->exe, m->cfg->argv);
         fprintf(stderr, "gallop: error: upgrade: cannot execute %s: %s\n", m->exe, strerror(errno));
         _exit(GP_EXIT_ERROR);
@@ -869,11 +937,17 @@ static void handle_signal(gp_master *m, int sig)
         if (m->phase == RUNNING) reload(m);
         break;
     case SIGTTIN:
-        if (m->target < m->sb->num_slots / 2) m->target++;
+        if (m->target < m->sb->num_slots / 2) {
+            m->target++;
+            run_hook("nworkers_changed", 0, m->target, m->target - 1);
+        }
         gp_info("handling signal: ttin; %d workers wanted", m->target);
         break;
     case SIGTTOU:
-        if (m->target > 1) m->target--;
+        if (m->target > 1) {
+            m->target--;
+            run_hook("nworkers_changed", 0, m->target, m->target + 1);
+        }
         gp_info("handling signal: ttou; %d workers wanted", m->target);
         break;
     case SIGUSR1:
@@ -914,6 +988,7 @@ static int setup(gp_master *m)
         fprintf(stderr, "gallop: error: out of memory\n");
         return -1;
     }
+    start_balance(m);
     m->target = cfg->workers;
     m->gen = m->next_gen = 1;
     sigset_t set;
@@ -950,6 +1025,7 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
 {
     gp_master m = {.cfg = cfg, .entry = entry, .sigfd = -1, .wake_fd = -1, .phase = RUNNING};
     int rc = GP_EXIT_ERROR;
+    run_hook("on_starting", 0, 0, 0);
     if (setup(&m) < 0) goto done;
 
     for (int i = 0; i < m.num_listeners; i++) {
@@ -959,6 +1035,7 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
     }
     gp_info("starting %d worker%s (%s)", cfg->workers, cfg->workers == 1 ? "" : "s",
             cfg->workers_why);
+    run_hook("when_ready", 0, 0, 0);
     maintain(&m);
 
     double reload_at = -1; /* --reload: when the debounce ends */
@@ -996,9 +1073,11 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
         reap(&m); /* SIGCHLD coalesces: reap on every turn */
         check_timeouts(&m);
         maintain(&m);
+        sync_balance(&m);
     }
     rc = m.exit_code;
     gp_info("shutting down%s", rc ? " after an error" : "");
+    run_hook("on_exit", 0, 0, 0);
 done:
     close_listeners(&m);
     if (cfg->pidfile) {
@@ -1010,5 +1089,7 @@ done:
     gp_reload_close(m.reloader);
     gp_scoreboard_destroy(m.sb);
     free(m.recs);
+    gp_reuseport_destroy(m.rp);
+    free(m.rp_order);
     return rc;
 }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/reuseport.h"
 #include "core/static.h"
 #include "core/worker_internal.h"
 
@@ -363,6 +364,24 @@ static bool over_share(gp_worker *w)
     return false;
 }
 
+/* --reuse-port: our own sockets into the eBPF round-robin, or out of it
+ * while we could not take a connection it gave us (its turns then go to the
+ * others). Never for a busy thread pool: that changes with every request. */
+static void rotation(gp_worker *w, bool in)
+{
+    for (int i = 0; i < w->num_listeners; i++) {
+        struct gp_listen_io *l = &w->listeners[i];
+        if (l->rp_socks_fd < 0) continue;
+        int slot = (int)(w->slot - w->sb->slots);
+        int rc = in ? gp_reuseport_join(l->rp_socks_fd, l->rp_prog_fd, slot, l->io.fd)
+                    : gp_reuseport_leave(l->rp_socks_fd, slot);
+        if (rc < 0)
+            gp_warn("--reuse-port: worker %d cannot %s the round-robin: %s", (int)getpid(),
+                    in ? "join" : "leave", strerror(-rc));
+    }
+    w->rp_out = !in;
+}
+
 /* Runs after every turn, so it is cheap when nothing changed: the other
  * workers' slots are read only when this worker's own count moved, or when
  * the recheck timer asks while it stands aside. */
@@ -378,6 +397,8 @@ static void update_accepting(gp_worker *w)
         w->share_open = open;
         atomic_store_explicit(&w->slot->accepting, open, memory_order_relaxed);
     }
+    bool out = w->num_conns >= w->cfg->worker_connections || w->now_ms < w->accept_resume_ms;
+    if (out != w->rp_out && !w->stopping) rotation(w, !out);
     bool on = want_accepting_open(w, open);
     if (on && w->share_recheck) {
         w->share_recheck = false;
@@ -535,6 +556,13 @@ static void on_signal_caught(int sig)
     errno = saved;
 }
 
+static void (*int_hook)(void);
+
+void gp_worker_set_int_hook(void (*hook)(void))
+{
+    int_hook = hook;
+}
+
 static void on_signal(gp_io *io, uint32_t events)
 {
     gp_worker *w = (gp_worker *)((char *)io - offsetof(gp_worker, signal_io));
@@ -543,8 +571,11 @@ static void on_signal(gp_io *io, uint32_t events)
     while ((n = read(io->fd, sigs, sizeof sigs)) > 0) {
         for (ssize_t i = 0; i < n; i++) {
             switch (sigs[i]) {
-            case SIGTERM:
-            case SIGINT: gp_worker_stop(w); break;
+            case SIGINT:
+                if (int_hook && !w->stopping) int_hook();
+                gp_worker_stop(w);
+                break;
+            case SIGTERM: gp_worker_stop(w); break;
             case SIGUSR1:
                 gp_log_reopen();
                 gp_access_log_reopen();
@@ -702,6 +733,9 @@ static int setup(gp_worker *w, const gp_worker_args *a)
             }
             w->listeners[i].own = true;
         }
+        bool rr = w->listeners[i].own && a->listeners[i].balanced;
+        w->listeners[i].rp_socks_fd = rr ? a->listeners[i].rp_socks_fd : -1;
+        w->listeners[i].rp_prog_fd = rr ? a->listeners[i].rp_prog_fd : -1;
         w->listeners[i].io.cb = on_accept;
         w->listeners[i].addr = &a->listeners[i].addr;
         w->listeners[i].w = w;
@@ -719,6 +753,7 @@ int gp_worker_accept(gp_worker *w)
 {
     for (int i = 0; i < w->num_listeners; i++) /* one wakeup per connection, not one per worker */
         if (gp_loop_watch(&w->loop, &w->listeners[i].io, EPOLLIN | EPOLLEXCLUSIVE) < 0) return -1;
+    rotation(w, true); /* only now: until the app is ready our turns go to the others */
     w->accepting = w->share_open = true;
     atomic_store_explicit(&w->slot->accepting, 1, memory_order_relaxed);
     atomic_store(&w->slot->state, GP_WS_IDLE);

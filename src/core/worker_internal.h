@@ -118,9 +118,11 @@ struct gp_worker {
         int index;
         const gp_addr *addr;
         bool own; /* --reuse-port: this worker's socket, its queue is ours alone */
+        int rp_socks_fd, rp_prog_fd; /* own: where it joins the round-robin; -1: hash */
         bool proxy; /* --proxy-protocol: each connection starts with a PROXY header */
     } listeners[GP_MAX_BINDS];
     int num_listeners;
+    bool rp_out; /* our own sockets left the round-robin: we cannot take more */
     gp_io signal_io, timer_io;
     gp_timers timers;   /* every deadline: connections' and the worker's own */
     gp_io deadline_io;  /* one-shot timerfd, armed at the earliest timer */
