@@ -243,6 +243,7 @@ static const struct option long_opts[] = {
     {"wsgi-app", required_argument, 0, OPT_WSGIAPP},
     {"config-hooks", required_argument, 0, OPT_CONFIGHOOKS},
     {"static", required_argument, 0, OPT_STATIC},
+    {"static-map", required_argument, 0, OPT_STATIC}, /* uWSGI's name, the same syntax */
     {"static-max-age", required_argument, 0, OPT_STATIC_MAXAGE},
     {"reload", no_argument, 0, OPT_RELOAD},
     {"reload-dir", required_argument, 0, OPT_RELOAD_DIR},
@@ -345,7 +346,8 @@ static int parse_static(gp_config *cfg, const char *arg)
     if (memchr(arg, '?', n) || memchr(arg, '#', n) || memchr(arg, '%', n))
         return fail("invalid --static '%s': the prefix is a plain path (no '?', '#' or '%%')%s",
                     arg, "");
-    if (cfg->num_statics == GP_MAX_STATIC) return fail("too many --static (at most 16)%s%s", "", "");
+    if (cfg->num_statics == GP_MAX_STATIC)
+        return fail("too many --static (at most 16)%s%s", "", "");
     char *prefix = strndup(arg, n), *dir = realpath(eq + 1, NULL);
     if (!prefix) return fail("out of memory%s%s", "", "");
     if (!dir) {
@@ -409,11 +411,12 @@ static int short_alias(int c)
 /* gunicorn worker classes whose behaviour gallop's own workers give. */
 static bool worker_class_ok(const char *k)
 {
-    static const char *const ok[] = {
-        "sync", "gthread", "gunicorn.workers.sync.SyncWorker",
-        "gunicorn.workers.gthread.ThreadWorker", "uvicorn.workers.UvicornWorker",
-        "uvicorn.workers.UvicornH11Worker",
-    };
+    static const char *const ok[] = {"sync",
+                                     "gthread",
+                                     "gunicorn.workers.sync.SyncWorker",
+                                     "gunicorn.workers.gthread.ThreadWorker",
+                                     "uvicorn.workers.UvicornWorker",
+                                     "uvicorn.workers.UvicornH11Worker"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (strcmp(k, ok[i]) == 0) return true;
     return false;
@@ -478,8 +481,7 @@ static int check_reload_and_config(const gp_config *cfg)
     for (int i = 0; i < cfg->num_binds; i++) {
         gp_addr a;
         char err[256];
-        if (gp_addr_parse(cfg->binds[i], &a, err, sizeof err) < 0)
-            return fail("%s%s", err, "");
+        if (gp_addr_parse(cfg->binds[i], &a, err, sizeof err) < 0) return fail("%s%s", err, "");
     }
     printf("gallop: configuration OK: %s, %d worker%s, %s%s\n", cfg->app, cfg->workers,
            cfg->workers == 1 ? "" : "s", cfg->num_fds ? "inherited sockets" : cfg->binds[0],

@@ -83,8 +83,8 @@ typedef struct {
     int num_env;
     const char *hooks_file; /* --config-hooks: the .py whose server hooks workers run */
     /* uvicorn's address flags and proxy switch */
-    const char *host; /* --host (127.0.0.1 when only --port is given) */
-    int port;         /* --port; -1: not given */
+    const char *host;    /* --host (127.0.0.1 when only --port is given) */
+    int port;            /* --port; -1: not given */
     char host_bind[300]; /* --host/--port combined into one --bind address */
     char uds_bind[128];  /* --uds PATH as "unix:PATH" */
     bool proxy_headers;  /* --proxy-headers (default) / --no-proxy-headers */

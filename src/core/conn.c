@@ -114,6 +114,7 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->num_conns++;
+    if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("opened", fd, peer);
     return c;
 }
 
@@ -157,6 +158,7 @@ void gp_conn_close(gp_conn *c)
         w->ops->abort(w->app, c);
     if (c->state == CS_ASYNC) w->active_async--;
     c->dead = true;
+    if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("closed", c->io.fd, &c->peer);
     if (c->alog_pending && w->access_fd >= 0) write_access_log(c); /* cut off mid-response */
     /* out of epoll before the close: a child the app forked may hold a copy
      * of the descriptor, and the registration would outlive our close */
@@ -209,7 +211,8 @@ const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len)
 
 bool gp_conn_forwarded(gp_conn *c, const gp_http_request *req, gp_fwd *out)
 {
-    return req->proxy_headers && c->fwd_trusted &&
+    /* --no-proxy-headers (uvicorn's): X-Forwarded-* / Forwarded from no one */
+    return req->proxy_headers && c->fwd_trusted && c->w->cfg->proxy_headers &&
            gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers, req->num_headers, req->host,
                           req->host_len, out);
 }
@@ -308,7 +311,11 @@ static int flush(gp_conn *c)
             int cnt = 0;
             if (out_left) iov[cnt++] = (struct iovec){c->out + c->out_pos, out_left};
             if (c->pend_len) iov[cnt++] = (struct iovec){(void *)c->pend, c->pend_len};
-            n = writev(c->io.fd, iov, cnt);
+            /* a head before a file: MSG_MORE lets the kernel put the two in
+             * the same segments instead of sending the head alone */
+            if (c->file_left && cnt == 1)
+                n = send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_MORE | MSG_NOSIGNAL);
+            else n = writev(c->io.fd, iov, cnt);
             if (n < 0) {
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN) return GP_AGAIN;
@@ -1085,13 +1092,14 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         reject(c, 413);
         return;
     }
-    if (w->cfg->limit_concurrency && w->active_async >= w->cfg->limit_concurrency) {
-        reject(c, 503);
-        return;
-    }
-    if (w->statics && gp_static_serve(w->statics, c, req)) { /* a file, without the app */
+    /* a file under --static, answered without the app (so outside its concurrency limit) */
+    if (w->statics && gp_static_serve(w->statics, c, req)) {
         c->state = CS_FLUSH;
         after_app(c, GP_APP_DONE);
+        return;
+    }
+    if (w->cfg->limit_concurrency && w->active_async >= w->cfg->limit_concurrency) {
+        reject(c, 503);
         return;
     }
     if (must_hold_body(c)) {

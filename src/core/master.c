@@ -551,8 +551,9 @@ static void abandon_reload(gp_master *m)
     gp_notify("READY=1\nSTATUS=reload failed; old workers serving");
 }
 
-/* --reload, and the app did not load at start: rather than exit, as
- * uvicorn's and gunicorn's reloaders do, wait for the code to be fixed. */
+/* --reload, the app does not load and no worker serves (at start, or after
+ * the last one died): rather than exit, as uvicorn's and gunicorn's
+ * reloaders do, wait for the code to be fixed. */
 static void park(gp_master *m)
 {
     m->reloading = false;
@@ -584,7 +585,7 @@ static void reaped_worker(gp_master *m, worker_rec *r, int status)
     /* exit 4 means "the app did not load" only before the worker was ready:
      * after that it is the app's own sys.exit(4) or os._exit(4), a crash */
     if (!booted && WIFEXITED(status) && WEXITSTATUS(status) == GP_EXIT_APP_ERROR) {
-        if (!m->ever_booted && m->reloader) park(m);
+        if (m->reloader && serving_workers(m) == 0) park(m);
         else if (m->reloading && copy.gen == m->gen) abandon_reload(m);
         else if (copy.gen != m->gen) /* a sibling in an abandoned reload: the old ones serve on */
             gp_info("worker %d of the abandoned generation %u exited (%s)", (int)pid, copy.gen,
@@ -646,6 +647,7 @@ static void check_timeouts(gp_master *m)
         if (r->kill_at > 0) {
             if (t >= r->kill_at && !r->killed) {
                 r->killed = true;
+                gp_debug("worker %d: sending SIGKILL", (int)r->pid);
                 kill(r->pid, SIGKILL);
             }
             continue;
@@ -654,6 +656,7 @@ static void check_timeouts(gp_master *m)
             r->booted = true;
             m->ever_booted = true;
             m->boot_failures = 0;
+            gp_debug("worker %d booted (generation %u)", (int)r->pid, r->gen);
         }
         /* a retiring worker gets the graceful timeout, as on a stop */
         if (r->retiring && m->phase == RUNNING && t >= r->term_at + m->cfg->graceful_timeout) {
@@ -1002,18 +1005,22 @@ static int setup(gp_master *m)
     }
     if (cfg->reload) {
         char err[PATH_MAX + 128];
-        gp_reload_opts o = {cfg->reload_dirs,        cfg->num_reload_dirs,
-                            cfg->reload_includes,    cfg->num_reload_includes,
-                            cfg->reload_excludes,    cfg->num_reload_excludes,
-                            cfg->reload_extra_files, cfg->num_reload_extra_files,
-                            cfg->reload_delay};
+        gp_reload_opts o = {.dirs = cfg->reload_dirs,
+                            .num_dirs = cfg->num_reload_dirs,
+                            .includes = cfg->reload_includes,
+                            .num_includes = cfg->num_reload_includes,
+                            .excludes = cfg->reload_excludes,
+                            .num_excludes = cfg->num_reload_excludes,
+                            .extra_files = cfg->reload_extra_files,
+                            .num_extra_files = cfg->num_reload_extra_files,
+                            .delay = cfg->reload_delay};
         if (!(m->reloader = gp_reload_open(&o, err, sizeof err))) {
             fprintf(stderr, "gallop: error: %s\n", err);
             return -1;
         }
-        gp_warn("--reload is for development, not production: watching %d director%s for "
-                "changes",
-                gp_reload_watched(m->reloader), gp_reload_watched(m->reloader) == 1 ? "y" : "ies");
+        char dirs[1024];
+        gp_reload_describe(m->reloader, dirs, sizeof dirs);
+        gp_warn("--reload is for development, not production: watching %s for changes", dirs);
     }
     find_oom_events(m);
     signal(SIGPIPE, SIG_IGN);
@@ -1055,9 +1062,10 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
             wake = m.next_spawn;
         }
         if (reload_at > 0 && reload_at < wake) wake = reload_at > t ? reload_at : t;
-        struct pollfd pfd[3] = {{.fd = m.sigfd, .events = POLLIN},
-                                {.fd = m.wake_fd, .events = POLLIN},
-                                {.fd = m.reloader ? gp_reload_fd(m.reloader) : -1, .events = POLLIN}};
+        struct pollfd pfd[3] = {
+            {.fd = m.sigfd, .events = POLLIN},
+            {.fd = m.wake_fd, .events = POLLIN},
+            {.fd = m.reloader ? gp_reload_fd(m.reloader) : -1, .events = POLLIN}};
         int n = poll(pfd, 3, (int)((wake - t) * 1000) + 1);
         if (n < 0 && errno != EINTR) {
             gp_error("poll: %s", strerror(errno));

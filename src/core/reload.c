@@ -6,8 +6,8 @@
  * the file's literal name wins over the excludes. An exclude that names an
  * existing directory keeps that tree unwatched. Directories nobody edits
  * code in are not walked: VCS and tool caches, __pycache__, node_modules,
- * site-packages, virtual environments (a pyvenv.cfg inside), and names an
- * exclude pattern matches (so ".*" skips hidden ones). */
+ * site-packages, virtual environments (a pyvenv.cfg inside), names an
+ * exclude pattern matches (so ".*" skips hidden ones), and /proc, /sys, /dev. */
 #include "core/reload.h"
 
 #include <dirent.h>
@@ -26,15 +26,15 @@
 
 #define MAX_DEPTH 64
 #define MAX_WATCHES 65536
-#define DIR_EVENTS                                                                          \
-    (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_MODIFY |     \
-     IN_ATTRIB)
+#define DIR_EVENTS                                                                                 \
+    (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB)
 
 static const char *const default_includes[] = {"*.py"};
 static const char *const default_excludes[] = {".*", ".py[cod]", ".sw.*", "~*"};
 static const char *const skipped_dirs[] = {
-    "__pycache__", ".git", ".hg", ".svn", ".tox", ".nox", ".venv", ".idea", ".mypy_cache",
-    ".pytest_cache", ".ruff_cache", ".hypothesis", "node_modules", "site-packages"};
+    "__pycache__", ".git",        ".hg",          ".svn",         ".tox",
+    ".nox",        ".venv",       ".idea",        ".mypy_cache",  ".pytest_cache",
+    ".ruff_cache", ".hypothesis", "node_modules", "site-packages"};
 
 typedef struct {
     int wd;
@@ -146,6 +146,9 @@ static bool skip_dir(const gp_reload *r, const char *path, const char *name)
         if (!strchr(r->exc[i], '/') && fnmatch(r->exc[i], name, FNM_NOESCAPE) == 0) return true;
     for (int i = 0; i < r->nskip; i++)
         if (strcmp(r->skip_dirs[i], path) == 0) return true;
+    /* the kernel's trees, for a --reload run from / (a container's WORKDIR) */
+    if (strcmp(path, "/proc") == 0 || strcmp(path, "/sys") == 0 || strcmp(path, "/dev") == 0)
+        return true;
     char cfg[PATH_MAX];
     if ((size_t)snprintf(cfg, sizeof cfg, "%s/pyvenv.cfg", path) < sizeof cfg &&
         access(cfg, F_OK) == 0)
@@ -242,13 +245,14 @@ static int add_tree(gp_reload *r, char *path, size_t len, int depth, bool top)
     DIR *d = opendir(path);
     if (!d) return 0;
     int found = 0;
+    size_t at = len == 1 && path[0] == '/' ? 0 : len; /* where the '/' before a name goes */
     struct dirent *e;
     while ((e = readdir(d))) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
         size_t n = strlen(e->d_name);
-        if (len + 1 + n >= PATH_MAX) continue;
-        path[len] = '/';
-        memcpy(path + len + 1, e->d_name, n + 1);
+        if (at + 1 + n >= PATH_MAX) continue;
+        path[at] = '/';
+        memcpy(path + at + 1, e->d_name, n + 1);
         bool dir = e->d_type == DT_DIR;
         if (e->d_type == DT_UNKNOWN) {
             struct stat st;
@@ -256,7 +260,7 @@ static int add_tree(gp_reload *r, char *path, size_t len, int depth, bool top)
         }
         if (dir) {
             if (depth < MAX_DEPTH && !skip_dir(r, path, e->d_name)) {
-                int sub = add_tree(r, path, len + 1 + n, depth + 1, false);
+                int sub = add_tree(r, path, at + 1 + n, depth + 1, false);
                 if (sub > 0) found += sub;
             }
         } else if (wanted(r, path) || is_extra(r, path)) {
@@ -384,16 +388,15 @@ gp_reload *gp_reload_open(const gp_reload_opts *o, char *err, size_t errlen)
         snprintf(path, sizeof path, "%s", abs);
         int rc = add_tree(r, path, strlen(path), 0, true);
         if (rc < 0) {
-            snprintf(err, errlen, "--reload-dir '%s': cannot watch it: %s", dirs[i],
-                     strerror(-rc));
+            snprintf(err, errlen, "--reload-dir '%s': cannot watch it: %s", dirs[i], strerror(-rc));
             goto fail;
         }
     }
     for (int i = 0; i < o->num_extra_files; i++) {
         char *abs = absolute(o->extra_files[i], true);
         if (!abs) {
-            snprintf(err, errlen, "--reload-extra-file '%s': its directory: %s",
-                     o->extra_files[i], strerror(errno ? errno : ENOENT));
+            snprintf(err, errlen, "--reload-extra-file '%s': its directory: %s", o->extra_files[i],
+                     strerror(errno ? errno : ENOENT));
             goto fail;
         }
         r->extra[r->nextra++] = abs;
@@ -439,6 +442,16 @@ int gp_reload_fd(const gp_reload *r)
 int gp_reload_watched(const gp_reload *r)
 {
     return r->nw;
+}
+
+void gp_reload_describe(const gp_reload *r, char *out, size_t len)
+{
+    size_t off = 0;
+    out[0] = 0;
+    for (int i = 0; i < r->ntop && off < len; i++)
+        off += (size_t)snprintf(out + off, len - off, "%s%s", i ? ", " : "", r->top[i]);
+    if (off < len)
+        snprintf(out + off, len - off, " (%d director%s)", r->nw, r->nw == 1 ? "y" : "ies");
 }
 
 /* One event of directory w. Returns 1 when it is a wanted change. */

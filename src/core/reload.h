@@ -37,6 +37,9 @@ int gp_reload_fd(const gp_reload *r);
 /* Number of directories watched. */
 int gp_reload_watched(const gp_reload *r);
 
+/* "/srv/app (12 directories)", for the log; truncated to fit len. */
+void gp_reload_describe(const gp_reload *r, char *out, size_t len);
+
 /* Reads every pending event; a change to a wanted file starts or extends
  * the debounce. now is monotonic seconds. Returns the number of wanted
  * changes seen. */

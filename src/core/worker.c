@@ -244,6 +244,8 @@ void gp_worker_retire(gp_worker *w, int reason)
     if (w->stopping || w->retire_asked) return;
     w->retire_asked = true;
     atomic_store(&w->slot->retire_reason, reason);
+    gp_debug("worker %d asks for its replacement (%s)", (int)getpid(),
+             reason == GP_RETIRE_MAX_REQUESTS ? "--max-requests" : "--max-worker-memory");
     if (reason == GP_RETIRE_MAX_REQUESTS)
         gp_info("worker %d reached --max-requests after %llu requests; it serves on until its "
                 "replacement is ready",
@@ -261,6 +263,8 @@ void gp_worker_stop(gp_worker *w)
     timerfd_settime(w->timer_io.fd, 0, &fast, NULL);
     stop_accepting(w);
     w->stopping = true;
+    gp_debug("worker %d stopping: %zu connections open, up to %gs to finish", (int)getpid(),
+             (size_t)w->num_conns, w->cfg->graceful_timeout);
     if (w->slot) atomic_store(&w->slot->state, GP_WS_STOPPING);
     for (gp_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
@@ -392,6 +396,12 @@ static void update_accepting(gp_worker *w)
         w->share_conns = w->num_conns;
         w->share_recheck = true;
         atomic_store_explicit(&w->slot->conns, (uint32_t)w->num_conns, memory_order_relaxed);
+        if ((w->num_conns >= w->cfg->worker_connections) != w->at_conn_limit) {
+            w->at_conn_limit = !w->at_conn_limit;
+            gp_debug("worker %d %s (%zu connections, --worker-connections %zu)", (int)getpid(),
+                     w->at_conn_limit ? "is full: stops accepting" : "accepts again",
+                     (size_t)w->num_conns, w->cfg->worker_connections);
+        }
     }
     if (open != w->share_open) {
         w->share_open = open;

@@ -140,6 +140,7 @@ struct gp_worker {
     gp_scoreboard *sb;            /* the other workers' slots, for balancing */
     size_t share_conns;           /* num_conns as last published */
     bool share_open;              /* open_to_accept as last published */
+    bool at_conn_limit;           /* holds --worker-connections (logged at debug) */
     bool share_recheck;           /* read the others' slots again */
     bool stand_aside;             /* holding clearly more than another open worker */
     gp_conn *conns; /* every live connection */

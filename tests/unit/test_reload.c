@@ -48,8 +48,8 @@ static void test_path_match(void **state)
 /* A gp_reload with only its filters built, as gp_reload_open builds them. */
 static gp_reload *filters(const char *const *inc, int ninc, const char *const *exc, int nexc)
 {
-    gp_reload_opts o = {.includes = inc, .num_includes = ninc, .excludes = exc,
-                        .num_excludes = nexc};
+    gp_reload_opts o = {
+        .includes = inc, .num_includes = ninc, .excludes = exc, .num_excludes = nexc};
     gp_reload *r = calloc(1, sizeof *r);
     char err[128];
     assert_non_null(r);
@@ -92,6 +92,7 @@ static void test_uvicorn_filters(void **state)
 }
 
 static char tree[64];
+static char want_text[PATH_MAX + 32];
 
 static void path_in(char *out, size_t n, const char *rel)
 {
@@ -156,6 +157,8 @@ static void test_skipped_directories(void **state)
     assert_true(skip_dir(r, "/x/.cache", ".cache")); /* ".*" */
     assert_true(skip_dir(r, "/x/build-1", "build-1"));
     assert_true(skip_dir(r, excl, "data")); /* an excluded directory */
+    assert_true(skip_dir(r, "/proc", "proc"));
+    assert_false(skip_dir(r, "/x/proc", "proc"));
     assert_int_equal(r->nskip, 1);
     gp_reload_close(r);
 }
@@ -186,12 +189,16 @@ static void test_debounce(void **state)
     assert_true(t >= 12.9 && t <= 13.05);
 }
 
-static gp_reload *watch_tree(const char *const *exc, int nexc, const char *const *extra,
-                             int nextra)
+static gp_reload *watch_tree(const char *const *exc, int nexc, const char *const *extra, int nextra)
 {
     const char *dirs[] = {tree};
-    gp_reload_opts o = {.dirs = dirs, .num_dirs = 1, .excludes = exc, .num_excludes = nexc,
-                        .extra_files = extra, .num_extra_files = nextra, .delay = 0.25};
+    gp_reload_opts o = {.dirs = dirs,
+                        .num_dirs = 1,
+                        .excludes = exc,
+                        .num_excludes = nexc,
+                        .extra_files = extra,
+                        .num_extra_files = nextra,
+                        .delay = 0.25};
     char err[256] = "";
     gp_reload *r = gp_reload_open(&o, err, sizeof err);
     if (!r) fail_msg("gp_reload_open: %s", err);
@@ -219,6 +226,12 @@ static void test_watcher_sees_what_editors_do(void **state)
     write_in("pkg/mod.py", "y = 1\n");
     gp_reload *r = watch_tree(NULL, 0, NULL, 0);
     assert_int_equal(gp_reload_watched(r), 2); /* the tree and pkg */
+    char text[PATH_MAX + 32], small[8];
+    gp_reload_describe(r, text, sizeof text);
+    snprintf(want_text, sizeof want_text, "%s (2 directories)", tree);
+    assert_string_equal(text, want_text);
+    gp_reload_describe(r, small, sizeof small); /* truncated, terminated */
+    assert_int_equal(strlen(small), sizeof small - 1);
     char what[PATH_MAX], want[PATH_MAX];
     assert_int_equal(changes(r, what, sizeof what), 0);
 
