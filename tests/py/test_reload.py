@@ -237,11 +237,16 @@ def test_hup_still_reloads_and_term_stops(served, tmp_path):
     assert g.wait_exit(timeout=15) == 0
 
 
-def test_reload_from_a_config_file_with_gunicorns_names(tmp_path):
+@pytest.mark.parametrize("kind", ["gunicorn.conf.py", "key=value"])
+def test_reload_from_a_config_file_with_gunicorns_names(tmp_path, kind):
     write(tmp_path / "app.py", WSGI.format(v="v1"))
     write(tmp_path / "settings.toml", "")
-    conf = tmp_path / "gallop.conf"
-    write(conf, "reload\nreload_extra_files = settings.toml\nworkers = 1\n")
+    if kind == "key=value":
+        conf = tmp_path / "gallop.conf"
+        write(conf, "reload\nreload_extra_files = settings.toml\nworkers = 1\n")
+    else:
+        conf = tmp_path / "gunicorn.conf.py"
+        write(conf, "reload = True\nreload_extra_files = ['settings.toml']\nworkers = 1\n")
     g = Gallop(tmp_path, ["-c", str(conf)], app="app:app", chdir=str(tmp_path))
     try:
         g.wait_serving(timeout=20)
