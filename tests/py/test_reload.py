@@ -104,6 +104,7 @@ def test_an_edit_is_served_within_a_couple_of_seconds(served, tmp_path, source):
     took, pid = wait_version(g, "v2", timeout=10)
     # the rest is the framework's import in a new worker (FastAPI: ~0.5 s idle,
     # several on a loaded 2-core VM)
+    print(f"reload seen after {seen:.2f}s, new response after {seen + took:.2f}s")
     assert seen < 1.5 and took < 8, (seen, took)
     assert pid != old_pid
     assert reloads(g) == [str(tmp_path / "app.py")]
