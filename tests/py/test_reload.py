@@ -198,11 +198,14 @@ def test_new_subdirectory_and_rename_save_reload(served, tmp_path):
 
 
 def test_a_burst_of_saves_reloads_once(served, tmp_path):
-    g = served(WSGI)
-    _, first = body(g)
+    # 0.6 s of quiet rather than 0.25: a loaded 2-core VM may stall the writer
+    g = served(WSGI, "--reload-delay", "0.6")
+    t0 = time.monotonic()
     for i in range(20):
         write(tmp_path / "app.py", WSGI.format(v=f"b{i}"))
-    wait_version(g, "b19", timeout=5)
+    wait_for(lambda: reloads(g), 5, interval=0.02, what="the reload")
+    assert time.monotonic() - t0 >= 0.6  # the debounce waited
+    wait_version(g, "b19", timeout=8)
     time.sleep(1.5)  # a second reload would show by now
     assert len(reloads(g)) == 1, g.log()[-3000:]
     assert len(re.findall(r"booting worker with pid", g.log())) == 2, g.log()[-3000:]
