@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/cpus.h"
 #include "core/log.h"
@@ -16,9 +17,12 @@
 #endif
 
 static const char usage_text[] =
-    "usage: gallop [OPTIONS] MODULE[:ATTRIBUTE]\n"
+    "usage: gallop [OPTIONS] MODULE[:ATTRIBUTE] [OPTIONS]\n"
     "\n"
-    "Serve a Python WSGI app from a pre-fork master. ATTRIBUTE defaults to 'app'.\n"
+    "Serve a Python web app, WSGI (Flask, Django) or ASGI (FastAPI, Starlette), from a\n"
+    "pre-fork master; which one is detected (see --interface). ATTRIBUTE defaults to\n"
+    "'app'; MODULE:create_app('x', debug=True) calls an app factory with literal\n"
+    "arguments. Options may come before or after the app.\n"
     "\n"
     "  -c, --config FILE            settings, one a line (\"workers = 4\"); re-read on HUP\n"
     "  -b, --bind ADDR              HOST:PORT, [::1]:PORT or unix:/path (repeatable;\n"
@@ -67,11 +71,29 @@ static const char usage_text[] =
     "      --body-buffer-size N     sync WSGI: read the body before the app runs, in memory\n"
     "                               up to N bytes, beyond in a temp file (1048576; 0: the\n"
     "                               app reads it from the socket as it arrives)\n"
+    "      --static PREFIX=DIR      serve the files of DIR at URL PREFIX from C, before the\n"
+    "                               app (repeatable), e.g. --static /static=./staticfiles\n"
+    "      --static-max-age S       Cache-Control: max-age=S on static files (default: none)\n"
     "      --log-level LEVEL        debug, info, warning, error, critical (info)\n"
     "      --access-log FILE|-      write an access log (off by default)\n"
     "      --error-log FILE|-       where the error log goes (- : stderr)\n"
-    "      --version                print the version and exit\n"
+    "  -v, -V, --version            print the version and exit\n"
     "  -h, --help                   print this help and exit\n"
+    "\n"
+    "uvicorn's and gunicorn's spellings:\n"
+    "      --host HOST --port PORT  one --bind HOST:PORT (defaults 127.0.0.1 and 8000)\n"
+    "      --uds PATH               --bind unix:PATH\n"
+    "      --timeout-keep-alive S   --keep-alive S\n"
+    "      --limit-max-requests N   --max-requests N\n"
+    "      --no-access-log          no access log (the default without --access-log)\n"
+    "      --proxy-headers, --no-proxy-headers  trust X-Forwarded-* from\n"
+    "                               --forwarded-allow-ips peers, or not (on)\n"
+    "  -k, --worker-class K         sync, gthread or uvicorn.workers.UvicornWorker: gallop's\n"
+    "                               own workers serve them all (others are refused)\n"
+    "  -t S, -p FILE, -u USER, -g GROUP, -m MASK  --timeout, --pid, --user, --group, --umask\n"
+    "  --bind also takes tcp://HOST:PORT, HOST alone (port 8000), PORT alone\n"
+    "  (127.0.0.1:PORT), unix://PATH and fd://N. Without any address: 0.0.0.0:$PORT when\n"
+    "  PORT is set (as gunicorn does), else 127.0.0.1:8000.\n"
     "\n"
     "Signals to the master: TERM/INT graceful stop, QUIT immediate stop, HUP reload the app\n"
     "with a new generation of workers, TTIN/TTOU one worker more/less, USR1 reopen logs,\n"
@@ -122,6 +144,16 @@ enum {
     OPT_SENDTO,
     OPT_BODYBUF,
     OPT_WORKERCONNS,
+    /* uvicorn's and gunicorn's spellings */
+    OPT_HOST,
+    OPT_PORT,
+    OPT_UDS,
+    OPT_NOACCESS,
+    OPT_PROXYHDRS,
+    OPT_NOPROXYHDRS,
+    OPT_WORKERCLASS,
+    OPT_STATIC,
+    OPT_STATIC_MAXAGE,
 };
 
 static const struct option long_opts[] = {
@@ -174,7 +206,19 @@ static const struct option long_opts[] = {
     {"body-timeout", required_argument, 0, OPT_BODYTO},
     {"send-timeout", required_argument, 0, OPT_SENDTO},
     {"body-buffer-size", required_argument, 0, OPT_BODYBUF},
+    {"static", required_argument, 0, OPT_STATIC},
+    {"static-max-age", required_argument, 0, OPT_STATIC_MAXAGE},
     {"help", no_argument, 0, 'h'},
+    /* uvicorn's and gunicorn's spellings */
+    {"host", required_argument, 0, OPT_HOST},
+    {"port", required_argument, 0, OPT_PORT},
+    {"uds", required_argument, 0, OPT_UDS},
+    {"timeout-keep-alive", required_argument, 0, OPT_KEEPALIVE},
+    {"limit-max-requests", required_argument, 0, OPT_MAXREQ},
+    {"no-access-log", no_argument, 0, OPT_NOACCESS},
+    {"proxy-headers", no_argument, 0, OPT_PROXYHDRS},
+    {"no-proxy-headers", no_argument, 0, OPT_NOPROXYHDRS},
+    {"worker-class", required_argument, 0, OPT_WORKERCLASS},
     {0, 0, 0, 0},
 };
 
@@ -207,6 +251,43 @@ static int parse_seconds(const char *s, double *out)
     return 0;
 }
 
+/* --static URL_PREFIX=DIR: DIR is resolved now (relative to where gallop
+ * started, before --chdir) and must be a directory. */
+static int parse_static(gp_config *cfg, const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || arg[0] != '/' || !eq[1])
+        return fail("invalid --static '%s': use URL_PREFIX=DIR, the prefix starting with '/'%s",
+                    arg, "");
+    size_t n = (size_t)(eq - arg);
+    while (n > 0 && arg[n - 1] == '/') n--;
+    if (memchr(arg, '?', n) || memchr(arg, '#', n) || memchr(arg, '%', n))
+        return fail("invalid --static '%s': the prefix is a plain path (no '?', '#' or '%%')%s",
+                    arg, "");
+    if (cfg->num_statics == GP_MAX_STATIC) return fail("too many --static (at most 16)%s%s", "", "");
+    char *prefix = strndup(arg, n), *dir = realpath(eq + 1, NULL);
+    if (!prefix) return fail("out of memory%s%s", "", "");
+    if (!dir) {
+        free(prefix);
+        return fail("invalid --static '%s': %s", arg, strerror(errno));
+    }
+    struct stat st;
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        free(prefix);
+        free(dir);
+        return fail("invalid --static '%s': %s", arg, "not a directory");
+    }
+    for (int i = 0; i < cfg->num_statics; i++)
+        if (strcmp(cfg->statics[i].prefix, prefix) == 0) {
+            free(prefix);
+            free(dir);
+            return fail("invalid --static '%s': that prefix is mounted already%s", arg, "");
+        }
+    cfg->statics[cfg->num_statics].prefix = prefix;
+    cfg->statics[cfg->num_statics++].dir = dir;
+    return 0;
+}
+
 /* Resolves "auto" / a number / WEB_CONCURRENCY into cfg->workers and its reason. */
 static int resolve_workers(gp_config *cfg, const char *spec, const char *source,
                            bool twice_plus_one)
@@ -226,6 +307,77 @@ static int resolve_workers(gp_config *cfg, const char *spec, const char *source,
     cfg->workers = (int)n;
     snprintf(cfg->workers_why, sizeof cfg->workers_why, "from %s", source);
     return 0;
+}
+
+/* gunicorn's one-letter spellings of flags that are long ones here. */
+static int short_alias(int c)
+{
+    switch (c) {
+    case 't': return OPT_TIMEOUT;
+    case 'p': return OPT_PID;
+    case 'u': return OPT_USER;
+    case 'g': return OPT_GROUP;
+    case 'm': return OPT_UMASK;
+    case 'k': return OPT_WORKERCLASS;
+    case 'v':
+    case 'V': return OPT_VERSION;
+    default: return c;
+    }
+}
+
+/* gunicorn worker classes whose behaviour gallop's own workers give. */
+static bool worker_class_ok(const char *k)
+{
+    static const char *const ok[] = {
+        "sync", "gthread", "gunicorn.workers.sync.SyncWorker",
+        "gunicorn.workers.gthread.ThreadWorker", "uvicorn.workers.UvicornWorker",
+        "uvicorn.workers.UvicornH11Worker",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (strcmp(k, ok[i]) == 0) return true;
+    return false;
+}
+
+static int add_fd(gp_config *cfg, const char *text, const char *flag)
+{
+    unsigned long long v;
+    if (cfg->num_fds == GP_MAX_BINDS) return fail("too many %s%s", flag, "");
+    if (parse_ull(text, INT_MAX, &v) || v < 3)
+        return fail("invalid %s '%s' (a descriptor number >= 3)", flag, text);
+    cfg->fds[cfg->num_fds++] = (int)v;
+    return 0;
+}
+
+static int add_bind(gp_config *cfg, const char *addr)
+{
+    if (cfg->num_binds == GP_MAX_BINDS) return fail("too many --bind addresses%s%s", "", "");
+    cfg->binds[cfg->num_binds++] = addr;
+    return 0;
+}
+
+/* After the flags: --host/--port become one address, --uds another, and
+ * with no address at all gunicorn's default applies (0.0.0.0:$PORT when
+ * PORT is set, as on Heroku, else 127.0.0.1:8000). */
+static int finish_binds(gp_config *cfg)
+{
+    if (cfg->host || cfg->port >= 0) {
+        const char *h = cfg->host ? cfg->host : "127.0.0.1";
+        bool v6 = strchr(h, ':') && h[0] != '[';
+        snprintf(cfg->host_bind, sizeof cfg->host_bind, v6 ? "[%s]:%d" : "%s:%d", h,
+                 cfg->port >= 0 ? cfg->port : 8000);
+        if (add_bind(cfg, cfg->host_bind)) return -1;
+    }
+    if (cfg->uds_bind[0] && add_bind(cfg, cfg->uds_bind)) return -1;
+    if (cfg->num_binds || cfg->num_fds) return 0;
+    const char *port = getenv("PORT");
+    unsigned long long v;
+    if (port && *port) {
+        if (parse_ull(port, 65535, &v) || v < 1)
+            return fail("invalid PORT '%s' in the environment (1 to 65535)%s", port, "");
+        snprintf(cfg->host_bind, sizeof cfg->host_bind, "0.0.0.0:%llu", v);
+        return add_bind(cfg, cfg->host_bind);
+    }
+    return add_bind(cfg, "127.0.0.1:8000");
 }
 
 int gp_config_parse(gp_config *cfg, int argc, char **argv)
@@ -255,6 +407,9 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->body_timeout = 30;
     cfg->send_timeout = 60;
     cfg->body_buffer_size = 1u << 20;
+    cfg->port = -1;
+    cfg->proxy_headers = true;
+    cfg->static_max_age = -1;
     bool twice_plus_one = false;
     const char *workers = NULL;
     unsigned long long v;
@@ -262,13 +417,22 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     opterr = 0;
     optind = 0; /* 0, not 1: glibc then forgets any earlier parse entirely */
     int c;
-    while ((c = getopt_long(argc, argv, "+:b:c:w:h", long_opts, NULL)) != -1) {
-        switch (c) {
+    /* '-': options before and after the app, as gunicorn and uvicorn take
+     * them, whatever POSIXLY_CORRECT says; the app comes back as 1 */
+    while ((c = getopt_long(argc, argv, "-:b:c:w:hvVt:p:u:g:m:k:", long_opts, NULL)) != -1) {
+        switch (short_alias(c)) {
+        case 1:
+            if (cfg->app)
+                return fail("unexpected argument '%s' (one application only)%s", optarg, "");
+            cfg->app = optarg;
+            break;
         case 'c': cfg->config_file = optarg; break;
         case 'b':
-            if (cfg->num_binds == GP_MAX_BINDS)
-                return fail("too many --bind addresses%s%s", "", "");
-            cfg->binds[cfg->num_binds++] = optarg;
+            if (strncmp(optarg, "fd://", 5) == 0) { /* gunicorn's spelling of --fd */
+                if (add_fd(cfg, optarg + 5, "--bind fd://")) return -1;
+                break;
+            }
+            if (add_bind(cfg, optarg)) return -1;
             break;
         case 'w': workers = optarg; break;
         case OPT_CHDIR: cfg->chdir = optarg; break;
@@ -312,10 +476,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             cfg->max_worker_memory_mb = (unsigned long)v;
             break;
         case OPT_FD:
-            if (cfg->num_fds == GP_MAX_BINDS) return fail("too many --fd%s%s", "", "");
-            if (parse_ull(optarg, INT_MAX, &v) || v < 3)
-                return fail("invalid --fd '%s' (a descriptor number >= 3)%s", optarg, "");
-            cfg->fds[cfg->num_fds++] = (int)v;
+            if (add_fd(cfg, optarg, "--fd")) return -1;
             break;
         case OPT_PID: cfg->pidfile = optarg; break;
         case OPT_INTERFACE:
@@ -368,6 +529,15 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             if (parse_ull(optarg, 1ull << 40, &v))
                 return fail("invalid --body-buffer-size '%s' (bytes, 0 to 2^40)%s", optarg, "");
             cfg->body_buffer_size = (size_t)v;
+            break;
+        case OPT_STATIC:
+            if (parse_static(cfg, optarg)) return -1;
+            break;
+        case OPT_STATIC_MAXAGE:
+            if (parse_ull(optarg, 1u << 31, &v))
+                return fail("invalid --static-max-age '%s' (seconds, 0 to 2147483648)%s", optarg,
+                            "");
+            cfg->static_max_age = (long)v;
             break;
         case OPT_USER: cfg->user = optarg; break;
         case OPT_GROUP: cfg->group = optarg; break;
@@ -432,6 +602,31 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
         case OPT_ERROR: cfg->error_log = optarg; break;
         case OPT_VERSION: printf("gallop %s\n", GP_VERSION); return 1;
         case 'h': fputs(usage_text, stdout); return 1;
+        /* uvicorn's and gunicorn's spellings */
+        case OPT_HOST:
+            if (!*optarg || strlen(optarg) > 255)
+                return fail("invalid --host '%s' (an address or a name)%s", optarg, "");
+            cfg->host = optarg;
+            break;
+        case OPT_PORT:
+            if (parse_ull(optarg, 65535, &v))
+                return fail("invalid --port '%s' (0 to 65535)%s", optarg, "");
+            cfg->port = (int)v;
+            break;
+        case OPT_UDS:
+            if (!*optarg || strlen(optarg) + 6 > sizeof cfg->uds_bind)
+                return fail("invalid --uds '%s' (a socket path of 1 to 107 bytes)%s", optarg, "");
+            snprintf(cfg->uds_bind, sizeof cfg->uds_bind, "unix:%s", optarg);
+            break;
+        case OPT_NOACCESS: cfg->access_log = NULL; break;
+        case OPT_PROXYHDRS: cfg->proxy_headers = true; break;
+        case OPT_NOPROXYHDRS: cfg->proxy_headers = false; break;
+        case OPT_WORKERCLASS:
+            if (!worker_class_ok(optarg))
+                return fail("unsupported worker class '%s': gallop's own workers serve WSGI (sync, "
+                            "or gthread with --threads) and ASGI (uvicorn.workers.UvicornWorker)%s",
+                            optarg, "");
+            break;
         case ':': return fail("option '%s' needs a value%s", argv[optind - 1], "");
         default:
             if (optopt && optopt < 256) {
@@ -441,18 +636,23 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             return fail("unknown option '%s' (see gallop --help)%s", argv[optind - 1], "");
         }
     }
-    if (optind >= argc)
+    /* what follows "--" is positional too */
+    for (; optind < argc; optind++) {
+        if (cfg->app)
+            return fail("unexpected argument '%s' (one application only)%s", argv[optind], "");
+        cfg->app = argv[optind];
+    }
+    if (!cfg->app)
         return fail("no application given: gallop [OPTIONS] MODULE[:ATTRIBUTE]%s%s", "", "");
-    if (optind + 1 < argc)
-        return fail("unexpected argument '%s' (one application only)%s", argv[optind + 1], "");
-    cfg->app = argv[optind];
-    if (!cfg->app[0] || cfg->app[0] == ':' || cfg->app[strlen(cfg->app) - 1] == ':')
+    size_t applen = strlen(cfg->app);
+    if (!cfg->app[0] || cfg->app[0] == ':' || cfg->app[applen - 1] == ':' ||
+        (strchr(cfg->app, '(') && (cfg->app[applen - 1] != ')' || strstr(cfg->app, ":("))))
         return fail("invalid application '%s': use MODULE[:ATTRIBUTE]%s", cfg->app, "");
     if (!cfg->venv) {
         const char *ve = getenv("VIRTUAL_ENV");
         if (ve && *ve) cfg->venv = ve;
     }
-    if (cfg->num_binds == 0 && cfg->num_fds == 0) cfg->binds[cfg->num_binds++] = "127.0.0.1:8000";
+    if (finish_binds(cfg)) return -1;
     if (workers) return resolve_workers(cfg, workers, "--workers", twice_plus_one);
     const char *wc = getenv("WEB_CONCURRENCY");
     if (wc && *wc) return resolve_workers(cfg, wc, "WEB_CONCURRENCY", twice_plus_one);
@@ -497,6 +697,18 @@ static char *line_to_flag(char *line, const char *file, int lineno)
     return flag;
 }
 
+/* Flags that name where to listen: the command line's replace the file's. */
+static bool is_address_flag(const char *a)
+{
+    static const char *const names[] = {"--bind", "--host", "--port", "--uds", "--fd"};
+    if (strncmp(a, "-b", 2) == 0) return true;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        size_t n = strlen(names[i]);
+        if (strncmp(a, names[i], n) == 0 && (a[n] == 0 || a[n] == '=')) return true;
+    }
+    return false;
+}
+
 static const char *find_config_file(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -524,13 +736,13 @@ int gp_config_load(gp_config *cfg, int argc, char **argv)
     /* a list the command line gives replaces the file's, not adds to it */
     bool cli_binds = false, cli_paths = false;
     for (int i = 1; i < argc; i++) {
-        cli_binds |= strcmp(argv[i], "-b") == 0 || strncmp(argv[i], "--bind", 6) == 0;
+        cli_binds |= is_address_flag(argv[i]);
         cli_paths |= strncmp(argv[i], "--pythonpath", 12) == 0;
     }
     while (fgets(line, sizeof line, f)) {
         char *flag = line_to_flag(line, file, ++lineno);
         if (!flag) continue;
-        if ((cli_binds && strncmp(flag, "--bind", 6) == 0) ||
+        if ((cli_binds && is_address_flag(flag)) ||
             (cli_paths && strncmp(flag, "--pythonpath", 12) == 0)) {
             free(flag);
             continue;

@@ -11,6 +11,7 @@
 #define GP_MAX_BINDS 16
 #define GP_MAX_PYTHONPATH 16
 #define GP_MAX_WORKERS 1024
+#define GP_MAX_STATIC 16
 
 /* Exit codes, documented in the README. */
 enum {
@@ -73,6 +74,19 @@ typedef struct {
     double send_timeout;     /* seconds a client may take no response byte */
     size_t body_buffer_size; /* sync WSGI: body held in memory up to this, then on disk;
                                 0: the app reads it from the socket as it comes */
+    /* uvicorn's address flags and proxy switch */
+    const char *host; /* --host (127.0.0.1 when only --port is given) */
+    int port;         /* --port; -1: not given */
+    char host_bind[300]; /* --host/--port combined into one --bind address */
+    char uds_bind[128];  /* --uds PATH as "unix:PATH" */
+    bool proxy_headers;  /* --proxy-headers (default) / --no-proxy-headers */
+    /* --static URL_PREFIX=DIR, served from C before the app (core/static) */
+    struct gp_static_cfg {
+        const char *prefix; /* starts with '/', no trailing '/' ("" for "/") */
+        const char *dir;    /* absolute, resolved at parse time */
+    } statics[GP_MAX_STATIC];
+    int num_statics;
+    long static_max_age; /* --static-max-age: Cache-Control max-age seconds; -1: none */
 } gp_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed and

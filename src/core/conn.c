@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/static.h"
 #include "core/worker_internal.h"
 
 #define ALOG_FIELD 512
@@ -88,6 +89,7 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     c->peer = *peer;
     c->peer_len = peer_len;
     c->file_fd = -1;
+    c->own_fd = -1;
     gp_body_init(&c->held, NULL);
     c->state = CS_HEAD;
     c->timer.cb = on_conn_timer;
@@ -148,6 +150,8 @@ void gp_conn_close(gp_conn *c)
      * of the descriptor, and the registration would outlive our close */
     gp_loop_unwatch(&w->loop, &c->io);
     close(c->io.fd);
+    if (c->own_fd >= 0) close(c->own_fd);
+    c->own_fd = -1;
     gp_timer_stop(&w->timers, &c->timer);
     release_buffer(w, &c->buf, &c->cap);
     release_buffer(w, &c->out, &c->out_cap);
@@ -610,6 +614,11 @@ int gp_conn_write_all(gp_conn *c, const void *data, size_t len)
     return r == GP_ERROR ? r : flush_blocking(c);
 }
 
+void gp_conn_adopt_fd(gp_conn *c, int fd)
+{
+    c->own_fd = fd;
+}
+
 int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len)
 {
     if (c->broken) return GP_ERROR;
@@ -927,6 +936,8 @@ static void response_complete(gp_conn *c)
     release_buffer(w, &c->out, &c->out_cap);
     c->out_len = c->out_pos = 0;
     c->app_state = NULL;
+    if (c->own_fd >= 0) close(c->own_fd);
+    c->own_fd = -1;
     if (c->held_head) held_release(c);
     /* a response that did not say close keeps the connection even while
      * stopping: the client may already be sending its next request, which
@@ -1050,6 +1061,11 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
     }
     if (w->cfg->limit_concurrency && w->active_async >= w->cfg->limit_concurrency) {
         reject(c, 503);
+        return;
+    }
+    if (w->statics && gp_static_serve(w->statics, c, req)) { /* a file, without the app */
+        c->state = CS_FLUSH;
+        after_app(c, GP_APP_DONE);
         return;
     }
     if (must_hold_body(c)) {

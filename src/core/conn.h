@@ -137,6 +137,9 @@ int gp_conn_write_all(gp_conn *c, const void *data, size_t len);
 /* Sends len bytes of fd from offset with sendfile(2). Same return values; fd
  * must stay open until the response ends or is aborted. */
 int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len);
+/* The core closes fd once the response ends or the connection closes (a
+ * file the core itself opened to send, as static.c does). */
+void gp_conn_adopt_fd(gp_conn *c, int fd);
 /* Writes what is buffered now, so a piece the app handed over reaches the
  * client before the app waits for something else (a generator that sleeps, an
  * await): streamed replies call it after each piece. The head goes out with

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #define UNIX_PREFIX "unix:"
+#define DEFAULT_PORT 8000 /* gunicorn's, for an address given without one */
 
 /* Digits only: strtol would also take "+80", " 80" and "0x50". */
 static int parse_port(const char *s, size_t len, unsigned *port)
@@ -82,9 +83,9 @@ static int resolve(const char *host, int family, int flags, gp_addr *out)
     return 0;
 }
 
-static int parse_unix(const char *text, gp_addr *out, char *err, size_t errlen)
+static int parse_unix(const char *text, const char *path, gp_addr *out, char *err,
+                      size_t errlen)
 {
-    const char *path = text + strlen(UNIX_PREFIX);
     size_t len = strlen(path);
     struct sockaddr_un *sun = (struct sockaddr_un *)&out->sa;
 
@@ -120,8 +121,14 @@ int gp_addr_parse(const char *text, gp_addr *out, char *err, size_t errlen)
         snprintf(err, errlen, "empty bind address");
         return -1;
     }
+    /* gunicorn's URL-like spellings: unix://PATH (unix:///abs), tcp://HOST:PORT */
+    if (strncmp(text, "unix://", 7) == 0) return parse_unix(text, text + 7, out, err, errlen);
     if (strncmp(text, UNIX_PREFIX, strlen(UNIX_PREFIX)) == 0)
-        return parse_unix(text, out, err, errlen);
+        return parse_unix(text, text + strlen(UNIX_PREFIX), out, err, errlen);
+    if (strncmp(text, "tcp://", 6) == 0 && !*(text += 6)) {
+        snprintf(err, errlen, "empty bind address 'tcp://'");
+        return -1;
+    }
 
     out->kind = GP_ADDR_TCP;
     if (text[0] == '[') {
@@ -136,18 +143,15 @@ int gp_addr_parse(const char *text, gp_addr *out, char *err, size_t errlen)
             snprintf(err, errlen, "invalid IPv6 address in '%s'", text);
             return -1;
         }
-        if (close[1] == '\0') {
-            snprintf(err, errlen, "missing port in '%s'", text);
-            return -1;
-        }
-        if (close[1] != ':') {
+        if (close[1] != ':' && close[1] != '\0') {
             snprintf(err, errlen, "expected ':' after ']' in '%s'", text);
             return -1;
         }
-        port_s = close + 2;
+        port_s = close[1] ? close + 2 : "";
         memcpy(host, text + 1, host_len);
         host[host_len] = '\0';
-        if (parse_port(port_s, strlen(port_s), &port) != 0) goto bad_port;
+        port = DEFAULT_PORT; /* "[::1]" */
+        if (*port_s && parse_port(port_s, strlen(port_s), &port) != 0) goto bad_port;
         if (resolve(host, AF_INET6, AI_NUMERICHOST, out) != 0) {
             snprintf(err, errlen, "invalid IPv6 address '%s' in '%s'", host, text);
             return -1;
@@ -157,16 +161,21 @@ int gp_addr_parse(const char *text, gp_addr *out, char *err, size_t errlen)
 
     colon = strrchr(text, ':');
     if (!colon) {
-        /* A bare number is a port on all interfaces; anything else is a host
-         * that lacks its port. */
+        /* A bare number is a port on loopback (never every interface by
+         * accident; gunicorn takes it for a host and fails); anything else is
+         * a host on port 8000, as gunicorn has it. */
         port_s = text;
         if (strspn(text, "0123456789") == strlen(text)) {
             if (parse_port(text, strlen(text), &port) != 0) goto bad_port;
+            strcpy(host, "localhost");
         } else {
-            snprintf(err, errlen, "missing port in '%s'", text);
-            return -1;
+            if (strlen(text) >= sizeof(host)) {
+                snprintf(err, errlen, "host name too long in '%s'", text);
+                return -1;
+            }
+            strcpy(host, text);
+            port = DEFAULT_PORT;
         }
-        host[0] = '\0';
     } else {
         host_len = (size_t)(colon - text);
         port_s = colon + 1;

@@ -17,9 +17,11 @@ typedef struct {
     char text[128]; /* canonical text: "127.0.0.1:8000", "[::1]:8000", "unix:/p" */
 } gp_addr;
 
-/* Parses "HOST:PORT", "[V6]:PORT", ":PORT" / "PORT" (all interfaces, 0.0.0.0),
- * "localhost:PORT" (127.0.0.1), "unix:/path". HOST is a numeric IPv4/IPv6
- * address or a name resolved with getaddrinfo (first result). PORT is 0..65535.
+/* Parses "HOST:PORT", "[V6]:PORT", ":PORT" (all interfaces, 0.0.0.0), "PORT"
+ * (127.0.0.1), "HOST" / "[V6]" (port 8000), "localhost:PORT" (127.0.0.1),
+ * "unix:/path", and gunicorn's "tcp://" and "unix://" prefixes. HOST is a
+ * numeric IPv4/IPv6 address or a name resolved with getaddrinfo (first
+ * result). PORT is 0..65535.
  * Returns 0, or -1 with a one-line reason in err ("invalid port 'x' in '...'"). */
 int gp_addr_parse(const char *text, gp_addr *out, char *err, size_t errlen);
 

@@ -22,6 +22,7 @@ int gp_log_level_parse(const char *name)
 {
     for (int i = 0; i <= GP_LOG_CRITICAL; i++)
         if (strcasecmp(name, level_names[i]) == 0) return i;
+    if (strcasecmp(name, "trace") == 0) return GP_LOG_DEBUG; /* uvicorn's, below debug */
     return -1;
 }
 

@@ -10,7 +10,8 @@
 
 enum gp_log_level { GP_LOG_DEBUG, GP_LOG_INFO, GP_LOG_WARNING, GP_LOG_ERROR, GP_LOG_CRITICAL };
 
-/* Parses "debug|info|warning|error|critical"; returns -1 when unknown. */
+/* Parses "debug|info|warning|error|critical" (any case; uvicorn's "trace"
+ * is debug); returns -1 when unknown. */
 int gp_log_level_parse(const char *name);
 
 /* Sets the minimum level and the error log's path ("-" or NULL: stderr).

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/static.h"
 #include "core/worker_internal.h"
 
 #define ACCEPT_BATCH 16
@@ -673,6 +674,12 @@ static int setup(gp_worker *w, const gp_worker_args *a)
     if (w->timer_io.fd < 0 || timerfd_settime(w->timer_io.fd, 0, &its, NULL) < 0 ||
         gp_loop_watch(&w->loop, &w->timer_io, EPOLLIN) < 0)
         return -1;
+
+    char serr[512];
+    if (gp_static_open(cfg, &w->statics, serr, sizeof serr) < 0) {
+        gp_error("%s", serr);
+        return -1;
+    }
 
     gp_timers_init(&w->timers);
     w->accept_timer.cb = on_accept_timer;

@@ -85,6 +85,7 @@ struct gp_conn {
     off_t file_off;
     uint64_t file_left;
     bool pend_crlf; /* chunk's CRLF to add once pend/file are written */
+    int own_fd;     /* a file the core opened for this response (static.c), -1: none */
     void *app_state;
     void *app_cache;
 
@@ -158,6 +159,7 @@ struct gp_worker {
     pid_t master_pid;       /* orphaned when getppid() differs */
     int wake_fd;            /* the master's eventfd, -1 when none */
     bool retire_asked;      /* the master was asked for a replacement */
+    struct gp_static *statics; /* --static mounts, NULL when none (static.c) */
     gp_http_header headers[GP_HTTP_MAX_HEADERS];
 };
 

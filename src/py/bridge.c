@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/http_parser.h"
+#include "core/log.h"
 
 static const char *const known_methods[] = {"GET",    "POST",    "HEAD", "PUT",
                                             "DELETE", "OPTIONS", "PATCH"};
@@ -74,10 +75,51 @@ void gp_bridge_restore_error(PyObject *exc)
 #endif
 }
 
+static void flush_stderr(void)
+{
+    PyObject *f = PySys_GetObject("stderr"); /* borrowed */
+    PyObject *r = f && f != Py_None ? PyObject_CallMethod(f, "flush", NULL) : NULL;
+    if (!r) PyErr_Clear();
+    Py_XDECREF(r);
+}
+
+/* Each line of the traceback as an ERROR line of the log, so that it carries
+ * the time and pid as every other line does (two workers' tracebacks stay
+ * apart). 0, or -1 (nothing written) when it cannot be formatted. */
+static int log_traceback(PyObject *e)
+{
+    PyObject *tbm = PyImport_ImportModule("traceback");
+    PyObject *lines = tbm ? PyObject_CallMethod(tbm, "format_exception", "O", e) : NULL;
+    PyObject *sep = lines ? PyUnicode_FromString("") : NULL;
+    PyObject *text = sep ? PyUnicode_Join(sep, lines) : NULL;
+    Py_ssize_t n = 0;
+    const char *s = text ? PyUnicode_AsUTF8AndSize(text, &n) : NULL;
+    if (s) {
+        flush_stderr(); /* what the app printed comes first */
+        for (const char *end = s + n; s < end;) {
+            const char *nl = memchr(s, '\n', (size_t)(end - s));
+            int len = (int)((nl ? nl : end) - s);
+            gp_error("%.*s", len, s);
+            s += len + (nl != NULL);
+        }
+    }
+    Py_XDECREF(text);
+    Py_XDECREF(sep);
+    Py_XDECREF(lines);
+    Py_XDECREF(tbm);
+    if (s) return 0;
+    PyErr_Clear();
+    return -1;
+}
+
 void gp_bridge_print_error(void)
 {
     PyObject *e = gp_bridge_take_error();
     if (!e) return;
+    if (log_traceback(e) == 0) {
+        Py_DECREF(e);
+        return;
+    }
 #if PY_VERSION_HEX >= 0x030C0000
     PyErr_DisplayException(e);
 #else

@@ -48,8 +48,8 @@ void gp_bridge_stop_iteration(PyObject *value);
 PyObject *gp_bridge_take_error(void);
 void gp_bridge_restore_error(PyObject *exc);
 
-/* Prints the pending exception with its traceback to sys.stderr and clears
- * it. Unlike PyErr_Print, a SystemExit is printed like any other error and
+/* Logs the pending exception with its traceback, one ERROR line of the
+ * error log per line, and clears it. Unlike PyErr_Print, a SystemExit is printed like any other error and
  * never acted on: an app's sys.exit() must not end the worker mid-loop. */
 void gp_bridge_print_error(void);
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "py/appcall.h"
 #include "py/bridge.h"
 
 #ifndef GP_PYTHON
@@ -138,15 +139,11 @@ static void report_once(gp_scoreboard *sb, const char *fmt, const char *a, const
             usleep(10000);
         return;
     }
+    /* a log line as the master's, then the traceback's lines */
+    char msg[1024];
+    snprintf(msg, sizeof msg, fmt, a, b);
+    gp_error("%s", msg);
     if (PyErr_Occurred()) gp_bridge_print_error();
-    /* one write: the master logs to the same stderr at the same moment */
-    char msg[2048];
-    int n = snprintf(msg, sizeof msg, "gallop: error: ");
-    n += snprintf(msg + n, sizeof msg - (size_t)n - 1, fmt, a, b);
-    if (n > (int)sizeof msg - 2) n = (int)sizeof msg - 2;
-    msg[n++] = '\n';
-    fwrite(msg, 1, (size_t)n, stderr);
-    fflush(stderr);
     if (sb) atomic_store(&sb->load_error_reported, 2);
 }
 
@@ -171,29 +168,41 @@ PyObject *gp_py_load_app(const gp_config *cfg, gp_scoreboard *sb, int *exit_code
                         module, cfg->chdir ? ", set by --chdir" : "; see --chdir and --pythonpath");
         } else {
             report_once(
-                sb, "the app module '%s' raised an exception while importing (traceback above)%s",
+                sb, "the app module '%s' raised an exception while importing (traceback below)%s",
                 module, "");
         }
         return NULL;
     }
-    /* dotted attribute path: module:obj.attr */
+    /* dotted attribute path: module:obj.attr, or gunicorn's obj.create_app(args) */
     char path[1024];
     snprintf(path, sizeof path, "%s", attr);
+    char *call = strchr(path, '(');
+    if (call) *call = 0;
     for (char *part = strtok(path, "."); part; part = strtok(NULL, ".")) {
         PyObject *next = PyObject_GetAttrString(obj, part);
         Py_DECREF(obj);
         if (!next) {
             PyErr_Clear();
-            report_once(sb, "attribute '%s' not found in module '%s'", attr, module);
+            report_once(sb, "attribute '%s' not found in module '%s'", call ? path : attr, module);
             return NULL;
         }
         obj = next;
     }
-    if (cfg->factory) {
+    if (call) {
+        char why[256];
+        PyObject *app = gp_appcall(obj, attr + (call - path), why, sizeof why);
+        Py_DECREF(obj);
+        if (!app && why[0]) report_once(sb, "cannot call the app factory in '%s': %s", cfg->app, why);
+        else if (!app)
+            report_once(sb, "the app factory '%s' raised an exception (traceback below)%s",
+                        cfg->app, "");
+        if (!app) return NULL;
+        obj = app;
+    } else if (cfg->factory) {
         PyObject *app = PyObject_CallNoArgs(obj);
         Py_DECREF(obj);
         if (!app) {
-            report_once(sb, "the app factory '%s' raised an exception (traceback above)%s",
+            report_once(sb, "the app factory '%s' raised an exception (traceback below)%s",
                         cfg->app, "");
             return NULL;
         }

@@ -87,7 +87,7 @@ def test_sys_exit_while_importing_is_an_app_error():
                     "import_exits:app"], timeout=20)
     assert r.returncode == 4  # the app failed to load: the master stops
     assert r.stderr.count("SystemExit: 0") == 1, r.stderr  # once, with its traceback
-    assert "gallop: error: the app module 'import_exits' raised an exception while importing" in r.stderr
+    assert "[ERROR] the app module 'import_exits' raised an exception while importing" in r.stderr
 
 
 # ---- the header list changed after start_response ------------------------------

@@ -31,6 +31,7 @@ static void reset_getopt(void)
 
 static int setup(void **state)
 {
+    unsetenv("PORT");
     unsetenv("WEB_CONCURRENCY");
     unsetenv("VIRTUAL_ENV");
     reset_getopt();
@@ -351,6 +352,7 @@ static void test_log_levels(void **state)
     } levels[] = {
         {"debug", GP_LOG_DEBUG}, {"info", GP_LOG_INFO},         {"warning", GP_LOG_WARNING},
         {"error", GP_LOG_ERROR}, {"critical", GP_LOG_CRITICAL}, {"Error", GP_LOG_ERROR},
+        {"trace", GP_LOG_DEBUG}, {"WARNING", GP_LOG_WARNING},
     };
     for (size_t i = 0; i < sizeof levels / sizeof *levels; i++) {
         gp_config cfg;
@@ -561,8 +563,10 @@ static void test_app_errors(void **state)
             out, "gallop: error: no application given: gallop [OPTIONS] MODULE[:ATTRIBUTE]\n");
     }
     ERR("unexpected argument 'two' (one application only)", "one", "two");
-    /* '+' stops at the app: a flag after it is a second argument */
-    ERR("unexpected argument '--workers'", "app", "--workers", "2");
+    ERR("unexpected argument 'two' (one application only)", "-w", "1", "one", "--keep-alive", "2",
+        "two");
+    ERR("unexpected argument 'two' (one application only)", "one", "--", "two");
+    ERR("invalid application 'm:f('", "m:f(");
     ERR("invalid application ':x': use MODULE[:ATTRIBUTE]", ":x");
     ERR("invalid application 'x:'", "x:");
     ERR("invalid application ':'", ":");
@@ -653,6 +657,137 @@ static void test_config_file_many_lines(void **state)
     assert_int_equal(cfg.argc, a.argc); /* HUP re-reads from what was given */
 }
 
+/* Options after the app, as gunicorn and uvicorn take them. */
+static void test_options_after_app(void **state)
+{
+    gp_config cfg;
+    args a;
+    assert_int_equal(PARSE(&cfg, &a, "app:app", "-w", "2", "-b", ":8000"), 0);
+    assert_string_equal(cfg.app, "app:app");
+    assert_int_equal(cfg.workers, 2);
+    assert_int_equal(cfg.num_binds, 1);
+    assert_string_equal(cfg.binds[0], ":8000");
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "--bind=unix:/tmp/x.sock", "app:app", "--log-level", "debug"),
+                     0);
+    assert_string_equal(cfg.app, "app:app");
+    assert_string_equal(cfg.binds[0], "unix:/tmp/x.sock");
+    assert_int_equal(cfg.log_level, GP_LOG_DEBUG);
+    /* after "--" an argument that looks like a flag is the app */
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "-w", "1", "--", "-odd:app"), 0);
+    assert_string_equal(cfg.app, "-odd:app");
+    /* POSIXLY_CORRECT does not turn it off */
+    setenv("POSIXLY_CORRECT", "1", 1);
+    reset_getopt();
+    int r = PARSE(&cfg, &a, "main:app", "--workers", "3");
+    unsetenv("POSIXLY_CORRECT");
+    assert_int_equal(r, 0);
+    assert_int_equal(cfg.workers, 3);
+    /* the call syntax is the app's text for the bridge */
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "m:create_app('x', debug=True)", "-w", "1"), 0);
+    assert_string_equal(cfg.app, "m:create_app('x', debug=True)");
+}
+
+static void test_uvicorn_flags(void **state)
+{
+    gp_config cfg;
+    args a;
+    assert_int_equal(PARSE(&cfg, &a, "main:app", "--host", "0.0.0.0", "--port", "8001",
+                           "--workers", "2"),
+                     0);
+    assert_int_equal(cfg.num_binds, 1);
+    assert_string_equal(cfg.binds[0], "0.0.0.0:8001");
+    assert_int_equal(cfg.workers, 2);
+    assert_true(cfg.proxy_headers);
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "--port", "9000", "main:app"), 0);
+    assert_string_equal(cfg.binds[0], "127.0.0.1:9000");
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "--host", "::", "main:app"), 0);
+    assert_string_equal(cfg.binds[0], "[::]:8000");
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "--host=[::1]", "--port=0", "main:app"), 0);
+    assert_string_equal(cfg.binds[0], "[::1]:0");
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "main:app", "--uds", "/tmp/u.sock", "--fd", "5"), 0);
+    assert_int_equal(cfg.num_binds, 1);
+    assert_string_equal(cfg.binds[0], "unix:/tmp/u.sock");
+    assert_int_equal(cfg.num_fds, 1);
+    assert_int_equal(cfg.fds[0], 5);
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "main:app", "--timeout-keep-alive", "7",
+                           "--limit-max-requests", "100", "--root-path", "/api",
+                           "--access-log", "-", "--no-access-log", "--no-proxy-headers"),
+                     0);
+    assert_true(cfg.keep_alive == 7);
+    assert_int_equal(cfg.max_requests, 100);
+    assert_string_equal(cfg.root_path, "/api");
+    assert_null(cfg.access_log);
+    assert_false(cfg.proxy_headers);
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "--no-proxy-headers", "--proxy-headers", "main:app"), 0);
+    assert_true(cfg.proxy_headers);
+    ERR("invalid --port '70000' (0 to 65535)", "--port", "70000", "app");
+    ERR("invalid --port 'http'", "--port", "http", "app");
+    ERR("invalid --host ''", "--host", "", "app");
+    ERR("invalid --keep-alive 'x'", "--timeout-keep-alive", "x", "app");
+}
+
+static void test_gunicorn_short_flags(void **state)
+{
+    gp_config cfg;
+    args a;
+    assert_int_equal(PARSE(&cfg, &a, "-t", "5", "-p", "/tmp/p.pid", "-u", "nobody", "-g",
+                           "nogroup", "-m", "007", "-k", "uvicorn.workers.UvicornWorker", "app"),
+                     0);
+    assert_true(cfg.timeout == 5);
+    assert_string_equal(cfg.pidfile, "/tmp/p.pid");
+    assert_string_equal(cfg.user, "nobody");
+    assert_string_equal(cfg.group, "nogroup");
+    assert_int_equal(cfg.umask, 07);
+    static const char *const classes[] = {"sync", "gthread", "uvicorn.workers.UvicornH11Worker"};
+    for (size_t i = 0; i < 3; i++) {
+        reset_getopt();
+        assert_int_equal(PARSE(&cfg, &a, "--worker-class", classes[i], "app"), 0);
+    }
+    ERR("unsupported worker class 'gevent'", "-k", "gevent", "app");
+    ERR("unsupported worker class 'eventlet'", "app", "--worker-class=eventlet");
+    for (int i = 0; i < 2; i++) {
+        char out[512];
+        reset_getopt();
+        mkargs(&a, "gallop", i ? "-V" : "-v", (const char *)NULL);
+        assert_int_equal(parse_captured(&cfg, &a, out, sizeof out), 1);
+        assert_int_equal(strncmp(out, "gallop ", 7), 0);
+    }
+}
+
+/* gunicorn's fd://N and, with no address at all, $PORT. */
+static void test_bind_defaults_and_fd(void **state)
+{
+    gp_config cfg;
+    args a;
+    assert_int_equal(PARSE(&cfg, &a, "-b", "fd://7", "app"), 0);
+    assert_int_equal(cfg.num_binds, 0);
+    assert_int_equal(cfg.num_fds, 1);
+    assert_int_equal(cfg.fds[0], 7);
+    ERR("invalid --bind fd:// '1'", "-b", "fd://1", "app");
+    ERR("invalid --bind fd:// 'x'", "--bind", "fd://x", "app");
+    setenv("PORT", "5000", 1);
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "app"), 0);
+    assert_int_equal(cfg.num_binds, 1);
+    assert_string_equal(cfg.binds[0], "0.0.0.0:5000");
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "-b", "127.0.0.1:6000", "app"), 0);
+    assert_int_equal(cfg.num_binds, 1);
+    assert_string_equal(cfg.binds[0], "127.0.0.1:6000");
+    setenv("PORT", "fifty", 1);
+    ERR("invalid PORT 'fifty' in the environment", "app");
+    unsetenv("PORT");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -679,6 +814,10 @@ int main(void)
         cmocka_unit_test_setup(test_missing_value_message, setup),
         cmocka_unit_test_setup(test_reparse_after_cluster, setup),
         cmocka_unit_test_setup(test_config_file_many_lines, setup),
+        cmocka_unit_test_setup(test_options_after_app, setup),
+        cmocka_unit_test_setup(test_uvicorn_flags, setup),
+        cmocka_unit_test_setup(test_gunicorn_short_flags, setup),
+        cmocka_unit_test_setup(test_bind_defaults_and_fd, setup),
     };
 
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);

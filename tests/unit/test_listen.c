@@ -68,7 +68,21 @@ static void test_parse_accepted(void **state)
     parse_ok("[0:0::1]:9", "[::1]:9", AF_INET6, 9);
     parse_ok("localhost:8000", "127.0.0.1:8000", AF_INET, 8000);
     parse_ok(":8000", "0.0.0.0:8000", AF_INET, 8000);
-    parse_ok("8000", "0.0.0.0:8000", AF_INET, 8000);
+    /* a bare port is loopback, never every interface */
+    parse_ok("8000", "127.0.0.1:8000", AF_INET, 8000);
+    parse_ok("9001", "127.0.0.1:9001", AF_INET, 9001);
+    /* no port: gunicorn's 8000 */
+    parse_ok("127.0.0.1", "127.0.0.1:8000", AF_INET, 8000);
+    parse_ok("0.0.0.0", "0.0.0.0:8000", AF_INET, 8000);
+    parse_ok("localhost", "127.0.0.1:8000", AF_INET, 8000);
+    parse_ok("[::1]", "[::1]:8000", AF_INET6, 8000);
+    /* gunicorn's scheme prefixes */
+    parse_ok("tcp://127.0.0.1:8000", "127.0.0.1:8000", AF_INET, 8000);
+    parse_ok("tcp://[::1]:9", "[::1]:9", AF_INET6, 9);
+    parse_ok("tcp://0.0.0.0", "0.0.0.0:8000", AF_INET, 8000);
+    parse_ok("tcp://:81", "0.0.0.0:81", AF_INET, 81);
+    parse_ok("unix:///tmp/x.sock", "unix:/tmp/x.sock", AF_UNIX, 0);
+    parse_ok("unix://rel.sock", "unix:rel.sock", AF_UNIX, 0);
     parse_ok("unix:/tmp/x.sock", "unix:/tmp/x.sock", AF_UNIX, 0);
 }
 
@@ -124,10 +138,10 @@ static void test_parse_errors(void **state)
     assert_int_equal(gp_addr_parse("", &a, err, sizeof(err)), -1);
     assert_string_equal(err, "empty bind address");
 
-    parse_err("127.0.0.1", "missing port", "'127.0.0.1'");
     parse_err("127.0.0.1:", "missing port", "'127.0.0.1:'");
-    parse_err("localhost", "missing port", "'localhost'");
-    parse_err("[::1]", "missing port", "'[::1]'");
+    parse_err("tcp://127.0.0.1:x", "invalid port 'x'", "'127.0.0.1:x'");
+    parse_err("tcp://", "empty bind address 'tcp://'", NULL);
+    parse_err("unix://", "empty unix socket path", "'unix://'");
     parse_err("127.0.0.1:http", "invalid port 'http'", "'127.0.0.1:http'");
     parse_err("127.0.0.1:65536", "invalid port '65536'", "'127.0.0.1:65536'");
     parse_err("127.0.0.1:99999999999", "invalid port", "'127.0.0.1:99999999999'");
@@ -142,6 +156,7 @@ static void test_parse_errors(void **state)
     parse_err("[nothex]:8000", "invalid IPv6", "'[nothex]:8000'");
     parse_err("[127.0.0.1]:8000", "invalid IPv6", "'[127.0.0.1]:8000'");
     parse_err("::1:8000", "brackets", "'::1:8000'");
+    parse_err("::1", "brackets", "'::1'");
     parse_err("nosuchhost.invalid:8000", "cannot resolve host 'nosuchhost.invalid'",
               "'nosuchhost.invalid:8000'");
     parse_err("unix:", "empty unix socket path", "'unix:'");

@@ -87,6 +87,8 @@ static void test_level_parse(void **state)
     assert_int_equal(gp_log_level_parse("DEBUG"), GP_LOG_DEBUG);
     assert_int_equal(gp_log_level_parse("Warning"), GP_LOG_WARNING);
     assert_int_equal(gp_log_level_parse("warn"), -1);
+    assert_int_equal(gp_log_level_parse("trace"), GP_LOG_DEBUG);
+    assert_int_equal(gp_log_level_parse("TRACE"), GP_LOG_DEBUG);
     assert_int_equal(gp_log_level_parse(""), -1);
     assert_int_equal(gp_log_level_parse("infos"), -1);
     assert_int_equal(gp_log_level_parse("fatal"), -1);
