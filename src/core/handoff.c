@@ -2,12 +2,13 @@
  *
  * Layout: a fixed header, the listeners as they are in memory (the same
  * build reads them, so a raw copy is exact), then NUL-terminated strings:
- * the worker count's reason, the config file ("" for none), and the
- * arguments to parse. */
+ * the worker count's reason, the config file ("" for none), the directory
+ * the master parsed in, and the arguments to parse. */
 #include "core/handoff.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,8 +61,9 @@ int gp_handoff_write(const gp_worker_args *a, int access_fd)
     const gp_config *cfg = a->cfg;
     int argc;
     char **argv = source_args(cfg, &argc);
-    const char *strs[2] = {cfg->workers_why, cfg->config_file ? cfg->config_file : ""};
-    size_t slen = strlen(strs[0]) + strlen(strs[1]) + 2;
+    const char *strs[3] = {cfg->workers_why, cfg->config_file ? cfg->config_file : "",
+                           cfg->parse_dir};
+    size_t slen = strlen(strs[0]) + strlen(strs[1]) + strlen(strs[2]) + 3;
     for (int i = 0; i < argc; i++) slen += strlen(argv[i]) + 1;
     if (slen > HANDOFF_MAX || a->num_listeners < 0 || a->num_listeners > GP_MAX_BINDS)
         return -E2BIG;
@@ -84,7 +86,7 @@ int gp_handoff_write(const gp_worker_args *a, int access_fd)
     if (fd < 0) return -errno;
     int bad = write_all(fd, &h, sizeof h) ||
               write_all(fd, a->listeners, (size_t)a->num_listeners * sizeof *a->listeners);
-    for (int i = 0; i < 2 && !bad; i++) bad = write_all(fd, strs[i], strlen(strs[i]) + 1);
+    for (int i = 0; i < 3 && !bad; i++) bad = write_all(fd, strs[i], strlen(strs[i]) + 1);
     for (int i = 0; i < argc && !bad; i++) bad = write_all(fd, argv[i], strlen(argv[i]) + 1);
     if (bad || lseek(fd, 0, SEEK_SET) != 0) {
         int e = errno ? errno : EIO;
@@ -112,9 +114,13 @@ int gp_handoff_keep(const gp_worker_args *a, int access_fd)
     return r;
 }
 
-/* The settings parsed again, silently: the master printed any warning once. */
-static int parse_quietly(gp_config *cfg, int argc, char **argv)
+/* The settings parsed again, in the directory the master parsed them in
+ * (a relative --static DIR is resolved then), and silently: the master
+ * printed any warning once. */
+static int parse_quietly(gp_config *cfg, int argc, char **argv, const char *dir)
 {
+    int here = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool moved = here >= 0 && dir[0] && chdir(dir) == 0;
     fflush(stderr);
     int saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (saved >= 0 && null >= 0) dup2(null, STDERR_FILENO);
@@ -125,6 +131,8 @@ static int parse_quietly(gp_config *cfg, int argc, char **argv)
         dup2(saved, STDERR_FILENO);
         close(saved);
     }
+    if (moved && fchdir(here) < 0) r = -1;
+    if (here >= 0) close(here);
     return r;
 }
 
@@ -170,13 +178,14 @@ int gp_handoff_read(int fd, gp_handoff *h, char *err, size_t errlen)
     p += (size_t)w.num_listeners * sizeof(gp_listener);
     end = h->blob + st.st_size;
     char *workers_why = next_string(&p, end), *config_file = next_string(&p, end);
+    char *parse_dir = next_string(&p, end);
     if (!(h->argv = calloc((size_t)w.argc + 1, sizeof *h->argv))) goto fail;
     for (int i = 0; i < w.argc; i++)
         if (!(h->argv[i] = next_string(&p, end))) goto fail;
-    if (!workers_why || !config_file || p != end) goto fail;
+    if (!workers_why || !config_file || !parse_dir || p != end) goto fail;
     why = "the settings do not parse in the worker";
     errno = 0;
-    if (parse_quietly(&h->cfg, w.argc, h->argv) != 0) goto fail;
+    if (parse_quietly(&h->cfg, w.argc, h->argv, parse_dir) != 0) goto fail;
     h->cfg.workers = w.workers;
     snprintf(h->cfg.workers_why, sizeof h->cfg.workers_why, "%s", workers_why);
     h->cfg.config_file = w.has_config_file ? config_file : NULL;

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -136,6 +137,35 @@ static void test_file_args_win(void **state)
     free_fixture(&f);
 }
 
+/* A relative --static DIR resolved where the master parsed it, although the
+ * worker runs elsewhere (--chdir). */
+static void test_parsed_where_the_master_parsed(void **state)
+{
+    char dir[] = "/tmp/gp_test_handoff_XXXXXX", sub[64], here[4096];
+    assert_non_null(mkdtemp(dir));
+    snprintf(sub, sizeof sub, "%s/files", dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_non_null(getcwd(here, sizeof here));
+    assert_int_equal(chdir(dir), 0);
+    fixture f;
+    make_fixture(&f);
+    static char *argv[] = {"gallop", "--static", "/s=files", "a:app", NULL};
+    assert_int_equal(gp_config_parse(&f.cfg, 4, argv), 0);
+    f.cfg.workers = 1;
+    int fd = gp_handoff_write(&f.args, -1);
+    assert_int_equal(chdir("/"), 0);
+    static gp_handoff h;
+    char err[256] = "";
+    assert_int_equal(gp_handoff_read(fd, &h, err, sizeof err), 0);
+    assert_string_equal(h.cfg.statics[0].dir, sub);
+    char now[4096];
+    assert_string_equal(getcwd(now, sizeof now), "/"); /* back where it was */
+    assert_int_equal(chdir(here), 0);
+    rmdir(sub);
+    rmdir(dir);
+    free_fixture(&f);
+}
+
 static int write_fd(const void *p, size_t n)
 {
     int fd = memfd_create("t", 0);
@@ -219,6 +249,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_file_args_win),
+        cmocka_unit_test(test_parsed_where_the_master_parsed),
         cmocka_unit_test(test_foreign_state_refused),
         cmocka_unit_test(test_scoreboard_survives_exec),
     };
