@@ -29,12 +29,15 @@ ASAN_UNIT   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/unit/%)
 FUZZ_SRC    := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN    := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 
-DEB_BUILD   := gcc make python3-dev libcmocka-dev clang libclang-rt-14-dev
+# What building and running need (make run), then the test toolchain (make test)
+DEB_RUN     := gcc make python3-dev
+DEB_TOOLS   := libcmocka-dev clang libclang-rt-14-dev
 DEB_TEST    := python3-pytest python3-requests python3-flask python3-django curl python3-httpx \
-               python3-websockets python3-starlette python3-fastapi python3-uvloop python3-anyio python3-venv systemd
+               python3-websockets python3-starlette python3-fastapi python3-uvloop python3-anyio python3-venv systemd \
+               python3-pip python3-setuptools python3-wheel git
 DEB_BENCH   := wrk gunicorn uwsgi uwsgi-plugin-python3 nginx-light python3-uvicorn python3-httptools python3-uvloop python3-hypercorn valgrind strace
 
-.PHONY: all deps deps-bench run test check-api unit asan-unit asan-pytest pytest fuzz fuzz-long bench format clean
+.PHONY: all deps deps-run deps-bench run test check-api unit asan-unit asan-pytest pytest fuzz fuzz-long bench format clean
 
 all: $(BUILD)/gallop $(BUILD)/gallop-python.so
 
@@ -109,17 +112,24 @@ $(BUILD)/fuzz/%: fuzz/%.c $(CORE_SRC)
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=gnu11 -D_GNU_SOURCE -Isrc -o $@ $< $(CORE_SRC)
 
-deps:
-	@missing=""; for p in $(DEB_BUILD) $(DEB_TEST); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Installs the Debian packages of the list $(1) that are missing.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null || \
 	  { echo "could not install:$$missing (run as root, or install them yourself)"; exit 1; }; fi
+endef
+
+deps-run:
+	$(call apt_install,$(DEB_RUN))
+
+deps:
+	$(call apt_install,$(DEB_RUN) $(DEB_TOOLS) $(DEB_TEST))
 
 deps-bench:
-	@missing=""; for p in $(DEB_BENCH); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; fi
+	$(call apt_install,$(DEB_BENCH))
 
-run: deps all
+run: deps-run all
 	$(BUILD)/gallop --chdir examples --workers 2 --access-log - app:app
 
 unit: $(UNIT_BIN)
