@@ -19,6 +19,10 @@ typedef struct {
     bool inherited; /* from systemd or --fd: not ours to unlink */
 } gp_listener;
 
+/* What a worker starts from. A worker executes the interpreter after fork,
+ * so every field (and every descriptor in it) must cross that exec: a new
+ * field goes into core/handoff.c too, and a new descriptor into
+ * gp_handoff_keep. */
 typedef struct {
     const gp_config *cfg;
     gp_listener *listeners;
@@ -30,7 +34,8 @@ typedef struct {
     int wake_fd;      /* eventfd: a write wakes the master (ready, asks to retire) */
 } gp_worker_args;
 
-/* Runs in the forked child; its return value is the child's exit status. */
+/* Runs in the forked child; its return value is the child's exit status
+ * (main's executes the interpreter, so it returns only on failure). */
 typedef int (*gp_worker_entry)(const gp_worker_args *args);
 
 /* Runs the master until it stops; returns the process exit code (config.h). */
