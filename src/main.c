@@ -194,10 +194,9 @@ static void *bridge_symbol(const char *name)
 static int exec_worker(const gp_worker_args *args)
 {
     int access_fd = gp_access_log_fd();
-    int fd = gp_handoff_write(args, access_fd);
-    int r = fd < 0 ? fd : gp_handoff_keep(args, access_fd);
-    if (r < 0) {
-        gp_error("worker: cannot hand its state over: %s", strerror(-r));
+    int fd = gp_handoff_prepare(args, access_fd);
+    if (fd < 0) {
+        gp_error("worker: cannot hand its state over: %s", strerror(-fd));
         return GP_EXIT_BOOT_ERROR;
     }
     char fd_arg[16];

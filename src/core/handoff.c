@@ -1,9 +1,11 @@
 /* handoff: a worker's state across exec, in a memfd; see handoff.h.
  *
- * Layout: a fixed header, the listeners as they are in memory (the same
- * build reads them, so a raw copy is exact), then NUL-terminated strings:
- * the worker count's reason, the config file ("" for none), the directory
- * the master parsed in, and the arguments to parse. */
+ * Layout: a fixed header; gp_worker_args and the listeners as they are in
+ * memory (the same build reads them, so a raw copy is exact, and a field
+ * someone adds travels without a change here; the pointers are set again on
+ * the other side); the descriptors whose close-on-exec was cleared; then
+ * NUL-terminated strings: the worker count's reason, the config file (""
+ * for none), the directory the master parsed in, and the arguments. */
 #include "core/handoff.h"
 
 #include <errno.h>
@@ -14,19 +16,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define HANDOFF_MAGIC 0x676c6f70u /* "glop" */
 #define HANDOFF_MAX (16u << 20)
 
+#define MAX_KEPT 4096 /* descriptors a worker may hold across the exec */
+
 typedef struct {
     uint32_t magic;
-    uint32_t listener_size; /* sizeof(gp_listener): a mismatched build is refused */
-    int32_t slot;
-    uint32_t generation;
-    int32_t master_pid, wake_fd, scoreboard_fd, access_fd;
-    int32_t num_listeners, workers, argc, has_config_file;
+    uint32_t args_size, listener_size; /* a mismatched build is refused */
+    int32_t scoreboard_fd, access_fd;
+    int32_t num_listeners, num_kept, workers, argc, has_config_file;
     uint32_t strings_len;
 } wire_header;
 
@@ -56,7 +59,36 @@ static char **source_args(const gp_config *cfg, int *argc)
     return cfg->file_args;
 }
 
-int gp_handoff_write(const gp_worker_args *a, int access_fd)
+/* Clears close-on-exec on every descriptor above 2 that has it, so the
+ * exec'd worker holds what a forked one does; their numbers go in kept.
+ * Returns how many, or -errno. */
+static int keep_all(int *kept, int cap)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -errno;
+    int n = 0, self = dirfd(d), r = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        if (*end || end == e->d_name || fd <= 2 || fd == self) continue;
+        int fl = fcntl((int)fd, F_GETFD);
+        if (fl < 0 || !(fl & FD_CLOEXEC)) continue;
+        if (n == cap) {
+            r = -EMFILE;
+            break;
+        }
+        if (fcntl((int)fd, F_SETFD, fl & ~FD_CLOEXEC) < 0) {
+            r = -errno;
+            break;
+        }
+        kept[n++] = (int)fd;
+    }
+    closedir(d);
+    return r < 0 ? r : n;
+}
+
+int gp_handoff_prepare(const gp_worker_args *a, int access_fd)
 {
     const gp_config *cfg = a->cfg;
     int argc;
@@ -67,25 +99,30 @@ int gp_handoff_write(const gp_worker_args *a, int access_fd)
     for (int i = 0; i < argc; i++) slen += strlen(argv[i]) + 1;
     if (slen > HANDOFF_MAX || a->num_listeners < 0 || a->num_listeners > GP_MAX_BINDS)
         return -E2BIG;
+    int fd = memfd_create("gallop-worker", 0); /* no MFD_CLOEXEC: it crosses the exec */
+    if (fd < 0) return -errno;
+    static int kept[MAX_KEPT];
+    int num_kept = keep_all(kept, MAX_KEPT);
+    if (num_kept < 0) {
+        close(fd);
+        return num_kept;
+    }
     wire_header h = {
         .magic = HANDOFF_MAGIC,
+        .args_size = sizeof *a,
         .listener_size = sizeof(gp_listener),
-        .slot = a->slot,
-        .generation = a->generation,
-        .master_pid = (int32_t)a->master_pid,
-        .wake_fd = a->wake_fd,
         .scoreboard_fd = a->scoreboard->fd,
         .access_fd = access_fd,
         .num_listeners = a->num_listeners,
+        .num_kept = num_kept,
         .workers = cfg->workers,
         .argc = argc,
         .has_config_file = cfg->config_file != NULL,
         .strings_len = (uint32_t)slen,
     };
-    int fd = memfd_create("gallop-worker", 0); /* no MFD_CLOEXEC: it crosses the exec */
-    if (fd < 0) return -errno;
-    int bad = write_all(fd, &h, sizeof h) ||
-              write_all(fd, a->listeners, (size_t)a->num_listeners * sizeof *a->listeners);
+    int bad = write_all(fd, &h, sizeof h) || write_all(fd, a, sizeof *a) ||
+              write_all(fd, a->listeners, (size_t)a->num_listeners * sizeof *a->listeners) ||
+              write_all(fd, kept, (size_t)num_kept * sizeof *kept);
     for (int i = 0; i < 3 && !bad; i++) bad = write_all(fd, strs[i], strlen(strs[i]) + 1);
     for (int i = 0; i < argc && !bad; i++) bad = write_all(fd, argv[i], strlen(argv[i]) + 1);
     if (bad || lseek(fd, 0, SEEK_SET) != 0) {
@@ -94,24 +131,6 @@ int gp_handoff_write(const gp_worker_args *a, int access_fd)
         return -e;
     }
     return fd;
-}
-
-static int keep_fd(int fd)
-{
-    int fl = fcntl(fd, F_GETFD);
-    if (fl < 0 || fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC) < 0) return -errno;
-    return 0;
-}
-
-int gp_handoff_keep(const gp_worker_args *a, int access_fd)
-{
-    int r = 0;
-    for (int i = 0; i < a->num_listeners && !r; i++)
-        if (a->listeners[i].fd >= 0) r = keep_fd(a->listeners[i].fd);
-    if (!r && a->wake_fd >= 0) r = keep_fd(a->wake_fd);
-    if (!r) r = keep_fd(a->scoreboard->fd);
-    if (!r && access_fd > 2) r = keep_fd(access_fd);
-    return r;
 }
 
 /* The settings parsed again, in the directory the master parsed them in
@@ -168,14 +187,20 @@ int gp_handoff_read(int fd, gp_handoff *h, char *err, size_t errlen)
     memcpy(&w, h->blob, sizeof w);
     errno = 0;
     why = "the worker's state is not from this build of gallop";
-    if (w.magic != HANDOFF_MAGIC || w.listener_size != sizeof(gp_listener) ||
-        w.num_listeners < 0 || w.num_listeners > GP_MAX_BINDS || w.argc < 1 ||
-        sizeof w + (size_t)w.num_listeners * sizeof(gp_listener) + w.strings_len !=
+    if (w.magic != HANDOFF_MAGIC || w.args_size != sizeof h->args ||
+        w.listener_size != sizeof(gp_listener) || w.num_listeners < 0 ||
+        w.num_listeners > GP_MAX_BINDS || w.num_kept < 0 || w.num_kept > MAX_KEPT || w.argc < 1 ||
+        sizeof w + sizeof h->args + (size_t)w.num_listeners * sizeof(gp_listener) +
+                (size_t)w.num_kept * sizeof(int) + w.strings_len !=
             (size_t)st.st_size)
         goto fail;
     p = h->blob + sizeof w;
+    memcpy(&h->args, p, sizeof h->args);
+    p += sizeof h->args;
     memcpy(h->listeners, p, (size_t)w.num_listeners * sizeof(gp_listener));
     p += (size_t)w.num_listeners * sizeof(gp_listener);
+    int *kept = (int *)(void *)p; /* malloc'ed, at an offset that is a multiple of 4 */
+    p += (size_t)w.num_kept * sizeof(int);
     end = h->blob + st.st_size;
     char *workers_why = next_string(&p, end), *config_file = next_string(&p, end);
     char *parse_dir = next_string(&p, end);
@@ -193,22 +218,13 @@ int gp_handoff_read(int fd, gp_handoff *h, char *err, size_t errlen)
     why = "cannot map the scoreboard";
     errno = 0;
     gp_scoreboard *sb = gp_scoreboard_attach(w.scoreboard_fd);
-    if (!sb || w.slot < 0 || w.slot >= sb->num_slots) goto fail;
-    h->args = (gp_worker_args){
-        .cfg = &h->cfg,
-        .listeners = h->listeners,
-        .num_listeners = w.num_listeners,
-        .scoreboard = sb,
-        .slot = w.slot,
-        .generation = w.generation,
-        .master_pid = (pid_t)w.master_pid,
-        .wake_fd = w.wake_fd,
-    };
-    /* the app's own children get none of these */
-    for (int i = 0; i < w.num_listeners; i++)
-        if (h->listeners[i].fd >= 0) fcntl(h->listeners[i].fd, F_SETFD, FD_CLOEXEC);
-    if (w.wake_fd >= 0) fcntl(w.wake_fd, F_SETFD, FD_CLOEXEC);
-    if (w.access_fd > 2) fcntl(w.access_fd, F_SETFD, FD_CLOEXEC);
+    if (!sb || h->args.slot < 0 || h->args.slot >= sb->num_slots) goto fail;
+    h->args.cfg = &h->cfg;
+    h->args.listeners = h->listeners;
+    h->args.num_listeners = w.num_listeners;
+    h->args.scoreboard = sb;
+    /* close-on-exec again where the master had it: the app's children get none */
+    for (int i = 0; i < w.num_kept; i++) fcntl(kept[i], F_SETFD, FD_CLOEXEC);
     return 0;
 fail:
     snprintf(err, errlen, "%s%s%s", why, errno ? ": " : "", errno ? strerror(errno) : "");

@@ -12,9 +12,11 @@
  * So the worker has exactly the master's configuration, even after a HUP
  * changed it, and never evaluates a config file again.
  *
- * Descriptors keep their numbers across exec: gp_handoff_keep clears
- * close-on-exec on every one the worker needs (listeners, the master's wake
- * eventfd, the scoreboard memfd, the access log). No Python here. */
+ * Descriptors keep their numbers across exec: every one the forked child
+ * holds crosses it (listeners, the master's wake eventfd, the scoreboard
+ * memfd, the access log, whatever another module gave the workers), with
+ * close-on-exec restored after it. gp_worker_args and gp_listener travel as
+ * raw bytes, so a field added to them needs no change here. No Python. */
 #ifndef GP_HANDOFF_H
 #define GP_HANDOFF_H
 
@@ -32,13 +34,12 @@ typedef struct {
     char **argv;
 } gp_handoff;
 
-/* Child of fork, before exec: a memfd (not close-on-exec, offset 0) holding
- * a's state and access_fd. Returns the fd, or -errno. */
-int gp_handoff_write(const gp_worker_args *a, int access_fd);
-
-/* Child of fork, before exec: clears close-on-exec on the descriptors a
- * worker needs. 0, or -errno. */
-int gp_handoff_keep(const gp_worker_args *a, int access_fd);
+/* Child of fork, before exec: every descriptor of the process stays open
+ * across the exec (close-on-exec cleared; the worker sets it again on the
+ * same ones, so it holds what a forked worker would), and a memfd holds a's
+ * state and access_fd. Returns the memfd (not close-on-exec, offset 0), or
+ * -errno. */
+int gp_handoff_prepare(const gp_worker_args *a, int access_fd);
 
 /* Worker after exec: reads fd (then closes it), parses the settings again
  * and attaches the scoreboard. 0, or -1 with a one-line reason in err. On

@@ -19,10 +19,10 @@ typedef struct {
     bool inherited; /* from systemd or --fd: not ours to unlink */
 } gp_listener;
 
-/* What a worker starts from. A worker executes the interpreter after fork,
- * so every field (and every descriptor in it) must cross that exec: a new
- * field goes into core/handoff.c too, and a new descriptor into
- * gp_handoff_keep. */
+/* What a worker starts from. A worker executes the interpreter after fork:
+ * core/handoff.c carries this struct across as raw bytes (pointers set again
+ * on the other side), and every descriptor stays open; a pointer added here
+ * needs handling there. */
 typedef struct {
     const gp_config *cfg;
     gp_listener *listeners;

@@ -1,8 +1,8 @@
 /* Unit tests for core/handoff and the scoreboard's memfd: a worker's state
  * written by the child of fork reads back the same after exec (the settings
  * parsed again from the master's argument list, what was resolved outside
- * the parser carried as is); descriptors keep or lose close-on-exec as they
- * should; a state that is not ours is refused with a reason, never trusted;
+ * the parser carried as is, gp_worker_args as it was); every descriptor
+ * crosses the exec and gets its close-on-exec back after it; a state that is not ours is refused with a reason, never trusted;
  * the scoreboard maps again from its descriptor and is shared. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -76,13 +76,15 @@ static void test_round_trip(void **state)
 {
     fixture f;
     make_fixture(&f);
-    int fd = gp_handoff_write(&f.args, 1);
+    int other = eventfd(0, EFD_CLOEXEC); /* what some other module gave the workers */
+    int plain = eventfd(0, 0);            /* already inherited by the app's children */
+    int fd = gp_handoff_prepare(&f.args, 1);
     assert_true(fd >= 0);
-    assert_false(cloexec(fd)); /* it must cross the exec */
-    assert_int_equal(gp_handoff_keep(&f.args, 1), 0);
+    assert_false(cloexec(fd)); /* it must cross the exec, and so must every other one */
     assert_false(cloexec(f.listeners[0].fd));
     assert_false(cloexec(f.args.wake_fd));
     assert_false(cloexec(f.sb->fd));
+    assert_false(cloexec(other));
 
     static gp_handoff h;
     char err[256] = "";
@@ -112,6 +114,10 @@ static void test_round_trip(void **state)
     assert_true(cloexec(f.listeners[0].fd));
     assert_true(cloexec(f.args.wake_fd));
     assert_true(cloexec(f.sb->fd));
+    assert_true(cloexec(other));
+    assert_false(cloexec(plain)); /* as it was */
+    close(other);
+    close(plain);
     /* the scoreboard is the same memory */
     atomic_store(&a->scoreboard->slots[3].requests, 77);
     assert_int_equal(atomic_load(&f.sb->slots[3].requests), 77);
@@ -126,7 +132,7 @@ static void test_file_args_win(void **state)
     make_fixture(&f);
     static char *merged[] = {"gallop", "--threads=4", "--bind", "127.0.0.1:0", "other:app", NULL};
     f.cfg.file_args = merged;
-    int fd = gp_handoff_write(&f.args, -1);
+    int fd = gp_handoff_prepare(&f.args, -1);
     assert_true(fd >= 0);
     static gp_handoff h;
     char err[256];
@@ -152,7 +158,9 @@ static void test_parsed_where_the_master_parsed(void **state)
     static char *argv[] = {"gallop", "--static", "/s=files", "a:app", NULL};
     assert_int_equal(gp_config_parse(&f.cfg, 4, argv), 0);
     f.cfg.workers = 1;
-    int fd = gp_handoff_write(&f.args, -1);
+    int fd = gp_handoff_prepare(&f.args, -1);
+    free((void *)f.cfg.statics[0].prefix); /* the parser's strings live as long as a config */
+    free((void *)f.cfg.statics[0].dir);
     assert_int_equal(chdir("/"), 0);
     static gp_handoff h;
     char err[256] = "";
@@ -192,7 +200,7 @@ static void test_foreign_state_refused(void **state)
     /* a real state cut short by one byte */
     fixture f;
     make_fixture(&f);
-    int good = gp_handoff_write(&f.args, -1);
+    int good = gp_handoff_prepare(&f.args, -1);
     char buf[65536];
     ssize_t n = read(good, buf, sizeof buf);
     close(good);
