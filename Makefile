@@ -34,7 +34,7 @@ DEB_RUN     := gcc make python3-dev
 DEB_TOOLS   := libcmocka-dev clang libclang-rt-14-dev
 DEB_TEST    := python3-pytest python3-requests python3-flask python3-django curl python3-httpx \
                python3-websockets python3-starlette python3-fastapi python3-uvloop python3-anyio python3-venv systemd \
-               python3-pip python3-setuptools python3-wheel git
+               nginx-light haproxy gunicorn python3-yaml python3-pip python3-setuptools python3-wheel git
 DEB_BENCH   := wrk gunicorn uwsgi uwsgi-plugin-python3 nginx-light python3-uvicorn python3-httptools python3-uvloop python3-hypercorn valgrind strace
 
 .PHONY: all deps deps-run deps-bench run test check-api unit asan-unit asan-pytest pytest fuzz fuzz-long bench format clean
@@ -66,6 +66,10 @@ $(BUILD)/pic/src/core/%.o: src/core/%.c
 $(BUILD)/src/py/%.o: src/py/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC $(PY_CFLAGS) -DGP_PYTHON='"$(PY_EXE)"' -c -o $@ $<
+
+# conffile runs the Python gallop was built for (a child, to read a .py config)
+$(BUILD)/src/core/conffile.o $(BUILD)/pic/src/core/conffile.o $(BUILD)/asan/src/core/conffile.o: CFLAGS += -DGP_PYTHON='"$(PY_EXE)"'
+$(BUILD)/asan/src/core/conffile.o: SAN_FLAGS += -DGP_PYTHON='"$(PY_EXE)"'
 
 $(BUILD)/src/main.o: src/main.c
 	@mkdir -p $(dir $@)
@@ -150,7 +154,7 @@ pytest: all
 	GALLOP_BIN=$(abspath $(BUILD)/gallop) $(PYTHON) -m pytest -q tests/py
 
 # The protocol tests again, against gallop built with ASan/UBSan.
-ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_bodies.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py tests/py/test_wsgi_misbehave.py tests/py/test_bridge.py tests/py/test_asgi_http.py tests/py/test_asgi_ws.py tests/py/test_accept.py tests/py/test_asgi_apps.py
+ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_bodies.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py tests/py/test_wsgi_misbehave.py tests/py/test_bridge.py tests/py/test_asgi_http.py tests/py/test_asgi_ws.py tests/py/test_accept.py tests/py/test_asgi_apps.py tests/py/test_static.py tests/py/test_conffile.py tests/py/test_proxy.py
 asan-pytest: $(BUILD)/asan/gallop $(BUILD)/asan/gallop-python.so
 	GALLOP_BIN=$(abspath $(BUILD)/asan/gallop) ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:quarantine_size_mb=8 \
 	  UBSAN_OPTIONS=print_stacktrace=1 $(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_PYTEST)

@@ -2,7 +2,8 @@
 """gallop beside its peers on the same app, one worker each, loopback only.
 
 Suites: wsgi (hello world: nginx's fixed reply, gallop, gunicorn sync and
-gthread, uWSGI), asgi (hello world: nginx, gallop, uvicorn with uvloop and
+gthread, uWSGI), static (a 10 KB file: nginx with sendfile beside gallop
+--static, both keeping connections alive without a request limit), asgi (hello world: nginx, gallop, uvicorn with uvloop and
 httptools, uvicorn with h11, hypercorn) and io (every request awaits 100 ms,
 1000 connections: nginx, gallop, uvicorn).
 
@@ -12,7 +13,7 @@ session used during the run. CPU microseconds per request is the figure to
 compare on a shared VM; req/s is shown but swings with CPU steal. Servers run
 in turns, round after round, and the median round is reported.
 
-usage: bench/compare.py [--suite wsgi|asgi|io] [--rounds 3] [--seconds 5] [--conns 64] [--only a,b]
+usage: bench/compare.py [--suite wsgi|static|asgi|io] [--rounds 3] [--seconds 5] [--conns 64] [--only a,b]
 Needs: wrk nginx gunicorn uwsgi uwsgi-plugin-python3 python3-uvicorn python3-hypercorn (make deps-bench).
 """
 import argparse
@@ -37,10 +38,21 @@ events {{ worker_connections 4096; }}
 http {{ access_log off; server {{ listen 127.0.0.1:{port};
   location / {{ default_type text/plain; return 200 "Hello, world!"; }} }} }}
 """
+# static suite: the same file from nginx (sendfile, as a site would set it) and gallop --static
+STATIC_FILE = "/static/10k.bin"
+NGINX_STATIC_CONF = """daemon off; worker_processes 1; pid {tmp}/nginx.pid; error_log {tmp}/nginx.err;
+events {{ worker_connections 4096; }}
+http {{ access_log off; sendfile on; keepalive_requests 100000000; include /etc/nginx/mime.types;
+  server {{ listen 127.0.0.1:{port}; location /static/ {{ alias {tmp}/site/; }} }} }}
+"""
 
 
 def servers(gallop, suite):
     nginx = {"nginx (fixed reply)": ["nginx", "-c", "{tmp}/nginx.conf"]}
+    if suite == "static":
+        return {"nginx (sendfile)": ["nginx", "-c", "{tmp}/nginx.conf"],
+                "gallop --static": [gallop, "--workers", "1", "--bind", "127.0.0.1:{port}",
+                                    "--static", "/static={tmp}/site", "hello:app"]}
     if suite == "wsgi":
         return {**nginx,
             "gallop": [gallop, "--workers", "1", "--bind", "127.0.0.1:{port}", "hello:app"],
@@ -96,11 +108,11 @@ def answers(url, deadline):
 def measure(cmd, args, tmp):
     port = free_port()
     with open(os.path.join(tmp, "nginx.conf"), "w") as f:
-        f.write(NGINX_CONF.format(tmp=tmp, port=port))
+        f.write((NGINX_STATIC_CONF if args.suite == "static" else NGINX_CONF).format(tmp=tmp, port=port))
     argv = [a.format(port=port, tmp=tmp) for a in cmd]
     log = open(os.path.join(tmp, "server.log"), "w")
     proc = subprocess.Popen(argv, cwd=APPS, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
+    url = f"http://127.0.0.1:{port}{STATIC_FILE if args.suite == 'static' else '/'}"
     try:
         if not answers(url, time.time() + 20):
             return None
@@ -129,7 +141,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--suite", choices=["wsgi", "asgi", "io"], default="wsgi")
+    ap.add_argument("--suite", choices=["wsgi", "static", "asgi", "io"], default="wsgi")
     ap.add_argument("--conns", type=int, default=0, help="default 64 (io: 1000)")
     ap.add_argument("--gallop", default=os.path.join(ROOT, "build", "gallop"))
     ap.add_argument("--only", help="comma-separated server names")
@@ -143,6 +155,10 @@ def main():
         sys.exit(f"missing: {', '.join(missing)} (run make deps-bench)")
     results = {name: [] for name in table}
     tmp = tempfile.mkdtemp(prefix="gallop-bench-")
+    os.chmod(tmp, 0o755)  # nginx's workers run as www-data when started by root
+    os.makedirs(os.path.join(tmp, "site"))
+    with open(os.path.join(tmp, "site", "10k.bin"), "wb") as f:
+        f.write(os.urandom(10240))
     for _ in range(args.rounds):
         for name, cmd in table.items():
             r = measure(cmd, args, tmp)
@@ -150,12 +166,13 @@ def main():
                 results[name].append(r)
     shutil.rmtree(tmp, ignore_errors=True)
     ref = {}
-    peer = "uwsgi" if args.suite == "wsgi" else "uvicorn (uvloop+httptools)"
+    peer = {"wsgi": "uwsgi", "static": "gallop --static"}.get(args.suite, "uvicorn (uvloop+httptools)")
     print(f"| server | req/s | CPU us/req | vs nginx | vs {peer} |  ({args.suite}, 1 worker, "
           f"{args.conns} connections, median of {args.rounds} x {args.seconds}s)")
     print("|---|---:|---:|---:|---:|")
     med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in results.items() if rs}
-    nginx, uwsgi = med.get("nginx (fixed reply)"), med.get(peer)
+    nginx = med.get("nginx (sendfile)" if args.suite == "static" else "nginx (fixed reply)")
+    uwsgi = med.get(peer)
     for name in table:
         if name not in med:
             print(f"| {name} | did not answer | | | |")

@@ -12,7 +12,7 @@ OUT=$(mktemp)
 PORT=$(/usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 "$BIN" --bind 127.0.0.1:$PORT --workers 2 --chdir "$APPS" "$@" hello:app >"$LOG" 2>&1 &
 M=$!
-for _ in $(seq 100); do [ "$(grep -c ' ready' "$LOG")" -ge 2 ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ "$(grep -c 'worker [0-9]* ready' "$LOG")" -ge 2 ] && break; sleep 0.1; done
 W=$(cat /proc/$M/task/$M/children)
 declare -A before
 for w in $W; do before[$w]=$(awk '/^wchar/{print $2}' /proc/$w/io); done

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/conffile.h"
 #include "core/config.h"
 #include "core/handoff.h"
 #include "core/log.h"
@@ -133,9 +134,28 @@ static int use_venv(const char *venv, const char *from)
     return 0;
 }
 
+/* A gallop that pip installed into a venv runs as if that venv were active
+ * (unless another one is): its workers, and the interpreter that reads a
+ * Python config file, are the venv's python. */
+static void adopt_install_venv(const char *dir)
+{
+    char cfgfile[PATH_MAX + 32], python[PATH_MAX + 32];
+    snprintf(cfgfile, sizeof cfgfile, "%s../pyvenv.cfg", dir);
+    snprintf(python, sizeof python, "%spython", dir);
+    const char *active = getenv("VIRTUAL_ENV");
+    if ((active && *active) || access(cfgfile, R_OK) != 0 || access(python, X_OK) != 0) return;
+    char venv[PATH_MAX];
+    snprintf(venv, sizeof venv, "%s", dir);
+    venv[strlen(venv) - 1] = 0; /* dir ends with "/bin/" and is a real path */
+    char *slash = strrchr(venv, '/');
+    if (!slash || slash == venv) return;
+    *slash = 0;
+    setenv("VIRTUAL_ENV", venv, 1);
+}
+
 /* The interpreter the workers execute: the venv's (--venv, $VIRTUAL_ENV, or
  * the one gallop is installed in), else the Python gallop was built for. */
-static int find_interpreter(gp_config *cfg, const char *dir)
+static int find_interpreter(const gp_config *cfg)
 {
     if (cfg->venv) {
         const char *env = getenv("VIRTUAL_ENV");
@@ -144,21 +164,6 @@ static int find_interpreter(gp_config *cfg, const char *dir)
             flag = strncmp(cfg->argv[i], "--venv", 6) == 0;
         bool from_env = !flag && env && strcmp(env, cfg->venv) == 0;
         return use_venv(cfg->venv, from_env ? "from $VIRTUAL_ENV" : "from --venv");
-    }
-    char home[PATH_MAX + 32];
-    snprintf(home, sizeof home, "%s../pyvenv.cfg", dir);
-    snprintf(interpreter, sizeof interpreter, "%spython", dir);
-    if (access(home, R_OK) == 0 && access(interpreter, X_OK) == 0) {
-        /* installed into a venv (pip install): that venv, as if it were active */
-        static char venv[PATH_MAX + 32];
-        snprintf(venv, sizeof venv, "%s..", dir);
-        char *real = realpath(venv, NULL);
-        if (real) {
-            snprintf(venv, sizeof venv, "%s", real);
-            free(real);
-        }
-        cfg->venv = venv;
-        return use_venv(venv, "the one gallop is installed in");
     }
     snprintf(interpreter, sizeof interpreter, "%s", GP_PYTHON);
     if (access(interpreter, X_OK) != 0) {
@@ -226,10 +231,12 @@ static int preload(const gp_config *cfg)
     int (*load)(const gp_config *) = (int (*)(const gp_config *))bridge_symbol("gp_py_preload");
     void (*before)(void) = (void (*)(void))bridge_symbol("gp_py_before_fork");
     void (*after)(void) = (void (*)(void))bridge_symbol("gp_py_after_fork_parent");
-    if (!load || !before || !after) return GP_EXIT_BOOT_ERROR;
+    gp_master_hook hook = (gp_master_hook)bridge_symbol("gp_hooks_master");
+    if (!load || !before || !after || !hook) return GP_EXIT_BOOT_ERROR;
     int rc = load(cfg);
     if (rc == 0) {
         gp_master_set_fork_hooks(before, after);
+        gp_master_set_hook(hook); /* a Python config file's on_starting, ... */
         preloaded = true;
     }
     return rc;
@@ -248,13 +255,15 @@ static void raise_fd_limit(void)
 int main(int argc, char **argv)
 {
     gp_master_block_signals();
+    char dir[PATH_MAX];
+    bool have_dir = exe_dir(dir, sizeof dir) == 0;
+    if (have_dir) adopt_install_venv(dir);
     gp_config cfg;
     int r = gp_config_load(&cfg, argc, argv);
     if (r) return r > 0 ? GP_EXIT_OK : GP_EXIT_USAGE;
-    char dir[PATH_MAX];
     /* README: 3, no worker could boot */
-    if (exe_dir(dir, sizeof dir) < 0 || find_bridge(dir) < 0 || find_interpreter(&cfg, dir) < 0)
-        return GP_EXIT_BOOT_ERROR;
+    if (!have_dir || find_bridge(dir) < 0 || find_interpreter(&cfg) < 0) return GP_EXIT_BOOT_ERROR;
+    gp_conffile_apply_env(&cfg); /* raw_env / --env: the workers inherit them */
     raise_fd_limit();
     if (cfg.chdir && chdir(cfg.chdir) < 0) {
         fprintf(stderr, "gallop: error: cannot change directory to '%s': %s\n", cfg.chdir,

@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/cpus.h"
+#include "core/listen.h"
 #include "core/log.h"
 
 #ifndef GP_VERSION
@@ -75,10 +77,26 @@ static const char usage_text[] =
     "      --static PREFIX=DIR      serve the files of DIR at URL PREFIX from C, before the\n"
     "                               app (repeatable), e.g. --static /static=./staticfiles\n"
     "      --static-max-age S       Cache-Control: max-age=S on static files (default: none)\n"
+    "      --forwarded-allow-ips IPS  peers whose X-Forwarded-* / Forwarded / PROXY headers\n"
+    "                               are believed: IPs, networks, '*', 'unix' (default\n"
+    "                               $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1)\n"
+    "      --proxy-protocol[=ADDR]  expect a PROXY v1/v2 header first on every listener\n"
+    "                               (or on --bind ADDR only; repeatable)\n"
     "      --log-level LEVEL        debug, info, warning, error, critical (info)\n"
     "      --access-log FILE|-      write an access log (off by default)\n"
     "      --error-log FILE|-       where the error log goes (- : stderr)\n"
+    "  -e, --env KEY=VALUE          set an environment variable for the workers (repeatable)\n"
+    "      --wsgi-app SPEC          the app when none is given after the options\n"
+    "      --config-hooks FILE      run this Python file's server hooks (set by a .py config)\n"
     "  -v, -V, --version            print the version and exit\n"
+    "      --reload                 development: new workers when a watched file changes\n"
+    "      --reload-dir DIR         watch DIR instead of the current directory (repeatable)\n"
+    "      --reload-include GLOB    also reload for files matching GLOB (repeatable; *.py)\n"
+    "      --reload-exclude GLOB    ignore files matching GLOB, or directory DIR (repeatable;\n"
+    "                               .*, .py[cod], .sw.*, ~*)\n"
+    "      --reload-extra-file FILE also reload when FILE changes (repeatable)\n"
+    "      --reload-delay S         seconds of quiet before reloading (0.25)\n"
+    "      --check-config           check the settings and exit (0 good, 2 bad); loads nothing\n"
     "  -h, --help                   print this help and exit\n"
     "\n"
     "uvicorn's and gunicorn's spellings:\n"
@@ -145,6 +163,9 @@ enum {
     OPT_SENDTO,
     OPT_BODYBUF,
     OPT_WORKERCONNS,
+    /* Python config files (conffile.c) */
+    OPT_WSGIAPP,
+    OPT_CONFIGHOOKS,
     /* uvicorn's and gunicorn's spellings */
     OPT_HOST,
     OPT_PORT,
@@ -155,6 +176,17 @@ enum {
     OPT_WORKERCLASS,
     OPT_STATIC,
     OPT_STATIC_MAXAGE,
+    /* --reload and --check-config */
+    OPT_RELOAD,
+    OPT_RELOAD_DIR,
+    OPT_RELOAD_INCLUDE,
+    OPT_RELOAD_EXCLUDE,
+    OPT_RELOAD_EXTRA,
+    OPT_RELOAD_DELAY,
+    OPT_RELOAD_ENGINE,
+    OPT_CHECK_CONFIG,
+    OPT_FWD_ALLOW,
+    OPT_PROXY_PROTOCOL,
 };
 
 static const struct option long_opts[] = {
@@ -207,8 +239,27 @@ static const struct option long_opts[] = {
     {"body-timeout", required_argument, 0, OPT_BODYTO},
     {"send-timeout", required_argument, 0, OPT_SENDTO},
     {"body-buffer-size", required_argument, 0, OPT_BODYBUF},
+    /* Python config files (conffile.c) */
+    {"env", required_argument, 0, 'e'},
+    {"wsgi-app", required_argument, 0, OPT_WSGIAPP},
+    {"config-hooks", required_argument, 0, OPT_CONFIGHOOKS},
     {"static", required_argument, 0, OPT_STATIC},
+    {"static-map", required_argument, 0, OPT_STATIC}, /* uWSGI's name, the same syntax */
     {"static-max-age", required_argument, 0, OPT_STATIC_MAXAGE},
+    {"reload", no_argument, 0, OPT_RELOAD},
+    {"reload-dir", required_argument, 0, OPT_RELOAD_DIR},
+    {"reload-dirs", required_argument, 0, OPT_RELOAD_DIR},
+    {"reload-include", required_argument, 0, OPT_RELOAD_INCLUDE},
+    {"reload-includes", required_argument, 0, OPT_RELOAD_INCLUDE},
+    {"reload-exclude", required_argument, 0, OPT_RELOAD_EXCLUDE},
+    {"reload-excludes", required_argument, 0, OPT_RELOAD_EXCLUDE},
+    {"reload-extra-file", required_argument, 0, OPT_RELOAD_EXTRA},
+    {"reload-extra-files", required_argument, 0, OPT_RELOAD_EXTRA},
+    {"reload-delay", required_argument, 0, OPT_RELOAD_DELAY},
+    {"reload-engine", required_argument, 0, OPT_RELOAD_ENGINE},
+    {"check-config", no_argument, 0, OPT_CHECK_CONFIG},
+    {"forwarded-allow-ips", required_argument, 0, OPT_FWD_ALLOW},
+    {"proxy-protocol", optional_argument, 0, OPT_PROXY_PROTOCOL},
     {"help", no_argument, 0, 'h'},
     /* uvicorn's and gunicorn's spellings */
     {"host", required_argument, 0, OPT_HOST},
@@ -223,9 +274,19 @@ static const struct option long_opts[] = {
     {0, 0, 0, 0},
 };
 
+const char *gp_config_error_where;
+
+int gp_config_has_flag(const char *name)
+{
+    for (const struct option *o = long_opts; o->name; o++)
+        if (strcmp(o->name, name) == 0)
+            return o->has_arg == no_argument ? 0 : o->has_arg == required_argument ? 1 : 2;
+    return -1;
+}
+
 static int fail(const char *fmt, const char *a, const char *b)
 {
-    fprintf(stderr, "gallop: error: ");
+    fprintf(stderr, "gallop: error: %s", gp_config_error_where ? gp_config_error_where : "");
     fprintf(stderr, fmt, a, b);
     fprintf(stderr, "\n");
     return -1;
@@ -239,6 +300,27 @@ static int parse_ull(const char *s, unsigned long long max, unsigned long long *
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || *end || v > max) return -1;
     *out = v;
+    return 0;
+}
+
+/* --reload-dir/-include/-exclude/-extra-file: each a list, one value a flag. */
+static int add_reload_entry(gp_config *cfg, int opt, char *value)
+{
+    const char **list = opt == OPT_RELOAD_DIR       ? cfg->reload_dirs
+                        : opt == OPT_RELOAD_INCLUDE ? cfg->reload_includes
+                        : opt == OPT_RELOAD_EXCLUDE ? cfg->reload_excludes
+                                                    : cfg->reload_extra_files;
+    int *n = opt == OPT_RELOAD_DIR       ? &cfg->num_reload_dirs
+             : opt == OPT_RELOAD_INCLUDE ? &cfg->num_reload_includes
+             : opt == OPT_RELOAD_EXCLUDE ? &cfg->num_reload_excludes
+                                         : &cfg->num_reload_extra_files;
+    const char *name = opt == OPT_RELOAD_DIR       ? "--reload-dir"
+                       : opt == OPT_RELOAD_INCLUDE ? "--reload-include"
+                       : opt == OPT_RELOAD_EXCLUDE ? "--reload-exclude"
+                                                   : "--reload-extra-file";
+    if (!*value) return fail("%s needs a value%s", name, "");
+    if (*n == GP_MAX_RELOAD) return fail("too many %s (at most 32)%s", name, "");
+    list[(*n)++] = value;
     return 0;
 }
 
@@ -265,7 +347,8 @@ static int parse_static(gp_config *cfg, const char *arg)
     if (memchr(arg, '?', n) || memchr(arg, '#', n) || memchr(arg, '%', n))
         return fail("invalid --static '%s': the prefix is a plain path (no '?', '#' or '%%')%s",
                     arg, "");
-    if (cfg->num_statics == GP_MAX_STATIC) return fail("too many --static (at most 16)%s%s", "", "");
+    if (cfg->num_statics == GP_MAX_STATIC)
+        return fail("too many --static (at most 16)%s%s", "", "");
     char *prefix = strndup(arg, n), *dir = realpath(eq + 1, NULL);
     if (!prefix) return fail("out of memory%s%s", "", "");
     if (!dir) {
@@ -329,11 +412,12 @@ static int short_alias(int c)
 /* gunicorn worker classes whose behaviour gallop's own workers give. */
 static bool worker_class_ok(const char *k)
 {
-    static const char *const ok[] = {
-        "sync", "gthread", "gunicorn.workers.sync.SyncWorker",
-        "gunicorn.workers.gthread.ThreadWorker", "uvicorn.workers.UvicornWorker",
-        "uvicorn.workers.UvicornH11Worker",
-    };
+    static const char *const ok[] = {"sync",
+                                     "gthread",
+                                     "gunicorn.workers.sync.SyncWorker",
+                                     "gunicorn.workers.gthread.ThreadWorker",
+                                     "uvicorn.workers.UvicornWorker",
+                                     "uvicorn.workers.UvicornH11Worker"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (strcmp(k, ok[i]) == 0) return true;
     return false;
@@ -381,6 +465,58 @@ static int finish_binds(gp_config *cfg)
     return add_bind(cfg, "127.0.0.1:8000");
 }
 
+/* What the flags cannot say one at a time; then --check-config's report:
+ * every address is parsed (nothing is bound, nothing imported). */
+static int check_reload_and_config(const gp_config *cfg)
+{
+    if (gp_config_error_where) return 0; /* one setting of a config file, checked alone */
+    if (cfg->reload && cfg->preload)
+        return fail("--reload cannot work with --preload: workers would fork from the code "
+                    "the master imported%s%s",
+                    "", "");
+    if (!cfg->reload && (cfg->num_reload_dirs || cfg->num_reload_includes ||
+                         cfg->num_reload_excludes || cfg->num_reload_extra_files))
+        gp_warn("--reload-dir, --reload-include, --reload-exclude and --reload-extra-file do "
+                "nothing without --reload");
+    if (!cfg->check_config) return 0;
+    for (int i = 0; i < cfg->num_binds; i++) {
+        gp_addr a;
+        char err[256];
+        if (gp_addr_parse(cfg->binds[i], &a, err, sizeof err) < 0) return fail("%s%s", err, "");
+    }
+    printf("gallop: configuration OK: %s, %d worker%s, %s%s\n", cfg->app, cfg->workers,
+           cfg->workers == 1 ? "" : "s", cfg->num_fds ? "inherited sockets" : cfg->binds[0],
+           cfg->num_binds > 1 ? " and more" : "");
+    return 1;
+}
+
+/* --forwarded-allow-ips (else $FORWARDED_ALLOW_IPS, as gunicorn and uvicorn
+ * read it) parsed, and each --proxy-protocol=ADDR one of the --bind addresses. */
+static int check_proxy_settings(gp_config *cfg)
+{
+    char err[200];
+    const char *env = getenv("FORWARDED_ALLOW_IPS");
+    if (!cfg->forwarded_allow_ips) cfg->forwarded_allow_ips = env && *env ? env : "127.0.0.1,::1";
+    if (gp_fwd_trust_parse(&cfg->forwarded_allow, cfg->forwarded_allow_ips, err, sizeof err) < 0)
+        return fail("%s%s", err, "");
+    for (int i = 0; i < cfg->num_proxy_protocol_binds; i++) {
+        gp_addr want, have;
+        int found = 0;
+        if (gp_addr_parse(cfg->proxy_protocol_binds[i], &want, err, sizeof err) < 0)
+            return fail("invalid --proxy-protocol address: %s%s", err, "");
+        for (int b = 0; b < cfg->num_binds && !found; b++)
+            found = gp_addr_parse(cfg->binds[b], &have, err, sizeof err) == 0 &&
+                    strcmp(have.text, want.text) == 0;
+        if (!found)
+            return fail("--proxy-protocol=%s is not one of the --bind addresses%s",
+                        cfg->proxy_protocol_binds[i], "");
+        char *canon = strdup(want.text); /* what the listener's text will be */
+        if (!canon) return fail("out of memory%s%s", "", "");
+        cfg->proxy_protocol_binds[i] = canon;
+    }
+    return 0;
+}
+
 int gp_config_parse(gp_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -412,8 +548,9 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->port = -1;
     cfg->proxy_headers = true;
     cfg->static_max_age = -1;
+    cfg->reload_delay = 0.25;
     bool twice_plus_one = false;
-    const char *workers = NULL;
+    const char *workers = NULL, *wsgi_app = NULL;
     unsigned long long v;
 
     opterr = 0;
@@ -421,7 +558,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     int c;
     /* '-': options before and after the app, as gunicorn and uvicorn take
      * them, whatever POSIXLY_CORRECT says; the app comes back as 1 */
-    while ((c = getopt_long(argc, argv, "-:b:c:w:hvVt:p:u:g:m:k:", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "-:b:c:w:e:hvVt:p:u:g:m:k:", long_opts, NULL)) != -1) {
         switch (short_alias(c)) {
         case 1:
             if (cfg->app)
@@ -541,6 +678,39 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                             "");
             cfg->static_max_age = (long)v;
             break;
+        case OPT_RELOAD: cfg->reload = true; break;
+        case OPT_RELOAD_DIR:
+        case OPT_RELOAD_INCLUDE:
+        case OPT_RELOAD_EXCLUDE:
+        case OPT_RELOAD_EXTRA:
+            if (add_reload_entry(cfg, c, optarg) < 0) return -1;
+            break;
+        case OPT_RELOAD_DELAY:
+            if (parse_seconds(optarg, &cfg->reload_delay) || cfg->reload_delay > 60)
+                return fail("invalid --reload-delay '%s' (seconds, 0 to 60)%s", optarg, "");
+            break;
+        case OPT_RELOAD_ENGINE:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "inotify"))
+                return fail("invalid --reload-engine '%s' (auto or inotify: gallop watches with "
+                            "inotify)%s",
+                            optarg, "");
+            break;
+        case OPT_CHECK_CONFIG: cfg->check_config = true; break;
+        case OPT_FWD_ALLOW: cfg->forwarded_allow_ips = optarg; break;
+        case OPT_PROXY_PROTOCOL:
+            if (!optarg || !strcasecmp(optarg, "true") || !strcasecmp(optarg, "1") ||
+                !strcasecmp(optarg, "yes") || !strcasecmp(optarg, "on")) {
+                cfg->proxy_protocol = true;
+            } else if (!strcasecmp(optarg, "false") || !strcasecmp(optarg, "0") ||
+                       !strcasecmp(optarg, "no") || !strcasecmp(optarg, "off")) {
+                cfg->proxy_protocol = false;
+                cfg->num_proxy_protocol_binds = 0;
+            } else if (cfg->num_proxy_protocol_binds == GP_MAX_BINDS) {
+                return fail("too many --proxy-protocol addresses%s%s", "", "");
+            } else {
+                cfg->proxy_protocol_binds[cfg->num_proxy_protocol_binds++] = optarg;
+            }
+            break;
         case OPT_USER: cfg->user = optarg; break;
         case OPT_GROUP: cfg->group = optarg; break;
         case OPT_UMASK: {
@@ -602,6 +772,15 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             break;
         case OPT_ACCESS: cfg->access_log = optarg; break;
         case OPT_ERROR: cfg->error_log = optarg; break;
+        /* Python config files (conffile.c) */
+        case 'e':
+            if (cfg->num_env == GP_MAX_ENV) return fail("too many --env%s%s", "", "");
+            if (optarg[0] == '=' || !strchr(optarg, '='))
+                return fail("invalid --env '%s' (KEY=VALUE)%s", optarg, "");
+            cfg->env[cfg->num_env++] = optarg;
+            break;
+        case OPT_WSGIAPP: wsgi_app = optarg; break;
+        case OPT_CONFIGHOOKS: cfg->hooks_file = optarg; break;
         case OPT_VERSION: printf("gallop %s\n", GP_VERSION); return 1;
         case 'h': fputs(usage_text, stdout); return 1;
         /* uvicorn's and gunicorn's spellings */
@@ -644,6 +823,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             return fail("unexpected argument '%s' (one application only)%s", argv[optind], "");
         cfg->app = argv[optind];
     }
+    if (!cfg->app) cfg->app = wsgi_app; /* the command line's app wins */
     if (!cfg->app)
         return fail("no application given: gallop [OPTIONS] MODULE[:ATTRIBUTE]%s%s", "", "");
     size_t applen = strlen(cfg->app);
@@ -655,122 +835,11 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
         if (ve && *ve) cfg->venv = ve;
     }
     if (finish_binds(cfg)) return -1;
-    if (workers) return resolve_workers(cfg, workers, "--workers", twice_plus_one);
+    if (check_proxy_settings(cfg) < 0) return -1;
     const char *wc = getenv("WEB_CONCURRENCY");
-    if (wc && *wc) return resolve_workers(cfg, wc, "WEB_CONCURRENCY", twice_plus_one);
-    return resolve_workers(cfg, "auto", "auto", twice_plus_one);
-}
-
-/* One line of a config file as a flag: "max_requests = 10" -> "--max-requests=10". */
-static char *line_to_flag(char *line, const char *file, int lineno)
-{
-    char *hash = strchr(line, '#');
-    if (hash) *hash = 0;
-    char *p = line;
-    while (*p == ' ' || *p == '\t') p++;
-    char *end = p + strlen(p);
-    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
-        *--end = 0;
-    if (!*p) return NULL;
-    while (*p == '-') p++;
-    char *name = p;
-    while (*p && *p != '=' && *p != ' ' && *p != '\t') {
-        if (*p == '_') *p = '-';
-        p++;
-    }
-    char *value = NULL;
-    if (*p) {
-        *p++ = 0;
-        while (*p == ' ' || *p == '\t' || *p == '=') p++;
-        value = p;
-        size_t n = strlen(value);
-        if (n >= 2 && (value[0] == '"' || value[0] == '\'') && value[n - 1] == value[0]) {
-            value[n - 1] = 0;
-            value++;
-        }
-    }
-    size_t len = strlen(name) + (value ? strlen(value) : 0) + 4;
-    char *flag = malloc(len);
-    if (!flag) return NULL;
-    if (value && *value) snprintf(flag, len, "--%s=%s", name, value);
-    else snprintf(flag, len, "--%s", name);
-    (void)file;
-    (void)lineno;
-    return flag;
-}
-
-/* Flags that name where to listen: the command line's replace the file's. */
-static bool is_address_flag(const char *a)
-{
-    static const char *const names[] = {"--bind", "--host", "--port", "--uds", "--fd"};
-    if (strncmp(a, "-b", 2) == 0) return true;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        size_t n = strlen(names[i]);
-        if (strncmp(a, names[i], n) == 0 && (a[n] == 0 || a[n] == '=')) return true;
-    }
-    return false;
-}
-
-static const char *find_config_file(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0) return NULL;
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
-            return argv[i + 1];
-        if (strncmp(argv[i], "--config=", 9) == 0) return argv[i] + 9;
-    }
-    return NULL;
-}
-
-int gp_config_load(gp_config *cfg, int argc, char **argv)
-{
-    const char *file = find_config_file(argc, argv);
-    if (!file) return gp_config_parse(cfg, argc, argv);
-    FILE *f = fopen(file, "r");
-    if (!f) return fail("cannot read config file '%s': %s", file, strerror(errno));
-    /* the file's flags, then the command line's: grown as lines come */
-    size_t cap = (size_t)argc + 64, n = 0;
-    char **all = malloc(cap * sizeof *all);
-    int lineno = 0, r = -1;
-    if (!all) goto oom;
-    all[n++] = argv[0];
-    char line[4096];
-    /* a list the command line gives replaces the file's, not adds to it */
-    bool cli_binds = false, cli_paths = false;
-    for (int i = 1; i < argc; i++) {
-        cli_binds |= is_address_flag(argv[i]);
-        cli_paths |= strncmp(argv[i], "--pythonpath", 12) == 0;
-    }
-    while (fgets(line, sizeof line, f)) {
-        char *flag = line_to_flag(line, file, ++lineno);
-        if (!flag) continue;
-        if ((cli_binds && is_address_flag(flag)) ||
-            (cli_paths && strncmp(flag, "--pythonpath", 12) == 0)) {
-            free(flag);
-            continue;
-        }
-        if (n + (size_t)argc + 1 > cap) {
-            char **more = realloc(all, 2 * cap * sizeof *all);
-            if (!more) {
-                free(flag);
-                goto oom;
-            }
-            all = more;
-            cap *= 2;
-        }
-        all[n++] = flag;
-    }
-    fclose(f);
-    f = NULL;
-    for (int i = 1; i < argc; i++) all[n++] = argv[i];
-    all[n] = NULL;
-    r = gp_config_parse(cfg, (int)n, all);
-    cfg->argv = argv; /* USR2 and HUP start again from what was given */
-    cfg->argc = argc;
-    cfg->file_args = all; /* kept: the strings cfg points to are in it */
+    int r = workers     ? resolve_workers(cfg, workers, "--workers", twice_plus_one)
+            : wc && *wc ? resolve_workers(cfg, wc, "WEB_CONCURRENCY", twice_plus_one)
+                        : resolve_workers(cfg, "auto", "auto", twice_plus_one);
+    if (r == 0) r = check_reload_and_config(cfg);
     return r;
-oom:
-    if (f) fclose(f);
-    free(all);
-    return fail("out of memory reading config file '%s'%s", file, "");
 }

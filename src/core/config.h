@@ -8,10 +8,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/forwarded.h"
+
 #define GP_MAX_BINDS 16
 #define GP_MAX_PYTHONPATH 16
 #define GP_MAX_WORKERS 1024
+#define GP_MAX_ENV 64
 #define GP_MAX_STATIC 16
+#define GP_MAX_RELOAD 32 /* entries of each --reload-* list */
 
 /* Exit codes, documented in the README. */
 enum {
@@ -75,9 +79,13 @@ typedef struct {
     double send_timeout;     /* seconds a client may take no response byte */
     size_t body_buffer_size; /* sync WSGI: body held in memory up to this, then on disk;
                                 0: the app reads it from the socket as it comes */
+    /* Python config files (conffile.c) */
+    const char *env[GP_MAX_ENV]; /* -e/--env, raw_env: "KEY=VALUE" for the workers */
+    int num_env;
+    const char *hooks_file; /* --config-hooks: the .py whose server hooks workers run */
     /* uvicorn's address flags and proxy switch */
-    const char *host; /* --host (127.0.0.1 when only --port is given) */
-    int port;         /* --port; -1: not given */
+    const char *host;    /* --host (127.0.0.1 when only --port is given) */
+    int port;            /* --port; -1: not given */
     char host_bind[300]; /* --host/--port combined into one --bind address */
     char uds_bind[128];  /* --uds PATH as "unix:PATH" */
     bool proxy_headers;  /* --proxy-headers (default) / --no-proxy-headers */
@@ -88,6 +96,21 @@ typedef struct {
     } statics[GP_MAX_STATIC];
     int num_statics;
     long static_max_age; /* --static-max-age: Cache-Control max-age seconds; -1: none */
+    /* --reload (development): replace the workers when the code changes */
+    bool reload;
+    double reload_delay; /* seconds of quiet before reloading */
+    const char *reload_dirs[GP_MAX_RELOAD];
+    const char *reload_includes[GP_MAX_RELOAD];
+    const char *reload_excludes[GP_MAX_RELOAD];
+    const char *reload_extra_files[GP_MAX_RELOAD];
+    int num_reload_dirs, num_reload_includes, num_reload_excludes, num_reload_extra_files;
+    bool check_config; /* --check-config: parse, report, exit */
+    /* behind a proxy (core/forwarded.h, core/proxyproto.h) */
+    const char *forwarded_allow_ips; /* as given, else $FORWARDED_ALLOW_IPS, else the default */
+    gp_fwd_trust forwarded_allow;    /* parsed from it */
+    bool proxy_protocol;             /* every listener expects a PROXY header */
+    const char *proxy_protocol_binds[GP_MAX_BINDS]; /* or only these (canonical text) */
+    int num_proxy_protocol_binds;
 } gp_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed and
@@ -95,11 +118,22 @@ typedef struct {
  * to stderr (exit GP_EXIT_USAGE). */
 int gp_config_parse(gp_config *cfg, int argc, char **argv);
 
-/* The same, with the settings of -c/--config FILE first (the command line
- * wins). FILE holds one setting a line, as a long flag without its dashes:
- * "workers = 4", "bind = unix:/run/app.sock", "preload"; '#' starts a
- * comment; gunicorn's underscores are accepted for dashes. The master calls
- * it again on HUP. Strings cfg points to are never freed. */
+/* The same, with the settings of a config file first (the command line
+ * wins): -c/--config FILE, else ./gallop.conf.py or ./gunicorn.conf.py. A
+ * Python file is evaluated by a short-lived interpreter, others hold one
+ * setting a line; see conffile.h. cfg->file_args is then every flag in
+ * order, the file's first: a worker can gp_config_parse it without reading
+ * the file again. The master calls it again on HUP. Strings cfg points to
+ * are never freed. Implemented in conffile.c. */
 int gp_config_load(gp_config *cfg, int argc, char **argv);
+
+/* Whether --NAME is a flag: -1 no, 0 one without a value, 1 one with, 2 one
+ * whose value is optional. */
+int gp_config_has_flag(const char *name);
+
+/* Printed after "gallop: error: " in every error of gp_config_parse (NULL:
+ * nothing): the config file's "FILE, line N (setting): " while one of its
+ * settings is checked. */
+extern const char *gp_config_error_where;
 
 #endif

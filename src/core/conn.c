@@ -78,6 +78,16 @@ static void on_conn_timer(gp_timer *t)
 gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_storage *peer,
                      socklen_t peer_len)
 {
+    bool trusted = gp_fwd_trusts(&w->cfg->forwarded_allow, (const struct sockaddr *)peer);
+    bool proxy = w->listeners[listener].proxy;
+    if (proxy && !trusted) { /* a PROXY header is believed from a trusted peer only */
+        if (!w->proxy_warned || w->now > w->proxy_warned + 60) {
+            w->proxy_warned = w->now;
+            gp_warn("closing connections to a --proxy-protocol listener from peers not in "
+                    "--forwarded-allow-ips (once a minute)");
+        }
+        return NULL;
+    }
     gp_conn *c = w->free_conns;
     if (c) w->free_conns = c->next;
     else if (!(c = malloc(sizeof *c))) return NULL;
@@ -88,6 +98,8 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     c->listener = listener;
     c->peer = *peer;
     c->peer_len = peer_len;
+    c->fwd_trusted = trusted && w->cfg->proxy_headers; /* --no-proxy-headers: never */
+    c->proxy_wait = proxy;
     c->file_fd = -1;
     c->own_fd = -1;
     gp_body_init(&c->held, NULL);
@@ -102,6 +114,7 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->num_conns++;
+    if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("opened", fd, peer);
     return c;
 }
 
@@ -145,6 +158,7 @@ void gp_conn_close(gp_conn *c)
         w->ops->abort(w->app, c);
     if (c->state == CS_ASYNC) w->active_async--;
     c->dead = true;
+    if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("closed", c->io.fd, &c->peer);
     if (c->alog_pending && w->access_fd >= 0) write_access_log(c); /* cut off mid-response */
     /* out of epoll before the close: a child the app forked may hold a copy
      * of the descriptor, and the registration would outlive our close */
@@ -193,6 +207,14 @@ const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len)
 {
     *len = c->peer_len;
     return (const struct sockaddr *)&c->peer;
+}
+
+bool gp_conn_forwarded(gp_conn *c, const gp_http_request *req, gp_fwd *out)
+{
+    /* --no-proxy-headers (uvicorn's): X-Forwarded-* / Forwarded from no one */
+    return req->proxy_headers && c->fwd_trusted && c->w->cfg->proxy_headers &&
+           gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers, req->num_headers, req->host,
+                          req->host_len, out);
 }
 
 const gp_addr *gp_conn_local(gp_conn *c)
@@ -289,7 +311,11 @@ static int flush(gp_conn *c)
             int cnt = 0;
             if (out_left) iov[cnt++] = (struct iovec){c->out + c->out_pos, out_left};
             if (c->pend_len) iov[cnt++] = (struct iovec){(void *)c->pend, c->pend_len};
-            n = writev(c->io.fd, iov, cnt);
+            /* a head before a file: MSG_MORE lets the kernel put the two in
+             * the same segments instead of sending the head alone */
+            if (c->file_left && cnt == 1)
+                n = send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_MORE | MSG_NOSIGNAL);
+            else n = writev(c->io.fd, iov, cnt);
             if (n < 0) {
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN) return GP_AGAIN;
@@ -837,7 +863,7 @@ int gp_conn_body_error_status(gp_conn *c)
  * request line, user, referer and user agent, escaped, one after another. */
 static void remember_for_log(gp_conn *c, const gp_http_request *req)
 {
-    if (!c->alog && !(c->alog = malloc(4 * ALOG_FIELD))) return;
+    if (!c->alog && !(c->alog = malloc(4 * ALOG_FIELD + sizeof(((gp_fwd *)0)->client)))) return;
     char *p = c->alog;
     size_t line_len = (size_t)(req->target + req->target_len - req->method) + 9;
     p += gp_log_escape(p, ALOG_FIELD, req->method, line_len) + 1;
@@ -854,6 +880,12 @@ static void remember_for_log(gp_conn *c, const gp_http_request *req)
     else p += strlen(strcpy(p, "-")) + 1;
     if (ua) gp_log_escape(p, ALOG_FIELD, ua->value, ua->value_len);
     else strcpy(p, "-");
+    /* the client a trusted proxy named, as the app's REMOTE_ADDR */
+    char *fwd_host = c->alog + 4 * ALOG_FIELD;
+    gp_fwd f;
+    fwd_host[0] = 0;
+    if (req->proxy_headers && gp_conn_forwarded(c, req, &f) && (f.set & GP_FWD_FOR))
+        memcpy(fwd_host, f.client, sizeof f.client);
     c->alog_pending = true;
 }
 
@@ -874,6 +906,7 @@ static void write_access_log(gp_conn *c)
     strftime(tbuf, sizeof tbuf, "%d/%b/%Y:%H:%M:%S %z", &tm);
     const char *rl = "-", *user = "-", *ref = "-", *ua = "-";
     if (c->alog && c->alog_pending) {
+        if (c->alog[4 * ALOG_FIELD]) snprintf(host, sizeof host, "%s", c->alog + 4 * ALOG_FIELD);
         rl = c->alog;
         user = rl + strlen(rl) + 1;
         ref = user + strlen(user) + 1;
@@ -1059,13 +1092,14 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         reject(c, 413);
         return;
     }
-    if (w->cfg->limit_concurrency && w->active_async >= w->cfg->limit_concurrency) {
-        reject(c, 503);
-        return;
-    }
-    if (w->statics && gp_static_serve(w->statics, c, req)) { /* a file, without the app */
+    /* a file under --static, answered without the app (so outside its concurrency limit) */
+    if (w->statics && gp_static_serve(w->statics, c, req)) {
         c->state = CS_FLUSH;
         after_app(c, GP_APP_DONE);
+        return;
+    }
+    if (w->cfg->limit_concurrency && w->active_async >= w->cfg->limit_concurrency) {
+        reject(c, 503);
         return;
     }
     if (must_hold_body(c)) {
@@ -1241,11 +1275,39 @@ void gp_conn_thread_done(gp_conn *c)
     if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
 }
 
+/* The PROXY header before the first request (--proxy-protocol): the address
+ * it names is the peer from now on, for the app and for whether its proxy
+ * headers count. False while it is incomplete, and when it is not valid (the
+ * connection is then closed: no HTTP answer to what is no HTTP client). */
+static bool read_proxy_header(gp_conn *c)
+{
+    gp_pp_result pr;
+    int r = gp_pp_parse(&c->pp, c->buf, c->len, &pr);
+    if (r == 0) return false;
+    if (r < 0) {
+        gp_debug("closing a connection without a valid PROXY protocol header");
+        gp_conn_close(c);
+        return false;
+    }
+    if (pr.src.ss_family != AF_UNSPEC) {
+        c->peer = pr.src;
+        c->peer_len = pr.src_len;
+        c->fwd_trusted = c->w->cfg->proxy_headers &&
+                         gp_fwd_trusts(&c->w->cfg->forwarded_allow, (struct sockaddr *)&c->peer);
+    }
+    c->proxy_wait = false;
+    c->len -= (size_t)r;
+    memmove(c->buf, c->buf + r, c->len);
+    return true;
+}
+
 /* Parses and serves every complete head in the buffer, in order. */
 static void serve_buffered(gp_conn *c)
 {
     gp_worker *w = c->w;
     while (!c->dead && c->state == CS_HEAD && c->len > 0) {
+        if (c->proxy_wait && !read_proxy_header(c)) return;
+        if (!c->len) return;
         gp_http_request req;
         req.headers = w->headers;
         req.num_headers = w->cfg->limit_request_fields;
@@ -1474,6 +1536,10 @@ void gp_conn_on_event(gp_io *io, uint32_t events)
 
 void gp_conn_on_timeout(gp_conn *c)
 {
+    if (c->proxy_wait) { /* no PROXY header in time: nothing HTTP to answer */
+        gp_conn_close(c);
+        return;
+    }
     if (c->ws && c->state == CS_ASYNC) {
         gp_ws_on_tick(c);
         return;

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "core/forwarded.h"
 #include "core/http_parser.h"
 #include "core/listen.h"
 
@@ -81,6 +82,12 @@ void gp_conn_describe(char *dst, size_t cap, const gp_http_request *req);
 /* Who and where. */
 const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len);
 const gp_addr *gp_conn_local(gp_conn *c);
+
+/* What a trusted peer's proxy headers say about this request (README "Behind
+ * a proxy"; req as given to start). False when nothing applies. Callers test
+ * req->proxy_headers first: without such a field there is nothing to call
+ * for. Any thread. */
+bool gp_conn_forwarded(gp_conn *c, const gp_http_request *req, gp_fwd *out);
 
 /* Request body. A sync app (no --threads, not run as tasks) gets it from
  * what the core read whole before start (--body-buffer-size), without

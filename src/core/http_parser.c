@@ -279,6 +279,7 @@ enum {
     F_CONN_UPGRADE = 1 << 8,
     F_UPGRADE = 1 << 9,
     F_EXPECT = 1 << 10,
+    F_PROXY = 1 << 11, /* maybe X-Forwarded-* or Forwarded (core/forwarded decides) */
 };
 
 /* Content-Length = 1*DIGIT. A list, even of equal values ("5, 5"), is refused:
@@ -392,7 +393,14 @@ HOT int apply_field(gp_http_head_state *st, const unsigned char *b, const gp_htt
         if (token_eq(nm, 17, "transfer-encoding")) {
             st->flags |= F_TE;
             scan_transfer_encoding(st, v, h->value_len);
+            break;
         }
+        __attribute__((fallthrough)); /* X-Forwarded-Proto is 17 bytes too */
+    case 9:
+    case 15:
+    case 16:
+    case 18: /* a first byte is enough to rule out the common fields of these lengths */
+        if ((nm[0] | 0x20) == 'x' || (nm[0] | 0x20) == 'f') st->flags |= F_PROXY;
         break;
     default: break;
     }
@@ -423,6 +431,7 @@ HOT int finish_head(gp_http_request *req, const gp_http_head_state *st)
      * (RFC 9110 7.8 and 10.1.1) */
     if (req->version_minor == 1 && (f & F_CONN_UPGRADE) && (f & F_UPGRADE)) req->upgrade = true;
     req->expect_continue = req->version_minor == 1 && (f & F_EXPECT);
+    req->proxy_headers = (f & F_PROXY) != 0;
     return 0;
 }
 
@@ -689,7 +698,7 @@ int gp_http_parse_head(gp_http_head_state *st, const char *buf, size_t len, gp_h
     req->version_minor = 0;
     req->body = GP_HTTP_BODY_NONE;
     req->content_length = 0;
-    req->keep_alive = req->expect_continue = req->upgrade = false;
+    req->keep_alive = req->expect_continue = req->upgrade = req->proxy_headers = false;
 
     /* past the head budget, a head that has not ended is too large */
     size_t end = lim->max_head && len > lim->max_head ? lim->max_head : len;

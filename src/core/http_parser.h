@@ -54,6 +54,8 @@ typedef struct {
     bool keep_alive;      /* HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with keep-alive */
     bool expect_continue; /* "Expect: 100-continue" (case-insensitive) */
     bool upgrade;         /* a Connection: upgrade + Upgrade header pair is present */
+    bool proxy_headers;   /* a field that may be X-Forwarded-* or Forwarded is present
+                             (core/forwarded reads them; false: there is none) */
 } gp_http_request;
 
 /* Where a partial head stopped, so that the next call resumes there instead of

@@ -83,8 +83,7 @@ static int resolve(const char *host, int family, int flags, gp_addr *out)
     return 0;
 }
 
-static int parse_unix(const char *text, const char *path, gp_addr *out, char *err,
-                      size_t errlen)
+static int parse_unix(const char *text, const char *path, gp_addr *out, char *err, size_t errlen)
 {
     size_t len = strlen(path);
     struct sockaddr_un *sun = (struct sockaddr_un *)&out->sa;

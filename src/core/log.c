@@ -1,6 +1,7 @@
 /* log: error and access log sinks; see log.h. Never allocates. */
 #include "core/log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -94,6 +95,23 @@ void gp_log(int level, const char *fmt, ...)
     ssize_t w;
     do w = write(STDERR_FILENO, line, n);
     while (w < 0 && errno == EINTR);
+}
+
+void gp_log_conn(const char *what, int fd, const struct sockaddr_storage *peer)
+{
+    char host[INET6_ADDRSTRLEN] = "unix";
+    unsigned port = 0;
+    if (peer->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)peer;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+    } else if (peer->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)peer;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+    }
+    if (port) gp_log(GP_LOG_DEBUG, "connection %d from %s:%u %s", fd, host, port, what);
+    else gp_log(GP_LOG_DEBUG, "connection %d from %s %s", fd, host, what);
 }
 
 int gp_access_log_reopen(void)

@@ -32,10 +32,19 @@ int gp_log_reopen(void);
 
 int gp_log_enabled(int level);
 void gp_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#define gp_debug(...) gp_log(GP_LOG_DEBUG, __VA_ARGS__)
+/* Checked before the arguments are computed: free at info on any path. */
+#define gp_debug(...)                                                                              \
+    do {                                                                                           \
+        if (gp_log_enabled(GP_LOG_DEBUG)) gp_log(GP_LOG_DEBUG, __VA_ARGS__);                       \
+    } while (0)
 #define gp_info(...) gp_log(GP_LOG_INFO, __VA_ARGS__)
 #define gp_warn(...) gp_log(GP_LOG_WARNING, __VA_ARGS__)
 #define gp_error(...) gp_log(GP_LOG_ERROR, __VA_ARGS__)
+
+/* --log-level debug: "connection N from ADDR:PORT opened" (what: opened,
+ * closed). Callers test gp_log_enabled(GP_LOG_DEBUG) first. */
+struct sockaddr_storage;
+void gp_log_conn(const char *what, int fd, const struct sockaddr_storage *peer);
 
 /* The access log: "-" for stdout, a path, or NULL for off. */
 int gp_access_log_setup(const char *path);

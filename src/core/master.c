@@ -25,8 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/conffile.h"
 #include "core/log.h"
 #include "core/notify.h"
+#include "core/reload.h"
+#include "core/reuseport.h"
 
 #define BOOT_BACKOFF_FIRST 0.1
 #define BOOT_BACKOFF_CAP 10.0
@@ -68,15 +71,31 @@ typedef struct {
     bool ever_booted;
     double next_spawn;
     bool ready_notified;
+    unsigned spawned; /* workers started so far: the next one's age */
     pid_t upgrade_child; /* new master started by USR2 */
     pid_t old_master;    /* when we are that new master: the one to retire */
     char exe[PATH_MAX];
     char pidfile_old[PATH_MAX + 8];
     char oom_events[PATH_MAX]; /* the cgroup's memory.events, "" when unknown */
     unsigned long long oom_kills;
+    gp_reuseport *rp; /* --reuse-port round-robin, NULL when off or not permitted */
+    int *rp_order;    /* scratch: the serving slots */
+    gp_reload *reloader; /* --reload: the file watcher */
+    bool parked;         /* --reload: the app never loaded; wait for a change */
 } gp_master;
 
 static void (*fork_before)(void), (*fork_after_parent)(void);
+static gp_master_hook master_hook; /* --preload with a Python config file's hooks */
+
+void gp_master_set_hook(gp_master_hook hook)
+{
+    master_hook = hook;
+}
+
+static void run_hook(const char *name, int pid, int age, int old)
+{
+    if (master_hook) master_hook(name, pid, age, old);
+}
 
 static const int handled_signals[] = {SIGCHLD, SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
                                       SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
@@ -356,6 +375,8 @@ static void spawn_worker(gp_master *m)
     atomic_store(&s->generation, m->gen);
     atomic_store(&s->heartbeat_ms, gp_monotonic_ms());
     pid_t parent = getpid();
+    unsigned age = ++m->spawned;
+    run_hook("pre_fork", 0, (int)age, 0);
     if (fork_before) fork_before();
     pid_t pid = fork();
     if (pid < 0) {
@@ -366,12 +387,13 @@ static void spawn_worker(gp_master *m)
     if (pid == 0) {
         unblock_worker_signals();
         close(m->sigfd);
+        if (m->reloader) close(gp_reload_fd(m->reloader));
         /* a worker must not outlive a master killed with SIGKILL */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent) _exit(0);
         atomic_store(&s->pid, getpid());
         gp_worker_args args = {m->cfg, m->listeners, m->num_listeners, m->sb,
-                               slot,   m->gen,       parent,           m->wake_fd};
+                               slot,   m->gen,       parent,           m->wake_fd, age};
         _exit(m->entry(&args));
     }
     if (fork_after_parent) fork_after_parent();
@@ -529,6 +551,19 @@ static void abandon_reload(gp_master *m)
     gp_notify("READY=1\nSTATUS=reload failed; old workers serving");
 }
 
+/* --reload, the app does not load and no worker serves (at start, or after
+ * the last one died): rather than exit, as uvicorn's and gunicorn's
+ * reloaders do, wait for the code to be fixed. */
+static void park(gp_master *m)
+{
+    m->reloading = false;
+    if (m->parked) return;
+    m->parked = true;
+    for (int i = 0; i < m->sb->num_slots; i++)
+        if (m->recs[i].pid > 0) retire(m, &m->recs[i], "the app does not load");
+    gp_error("--reload: the app could not be loaded (above); waiting for a file to change");
+}
+
 static void reaped_worker(gp_master *m, worker_rec *r, int status)
 {
     gp_slot *s = &m->sb->slots[r->slot];
@@ -539,6 +574,7 @@ static void reaped_worker(gp_master *m, worker_rec *r, int status)
     char how[96];
     describe_exit(how, sizeof how, status);
     worker_rec copy = *r;
+    run_hook("child_exit", (int)pid, 0, 0);
     r->pid = 0;
     atomic_store(&s->state, GP_WS_EMPTY);
     atomic_store(&s->pid, 0);
@@ -549,7 +585,8 @@ static void reaped_worker(gp_master *m, worker_rec *r, int status)
     /* exit 4 means "the app did not load" only before the worker was ready:
      * after that it is the app's own sys.exit(4) or os._exit(4), a crash */
     if (!booted && WIFEXITED(status) && WEXITSTATUS(status) == GP_EXIT_APP_ERROR) {
-        if (m->reloading && copy.gen == m->gen) abandon_reload(m);
+        if (m->reloader && serving_workers(m) == 0) park(m);
+        else if (m->reloading && copy.gen == m->gen) abandon_reload(m);
         else if (copy.gen != m->gen) /* a sibling in an abandoned reload: the old ones serve on */
             gp_info("worker %d of the abandoned generation %u exited (%s)", (int)pid, copy.gen,
                     how);
@@ -610,6 +647,7 @@ static void check_timeouts(gp_master *m)
         if (r->kill_at > 0) {
             if (t >= r->kill_at && !r->killed) {
                 r->killed = true;
+                gp_debug("worker %d: sending SIGKILL", (int)r->pid);
                 kill(r->pid, SIGKILL);
             }
             continue;
@@ -618,6 +656,7 @@ static void check_timeouts(gp_master *m)
             r->booted = true;
             m->ever_booted = true;
             m->boot_failures = 0;
+            gp_debug("worker %d booted (generation %u)", (int)r->pid, r->gen);
         }
         /* a retiring worker gets the graceful timeout, as on a stop */
         if (r->retiring && m->phase == RUNNING && t >= r->term_at + m->cfg->graceful_timeout) {
@@ -692,7 +731,7 @@ static void maintain(gp_master *m)
             old_active++;
         }
     }
-    if (now_s() >= m->next_spawn)
+    if (now_s() >= m->next_spawn && !m->parked)
         for (; cur < m->target; cur++) spawn_worker(m);
     int allowed_old = m->target - cur_ready;
     if (allowed_old < 0) allowed_old = 0;
@@ -736,6 +775,50 @@ static void maintain(gp_master *m)
     }
 }
 
+/* ---- --reuse-port balance ---------------------------------------------------- */
+
+/* With --reuse-port, an eBPF program hands new connections round-robin to
+ * the workers' own sockets (reuseport.h); without the privilege for it the
+ * kernel's hash of the client's address and port does. */
+static void start_balance(gp_master *m)
+{
+    char why[200];
+    bool own = false;
+    for (int i = 0; i < m->num_listeners; i++) own = own || m->listeners[i].fd < 0;
+    if (!m->cfg->reuse_port || !own) return;
+    if (gp_reuseport_create(m->num_listeners, m->sb->num_slots, &m->rp, why, sizeof why) < 0 ||
+        !(m->rp_order = calloc((size_t)m->sb->num_slots, sizeof *m->rp_order))) {
+        gp_info("--reuse-port: the kernel's hash spreads connections over the workers "
+                "(no eBPF balancing: %s)",
+                m->rp ? "out of memory" : why);
+        gp_reuseport_destroy(m->rp);
+        m->rp = NULL;
+        return;
+    }
+    for (int i = 0; i < m->num_listeners; i++) {
+        gp_listener *l = &m->listeners[i];
+        l->balanced = l->fd < 0;
+        if (l->balanced) gp_reuseport_listener_fds(m->rp, i, &l->rp_socks_fd, &l->rp_prog_fd);
+    }
+    gp_info("--reuse-port: an eBPF program deals connections round-robin to the workers%s",
+            gp_reuseport_migrates(m->rp) ? "; a closing worker's queue moves to the others" : "");
+}
+
+/* The workers that may take new connections: all but those on their way
+ * out. One still booting is skipped by the program until it joins. */
+static void sync_balance(gp_master *m)
+{
+    int n = 0;
+    if (!m->rp) return;
+    for (int i = 0; i < m->sb->num_slots; i++) {
+        const worker_rec *r = &m->recs[i];
+        if (r->pid > 0 && !r->retiring && r->kill_at == 0 && m->phase == RUNNING)
+            m->rp_order[n++] = r->slot;
+    }
+    int rc = gp_reuseport_set_order(m->rp, m->rp_order, n);
+    if (rc < 0) gp_warn("--reuse-port: cannot update the eBPF worker list: %s", strerror(-rc));
+}
+
 /* HUP re-reads the settings; what only a new master can change (the sockets,
  * the user, preloading) waits for USR2. */
 static void reread_config(gp_master *m)
@@ -749,24 +832,53 @@ static void reread_config(gp_master *m)
     }
     if (fresh->workers != m->cfg->workers)
         gp_info("reload: %d workers (%s)", fresh->workers, fresh->workers_why);
+    if (fresh->workers != m->target) run_hook("nworkers_changed", 0, fresh->workers, m->target);
+    gp_conffile_apply_env(fresh);
     m->target = fresh->workers;
     gp_log_set_level(fresh->log_level);
     m->cfg = fresh; /* the old one may still be main's: never freed */
 }
 
-static void reload(gp_master *m)
+/* A new generation of workers; the old one retires as it becomes ready
+ * (maintain), or serves on if it cannot load (abandon_reload). */
+static void start_generation(gp_master *m)
 {
-    reread_config(m);
-    if (m->cfg->preload)
-        gp_warn("reloading with --preload: workers fork from the master's copy of the app, "
-                "so code changes need USR2");
     m->prev_gen = m->reloading ? m->prev_gen : m->gen;
     m->gen = ++m->next_gen;
     m->reloading = true;
     m->boot_failures = 0;
     m->next_spawn = 0;
-    gp_info("handling signal: hup; starting worker generation %u", m->gen);
+    m->parked = false;
+    atomic_store(&m->sb->load_error_reported, 0); /* this generation's failure is news */
     gp_notify("RELOADING=1\nSTATUS=reloading");
+}
+
+static void reload(gp_master *m)
+{
+    run_hook("on_reload", 0, 0, 0);
+    reread_config(m);
+    if (m->cfg->preload)
+        gp_warn("reloading with --preload: workers fork from the master's copy of the app, "
+                "so code changes need USR2");
+    start_generation(m);
+    gp_info("handling signal: hup; starting worker generation %u", m->gen);
+}
+
+/* --reload: reads the watcher's events and starts a generation once the
+ * debounce is over. Returns when to look again (-1: nothing pending). */
+static double watch_files(gp_master *m, bool readable)
+{
+    if (!m->reloader) return -1;
+    double t = now_s();
+    if (readable) gp_reload_read(m->reloader, t);
+    const char *what = NULL;
+    double wait = gp_reload_due(m->reloader, t, &what);
+    if (wait > 0) return t + wait;
+    if (wait == 0 && m->phase == RUNNING) {
+        start_generation(m);
+        gp_info("--reload: %s changed; starting worker generation %u", what, m->gen);
+    }
+    return -1;
 }
 
 /* USR2: a fresh copy of the binary takes the sockets; it retires us once its
@@ -802,8 +914,10 @@ static void upgrade(gp_master *m)
         snprintf(parent, sizeof parent, "%d", (int)getppid());
         setenv("GALLOP_FDS", fds, 1);
         setenv("GALLOP_OLD_MASTER", parent, 1);
+        setenv("GALLOP_START_CWD", gp_conffile_start_cwd(), 1); /* config files are found there */
         unsetenv("LISTEN_FDS");
         unsetenv("LISTEN_PID");
+        run_hook("pre_exec", 0, 0, 0);
         execv(m->exe, m->cfg->argv);
         fprintf(stderr, "gallop: error: upgrade: cannot execute %s: %s\n", m->exe, strerror(errno));
         _exit(GP_EXIT_ERROR);
@@ -826,11 +940,17 @@ static void handle_signal(gp_master *m, int sig)
         if (m->phase == RUNNING) reload(m);
         break;
     case SIGTTIN:
-        if (m->target < m->sb->num_slots / 2) m->target++;
+        if (m->target < m->sb->num_slots / 2) {
+            m->target++;
+            run_hook("nworkers_changed", 0, m->target, m->target - 1);
+        }
         gp_info("handling signal: ttin; %d workers wanted", m->target);
         break;
     case SIGTTOU:
-        if (m->target > 1) m->target--;
+        if (m->target > 1) {
+            m->target--;
+            run_hook("nworkers_changed", 0, m->target, m->target + 1);
+        }
         gp_info("handling signal: ttou; %d workers wanted", m->target);
         break;
     case SIGUSR1:
@@ -856,7 +976,12 @@ static int setup(gp_master *m)
         m->old_master = (pid_t)atoi(old);
         unsetenv("GALLOP_OLD_MASTER");
     }
-    if (open_listeners(m) < 0) return -1;
+    /* a UNIX socket is made with --umask, else 0 (mode 0777) as gunicorn's:
+     * nginx running as another user (www-data) can connect */
+    mode_t mask = umask(cfg->umask >= 0 ? (mode_t)cfg->umask : 0);
+    int opened = open_listeners(m);
+    umask(mask);
+    if (opened < 0) return -1;
     chown_sockets(m);
     int slots = 2 * cfg->workers + 64;
     if (slots < 256) slots = 256;
@@ -866,6 +991,7 @@ static int setup(gp_master *m)
         fprintf(stderr, "gallop: error: out of memory\n");
         return -1;
     }
+    start_balance(m);
     m->target = cfg->workers;
     m->gen = m->next_gen = 1;
     sigset_t set;
@@ -877,6 +1003,25 @@ static int setup(gp_master *m)
         fprintf(stderr, "gallop: error: signalfd/eventfd: %s\n", strerror(errno));
         return -1;
     }
+    if (cfg->reload) {
+        char err[PATH_MAX + 128];
+        gp_reload_opts o = {.dirs = cfg->reload_dirs,
+                            .num_dirs = cfg->num_reload_dirs,
+                            .includes = cfg->reload_includes,
+                            .num_includes = cfg->num_reload_includes,
+                            .excludes = cfg->reload_excludes,
+                            .num_excludes = cfg->num_reload_excludes,
+                            .extra_files = cfg->reload_extra_files,
+                            .num_extra_files = cfg->num_reload_extra_files,
+                            .delay = cfg->reload_delay};
+        if (!(m->reloader = gp_reload_open(&o, err, sizeof err))) {
+            fprintf(stderr, "gallop: error: %s\n", err);
+            return -1;
+        }
+        char dirs[1024];
+        gp_reload_describe(m->reloader, dirs, sizeof dirs);
+        gp_warn("--reload is for development, not production: watching %s for changes", dirs);
+    }
     find_oom_events(m);
     signal(SIGPIPE, SIG_IGN);
     write_pidfile(cfg);
@@ -887,6 +1032,7 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
 {
     gp_master m = {.cfg = cfg, .entry = entry, .sigfd = -1, .wake_fd = -1, .phase = RUNNING};
     int rc = GP_EXIT_ERROR;
+    run_hook("on_starting", 0, 0, 0);
     if (setup(&m) < 0) goto done;
 
     for (int i = 0; i < m.num_listeners; i++) {
@@ -896,8 +1042,10 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
     }
     gp_info("starting %d worker%s (%s)", cfg->workers, cfg->workers == 1 ? "" : "s",
             cfg->workers_why);
+    run_hook("when_ready", 0, 0, 0);
     maintain(&m);
 
+    double reload_at = -1; /* --reload: when the debounce ends */
     for (;;) {
         if (m.phase != RUNNING && living_workers(&m) == 0) break;
         double t = now_s();
@@ -913,9 +1061,12 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
         } else if (m.next_spawn > t && m.next_spawn < wake) {
             wake = m.next_spawn;
         }
-        struct pollfd pfd[2] = {{.fd = m.sigfd, .events = POLLIN},
-                                {.fd = m.wake_fd, .events = POLLIN}};
-        int n = poll(pfd, 2, (int)((wake - t) * 1000) + 1);
+        if (reload_at > 0 && reload_at < wake) wake = reload_at > t ? reload_at : t;
+        struct pollfd pfd[3] = {
+            {.fd = m.sigfd, .events = POLLIN},
+            {.fd = m.wake_fd, .events = POLLIN},
+            {.fd = m.reloader ? gp_reload_fd(m.reloader) : -1, .events = POLLIN}};
+        int n = poll(pfd, 3, (int)((wake - t) * 1000) + 1);
         if (n < 0 && errno != EINTR) {
             gp_error("poll: %s", strerror(errno));
             break;
@@ -926,12 +1077,15 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
         struct signalfd_siginfo si;
         while (read(m.sigfd, &si, sizeof si) == (ssize_t)sizeof si)
             handle_signal(&m, (int)si.ssi_signo);
+        reload_at = watch_files(&m, pfd[2].revents != 0);
         reap(&m); /* SIGCHLD coalesces: reap on every turn */
         check_timeouts(&m);
         maintain(&m);
+        sync_balance(&m);
     }
     rc = m.exit_code;
     gp_info("shutting down%s", rc ? " after an error" : "");
+    run_hook("on_exit", 0, 0, 0);
 done:
     close_listeners(&m);
     if (cfg->pidfile) {
@@ -940,7 +1094,10 @@ done:
     }
     if (m.sigfd >= 0) close(m.sigfd);
     if (m.wake_fd >= 0) close(m.wake_fd);
+    gp_reload_close(m.reloader);
     gp_scoreboard_destroy(m.sb);
     free(m.recs);
+    gp_reuseport_destroy(m.rp);
+    free(m.rp_order);
     return rc;
 }

@@ -17,6 +17,10 @@ typedef struct {
     int fd; /* -1 with --reuse-port: each worker opens its own */
     gp_addr addr;
     bool inherited; /* from systemd or --fd: not ours to unlink */
+    /* --reuse-port round-robin (reuseport.h): once ready, a worker joins its
+     * own socket with these two; without, the kernel's hash decides */
+    bool balanced;
+    int rp_socks_fd, rp_prog_fd;
 } gp_listener;
 
 /* What a worker starts from. A worker executes the interpreter after fork:
@@ -32,6 +36,7 @@ typedef struct {
     unsigned generation;
     pid_t master_pid; /* the parent to outlive: not 1 when the master is PID 1 */
     int wake_fd;      /* eventfd: a write wakes the master (ready, asks to retire) */
+    unsigned age;     /* how many workers the master started before this one (gunicorn's age) */
 } gp_worker_args;
 
 /* Runs in the forked child; its return value is the child's exit status
@@ -47,6 +52,13 @@ void gp_master_block_signals(void);
 
 /* Called around every fork when the master hosts an interpreter (--preload). */
 void gp_master_set_fork_hooks(void (*before)(void), void (*after_in_parent)(void));
+
+/* With --preload: the server hooks of a Python config file, called by name
+ * (on_starting, when_ready, pre_fork, child_exit, on_reload, nworkers_changed,
+ * pre_exec, on_exit) with a worker's pid and age, or nworkers_changed's
+ * (new, old) in (age, old). */
+typedef void (*gp_master_hook)(const char *name, int pid, int age, int old);
+void gp_master_set_hook(gp_master_hook hook);
 
 /* Switches the calling worker to --user / --group. Returns 0, or -1 after
  * logging why. */

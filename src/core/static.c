@@ -39,7 +39,7 @@ struct gp_static {
     static_mount mounts[GP_MAX_STATIC]; /* longest prefix first */
     int num_mounts;
     gp_mime *mime;
-    bool openat2;         /* else the O_NOFOLLOW walk */
+    bool openat2;           /* else the O_NOFOLLOW walk */
     char cache_control[64]; /* "Cache-Control" value, "" for none */
     size_t cache_control_len;
     time_t lm_time; /* the last Last-Modified formatted, kept for the next */
@@ -181,8 +181,7 @@ static int parse_u64(const char *v, size_t n, uint64_t *out)
     return 0;
 }
 
-int gp_static_parse_range(const char *v, size_t n, uint64_t size, uint64_t *first,
-                          uint64_t *last)
+int gp_static_parse_range(const char *v, size_t n, uint64_t size, uint64_t *first, uint64_t *last)
 {
     /* RFC 9110 14.1.1: "bytes" "=" range-spec; the unit is case-insensitive */
     if (n < 7 || !gp_http_token_eq(v, 5, "bytes") || v[5] != '=') return GP_RANGE_NONE;
@@ -449,8 +448,7 @@ static void answer_plain(gp_conn *c, int status, const char *name, const char *v
     size_t bn = strlen(why);
     memcpy(body, why, bn);
     body[bn++] = '\n';
-    if (gp_conn_head_begin_status(c, status) ||
-        gp_conn_head_add(c, name, strlen(name), value, n) ||
+    if (gp_conn_head_begin_status(c, status) || gp_conn_head_add(c, name, strlen(name), value, n) ||
         ADD_LIT(c, "Content-Type", "text/plain")) {
         gp_conn_send_error(c, 500, 1);
         return;
@@ -474,11 +472,10 @@ static const static_mount *find_mount(const gp_static *s, const char *p, size_t 
 
 /* Whether If-Range lets the Range apply: a strong ETag equal to ours, or the
  * exact Last-Modified date. */
-static int if_range_holds(const gp_http_header *h, const char *etag, size_t etag_len,
-                          time_t mtime)
+static int if_range_holds(const gp_http_header *h, const char *etag, size_t etag_len, time_t mtime)
 {
-    if (h->value_len && (h->value[0] == '"' || (h->value_len > 1 && h->value[0] == 'W' &&
-                                                h->value[1] == '/')))
+    if (h->value_len &&
+        (h->value[0] == '"' || (h->value_len > 1 && h->value[0] == 'W' && h->value[1] == '/')))
         return h->value_len == etag_len && memcmp(h->value, etag, etag_len) == 0;
     time_t t;
     return gp_static_parse_date(h->value, h->value_len, &t) == 0 && t == mtime;
@@ -498,6 +495,9 @@ int gp_static_serve(gp_static *s, gp_conn *c, const gp_http_request *req)
         gp_conn_send_error(c, 404, 0);
         return 1;
     }
+    /* the app's requests pay for a prefix check only, not a decoded copy */
+    bool encoded = memchr(req->path, '%', req->path_len) != NULL;
+    if (!encoded && !find_mount(s, req->path, req->path_len)) return 0;
     len = gp_http_percent_decode(path, req->path, req->path_len);
     const static_mount *m = find_mount(s, path, len);
     if (!m) return 0;
@@ -574,8 +574,8 @@ int gp_static_serve(gp_static *s, gp_conn *c, const gp_http_request *req)
             status = 304;
     } else if (f.if_modified_since) {
         time_t t;
-        if (gp_static_parse_date(f.if_modified_since->value, f.if_modified_since->value_len,
-                                 &t) == 0 &&
+        if (gp_static_parse_date(f.if_modified_since->value, f.if_modified_since->value_len, &t) ==
+                0 &&
             st.st_mtime <= t)
             status = 304;
     }
@@ -599,11 +599,12 @@ int gp_static_serve(gp_static *s, gp_conn *c, const gp_http_request *req)
     if (status != 304) bad |= ADD(c, "Content-Type", type, tl);
     bad |= ADD(c, "Last-Modified", s->lm, 29);
     bad |= ADD(c, "ETag", etag, el);
-    if (s->cache_control_len) bad |= ADD(c, "Cache-Control", s->cache_control, s->cache_control_len);
+    if (s->cache_control_len)
+        bad |= ADD(c, "Cache-Control", s->cache_control, s->cache_control_len);
     if (sib >= 0) {
         bad |= ADD_LIT(c, "Vary", "Accept-Encoding");
-        if (status != 304) bad |= ADD(c, "Content-Encoding", siblings[sib].coding,
-                                      strlen(siblings[sib].coding));
+        if (status != 304)
+            bad |= ADD(c, "Content-Encoding", siblings[sib].coding, strlen(siblings[sib].coding));
     }
     if (status != 304) bad |= ADD_LIT(c, "Accept-Ranges", "bytes");
     if (status == 206) {

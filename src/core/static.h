@@ -41,8 +41,7 @@ int gp_static_path_ok(const char *rel, size_t len);
 
 /* Range: "bytes=a-b", "bytes=a-", "bytes=-n" against a file of size bytes. */
 enum { GP_RANGE_NONE, GP_RANGE_OK, GP_RANGE_UNSATISFIABLE };
-int gp_static_parse_range(const char *v, size_t n, uint64_t size, uint64_t *first,
-                          uint64_t *last);
+int gp_static_parse_range(const char *v, size_t n, uint64_t size, uint64_t *first, uint64_t *last);
 
 /* If-None-Match against our (strong) ETag, by weak comparison (RFC 9110 13.1.2). */
 int gp_static_etag_match(const char *list, size_t n, const char *etag, size_t etag_len);

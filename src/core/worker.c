@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/reuseport.h"
 #include "core/static.h"
 #include "core/worker_internal.h"
 
@@ -243,6 +244,8 @@ void gp_worker_retire(gp_worker *w, int reason)
     if (w->stopping || w->retire_asked) return;
     w->retire_asked = true;
     atomic_store(&w->slot->retire_reason, reason);
+    gp_debug("worker %d asks for its replacement (%s)", (int)getpid(),
+             reason == GP_RETIRE_MAX_REQUESTS ? "--max-requests" : "--max-worker-memory");
     if (reason == GP_RETIRE_MAX_REQUESTS)
         gp_info("worker %d reached --max-requests after %llu requests; it serves on until its "
                 "replacement is ready",
@@ -260,6 +263,8 @@ void gp_worker_stop(gp_worker *w)
     timerfd_settime(w->timer_io.fd, 0, &fast, NULL);
     stop_accepting(w);
     w->stopping = true;
+    gp_debug("worker %d stopping: %zu connections open, up to %gs to finish", (int)getpid(),
+             (size_t)w->num_conns, w->cfg->graceful_timeout);
     if (w->slot) atomic_store(&w->slot->state, GP_WS_STOPPING);
     for (gp_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
@@ -363,6 +368,24 @@ static bool over_share(gp_worker *w)
     return false;
 }
 
+/* --reuse-port: our own sockets into the eBPF round-robin, or out of it
+ * while we could not take a connection it gave us (its turns then go to the
+ * others). Never for a busy thread pool: that changes with every request. */
+static void rotation(gp_worker *w, bool in)
+{
+    for (int i = 0; i < w->num_listeners; i++) {
+        struct gp_listen_io *l = &w->listeners[i];
+        if (l->rp_socks_fd < 0) continue;
+        int slot = (int)(w->slot - w->sb->slots);
+        int rc = in ? gp_reuseport_join(l->rp_socks_fd, l->rp_prog_fd, slot, l->io.fd)
+                    : gp_reuseport_leave(l->rp_socks_fd, slot);
+        if (rc < 0)
+            gp_warn("--reuse-port: worker %d cannot %s the round-robin: %s", (int)getpid(),
+                    in ? "join" : "leave", strerror(-rc));
+    }
+    w->rp_out = !in;
+}
+
 /* Runs after every turn, so it is cheap when nothing changed: the other
  * workers' slots are read only when this worker's own count moved, or when
  * the recheck timer asks while it stands aside. */
@@ -373,11 +396,19 @@ static void update_accepting(gp_worker *w)
         w->share_conns = w->num_conns;
         w->share_recheck = true;
         atomic_store_explicit(&w->slot->conns, (uint32_t)w->num_conns, memory_order_relaxed);
+        if ((w->num_conns >= w->cfg->worker_connections) != w->at_conn_limit) {
+            w->at_conn_limit = !w->at_conn_limit;
+            gp_debug("worker %d %s (%zu connections, --worker-connections %zu)", (int)getpid(),
+                     w->at_conn_limit ? "is full: stops accepting" : "accepts again",
+                     (size_t)w->num_conns, w->cfg->worker_connections);
+        }
     }
     if (open != w->share_open) {
         w->share_open = open;
         atomic_store_explicit(&w->slot->accepting, open, memory_order_relaxed);
     }
+    bool out = w->num_conns >= w->cfg->worker_connections || w->now_ms < w->accept_resume_ms;
+    if (out != w->rp_out && !w->stopping) rotation(w, !out);
     bool on = want_accepting_open(w, open);
     if (on && w->share_recheck) {
         w->share_recheck = false;
@@ -535,6 +566,13 @@ static void on_signal_caught(int sig)
     errno = saved;
 }
 
+static void (*int_hook)(void);
+
+void gp_worker_set_int_hook(void (*hook)(void))
+{
+    int_hook = hook;
+}
+
 static void on_signal(gp_io *io, uint32_t events)
 {
     gp_worker *w = (gp_worker *)((char *)io - offsetof(gp_worker, signal_io));
@@ -543,8 +581,11 @@ static void on_signal(gp_io *io, uint32_t events)
     while ((n = read(io->fd, sigs, sizeof sigs)) > 0) {
         for (ssize_t i = 0; i < n; i++) {
             switch (sigs[i]) {
-            case SIGTERM:
-            case SIGINT: gp_worker_stop(w); break;
+            case SIGINT:
+                if (int_hook && !w->stopping) int_hook();
+                gp_worker_stop(w);
+                break;
+            case SIGTERM: gp_worker_stop(w); break;
             case SIGUSR1:
                 gp_log_reopen();
                 gp_access_log_reopen();
@@ -702,10 +743,17 @@ static int setup(gp_worker *w, const gp_worker_args *a)
             }
             w->listeners[i].own = true;
         }
+        bool rr = w->listeners[i].own && a->listeners[i].balanced;
+        w->listeners[i].rp_socks_fd = rr ? a->listeners[i].rp_socks_fd : -1;
+        w->listeners[i].rp_prog_fd = rr ? a->listeners[i].rp_prog_fd : -1;
         w->listeners[i].io.cb = on_accept;
         w->listeners[i].addr = &a->listeners[i].addr;
         w->listeners[i].w = w;
         w->listeners[i].index = i;
+        w->listeners[i].proxy = cfg->proxy_protocol;
+        for (int k = 0; k < cfg->num_proxy_protocol_binds; k++)
+            w->listeners[i].proxy |=
+                !strcmp(cfg->proxy_protocol_binds[k], a->listeners[i].addr.text);
         w->num_listeners++;
     }
     return 0;
@@ -715,6 +763,7 @@ int gp_worker_accept(gp_worker *w)
 {
     for (int i = 0; i < w->num_listeners; i++) /* one wakeup per connection, not one per worker */
         if (gp_loop_watch(&w->loop, &w->listeners[i].io, EPOLLIN | EPOLLEXCLUSIVE) < 0) return -1;
+    rotation(w, true); /* only now: until the app is ready our turns go to the others */
     w->accepting = w->share_open = true;
     atomic_store_explicit(&w->slot->accepting, 1, memory_order_relaxed);
     atomic_store(&w->slot->state, GP_WS_IDLE);

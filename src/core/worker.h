@@ -21,6 +21,10 @@ int gp_worker_fd(gp_worker *w);
 int gp_worker_accept(gp_worker *w);
 int gp_worker_turn(gp_worker *w, int timeout_ms);
 int gp_worker_done(gp_worker *w);
+/* Called (on the loop's thread) when the worker takes SIGINT, before it
+ * stops gracefully: gunicorn's worker_int hook. */
+void gp_worker_set_int_hook(void (*hook)(void));
+
 /* Seconds left of the graceful timeout once stopping; the whole timeout before. */
 double gp_worker_stop_left(const gp_worker *w);
 

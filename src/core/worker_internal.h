@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/conn.h"
 #include "core/loop.h"
+#include "core/proxyproto.h"
 #include "core/scoreboard.h"
 #include "core/timer.h"
 
@@ -49,8 +50,11 @@ struct gp_conn {
     double deadline; /* monotonic seconds; set with gp_conn_set_deadline */
     gp_timer timer;  /* fires at or before deadline (conn.c) */
     int listener;
-    struct sockaddr_storage peer;
+    struct sockaddr_storage peer; /* the client: after a PROXY header, the one it names */
     socklen_t peer_len;
+    bool fwd_trusted; /* peer is in --forwarded-allow-ips: its proxy headers count */
+    bool proxy_wait;  /* a PROXY header must come before the first request */
+    gp_pp_state pp;
 
     /* input: buf[0..len) holds bytes read; the current head is buf[0..head_len) */
     char *buf;
@@ -114,8 +118,11 @@ struct gp_worker {
         int index;
         const gp_addr *addr;
         bool own; /* --reuse-port: this worker's socket, its queue is ours alone */
+        int rp_socks_fd, rp_prog_fd; /* own: where it joins the round-robin; -1: hash */
+        bool proxy; /* --proxy-protocol: each connection starts with a PROXY header */
     } listeners[GP_MAX_BINDS];
     int num_listeners;
+    bool rp_out; /* our own sockets left the round-robin: we cannot take more */
     gp_io signal_io, timer_io;
     gp_timers timers;   /* every deadline: connections' and the worker's own */
     gp_io deadline_io;  /* one-shot timerfd, armed at the earliest timer */
@@ -133,6 +140,7 @@ struct gp_worker {
     gp_scoreboard *sb;            /* the other workers' slots, for balancing */
     size_t share_conns;           /* num_conns as last published */
     bool share_open;              /* open_to_accept as last published */
+    bool at_conn_limit;           /* holds --worker-connections (logged at debug) */
     bool share_recheck;           /* read the others' slots again */
     bool stand_aside;             /* holding clearly more than another open worker */
     gp_conn *conns; /* every live connection */
@@ -160,6 +168,7 @@ struct gp_worker {
     int wake_fd;            /* the master's eventfd, -1 when none */
     bool retire_asked;      /* the master was asked for a replacement */
     struct gp_static *statics; /* --static mounts, NULL when none (static.c) */
+    double proxy_warned;    /* last warning about an untrusted peer on a PROXY listener */
     gp_http_header headers[GP_HTTP_MAX_HEADERS];
 };
 

@@ -54,6 +54,7 @@ typedef struct gp_asgi {
     PyObject *scope_keys[16];
     PyObject *v_http, *v_https, *v_http10, *v_http11, *v_request, *v_disconnect, *v_empty_bytes,
         *v_root;
+    PyObject *v_wss, *k_host; /* for proxy headers */
     PyObject *msg_disconnect; /* a fresh copy is handed out each time */
     PyObject *s_set_result, *s_done, *s_cancel;
     name_entry names[NAME_CACHE];
@@ -315,6 +316,41 @@ static PyObject *fresh_dicts(PyObject *tmpl)
     return d;
 }
 
+/* The Host a trusted proxy forwarded replaces the request's in the headers. */
+static int set_host(PyObject *hl, const gp_http_request *req, const gp_fwd *f)
+{
+    PyObject *v = PyBytes_FromStringAndSize(f->host, (Py_ssize_t)f->host_len);
+    PyObject *t = v ? PyTuple_Pack(2, the_asgi->k_host, v) : NULL;
+    Py_XDECREF(v);
+    if (!t) return -1;
+    for (size_t i = 0; i < req->num_headers; i++)
+        if (gp_http_token_eq(req->headers[i].name, req->headers[i].name_len, "host"))
+            return PyList_SetItem(hl, (Py_ssize_t)i, t); /* steals t */
+    int r = PyList_Append(hl, t);
+    Py_DECREF(t);
+    return r;
+}
+
+/* The client, scheme and root_path a trusted proxy said (core/forwarded.h). */
+static int set_forwarded(PyObject *s, const gp_fwd *f, bool ws)
+{
+    gp_asgi *a = the_asgi;
+    PyObject **K = a->scope_keys;
+    if ((f->set & GP_FWD_FOR) &&
+        gp_bridge_set_steal(s, K[SK_CLIENT], Py_BuildValue("(si)", f->client, f->client_port)) < 0)
+        return -1;
+    PyObject *ws_scheme = f->secure ? a->v_wss : K[SK_COUNT]; /* "wss", "ws" */
+    PyObject *scheme = ws ? ws_scheme : f->secure ? a->v_https : a->v_http;
+    if ((f->set & GP_FWD_PROTO) && PyDict_SetItem(s, K[SK_SCHEME], scheme) < 0) return -1;
+    if (f->set & GP_FWD_PREFIX) {
+        PyObject *pre = PyUnicode_DecodeLatin1(f->prefix, (Py_ssize_t)f->prefix_len, NULL);
+        PyObject *root = pre ? PyUnicode_Concat(pre, a->v_root) : NULL;
+        Py_XDECREF(pre);
+        if (gp_bridge_set_steal(s, K[SK_ROOT], root) < 0) return -1;
+    }
+    return 0;
+}
+
 /* A copy of a template that already holds every key: the copy is one block
  * copy, and the values set afterwards replace rather than grow the table. */
 static PyObject *scope_for(gp_conn *c, const gp_http_request *req, PyObject *template)
@@ -351,8 +387,15 @@ static PyObject *scope_for(gp_conn *c, const gp_http_request *req, PyObject *tem
         }
         PyList_SET_ITEM(hl, (Py_ssize_t)i, t);
     }
+    gp_fwd fwd;
+    bool fw = req->proxy_headers && gp_conn_forwarded(c, req, &fwd);
+    if (fw && (fwd.set & GP_FWD_HOST) && set_host(hl, req, &fwd) < 0) {
+        Py_DECREF(hl);
+        goto fail;
+    }
     if (gp_bridge_set_steal(s, K[SK_HEADERS], hl) < 0) goto fail;
     if (gp_bridge_set_steal(s, K[SK_CLIENT], client_tuple(c)) < 0) goto fail;
+    if (fw && set_forwarded(s, &fwd, template == a->ws_template) < 0) goto fail;
     if (gp_bridge_set_steal(s, K[SK_SERVER], server_tuple(c)) < 0) goto fail;
     if (gp_bridge_set_steal(s, K[SK_ASGI], PyDict_Copy(a->asgi_info)) < 0 ||
         gp_bridge_set_steal(s, K[SK_EXTENSIONS], fresh_dicts(a->extensions)) < 0)
@@ -1237,6 +1280,9 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
     a->k_trailers = gp_bridge_intern("trailers");
     a->k_more_trailers = gp_bridge_intern("more_trailers");
     a->v_http = gp_bridge_intern("http");
+    a->v_https = gp_bridge_intern("https");
+    a->v_wss = gp_bridge_intern("wss");
+    a->k_host = PyBytes_FromString("host");
     a->v_http10 = gp_bridge_intern("1.0");
     a->v_http11 = gp_bridge_intern("1.1");
     a->v_request = gp_bridge_intern("http.request");

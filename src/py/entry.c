@@ -18,6 +18,7 @@
 #include "core/worker.h"
 #include "py/asgi.h"
 #include "py/bridge.h"
+#include "py/hooks.h"
 #include "py/interp.h"
 #include "py/wsgi.h"
 
@@ -32,6 +33,7 @@ int gp_py_preload(const gp_config *cfg)
 {
     int rc = gp_py_start(cfg);
     if (rc) return rc;
+    if ((rc = gp_hooks_load(cfg))) return rc; /* the master's hooks run from here on */
     preloaded_app = gp_py_load_app(cfg, NULL, &rc);
     if (!preloaded_app) return rc;
     gp_info("app %s preloaded in the master", cfg->app);
@@ -67,13 +69,20 @@ static void register_traceback_dump(void)
 int gp_py_worker_main(const gp_worker_args *args)
 {
     int rc = 0;
-    PyObject *app;
+    PyObject *app = NULL;
     if (preloaded_app) {
         PyOS_AfterFork_Child();
         app = preloaded_app;
         Py_INCREF(app);
     } else {
         if ((rc = gp_py_start(args->cfg))) return rc;
+        if ((rc = gp_hooks_load(args->cfg))) return rc;
+    }
+    if ((rc = gp_hooks_worker_start(args))) { /* post_fork */
+        Py_XDECREF(app);
+        return rc;
+    }
+    if (!preloaded_app) {
         if (!(app = gp_py_load_app(args->cfg, args->scoreboard, &rc))) return rc;
     }
     register_traceback_dump();
@@ -85,9 +94,19 @@ int gp_py_worker_main(const gp_worker_args *args)
     const char *iface = args->cfg->interface;
     int is_asgi = strcmp(iface, "asgi") == 0 || strcmp(iface, "asgi2") == 0;
     if (strcmp(iface, "auto") == 0) is_asgi = gp_asgi_detect(app) > 0;
+    int asgi2 = strcmp(iface, "asgi2") == 0;
+    PyObject *wrapped = gp_hooks_wrap_app(app, is_asgi, asgi2); /* pre/post_request */
+    if (wrapped != app) asgi2 = 0; /* the wrapper is ASGI 3 */
+    Py_DECREF(app);
+    if (!(app = wrapped)) {
+        PyErr_Print();
+        return GP_EXIT_BOOT_ERROR;
+    }
+    gp_hooks_post_worker_init();
     if (is_asgi) {
-        rc = gp_asgi_run(args, app, strcmp(iface, "asgi2") == 0);
+        rc = gp_asgi_run(args, app, asgi2);
         Py_DECREF(app);
+        gp_hooks_worker_exit();
         gp_py_finish();
         fflush(NULL);
         return rc;
@@ -104,6 +123,7 @@ int gp_py_worker_main(const gp_worker_args *args)
     } else {
         rc = gp_worker_run(args, &gp_wsgi_ops, w);
     }
+    gp_hooks_worker_exit();
     gp_py_finish();
     fflush(NULL);
     return rc;

@@ -192,7 +192,8 @@ PyObject *gp_py_load_app(const gp_config *cfg, gp_scoreboard *sb, int *exit_code
         char why[256];
         PyObject *app = gp_appcall(obj, attr + (call - path), why, sizeof why);
         Py_DECREF(obj);
-        if (!app && why[0]) report_once(sb, "cannot call the app factory in '%s': %s", cfg->app, why);
+        if (!app && why[0])
+            report_once(sb, "cannot call the app factory in '%s': %s", cfg->app, why);
         else if (!app)
             report_once(sb, "the app factory '%s' raised an exception (traceback below)%s",
                         cfg->app, "");

@@ -37,6 +37,7 @@ struct gp_wsgi {
     PyObject *k_method, *k_script, *k_path, *k_query, *k_protocol, *k_raw_uri, *k_remote_addr,
         *k_remote_port, *k_server_name, *k_server_port, *k_input;
     PyObject *v_http10, *v_http11, *v_empty;
+    PyObject *k_scheme, *k_host, *v_http, *v_https; /* for proxy headers */
     key_entry keys[KEY_CACHE_SIZE];
 };
 
@@ -616,9 +617,35 @@ static int set_remote(gp_wsgi *w, PyObject *env, gp_conn *c)
     socklen_t len;
     char host[GP_BRIDGE_HOST];
     int port;
-    if (!gp_bridge_ip(gp_conn_peer(c, &len), host, &port)) return 0; /* unix socket */
+    if (!gp_bridge_ip(gp_conn_peer(c, &len), host, &port)) /* unix socket: "", as gunicorn */
+        return PyDict_SetItem(env, w->k_remote_addr, w->v_empty);
     if (gp_bridge_set_steal(env, w->k_remote_addr, PyUnicode_FromString(host)) < 0) return -1;
     return gp_bridge_set_steal(env, w->k_remote_port, PyUnicode_FromFormat("%d", port));
+}
+
+/* What a trusted proxy said (core/forwarded.h): the client, the scheme, the
+ * Host, the port and the prefix the app is mounted at by the proxy. */
+static int set_forwarded(gp_wsgi *w, PyObject *env, const gp_fwd *f)
+{
+    if ((f->set & GP_FWD_FOR) &&
+        (gp_bridge_set_steal(env, w->k_remote_addr, PyUnicode_FromString(f->client)) < 0 ||
+         gp_bridge_set_steal(env, w->k_remote_port, PyUnicode_FromFormat("%d", f->client_port)) <
+             0))
+        return -1;
+    if ((f->set & GP_FWD_PROTO) &&
+        PyDict_SetItem(env, w->k_scheme, f->secure ? w->v_https : w->v_http) < 0)
+        return -1;
+    if ((f->set & GP_FWD_HOST) && set_str(env, w->k_host, f->host, f->host_len) < 0) return -1;
+    if ((f->set & GP_FWD_PORT) &&
+        gp_bridge_set_steal(env, w->k_server_port, PyUnicode_FromFormat("%u", f->port)) < 0)
+        return -1;
+    if (f->set & GP_FWD_PREFIX) {
+        PyObject *pre = PyUnicode_DecodeLatin1(f->prefix, (Py_ssize_t)f->prefix_len, NULL);
+        PyObject *sn = pre ? PyUnicode_Concat(pre, gp_bridge_root_str()) : NULL;
+        Py_XDECREF(pre);
+        if (gp_bridge_set_steal(env, w->k_script, sn) < 0) return -1;
+    }
+    return 0;
 }
 
 static PyObject *build_environ(gp_wsgi *w, gp_conn *c, const gp_http_request *req, Request *r)
@@ -639,6 +666,9 @@ static PyObject *build_environ(gp_wsgi *w, gp_conn *c, const gp_http_request *re
     for (size_t i = 0; i < req->num_headers; i++)
         if (add_header(w, env, &req->headers[i]) < 0) goto fail;
     if (set_server(w, env, c) < 0 || set_remote(w, env, c) < 0) goto fail;
+    gp_fwd fwd;
+    if (req->proxy_headers && gp_conn_forwarded(c, req, &fwd) && set_forwarded(w, env, &fwd) < 0)
+        goto fail;
     Input *in = PyObject_New(Input, &Input_Type);
     if (!in) goto fail;
     Py_INCREF(r);
@@ -950,6 +980,10 @@ gp_wsgi *gp_wsgi_new(PyObject *app, const gp_config *cfg)
     w->v_http10 = gp_bridge_intern("HTTP/1.0");
     w->v_http11 = gp_bridge_intern("HTTP/1.1");
     w->v_empty = gp_bridge_intern("");
+    w->k_scheme = gp_bridge_intern("wsgi.url_scheme");
+    w->k_host = gp_bridge_intern("HTTP_HOST");
+    w->v_http = gp_bridge_intern("http");
+    w->v_https = gp_bridge_intern("https");
 
     PyObject *errors = PySys_GetObject("stderr");
     PyObject *env = PyDict_New();

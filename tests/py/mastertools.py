@@ -97,7 +97,7 @@ class Gallop:
     that stop() can take them all down by pid."""
 
     def __init__(self, log_dir, args=(), app=APP, port=None, bind=True, env=None,
-                 pass_fds=(), prefix=(), chdir=APPS, binary=None):
+                 pass_fds=(), prefix=(), chdir=APPS, binary=None, cwd=REPO):
         self.port = free_port() if port is None else port
         cmd = list(prefix) + [binary or GALLOP_BIN]
         if bind:
@@ -111,7 +111,7 @@ class Gallop:
         self.log_path = os.path.join(str(log_dir), f"gallop-{time.monotonic_ns()}.log")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=base_env(env),
-                                     cwd=REPO, pass_fds=tuple(pass_fds), start_new_session=True)
+                                     cwd=cwd, pass_fds=tuple(pass_fds), start_new_session=True)
         self.pid = self.proc.pid  # the current master (changes on USR2)
         self._known = {}          # pid -> starttime, for a safe kill in stop()
         self._remember(self.pid)

@@ -360,7 +360,9 @@ def test_not_callable(tmp_path):
     from conftest import run_gallop, free_port, APPS
     r = run_gallop(["--bind", "127.0.0.1:%d" % free_port(), "--workers", "1", "--chdir", APPS, "basic:not_callable"])
     assert r.returncode == 4
-    assert r.stderr.count("gallop: error:") == 1 and "not callable" in r.stderr
+    # one log line from the worker, with the usual prefix (cli: errors of workers are log lines)
+    lines = [l for l in r.stderr.splitlines() if "not callable" in l]
+    assert len(lines) == 1 and "[ERROR] 'basic:not_callable' is not callable" in lines[0], r.stderr
 
 
 @pytest.mark.parametrize("n", [-1, 1, 7, 100, 5000, 70000])

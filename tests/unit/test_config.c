@@ -657,6 +657,37 @@ static void test_config_file_many_lines(void **state)
     assert_int_equal(cfg.argc, a.argc); /* HUP re-reads from what was given */
 }
 
+/* A config file's address is replaced by any address flag on the command
+ * line: --port as much as --bind. */
+static void test_config_file_address_replaced(void **state)
+{
+    char path[] = "/tmp/gp_test_config_addr_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "bind = 127.0.0.1:9\nworkers = 2\n");
+    fclose(f);
+    static const char *const lines[][4] = {
+        {"--port", "7000", "127.0.0.1:7000"},
+        {"--host=0.0.0.0", NULL, "0.0.0.0:8000"},
+        {"-b", ":7001", ":7001"},
+        {"--uds", "/tmp/s", "unix:/tmp/s"},
+        {"--workers=2", NULL, "127.0.0.1:9"},
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        static args a[5];
+        static gp_config cfg[5]; /* static: what they point into stays reachable */
+        reset_getopt();
+        mkargs(&a[i], "gallop", "-c", path, "app:app", lines[i][0], lines[i][1],
+               (const char *)NULL);
+        assert_int_equal(gp_config_load(&cfg[i], a[i].argc, a[i].argv), 0);
+        assert_int_equal(cfg[i].num_binds, 1);
+        assert_string_equal(cfg[i].binds[0], lines[i][2]);
+        assert_int_equal(cfg[i].workers, 2);
+    }
+    unlink(path);
+}
+
 /* Options after the app, as gunicorn and uvicorn take them. */
 static void test_options_after_app(void **state)
 {
@@ -690,13 +721,58 @@ static void test_options_after_app(void **state)
     assert_string_equal(cfg.app, "m:create_app('x', debug=True)");
 }
 
+/* --reload's lists and limits, and --check-config's report. */
+static void test_reload_and_check_config(void **state)
+{
+    gp_config cfg;
+    args a;
+    assert_int_equal(PARSE(&cfg, &a, "main:app"), 0);
+    assert_false(cfg.reload);
+    assert_true(cfg.reload_delay == 0.25);
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "--reload", "--reload-dir", "src", "--reload-dir=lib",
+                           "--reload-include", "*.html", "--reload-exclude", "tests",
+                           "--reload-extra-file", "a.toml", "--reload-extra-files=b.toml",
+                           "--reload-delay", "0.5", "--reload-engine", "inotify", "main:app"),
+                     0);
+    assert_true(cfg.reload);
+    assert_int_equal(cfg.num_reload_dirs, 2);
+    assert_string_equal(cfg.reload_dirs[1], "lib");
+    assert_string_equal(cfg.reload_includes[0], "*.html");
+    assert_string_equal(cfg.reload_excludes[0], "tests");
+    assert_int_equal(cfg.num_reload_extra_files, 2);
+    assert_string_equal(cfg.reload_extra_files[1], "b.toml");
+    assert_true(cfg.reload_delay == 0.5);
+    ERR("--reload cannot work with --preload", "--reload", "--preload", "app");
+    ERR("invalid --reload-delay '61' (seconds, 0 to 60)", "--reload-delay", "61", "app");
+    ERR("invalid --reload-delay '-1'", "--reload-delay", "-1", "app");
+    ERR("invalid --reload-engine 'poll'", "--reload-engine", "poll", "app");
+    ERR("--reload-include needs a value", "--reload-include=", "app");
+    args many;
+    mkargs(&many, "gallop", "app", (const char *)NULL);
+    for (int i = 0; i < 33; i++) {
+        snprintf(many.store[many.argc], sizeof many.store[0], "--reload-dir=d%d", i);
+        many.argv[many.argc] = many.store[many.argc];
+        many.argc++;
+    }
+    many.argv[many.argc] = NULL;
+    expect_error(&many, "too many --reload-dir (at most 32)");
+
+    char out[4096];
+    reset_getopt();
+    mkargs(&a, "gallop", "--check-config", "-w", "3", "-b", "127.0.0.1:9", "-b", "unix:/x",
+           "m:app", (const char *)NULL);
+    assert_int_equal(parse_captured(&cfg, &a, out, sizeof out), 1); /* 1: exit 0 */
+    assert_string_equal(out, "gallop: configuration OK: m:app, 3 workers, 127.0.0.1:9 and more\n");
+    ERR("invalid port", "--check-config", "-b", "127.0.0.1:x", "app");
+}
+
 static void test_uvicorn_flags(void **state)
 {
     gp_config cfg;
     args a;
-    assert_int_equal(PARSE(&cfg, &a, "main:app", "--host", "0.0.0.0", "--port", "8001",
-                           "--workers", "2"),
-                     0);
+    assert_int_equal(
+        PARSE(&cfg, &a, "main:app", "--host", "0.0.0.0", "--port", "8001", "--workers", "2"), 0);
     assert_int_equal(cfg.num_binds, 1);
     assert_string_equal(cfg.binds[0], "0.0.0.0:8001");
     assert_int_equal(cfg.workers, 2);
@@ -718,8 +794,8 @@ static void test_uvicorn_flags(void **state)
     assert_int_equal(cfg.fds[0], 5);
     reset_getopt();
     assert_int_equal(PARSE(&cfg, &a, "main:app", "--timeout-keep-alive", "7",
-                           "--limit-max-requests", "100", "--root-path", "/api",
-                           "--access-log", "-", "--no-access-log", "--no-proxy-headers"),
+                           "--limit-max-requests", "100", "--root-path", "/api", "--access-log",
+                           "-", "--no-access-log", "--no-proxy-headers"),
                      0);
     assert_true(cfg.keep_alive == 7);
     assert_int_equal(cfg.max_requests, 100);
@@ -739,8 +815,8 @@ static void test_gunicorn_short_flags(void **state)
 {
     gp_config cfg;
     args a;
-    assert_int_equal(PARSE(&cfg, &a, "-t", "5", "-p", "/tmp/p.pid", "-u", "nobody", "-g",
-                           "nogroup", "-m", "007", "-k", "uvicorn.workers.UvicornWorker", "app"),
+    assert_int_equal(PARSE(&cfg, &a, "-t", "5", "-p", "/tmp/p.pid", "-u", "nobody", "-g", "nogroup",
+                           "-m", "007", "-k", "uvicorn.workers.UvicornWorker", "app"),
                      0);
     assert_true(cfg.timeout == 5);
     assert_string_equal(cfg.pidfile, "/tmp/p.pid");
@@ -815,7 +891,9 @@ int main(void)
         cmocka_unit_test_setup(test_reparse_after_cluster, setup),
         cmocka_unit_test_setup(test_config_file_many_lines, setup),
         cmocka_unit_test_setup(test_options_after_app, setup),
+        cmocka_unit_test_setup(test_config_file_address_replaced, setup),
         cmocka_unit_test_setup(test_uvicorn_flags, setup),
+        cmocka_unit_test_setup(test_reload_and_check_config, setup),
         cmocka_unit_test_setup(test_gunicorn_short_flags, setup),
         cmocka_unit_test_setup(test_bind_defaults_and_fd, setup),
     };

@@ -349,6 +349,30 @@ static void test_expect(void **st)
     assert_false(p.req.expect_continue);
 }
 
+/* The hint core/forwarded relies on: set for every proxy header name, and
+ * not for the usual fields (so a request without them costs nothing more). */
+static void test_proxy_headers_hint(void **st)
+{
+    const char *with[] = {"X-Forwarded-For: 1.2.3.4\r\n", "x-forwarded-proto: https\r\n",
+                          "X-FORWARDED-HOST: a\r\n",     "X-Forwarded-Port: 1\r\n",
+                          "X-Forwarded-Prefix: /a\r\n",  "Forwarded: for=1.2.3.4\r\n"};
+    const char *without[] = {"Accept-Encoding: gzip\r\nUser-Agent: x\r\n",
+                             "Accept-Language: en\r\nContent-Type: a/b\r\n",
+                             "Transfer-Encoding: chunked\r\n", "Cache-Control: no\r\n", ""};
+    parsed p;
+    char buf[256];
+    for (size_t i = 0; i < sizeof with / sizeof with[0]; i++) {
+        snprintf(buf, sizeof buf, H11("%s"), with[i]);
+        assert_true(parse_n(&p, buf, strlen(buf), 8, &LIM) > 0);
+        assert_true(p.req.proxy_headers);
+    }
+    for (size_t i = 0; i < sizeof without / sizeof without[0]; i++) {
+        snprintf(buf, sizeof buf, POST11("%s"), without[i]);
+        assert_true(parse_n(&p, buf, strlen(buf), 8, &LIM) > 0);
+        assert_false(p.req.proxy_headers);
+    }
+}
+
 static void test_pipelined(void **st)
 {
     const char *a = "GET /1 HTTP/1.1\r\nHost: h\r\n\r\n";
@@ -1368,6 +1392,7 @@ int main(void)
         cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_upgrade),
         cmocka_unit_test(test_expect),
+        cmocka_unit_test(test_proxy_headers_hint),
         cmocka_unit_test(test_pipelined),
         cmocka_unit_test(test_incremental),
         cmocka_unit_test(test_leading_crlf),

@@ -35,8 +35,8 @@ static void test_file_entries(void **state)
           "application/x-second\t\tdup\n"
           "text/x-custom  cst # trailing comment\n"
           "image/png  png\n"
-          "text/css\n"                /* no extension: nothing */
-          "notatype  nope\n"          /* no '/': not a type line */
+          "text/css\n"       /* no extension: nothing */
+          "notatype  nope\n" /* no '/': not a type line */
           "application/vnd.api+json  apijson\n"
           "image/svg+xml  svg\n",
           f);

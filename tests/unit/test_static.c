@@ -3,8 +3,11 @@
  * If-None-Match comparison, Accept-Encoding weights, HTTP-date parsing in its
  * three forms and formatting, opening beneath a directory both ways (openat2
  * RESOLVE_BENEATH and the O_NOFOLLOW walk) against symlinks that stay inside
- * and ones that leave, and gp_static_open's errors. The answers themselves are
- * tested against the real binary in tests/py/test_static.py. */
+ * and ones that leave, and gp_static_open's errors; then a connection on a
+ * socketpair served through the connection layer's dispatch: a file, a 304, a
+ * range, an app request passed on, pipelining, and the file's descriptor
+ * closed when the response ends and when a stalled download is cut. Every
+ * answer again against the real binary: tests/py/test_static.py. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +15,11 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
+#include <sys/socket.h>
+
 #include "core/static.c"
+#include "core/worker_internal.h"
 
 #define S(x) x, sizeof(x) - 1
 
@@ -62,8 +69,7 @@ static void test_range(void **state)
     assert_int_equal(b, 2);
     /* unsatisfiable: starts past the end, empty suffix, empty file */
     assert_int_equal(gp_static_parse_range(S("bytes=10-"), 10, &a, &b), GP_RANGE_UNSATISFIABLE);
-    assert_int_equal(gp_static_parse_range(S("bytes=10-20"), 10, &a, &b),
-                     GP_RANGE_UNSATISFIABLE);
+    assert_int_equal(gp_static_parse_range(S("bytes=10-20"), 10, &a, &b), GP_RANGE_UNSATISFIABLE);
     assert_int_equal(gp_static_parse_range(S("bytes=-0"), 10, &a, &b), GP_RANGE_UNSATISFIABLE);
     assert_int_equal(gp_static_parse_range(S("bytes=0-"), 0, &a, &b), GP_RANGE_UNSATISFIABLE);
     assert_int_equal(gp_static_parse_range(S("bytes=-5"), 0, &a, &b), GP_RANGE_UNSATISFIABLE);
@@ -268,6 +274,187 @@ static void test_open_mounts(void **state)
     assert_non_null(strstr(err, "No such file"));
 }
 
+/* ---- through the connection layer ------------------------------------------------ */
+
+static struct {
+    gp_worker *w;
+    gp_scoreboard *sb;
+    gp_config cfg;
+    gp_addr local;
+    int peer;
+    int app_starts;
+} H;
+
+static gp_app_status app_start(void *app, gp_conn *c, const gp_http_request *req)
+{
+    H.app_starts++;
+    gp_conn_head_begin_status(c, 200);
+    gp_conn_head_set_length(c, 3);
+    gp_conn_head_end(c);
+    gp_conn_write(c, "app", 3);
+    gp_conn_end_response(c);
+    return GP_APP_DONE;
+}
+
+static const gp_app_ops app_ops = {.start = app_start};
+
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the directory's own */
+}
+
+static int conn_setup(void **state)
+{
+    if (make_tree(state)) return -1;
+    char p[160];
+    snprintf(p, sizeof p, "%s/big", root); /* 4 MB: more than a socketpair holds */
+    FILE *f = fopen(p, "w");
+    for (int i = 0; i < 4096; i++) fprintf(f, "%01023d\n", i);
+    fclose(f);
+    memset(&H, 0, sizeof H);
+    H.cfg.limit_request_line = 4094;
+    H.cfg.limit_request_fields = 100;
+    H.cfg.limit_request_field_size = 8190;
+    H.cfg.keep_alive = 5;
+    H.cfg.header_timeout = H.cfg.body_timeout = 30;
+    H.cfg.send_timeout = 60;
+    H.cfg.static_max_age = -1;
+    H.cfg.statics[0].prefix = "/static";
+    H.cfg.statics[0].dir = root;
+    H.cfg.num_statics = 1;
+    gp_worker *w = calloc(1, sizeof *w);
+    H.w = w;
+    if (!w || gp_loop_init(&w->loop) < 0) return -1;
+    w->cfg = &H.cfg;
+    w->ops = &app_ops;
+    w->limits.max_request_line = 4094;
+    w->limits.max_fields = 100;
+    w->limits.max_field_size = 8190;
+    w->head_cap = 65536;
+    w->free_bufs = calloc(64, sizeof *w->free_bufs);
+    w->access_fd = w->spare_fd = -1;
+    memcpy(w->date_lines[0], "Date: x\r\n", 9);
+    w->date_len = 9;
+    w->now = gp_now();
+    char err[256];
+    if (gp_addr_parse("127.0.0.1:8000", &H.local, err, sizeof err) < 0) return -1;
+    w->listeners[0].addr = &H.local;
+    w->num_listeners = 1;
+    if (!(H.sb = gp_scoreboard_create(1))) return -1;
+    w->slot = &H.sb->slots[0];
+    if (gp_static_open(&H.cfg, &w->statics, err, sizeof err) < 0) return -1;
+    H.peer = -1;
+    return 0;
+}
+
+static int conn_teardown(void **state)
+{
+    gp_worker *w = H.w;
+    while (w->conns) gp_conn_close(w->conns);
+    for (gp_conn *c = w->dead, *next; c; c = next) next = c->next, free(c);
+    for (gp_conn *c = w->free_conns, *next; c; c = next) next = c->next, free(c);
+    for (int i = 0; i < w->num_free_bufs; i++) free(w->free_bufs[i]);
+    free(w->free_bufs);
+    gp_static_free(w->statics);
+    gp_timers_free(&w->timers);
+    gp_loop_close(&w->loop);
+    free(w);
+    gp_scoreboard_destroy(H.sb);
+    if (H.peer >= 0) close(H.peer);
+    return remove_tree(state);
+}
+
+static gp_conn *connect_pair(void)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    H.peer = sv[1];
+    struct sockaddr_storage ss = {.ss_family = AF_UNIX};
+    gp_conn *c = gp_conn_new(H.w, sv[0], 0, &ss, sizeof(sa_family_t));
+    assert_non_null(c);
+    return c;
+}
+
+/* Sends req from the client and lets the connection handle it. */
+static void feed(gp_conn *c, const char *req)
+{
+    assert_int_equal(write(H.peer, req, strlen(req)), (ssize_t)strlen(req));
+    gp_conn_on_event(&c->io, EPOLLIN);
+}
+
+static size_t drain(char *buf, size_t cap)
+{
+    size_t n = 0;
+    ssize_t r;
+    while (n < cap - 1 && (r = read(H.peer, buf + n, cap - 1 - n)) > 0) n += (size_t)r;
+    buf[n] = 0;
+    return n;
+}
+
+static void test_served_through_conn(void **state)
+{
+    int fds = open_fds();
+    gp_conn *c = connect_pair();
+    char buf[8192];
+    feed(c, "GET /static/f HTTP/1.1\r\nHost: t\r\n\r\n");
+    size_t n = drain(buf, sizeof buf);
+    assert_true(n > 0);
+    assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(buf, "Content-Length: 6\r\n"));
+    assert_non_null(strstr(buf, "Content-Type: application/octet-stream\r\n"));
+    assert_non_null(strstr(buf, "Accept-Ranges: bytes\r\n"));
+    assert_string_equal(buf + n - 6, "root/f");
+    assert_int_equal(c->state, CS_HEAD); /* kept alive, ready for the next */
+    assert_int_equal(c->own_fd, -1);
+    char *etag = strstr(buf, "ETag: ");
+    assert_non_null(etag);
+    char tag[64];
+    sscanf(etag + 6, "%63[^\r]", tag);
+    /* a 304 and a range, pipelined, then the app's request */
+    char req[512];
+    snprintf(req, sizeof req,
+             "GET /static/sub/g HTTP/1.1\r\nHost: t\r\nRange: bytes=5-\r\n\r\n"
+             "GET /static/f HTTP/1.1\r\nHost: t\r\nIf-None-Match: %s\r\n\r\n"
+             "GET /other HTTP/1.1\r\nHost: t\r\n\r\n",
+             tag);
+    feed(c, req);
+    n = drain(buf, sizeof buf);
+    char *a = strstr(buf, "HTTP/1.1 206 Partial Content\r\n");
+    char *b = strstr(buf, "HTTP/1.1 304 Not Modified\r\n");
+    char *d = strstr(buf, "HTTP/1.1 200 OK\r\n");
+    assert_true(a && b && d && a < b && b < d);
+    assert_non_null(strstr(a, "Content-Range: bytes 5-9/10\r\n"));
+    assert_non_null(strstr(a, "\r\n\r\nsub/g"));
+    assert_string_equal(buf + n - 3, "app");
+    assert_int_equal(H.app_starts, 1);
+    /* every file was closed with its response */
+    assert_int_equal(open_fds(), fds + 2); /* the socketpair */
+}
+
+static void test_stalled_download_closes_its_file(void **state)
+{
+    int fds = open_fds();
+    gp_conn *c = connect_pair();
+    char buf[4096];
+    feed(c, "GET /static/big HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(c->state, CS_FLUSH); /* the socket is full: the rest waits */
+    assert_true(c->own_fd >= 0 && c->file_left > 0);
+    assert_int_equal(open_fds(), fds + 3);
+    /* the client takes some: the loop sends more from where it stopped */
+    uint64_t left = c->file_left;
+    size_t got = 0;
+    for (ssize_t r; (r = read(H.peer, buf, sizeof buf)) > 0;) got += (size_t)r;
+    assert_true(got > 0 && got < 4u << 20);
+    gp_conn_on_event(&c->io, EPOLLOUT);
+    assert_true(c->file_left < left);
+    gp_conn_close(c);                      /* cut, as --send-timeout does */
+    assert_int_equal(open_fds(), fds + 1); /* the client's end only */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -278,6 +465,9 @@ int main(void)
         cmocka_unit_test(test_dates),
         cmocka_unit_test_setup_teardown(test_open_beneath, make_tree, remove_tree),
         cmocka_unit_test_setup_teardown(test_open_mounts, make_tree, remove_tree),
+        cmocka_unit_test_setup_teardown(test_served_through_conn, conn_setup, conn_teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_download_closes_its_file, conn_setup,
+                                        conn_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
