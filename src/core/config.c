@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "core/cpus.h"
 #include "core/listen.h"
@@ -521,6 +522,7 @@ static int check_proxy_settings(gp_config *cfg)
 int gp_config_parse(gp_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
+    if (!getcwd(cfg->parse_dir, sizeof cfg->parse_dir)) cfg->parse_dir[0] = 0;
     cfg->backlog = 2048;
     cfg->worker_connections = 1000;
     cfg->graceful_timeout = 30;
