@@ -928,9 +928,9 @@ static int check_each(const flag_list *l, const char *argv0)
         }
         char *one[] = {(char *)argv0, l->flags[i], (char *)"app", NULL};
         gp_config tmp;
-        gp_config_error_where = l->wheres[i];
+        gp_config_set_error_where(l->wheres[i]);
         int r = gp_config_parse(&tmp, 3, one);
-        gp_config_error_where = NULL;
+        gp_config_set_error_where(NULL);
         if (r != 0) return -1;
     }
     return 0;
@@ -1066,9 +1066,9 @@ static int env_args(const char *argv0, char ***words)
     check[n] = (char *)"app";
     check[n + 1] = NULL;
     gp_config tmp;
-    gp_config_error_where = "GUNICORN_CMD_ARGS: ";
+    gp_config_set_error_where("GUNICORN_CMD_ARGS: ");
     int r = gp_config_parse(&tmp, n + 1, check);
-    gp_config_error_where = NULL;
+    gp_config_set_error_where(NULL);
     free(check);
     return r < 0 ? -1 : n - 1;
 }

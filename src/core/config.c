@@ -276,7 +276,14 @@ static const struct option long_opts[] = {
     {0, 0, 0, 0},
 };
 
-const char *gp_config_error_where;
+/* static, with a setter: a global variable would exist twice with --preload
+ * (the binary's core and the bridge's), which ASan reports as an ODR violation */
+static const char *error_where;
+
+void gp_config_set_error_where(const char *where)
+{
+    error_where = where;
+}
 
 int gp_config_has_flag(const char *name)
 {
@@ -288,7 +295,7 @@ int gp_config_has_flag(const char *name)
 
 static int fail(const char *fmt, const char *a, const char *b)
 {
-    fprintf(stderr, "gallop: error: %s", gp_config_error_where ? gp_config_error_where : "");
+    fprintf(stderr, "gallop: error: %s", error_where ? error_where : "");
     fprintf(stderr, fmt, a, b);
     fprintf(stderr, "\n");
     return -1;
@@ -471,7 +478,7 @@ static int finish_binds(gp_config *cfg)
  * every address is parsed (nothing is bound, nothing imported). */
 static int check_reload_and_config(const gp_config *cfg)
 {
-    if (gp_config_error_where) return 0; /* one setting of a config file, checked alone */
+    if (error_where) return 0; /* one setting of a config file, checked alone */
     if (cfg->reload && cfg->preload)
         return fail("--reload cannot work with --preload: workers would fork from the code "
                     "the master imported%s%s",
