@@ -174,16 +174,17 @@ PyObject *gp_py_load_app(const gp_config *cfg, gp_scoreboard *sb, int *exit_code
         return NULL;
     }
     /* dotted attribute path: module:obj.attr, or gunicorn's obj.create_app(args) */
-    char path[1024];
+    char path[1024], name[1024];
     snprintf(path, sizeof path, "%s", attr);
     char *call = strchr(path, '(');
     if (call) *call = 0;
+    snprintf(name, sizeof name, "%s", path); /* strtok cuts path up */
     for (char *part = strtok(path, "."); part; part = strtok(NULL, ".")) {
         PyObject *next = PyObject_GetAttrString(obj, part);
         Py_DECREF(obj);
         if (!next) {
             PyErr_Clear();
-            report_once(sb, "attribute '%s' not found in module '%s'", call ? path : attr, module);
+            report_once(sb, "attribute '%s' not found in module '%s'", name, module);
             return NULL;
         }
         obj = next;
