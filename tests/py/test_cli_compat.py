@@ -6,7 +6,7 @@ unix://, fd://), $PORT, the app factory call syntax, -v/-V/--version,
 
 Each test starts the real binary the way a Dockerfile or Procfile would and
 checks the effect at a client. Addresses that must be port 8000 are tried in
-a network namespace of their own (unshare -n), where 8000 is surely free."""
+a network namespace of their own (unshare -rn), where 8000 is surely free."""
 import json
 import re
 import signal
@@ -445,7 +445,8 @@ NETNS_PROBE = textwrap.dedent("""\
 def in_netns(argv, cwd):
     """Runs argv in a fresh network namespace (only loopback; port 8000 free)
     and tells which of 127.0.0.1:8000 and 127.0.0.2:8000 accepted."""
-    r = subprocess.run(["unshare", "-n", PYTHON, "-c", NETNS_PROBE, json.dumps(argv), cwd],
+    # -r: a user namespace too, so it needs no root where user namespaces are allowed
+    r = subprocess.run(["unshare", "-rn", PYTHON, "-c", NETNS_PROBE, json.dumps(argv), cwd],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
