@@ -157,6 +157,17 @@ def test_gunicorn_docker_line(launch, project):
     assert '"GET /x HTTP/1.1" 200' in g.log()
 
 
+def test_gunicorn_docker_worker_tmp_dir(launch, project):
+    """The Docker guides' `gunicorn --worker-tmp-dir /dev/shm --workers 2 ...`:
+    accepted (gallop's heartbeat is in shared memory already)."""
+    port = free_port()
+    launch(["--worker-tmp-dir", "/dev/shm", "--workers", "2", "--bind", f"0.0.0.0:{port}",
+            "wsgi:app"], cwd=project, workers=2)
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
+    r = run_gallop(["--worker-tmp-dir", "/no/such/dir", "wsgi:app"])
+    assert r.returncode == 2 and "not a directory" in r.stderr
+
+
 def test_second_positional_is_a_usage_error(project):
     r = run_gallop(["wsgi:app", "-w", "2", "workers"], cwd=str(project))
     assert r.returncode == 2
@@ -184,6 +195,17 @@ def test_uvicorn_host_port_workers(launch, project):
         assert r.status_code == 200 and r.json()["hello"] == "world"
         pids.add(r.json()["pid"])
     assert len(pids) >= 1
+
+
+def test_uvicorn_http_loop_app_dir(launch, project, tmp_path):
+    """`uvicorn main:app --app-dir proj --http httptools --loop uvloop --ws websockets`
+    from the directory above the project."""
+    port = free_port()
+    launch(["main:app", "--app-dir", str(project), "--http", "httptools", "--loop", "uvloop",
+            "--ws", "websockets", "--port", str(port)], cwd=tmp_path)
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).json()["hello"] == "world"
+    r = run_gallop(["main:app", "--http", "h2"])
+    assert r.returncode == 2 and "invalid --http 'h2'" in r.stderr
 
 
 def test_uvicorn_port_alone_is_loopback(launch, project):
