@@ -602,3 +602,27 @@ def test_request_traceback_has_log_prefix(launch):
     tb = [ln for ln in log.splitlines() if "Traceback (most recent call last)" in ln]
     assert len(tb) == 1 and LOG_LINE.match(tb[0]) and "[ERROR]" in tb[0], log
     assert all(LOG_LINE.match(ln) for ln in log.splitlines()), log
+
+
+def test_config_file_raising_in_worker_is_logged(tmp_path):
+    """A gunicorn.conf.py whose second reading (the worker's, for its hooks)
+    raises: the worker's report and traceback are log lines too."""
+    marker = tmp_path / "read-once"
+    (tmp_path / "gunicorn.conf.py").write_text(textwrap.dedent(f"""\
+        import os
+        if os.path.exists({str(marker)!r}):
+            raise RuntimeError("conf-raises-in-worker")
+        open({str(marker)!r}, "w").close()
+        workers = 1
+
+        def post_fork(server, worker):
+            pass
+        """))
+    r = run_gallop(["-b", f"127.0.0.1:{free_port()}", "--chdir", APPS, "basic:app"], cwd=str(tmp_path),
+                   timeout=30)
+    assert r.returncode != 0, r.stderr
+    lines = r.stderr.splitlines()
+    report = [ln for ln in lines if "raised in the worker" in ln]
+    assert len(report) >= 1 and LOG_LINE.match(report[0]) and "[ERROR]" in report[0], r.stderr
+    cause = [ln for ln in lines if "RuntimeError: conf-raises-in-worker" in ln]
+    assert cause and all(LOG_LINE.match(ln) for ln in cause), r.stderr
