@@ -912,10 +912,40 @@ static int metrics_page(gp_master *m, gp_mbuf *body)
     return rc < 0 ? 500 : 200;
 }
 
+/* /workers, for gallop top: one line per worker, "pid state age_s
+ * running_ms b0 .. b15<TAB>request", with its own (not cumulative) duration
+ * buckets and the request it runs now. Not Prometheus's format: the
+ * request text would be an unbounded label. */
+static int workers_page(gp_master *m, gp_mbuf *body)
+{
+    static const char *const states[] = {"empty", "starting", "idle", "busy", "retiring"};
+    uint64_t now_ms = gp_monotonic_ms();
+    double t = now_s();
+    for (int i = 0; i < m->sb->num_slots; i++) {
+        worker_rec *r = &m->recs[i];
+        if (r->pid <= 0) continue;
+        gp_slot *s = &m->sb->slots[r->slot];
+        char what[GP_SLOT_WHAT];
+        uint64_t started = gp_slot_request_read(s, what, sizeof what);
+        int st = atomic_load(&s->state);
+        if (st < GP_WS_EMPTY || st > GP_WS_STOPPING) st = GP_WS_EMPTY;
+        if (r->retiring) st = GP_WS_STOPPING;
+        gp_mbuf_printf(body, "%d %s %.0f %llu", (int)r->pid, states[st], t - r->started,
+                       (unsigned long long)(started && now_ms > started ? now_ms - started : 0));
+        for (int b = 0; b < GP_METRICS_BUCKETS; b++)
+            gp_mbuf_printf(body, " %llu", (unsigned long long)atomic_load(&s->m_hist[b]));
+        for (char *p = what; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+        gp_mbuf_printf(body, "\t%s\n", started ? what : "");
+    }
+    return 200;
+}
+
 static int metrics_handler(void *ctx, const char *path, gp_mbuf *body, const char **ctype)
 {
     gp_master *m = ctx;
     if (!strcmp(path, "/healthz")) return healthz(m, body);
+    if (!strcmp(path, "/workers")) return workers_page(m, body);
     if (strcmp(path, "/metrics")) return 404;
     *ctype = "text/plain; version=0.0.4; charset=utf-8";
     return metrics_page(m, body);
