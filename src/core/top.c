@@ -344,8 +344,7 @@ int gp_top_main(int argc, char **argv)
                 char c;
                 ssize_t n = read(STDIN_FILENO, &c, 1);
                 if (n == 1 && (c == 'q' || c == 'Q')) stop_flag = 1;
-                if (n == 0 && !tty) p.fd = -1; /* stdin at EOF: only time goes on */
-                if (n == 0) {
+                if (n == 0) { /* stdin at EOF: only time goes on */
                     poll(NULL, 0, ms);
                     break;
                 }
