@@ -136,6 +136,41 @@ def test_per_worker_counts_add_up_to_n(metrics_server):
         assert get(after, "gallop_requests_in_flight", worker=w) == 0
 
 
+@pytest.mark.parametrize("kind", ["threads", "asgi"])
+def test_concurrent_requests_counted_once(metrics_server, kind):
+    """Request threads and ASGI tasks: 40 requests, 8 at a time, each in
+    flight once and counted once; busy time is the union, not the sum."""
+    if kind == "threads":
+        srv = metrics_server("--threads", "4", workers=1)
+    else:
+        srv = metrics_server(workers=1, app="metrics_asgi:app")
+    (w,) = [str(p) for p in srv.workers()]
+    before = requests_by_worker(scrape(srv.mport)).get(w, 0)
+    statuses = []
+
+    def client():
+        for _ in range(5):
+            statuses.append(get_pid(srv.port, "/sleep?0.2")[0])
+
+    t0 = time.monotonic()
+    ts = [threading.Thread(target=client) for _ in range(8)]
+    for t in ts:
+        t.start()
+    time.sleep(0.5)
+    mid = scrape(srv.mport)
+    assert 1 <= get(mid, "gallop_requests_in_flight", worker=w) <= 8
+    for t in ts:
+        t.join(30)
+    wall = time.monotonic() - t0
+    s = scrape(srv.mport)
+    assert statuses == [200] * 40
+    assert requests_by_worker(s)[w] - before == 40
+    assert get(s, "gallop_requests_in_flight", worker=w) == 0
+    busy = get(s, "gallop_worker_busy_seconds_total", worker=w)
+    # 40 x 0.2 s = 8 s of requests, run 4 or 8 at a time: busy is at most the wall time
+    assert 0.2 * 40 / 8 * 0.9 <= busy <= wall + 0.5, (busy, wall)
+
+
 def test_histogram_cumulative_and_monotone(metrics_server):
     srv = metrics_server(workers=1)
     for _ in range(5):
