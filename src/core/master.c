@@ -16,8 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -858,20 +856,6 @@ static int healthz(gp_master *m, gp_mbuf *body)
     return what ? 503 : 200;
 }
 
-/* The accept queue of a TCP listener: on a LISTEN socket TCP_INFO reports
- * the queue's length in tcpi_unacked and its limit in tcpi_sacked. */
-static bool listen_queue(int fd, uint32_t *depth, uint32_t *limit)
-{
-    struct tcp_info ti;
-    socklen_t len = sizeof ti;
-    memset(&ti, 0, sizeof ti);
-    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 || ti.tcpi_state != 10)
-        return false; /* 10: TCP_LISTEN */
-    *depth = ti.tcpi_unacked;
-    *limit = ti.tcpi_sacked;
-    return true;
-}
-
 static int metrics_page(gp_master *m, gp_mbuf *body)
 {
     gp_metrics_worker *ws = calloc((size_t)m->sb->num_slots, sizeof *ws);
@@ -905,7 +889,8 @@ static int metrics_page(gp_master *m, gp_mbuf *body)
         const gp_listener *l = &m->listeners[i];
         gp_metrics_listener *o = &ls[v.num_listeners++];
         *o = (gp_metrics_listener){.name = l->addr.text};
-        o->has_queue = l->addr.kind == GP_ADDR_TCP && listen_queue(l->fd, &o->depth, &o->limit);
+        o->has_queue = gp_metrics_listen_queue(l->fd, l->addr.kind == GP_ADDR_UNIX, &o->depth,
+                                               &o->limit) == 0;
     }
     int rc = gp_metrics_render(&v, body);
     free(ws);

@@ -2,9 +2,16 @@
 #include "core/metrics.h"
 
 #include <fcntl.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -275,4 +282,69 @@ int gp_metrics_proc(pid_t pid, double *cpu_s, uint64_t *rss_bytes)
         gp_metrics_parse_statm(buf, sysconf(_SC_PAGESIZE), rss_bytes) < 0)
         return -1;
     return 0;
+}
+
+/* TCP: on a LISTEN socket TCP_INFO reports the accept queue's length in
+ * tcpi_unacked and its limit in tcpi_sacked. */
+static int tcp_queue(int fd, uint32_t *depth, uint32_t *limit)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    memset(&ti, 0, sizeof ti);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 || ti.tcpi_state != 10)
+        return -1; /* 10: TCP_LISTEN */
+    *depth = ti.tcpi_unacked;
+    *limit = ti.tcpi_sacked;
+    return 0;
+}
+
+/* UNIX: sock_diag for this socket's inode; for a listener the "receive
+ * queue" is the accept queue and the "send queue" its limit. */
+static int unix_queue(int fd, uint32_t *depth, uint32_t *limit)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) return -1;
+    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0) return -1;
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 200000}; /* the kernel answers at once */
+    setsockopt(nl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct {
+        struct nlmsghdr nh;
+        struct unix_diag_req req;
+    } msg = {.nh = {.nlmsg_len = sizeof msg, .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+                    .nlmsg_flags = NLM_F_REQUEST},
+             .req = {.sdiag_family = AF_UNIX, .udiag_states = 1u << 10, /* TCP_LISTEN */
+                     .udiag_ino = (uint32_t)st.st_ino, .udiag_show = UDIAG_SHOW_RQLEN,
+                     .udiag_cookie = {~0u, ~0u}}};
+    struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+    int rc = -1;
+    char buf[1024] __attribute__((aligned(NLMSG_ALIGNTO)));
+    if (sendto(nl, &msg, sizeof msg, 0, (struct sockaddr *)&sa, sizeof sa) != sizeof msg) goto done;
+    ssize_t n = recv(nl, buf, sizeof buf, 0);
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; n > 0 && NLMSG_OK(h, (size_t)n);
+         h = NLMSG_NEXT(h, n)) {
+        if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) break;
+        struct unix_diag_msg *m = NLMSG_DATA(h);
+        int alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
+        for (struct nlattr *a = (struct nlattr *)(m + 1); alen >= (int)sizeof *a && a->nla_len >= sizeof *a &&
+                                                        a->nla_len <= alen;
+             alen -= NLA_ALIGN(a->nla_len), a = (struct nlattr *)((char *)a + NLA_ALIGN(a->nla_len))) {
+            if (a->nla_type == UNIX_DIAG_RQLEN && a->nla_len >= NLA_HDRLEN + sizeof(struct unix_diag_rqlen)) {
+                struct unix_diag_rqlen *q = (struct unix_diag_rqlen *)((char *)a + NLA_HDRLEN);
+                *depth = q->udiag_rqueue;
+                *limit = q->udiag_wqueue;
+                rc = 0;
+            }
+        }
+        break;
+    }
+done:
+    close(nl);
+    return rc;
+}
+
+int gp_metrics_listen_queue(int fd, bool unix_socket, uint32_t *depth, uint32_t *limit)
+{
+    if (fd < 0) return -1;
+    return unix_socket ? unix_queue(fd, depth, limit) : tcp_queue(fd, depth, limit);
 }

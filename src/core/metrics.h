@@ -74,7 +74,7 @@ void gp_metrics_read_slot(const gp_slot *s, uint64_t now_us, gp_metrics_worker *
 
 typedef struct {
     const char *name; /* canonical address text */
-    bool has_queue;   /* TCP: read with TCP_INFO */
+    bool has_queue;   /* read from the kernel (gp_metrics_listen_queue) */
     uint32_t depth, limit;
 } gp_metrics_listener;
 
@@ -97,6 +97,11 @@ int gp_metrics_render(const gp_metrics_view *v, gp_mbuf *out);
  * resident bytes. Return 0, or -1 when the text does not parse. */
 int gp_metrics_parse_stat(const char *text, long ticks_per_s, double *cpu_s);
 int gp_metrics_parse_statm(const char *text, long page_size, uint64_t *rss_bytes);
+
+/* The accept queue of a listening socket, read from the kernel (TCP_INFO,
+ * or sock_diag for a UNIX socket): connections waiting and the limit.
+ * Returns 0, or -1 when the kernel does not say. */
+int gp_metrics_listen_queue(int fd, bool unix_socket, uint32_t *depth, uint32_t *limit);
 
 /* Reads both for pid (the master, on a scrape). Returns 0 or -1. */
 int gp_metrics_proc(pid_t pid, double *cpu_s, uint64_t *rss_bytes);

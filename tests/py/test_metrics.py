@@ -399,6 +399,37 @@ def test_master_has_no_python_and_stays_small(metrics_server):
     assert holders and all(f"pid={w}," not in ln for ln in holders), holders
 
 
+def test_unix_listener_queue_read_with_sock_diag(server_factory, tmp_path):
+    mport = free_port()
+    sock = str(tmp_path / "app.sock")
+    srv = server_factory("metrics_app:app", "--backlog", "33", "--metrics-bind",
+                         f"127.0.0.1:{mport}", bind=f"unix:{sock}", workers=1)
+    srv.wait_workers(1)
+    s = scrape(mport)
+    assert get(s, "gallop_listen_queue_limit", listener=f"unix:{sock}") == 33
+    assert get(s, "gallop_listen_queue_depth", listener=f"unix:{sock}") == 0
+
+    def slow():
+        with socket.socket(socket.AF_UNIX) as c:
+            c.connect(sock)
+            c.sendall(b"GET /sleep?2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            recv_all(c, 10)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.5)
+    waiting = []
+    for _ in range(4):
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(sock)
+        waiting.append(c)
+    time.sleep(0.2)
+    assert get(scrape(mport), "gallop_listen_queue_depth", listener=f"unix:{sock}") >= 4
+    t.join(10)
+    for c in waiting:
+        c.close()
+
+
 def test_unix_socket_and_off_by_default(server_factory, tmp_path):
     path = str(tmp_path / "metrics.sock")
     srv = server_factory("metrics_app:app", "--metrics-bind", f"unix:{path}", workers=1)
