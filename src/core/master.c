@@ -85,8 +85,8 @@ typedef struct {
     int *rp_order;    /* scratch: the serving slots */
     gp_reload *reloader; /* --reload: the file watcher */
     bool parked;         /* --reload: the app never loaded; wait for a change */
-    gp_mserve *metrics;        /* --metrics-bind, NULL when off */
-    gp_metrics_totals gone;    /* counters of the workers that exited */
+    gp_mserve *metrics;     /* --metrics-bind, NULL when off */
+    gp_metrics_totals gone; /* counters of the workers that exited */
 } gp_master;
 
 static void (*fork_before)(void), (*fork_after_parent)(void);
@@ -847,9 +847,9 @@ static void sync_balance(gp_master *m)
  * waits for a fix. A reload keeps it 200: the old workers serve on. */
 static int healthz(gp_master *m, gp_mbuf *body)
 {
-    const char *what = m->phase != RUNNING ? "stopping"
-                       : m->parked          ? "app not loaded"
-                       : !m->ready_notified ? "starting"
+    const char *what = m->phase != RUNNING   ? "stopping"
+                       : m->parked           ? "app not loaded"
+                       : !m->ready_notified  ? "starting"
                        : !serving_workers(m) ? "no worker serving"
                                              : NULL;
     gp_mbuf_printf(body, "%s\n", what ? what : "ok");
@@ -889,8 +889,8 @@ static int metrics_page(gp_master *m, gp_mbuf *body)
         const gp_listener *l = &m->listeners[i];
         gp_metrics_listener *o = &ls[v.num_listeners++];
         *o = (gp_metrics_listener){.name = l->addr.text};
-        o->has_queue = gp_metrics_listen_queue(l->fd, l->addr.kind == GP_ADDR_UNIX, &o->depth,
-                                               &o->limit) == 0;
+        o->has_queue =
+            gp_metrics_listen_queue(l->fd, l->addr.kind == GP_ADDR_UNIX, &o->depth, &o->limit) == 0;
     }
     int rc = gp_metrics_render(&v, body);
     free(ws);

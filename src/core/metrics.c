@@ -16,14 +16,14 @@
 #include <unistd.h>
 
 const uint64_t gp_metrics_bounds_us[GP_METRICS_BUCKETS - 1] = {
-    500,    1000,    2500,    5000,    10000,   25000,    50000,   100000,
+    500,    1000,   2500,    5000,    10000,   25000,    50000,    100000,
     250000, 500000, 1000000, 2500000, 5000000, 10000000, 30000000,
 };
 
 /* The bounds as Prometheus reads them ("le" labels). */
 static const char *const bound_text[GP_METRICS_BUCKETS] = {
     "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
-    "0.25",   "0.5",   "1",      "2.5",   "5",    "10",    "30",    "+Inf",
+    "0.25",   "0.5",   "1",      "2.5",   "5",    "10",    "30",   "+Inf",
 };
 
 static const char *const class_text[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -163,10 +163,9 @@ int gp_metrics_render(const gp_metrics_view *v, gp_mbuf *o)
         rc |= gp_mbuf_printf(o, "gallop_request_duration_seconds_bucket{le=\"%s\"} %llu\n",
                              bound_text[b], (unsigned long long)cum);
     }
-    rc |= gp_mbuf_printf(o, "gallop_request_duration_seconds_sum %.6f\n",
-                         (double)v->dur_us / 1e6);
-    rc |= gp_mbuf_printf(o, "gallop_request_duration_seconds_count %llu\n",
-                         (unsigned long long)cum);
+    rc |= gp_mbuf_printf(o, "gallop_request_duration_seconds_sum %.6f\n", (double)v->dur_us / 1e6);
+    rc |=
+        gp_mbuf_printf(o, "gallop_request_duration_seconds_count %llu\n", (unsigned long long)cum);
 
     rc |= head(o, "gallop_requests_in_flight", "gauge", "Requests in progress, by worker pid.");
     for (int i = 0; i < v->num_workers; i++)
@@ -228,8 +227,9 @@ int gp_metrics_render(const gp_metrics_view *v, gp_mbuf *o)
                                  v->listeners[i].name, v->listeners[i].limit);
 
     rc |= head(o, "gallop_workers", "gauge", "Worker processes: running now, and wanted.");
-    rc |= gp_mbuf_printf(o, "gallop_workers{kind=\"current\"} %d\ngallop_workers{kind=\"target\"} %d\n",
-                         v->workers_current, v->workers_target);
+    rc |= gp_mbuf_printf(
+        o, "gallop_workers{kind=\"current\"} %d\ngallop_workers{kind=\"target\"} %d\n",
+        v->workers_current, v->workers_target);
 
     rc |= head(o, "gallop_build_info", "gauge", "The gallop version serving.");
     rc |= gp_mbuf_printf(o, "gallop_build_info{version=\"%s\"} 1\n", v->version);
@@ -311,10 +311,13 @@ static int unix_queue(int fd, uint32_t *depth, uint32_t *limit)
     struct {
         struct nlmsghdr nh;
         struct unix_diag_req req;
-    } msg = {.nh = {.nlmsg_len = sizeof msg, .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+    } msg = {.nh = {.nlmsg_len = sizeof msg,
+                    .nlmsg_type = SOCK_DIAG_BY_FAMILY,
                     .nlmsg_flags = NLM_F_REQUEST},
-             .req = {.sdiag_family = AF_UNIX, .udiag_states = 1u << 10, /* TCP_LISTEN */
-                     .udiag_ino = (uint32_t)st.st_ino, .udiag_show = UDIAG_SHOW_RQLEN,
+             .req = {.sdiag_family = AF_UNIX,
+                     .udiag_states = 1u << 10, /* TCP_LISTEN */
+                     .udiag_ino = (uint32_t)st.st_ino,
+                     .udiag_show = UDIAG_SHOW_RQLEN,
                      .udiag_cookie = {~0u, ~0u}}};
     struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
     int rc = -1;
@@ -326,10 +329,12 @@ static int unix_queue(int fd, uint32_t *depth, uint32_t *limit)
         if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) break;
         struct unix_diag_msg *m = NLMSG_DATA(h);
         int alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
-        for (struct nlattr *a = (struct nlattr *)(m + 1); alen >= (int)sizeof *a && a->nla_len >= sizeof *a &&
-                                                        a->nla_len <= alen;
-             alen -= NLA_ALIGN(a->nla_len), a = (struct nlattr *)((char *)a + NLA_ALIGN(a->nla_len))) {
-            if (a->nla_type == UNIX_DIAG_RQLEN && a->nla_len >= NLA_HDRLEN + sizeof(struct unix_diag_rqlen)) {
+        for (struct nlattr *a = (struct nlattr *)(m + 1);
+             alen >= (int)sizeof *a && a->nla_len >= sizeof *a && a->nla_len <= alen;
+             alen -= NLA_ALIGN(a->nla_len),
+                           a = (struct nlattr *)((char *)a + NLA_ALIGN(a->nla_len))) {
+            if (a->nla_type == UNIX_DIAG_RQLEN &&
+                a->nla_len >= NLA_HDRLEN + sizeof(struct unix_diag_rqlen)) {
                 struct unix_diag_rqlen *q = (struct unix_diag_rqlen *)((char *)a + NLA_HDRLEN);
                 *depth = q->udiag_rqueue;
                 *limit = q->udiag_wqueue;

@@ -81,7 +81,7 @@ typedef struct {
 typedef struct {
     const gp_metrics_worker *workers;
     int num_workers;
-    const gp_metrics_totals *gone; /* workers that exited */
+    const gp_metrics_totals *gone;     /* workers that exited */
     uint64_t hist[GP_METRICS_BUCKETS]; /* live and gone together, not cumulative */
     uint64_t dur_us;
     const gp_metrics_listener *listeners;

@@ -32,7 +32,8 @@ struct gp_mserve {
     int fds[GP_MAX_BINDS];
     int num;
     client clients[GP_MSERVE_CLIENTS];
-    int polled[GP_MAX_BINDS + GP_MSERVE_CLIENTS]; /* per pollfd: listener i as -1 - i, else a client */
+    int polled[GP_MAX_BINDS +
+               GP_MSERVE_CLIENTS]; /* per pollfd: listener i as -1 - i, else a client */
     int num_polled;
     gp_mserve_handler handler;
     void *ctx;

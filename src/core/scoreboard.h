@@ -37,12 +37,12 @@ typedef struct {
     _Atomic unsigned what_seq;   /* odd while req_what is being written */
     char req_what[GP_SLOT_WHAT]; /* "GET /path" of the request in progress */
     /* --metrics-bind (metrics.h): counted by the worker's loop thread, read on a scrape */
-    _Atomic uint32_t m_in_flight;             /* requests begun, not yet answered or cut off */
-    _Atomic uint64_t m_status[5];             /* answered, by class 1xx .. 5xx */
-    _Atomic uint64_t m_hist[GP_METRICS_BUCKETS]; /* answered, per duration bucket (not cumulative) */
-    _Atomic uint64_t m_dur_us;                /* sum of their durations */
-    _Atomic uint64_t m_busy_us;               /* closed periods with a request in progress */
-    _Atomic uint64_t m_busy_since_us;         /* start of the open one; 0 when idle */
+    _Atomic uint32_t m_in_flight;                /* requests begun, not yet answered or cut off */
+    _Atomic uint64_t m_status[5];                /* answered, by class 1xx .. 5xx */
+    _Atomic uint64_t m_hist[GP_METRICS_BUCKETS]; /* answered, per duration bucket */
+    _Atomic uint64_t m_dur_us;                   /* sum of their durations */
+    _Atomic uint64_t m_busy_us;       /* closed periods with a request in progress */
+    _Atomic uint64_t m_busy_since_us; /* start of the open one; 0 when idle */
 } __attribute__((aligned(64))) gp_slot;
 
 typedef struct {

@@ -68,8 +68,8 @@ static int fetch(const gp_addr *addr, const char *path, gp_mbuf *out, char *why,
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     if (connect(fd, (const struct sockaddr *)&addr->sa, addr->sa_len) < 0) goto fail;
     char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: gallop\r\nConnection: close\r\n\r\n",
-                     path);
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: gallop\r\nConnection: close\r\n\r\n", path);
     if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) goto fail;
     out->len = 0;
     out->failed = false;
@@ -232,8 +232,8 @@ static void draw(const char *url, const top_snap *s, const top_snap *prev, const
     quantile(s->hist, prev ? prev->hist : NULL, 0.99, p99, sizeof p99);
     snprintf(line, sizeof line,
              "%s  %.0f/%.0f workers  %.0f req %.1f/s  p50 %s p99 %s  backlog %.0f",
-             strncmp(url, "http://", 7) ? url : url + 7, s->current, s->target, s->total, dt ? (s->total - prev->total) / dt : 0.0, p50,
-             p99, s->depth);
+             strncmp(url, "http://", 7) ? url : url + 7, s->current, s->target, s->total,
+             dt ? (s->total - prev->total) / dt : 0.0, p50, p99, s->depth);
     printf("\033[1m%.*s\033[0m\r\n", cols, line);
     snprintf(line, sizeof line, "%6s %-8s %7s %6s %3s %4s %6s %6s %5s %4s %4s %s", "PID", "STATE",
              "REQS", "REQ/S", "INF", "BUSY", "P50", "P99", "RSS", "CPU", "AGE", "REQUEST");

@@ -150,8 +150,9 @@ static void test_render(void **state)
     gp_metrics_totals gone = {.status = {0, 3}, .busy_us = 250000};
     gone.restarts[GP_RESTART_CRASH] = 2;
     gone.restarts[GP_RESTART_RELOAD] = 1;
-    gp_metrics_listener ls[2] = {{.name = "127.0.0.1:8000", .has_queue = true, .depth = 3, .limit = 2048},
-                                 {.name = "unix:/tmp/s"}};
+    gp_metrics_listener ls[2] = {
+        {.name = "127.0.0.1:8000", .has_queue = true, .depth = 3, .limit = 2048},
+        {.name = "unix:/tmp/s"}};
     gp_metrics_view v = {.workers = ws,
                          .num_workers = 2,
                          .gone = &gone,
@@ -229,9 +230,9 @@ static void test_mbuf_cap(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buckets),      cmocka_unit_test(test_counting),
+        cmocka_unit_test(test_buckets),       cmocka_unit_test(test_counting),
         cmocka_unit_test(test_read_and_fold), cmocka_unit_test(test_proc_parsers),
-        cmocka_unit_test(test_render),       cmocka_unit_test(test_mbuf_cap),
+        cmocka_unit_test(test_render),        cmocka_unit_test(test_mbuf_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
