@@ -18,6 +18,7 @@
 #ifndef GP_VERSION
 #define GP_VERSION "0.1.0"
 #endif
+const char gp_version[] = GP_VERSION;
 
 static const char usage_text[] =
     "usage: gallop [OPTIONS] MODULE[:ATTRIBUTE] [OPTIONS]\n"
@@ -99,6 +100,8 @@ static const char usage_text[] =
     "      --reload-extra-file FILE also reload when FILE changes (repeatable)\n"
     "      --reload-delay S         seconds of quiet before reloading (0.25)\n"
     "      --check-config           check the settings and exit (0 good, 2 bad); loads nothing\n"
+    "      --metrics-bind ADDR      the master serves Prometheus /metrics and /healthz at\n"
+    "                               HOST:PORT or unix:/path (repeatable; off by default)\n"
     "  -h, --help                   print this help and exit\n"
     "\n"
     "uvicorn's and gunicorn's spellings:\n"
@@ -196,6 +199,7 @@ enum {
     OPT_CHECK_CONFIG,
     OPT_FWD_ALLOW,
     OPT_PROXY_PROTOCOL,
+    OPT_METRICS_BIND,
 };
 
 static const struct option long_opts[] = {
@@ -269,6 +273,7 @@ static const struct option long_opts[] = {
     {"check-config", no_argument, 0, OPT_CHECK_CONFIG},
     {"forwarded-allow-ips", required_argument, 0, OPT_FWD_ALLOW},
     {"proxy-protocol", optional_argument, 0, OPT_PROXY_PROTOCOL},
+    {"metrics-bind", required_argument, 0, OPT_METRICS_BIND},
     {"help", no_argument, 0, 'h'},
     /* uvicorn's and gunicorn's spellings */
     {"host", required_argument, 0, OPT_HOST},
@@ -731,6 +736,16 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                 cfg->proxy_protocol_binds[cfg->num_proxy_protocol_binds++] = optarg;
             }
             break;
+        case OPT_METRICS_BIND: {
+            gp_addr a;
+            char err[256];
+            if (cfg->num_metrics_binds == GP_MAX_BINDS)
+                return fail("too many --metrics-bind addresses%s%s", "", "");
+            if (!strncmp(optarg, "fd://", 5) || gp_addr_parse(optarg, &a, err, sizeof err) < 0)
+                return fail("invalid --metrics-bind '%s' (HOST:PORT or unix:/path)%s", optarg, "");
+            cfg->metrics_binds[cfg->num_metrics_binds++] = optarg;
+            break;
+        }
         case OPT_USER: cfg->user = optarg; break;
         case OPT_GROUP: cfg->group = optarg; break;
         case OPT_UMASK: {

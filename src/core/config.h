@@ -111,7 +111,13 @@ typedef struct {
     bool proxy_protocol;             /* every listener expects a PROXY header */
     const char *proxy_protocol_binds[GP_MAX_BINDS]; /* or only these (canonical text) */
     int num_proxy_protocol_binds;
+    /* --metrics-bind: the master serves /metrics and /healthz there (core/mserve.h) */
+    const char *metrics_binds[GP_MAX_BINDS];
+    int num_metrics_binds;
 } gp_config;
+
+/* The version gallop reports (--version, gallop_build_info). */
+extern const char gp_version[];
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed and
  * the process should exit 0, or -1 after printing one "gallop: error: ..." line
