@@ -30,10 +30,11 @@ static PyObject *py_log(PyObject *self, PyObject *args)
     const char *msg;
     if (!PyArg_ParseTuple(args, "is", &level, &msg)) return NULL;
     level = level / 10 - 1; /* the logging module's numbers */
-    gp_log(level < GP_LOG_DEBUG      ? GP_LOG_DEBUG
-           : level > GP_LOG_CRITICAL ? GP_LOG_CRITICAL
-                                     : level,
-           "%s", msg);
+    /* a message of several lines (a traceback) stays one record in JSON */
+    gp_log_lines(level < GP_LOG_DEBUG      ? GP_LOG_DEBUG
+                 : level > GP_LOG_CRITICAL ? GP_LOG_CRITICAL
+                                           : level,
+                 msg, strlen(msg));
     Py_RETURN_NONE;
 }
 
@@ -73,7 +74,8 @@ static const char driver_src[] =
     "        self.sent_any = True\n"
     "        t = message['type']\n"
     "        if t in ('lifespan.startup.failed', 'lifespan.shutdown.failed'):\n"
-    "            self.reported = True  # its message is the app's own report (Starlette: a traceback)\n"
+    "            self.reported = True  # its message is the app's own report (Starlette: a "
+    "traceback)\n"
     "        done = {'lifespan.startup.complete': (self.started, None),\n"
     "                'lifespan.startup.failed': (self.started, 'failed'),\n"
     "                'lifespan.shutdown.complete': (self.stopped, None),\n"
@@ -81,7 +83,8 @@ static const char driver_src[] =
     "        if done and not done[0].done():\n"
     "            if done[1] and not self.cut:\n"
     "                what = 'start-up' if done[0] is self.started else 'shutdown'\n"
-    "                self.log(40, 'application %s failed: %s' % (what, message.get('message') or '(no message)'))\n"
+    "                self.log(40, 'application %s failed: %s' % (what, message.get('message') or "
+    "'(no message)'))\n"
     "            done[0].set_result(done[1])\n"
     "\n"
     "    async def run(self, mode):\n"
@@ -96,20 +99,24 @@ static const char driver_src[] =
     "            raise\n"
     "        except BaseException as e:\n"
     "            if not self.started.done() and mode == 'auto' and not self.sent_any:\n"
-    "                self.log(20, \"ASGI 'lifespan' protocol appears unsupported (%s: %s); running without it\"\n"
+    "                self.log(20, \"ASGI 'lifespan' protocol appears unsupported (%s: %s); running "
+    "without it\"\n"
     "                         % (type(e).__name__, e))\n"
     "                self.started.set_result('unsupported')\n"
     "                return\n"
     "            if not self.reported:  # the traceback once, from the app's frames on\n"
     "                what = 'shutdown' if self.started.done() else 'start-up'\n"
-    "                self.log(40, 'application %s failed: the lifespan protocol raised\\n' % what + ''.join(\n"
-    "                    traceback.format_exception(type(e), e, e.__traceback__.tb_next)).rstrip())\n"
+    "                self.log(40, 'application %s failed: the lifespan protocol raised\\n' % what "
+    "+ ''.join(\n"
+    "                    traceback.format_exception(type(e), e, "
+    "e.__traceback__.tb_next)).rstrip())\n"
     "            for f in (self.started, self.stopped):\n"
     "                if not f.done():\n"
     "                    f.set_result('raised')\n"
     "        finally:\n"
     "            if not self.started.done():\n"
-    "                self.log(20, \"the app returned from the 'lifespan' scope without answering start-up; \"\n"
+    "                self.log(20, \"the app returned from the 'lifespan' scope without answering "
+    "start-up; \"\n"
     "                         \"running without lifespan\")\n"
     "                self.started.set_result('unsupported')\n"
     "            if not self.stopped.done():\n"
@@ -142,19 +149,22 @@ static const char driver_src[] =
     "        try:\n"
     "            await asyncio.wait_for(asyncio.shield(life.stopped), bound)\n"
     "        except asyncio.TimeoutError:\n"
-    "            log(30, 'application shutdown did not finish within %.2gs (--graceful-timeout); '\n"
+    "            log(30, 'application shutdown did not finish within %.2gs (--graceful-timeout); "
+    "'\n"
     "                'cancelling it' % bound)\n"
     "            life.cut = True  # what it reports as it is cancelled is no news\n"
     "            task.cancel()\n"
     "    return 0\n"
     "\n"
     "async def cancel_left(loop, log):\n"
-    "    \"\"\"Cancels the tasks still on the loop (the app's background work), as asyncio.run does.\"\"\"\n"
+    "    \"\"\"Cancels the tasks still on the loop (the app's background work), as asyncio.run "
+    "does.\"\"\"\n"
     "    tasks = [t for t in asyncio.all_tasks(loop) if t is not asyncio.current_task()]\n"
     "    for t in tasks:\n"
     "        t.cancel()\n"
     "    if tasks:\n"
-    "        left = 1.0 if deadline is None else min(max(deadline - loop.time() - 0.1, 0.05), 1.0)\n"
+    "        left = 1.0 if deadline is None else min(max(deadline - loop.time() - 0.1, 0.05), "
+    "1.0)\n"
     "        _, pending = await asyncio.wait(tasks, timeout=left)\n"
     "        if pending:\n"
     "            log(30, '%d task(s) ignored cancellation at exit' % len(pending))\n"

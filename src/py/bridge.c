@@ -83,9 +83,10 @@ static void flush_stderr(void)
     Py_XDECREF(r);
 }
 
-/* Each line of the traceback as an ERROR line of the log, so that it carries
- * the time and pid as every other line does (two workers' tracebacks stay
- * apart). 0, or -1 (nothing written) when it cannot be formatted. */
+/* The traceback through the log: in text each of its lines an ERROR line,
+ * so that it carries the time and pid as every other line does (two
+ * workers' tracebacks stay apart); in JSON one object. 0, or -1 (nothing
+ * written) when it cannot be formatted. */
 static int log_traceback(PyObject *e)
 {
     PyObject *tbm = PyImport_ImportModule("traceback");
@@ -96,12 +97,7 @@ static int log_traceback(PyObject *e)
     const char *s = text ? PyUnicode_AsUTF8AndSize(text, &n) : NULL;
     if (s) {
         flush_stderr(); /* what the app printed comes first */
-        for (const char *end = s + n; s < end;) {
-            const char *nl = memchr(s, '\n', (size_t)(end - s));
-            int len = (int)((nl ? nl : end) - s);
-            gp_error("%.*s", len, s);
-            s += len + (nl != NULL);
-        }
+        gp_log_lines(GP_LOG_ERROR, s, (size_t)n);
     }
     Py_XDECREF(text);
     Py_XDECREF(sep);
@@ -174,9 +170,8 @@ size_t gp_bridge_path(const gp_http_request *req, const char **path, size_t *und
     size_t n = gp_http_percent_decode(B.scratch, req->path, req->path_len);
     size_t k = B.root_len;
     *path = B.scratch;
-    *under_root = k && n >= k && memcmp(B.scratch, B.root, k) == 0 && (n == k || B.scratch[k] == '/')
-                      ? k
-                      : 0;
+    *under_root =
+        k && n >= k && memcmp(B.scratch, B.root, k) == 0 && (n == k || B.scratch[k] == '/') ? k : 0;
     return n;
 }
 
