@@ -124,9 +124,9 @@ struct gp_worker {
     int num_listeners;
     bool rp_out; /* our own sockets left the round-robin: we cannot take more */
     gp_io signal_io, timer_io;
-    gp_timers timers;  /* every deadline: connections' and the worker's own */
-    gp_io deadline_io; /* one-shot timerfd, armed at the earliest timer */
-    uint64_t armed_ms; /* when deadline_io fires; GP_TIMER_NEVER: disarmed */
+    gp_timers timers;   /* every deadline: connections' and the worker's own */
+    gp_io deadline_io;  /* one-shot timerfd, armed at the earliest timer */
+    uint64_t armed_ms;  /* when deadline_io fires; GP_TIMER_NEVER: disarmed */
     /* accepting (worker.c) */
     bool accepting; /* the listeners are watched */
     struct gp_fresh {
@@ -136,15 +136,15 @@ struct gp_worker {
     int num_fresh;
     uint64_t accept_resume_ms; /* after EMFILE: not before this */
     uint64_t emfile_warned_ms;
-    gp_timer accept_timer; /* ends a pause */
-    gp_scoreboard *sb;     /* the other workers' slots, for balancing */
-    size_t share_conns;    /* num_conns as last published */
-    bool share_open;       /* open_to_accept as last published */
-    bool at_conn_limit;    /* holds --worker-connections (logged at debug) */
-    bool share_recheck;    /* read the others' slots again */
-    bool stand_aside;      /* holding clearly more than another open worker */
-    gp_conn *conns;        /* every live connection */
-    gp_conn *dead;         /* closed during this turn, freed after it */
+    gp_timer accept_timer;        /* ends a pause */
+    gp_scoreboard *sb;            /* the other workers' slots, for balancing */
+    size_t share_conns;           /* num_conns as last published */
+    bool share_open;              /* open_to_accept as last published */
+    bool at_conn_limit;           /* holds --worker-connections (logged at debug) */
+    bool share_recheck;           /* read the others' slots again */
+    bool stand_aside;             /* holding clearly more than another open worker */
+    gp_conn *conns; /* every live connection */
+    gp_conn *dead;  /* closed during this turn, freed after it */
     gp_conn *free_conns;
     char **free_bufs; /* GP_IO_BUF_SIZE buffers for reuse */
     int num_free_bufs;
@@ -163,15 +163,16 @@ struct gp_worker {
     struct gp_pool *pool; /* request threads; NULL without --threads */
     pthread_mutex_t mu;   /* with request threads: buffer free list, slot text */
     int access_fd;
-    bool access_log_failed;                /* warned once; quiet until a line is written again */
-    bool alog_on;                          /* the access log or --log-slow: requests are recorded */
+    bool access_log_failed; /* warned once; quiet until a line is written again */
+    /* the access log or --log-slow on: requests are recorded (accesslog.h) */
+    bool alog_on;
     const struct gp_alog_format *alog_fmt; /* --access-log-format, compiled */
     uint64_t log_slow_us;                  /* --log-slow in microseconds; 0: off */
-    pid_t master_pid;                      /* orphaned when getppid() differs */
-    int wake_fd;                           /* the master's eventfd, -1 when none */
-    bool retire_asked;                     /* the master was asked for a replacement */
-    struct gp_static *statics;             /* --static mounts, NULL when none (static.c) */
-    double proxy_warned; /* last warning about an untrusted peer on a PROXY listener */
+    pid_t master_pid;       /* orphaned when getppid() differs */
+    int wake_fd;            /* the master's eventfd, -1 when none */
+    bool retire_asked;      /* the master was asked for a replacement */
+    struct gp_static *statics; /* --static mounts, NULL when none (static.c) */
+    double proxy_warned;    /* last warning about an untrusted peer on a PROXY listener */
     gp_http_header headers[GP_HTTP_MAX_HEADERS];
 };
 
