@@ -7,6 +7,7 @@
 
 #include "core/log.h"
 #include "core/worker.h"
+#include "py/bridge.h"
 
 static gp_worker *worker;
 
@@ -217,6 +218,7 @@ int gp_asgi_detect(PyObject *app)
 int gp_asgi_run(const gp_worker_args *args, PyObject *app, int asgi2)
 {
     const gp_config *cfg = args->cfg;
+    gp_bridge_json_stderr();
     PyObject *globals = PyDict_New();
     if (!globals || PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) < 0)
         goto pyfail;

@@ -228,3 +228,59 @@ const gp_bridge_server *gp_bridge_server_of(gp_conn *c)
     B.server_addr[i] = a;
     return s;
 }
+
+/* ---- --log-format json: the app's stderr as log records ------------------ */
+
+static PyObject *stderr_emit(PyObject *self, PyObject *arg)
+{
+    char *p;
+    Py_ssize_t n;
+    if (PyBytes_AsStringAndSize(arg, &p, &n) < 0) return NULL;
+    gp_log_lines(GP_LOG_ERROR, p, (size_t)n);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef stderr_emit_def = {"emit", stderr_emit, METH_O, "log bytes as one record"};
+
+/* What is written between two newlines that end a write becomes one record:
+ * print() is one, and a logging handler's record with its traceback
+ * (Flask's "Exception on /path") is one too. */
+static const char json_stderr_src[] =
+    "import io\n"
+    "class JsonStderr(io.TextIOBase):\n"
+    "    encoding, errors = 'utf-8', 'backslashreplace'\n"
+    "    def __init__(self, emit, raw):\n"
+    "        self._emit, self._raw, self._buf = emit, raw, []\n"
+    "        self._n = 0\n"
+    "    def writable(self): return True\n"
+    "    def fileno(self): return self._raw.fileno()\n"
+    "    def isatty(self): return False\n"
+    "    def write(self, s):\n"
+    "        self._buf.append(s)\n"
+    "        self._n += len(s)\n"
+    "        if s.endswith('\\n') or self._n > 65536: self.flush()\n"
+    "        return len(s)\n"
+    "    def flush(self):\n"
+    "        if self._buf:\n"
+    "            text, self._buf, self._n = ''.join(self._buf), [], 0\n"
+    "            self._emit(text.encode('utf-8', 'backslashreplace'))\n";
+
+void gp_bridge_json_stderr(void)
+{
+    static bool done;
+    if (done || !gp_log_json()) return;
+    done = true;
+    PyObject *g = PyDict_New();
+    PyObject *r = g && PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins()) == 0
+                      ? PyRun_String(json_stderr_src, Py_file_input, g, g)
+                      : NULL;
+    PyObject *cls = r ? PyDict_GetItemString(g, "JsonStderr") : NULL; /* borrowed */
+    PyObject *emit = cls ? PyCFunction_New(&stderr_emit_def, NULL) : NULL;
+    PyObject *raw = PySys_GetObject("stderr"); /* borrowed */
+    PyObject *obj = emit && raw ? PyObject_CallFunctionObjArgs(cls, emit, raw, NULL) : NULL;
+    if (!obj || PySys_SetObject("stderr", obj) < 0) PyErr_Clear(); /* stays raw */
+    Py_XDECREF(obj);
+    Py_XDECREF(emit);
+    Py_XDECREF(r);
+    Py_XDECREF(g);
+}
