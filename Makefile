@@ -5,8 +5,12 @@ BUILD       ?= build
 FUZZ_SECONDS ?= 20
 
 PY_CFLAGS   := $(shell $(PYTHON) -c 'import sysconfig as s; print("-I" + s.get_paths()["include"])' 2>/dev/null)
-PY_LDLIBS   := $(shell $(PYTHON) -c 'import sysconfig as s; v=s.get_config_var; print("-L" + v("LIBDIR") + " -lpython" + v("LDVERSION") + " " + (v("LIBS") or "") + " " + (v("SYSLIBS") or ""))' 2>/dev/null)
 PY_EXE      := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null)
+PY_VERSION  := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+# --preload only: the master dlopens libpython (by its soname) before the bridge
+PY_LIBPYTHON := $(shell $(PYTHON) -c 'import sysconfig as s; print(s.get_config_var("INSTSONAME"))' 2>/dev/null)
+# what the master binary knows of the Python it was built for
+PY_DEFS     := -DGP_PYTHON='"$(PY_EXE)"' -DGP_PY_VERSION='"$(PY_VERSION)"' -DGP_LIBPYTHON='"$(PY_LIBPYTHON)"'
 
 WARN        := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS      ?= -O2 -g
@@ -16,6 +20,7 @@ SAN_FLAGS   := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-
 CORE_SRC    := $(wildcard src/core/*.c)
 PY_SRC      := $(wildcard src/py/*.c)
 CORE_OBJ    := $(CORE_SRC:%.c=$(BUILD)/%.o)
+CORE_PIC    := $(CORE_SRC:%.c=$(BUILD)/pic/%.o)
 PY_OBJ      := $(PY_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
@@ -24,23 +29,28 @@ ASAN_UNIT   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/unit/%)
 FUZZ_SRC    := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN    := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 
-DEB_BUILD   := gcc make python3-dev libcmocka-dev clang libclang-rt-14-dev
+# What building and running need (make run), then the test toolchain (make test)
+DEB_RUN     := gcc make python3-dev
+DEB_TOOLS   := libcmocka-dev clang libclang-rt-14-dev
 DEB_TEST    := python3-pytest python3-requests python3-flask python3-django curl python3-httpx \
                python3-websockets python3-starlette python3-fastapi python3-uvloop python3-anyio python3-venv systemd \
-               nginx-light haproxy gunicorn python3-yaml
+               nginx-light haproxy gunicorn python3-yaml python3-pip python3-setuptools python3-wheel git iproute2
 DEB_BENCH   := wrk gunicorn uwsgi uwsgi-plugin-python3 nginx-light python3-uvicorn python3-httptools python3-uvloop python3-hypercorn valgrind strace
 
-.PHONY: all deps deps-bench run test check-api unit asan-unit asan-pytest pytest fuzz fuzz-long bench format clean
+.PHONY: all deps deps-run deps-bench run test check-api unit asan-unit asan-pytest pytest fuzz fuzz-long bench format clean
 
 all: $(BUILD)/gallop $(BUILD)/gallop-python.so
 
-# The master binary has no libpython: workers dlopen the bridge after fork.
-# -rdynamic lets the bridge call back into the core that lives in the binary.
+# The master binary has no libpython. Workers execute the interpreter, which
+# imports the bridge as an extension module: the bridge carries its own copy
+# of the core (-fPIC) and takes Python's symbols from the interpreter, so it
+# is not linked to libpython. With --preload the master dlopens libpython and
+# the bridge; -rdynamic then binds the bridge's core calls to the binary's.
 $(BUILD)/gallop: $(BUILD)/src/main.o $(BUILD)/libgpcore.a
 	$(CC) $(CFLAGS) -rdynamic -o $@ $< -Wl,--whole-archive $(BUILD)/libgpcore.a -Wl,--no-whole-archive
 
-$(BUILD)/gallop-python.so: $(PY_OBJ)
-	$(CC) $(CFLAGS) -shared -o $@ $^ $(PY_LDLIBS) -Wl,-rpath,$(shell $(PYTHON) -c 'import sysconfig as s; print(s.get_config_var("LIBDIR"))')
+$(BUILD)/gallop-python.so: $(PY_OBJ) $(CORE_PIC)
+	$(CC) $(CFLAGS) -shared -o $@ $^ -lpthread
 
 $(BUILD)/libgpcore.a: $(CORE_OBJ)
 	ar rcs $@ $^
@@ -49,17 +59,21 @@ $(BUILD)/src/core/%.o: src/core/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+$(BUILD)/pic/src/core/%.o: src/core/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -c -o $@ $<
+
 $(BUILD)/src/py/%.o: src/py/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC $(PY_CFLAGS) -DGP_PYTHON='"$(PY_EXE)"' -c -o $@ $<
 
 # conffile runs the Python gallop was built for (a child, to read a .py config)
-$(BUILD)/src/core/conffile.o $(BUILD)/asan/src/core/conffile.o: CFLAGS += -DGP_PYTHON='"$(PY_EXE)"'
+$(BUILD)/src/core/conffile.o $(BUILD)/pic/src/core/conffile.o $(BUILD)/asan/src/core/conffile.o: CFLAGS += -DGP_PYTHON='"$(PY_EXE)"'
 $(BUILD)/asan/src/core/conffile.o: SAN_FLAGS += -DGP_PYTHON='"$(PY_EXE)"'
 
 $(BUILD)/src/main.o: src/main.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) $(PY_DEFS) -c -o $@ $<
 
 # Unit tests: core only, no Python. A test may #include the .c it tests to reach
 # its static functions; the archive then supplies only the other modules.
@@ -67,9 +81,10 @@ $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libgpcore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgpcore.a -lcmocka
 
+# -fPIC: the same objects go into the ASan bridge
 $(BUILD)/asan/src/core/%.o: src/core/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -c -o $@ $<
+	$(CC) $(SAN_FLAGS) -fPIC -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -c -o $@ $<
 
 $(BUILD)/asan/libgpcore.a: $(ASAN_CORE)
 	ar rcs $@ $^
@@ -78,11 +93,14 @@ $(BUILD)/asan/unit/%: tests/unit/%.c $(BUILD)/asan/libgpcore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -o $@ $< $(BUILD)/asan/libgpcore.a -lcmocka
 
-# gallop itself under ASan/UBSan, for the pytest smoke run in `make test`.
+# gallop itself under ASan/UBSan, for the pytest smoke run in `make test`. Its
+# workers execute the same interpreter with the sanitizer runtime preloaded
+# (it must come first), and load the sanitized bridge.
 ASAN_PY_OBJ := $(PY_SRC:%.c=$(BUILD)/asan/%.o)
+ASAN_RT     := $(realpath $(shell $(CC) -print-file-name=libasan.so))
 $(BUILD)/asan/src/main.o: src/main.c
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -c -o $@ $<
+	$(CC) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc $(PY_DEFS) -DGP_WORKER_PRELOAD='"$(ASAN_RT)"' -c -o $@ $<
 
 $(BUILD)/asan/src/py/%.o: src/py/%.c
 	@mkdir -p $(dir $@)
@@ -91,24 +109,31 @@ $(BUILD)/asan/src/py/%.o: src/py/%.c
 $(BUILD)/asan/gallop: $(BUILD)/asan/src/main.o $(BUILD)/asan/libgpcore.a
 	$(CC) $(SAN_FLAGS) -rdynamic -o $@ $< -Wl,--whole-archive $(BUILD)/asan/libgpcore.a -Wl,--no-whole-archive
 
-$(BUILD)/asan/gallop-python.so: $(ASAN_PY_OBJ)
-	$(CC) $(SAN_FLAGS) -shared -o $@ $^ $(PY_LDLIBS) -Wl,-rpath,$(shell $(PYTHON) -c 'import sysconfig as s; print(s.get_config_var("LIBDIR"))')
+$(BUILD)/asan/gallop-python.so: $(ASAN_PY_OBJ) $(ASAN_CORE)
+	$(CC) $(SAN_FLAGS) -shared -o $@ $^ -lpthread
 
 $(BUILD)/fuzz/%: fuzz/%.c $(CORE_SRC)
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=gnu11 -D_GNU_SOURCE -Isrc -o $@ $< $(CORE_SRC)
 
-deps:
-	@missing=""; for p in $(DEB_BUILD) $(DEB_TEST); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Installs the Debian packages of the list $(1) that are missing.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null || \
 	  { echo "could not install:$$missing (run as root, or install them yourself)"; exit 1; }; fi
+endef
+
+deps-run:
+	$(call apt_install,$(DEB_RUN))
+
+deps:
+	$(call apt_install,$(DEB_RUN) $(DEB_TOOLS) $(DEB_TEST))
 
 deps-bench:
-	@missing=""; for p in $(DEB_BENCH); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; fi
+	$(call apt_install,$(DEB_BENCH))
 
-run: deps all
+run: deps-run all
 	$(BUILD)/gallop --chdir examples --workers 2 --access-log - app:app
 
 unit: $(UNIT_BIN)
@@ -129,7 +154,7 @@ pytest: all
 	GALLOP_BIN=$(abspath $(BUILD)/gallop) $(PYTHON) -m pytest -q tests/py
 
 # The protocol tests again, against gallop built with ASan/UBSan.
-ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_bodies.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py tests/py/test_wsgi_misbehave.py tests/py/test_bridge.py tests/py/test_asgi_http.py tests/py/test_asgi_ws.py tests/py/test_accept.py tests/py/test_asgi_apps.py tests/py/test_static.py tests/py/test_conffile.py tests/py/test_proxy.py
+ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_bodies.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py tests/py/test_wsgi_misbehave.py tests/py/test_bridge.py tests/py/test_asgi_http.py tests/py/test_asgi_ws.py tests/py/test_accept.py tests/py/test_asgi_apps.py tests/py/test_static.py tests/py/test_conffile.py tests/py/test_proxy.py tests/py/test_cli_compat.py
 asan-pytest: $(BUILD)/asan/gallop $(BUILD)/asan/gallop-python.so
 	GALLOP_BIN=$(abspath $(BUILD)/asan/gallop) ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:quarantine_size_mb=8 \
 	  UBSAN_OPTIONS=print_stacktrace=1 $(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_PYTEST)

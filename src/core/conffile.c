@@ -157,13 +157,11 @@ const char *gp_conffile_start_cwd(void)
 void gp_conffile_apply_env(const gp_config *cfg)
 {
     for (int i = 0; i < cfg->num_env; i++) {
-        const char *eq = strchr(cfg->env[i], '=');
-        char key[256];
-        size_t k = (size_t)(eq - cfg->env[i]);
-        if (k >= sizeof key) continue;
-        memcpy(key, cfg->env[i], k);
-        key[k] = 0;
-        setenv(key, eq + 1, 1);
+        const char *eq = strchr(cfg->env[i], '='); /* there is one: config.c checked */
+        char *key = strndup(cfg->env[i], (size_t)(eq - cfg->env[i]));
+        if (key && setenv(key, eq + 1, 1) < 0)
+            gp_warn("cannot set %s: %s", cfg->env[i], strerror(errno));
+        free(key);
     }
 }
 
@@ -271,13 +269,13 @@ static void file_warn(const flag_list *l, int line, const char *name, const char
 /* ---- gunicorn's settings --------------------------------------------------------------- */
 
 enum {
-    S_FLAG,     /* a gallop flag of another name (or the same) */
-    S_WARN,     /* not implemented: a warning unless the value is gunicorn's default */
-    S_ERROR,    /* not implemented and unsafe to ignore: an error unless default */
-    S_SKIP,     /* gallop already behaves as any value asks */
-    S_HOOK,     /* a server hook run in the worker */
-    S_MASTER,   /* a server hook run in the master (--preload only) */
-    S_SPECIAL,  /* worker_class, umask, pythonpath */
+    S_FLAG,    /* a gallop flag of another name (or the same) */
+    S_WARN,    /* not implemented: a warning unless the value is gunicorn's default */
+    S_ERROR,   /* not implemented and unsafe to ignore: an error unless default */
+    S_SKIP,    /* gallop already behaves as any value asks */
+    S_HOOK,    /* a server hook run in the worker */
+    S_MASTER,  /* a server hook run in the master (--preload only) */
+    S_SPECIAL, /* worker_class, umask, pythonpath */
 };
 
 typedef struct {
@@ -374,7 +372,7 @@ static const setting settings[] = {
     {"on_exit", S_MASTER, NULL, NULL, NULL},
     {"post_fork", S_HOOK, NULL, NULL, NULL},
     {"post_worker_init", S_HOOK, NULL, NULL, NULL},
-    {"worker_int", S_HOOK, NULL, NULL, NULL}, /* on INT; QUIT exits at once, in C */
+    {"worker_int", S_HOOK, NULL, NULL, NULL},   /* on INT; QUIT exits at once, in C */
     {"worker_abort", S_HOOK, NULL, NULL, NULL}, /* on --timeout, after the traceback dump */
     {"pre_request", S_HOOK, NULL, NULL, NULL},
     {"post_request", S_HOOK, NULL, NULL, NULL},
@@ -413,8 +411,14 @@ static const setting *find_setting(const char *name)
 /* Flags the command line gives as a list: there, they replace the file's. */
 static bool repeatable(const char *flag)
 {
-    static const char *const list[] = {"bind",       "fd",         "pythonpath",     "env",
-                                       "reload-dir", "static",     "reload-include", "reload-exclude",
+    static const char *const list[] = {"bind",
+                                       "fd",
+                                       "pythonpath",
+                                       "env",
+                                       "reload-dir",
+                                       "static",
+                                       "reload-include",
+                                       "reload-exclude",
                                        "reload-extra-file"};
     for (size_t i = 0; i < sizeof list / sizeof *list; i++)
         if (strcmp(list[i], flag) == 0) return true;
@@ -507,7 +511,8 @@ static int emit(flag_list *l, int line, const char *name, const char *flag, cons
                 int n, bool list)
 {
     int has_arg = gp_config_has_flag(flag);
-    if (has_arg == 2 && !list && n == 1 && items[0].type != 's') has_arg = 0; /* True: the bare flag */
+    if (has_arg == 2 && !list && n == 1 && items[0].type != 's')
+        has_arg = 0;    /* True: the bare flag */
     if (has_arg == 0) { /* a switch */
         if (list || n != 1) return file_error(l, line, name, "expects True or False, not a list");
         const item *it = &items[0];
@@ -748,7 +753,7 @@ static int evaluate(const flag_list *l, const char *python, const char *location
         int null = open("/dev/null", O_RDONLY);
         if (null >= 0) dup2(null, 0);
         dup2(fds[1], 3); /* dup2 clears close-on-exec */
-        char *args[] = {(char *)python, "-c", (char *)eval_script, (char *)location,
+        char *args[] = {(char *)python,   "-c", (char *)eval_script, (char *)location,
                         (char *)l->shown, NULL};
         execv(python, args);
         fprintf(stderr, "gallop: error: config file %s: cannot run the Python interpreter %s: %s\n",
@@ -803,8 +808,9 @@ static int evaluate(const flag_list *l, const char *python, const char *location
     if (!buf) return file_error(l, 0, NULL, "out of memory");
     buf[n] = 0;
     if (timed_out)
-        return free(buf), file_error(l, 0, NULL, "still running after %d s; is it waiting on "
-                                                 "something?",
+        return free(buf), file_error(l, 0, NULL,
+                                     "still running after %d s; is it waiting on "
+                                     "something?",
                                      EVAL_TIMEOUT_MS / 1000);
     if (too_big) return free(buf), file_error(l, 0, NULL, "defines too much");
     if (WIFEXITED(status) && WEXITSTATUS(status) == 2) return free(buf), -1; /* it said why */
@@ -952,11 +958,128 @@ static bool cli_has(int argc, char **argv, const char *flag, const char *shortf)
     return false;
 }
 
+/* Splits s as a POSIX shell would (quotes, backslashes; no expansions), as
+ * gunicorn splits GUNICORN_CMD_ARGS with shlex. words[0] is argv0, so the
+ * result reads like an argv. Returns the count, or -1 for an open quote. */
+static int split_words(const char *s, const char *argv0, char ***out)
+{
+    size_t cap = 8, n = 0, len = strlen(s);
+    char **w = malloc(cap * sizeof *w);
+    char *buf = malloc(len + 1);
+    if (!w || !buf) goto fail;
+    w[n++] = (char *)argv0;
+    const char *p = s;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n') p++;
+        if (!*p) break;
+        size_t k = 0;
+        char quote = 0;
+        for (; *p && (quote || (*p != ' ' && *p != '\t' && *p != '\n')); p++) {
+            if (quote == '\'') {
+                if (*p == '\'') quote = 0;
+                else buf[k++] = *p;
+            } else if (*p == '\\' && p[1] && (!quote || strchr("\"\\$`", p[1]))) {
+                buf[k++] = *++p;
+            } else if (quote == '"' && *p == '"') {
+                quote = 0;
+            } else if (!quote && (*p == '\'' || *p == '"')) {
+                quote = *p;
+            } else {
+                buf[k++] = *p;
+            }
+        }
+        if (quote) goto fail;
+        if (n + 2 > cap) {
+            char **more = realloc(w, 2 * cap * sizeof *w);
+            if (!more) goto fail;
+            w = more;
+            cap *= 2;
+        }
+        if (!(w[n] = strndup(buf, k))) goto fail;
+        n++;
+    }
+    free(buf);
+    w[n] = NULL;
+    *out = w;
+    return (int)n;
+fail:
+    for (size_t i = 1; w && i < n; i++) free(w[i]);
+    free(w);
+    free(buf);
+    return -1;
+}
+
+/* The long name of an option word (-b is bind, -e env), or NULL; *takes_next
+ * when its value is the next word. */
+static const char *option_name(const char *word, char *name, size_t len, bool *takes_next)
+{
+    *takes_next = false;
+    if (word[0] != '-' || !word[1]) return NULL;
+    if (word[1] != '-') {
+        static const char *const shorts[][2] = {{"b", "bind"}, {"e", "env"}, {"c", "config"}};
+        for (size_t i = 0; i < sizeof shorts / sizeof *shorts; i++)
+            if (word[1] == shorts[i][0][0]) {
+                *takes_next = !word[2];
+                return snprintf(name, len, "%s", shorts[i][1]), name;
+            }
+        return NULL;
+    }
+    size_t k = strcspn(word + 2, "=");
+    snprintf(name, len, "%.*s", (int)k, word + 2);
+    *takes_next = !word[2 + k] && gp_config_has_flag(name) == 1;
+    return name;
+}
+
+/* A list the command line gives replaces the file's (or GUNICORN_CMD_ARGS'):
+ * every address flag when it names any, else the same repeatable flag. */
+static bool replaced(const char *name, int argc, char **argv, bool cli_address)
+{
+    if (address_flag(name)) return cli_address;
+    const char *shortf = strcmp(name, "env") == 0 ? "-e" : NULL;
+    return (repeatable(name) || strcmp(name, "config-hooks") == 0) &&
+           cli_has(argc, argv, name, shortf);
+}
+
+static bool has_address(int argc, char **argv)
+{
+    bool any = cli_has(argc, argv, "bind", "-b");
+    for (const char *const *a = address_flags; *a; a++) any |= cli_has(argc, argv, *a, NULL);
+    return any;
+}
+
+/* GUNICORN_CMD_ARGS, split and checked on their own ("app" stands in for the app). */
+static int env_args(const char *argv0, char ***words)
+{
+    const char *e = getenv("GUNICORN_CMD_ARGS");
+    *words = NULL;
+    if (!e || !*e) return 0;
+    int n = split_words(e, argv0, words);
+    if (n < 0) {
+        fprintf(stderr, "gallop: error: GUNICORN_CMD_ARGS: an open quote in '%s'\n", e);
+        return -1;
+    }
+    char **check = malloc(((size_t)n + 2) * sizeof *check);
+    if (!check) return -1;
+    memcpy(check, *words, (size_t)n * sizeof *check);
+    check[n] = (char *)"app";
+    check[n + 1] = NULL;
+    gp_config tmp;
+    gp_config_error_where = "GUNICORN_CMD_ARGS: ";
+    int r = gp_config_parse(&tmp, n + 1, check);
+    gp_config_error_where = NULL;
+    free(check);
+    return r < 0 ? -1 : n - 1;
+}
+
 int gp_config_load(gp_config *cfg, int argc, char **argv)
 {
+    char **env; /* GUNICORN_CMD_ARGS: between the file and the command line, as in gunicorn */
+    int envc = env_args(argv[0], &env);
+    if (envc < 0) return -1;
     const char *given = find_config_arg(argc, argv), *cwd = gp_conffile_start_cwd();
+    if (!given && envc) given = find_config_arg(envc + 1, env);
     char path[2 * PATH_MAX + 8] = "";
-    bool python;
+    bool python = false;
     if (given) {
         const char *p = strncmp(given, "file:", 5) == 0 ? given + 5 : given;
         python = strncmp(given, "python:", 7) == 0 || ends_with(p, ".py");
@@ -970,21 +1093,21 @@ int gp_config_load(gp_config *cfg, int argc, char **argv)
             snprintf(path, sizeof path, "%s/%s", cwd, defaults[i]);
             if (access(path, F_OK) == 0) given = defaults[i];
         }
-        if (!given) return gp_config_parse(cfg, argc, argv);
-        python = true;
+        if (!given && !envc) return gp_config_parse(cfg, argc, argv);
+        python = given != NULL;
     }
-    bool module = strncmp(given, "python:", 7) == 0;
+    bool module = given && strncmp(given, "python:", 7) == 0;
     flag_list l = {.shown = given};
-    int r = python ? read_python(&l, argc, argv, path, module ? NULL : path)
-                   : read_lines(&l, path);
+    int r = !given   ? 0
+            : python ? read_python(&l, argc, argv, path, module ? NULL : path)
+                     : read_lines(&l, path);
     if (r == 0) r = check_each(&l, argv[0]);
     if (r < 0) {
         flags_free(&l);
         return -1;
     }
-    /* the file's flags, then the command line's: a list the command line
-     * gives replaces the file's */
-    char **all = malloc((l.n + (size_t)argc + 1) * sizeof *all);
+    /* the file's flags, GUNICORN_CMD_ARGS, then the command line's */
+    char **all = malloc((l.n + (size_t)envc + (size_t)argc + 1) * sizeof *all);
     if (!all) {
         r = file_error(&l, 0, NULL, "out of memory");
         flags_free(&l);
@@ -992,31 +1115,37 @@ int gp_config_load(gp_config *cfg, int argc, char **argv)
     }
     size_t n = 0;
     all[n++] = argv[0];
-    bool cli_address = cli_has(argc, argv, "bind", "-b");
-    for (const char *const *a = address_flags; *a; a++)
-        cli_address |= cli_has(argc, argv, *a, NULL);
+    bool cli_address = has_address(argc, argv), env_address = envc && has_address(envc + 1, env);
     for (size_t i = 0; i < l.n; i++) {
-        char *f = l.flags[i];
-        char name[64];
-        size_t k = strcspn(f + 2, "=");
-        snprintf(name, sizeof name, "%.*s", (int)k, f + 2);
-        const char *shortf = strcmp(name, "env") == 0 ? "-e" : NULL;
-        bool drop = address_flag(name) ? cli_address
-                                       : (repeatable(name) || strcmp(name, "config-hooks") == 0) &&
-                                             cli_has(argc, argv, name, shortf);
+        char *f = l.flags[i], name[64];
+        bool next;
+        option_name(f, name, sizeof name, &next);
+        bool drop = replaced(name, argc, argv, cli_address) ||
+                    (envc && replaced(name, envc + 1, env, env_address));
         free(l.wheres[i]);
         if (drop) free(f);
         else all[n++] = f;
     }
     free(l.flags);
     free(l.wheres);
+    for (int i = 1; i <= envc; i++) {
+        char name[64];
+        bool next;
+        bool drop = option_name(env[i], name, sizeof name, &next) &&
+                    replaced(name, argc, argv, cli_address);
+        if (!drop) all[n++] = env[i];
+        if (next && i < envc && !drop) all[n++] = env[++i];
+        else if (next) i++;
+    }
+    if (envc) gp_info("settings from GUNICORN_CMD_ARGS: %s", getenv("GUNICORN_CMD_ARGS"));
+    free(env); /* its words stay: cfg may point into them */
     for (int i = 1; i < argc; i++) all[n++] = argv[i];
     all[n] = NULL;
     r = gp_config_parse(cfg, (int)n, all);
     cfg->argv = argv; /* USR2 and HUP start again from what was given */
     cfg->argc = argc;
     cfg->file_args = all; /* kept: the strings cfg points to are in it */
-    if (r == 0) {
+    if (r == 0 && given) {
         char *shown = strdup(path);
         cfg->config_file = shown ? shown : given;
         gp_info("config file %s read (%s)", cfg->config_file,

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/cpus.h"
 #include "core/listen.h"
@@ -26,7 +27,9 @@ static const char usage_text[] =
     "'app'; MODULE:create_app('x', debug=True) calls an app factory with literal\n"
     "arguments. Options may come before or after the app.\n"
     "\n"
-    "  -c, --config FILE            settings, one a line (\"workers = 4\"); re-read on HUP\n"
+    "  -c, --config FILE            a Python file as gunicorn reads it (FILE.py, python:MODULE;\n"
+    "                               default ./gallop.conf.py, else ./gunicorn.conf.py), or\n"
+    "                               one setting a line (\"workers = 4\"); re-read on HUP\n"
     "  -b, --bind ADDR              HOST:PORT, [::1]:PORT or unix:/path (repeatable;\n"
     "                               default 127.0.0.1:8000)\n"
     "  -w, --workers N|auto         worker processes (default $WEB_CONCURRENCY, else auto:\n"
@@ -533,6 +536,7 @@ static int check_proxy_settings(gp_config *cfg)
 int gp_config_parse(gp_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
+    if (!getcwd(cfg->parse_dir, sizeof cfg->parse_dir)) cfg->parse_dir[0] = 0;
     cfg->backlog = 2048;
     cfg->worker_connections = 1000;
     cfg->graceful_timeout = 30;
@@ -785,7 +789,12 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                 return fail("invalid --log-level '%s' (debug, info, warning, error, critical)%s",
                             optarg, "");
             break;
-        case OPT_ACCESS: cfg->access_log = optarg; break;
+        case OPT_ACCESS:
+            /* uvicorn's --access-log is a switch: never take its next flag for a file */
+            if (optarg[0] == '-' && optarg[1] == '-')
+                return fail("--access-log takes a file or - (stdout), not '%s'%s", optarg, "");
+            cfg->access_log = optarg;
+            break;
         case OPT_ERROR: cfg->error_log = optarg; break;
         /* Python config files (conffile.c) */
         case 'e':

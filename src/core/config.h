@@ -67,6 +67,7 @@ typedef struct {
     int argc;
     const char *config_file;        /* -c/--config: flags, one per line */
     char **file_args;               /* its lines as flags, which strings here may point into */
+    char parse_dir[4096]; /* the working directory at parse time: a worker parses again there */
     int limit_concurrency;          /* async apps: 503 past this many in progress; 0: none */
     const char *interface;          /* auto, wsgi, asgi, asgi2 */
     const char *loop;               /* auto, asyncio, uvloop */

@@ -58,6 +58,16 @@ int gp_log_setup(int level, const char *error_log)
     return 0;
 }
 
+void gp_log_inherit(int level, const char *error_log, const char *access_log, int access_fd)
+{
+    g_log.level = level;
+    snprintf(g_log.error_path, sizeof g_log.error_path, "%s",
+             error_log && strcmp(error_log, "-") != 0 ? error_log : "");
+    snprintf(g_log.access_path, sizeof g_log.access_path, "%s",
+             access_log && strcmp(access_log, "-") != 0 ? access_log : "");
+    g_log.access_fd = access_fd;
+}
+
 void gp_log_set_level(int level)
 {
     g_log.level = level;

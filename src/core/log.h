@@ -22,6 +22,11 @@ int gp_log_level_parse(const char *name);
  * prints to stderr lands in the same log. Returns 0 or -errno. */
 int gp_log_setup(int level, const char *error_log);
 
+/* A worker that executed the interpreter takes the master's logs as they
+ * are, without opening anything: the error log is already its fd 2, the
+ * access log the inherited access_fd (-1: off). The paths are kept for USR1. */
+void gp_log_inherit(int level, const char *error_log, const char *access_log, int access_fd);
+
 /* Changes the minimum level only. */
 void gp_log_set_level(int level);
 

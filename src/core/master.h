@@ -23,6 +23,10 @@ typedef struct {
     int rp_socks_fd, rp_prog_fd;
 } gp_listener;
 
+/* What a worker starts from. A worker executes the interpreter after fork:
+ * core/handoff.c carries this struct across as raw bytes (pointers set again
+ * on the other side), and every descriptor stays open; a pointer added here
+ * needs handling there. */
 typedef struct {
     const gp_config *cfg;
     gp_listener *listeners;
@@ -35,7 +39,8 @@ typedef struct {
     unsigned age;     /* how many workers the master started before this one (gunicorn's age) */
 } gp_worker_args;
 
-/* Runs in the forked child; its return value is the child's exit status. */
+/* Runs in the forked child; its return value is the child's exit status
+ * (main's executes the interpreter, so it returns only on failure). */
 typedef int (*gp_worker_entry)(const gp_worker_args *args);
 
 /* Runs the master until it stops; returns the process exit code (config.h). */

@@ -1,9 +1,13 @@
-/* scoreboard: shared anonymous mapping; see scoreboard.h. */
+/* scoreboard: a shared mapping of a memfd; see scoreboard.h. */
 #include "core/scoreboard.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static size_t scoreboard_size(int n)
 {
@@ -12,16 +16,50 @@ static size_t scoreboard_size(int n)
 
 gp_scoreboard *gp_scoreboard_create(int num_slots)
 {
-    gp_scoreboard *sb = mmap(NULL, scoreboard_size(num_slots), PROT_READ | PROT_WRITE,
-                             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    size_t size = scoreboard_size(num_slots);
+    int fd = memfd_create("gallop-scoreboard", MFD_CLOEXEC);
+    if (fd < 0) return NULL;
+    gp_scoreboard *sb = MAP_FAILED;
+    if (ftruncate(fd, (off_t)size) == 0)
+        sb = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (sb == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    sb->fd = fd;
+    sb->num_slots = num_slots; /* the file starts zeroed: every slot GP_WS_EMPTY */
+    return sb;
+}
+
+gp_scoreboard *gp_scoreboard_attach(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) return NULL;
+    if ((size_t)st.st_size < sizeof(gp_scoreboard)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    gp_scoreboard *sb =
+        mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (sb == MAP_FAILED) return NULL;
-    sb->num_slots = num_slots; /* the mapping starts zeroed: every slot GP_WS_EMPTY */
+    if (sb->num_slots < 1 || scoreboard_size(sb->num_slots) != (size_t)st.st_size ||
+        sb->fd != fd) {
+        munmap(sb, (size_t)st.st_size);
+        errno = EINVAL;
+        return NULL;
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC); /* the app's own children get none of it */
     return sb;
 }
 
 void gp_scoreboard_destroy(gp_scoreboard *sb)
 {
-    if (sb) munmap(sb, scoreboard_size(sb->num_slots));
+    if (!sb) return;
+    int fd = sb->fd;
+    munmap(sb, scoreboard_size(sb->num_slots));
+    close(fd);
 }
 
 uint64_t gp_monotonic_ms(void)

@@ -1,5 +1,9 @@
 /* scoreboard: memory shared by the master and its workers, created before fork.
  *
+ * It lives in a memfd so that a worker which executes the Python interpreter
+ * after fork (a MAP_SHARED anonymous mapping does not survive exec) maps the
+ * same pages again from the inherited descriptor.
+ *
  * One slot per worker, written only by that worker (and reset by the master
  * between two workers), read by the master. No locks and no system calls on
  * the request path: single-writer fields with relaxed atomics; the text of the
@@ -34,6 +38,7 @@ typedef struct {
 } __attribute__((aligned(64))) gp_slot;
 
 typedef struct {
+    int fd;                         /* the memfd behind the mapping (close-on-exec) */
     atomic_int load_error_reported; /* first worker that fails to load the app prints why: 0, 1 printing, 2 printed */
     int num_slots;
     gp_slot slots[];
@@ -41,6 +46,11 @@ typedef struct {
 
 gp_scoreboard *gp_scoreboard_create(int num_slots);
 void gp_scoreboard_destroy(gp_scoreboard *sb);
+
+/* A worker after exec: maps the scoreboard behind the inherited memfd and
+ * makes that descriptor close-on-exec again. NULL (errno set) when fd is not
+ * a scoreboard. */
+gp_scoreboard *gp_scoreboard_attach(int fd);
 
 /* Monotonic milliseconds on the clock every process of the scoreboard uses
  * (the coarse clock: a vDSO read, never a system call). */

@@ -1,9 +1,18 @@
-/* entry: the Python bridge's exported functions, looked up with dlsym by the
- * master (--preload only) and by each worker after fork. Living in its own
- * shared object keeps libpython out of the master unless it is asked for. */
+/* entry: the ways into the Python bridge.
+ *
+ * A worker forks from the master and executes the real interpreter (the one
+ * gallop was built for, or the venv's), which imports this shared object as
+ * the extension module _gallop and calls _gallop.worker(fd): the statically
+ * linked, optimised python3 runs the app faster than an embedder linked to
+ * libpython.so does. With --preload the master dlopens the same object (after
+ * libpython) and calls gp_py_preload; its workers fork without exec and enter
+ * through gp_py_worker_main. */
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "core/handoff.h"
 #include "core/log.h"
 #include "core/master.h"
 #include "core/worker.h"
@@ -118,4 +127,43 @@ int gp_py_worker_main(const gp_worker_args *args)
     gp_py_finish();
     fflush(NULL);
     return rc;
+}
+
+/* _gallop.worker(fd): the worker's life, in the interpreter it executed. It
+ * never returns: the worker ends with _exit, as a forked one does, so no
+ * interpreter finalization waits on the app's threads. */
+static PyObject *worker(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred()) return NULL;
+    static gp_handoff h; /* the worker's args, settings and listeners, for its whole life */
+    char err[256];
+    if (fd < 0 || fd > 1 << 20 || gp_handoff_read((int)fd, &h, err, sizeof err) < 0) {
+        fprintf(stderr, "gallop: error: worker %d: %s\n", (int)getpid(),
+                fd < 0 ? "no state descriptor" : err);
+        fflush(stderr);
+        _exit(GP_EXIT_BOOT_ERROR);
+    }
+    gp_log_inherit(h.cfg.log_level, h.cfg.error_log, h.cfg.access_log, h.access_fd);
+    gp_log_set_format(h.cfg.log_format); /* --log-format json */
+    int rc = gp_py_worker_main(&h.args);
+    fflush(NULL);
+    _exit(rc);
+}
+
+static PyMethodDef module_methods[] = {
+    {"worker", worker, METH_O, "Runs a gallop worker from the state in descriptor fd; never returns."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_gallop", "gallop's worker, inside the interpreter it executed.", -1,
+    module_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__gallop(void);
+PyMODINIT_FUNC PyInit__gallop(void)
+{
+    return PyModule_Create(&module_def);
 }

@@ -55,22 +55,45 @@ static const char helper_src[] =
     "        self.body = None\n"
     "    def __repr__(self): return '<Request %s %s>' % (self.method, self.uri)\n"
     "class Response:\n"
+    "    __slots__ = ('req', 'status', 'status_code', 'headers', 'sent', 'response_length',\n"
+    "                 'chunked')\n"
+    "    version = property(lambda self: self.req.version)\n"
     "    def __init__(self, req):\n"
-    "        self.req, self.version, self.status, self.status_code = req, req.version, None, None\n"
+    "        self.req, self.status, self.status_code = req, None, None\n"
     "        self.headers, self.sent, self.response_length, self.chunked = [], 0, None, False\n"
-    "def wsgi_request(env):\n"
-    "    headers = [(k[5:].replace('_', '-'), v) for k, v in env.items() if k.startswith('HTTP_')]\n"
-    "    for k in ('CONTENT_TYPE', 'CONTENT_LENGTH'):\n"
-    "        if env.get(k): headers.append((k.replace('_', '-'), env[k]))\n"
-    "    proto = env.get('SERVER_PROTOCOL', 'HTTP/1.1')\n"
-    "    version = (int(proto[5]), int(proto[7])) if len(proto) == 8 else (1, 1)\n"
-    "    query = env.get('QUERY_STRING', '')\n"
-    "    path = env.get('SCRIPT_NAME', '') + env.get('PATH_INFO', '')\n"
-    "    uri = env.get('RAW_URI') or (path + ('?' + query if query else ''))\n"
-    "    peer = (env.get('REMOTE_ADDR'), env.get('REMOTE_PORT'))\n"
-    "    return Request(env['REQUEST_METHOD'], uri, uri.split('?', 1)[0], query, version, "
-    "headers,\n"
-    "                   env.get('wsgi.url_scheme', 'http'), peer)\n"
+    "class WsgiRequest:\n"
+    "    # gunicorn's Request, read from the environ only when a hook looks\n"
+    "    __slots__ = ('env', '_headers')\n"
+    "    fragment, body, trailers = '', None, ()\n"
+    "    def __init__(self, env): self.env, self._headers = env, None\n"
+    "    method = property(lambda self: self.env['REQUEST_METHOD'])\n"
+    "    query = property(lambda self: self.env.get('QUERY_STRING', ''))\n"
+    "    scheme = property(lambda self: self.env.get('wsgi.url_scheme', 'http'))\n"
+    "    peer_addr = remote_addr = property(lambda self: (self.env.get('REMOTE_ADDR'),\n"
+    "                                                     self.env.get('REMOTE_PORT')))\n"
+    "    @property\n"
+    "    def uri(self):\n"
+    "        e = self.env\n"
+    "        raw = e.get('RAW_URI')\n"
+    "        if raw: return raw\n"
+    "        path, q = e.get('SCRIPT_NAME', '') + e.get('PATH_INFO', ''), e.get('QUERY_STRING')\n"
+    "        return path + '?' + q if q else path\n"
+    "    path = property(lambda self: self.uri.split('?', 1)[0])\n"
+    "    @property\n"
+    "    def version(self):\n"
+    "        p = self.env.get('SERVER_PROTOCOL', 'HTTP/1.1')\n"
+    "        return (int(p[5]), int(p[7])) if len(p) == 8 else (1, 1)\n"
+    "    @property\n"
+    "    def headers(self):\n"
+    "        if self._headers is None:\n"
+    "            e = self.env\n"
+    "            h = [(k[5:].replace('_', '-'), v) for k, v in e.items() if "
+    "k.startswith('HTTP_')]\n"
+    "            for k in ('CONTENT_TYPE', 'CONTENT_LENGTH'):\n"
+    "                if e.get(k): h.append((k.replace('_', '-'), e[k]))\n"
+    "            self._headers = h\n"
+    "        return self._headers\n"
+    "    def __repr__(self): return '<Request %s %s>' % (self.method, self.uri)\n"
     "def asgi_request(scope):\n"
     "    headers = [(k.decode('latin-1').upper(), v.decode('latin-1')) for k, v in "
     "scope.get('headers', ())]\n"
@@ -113,7 +136,7 @@ static const char helper_src[] =
     "            if done: call_post(*done)\n"
     "def wrap_wsgi(app, worker, pre, post):\n"
     "    def application(environ, start_response):\n"
-    "        req = wsgi_request(environ)\n"
+    "        req = WsgiRequest(environ)\n"
     "        worker.nr += 1\n"
     "        if pre is not None: pre(worker, req)\n"
     "        if post is None: return app(environ, start_response)\n"
@@ -123,7 +146,8 @@ static const char helper_src[] =
     "            resp.status_code = int(status.split(None, 1)[0])\n"
     "            return start_response(status, headers, exc_info)\n"
     "        result = app(environ, sr)\n"
-    "        if (type(result) in (list, tuple) and len(result) == 1 and type(resp.headers) is list\n"
+    "        if (type(result) in (list, tuple) and len(result) == 1 and type(resp.headers) is "
+    "list\n"
     "                and resp.status_code not in (204, 304) and isinstance(result[0], bytes)\n"
     "                and not any(k.lower() == 'content-length' for k, v in resp.headers)):\n"
     "            # what gallop adds to a one-piece body, which it cannot see through Body\n"
@@ -225,10 +249,9 @@ int gp_hooks_worker_start(const gp_worker_args *args)
         goto fail;
     }
     Py_DECREF(mp);
-    Py_XSETREF(g.worker, PyObject_CallFunction(helper("Worker"), "Ollldk", g.server,
-                                               (long)getpid(), (long)args->master_pid,
-                                               (long)args->age, args->cfg->timeout,
-                                               args->cfg->max_requests));
+    Py_XSETREF(g.worker, PyObject_CallFunction(helper("Worker"), "Ollldk", g.server, (long)getpid(),
+                                               (long)args->master_pid, (long)args->age,
+                                               args->cfg->timeout, args->cfg->max_requests));
     if (!g.worker) goto fail;
     call_hook("post_fork", PyTuple_Pack(2, g.server, g.worker));
     return 0;
@@ -263,8 +286,9 @@ void gp_hooks_post_worker_init(void)
     call_hook("post_worker_init", PyTuple_Pack(1, g.worker));
     if (PyDict_GetItemString(g.hooks, "worker_int")) gp_worker_set_int_hook(worker_int);
     PyObject *abort_hook = PyDict_GetItemString(g.hooks, "worker_abort");
-    PyObject *r = abort_hook ? PyObject_CallFunction(helper("arm_abort"), "OO", g.worker, abort_hook)
-                             : Py_NewRef(Py_None);
+    PyObject *r = abort_hook
+                      ? PyObject_CallFunction(helper("arm_abort"), "OO", g.worker, abort_hook)
+                      : Py_NewRef(Py_None);
     if (!r) {
         gp_error("cannot arm the worker_abort hook");
         gp_bridge_print_error();

@@ -45,8 +45,52 @@ static int add_venv(const char *venv)
     return sys_path ? prepend_path(sys_path, pattern) : -1;
 }
 
+/* What gallop puts first on sys.path, in both interpreters: the working
+ * directory, then --pythonpath (and the venv's site-packages when embedded,
+ * where no venv python set them up). */
+static int add_paths(const gp_config *cfg, const char *venv)
+{
+    PyObject *sys_path = PySys_GetObject("path");
+    if (!sys_path) goto fail;
+    if (venv && add_venv(venv) < 0) goto fail;
+    for (int i = cfg->num_pythonpath - 1; i >= 0; i--)
+        if (prepend_path(sys_path, cfg->pythonpath[i]) < 0) goto fail;
+    char cwd[4096];
+    if (getcwd(cwd, sizeof cwd) && prepend_path(sys_path, cwd) < 0) goto fail;
+    return 0;
+fail:
+    if (PyErr_Occurred()) gp_bridge_print_error();
+    return GP_EXIT_BOOT_ERROR;
+}
+
+/* In the interpreter a worker executed: it is running already (the venv's
+ * own when there is one, so its site-packages and .pth files are set up as
+ * that python does). sys.argv becomes what the embedded interpreter has (the
+ * -c the worker was started with is none of the app's business) and the ""
+ * that -c put first on sys.path goes (the working directory goes in by its
+ * full name). */
+static int adopt_running(const gp_config *cfg)
+{
+    PyObject *sys_path = PySys_GetObject("path");
+    PyObject *argv = Py_BuildValue("[s]", "gallop");
+    int r = argv ? PySys_SetObject("argv", argv) : -1;
+    Py_XDECREF(argv);
+    if (r < 0 || !sys_path || !PyList_Check(sys_path)) goto fail;
+    if (PyList_GET_SIZE(sys_path) > 0) {
+        PyObject *first = PyList_GET_ITEM(sys_path, 0);
+        if (PyUnicode_Check(first) && PyUnicode_GET_LENGTH(first) == 0 &&
+            PySequence_DelItem(sys_path, 0) < 0)
+            goto fail;
+    }
+    return add_paths(cfg, NULL);
+fail:
+    if (PyErr_Occurred()) gp_bridge_print_error();
+    return GP_EXIT_BOOT_ERROR;
+}
+
 int gp_py_start(const gp_config *cfg)
 {
+    if (Py_IsInitialized()) return adopt_running(cfg);
     PyConfig pc;
     PyConfig_InitPythonConfig(&pc);
     pc.install_signal_handlers = 0; /* the worker core owns the signals */
@@ -63,17 +107,7 @@ int gp_py_start(const gp_config *cfg)
                 st.err_msg ? st.err_msg : "unknown");
         return GP_EXIT_BOOT_ERROR;
     }
-    PyObject *sys_path = PySys_GetObject("path");
-    if (!sys_path) goto fail;
-    if (cfg->venv && add_venv(cfg->venv) < 0) goto fail;
-    for (int i = cfg->num_pythonpath - 1; i >= 0; i--)
-        if (prepend_path(sys_path, cfg->pythonpath[i]) < 0) goto fail;
-    char cwd[4096];
-    if (getcwd(cwd, sizeof cwd) && prepend_path(sys_path, cwd) < 0) goto fail;
-    return 0;
-fail:
-    if (PyErr_Occurred()) gp_bridge_print_error();
-    return GP_EXIT_BOOT_ERROR;
+    return add_paths(cfg, cfg->venv);
 }
 
 /* True when the import failed because `module` (or a package above it) does
@@ -140,16 +174,17 @@ PyObject *gp_py_load_app(const gp_config *cfg, gp_scoreboard *sb, int *exit_code
         return NULL;
     }
     /* dotted attribute path: module:obj.attr, or gunicorn's obj.create_app(args) */
-    char path[1024];
+    char path[1024], name[1024];
     snprintf(path, sizeof path, "%s", attr);
     char *call = strchr(path, '(');
     if (call) *call = 0;
+    snprintf(name, sizeof name, "%s", path); /* strtok cuts path up */
     for (char *part = strtok(path, "."); part; part = strtok(NULL, ".")) {
         PyObject *next = PyObject_GetAttrString(obj, part);
         Py_DECREF(obj);
         if (!next) {
             PyErr_Clear();
-            report_once(sb, "attribute '%s' not found in module '%s'", call ? path : attr, module);
+            report_once(sb, "attribute '%s' not found in module '%s'", name, module);
             return NULL;
         }
         obj = next;

@@ -1,6 +1,6 @@
 /* interp: starting the embedded interpreter in a worker and importing the app.
  *
- * Runs only after fork (the master stays free of Python). Failures print one
+ * Runs in a worker (the master stays free of Python unless --preload). Failures print one
  * clear line (or, for an app that raised, its traceback once across all
  * workers) and give the exit code the master acts on. */
 #ifndef GP_PY_INTERP_H
@@ -11,8 +11,10 @@
 #include "core/config.h"
 #include "core/scoreboard.h"
 
-/* Starts Python: program name, venv, --pythonpath, the current directory on
- * sys.path. Returns 0 or GP_EXIT_BOOT_ERROR. */
+/* Starts Python (--preload: in the master): program name, venv, --pythonpath,
+ * the current directory on sys.path. In a worker that executed the
+ * interpreter, Python runs already and only the sys.path entries are added.
+ * Returns 0 or GP_EXIT_BOOT_ERROR. */
 int gp_py_start(const gp_config *cfg);
 
 /* Imports MODULE[:ATTRIBUTE] (dotted attributes allowed), calling it when

@@ -83,7 +83,7 @@ def get_pid(port, path="/", timeout=5.0):
 def base_env(extra=None):
     e = dict(os.environ)
     for k in ("WEB_CONCURRENCY", "VIRTUAL_ENV", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
-              "NOTIFY_SOCKET", "GALLOP_FDS", "GALLOP_OLD_MASTER"):
+              "NOTIFY_SOCKET", "GALLOP_FDS", "GALLOP_OLD_MASTER", "GUNICORN_CMD_ARGS"):
         e.pop(k, None)
     e["PYTHONDONTWRITEBYTECODE"] = "1"
     if extra:

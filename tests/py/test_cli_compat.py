@@ -510,6 +510,14 @@ def test_factory_call_refuses_code(spec, why):
     assert f"[ERROR] cannot call the app factory in '{spec}': " in r.stderr and why in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("spec,name", [("cli_apps:no_such_factory(1)", "no_such_factory"),
+                                       ("cli_apps:create_app.deeper('x.y')", "create_app.deeper")])
+def test_factory_call_missing_attribute(spec, name):
+    r = run_gallop(["-b", f"127.0.0.1:{free_port()}", "-w", "1", "--chdir", APPS, spec], timeout=30)
+    assert r.returncode == 4
+    assert f"[ERROR] attribute '{name}' not found in module 'cli_apps'" in r.stderr, r.stderr
+
+
 def test_factory_call_that_raises_is_logged_once(tmp_path):
     r = run_gallop(["-b", f"127.0.0.1:{free_port()}", "-w", "2", "--chdir", APPS,
                     "cli_apps:exploding_factory('now')"], timeout=30)

@@ -502,8 +502,37 @@ def test_what_the_file_starts_does_not_hold_up_gallop(tmp_path):
         workers = 3
         """)
     t = time.monotonic()
-    p = subprocess.run([GALLOP_BIN, "--check-config", APP], cwd=tmp_path, env=base_env(),
+    with open(tmp_path / "out", "wb") as out:  # not a pipe: the forked process holds it too
+        p = subprocess.run([GALLOP_BIN, "--check-config", APP], cwd=tmp_path, env=base_env(),
+                           stdout=out, stderr=subprocess.STDOUT, timeout=30)
+    took = time.monotonic() - t
+    text = (tmp_path / "out").read_text()
+    assert p.returncode == 0, text
+    assert "3 workers" in text
+    assert took < 5
+
+
+def test_gunicorn_cmd_args_sit_between_the_file_and_the_command_line(gallop, tmp_path):
+    """gunicorn's GUNICORN_CMD_ARGS (split as a shell would): over the file,
+    under the command line."""
+    port, file_port = free_port(), free_port()
+    c = conf(tmp_path / "gunicorn.conf.py", f"""\
+        bind = "127.0.0.1:{file_port}"
+        workers = 3
+        raw_env = ["GREETING=file"]
+        """)
+    env = {"GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port} --workers=2 -e 'GREETING=from env'"}
+    g = gallop(["-c", c], app=APP, bind=False, port=port, env=env)
+    g.wait_workers(2)
+    assert served(port)["greeting"] == "from env"
+    with pytest.raises(OSError):
+        get(file_port, timeout=1)
+    # the command line wins over GUNICORN_CMD_ARGS
+    p = subprocess.run([GALLOP_BIN, "-c", str(c), "--workers", "1", "--check-config", APP], cwd=tmp_path,
+                       env=base_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert p.returncode == 0 and f"1 worker, 127.0.0.1:{port}" in p.stdout.decode(), p
+    p = subprocess.run([GALLOP_BIN, "-c", str(c), APP], cwd=tmp_path, env=base_env({"GUNICORN_CMD_ARGS": "--workers lots"}),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-    assert p.returncode == 0, p.stderr
-    assert "3 workers" in p.stdout.decode()
-    assert time.monotonic() - t < 5
+    assert p.returncode == 2
+    assert p.stderr.decode().splitlines() == [
+        "gallop: error: GUNICORN_CMD_ARGS: invalid worker count 'lots' (from --workers): use a number from 1 to 1024 or 'auto'"]

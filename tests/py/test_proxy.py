@@ -120,6 +120,23 @@ def test_ipv6_peer(server_factory):
     assert json.loads(body)["client"] == ["2001:db8::77", 0]  # ::1 is trusted by default
 
 
+@pytest.mark.parametrize("args", [("--threads", "2"), ("--body-buffer-size", "1024")])
+def test_threads_and_held_bodies(server_factory, args):
+    """The request reaches the app through a request thread, or after its body
+    was read ahead (the head parsed again): the proxy headers still count."""
+    srv = server_factory("proxied:app", *args)
+    body = b"x" * 50000
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        s.sendall(b"POST /b?slow HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.71\r\n"
+                  b"X-Forwarded-Proto: https\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+        for i in range(0, len(body), 10000):
+            s.sendall(body[i:i + 10000])
+            time.sleep(0.01)
+        status, _, resp, _ = read_response(s)
+    d = json.loads(resp)
+    assert (d["REMOTE_ADDR"], d["wsgi.url_scheme"]) == ("192.0.2.71", "https")
+
+
 def test_forwarded_allow_ips_from_environment(server_factory):
     srv = server_factory("proxied:app", env={"FORWARDED_ALLOW_IPS": "10.9.9.9"})
     assert seen(srv.port, [("X-Forwarded-For", "203.0.113.9")])["REMOTE_ADDR"] == "127.0.0.1"

@@ -76,8 +76,8 @@ static void test_gunicorn_names_become_flags(void **state)
     assert_int_equal(take1(&l, "accesslog", 's', "-"), 0);
     assert_int_equal(take1(&l, "preload_app", 'b', "true"), 0);
     assert_int_equal(take1(&l, "reuse_port", 'b', "false"), 0); /* off: no flag */
-    assert_int_equal(take1(&l, "pidfile", 'n', ""), 0);        /* None: the default */
-    assert_int_equal(take1(&l, "umask", 'i', "23"), 0);        /* 0o027 */
+    assert_int_equal(take1(&l, "pidfile", 'n', ""), 0);         /* None: the default */
+    assert_int_equal(take1(&l, "umask", 'i', "23"), 0);         /* 0o027 */
     assert_int_equal(take1(&l, "timeout", 'f', "12.5"), 0);
     assert_string_equal(joined(&l), "--workers=4 --keep-alive=3 --access-log=- --preload "
                                     "--umask=027 --timeout=12.5");
@@ -142,12 +142,12 @@ static void test_what_gallop_lacks(void **state)
 static void test_unknown_names(void **state)
 {
     flag_list l = fresh();
-    assert_int_equal(take1(&l, "worker", 'i', "4"), -1);        /* a typo */
-    assert_int_equal(take1(&l, "my_helper", 'i', "4"), 0);      /* warned */
-    assert_int_equal(take1(&l, "PORT", 'i', "8000"), 0);        /* a constant */
-    assert_int_equal(take1(&l, "port", 'i', "8000"), 0);        /* uvicorn's, not gunicorn's */
-    assert_int_equal(take1(&l, "pid", 'i', "4242"), 0);         /* pidfile is the setting */
-    assert_int_equal(take1(&l, "env", 's', "prod"), 0);         /* raw_env is the setting */
+    assert_int_equal(take1(&l, "worker", 'i', "4"), -1);           /* a typo */
+    assert_int_equal(take1(&l, "my_helper", 'i', "4"), 0);         /* warned */
+    assert_int_equal(take1(&l, "PORT", 'i', "8000"), 0);           /* a constant */
+    assert_int_equal(take1(&l, "port", 'i', "8000"), 0);           /* uvicorn's, not gunicorn's */
+    assert_int_equal(take1(&l, "pid", 'i', "4242"), 0);            /* pidfile is the setting */
+    assert_int_equal(take1(&l, "env", 's', "prod"), 0);            /* raw_env is the setting */
     assert_int_equal(take1(&l, "cpu_count", 'F', "cpu_count"), 0); /* an imported helper */
     assert_int_equal(take1(&l, "Path", 'c', "pathlib.Path"), 0);
     assert_int_equal(l.n, 0);
@@ -181,7 +181,8 @@ static void test_hooks(void **state)
 static void test_interpreter_answer(void **state)
 {
     flag_list l = fresh();
-    char out[] = "i\t2\tworkers\t3\n[\t3\tbind\t2\ns\t3\tbind\t:1\ns\t3\tbind\t:2\nF\t5\tpost_fork\tf\n";
+    char out[] =
+        "i\t2\tworkers\t3\n[\t3\tbind\t2\ns\t3\tbind\t:1\ns\t3\tbind\t:2\nF\t5\tpost_fork\tf\n";
     assert_int_equal(take_output(&l, out), 0);
     assert_string_equal(joined(&l), "--workers=3 --bind=:1 --bind=:2");
     assert_true(l.hooks);
@@ -208,6 +209,25 @@ static void test_key_value_lines(void **state)
     assert_string_equal(l.wheres[1], "config file t.py, line 2: setting 'max_requests': ");
     assert_int_equal(read_line(&l, f, 6), -1);
     flags_free(&l);
+}
+
+static void test_split_words(void **state)
+{
+    char **w;
+    int n = split_words("  --bind 0.0.0.0:80 -e 'A=b c' \"q\\\"x\" f\\ g  ", "gallop", &w);
+    assert_int_equal(n, 7);
+    assert_string_equal(w[0], "gallop");
+    assert_string_equal(w[1], "--bind");
+    assert_string_equal(w[2], "0.0.0.0:80");
+    assert_string_equal(w[3], "-e");
+    assert_string_equal(w[4], "A=b c");
+    assert_string_equal(w[5], "q\"x");
+    assert_string_equal(w[6], "f g");
+    for (int i = 1; i < n; i++) free(w[i]);
+    free(w);
+    assert_int_equal(split_words("--bind 'open", "gallop", &w), -1);
+    assert_int_equal(split_words("   ", "gallop", &w), 1);
+    free(w);
 }
 
 /* ---- whole loads through the interpreter ---------------------------------------------- */
@@ -328,6 +348,7 @@ int main(void)
         cmocka_unit_test(test_hooks),
         cmocka_unit_test(test_interpreter_answer),
         cmocka_unit_test(test_key_value_lines),
+        cmocka_unit_test(test_split_words),
         cmocka_unit_test_setup(test_load_python_file, setup_dir),
         cmocka_unit_test_setup(test_load_errors_are_one_line, setup_dir),
     };

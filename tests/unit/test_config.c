@@ -805,6 +805,8 @@ static void test_uvicorn_flags(void **state)
     reset_getopt();
     assert_int_equal(PARSE(&cfg, &a, "--no-proxy-headers", "--proxy-headers", "main:app"), 0);
     assert_true(cfg.proxy_headers);
+    ERR("--access-log takes a file or - (stdout), not '--port'", "app", "--access-log", "--port",
+        "8000");
     ERR("invalid --port '70000' (0 to 65535)", "--port", "70000", "app");
     ERR("invalid --port 'http'", "--port", "http", "app");
     ERR("invalid --host ''", "--host", "", "app");
