@@ -127,18 +127,18 @@ int gp_alog_compile(gp_alog_format *f, const char *fmt, char *err, size_t errlen
                        "the log in C (use %%({header}i)s for a request header)",
                        s, n + 4);
         } else {
-            for (size_t i = 0; i < sizeof atom_names / sizeof *atom_names; i++)
-                if (strlen(atom_names[i].name) == n && memcmp(atom_names[i].name, name, n) == 0) {
-                    if (conv == 'd' && !atom_names[i].numeric)
-                        return bad(err, errlen, "'%.*s' is not a number: use s", s, n + 4);
-                    r = add_piece(f, atom_names[i].atom, 0, 0, 0, err, errlen);
-                    break;
-                }
-            if (r < 0 && !err[0] && f->num_pieces < GP_ALOG_MAX_PIECES)
+            size_t i = 0;
+            while (i < sizeof atom_names / sizeof *atom_names &&
+                   (strlen(atom_names[i].name) != n || memcmp(atom_names[i].name, name, n) != 0))
+                i++;
+            if (i == sizeof atom_names / sizeof *atom_names)
                 return bad(err, errlen,
                            "unknown atom '%.*s' in the access log format (h l u t r s m U q H b "
                            "B f a T D M L p, {header}i, {header}o)",
                            s, n + 4);
+            if (conv == 'd' && !atom_names[i].numeric)
+                return bad(err, errlen, "'%.*s' is not a number: use s", s, n + 4);
+            r = add_piece(f, atom_names[i].atom, 0, 0, 0, err, errlen);
         }
         if (r < 0) return -1;
         lit = s = e + 2;

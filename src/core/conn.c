@@ -907,7 +907,7 @@ static void write_access_log(gp_conn *c, const gp_alog_rec *r, uint64_t duration
         .status = c->status,
         .bytes = c->resp_bytes > unsent ? c->resp_bytes - unsent : 0,
         .duration_us = duration_us,
-        .pid = (int)getpid(),
+        .pid = c->w->pid,
         .clf_time = clf,
         .iso_time = iso,
     };

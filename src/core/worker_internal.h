@@ -168,6 +168,7 @@ struct gp_worker {
     bool alog_on;
     const struct gp_alog_format *alog_fmt; /* --access-log-format, compiled */
     uint64_t log_slow_us;                  /* --log-slow in microseconds; 0: off */
+    int pid;                               /* getpid() is a system call each time */
     pid_t master_pid;       /* orphaned when getppid() differs */
     int wake_fd;            /* the master's eventfd, -1 when none */
     bool retire_asked;      /* the master was asked for a replacement */
