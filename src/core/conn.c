@@ -933,7 +933,8 @@ static void end_request_log(gp_conn *c)
     uint64_t us = r ? monotonic_us() - r->start_us : 0;
     c->alog_pending = false;
     if (w->access_fd >= 0) write_access_log(c, r, us);
-    if (r && w->log_slow_us && us >= w->log_slow_us) {
+    /* a WebSocket's session is not a request that was slow */
+    if (r && w->log_slow_us && us >= w->log_slow_us && !c->ws) {
         char what[2 * GP_ALOG_FIELD];
         size_t m = gp_log_escape(what, GP_ALOG_FIELD, r->data[GP_ALOG_LINE], r->method_len);
         what[m++] = ' ';
