@@ -297,3 +297,14 @@ def test_default_format_given_is_the_default(server_factory, tmp_path):
     drop_time = lambda ln: re.sub(r"\[[^]]+\]", "[T]", ln, count=1)
     (l1,), (l2,) = lines_of(a, 1), lines_of(b, 1)
     assert drop_time(l1) == drop_time(l2) == '127.0.0.1 - - [T] "GET /x?y HTTP/1.1" 200 5 "r\\"" "\\xffz"'
+
+
+def test_json_app_that_does_not_import_exit_4():
+    r = run_gallop(["--chdir", APPS, "-w", "1", "-b", f"127.0.0.1:{free_port()}",
+                    "--log-format", "json", "import_raises:app"], timeout=30)
+    assert r.returncode == 4, r
+    recs = [json.loads(ln) for ln in r.stderr.splitlines() + r.stdout.splitlines() if ln.strip()]
+    tb = [x for x in recs if x["message"].startswith("Traceback (most recent call last):")]
+    assert len(tb) == 1 and tb[0]["level"] == "ERROR", recs
+    assert tb[0]["message"].endswith("RuntimeError: import-time-failure-marker")
+    assert any("shutting down (exit 4)" in x["message"] for x in recs)
