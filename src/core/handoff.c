@@ -9,6 +9,7 @@
 #include "core/handoff.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -61,9 +63,14 @@ static char **source_args(const gp_config *cfg, int *argc)
 
 /* Clears close-on-exec on every descriptor above 2 that has it, so the
  * exec'd worker holds what a forked one does; their numbers go in kept.
- * Returns how many, or -errno. */
+ * Descriptors at or past the soft limit are not ours to pass on: valgrind
+ * keeps its own there, and the valgrind in the exec'd worker needs that
+ * range free (cost.py runs gallop under it). Returns how many, or -errno. */
 static int keep_all(int *kept, int cap)
 {
+    struct rlimit rl;
+    long limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < LONG_MAX ? (long)rl.rlim_cur
+                                                                              : LONG_MAX;
     DIR *d = opendir("/proc/self/fd");
     if (!d) return -errno;
     int n = 0, self = dirfd(d), r = 0;
@@ -71,7 +78,7 @@ static int keep_all(int *kept, int cap)
     while ((e = readdir(d))) {
         char *end;
         long fd = strtol(e->d_name, &end, 10);
-        if (*end || end == e->d_name || fd <= 2 || fd == self) continue;
+        if (*end || end == e->d_name || fd <= 2 || fd == self || fd >= limit) continue;
         int fl = fcntl((int)fd, F_GETFD);
         if (fl < 0 || !(fl & FD_CLOEXEC)) continue;
         if (n == cap) {
