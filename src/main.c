@@ -22,6 +22,7 @@
 #include "core/handoff.h"
 #include "core/log.h"
 #include "core/master.h"
+#include "core/top.h"
 
 #ifndef GP_BRIDGE_NAME
 #define GP_BRIDGE_NAME "gallop-python.so"
@@ -254,6 +255,7 @@ static void raise_fd_limit(void)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "top")) return gp_top_main(argc - 1, argv + 1);
     gp_master_block_signals();
     char dir[PATH_MAX];
     bool have_dir = exe_dir(dir, sizeof dir) == 0;
@@ -275,6 +277,7 @@ int main(int argc, char **argv)
                 strerror(errno));
         return GP_EXIT_ERROR;
     }
+    gp_log_set_format(cfg.log_format); /* --log-format json */
     if (gp_access_log_setup(cfg.access_log) < 0) {
         fprintf(stderr, "gallop: error: cannot open access log '%s': %s\n", cfg.access_log,
                 strerror(errno));

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/cpus.h"
@@ -18,6 +18,7 @@
 #ifndef GP_VERSION
 #define GP_VERSION "0.1.0"
 #endif
+const char gp_version[] = GP_VERSION;
 
 static const char usage_text[] =
     "usage: gallop [OPTIONS] MODULE[:ATTRIBUTE] [OPTIONS]\n"
@@ -87,6 +88,11 @@ static const char usage_text[] =
     "      --log-level LEVEL        debug, info, warning, error, critical (info)\n"
     "      --access-log FILE|-      write an access log (off by default)\n"
     "      --error-log FILE|-       where the error log goes (- : stderr)\n"
+    "      --access-log-format F    gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(D)s'\n"
+    "                               (default: gunicorn's, as --access-log writes it)\n"
+    "      --log-format text|json   error and access log lines as text or one JSON object\n"
+    "                               each (text)\n"
+    "      --log-slow S             a warning for each request slower than S seconds\n"
     "  -e, --env KEY=VALUE          set an environment variable for the workers (repeatable)\n"
     "      --wsgi-app SPEC          the app when none is given after the options\n"
     "      --config-hooks FILE      run this Python file's server hooks (set by a .py config)\n"
@@ -99,6 +105,8 @@ static const char usage_text[] =
     "      --reload-extra-file FILE also reload when FILE changes (repeatable)\n"
     "      --reload-delay S         seconds of quiet before reloading (0.25)\n"
     "      --check-config           check the settings and exit (0 good, 2 bad); loads nothing\n"
+    "      --metrics-bind ADDR      the master serves Prometheus /metrics and /healthz at\n"
+    "                               HOST:PORT or unix:/path (repeatable; off by default)\n"
     "  -h, --help                   print this help and exit\n"
     "\n"
     "uvicorn's and gunicorn's spellings:\n"
@@ -196,6 +204,11 @@ enum {
     OPT_CHECK_CONFIG,
     OPT_FWD_ALLOW,
     OPT_PROXY_PROTOCOL,
+    OPT_METRICS_BIND,
+    /* logs */
+    OPT_ALOG_FORMAT,
+    OPT_LOG_FORMAT,
+    OPT_LOG_SLOW,
 };
 
 static const struct option long_opts[] = {
@@ -269,6 +282,7 @@ static const struct option long_opts[] = {
     {"check-config", no_argument, 0, OPT_CHECK_CONFIG},
     {"forwarded-allow-ips", required_argument, 0, OPT_FWD_ALLOW},
     {"proxy-protocol", optional_argument, 0, OPT_PROXY_PROTOCOL},
+    {"metrics-bind", required_argument, 0, OPT_METRICS_BIND},
     {"help", no_argument, 0, 'h'},
     /* uvicorn's and gunicorn's spellings */
     {"host", required_argument, 0, OPT_HOST},
@@ -284,6 +298,11 @@ static const struct option long_opts[] = {
     {"http", required_argument, 0, OPT_HTTPIMPL},
     {"ws", required_argument, 0, OPT_WSIMPL},
     {"worker-tmp-dir", required_argument, 0, OPT_WORKERTMP},
+    /* logs */
+    {"access-log-format", required_argument, 0, OPT_ALOG_FORMAT},
+    {"access-logformat", required_argument, 0, OPT_ALOG_FORMAT}, /* gunicorn's spelling */
+    {"log-format", required_argument, 0, OPT_LOG_FORMAT},
+    {"log-slow", required_argument, 0, OPT_LOG_SLOW},
     {0, 0, 0, 0},
 };
 
@@ -569,6 +588,9 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->proxy_headers = true;
     cfg->static_max_age = -1;
     cfg->reload_delay = 0.25;
+    char alog_err[8];
+    cfg->access_log_format = GP_ALOG_DEFAULT_FORMAT;
+    gp_alog_compile(&cfg->access_format, GP_ALOG_DEFAULT_FORMAT, alog_err, sizeof alog_err);
     bool twice_plus_one = false;
     const char *workers = NULL, *wsgi_app = NULL;
     unsigned long long v;
@@ -731,6 +753,16 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                 cfg->proxy_protocol_binds[cfg->num_proxy_protocol_binds++] = optarg;
             }
             break;
+        case OPT_METRICS_BIND: {
+            gp_addr a;
+            char err[256];
+            if (cfg->num_metrics_binds == GP_MAX_BINDS)
+                return fail("too many --metrics-bind addresses%s%s", "", "");
+            if (!strncmp(optarg, "fd://", 5) || gp_addr_parse(optarg, &a, err, sizeof err) < 0)
+                return fail("invalid --metrics-bind '%s' (HOST:PORT or unix:/path)%s", optarg, "");
+            cfg->metrics_binds[cfg->num_metrics_binds++] = optarg;
+            break;
+        }
         case OPT_USER: cfg->user = optarg; break;
         case OPT_GROUP: cfg->group = optarg; break;
         case OPT_UMASK: {
@@ -851,6 +883,22 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                 return fail("invalid --worker-tmp-dir '%s': not a directory%s", optarg, "");
             break;
         }
+        /* logs */
+        case OPT_ALOG_FORMAT: {
+            char err[200] = "";
+            if (gp_alog_compile(&cfg->access_format, optarg, err, sizeof err) < 0)
+                return fail("invalid --access-log-format: %s%s", err, "");
+            cfg->access_log_format = optarg;
+            break;
+        }
+        case OPT_LOG_FORMAT:
+            if ((cfg->log_format = gp_log_format_parse(optarg)) < 0)
+                return fail("invalid --log-format '%s' (text or json)%s", optarg, "");
+            break;
+        case OPT_LOG_SLOW:
+            if (parse_seconds(optarg, &cfg->log_slow))
+                return fail("invalid --log-slow '%s' (seconds; 0: off)%s", optarg, "");
+            break;
         case ':': return fail("option '%s' needs a value%s", argv[optind - 1], "");
         default:
             if (optopt && optopt < 256) {
