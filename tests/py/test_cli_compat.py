@@ -504,6 +504,13 @@ def test_factory_call_with_literal_arguments(launch):
     assert body[:4] == ["x", "True", "()", "[]"], body
 
 
+def test_factory_call_with_preload(launch):
+    """The master builds the app (--preload) the same way."""
+    port = free_port()
+    launch(["--preload", "-b", f"127.0.0.1:{port}", "cli_apps:create_app('pre', debug=False)"])
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).text.startswith("pre|False|")
+
+
 def test_factory_call_nested_literals(launch):
     port = free_port()
     launch(["-b", f"127.0.0.1:{port}", "cli_apps:create_app(1, {'a': [1, 2.5]}, None, z=-3, s=b'q')"])
