@@ -115,6 +115,10 @@ static const char usage_text[] =
     "  -k, --worker-class K         sync, gthread or uvicorn.workers.UvicornWorker: gallop's\n"
     "                               own workers serve them all (others are refused)\n"
     "  -t S, -p FILE, -u USER, -g GROUP, -m MASK  --timeout, --pid, --user, --group, --umask\n"
+    "      --app-dir DIR            --pythonpath DIR\n"
+    "      --http auto|h11|httptools, --ws auto|websockets|wsproto, --worker-tmp-dir DIR\n"
+    "                               accepted: gallop's own C HTTP and WebSocket code serves,\n"
+    "                               and its worker heartbeat lives in shared memory\n"
     "  --bind also takes tcp://HOST:PORT, HOST alone (port 8000), PORT alone\n"
     "  (127.0.0.1:PORT), unix://PATH and fd://N. Without any address: 0.0.0.0:$PORT when\n"
     "  PORT is set (as gunicorn does), else 127.0.0.1:8000.\n"
@@ -179,6 +183,9 @@ enum {
     OPT_PROXYHDRS,
     OPT_NOPROXYHDRS,
     OPT_WORKERCLASS,
+    OPT_HTTPIMPL,
+    OPT_WSIMPL,
+    OPT_WORKERTMP,
     OPT_STATIC,
     OPT_STATIC_MAXAGE,
     /* --reload and --check-config */
@@ -278,10 +285,21 @@ static const struct option long_opts[] = {
     {"proxy-headers", no_argument, 0, OPT_PROXYHDRS},
     {"no-proxy-headers", no_argument, 0, OPT_NOPROXYHDRS},
     {"worker-class", required_argument, 0, OPT_WORKERCLASS},
+    {"app-dir", required_argument, 0, OPT_PYTHONPATH},
+    {"http", required_argument, 0, OPT_HTTPIMPL},
+    {"ws", required_argument, 0, OPT_WSIMPL},
+    {"worker-tmp-dir", required_argument, 0, OPT_WORKERTMP},
     {0, 0, 0, 0},
 };
 
-const char *gp_config_error_where;
+/* static, with a setter: a global variable would exist twice with --preload
+ * (the binary's core and the bridge's), which ASan reports as an ODR violation */
+static const char *error_where;
+
+void gp_config_set_error_where(const char *where)
+{
+    error_where = where;
+}
 
 int gp_config_has_flag(const char *name)
 {
@@ -293,7 +311,7 @@ int gp_config_has_flag(const char *name)
 
 static int fail(const char *fmt, const char *a, const char *b)
 {
-    fprintf(stderr, "gallop: error: %s", gp_config_error_where ? gp_config_error_where : "");
+    fprintf(stderr, "gallop: error: %s", error_where ? error_where : "");
     fprintf(stderr, fmt, a, b);
     fprintf(stderr, "\n");
     return -1;
@@ -476,7 +494,7 @@ static int finish_binds(gp_config *cfg)
  * every address is parsed (nothing is bound, nothing imported). */
 static int check_reload_and_config(const gp_config *cfg)
 {
-    if (gp_config_error_where) return 0; /* one setting of a config file, checked alone */
+    if (error_where) return 0; /* one setting of a config file, checked alone */
     if (cfg->reload && cfg->preload)
         return fail("--reload cannot work with --preload: workers would fork from the code "
                     "the master imported%s%s",
@@ -830,6 +848,24 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                             "or gthread with --threads) and ASGI (uvicorn.workers.UvicornWorker)%s",
                             optarg, "");
             break;
+        case OPT_HTTPIMPL:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "h11") && strcmp(optarg, "httptools"))
+                return fail("invalid --http '%s' (auto, h11, httptools: all mean gallop's own "
+                            "parser)%s",
+                            optarg, "");
+            break;
+        case OPT_WSIMPL:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "websockets") && strcmp(optarg, "wsproto"))
+                return fail("invalid --ws '%s' (auto, websockets, wsproto: all mean gallop's own "
+                            "WebSocket code; 'none' is not supported)%s",
+                            optarg, "");
+            break;
+        case OPT_WORKERTMP: {
+            struct stat st;
+            if (stat(optarg, &st) != 0 || !S_ISDIR(st.st_mode))
+                return fail("invalid --worker-tmp-dir '%s': not a directory%s", optarg, "");
+            break;
+        }
         case ':': return fail("option '%s' needs a value%s", argv[optind - 1], "");
         default:
             if (optopt && optopt < 256) {

@@ -139,7 +139,7 @@ int gp_config_has_flag(const char *name);
 
 /* Printed after "gallop: error: " in every error of gp_config_parse (NULL:
  * nothing): the config file's "FILE, line N (setting): " while one of its
- * settings is checked. */
-extern const char *gp_config_error_where;
+ * settings is checked alone (checks across settings are then skipped). */
+void gp_config_set_error_where(const char *where);
 
 #endif
