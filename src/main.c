@@ -277,6 +277,7 @@ int main(int argc, char **argv)
                 strerror(errno));
         return GP_EXIT_ERROR;
     }
+    gp_log_set_format(cfg.log_format); /* --log-format json */
     if (gp_access_log_setup(cfg.access_log) < 0) {
         fprintf(stderr, "gallop: error: cannot open access log '%s': %s\n", cfg.access_log,
                 strerror(errno));

@@ -290,7 +290,6 @@ typedef struct {
 #define NO_SYSLOG "gallop logs to --error-log only (no syslog, no logging config)"
 #define NO_STATSD "gallop sends no StatsD metrics"
 #define STRICT "gallop's HTTP parser is strict and has no such switch"
-#define GUNICORN_LOG_FORMAT "%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\""
 
 static const setting settings[] = {
     {"wsgi_app", S_FLAG, "wsgi-app", NULL, NULL},
@@ -338,8 +337,7 @@ static const setting settings[] = {
     {"forwarded_allow_ips", S_SPECIAL, "forwarded-allow-ips", NULL, NULL},
     {"accesslog", S_FLAG, "access-log", NULL, NULL},
     {"disable_redirect_access_to_syslog", S_WARN, NULL, "false", NO_SYSLOG},
-    {"access_log_format", S_WARN, "access-log-format", GUNICORN_LOG_FORMAT,
-     "not supported yet: gallop writes gunicorn's default format"},
+    {"access_log_format", S_FLAG, "access-log-format", NULL, NULL},
     {"errorlog", S_FLAG, "error-log", NULL, NULL},
     {"loglevel", S_FLAG, "log-level", NULL, NULL},
     {"capture_output", S_WARN, NULL, "false",

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/cpus.h"
@@ -88,6 +88,11 @@ static const char usage_text[] =
     "      --log-level LEVEL        debug, info, warning, error, critical (info)\n"
     "      --access-log FILE|-      write an access log (off by default)\n"
     "      --error-log FILE|-       where the error log goes (- : stderr)\n"
+    "      --access-log-format F    gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(D)s'\n"
+    "                               (default: gunicorn's, as --access-log writes it)\n"
+    "      --log-format text|json   error and access log lines as text or one JSON object\n"
+    "                               each (text)\n"
+    "      --log-slow S             a warning for each request slower than S seconds\n"
     "  -e, --env KEY=VALUE          set an environment variable for the workers (repeatable)\n"
     "      --wsgi-app SPEC          the app when none is given after the options\n"
     "      --config-hooks FILE      run this Python file's server hooks (set by a .py config)\n"
@@ -201,6 +206,10 @@ enum {
     OPT_FWD_ALLOW,
     OPT_PROXY_PROTOCOL,
     OPT_METRICS_BIND,
+    /* logs */
+    OPT_ALOG_FORMAT,
+    OPT_LOG_FORMAT,
+    OPT_LOG_SLOW,
 };
 
 static const struct option long_opts[] = {
@@ -290,6 +299,11 @@ static const struct option long_opts[] = {
     {"http", required_argument, 0, OPT_HTTPIMPL},
     {"ws", required_argument, 0, OPT_WSIMPL},
     {"worker-tmp-dir", required_argument, 0, OPT_WORKERTMP},
+    /* logs */
+    {"access-log-format", required_argument, 0, OPT_ALOG_FORMAT},
+    {"access-logformat", required_argument, 0, OPT_ALOG_FORMAT}, /* gunicorn's spelling */
+    {"log-format", required_argument, 0, OPT_LOG_FORMAT},
+    {"log-slow", required_argument, 0, OPT_LOG_SLOW},
     {0, 0, 0, 0},
 };
 
@@ -575,6 +589,9 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->proxy_headers = true;
     cfg->static_max_age = -1;
     cfg->reload_delay = 0.25;
+    char alog_err[8];
+    cfg->access_log_format = GP_ALOG_DEFAULT_FORMAT;
+    gp_alog_compile(&cfg->access_format, GP_ALOG_DEFAULT_FORMAT, alog_err, sizeof alog_err);
     bool twice_plus_one = false;
     const char *workers = NULL, *wsgi_app = NULL;
     unsigned long long v;
@@ -867,6 +884,22 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                 return fail("invalid --worker-tmp-dir '%s': not a directory%s", optarg, "");
             break;
         }
+        /* logs */
+        case OPT_ALOG_FORMAT: {
+            char err[200] = "";
+            if (gp_alog_compile(&cfg->access_format, optarg, err, sizeof err) < 0)
+                return fail("invalid --access-log-format: %s%s", err, "");
+            cfg->access_log_format = optarg;
+            break;
+        }
+        case OPT_LOG_FORMAT:
+            if ((cfg->log_format = gp_log_format_parse(optarg)) < 0)
+                return fail("invalid --log-format '%s' (text or json)%s", optarg, "");
+            break;
+        case OPT_LOG_SLOW:
+            if (parse_seconds(optarg, &cfg->log_slow))
+                return fail("invalid --log-slow '%s' (seconds; 0: off)%s", optarg, "");
+            break;
         case ':': return fail("option '%s' needs a value%s", argv[optind - 1], "");
         default:
             if (optopt && optopt < 256) {

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/accesslog.h"
 #include "core/forwarded.h"
 
 #define GP_MAX_BINDS 16
@@ -39,8 +40,8 @@ typedef struct {
     const char *root_path; /* SCRIPT_NAME prefix */
     int backlog;
     size_t worker_connections; /* a worker stops accepting while it holds this many */
-    double graceful_timeout; /* seconds */
-    double keep_alive;       /* idle seconds before closing */
+    double graceful_timeout;   /* seconds */
+    double keep_alive;         /* idle seconds before closing */
     size_t limit_request_line;
     size_t limit_request_fields;
     size_t limit_request_field_size;
@@ -114,6 +115,11 @@ typedef struct {
     /* --metrics-bind: the master serves /metrics and /healthz there (core/mserve.h) */
     const char *metrics_binds[GP_MAX_BINDS];
     int num_metrics_binds;
+    /* logs people can ship (core/accesslog.h, core/log.h) */
+    const char *access_log_format; /* as given; compiled into access_format */
+    gp_alog_format access_format;
+    int log_format;  /* GP_LOG_TEXT or GP_LOG_JSON */
+    double log_slow; /* --log-slow: warn about requests slower than this; 0: off */
 } gp_config;
 
 /* The version gallop reports (--version, gallop_build_info). */

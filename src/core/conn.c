@@ -19,15 +19,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/accesslog.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/static.h"
 #include "core/worker_internal.h"
 
-#define ALOG_FIELD 512
 #define SENDFILE_MAX (1 << 20)
 
-static void write_access_log(gp_conn *c);
+static void end_request_log(gp_conn *c);
 
 /* ---- deadlines ------------------------------------------------------------ */
 
@@ -164,7 +164,7 @@ void gp_conn_close(gp_conn *c)
         c->m_start_us = 0;
     }
     if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("closed", c->io.fd, &c->peer);
-    if (c->alog_pending && w->access_fd >= 0) write_access_log(c); /* cut off mid-response */
+    if (c->alog_pending) end_request_log(c); /* cut off mid-response */
     /* out of epoll before the close: a child the app forked may hold a copy
      * of the descriptor, and the registration would outlive our close */
     gp_loop_unwatch(&w->loop, &c->io);
@@ -385,6 +385,8 @@ int gp_conn_head_begin(gp_conn *c, const char *status, size_t status_len)
     c->status = (status[0] - '0') * 100 + (status[1] - '0') * 10 + (status[2] - '0');
     c->resp_has_length = false;
     c->has_date = c->has_server = false;
+    if (c->alog_pending && c->w->alog_fmt->num_out)
+        gp_alog_forget_response(c->alog, c->w->alog_fmt);
     if (c->out) c->out_len = c->out_pos = 0;
     if (out_reserve(c, status_len + 11)) return GP_ERROR;
     OUT_LIT(c, "HTTP/1.1 ");
@@ -477,6 +479,8 @@ int gp_conn_head_add(gp_conn *c, const char *name, size_t name_len, const char *
         if (gp_http_token_eq(name, name_len, "transfer-encoding")) return GP_OK;
         break;
     }
+    if (c->alog_pending && c->w->alog_fmt->num_out) /* %({name}o)s */
+        gp_alog_capture_response(c->alog, c->w->alog_fmt, name, name_len, value, value_len);
     if (out_reserve(c, name_len + value_len + 4)) return GP_ERROR;
     out_put(c, name, name_len);
     OUT_LIT(c, ": ");
@@ -864,75 +868,86 @@ int gp_conn_body_error_status(gp_conn *c)
 
 /* ---- request heads and the response cycle ------------------------------- */
 
-/* Keeps what the access log needs, since the head is gone by the end: the
- * request line, user, referer and user agent, escaped, one after another. */
-static void remember_for_log(gp_conn *c, const gp_http_request *req)
+static uint64_t monotonic_us(void)
 {
-    if (!c->alog && !(c->alog = malloc(4 * ALOG_FIELD + sizeof(((gp_fwd *)0)->client)))) return;
-    char *p = c->alog;
-    size_t line_len = (size_t)(req->target + req->target_len - req->method) + 9;
-    p += gp_log_escape(p, ALOG_FIELD, req->method, line_len) + 1;
-    const gp_http_header *ref = NULL, *ua = NULL, *auth = NULL;
-    for (size_t i = 0; i < req->num_headers; i++) {
-        const gp_http_header *h = &req->headers[i];
-        if (gp_http_token_eq(h->name, h->name_len, "referer")) ref = h;
-        else if (gp_http_token_eq(h->name, h->name_len, "user-agent")) ua = h;
-        else if (gp_http_token_eq(h->name, h->name_len, "authorization")) auth = h;
-    }
-    if (!auth || !gp_log_basic_user(p, ALOG_FIELD, auth->value, auth->value_len)) strcpy(p, "-");
-    p += strlen(p) + 1;
-    if (ref) p += gp_log_escape(p, ALOG_FIELD, ref->value, ref->value_len) + 1;
-    else p += strlen(strcpy(p, "-")) + 1;
-    if (ua) gp_log_escape(p, ALOG_FIELD, ua->value, ua->value_len);
-    else strcpy(p, "-");
-    /* the client a trusted proxy named, as the app's REMOTE_ADDR */
-    char *fwd_host = c->alog + 4 * ALOG_FIELD;
-    gp_fwd f;
-    fwd_host[0] = 0;
-    if (req->proxy_headers && gp_conn_forwarded(c, req, &f) && (f.set & GP_FWD_FOR))
-        memcpy(fwd_host, f.client, sizeof f.client);
-    c->alog_pending = true;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* the vDSO's: no system call */
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* One line in gunicorn's default format, for a response that completed or
- * was cut off; the size is the body bytes that left (clipped to the
- * Content-Length, none for HEAD), "0" for none as gunicorn writes it. */
-static void write_access_log(gp_conn *c)
+/* Keeps what the access log and --log-slow need, since the head is gone by
+ * the end: the format's values, the client a trusted proxy named (as the
+ * app's REMOTE_ADDR), and when the head was in. */
+static void remember_for_log(gp_conn *c, const gp_http_request *req)
 {
-    char host[64] = "-", line[2 * 4 * ALOG_FIELD], tbuf[40];
+    const gp_alog_format *f = c->w->alog_fmt;
+    if (!c->alog && !(c->alog = malloc(gp_alog_rec_size(f)))) return;
+    gp_alog_capture(c->alog, f, req);
+    gp_fwd fw;
+    c->alog->host[0] = 0;
+    if (req->proxy_headers && gp_conn_forwarded(c, req, &fw) && (fw.set & GP_FWD_FOR))
+        snprintf(c->alog->host, sizeof c->alog->host, "%s", fw.client);
+    c->alog_pending = true;
+    c->alog->start_us = monotonic_us();
+}
+
+/* One access-log line, as --access-log-format and --log-format say, for a
+ * response that completed or was cut off; the size is the body bytes that
+ * left (clipped to the Content-Length, none for HEAD), "0" for none as
+ * gunicorn writes it. A request never dispatched (a bad head) gets "-"s. */
+static void write_access_log(gp_conn *c, const gp_alog_rec *r, uint64_t duration_us)
+{
+    char host[64] = "-", clf[40], iso[40], line[GP_ALOG_LINE_MAX];
     const struct sockaddr *sa = (const struct sockaddr *)&c->peer;
-    if (sa->sa_family == AF_INET)
+    if (r && r->host[0]) snprintf(host, sizeof host, "%s", r->host);
+    else if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof host);
     else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof host);
-    time_t t = time(NULL);
-    struct tm tm;
-    localtime_r(&t, &tm);
-    strftime(tbuf, sizeof tbuf, "%d/%b/%Y:%H:%M:%S %z", &tm);
-    const char *rl = "-", *user = "-", *ref = "-", *ua = "-";
-    if (c->alog && c->alog_pending) {
-        if (c->alog[4 * ALOG_FIELD]) snprintf(host, sizeof host, "%s", c->alog + 4 * ALOG_FIELD);
-        rl = c->alog;
-        user = rl + strlen(rl) + 1;
-        ref = user + strlen(user) + 1;
-        ua = ref + strlen(ref) + 1;
-    }
-    c->alog_pending = false;
+    bool json = gp_log_json();
+    gp_log_times(clf, json ? iso : NULL);
     uint64_t unsent = c->pend_len + c->file_left; /* a cut-off response's known rest */
-    uint64_t sent = c->resp_bytes > unsent ? c->resp_bytes - unsent : 0;
-    int n = snprintf(line, sizeof line, "%s - %s [%s] \"%s\" %d %llu \"%s\" \"%s\"\n", host, user,
-                     tbuf, rl, c->status, (unsigned long long)sent, ref, ua);
-    if (n > (int)sizeof line - 1) n = (int)sizeof line - 1;
+    gp_alog_values v = {
+        .host = host,
+        .status = c->status,
+        .bytes = c->resp_bytes > unsent ? c->resp_bytes - unsent : 0,
+        .duration_us = duration_us,
+        .pid = c->w->pid,
+        .clf_time = clf,
+        .iso_time = iso,
+    };
+    size_t n = gp_alog_render(c->w->alog_fmt, r, &v, json, line);
     gp_worker *w = c->w;
-    ssize_t r;
-    do r = write(w->access_fd, line, (size_t)n);
-    while (r < 0 && errno == EINTR);
-    if (r == n) {
+    ssize_t wr;
+    do wr = write(w->access_fd, line, n);
+    while (wr < 0 && errno == EINTR);
+    if (wr == (ssize_t)n) {
         w->access_log_failed = false;
     } else if (!w->access_log_failed) { /* once, not a line per request */
         w->access_log_failed = true;
         gp_warn("cannot write the access log: %s; lines are lost until it can be written again",
-                r < 0 ? strerror(errno) : "short write");
+                wr < 0 ? strerror(errno) : "short write");
+    }
+}
+
+/* The request's end: its access-log line, and --log-slow's warning. */
+static void end_request_log(gp_conn *c)
+{
+    gp_worker *w = c->w;
+    const gp_alog_rec *r = c->alog_pending ? c->alog : NULL;
+    uint64_t us = r ? monotonic_us() - r->start_us : 0;
+    c->alog_pending = false;
+    if (w->access_fd >= 0) write_access_log(c, r, us);
+    /* a WebSocket's session is not a request that was slow */
+    if (r && w->log_slow_us && us >= w->log_slow_us && !c->ws) {
+        char what[2 * GP_ALOG_FIELD];
+        size_t m = gp_log_escape(what, GP_ALOG_FIELD, r->data[GP_ALOG_LINE], r->method_len);
+        what[m++] = ' ';
+        gp_log_escape(what + m, GP_ALOG_FIELD, r->data[GP_ALOG_RPATH],
+                      r->len[GP_ALOG_RPATH] == GP_ALOG_ABSENT ? 0 : r->len[GP_ALOG_RPATH]);
+        gp_warn("slow request: %s took %llu.%03llu s (status %d)", what,
+                (unsigned long long)(us / 1000000), (unsigned long long)(us / 1000 % 1000),
+                c->status);
     }
 }
 
@@ -966,7 +981,7 @@ static void linger_close(gp_conn *c)
 static void response_complete(gp_conn *c)
 {
     gp_worker *w = c->w;
-    if (w->access_fd >= 0) write_access_log(c);
+    if (w->alog_on) end_request_log(c);
     gp_slot_request_end(w->slot, c->resp_bytes, c->status >= 500);
     if (c->m_start_us) {
         gp_metrics_end(w->slot, c->m_start_us, c->status);
@@ -1095,7 +1110,7 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
     memset(&c->chunked, 0, sizeof c->chunked);
     c->expect_continue = req->expect_continue;
     c->continue_sent = false;
-    if (w->access_fd >= 0) remember_for_log(c, req);
+    if (w->alog_on) remember_for_log(c, req);
     if (w->cfg->num_metrics_binds && !c->m_start_us) c->m_start_us = gp_metrics_begin(w->slot);
     if (w->cfg->limit_request_body && req->body == GP_HTTP_BODY_LENGTH &&
         req->content_length > w->cfg->limit_request_body) {

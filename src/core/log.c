@@ -1,10 +1,12 @@
-/* log: error and access log sinks; see log.h. Never allocates. */
+/* log: error and access log sinks, as text or JSON lines; see log.h. Never
+ * allocates, except for a JSON record too long for the stack (a traceback). */
 #include "core/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -17,7 +19,8 @@ static struct {
     char error_path[512]; /* empty: stderr */
     char access_path[512];
     int access_fd;
-} g_log = {GP_LOG_INFO, "", "", -1};
+    bool json; /* --log-format json */
+} g_log = {GP_LOG_INFO, "", "", -1, false};
 
 int gp_log_level_parse(const char *name)
 {
@@ -75,9 +78,61 @@ int gp_log_enabled(int level)
     return level >= g_log.level;
 }
 
-void gp_log(int level, const char *fmt, ...)
+/* "2026-12-02T01:12:13.123+00:00", RFC 3339: the offset with a colon. */
+static size_t iso_time(char *dst, size_t cap, const struct timespec *ts)
 {
-    if (level < g_log.level) return;
+    struct tm tm;
+    localtime_r(&ts->tv_sec, &tm);
+    char zone[8];
+    strftime(zone, sizeof zone, "%z", &tm); /* +0000 */
+    size_t n = strftime(dst, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    int m = snprintf(dst + n, cap - n, ".%03ld%.3s:%s", ts->tv_nsec / 1000000, zone, zone + 3);
+    return m < 0 ? n : n + (size_t)m;
+}
+
+void gp_log_times(char clf[40], char iso[40])
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (clf) {
+        localtime_r(&ts.tv_sec, &tm);
+        strftime(clf, 40, "%d/%b/%Y:%H:%M:%S %z", &tm);
+    }
+    if (iso) iso_time(iso, 40, &ts);
+}
+
+static void write_line(const char *line, size_t n)
+{
+    ssize_t w;
+    do w = write(STDERR_FILENO, line, n);
+    while (w < 0 && errno == EINTR);
+}
+
+/* One JSON object for msg (any bytes, newlines too), in one write. */
+static void log_json(int level, const char *msg, size_t len)
+{
+    char stack[16384], *line = stack;
+    size_t cap = sizeof stack, need = len * 6 + 128;
+    if (need > cap && (line = malloc(need))) cap = need;
+    else if (need > cap) line = stack; /* no memory: the message is cut */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    size_t n = (size_t)snprintf(line, cap, "{\"time\":\"");
+    n += iso_time(line + n, cap - n, &ts);
+    n += (size_t)snprintf(line + n, cap - n,
+                          "\",\"level\":\"%s\",\"pid\":%d,\"logger\":\"error\","
+                          "\"message\":\"",
+                          level_names[level], (int)getpid());
+    n += gp_json_escape(line + n, cap - n - 3, msg, len);
+    memcpy(line + n, "\"}\n", 3);
+    write_line(line, n + 3);
+    if (line != stack) free(line);
+}
+
+/* The text line: time, pid and level, then msg (cut to the line). */
+static void log_text(int level, const char *msg, size_t len)
+{
     char line[2048];
     struct timespec ts;
     struct tm tm;
@@ -86,15 +141,57 @@ void gp_log(int level, const char *fmt, ...)
     size_t n = strftime(line, sizeof line, "[%Y-%m-%d %H:%M:%S %z]", &tm);
     n += (size_t)snprintf(line + n, sizeof line - n, " [%d] [%s] ", (int)getpid(),
                           level_names[level]);
+    if (len > sizeof line - 1 - n) len = sizeof line - 1 - n;
+    memcpy(line + n, msg, len);
+    n += len;
+    line[n++] = '\n';
+    write_line(line, n);
+}
+
+void gp_log(int level, const char *fmt, ...)
+{
+    if (level < g_log.level) return;
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - n, fmt, ap);
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    n = (m < 0) ? n : (n + (size_t)m >= sizeof line - 1 ? sizeof line - 2 : n + (size_t)m);
-    line[n++] = '\n';
-    ssize_t w;
-    do w = write(STDERR_FILENO, line, n);
-    while (w < 0 && errno == EINTR);
+    size_t len = m < 0 ? 0 : (size_t)m >= sizeof msg ? sizeof msg - 1 : (size_t)m;
+    if (g_log.json) log_json(level, msg, len);
+    else log_text(level, msg, len);
+}
+
+void gp_log_lines(int level, const char *text, size_t len)
+{
+    if (level < g_log.level) return;
+    while (len && text[len - 1] == '\n') len--;
+    if (g_log.json) {
+        log_json(level, text, len);
+        return;
+    }
+    for (const char *end = text + len; text < end;) {
+        const char *nl = memchr(text, '\n', (size_t)(end - text));
+        size_t n = (size_t)((nl ? nl : end) - text);
+        log_text(level, text, n);
+        text += n + (nl != NULL);
+    }
+}
+
+int gp_log_format_parse(const char *name)
+{
+    if (strcmp(name, "text") == 0) return GP_LOG_TEXT;
+    if (strcmp(name, "json") == 0) return GP_LOG_JSON;
+    return -1;
+}
+
+void gp_log_set_format(int format)
+{
+    g_log.json = format == GP_LOG_JSON;
+}
+
+bool gp_log_json(void)
+{
+    return g_log.json;
 }
 
 void gp_log_conn(const char *what, int fd, const struct sockaddr_storage *peer)
@@ -173,37 +270,81 @@ size_t gp_log_escape(char *dst, size_t cap, const char *s, size_t n)
     return o;
 }
 
-static int b64_value(unsigned char ch)
+int gp_log_hexval(char ch)
 {
-    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-    if (ch == '+') return 62;
-    if (ch == '/') return 63;
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
     return -1;
 }
 
-size_t gp_log_basic_user(char *dst, size_t cap, const char *v, size_t n)
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), 0 when there is none. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
 {
-    dst[0] = 0;
-    if (n < 6 || strncasecmp(v, "basic ", 6) != 0) return 0;
-    size_t i = 6;
-    while (i < n && v[i] == ' ') i++;
-    char user[256];
-    size_t u = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (; i < n && v[i] != '='; i++) {
-        int x = b64_value((unsigned char)v[i]);
-        if (x < 0) return 0; /* not base64: no user, as gunicorn */
-        acc = (acc << 6) | (unsigned)x;
-        bits += 6;
-        if (bits < 8) continue;
-        bits -= 8;
-        char ch = (char)((acc >> bits) & 0xff);
-        if (ch == ':') return u ? gp_log_escape(dst, cap, user, u) : 0;
-        if (u == sizeof user) return 0;
-        user[u++] = ch;
+    unsigned char c = s[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) len = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0) lo = 0xa0;
+        if (c == 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0) lo = 0x90;
+        if (c == 0xf4) hi = 0x8f;
+    } else return 0;
+    if (n < len || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf) return 0;
+    return len;
+}
+
+size_t gp_json_escape(char *dst, size_t cap, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *u = (const unsigned char *)s;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char ch = u[i];
+        char two = 0;
+        switch (ch) {
+        case '"': two = '"'; break;
+        case '\\': two = '\\'; break;
+        case '\n': two = 'n'; break;
+        case '\r': two = 'r'; break;
+        case '\t': two = 't'; break;
+        case '\b': two = 'b'; break;
+        case '\f': two = 'f'; break;
+        }
+        if (two) {
+            if (o + 2 > cap) break;
+            dst[o++] = '\\';
+            dst[o++] = two;
+            i++;
+        } else if (ch >= 0x20 && ch < 0x7f) {
+            if (o + 1 > cap) break;
+            dst[o++] = (char)ch;
+            i++;
+        } else {
+            size_t len = ch >= 0x80 ? utf8_seq(u + i, n - i) : 0;
+            if (len) { /* well-formed: as it is */
+                if (o + len > cap) break;
+                memcpy(dst + o, u + i, len);
+                o += len;
+                i += len;
+                continue;
+            }
+            /* a control byte, DEL, or a byte of no UTF-8 sequence: \u00XX,
+             * the code point of its Latin-1 reading */
+            if (o + 6 > cap) break;
+            memcpy(dst + o, "\\u00", 4);
+            dst[o + 4] = hex[ch >> 4];
+            dst[o + 5] = hex[ch & 15];
+            o += 6;
+            i++;
+        }
     }
-    return 0; /* no "user:" */
+    return o;
 }

@@ -1,11 +1,14 @@
 /* log: the error log (time, level, pid on every line) and the access log.
  *
  * One write(2) per line, so lines from several processes never interleave.
- * No Python; the bridge routes Python's tracebacks here through fd 2. */
+ * --log-format json makes each line one JSON object (time, level, pid,
+ * logger, message) for log shippers. No Python; the bridge hands Python's
+ * tracebacks here (gp_log_lines). */
 #ifndef GP_LOG_H
 #define GP_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 enum gp_log_level { GP_LOG_DEBUG, GP_LOG_INFO, GP_LOG_WARNING, GP_LOG_ERROR, GP_LOG_CRITICAL };
@@ -41,6 +44,21 @@ void gp_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 #define gp_warn(...) gp_log(GP_LOG_WARNING, __VA_ARGS__)
 #define gp_error(...) gp_log(GP_LOG_ERROR, __VA_ARGS__)
 
+/* A block of lines (a traceback): in text, each line a log line of its
+ * own; in JSON, one object with the whole block as its message. */
+void gp_log_lines(int level, const char *text, size_t len);
+
+/* --log-format: "text" (GP_LOG_TEXT) or "json"; -1 when unknown. */
+enum { GP_LOG_TEXT, GP_LOG_JSON };
+int gp_log_format_parse(const char *name);
+void gp_log_set_format(int format);
+bool gp_log_json(void);
+
+/* The time now as an access-log time ("02/Dec/2026:01:12:13 +0000") and as
+ * RFC 3339 with milliseconds ("2026-12-02T01:12:13.123+00:00"); either may
+ * be NULL. */
+void gp_log_times(char clf[40], char iso[40]);
+
 /* --log-level debug: "connection N from ADDR:PORT opened" (what: opened,
  * closed). Callers test gp_log_enabled(GP_LOG_DEBUG) first. */
 struct sockaddr_storage;
@@ -57,9 +75,14 @@ int gp_access_log_reopen(void);
  * fit and always terminates dst (cap >= 1). Returns the length written. */
 size_t gp_log_escape(char *dst, size_t cap, const char *s, size_t n);
 
-/* gunicorn's %(u)s: the user of an "Authorization: Basic ..." value,
- * escaped into dst as above. Returns 0 (dst "") when the value is not Basic
- * base64 of "user:password" with a non-empty user. */
-size_t gp_log_basic_user(char *dst, size_t cap, const char *v, size_t n);
+/* Copies n bytes of s into dst as the inside of a JSON string: '"', '\\'
+ * and control bytes escaped, well-formed UTF-8 as it is, and each byte of
+ * invalid UTF-8 as \u00XX (its Latin-1 reading). Writes at most cap bytes,
+ * never half an escape or half a character, no terminator. Returns the
+ * length written. */
+size_t gp_json_escape(char *dst, size_t cap, const char *s, size_t n);
+
+/* A hex digit's value, -1 for anything else. */
+int gp_log_hexval(char ch);
 
 #endif

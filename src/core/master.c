@@ -976,6 +976,7 @@ static void reread_config(gp_master *m)
     gp_conffile_apply_env(fresh);
     m->target = fresh->workers;
     gp_log_set_level(fresh->log_level);
+    gp_log_set_format(fresh->log_format);
     m->cfg = fresh; /* the old one may still be main's: never freed */
 }
 

@@ -698,6 +698,10 @@ static int setup(gp_worker *w, const gp_worker_args *a)
     w->head_cap = cfg->limit_request_head;
     if (w->head_cap < GP_IO_BUF_SIZE) w->head_cap = GP_IO_BUF_SIZE;
     w->access_fd = gp_access_log_fd();
+    w->alog_fmt = &cfg->access_format;
+    w->log_slow_us = (uint64_t)(cfg->log_slow * 1e6);
+    w->alog_on = w->access_fd >= 0 || w->log_slow_us;
+    w->pid = (int)getpid();
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->free_bufs = calloc(MAX_FREE_BUFS, sizeof *w->free_bufs);
     if (!w->free_bufs || gp_loop_init(&w->loop) < 0) return -1;

@@ -93,10 +93,10 @@ struct gp_conn {
     void *app_state;
     void *app_cache;
 
-    /* access log: request line, user, referer, user agent, copied at dispatch */
-    char *alog;
+    /* access log and --log-slow: what the request leaves for its line
+     * (accesslog.h), kept at dispatch; allocated once per connection */
+    struct gp_alog_rec *alog;
     bool alog_pending; /* dispatched, its line not written yet */
-    double started;
     uint64_t m_start_us; /* --metrics-bind: when this request's head was in; 0: none counted */
 
     /* --threads (conn.c's request-thread section) */
@@ -165,6 +165,11 @@ struct gp_worker {
     pthread_mutex_t mu;   /* with request threads: buffer free list, slot text */
     int access_fd;
     bool access_log_failed; /* warned once; quiet until a line is written again */
+    /* the access log or --log-slow on: requests are recorded (accesslog.h) */
+    bool alog_on;
+    const struct gp_alog_format *alog_fmt; /* --access-log-format, compiled */
+    uint64_t log_slow_us;                  /* --log-slow in microseconds; 0: off */
+    int pid;                               /* getpid() is a system call each time */
     pid_t master_pid;       /* orphaned when getppid() differs */
     int wake_fd;            /* the master's eventfd, -1 when none */
     bool retire_asked;      /* the master was asked for a replacement */

@@ -7,6 +7,7 @@
 
 #include "core/log.h"
 #include "core/worker.h"
+#include "py/bridge.h"
 
 static gp_worker *worker;
 
@@ -30,10 +31,11 @@ static PyObject *py_log(PyObject *self, PyObject *args)
     const char *msg;
     if (!PyArg_ParseTuple(args, "is", &level, &msg)) return NULL;
     level = level / 10 - 1; /* the logging module's numbers */
-    gp_log(level < GP_LOG_DEBUG      ? GP_LOG_DEBUG
-           : level > GP_LOG_CRITICAL ? GP_LOG_CRITICAL
-                                     : level,
-           "%s", msg);
+    /* a message of several lines (a traceback) stays one record in JSON */
+    gp_log_lines(level < GP_LOG_DEBUG      ? GP_LOG_DEBUG
+                 : level > GP_LOG_CRITICAL ? GP_LOG_CRITICAL
+                                           : level,
+                 msg, strlen(msg));
     Py_RETURN_NONE;
 }
 
@@ -216,6 +218,7 @@ int gp_asgi_detect(PyObject *app)
 int gp_asgi_run(const gp_worker_args *args, PyObject *app, int asgi2)
 {
     const gp_config *cfg = args->cfg;
+    gp_bridge_json_stderr();
     PyObject *globals = PyDict_New();
     if (!globals || PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) < 0)
         goto pyfail;

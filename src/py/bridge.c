@@ -83,9 +83,10 @@ static void flush_stderr(void)
     Py_XDECREF(r);
 }
 
-/* Each line of the traceback as an ERROR line of the log, so that it carries
- * the time and pid as every other line does (two workers' tracebacks stay
- * apart). 0, or -1 (nothing written) when it cannot be formatted. */
+/* The traceback through the log: in text each of its lines an ERROR line,
+ * so that it carries the time and pid as every other line does (two
+ * workers' tracebacks stay apart); in JSON one object. 0, or -1 (nothing
+ * written) when it cannot be formatted. */
 static int log_traceback(PyObject *e)
 {
     PyObject *tbm = PyImport_ImportModule("traceback");
@@ -96,12 +97,7 @@ static int log_traceback(PyObject *e)
     const char *s = text ? PyUnicode_AsUTF8AndSize(text, &n) : NULL;
     if (s) {
         flush_stderr(); /* what the app printed comes first */
-        for (const char *end = s + n; s < end;) {
-            const char *nl = memchr(s, '\n', (size_t)(end - s));
-            int len = (int)((nl ? nl : end) - s);
-            gp_error("%.*s", len, s);
-            s += len + (nl != NULL);
-        }
+        gp_log_lines(GP_LOG_ERROR, s, (size_t)n);
     }
     Py_XDECREF(text);
     Py_XDECREF(sep);
@@ -174,9 +170,8 @@ size_t gp_bridge_path(const gp_http_request *req, const char **path, size_t *und
     size_t n = gp_http_percent_decode(B.scratch, req->path, req->path_len);
     size_t k = B.root_len;
     *path = B.scratch;
-    *under_root = k && n >= k && memcmp(B.scratch, B.root, k) == 0 && (n == k || B.scratch[k] == '/')
-                      ? k
-                      : 0;
+    *under_root =
+        k && n >= k && memcmp(B.scratch, B.root, k) == 0 && (n == k || B.scratch[k] == '/') ? k : 0;
     return n;
 }
 
@@ -232,4 +227,60 @@ const gp_bridge_server *gp_bridge_server_of(gp_conn *c)
     if (!s->name || !s->port || !s->tuple) return NULL;
     B.server_addr[i] = a;
     return s;
+}
+
+/* ---- --log-format json: the app's stderr as log records ------------------ */
+
+static PyObject *stderr_emit(PyObject *self, PyObject *arg)
+{
+    char *p;
+    Py_ssize_t n;
+    if (PyBytes_AsStringAndSize(arg, &p, &n) < 0) return NULL;
+    gp_log_lines(GP_LOG_ERROR, p, (size_t)n);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef stderr_emit_def = {"emit", stderr_emit, METH_O, "log bytes as one record"};
+
+/* What is written between two newlines that end a write becomes one record:
+ * print() is one, and a logging handler's record with its traceback
+ * (Flask's "Exception on /path") is one too. */
+static const char json_stderr_src[] =
+    "import io\n"
+    "class JsonStderr(io.TextIOBase):\n"
+    "    encoding, errors = 'utf-8', 'backslashreplace'\n"
+    "    def __init__(self, emit, raw):\n"
+    "        self._emit, self._raw, self._buf = emit, raw, []\n"
+    "        self._n = 0\n"
+    "    def writable(self): return True\n"
+    "    def fileno(self): return self._raw.fileno()\n"
+    "    def isatty(self): return False\n"
+    "    def write(self, s):\n"
+    "        self._buf.append(s)\n"
+    "        self._n += len(s)\n"
+    "        if s.endswith('\\n') or self._n > 65536: self.flush()\n"
+    "        return len(s)\n"
+    "    def flush(self):\n"
+    "        if self._buf:\n"
+    "            text, self._buf, self._n = ''.join(self._buf), [], 0\n"
+    "            self._emit(text.encode('utf-8', 'backslashreplace'))\n";
+
+void gp_bridge_json_stderr(void)
+{
+    static bool done;
+    if (done || !gp_log_json()) return;
+    done = true;
+    PyObject *g = PyDict_New();
+    PyObject *r = g && PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins()) == 0
+                      ? PyRun_String(json_stderr_src, Py_file_input, g, g)
+                      : NULL;
+    PyObject *cls = r ? PyDict_GetItemString(g, "JsonStderr") : NULL; /* borrowed */
+    PyObject *emit = cls ? PyCFunction_New(&stderr_emit_def, NULL) : NULL;
+    PyObject *raw = PySys_GetObject("stderr"); /* borrowed */
+    PyObject *obj = emit && raw ? PyObject_CallFunctionObjArgs(cls, emit, raw, NULL) : NULL;
+    if (!obj || PySys_SetObject("stderr", obj) < 0) PyErr_Clear(); /* stays raw */
+    Py_XDECREF(obj);
+    Py_XDECREF(emit);
+    Py_XDECREF(r);
+    Py_XDECREF(g);
 }

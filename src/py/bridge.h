@@ -53,6 +53,12 @@ void gp_bridge_restore_error(PyObject *exc);
  * never acted on: an app's sys.exit() must not end the worker mid-loop. */
 void gp_bridge_print_error(void);
 
+/* --log-format json: sys.stderr becomes a stream whose writes reach the log
+ * as JSON records (one per write that ends a line), so what the app prints
+ * or logs there (wsgi.errors too) stays one object a line. Once; nothing in
+ * text mode. */
+void gp_bridge_json_stderr(void);
+
 /* The request method as a str (new reference): the common ones are shared. */
 PyObject *gp_bridge_method(const char *m, size_t n);
 

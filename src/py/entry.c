@@ -146,6 +146,7 @@ static PyObject *worker(PyObject *self, PyObject *arg)
         _exit(GP_EXIT_BOOT_ERROR);
     }
     gp_log_inherit(h.cfg.log_level, h.cfg.error_log, h.cfg.access_log, h.access_fd);
+    gp_log_set_format(h.cfg.log_format); /* --log-format json */
     int rc = gp_py_worker_main(&h.args);
     fflush(NULL);
     _exit(rc);

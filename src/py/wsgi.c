@@ -985,6 +985,7 @@ gp_wsgi *gp_wsgi_new(PyObject *app, const gp_config *cfg)
     w->v_http = gp_bridge_intern("http");
     w->v_https = gp_bridge_intern("https");
 
+    gp_bridge_json_stderr(); /* wsgi.errors is sys.stderr */
     PyObject *errors = PySys_GetObject("stderr");
     PyObject *env = PyDict_New();
     if (!env || !errors) return NULL;

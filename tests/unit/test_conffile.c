@@ -122,10 +122,8 @@ static void test_what_gallop_lacks(void **state)
     /* at gunicorn's default: nothing */
     assert_int_equal(take1(&l, "certfile", 'n', ""), 0);
     assert_int_equal(take1(&l, "daemon", 'b', "false"), 0);
-    assert_int_equal(take1(&l, "access_log_format", 's', GUNICORN_LOG_FORMAT), 0);
     assert_int_equal(take1(&l, "sendfile", 'b', "true"), 0);
     /* warnings: serving goes on */
-    assert_int_equal(take1(&l, "access_log_format", 's', "%(h)s"), 0);
     assert_int_equal(take1(&l, "proc_name", 's', "app"), 0);
     assert_int_equal(take1(&l, "worker_tmp_dir", 's', "/dev/shm"), 0);
     assert_int_equal(l.n, 0);
@@ -134,6 +132,11 @@ static void test_what_gallop_lacks(void **state)
     assert_int_equal(take1(&l, "daemon", 'b', "true"), -1);
     assert_int_equal(take1(&l, "print_config", 'b', "true"), -1);
     flags_free(&l);
+    /* access_log_format is a flag now, not a warning */
+    flag_list m = fresh();
+    assert_int_equal(take1(&m, "access_log_format", 's', "%(h)s %(D)s"), 0);
+    assert_string_equal(joined(&m), "--access-log-format=%(h)s %(D)s");
+    flags_free(&m);
 }
 
 static void test_unknown_names(void **state)

@@ -1004,7 +1004,11 @@ static void test_access_log_line(void **state)
     sin->sin_family = AF_INET;
     inet_pton(AF_INET, "10.1.2.3", &sin->sin_addr);
     F.w->access_fd = p[1];
-    conn_open_peer(&ss, sizeof *sin);
+    char err[128];
+    assert_int_equal(gp_alog_compile(&F.cfg.access_format, GP_ALOG_DEFAULT_FORMAT, err, sizeof err), 0);
+    F.w->alog_fmt = &F.cfg.access_format;
+    F.w->alog_on = true;
+    gp_conn *c = conn_open_peer(&ss, sizeof *sin);
     char out[4096];
     roundtrip(
         "GET /path?q=1 HTTP/1.1\r\nHost: x\r\nReferer: http://r/\r\nUser-Agent: ua/1.0\r\n\r\n",
@@ -1041,6 +1045,18 @@ static void test_access_log_line(void **state)
     line[n] = 0;
     if (!strstr(line, "] \"DELETE /x HTTP/1.1\" 204 0 \"-\" \"-\"\n"))
         fail_msg("access line '%s'", line);
+    /* another format, compiled once: the connection's record grows to it */
+    assert_int_equal(gp_alog_compile(&F.cfg.access_format, "%(m)s %(U)s [%(q)s] %(s)s %({x-id}i)s",
+                                     err, sizeof err),
+                     0);
+    free(c->alog);
+    c->alog = NULL;
+    roundtrip("PUT /a%2Fb?z HTTP/1.1\r\nHost: x\r\nX-Id: 7\r\n\r\n", out, sizeof out, NULL);
+    n = read(p[0], line, sizeof line - 1);
+    assert_true(n > 0);
+    line[n] = 0;
+    assert_string_equal(line, "PUT /a/b [z] 204 7\n");
+    F.w->alog_on = false;
     close(p[0]);
     close(p[1]);
 }

@@ -314,24 +314,94 @@ static void test_escape(void **state)
     assert_string_equal(out, "");
 }
 
-/* gunicorn's %(u)s: the user part of Basic credentials, else nothing. */
-static void test_basic_user(void **state)
+/* JSON strings: escapes, UTF-8 kept, invalid bytes as \u00XX, never cut
+ * in the middle of an escape or a character. */
+static void test_json_escape(void **state)
 {
-    char out[64];
-#define USER(v) gp_log_basic_user(out, sizeof out, v, strlen(v))
-    assert_int_equal(USER("Basic Ym9iOnNlY3JldA=="), 3); /* bob:secret */
-    assert_string_equal(out, "bob");
-    assert_int_equal(USER("basic   Ym9iOg=="), 3); /* bob: */
-    assert_string_equal(out, "bob");
-    assert_int_equal(USER("Basic ImE6Yg=="), 3); /* "a:b: the user is escaped */
-    assert_string_equal(out, "\\\"a");
-    assert_int_equal(USER("Basic Ym9i"), 0); /* bob, no colon */
-    assert_string_equal(out, "");
-    assert_int_equal(USER("Basic Og=="), 0); /* ":" empty user */
-    assert_int_equal(USER("Basic !!!"), 0);
-    assert_int_equal(USER("Bearer Ym9iOnB3"), 0);
-    assert_int_equal(USER("Basic"), 0);
-#undef USER
+    char out[128];
+    size_t n;
+#define J(s) (n = gp_json_escape(out, sizeof out, s, sizeof(s) - 1), out[n] = 0, out)
+    assert_string_equal(J("plain text"), "plain text");
+    assert_string_equal(J("q\"b\\"), "q\\\"b\\\\");
+    assert_string_equal(J("a\nb\r\t\b\f"), "a\\nb\\r\\t\\b\\f");
+    assert_string_equal(J("\x01\x1f\x7f"), "\\u0001\\u001f\\u007f");
+    assert_string_equal(J("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+                        "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    assert_string_equal(J("\xff\xfe"), "\\u00ff\\u00fe");
+    assert_string_equal(J("\xc3"), "\\u00c3");                       /* truncated sequence */
+    assert_string_equal(J("\xc0\xaf"), "\\u00c0\\u00af");            /* overlong '/' */
+    assert_string_equal(J("\xed\xa0\x80"), "\\u00ed\\u00a0\\u0080"); /* a surrogate */
+    assert_string_equal(J("\xf4\x90\x80\x80"), "\\u00f4\\u0090\\u0080\\u0080"); /* > U+10FFFF */
+    assert_string_equal(J("\xe2\x82"), "\\u00e2\\u0082");
+#undef J
+    memset(out, 'X', sizeof out);
+    assert_int_equal(gp_json_escape(out, 3, "ab\"", 3), 2); /* \" would not fit */
+    assert_int_equal(gp_json_escape(out, 4, "a\xe2\x82\xac", 4), 4);
+    assert_int_equal(gp_json_escape(out, 3, "a\xe2\x82\xac", 4), 1); /* nor half the euro */
+    assert_int_equal(gp_json_escape(out, 5, "\xff", 1), 0);
+}
+
+/* --log-format json: one object a line, the block of a traceback in one. */
+static void test_json_lines(void **state)
+{
+    char path[128], buf[8192], expect[64];
+    capture_stderr(path, sizeof path, "stderr.txt");
+    assert_int_equal(gp_log_setup(GP_LOG_INFO, NULL), 0);
+    assert_int_equal(gp_log_format_parse("json"), GP_LOG_JSON);
+    assert_int_equal(gp_log_format_parse("text"), GP_LOG_TEXT);
+    assert_int_equal(gp_log_format_parse("JSON5"), -1);
+    gp_log_set_format(GP_LOG_JSON);
+    assert_true(gp_log_json());
+    gp_warn("say \"%s\"", "hi");
+    gp_log_lines(GP_LOG_ERROR, "Traceback:\n  line 1\nValueError: x\n", 34);
+    gp_debug("filtered");
+    gp_log_set_format(GP_LOG_TEXT);
+    slurp(path, buf, sizeof buf);
+    assert_int_equal(count_lines(buf), 2);
+    snprintf(expect, sizeof expect, "\",\"level\":\"WARNING\",\"pid\":%d,", (int)getpid());
+    if (!strstr(buf, expect)) fail_msg("'%s' lacks '%s'", buf, expect);
+    assert_non_null(strstr(buf, "\"logger\":\"error\",\"message\":\"say \\\"hi\\\"\"}\n"));
+    assert_non_null(strstr(buf, "\"message\":\"Traceback:\\n  line 1\\nValueError: x\"}\n"));
+    regex_t re;
+    assert_int_equal(regcomp(&re,
+                             "^\\{\"time\":\"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                             "\\.[0-9]{3}[-+][0-9]{2}:[0-9]{2}\",\"level\":\"WARNING\"",
+                             REG_EXTENDED),
+                     0);
+    if (regexec(&re, buf, 0, NULL, 0) != 0) fail_msg("line '%s' has the wrong shape", buf);
+    regfree(&re);
+}
+
+/* In text, a block is a line each, every one with the prefix. */
+static void test_lines_in_text(void **state)
+{
+    char path[128], buf[4096];
+    capture_stderr(path, sizeof path, "stderr.txt");
+    assert_int_equal(gp_log_setup(GP_LOG_INFO, NULL), 0);
+    gp_log_lines(GP_LOG_ERROR, "one\ntwo\n\nthree\n", 15);
+    slurp(path, buf, sizeof buf);
+    assert_int_equal(count_lines(buf), 4);
+    assert_non_null(strstr(buf, "[ERROR] one\n"));
+    assert_non_null(strstr(buf, "[ERROR] two\n"));
+    assert_non_null(strstr(buf, "[ERROR] \n"));
+    assert_non_null(strstr(buf, "[ERROR] three\n"));
+}
+
+/* A JSON record longer than the stack buffer is whole and valid. */
+static void test_json_long_block(void **state)
+{
+    char path[128];
+    static char big[40000], buf[300000];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = i % 50 == 49 ? '\n' : "\"x\\"[i % 3];
+    capture_stderr(path, sizeof path, "stderr.txt");
+    assert_int_equal(gp_log_setup(GP_LOG_INFO, NULL), 0);
+    gp_log_set_format(GP_LOG_JSON);
+    gp_log_lines(GP_LOG_ERROR, big, sizeof big);
+    gp_log_set_format(GP_LOG_TEXT);
+    size_t n = slurp(path, buf, sizeof buf);
+    assert_int_equal(count_lines(buf), 1);
+    assert_true(n > sizeof big);
+    assert_memory_equal(buf + n - 3, "\"}\n", 3);
 }
 
 int main(void)
@@ -339,7 +409,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_level_parse),
         cmocka_unit_test(test_escape),
-        cmocka_unit_test(test_basic_user),
+        cmocka_unit_test(test_json_escape),
+        cmocka_unit_test_setup_teardown(test_json_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lines_in_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_long_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_line_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_level_names_in_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_level_filter, setup, teardown),
