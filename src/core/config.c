@@ -107,6 +107,7 @@ static const char usage_text[] =
     "      --check-config           check the settings and exit (0 good, 2 bad); loads nothing\n"
     "      --metrics-bind ADDR      the master serves Prometheus /metrics and /healthz at\n"
     "                               HOST:PORT or unix:/path (repeatable; off by default)\n"
+    "                               `gallop top [ADDR]` shows the workers live from it\n"
     "  -h, --help                   print this help and exit\n"
     "\n"
     "uvicorn's and gunicorn's spellings:\n"

@@ -504,3 +504,13 @@ def test_prometheus_scrapes_gallop(metrics_server, tmp_path):
             prom.kill()
             prom.wait(5)
         log.close()
+
+
+def test_metrics_bind_from_a_gunicorn_config_file(server_factory, tmp_path):
+    mport = free_port()
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(f"metrics_bind = ['127.0.0.1:{mport}']\n")
+    srv = server_factory("metrics_app:app", "-c", str(conf), workers=1)
+    srv.wait_workers(1)
+    status, _, body = scrape_raw(mport, "/healthz")
+    assert (status, body) == (200, "ok\n")
