@@ -323,7 +323,7 @@ static const setting settings[] = {
      "container or a supervisor"},
     {"raw_env", S_FLAG, "env", NULL, NULL},
     {"pidfile", S_FLAG, "pid", NULL, NULL},
-    {"worker_tmp_dir", S_WARN, NULL, NULL,
+    {"worker_tmp_dir", S_WARN, "worker-tmp-dir", NULL,
      "not needed: gallop's workers report to the master through shared memory; ignored"},
     {"user", S_FLAG, "user", NULL, NULL},
     {"group", S_FLAG, "group", NULL, NULL},

@@ -125,8 +125,10 @@ static void test_what_gallop_lacks(void **state)
     assert_int_equal(take1(&l, "sendfile", 'b', "true"), 0);
     /* warnings: serving goes on */
     assert_int_equal(take1(&l, "proc_name", 's', "app"), 0);
-    assert_int_equal(take1(&l, "worker_tmp_dir", 's', "/dev/shm"), 0);
     assert_int_equal(l.n, 0);
+    /* implemented since: the flag */
+    assert_int_equal(take1(&l, "worker_tmp_dir", 's', "/dev/shm"), 0);
+    assert_string_equal(joined(&l), "--worker-tmp-dir=/dev/shm");
     /* errors */
     assert_int_equal(take1(&l, "certfile", 's', "/etc/ssl/c.pem"), -1);
     assert_int_equal(take1(&l, "daemon", 'b', "true"), -1);
