@@ -352,7 +352,7 @@ def test_systemd_socket_activation_behind_nginx(site, transport):
         log.close()
 
 
-def run_and_probe(argv, cwd, port, path="/", env=None, prefix=(), expect_pid1=False):
+def run_and_probe(argv, cwd, port, path="/", env=None, prefix=(), expect_pid1=False, also=None):
     """Runs a documented command line (gallop replaced by build/gallop) and
     checks it serves path, then stops it with TERM: exit 0."""
     e = base_env(env)
@@ -364,8 +364,12 @@ def run_and_probe(argv, cwd, port, path="/", env=None, prefix=(), expect_pid1=Fa
                 return http_get("127.0.0.1", port, path, timeout=2)
             except OSError:
                 return None
-        status, _, body = wait_for(up, 20, what=f"{argv} to serve")
-        assert status == 200, body
+        def ready():
+            r = up()
+            return r if r and r[0] == 200 else None
+        status, _, body = wait_for(ready, 20, what=f"{argv} to answer 200 at {path}")
+        if also:
+            assert also()
         target = p.pid
         if expect_pid1:
             kids = wait_for(lambda: open(f"/proc/{p.pid}/task/{p.pid}/children").read().split(),
@@ -391,9 +395,15 @@ def test_kubernetes_deployment(site):
     (c,) = spec["containers"]
     argv = c["command"] + c["args"]
     assert argv[0] == "gallop"
-    port = c["ports"][0]["containerPort"]
-    assert flag(argv, "--bind") == f"0.0.0.0:{port}"
-    assert c["readinessProbe"]["httpGet"]["port"] == c["ports"][0]["name"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert flag(argv, "--bind") == f"0.0.0.0:{ports['http']}"
+    probe = c["readinessProbe"]["httpGet"]
+    # readiness from the master's /healthz, on the --metrics-bind port
+    assert probe["path"] == "/healthz" and probe["port"] == "metrics"
+    assert flag(argv, "--metrics-bind") == f"0.0.0.0:{ports['metrics']}"
+    ann = dep["spec"]["template"]["metadata"]["annotations"]
+    assert ann["prometheus.io/port"] == str(ports["metrics"])
+    assert c["livenessProbe"]["tcpSocket"]["port"] == "http"
     sleep = c["lifecycle"]["preStop"]["exec"]["command"]
     assert sleep[0] == "sleep" and float(sleep[1]) > 0
     graceful = float(flag(argv, "--graceful-timeout"))
@@ -402,9 +412,11 @@ def test_kubernetes_deployment(site):
     assert dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
     app_dir = os.path.join(d, "app")
     check_config(argv[1:], app_dir)
-    p = free_port()
-    real = [GALLOP_BIN] + [a.replace(f":{port}", f":{p}") for a in argv[1:]]
-    out = run_and_probe(real, app_dir, p, path=c["readinessProbe"]["httpGet"]["path"])
+    http_port, metrics_port = free_port(), free_port()
+    real = [GALLOP_BIN] + [a.replace(f":{ports['http']}", f":{http_port}")
+                           .replace(f":{ports['metrics']}", f":{metrics_port}") for a in argv[1:]]
+    out = run_and_probe(real, app_dir, metrics_port, path=probe["path"],
+                        also=lambda: http_get("127.0.0.1", http_port)[0] == 200)
     assert "shutting down" in out
 
 
