@@ -22,6 +22,7 @@
 #include "core/handoff.h"
 #include "core/log.h"
 #include "core/master.h"
+#include "core/top.h"
 
 #ifndef GP_BRIDGE_NAME
 #define GP_BRIDGE_NAME "gallop-python.so"
@@ -254,6 +255,7 @@ static void raise_fd_limit(void)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "top")) return gp_top_main(argc - 1, argv + 1);
     gp_master_block_signals();
     char dir[PATH_MAX];
     bool have_dir = exe_dir(dir, sizeof dir) == 0;

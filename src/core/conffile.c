@@ -307,13 +307,11 @@ static const setting settings[] = {
     {"limit_request_line", S_FLAG, "limit-request-line", NULL, NULL},
     {"limit_request_fields", S_FLAG, "limit-request-fields", NULL, NULL},
     {"limit_request_field_size", S_FLAG, "limit-request-field_size", NULL, NULL},
-    {"reload", S_ERROR, "reload", "false", "--reload is not in this build of gallop"},
-    {"reload_engine", S_WARN, "reload-engine", "auto", "gallop's --reload always uses inotify"},
-    {"reload_extra_files", S_ERROR, "reload-extra-file", NULL,
-     "--reload-extra-file is not in this build of gallop"},
+    {"reload", S_FLAG, "reload", NULL, NULL},
+    {"reload_engine", S_FLAG, "reload-engine", NULL, NULL},
+    {"reload_extra_files", S_FLAG, "reload-extra-file", NULL, NULL},
     {"spew", S_WARN, NULL, "false", "gallop has no call tracing; ignored"},
-    {"check_config", S_ERROR, "check-config", "false",
-     "not supported: gallop would start serving instead of only checking"},
+    {"check_config", S_FLAG, "check-config", NULL, NULL},
     {"print_config", S_ERROR, NULL, "false",
      "not supported: gallop would start serving instead of only printing"},
     {"preload_app", S_FLAG, "preload", NULL, NULL},
@@ -378,8 +376,7 @@ static const setting settings[] = {
     {"post_request", S_HOOK, NULL, NULL, NULL},
     {"worker_exit", S_HOOK, NULL, NULL, NULL},
     {"ssl_context", S_HOOK, NULL, NULL, NULL},
-    {"proxy_protocol", S_ERROR, "proxy-protocol", "false",
-     "the PROXY protocol is not in this build of gallop"},
+    {"proxy_protocol", S_FLAG, "proxy-protocol", NULL, NULL},
     {"proxy_allow_ips", S_WARN, NULL, "127.0.0.1",
      "ignored: gallop takes PROXY headers from --forwarded-allow-ips peers"},
     {"keyfile", S_ERROR, "keyfile", NULL, NO_TLS},
@@ -926,9 +923,9 @@ static int check_each(const flag_list *l, const char *argv0)
         }
         char *one[] = {(char *)argv0, l->flags[i], (char *)"app", NULL};
         gp_config tmp;
-        gp_config_error_where = l->wheres[i];
+        gp_config_set_error_where(l->wheres[i]);
         int r = gp_config_parse(&tmp, 3, one);
-        gp_config_error_where = NULL;
+        gp_config_set_error_where(NULL);
         if (r != 0) return -1;
     }
     return 0;
@@ -1064,9 +1061,9 @@ static int env_args(const char *argv0, char ***words)
     check[n] = (char *)"app";
     check[n + 1] = NULL;
     gp_config tmp;
-    gp_config_error_where = "GUNICORN_CMD_ARGS: ";
+    gp_config_set_error_where("GUNICORN_CMD_ARGS: ");
     int r = gp_config_parse(&tmp, n + 1, check);
-    gp_config_error_where = NULL;
+    gp_config_set_error_where(NULL);
     free(check);
     return r < 0 ? -1 : n - 1;
 }

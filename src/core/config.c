@@ -18,6 +18,7 @@
 #ifndef GP_VERSION
 #define GP_VERSION "0.1.0"
 #endif
+const char gp_version[] = GP_VERSION;
 
 static const char usage_text[] =
     "usage: gallop [OPTIONS] MODULE[:ATTRIBUTE] [OPTIONS]\n"
@@ -104,6 +105,8 @@ static const char usage_text[] =
     "      --reload-extra-file FILE also reload when FILE changes (repeatable)\n"
     "      --reload-delay S         seconds of quiet before reloading (0.25)\n"
     "      --check-config           check the settings and exit (0 good, 2 bad); loads nothing\n"
+    "      --metrics-bind ADDR      the master serves Prometheus /metrics and /healthz at\n"
+    "                               HOST:PORT or unix:/path (repeatable; off by default)\n"
     "  -h, --help                   print this help and exit\n"
     "\n"
     "uvicorn's and gunicorn's spellings:\n"
@@ -117,6 +120,10 @@ static const char usage_text[] =
     "  -k, --worker-class K         sync, gthread or uvicorn.workers.UvicornWorker: gallop's\n"
     "                               own workers serve them all (others are refused)\n"
     "  -t S, -p FILE, -u USER, -g GROUP, -m MASK  --timeout, --pid, --user, --group, --umask\n"
+    "      --app-dir DIR            --pythonpath DIR\n"
+    "      --http auto|h11|httptools, --ws auto|websockets|wsproto, --worker-tmp-dir DIR\n"
+    "                               accepted: gallop's own C HTTP and WebSocket code serves,\n"
+    "                               and its worker heartbeat lives in shared memory\n"
     "  --bind also takes tcp://HOST:PORT, HOST alone (port 8000), PORT alone\n"
     "  (127.0.0.1:PORT), unix://PATH and fd://N. Without any address: 0.0.0.0:$PORT when\n"
     "  PORT is set (as gunicorn does), else 127.0.0.1:8000.\n"
@@ -181,6 +188,9 @@ enum {
     OPT_PROXYHDRS,
     OPT_NOPROXYHDRS,
     OPT_WORKERCLASS,
+    OPT_HTTPIMPL,
+    OPT_WSIMPL,
+    OPT_WORKERTMP,
     OPT_STATIC,
     OPT_STATIC_MAXAGE,
     /* --reload and --check-config */
@@ -194,6 +204,7 @@ enum {
     OPT_CHECK_CONFIG,
     OPT_FWD_ALLOW,
     OPT_PROXY_PROTOCOL,
+    OPT_METRICS_BIND,
     /* logs */
     OPT_ALOG_FORMAT,
     OPT_LOG_FORMAT,
@@ -271,6 +282,7 @@ static const struct option long_opts[] = {
     {"check-config", no_argument, 0, OPT_CHECK_CONFIG},
     {"forwarded-allow-ips", required_argument, 0, OPT_FWD_ALLOW},
     {"proxy-protocol", optional_argument, 0, OPT_PROXY_PROTOCOL},
+    {"metrics-bind", required_argument, 0, OPT_METRICS_BIND},
     {"help", no_argument, 0, 'h'},
     /* uvicorn's and gunicorn's spellings */
     {"host", required_argument, 0, OPT_HOST},
@@ -282,6 +294,10 @@ static const struct option long_opts[] = {
     {"proxy-headers", no_argument, 0, OPT_PROXYHDRS},
     {"no-proxy-headers", no_argument, 0, OPT_NOPROXYHDRS},
     {"worker-class", required_argument, 0, OPT_WORKERCLASS},
+    {"app-dir", required_argument, 0, OPT_PYTHONPATH},
+    {"http", required_argument, 0, OPT_HTTPIMPL},
+    {"ws", required_argument, 0, OPT_WSIMPL},
+    {"worker-tmp-dir", required_argument, 0, OPT_WORKERTMP},
     /* logs */
     {"access-log-format", required_argument, 0, OPT_ALOG_FORMAT},
     {"access-logformat", required_argument, 0, OPT_ALOG_FORMAT}, /* gunicorn's spelling */
@@ -290,7 +306,14 @@ static const struct option long_opts[] = {
     {0, 0, 0, 0},
 };
 
-const char *gp_config_error_where;
+/* static, with a setter: a global variable would exist twice with --preload
+ * (the binary's core and the bridge's), which ASan reports as an ODR violation */
+static const char *error_where;
+
+void gp_config_set_error_where(const char *where)
+{
+    error_where = where;
+}
 
 int gp_config_has_flag(const char *name)
 {
@@ -302,7 +325,7 @@ int gp_config_has_flag(const char *name)
 
 static int fail(const char *fmt, const char *a, const char *b)
 {
-    fprintf(stderr, "gallop: error: %s", gp_config_error_where ? gp_config_error_where : "");
+    fprintf(stderr, "gallop: error: %s", error_where ? error_where : "");
     fprintf(stderr, fmt, a, b);
     fprintf(stderr, "\n");
     return -1;
@@ -485,7 +508,7 @@ static int finish_binds(gp_config *cfg)
  * every address is parsed (nothing is bound, nothing imported). */
 static int check_reload_and_config(const gp_config *cfg)
 {
-    if (gp_config_error_where) return 0; /* one setting of a config file, checked alone */
+    if (error_where) return 0; /* one setting of a config file, checked alone */
     if (cfg->reload && cfg->preload)
         return fail("--reload cannot work with --preload: workers would fork from the code "
                     "the master imported%s%s",
@@ -730,6 +753,16 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                 cfg->proxy_protocol_binds[cfg->num_proxy_protocol_binds++] = optarg;
             }
             break;
+        case OPT_METRICS_BIND: {
+            gp_addr a;
+            char err[256];
+            if (cfg->num_metrics_binds == GP_MAX_BINDS)
+                return fail("too many --metrics-bind addresses%s%s", "", "");
+            if (!strncmp(optarg, "fd://", 5) || gp_addr_parse(optarg, &a, err, sizeof err) < 0)
+                return fail("invalid --metrics-bind '%s' (HOST:PORT or unix:/path)%s", optarg, "");
+            cfg->metrics_binds[cfg->num_metrics_binds++] = optarg;
+            break;
+        }
         case OPT_USER: cfg->user = optarg; break;
         case OPT_GROUP: cfg->group = optarg; break;
         case OPT_UMASK: {
@@ -832,6 +865,24 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                             "or gthread with --threads) and ASGI (uvicorn.workers.UvicornWorker)%s",
                             optarg, "");
             break;
+        case OPT_HTTPIMPL:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "h11") && strcmp(optarg, "httptools"))
+                return fail("invalid --http '%s' (auto, h11, httptools: all mean gallop's own "
+                            "parser)%s",
+                            optarg, "");
+            break;
+        case OPT_WSIMPL:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "websockets") && strcmp(optarg, "wsproto"))
+                return fail("invalid --ws '%s' (auto, websockets, wsproto: all mean gallop's own "
+                            "WebSocket code; 'none' is not supported)%s",
+                            optarg, "");
+            break;
+        case OPT_WORKERTMP: {
+            struct stat st;
+            if (stat(optarg, &st) != 0 || !S_ISDIR(st.st_mode))
+                return fail("invalid --worker-tmp-dir '%s': not a directory%s", optarg, "");
+            break;
+        }
         /* logs */
         case OPT_ALOG_FORMAT: {
             char err[200] = "";

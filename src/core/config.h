@@ -112,12 +112,18 @@ typedef struct {
     bool proxy_protocol;             /* every listener expects a PROXY header */
     const char *proxy_protocol_binds[GP_MAX_BINDS]; /* or only these (canonical text) */
     int num_proxy_protocol_binds;
+    /* --metrics-bind: the master serves /metrics and /healthz there (core/mserve.h) */
+    const char *metrics_binds[GP_MAX_BINDS];
+    int num_metrics_binds;
     /* logs people can ship (core/accesslog.h, core/log.h) */
     const char *access_log_format; /* as given; compiled into access_format */
     gp_alog_format access_format;
     int log_format;  /* GP_LOG_TEXT or GP_LOG_JSON */
     double log_slow; /* --log-slow: warn about requests slower than this; 0: off */
 } gp_config;
+
+/* The version gallop reports (--version, gallop_build_info). */
+extern const char gp_version[];
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed and
  * the process should exit 0, or -1 after printing one "gallop: error: ..." line
@@ -139,7 +145,7 @@ int gp_config_has_flag(const char *name);
 
 /* Printed after "gallop: error: " in every error of gp_config_parse (NULL:
  * nothing): the config file's "FILE, line N (setting): " while one of its
- * settings is checked. */
-extern const char *gp_config_error_where;
+ * settings is checked alone (checks across settings are then skipped). */
+void gp_config_set_error_where(const char *where);
 
 #endif

@@ -21,6 +21,7 @@
 
 #include "core/accesslog.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/static.h"
 #include "core/worker_internal.h"
 
@@ -160,6 +161,10 @@ void gp_conn_close(gp_conn *c)
         w->ops->abort(w->app, c);
     if (c->state == CS_ASYNC) w->active_async--;
     c->dead = true;
+    if (c->m_start_us) { /* cut off before its response was complete */
+        gp_metrics_drop(w->slot);
+        c->m_start_us = 0;
+    }
     if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("closed", c->io.fd, &c->peer);
     if (c->alog_pending) end_request_log(c); /* cut off mid-response */
     /* out of epoll before the close: a child the app forked may hold a copy
@@ -981,6 +986,10 @@ static void response_complete(gp_conn *c)
     gp_worker *w = c->w;
     if (w->alog_on) end_request_log(c);
     gp_slot_request_end(w->slot, c->resp_bytes, c->status >= 500);
+    if (c->m_start_us) {
+        gp_metrics_end(w->slot, c->m_start_us, c->status);
+        c->m_start_us = 0;
+    }
     if (w->max_requests &&
         atomic_load_explicit(&w->slot->requests, memory_order_relaxed) >= w->max_requests)
         gp_worker_retire(w, GP_RETIRE_MAX_REQUESTS);
@@ -1105,6 +1114,7 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
     c->expect_continue = req->expect_continue;
     c->continue_sent = false;
     if (w->alog_on) remember_for_log(c, req);
+    if (w->cfg->num_metrics_binds && !c->m_start_us) c->m_start_us = gp_metrics_begin(w->slot);
     if (w->cfg->limit_request_body && req->body == GP_HTTP_BODY_LENGTH &&
         req->content_length > w->cfg->limit_request_body) {
         reject(c, 413);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -27,6 +28,8 @@
 
 #include "core/conffile.h"
 #include "core/log.h"
+#include "core/metrics.h"
+#include "core/mserve.h"
 #include "core/notify.h"
 #include "core/reload.h"
 #include "core/reuseport.h"
@@ -82,6 +85,8 @@ typedef struct {
     int *rp_order;    /* scratch: the serving slots */
     gp_reload *reloader; /* --reload: the file watcher */
     bool parked;         /* --reload: the app never loaded; wait for a change */
+    gp_mserve *metrics;     /* --metrics-bind, NULL when off */
+    gp_metrics_totals gone; /* counters of the workers that exited */
 } gp_master;
 
 static void (*fork_before)(void), (*fork_after_parent)(void);
@@ -388,6 +393,7 @@ static void spawn_worker(gp_master *m)
         unblock_worker_signals();
         close(m->sigfd);
         if (m->reloader) close(gp_reload_fd(m->reloader));
+        gp_mserve_forget(m->metrics);
         /* a worker must not outlive a master killed with SIGKILL */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent) _exit(0);
@@ -522,9 +528,9 @@ static void find_oom_events(gp_master *m)
     m->oom_events[0] = 0;
 }
 
-/* A SIGKILL we did not send: blamed on the kernel's OOM killer only when
- * the cgroup counted a kill since we last looked. */
-static void killed_by_stranger(gp_master *m, pid_t pid)
+/* A SIGKILL we did not send: blamed on the kernel's OOM killer (true) only
+ * when the cgroup counted a kill since we last looked. */
+static bool killed_by_stranger(gp_master *m, pid_t pid)
 {
     long long k = read_oom_kills(m->oom_events);
     if (k >= 0 && (unsigned long long)k > m->oom_kills) {
@@ -532,11 +538,12 @@ static void killed_by_stranger(gp_master *m, pid_t pid)
                  "from %llu to %lld); replacing it",
                  (int)pid, m->oom_events, m->oom_kills, k);
         m->oom_kills = (unsigned long long)k;
-        return;
+        return true;
     }
     gp_error("worker %d was killed by signal 9 (SIGKILL) that the master did not send; "
              "replacing it",
              (int)pid);
+    return false;
 }
 
 /* A reload whose new code cannot load keeps the old generation serving. */
@@ -597,21 +604,29 @@ static void reaped_worker(gp_master *m, worker_rec *r, int status)
         return;
     }
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    uint64_t *restarts = m->gone.restarts;
     if (copy.killed || copy.kill_at > 0) {
         gp_warn("worker %d was killed after its timeout; replacing it", (int)pid);
+        restarts[GP_RESTART_TIMEOUT]++;
     } else if (!booted && !copy.retiring) {
         boot_failed(m, &copy, status, GP_EXIT_BOOT_ERROR);
+        restarts[GP_RESTART_CRASH]++;
     } else if (copy.retiring && clean && retire_reason == GP_RETIRE_MAX_REQUESTS) {
         gp_info("worker %d retired after %llu requests (--max-requests)", (int)pid,
                 (unsigned long long)served);
+        restarts[GP_RESTART_MAX_REQUESTS]++;
     } else if (copy.retiring && clean && retire_reason == GP_RETIRE_MEMORY) {
         gp_info("worker %d retired: memory over --max-worker-memory", (int)pid);
+        restarts[GP_RESTART_MEMORY]++;
     } else if (copy.retiring) {
         gp_info("worker %d exited (retired; %s)", (int)pid, how);
+        if (copy.gen != m->gen) restarts[GP_RESTART_RELOAD]++;
     } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
-        killed_by_stranger(m, pid); /* whatever it had asked for: not ours to end */
+        /* whatever it had asked for: not ours to end */
+        restarts[killed_by_stranger(m, pid) ? GP_RESTART_MEMORY : GP_RESTART_CRASH]++;
     } else {
         gp_error("worker %d died unexpectedly (%s); replacing it", (int)pid, how);
+        restarts[GP_RESTART_CRASH]++;
     }
 }
 
@@ -619,7 +634,8 @@ static void reap(gp_master *m)
 {
     int status;
     pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    struct rusage ru;
+    while ((pid = wait4(-1, &status, WNOHANG, &ru)) > 0) {
         if (pid == m->upgrade_child) {
             char how[96];
             describe_exit(how, sizeof how, status);
@@ -630,7 +646,12 @@ static void reap(gp_master *m)
             continue;
         }
         worker_rec *r = rec_by_pid(m, pid);
-        if (r) reaped_worker(m, r, status);
+        if (!r) continue;
+        /* its counters go on in the totals; the kernel's CPU count is exact */
+        double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                     (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+        gp_metrics_fold(&m->gone, &m->sb->slots[r->slot], cpu);
+        reaped_worker(m, r, status);
     }
 }
 
@@ -819,6 +840,125 @@ static void sync_balance(gp_master *m)
     if (rc < 0) gp_warn("--reuse-port: cannot update the eBPF worker list: %s", strerror(-rc));
 }
 
+/* ---- --metrics-bind ------------------------------------------------------------ */
+
+/* /healthz: ready once the first generation's workers all booted, as long
+ * as one serves; 503 while starting, while stopping and while --reload
+ * waits for a fix. A reload keeps it 200: the old workers serve on. */
+static int healthz(gp_master *m, gp_mbuf *body)
+{
+    const char *what = m->phase != RUNNING   ? "stopping"
+                       : m->parked           ? "app not loaded"
+                       : !m->ready_notified  ? "starting"
+                       : !serving_workers(m) ? "no worker serving"
+                                             : NULL;
+    gp_mbuf_printf(body, "%s\n", what ? what : "ok");
+    return what ? 503 : 200;
+}
+
+static int metrics_page(gp_master *m, gp_mbuf *body)
+{
+    gp_metrics_worker *ws = calloc((size_t)m->sb->num_slots, sizeof *ws);
+    if (!ws) return 500;
+    gp_metrics_listener ls[GP_MAX_BINDS];
+    gp_metrics_view v = {.workers = ws,
+                         .gone = &m->gone,
+                         .listeners = ls,
+                         .workers_current = living_workers(m),
+                         .workers_target = m->target,
+                         .version = gp_version};
+    uint64_t now_us = gp_metrics_now_us();
+    double t = now_s();
+    for (int i = 0; i < m->sb->num_slots; i++) {
+        worker_rec *r = &m->recs[i];
+        if (r->pid <= 0) continue;
+        gp_metrics_worker *w = &ws[v.num_workers++];
+        gp_metrics_read_slot(&m->sb->slots[r->slot], now_us, w, v.hist, &v.dur_us);
+        w->pid = r->pid; /* the slot's copy is 0 until the child stores its own */
+        w->age_s = t - r->started;
+        double cpu;
+        uint64_t rss;
+        if (gp_metrics_proc(r->pid, &cpu, &rss) == 0) {
+            w->cpu_s = cpu;
+            w->rss_bytes = rss;
+        }
+    }
+    for (int b = 0; b < GP_METRICS_BUCKETS; b++) v.hist[b] += m->gone.hist[b];
+    v.dur_us += m->gone.dur_us;
+    for (int i = 0; i < m->num_listeners; i++) {
+        const gp_listener *l = &m->listeners[i];
+        gp_metrics_listener *o = &ls[v.num_listeners++];
+        *o = (gp_metrics_listener){.name = l->addr.text};
+        o->has_queue =
+            gp_metrics_listen_queue(l->fd, l->addr.kind == GP_ADDR_UNIX, &o->depth, &o->limit) == 0;
+    }
+    int rc = gp_metrics_render(&v, body);
+    free(ws);
+    return rc < 0 ? 500 : 200;
+}
+
+/* /workers, for gallop top: one line per worker, "pid state age_s
+ * running_ms b0 .. b15<TAB>request", with its own (not cumulative) duration
+ * buckets and the request it runs now. Not Prometheus's format: the
+ * request text would be an unbounded label. */
+static int workers_page(gp_master *m, gp_mbuf *body)
+{
+    static const char *const states[] = {"empty", "starting", "idle", "busy", "retiring"};
+    uint64_t now_ms = gp_monotonic_ms();
+    double t = now_s();
+    for (int i = 0; i < m->sb->num_slots; i++) {
+        worker_rec *r = &m->recs[i];
+        if (r->pid <= 0) continue;
+        gp_slot *s = &m->sb->slots[r->slot];
+        char what[GP_SLOT_WHAT];
+        uint64_t started = gp_slot_request_read(s, what, sizeof what);
+        int st = atomic_load(&s->state);
+        if (st < GP_WS_EMPTY || st > GP_WS_STOPPING) st = GP_WS_EMPTY;
+        if (r->retiring) st = GP_WS_STOPPING;
+        gp_mbuf_printf(body, "%d %s %.0f %llu", (int)r->pid, states[st], t - r->started,
+                       (unsigned long long)(started && now_ms > started ? now_ms - started : 0));
+        for (int b = 0; b < GP_METRICS_BUCKETS; b++)
+            gp_mbuf_printf(body, " %llu", (unsigned long long)atomic_load(&s->m_hist[b]));
+        for (char *p = what; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+        gp_mbuf_printf(body, "\t%s\n", started ? what : "");
+    }
+    return 200;
+}
+
+static int metrics_handler(void *ctx, const char *path, gp_mbuf *body, const char **ctype)
+{
+    gp_master *m = ctx;
+    if (!strcmp(path, "/healthz")) return healthz(m, body);
+    if (!strcmp(path, "/workers")) return workers_page(m, body);
+    if (strcmp(path, "/metrics")) return 404;
+    *ctype = "text/plain; version=0.0.4; charset=utf-8";
+    return metrics_page(m, body);
+}
+
+static int open_metrics(gp_master *m)
+{
+    char err[300];
+    if (!m->cfg->num_metrics_binds) return 0;
+    m->metrics = gp_mserve_open(m->cfg->metrics_binds, m->cfg->num_metrics_binds,
+                                metrics_handler, m, err, sizeof err);
+    if (!m->metrics && m->old_master > 0) {
+        /* USR2: the old master may still hold a UNIX path; serving beats metrics */
+        gp_warn("--metrics-bind: %s; this master serves without metrics", err);
+        return 0;
+    }
+    if (!m->metrics) {
+        fprintf(stderr, "gallop: error: --metrics-bind: %s\n", err);
+        return -1;
+    }
+    for (int i = 0; gp_mserve_addr(m->metrics, i); i++) {
+        const char *a = gp_mserve_addr(m->metrics, i);
+        gp_info("metrics at %s%s/metrics, health at /healthz", strncmp(a, "unix:", 5) ? "http://" : "",
+                a);
+    }
+    return 0;
+}
+
 /* HUP re-reads the settings; what only a new master can change (the sockets,
  * the user, preloading) waits for USR2. */
 static void reread_config(gp_master *m)
@@ -992,6 +1132,7 @@ static int setup(gp_master *m)
         fprintf(stderr, "gallop: error: out of memory\n");
         return -1;
     }
+    if (open_metrics(m) < 0) return -1;
     start_balance(m);
     m->target = cfg->workers;
     m->gen = m->next_gen = 1;
@@ -1063,11 +1204,12 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
             wake = m.next_spawn;
         }
         if (reload_at > 0 && reload_at < wake) wake = reload_at > t ? reload_at : t;
-        struct pollfd pfd[3] = {
+        struct pollfd pfd[3 + GP_MAX_BINDS + GP_MSERVE_CLIENTS] = {
             {.fd = m.sigfd, .events = POLLIN},
             {.fd = m.wake_fd, .events = POLLIN},
             {.fd = m.reloader ? gp_reload_fd(m.reloader) : -1, .events = POLLIN}};
-        int n = poll(pfd, 3, (int)((wake - t) * 1000) + 1);
+        int nm = gp_mserve_pollfds(m.metrics, pfd + 3, GP_MAX_BINDS + GP_MSERVE_CLIENTS);
+        int n = poll(pfd, (nfds_t)(3 + nm), (int)((wake - t) * 1000) + 1);
         if (n < 0 && errno != EINTR) {
             gp_error("poll: %s", strerror(errno));
             break;
@@ -1083,6 +1225,7 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
         check_timeouts(&m);
         maintain(&m);
         sync_balance(&m);
+        gp_mserve_handle(m.metrics, pfd + 3, n > 0 ? nm : 0, now_s()); /* after: it reports the state */
     }
     rc = m.exit_code;
     gp_info("shutting down%s", rc ? " after an error" : "");
@@ -1096,6 +1239,7 @@ done:
     if (m.sigfd >= 0) close(m.sigfd);
     if (m.wake_fd >= 0) close(m.wake_fd);
     gp_reload_close(m.reloader);
+    gp_mserve_close(m.metrics);
     gp_scoreboard_destroy(m.sb);
     free(m.recs);
     gp_reuseport_destroy(m.rp);

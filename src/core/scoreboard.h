@@ -21,6 +21,7 @@ enum gp_worker_state { GP_WS_EMPTY, GP_WS_BOOTING, GP_WS_IDLE, GP_WS_BUSY, GP_WS
 enum gp_retire_reason { GP_RETIRE_NONE, GP_RETIRE_MAX_REQUESTS, GP_RETIRE_MEMORY };
 
 #define GP_SLOT_WHAT 96
+#define GP_METRICS_BUCKETS 16 /* request duration buckets (metrics.c), the last one +Inf */
 
 typedef struct {
     _Atomic pid_t pid;
@@ -35,6 +36,13 @@ typedef struct {
     _Atomic int accepting;       /* so workers on a shared socket can balance */
     _Atomic unsigned what_seq;   /* odd while req_what is being written */
     char req_what[GP_SLOT_WHAT]; /* "GET /path" of the request in progress */
+    /* --metrics-bind (metrics.h): counted by the worker's loop thread, read on a scrape */
+    _Atomic uint32_t m_in_flight;                /* requests begun, not yet answered or cut off */
+    _Atomic uint64_t m_status[5];                /* answered, by class 1xx .. 5xx */
+    _Atomic uint64_t m_hist[GP_METRICS_BUCKETS]; /* answered, per duration bucket */
+    _Atomic uint64_t m_dur_us;                   /* sum of their durations */
+    _Atomic uint64_t m_busy_us;       /* closed periods with a request in progress */
+    _Atomic uint64_t m_busy_since_us; /* start of the open one; 0 when idle */
 } __attribute__((aligned(64))) gp_slot;
 
 typedef struct {

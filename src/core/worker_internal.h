@@ -97,6 +97,7 @@ struct gp_conn {
      * (accesslog.h), kept at dispatch; allocated once per connection */
     struct gp_alog_rec *alog;
     bool alog_pending; /* dispatched, its line not written yet */
+    uint64_t m_start_us; /* --metrics-bind: when this request's head was in; 0: none counted */
 
     /* --threads (conn.c's request-thread section) */
     struct gp_thread_slot *tslot; /* while a request thread runs the app for it */

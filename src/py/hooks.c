@@ -225,9 +225,8 @@ int gp_hooks_load(const gp_config *cfg)
     int lv = cfg->log_level >= 0 && cfg->log_level <= 4 ? cfg->log_level : 1;
     PyObject *loaded = PyObject_CallFunction(helper("load"), "ss", cfg->hooks_file, levels[lv]);
     if (!loaded) {
-        gp_bridge_print_error();
-        fprintf(stderr, "gallop: error: config file %s raised in the worker (traceback above)\n",
-                cfg->hooks_file);
+        gp_error("config file %s raised in the worker (traceback below)", cfg->hooks_file);
+        gp_bridge_print_error(); /* log lines, as every worker error */
         return GP_EXIT_BOOT_ERROR;
     }
     g.hooks = Py_NewRef(PyTuple_GET_ITEM(loaded, 0));

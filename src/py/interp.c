@@ -31,9 +31,7 @@ static int add_venv(const char *venv)
     snprintf(pattern, sizeof pattern, "%s/lib/python%d.%d/site-packages", venv, PY_MAJOR_VERSION,
              PY_MINOR_VERSION);
     if (access(pattern, F_OK) != 0) {
-        fprintf(stderr,
-                "gallop: error: virtual environment '%s' has no %s (built for another Python?)\n",
-                venv, pattern);
+        gp_error("virtual environment '%s' has no %s (built for another Python?)", venv, pattern);
         return -1;
     }
     PyObject *site = PyImport_ImportModule("site");
@@ -103,8 +101,7 @@ int gp_py_start(const gp_config *cfg)
     if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&pc);
     PyConfig_Clear(&pc);
     if (PyStatus_Exception(st)) {
-        fprintf(stderr, "gallop: error: cannot start Python: %s\n",
-                st.err_msg ? st.err_msg : "unknown");
+        gp_error("cannot start Python: %s", st.err_msg ? st.err_msg : "unknown");
         return GP_EXIT_BOOT_ERROR;
     }
     return add_paths(cfg, cfg->venv);

@@ -6,7 +6,7 @@ unix://, fd://), $PORT, the app factory call syntax, -v/-V/--version,
 
 Each test starts the real binary the way a Dockerfile or Procfile would and
 checks the effect at a client. Addresses that must be port 8000 are tried in
-a network namespace of their own (unshare -n), where 8000 is surely free."""
+a network namespace of their own (unshare -rn), where 8000 is surely free."""
 import json
 import re
 import signal
@@ -157,6 +157,17 @@ def test_gunicorn_docker_line(launch, project):
     assert '"GET /x HTTP/1.1" 200' in g.log()
 
 
+def test_gunicorn_docker_worker_tmp_dir(launch, project):
+    """The Docker guides' `gunicorn --worker-tmp-dir /dev/shm --workers 2 ...`:
+    accepted (gallop's heartbeat is in shared memory already)."""
+    port = free_port()
+    launch(["--worker-tmp-dir", "/dev/shm", "--workers", "2", "--bind", f"0.0.0.0:{port}",
+            "wsgi:app"], cwd=project, workers=2)
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
+    r = run_gallop(["--worker-tmp-dir", "/no/such/dir", "wsgi:app"])
+    assert r.returncode == 2 and "not a directory" in r.stderr
+
+
 def test_second_positional_is_a_usage_error(project):
     r = run_gallop(["wsgi:app", "-w", "2", "workers"], cwd=str(project))
     assert r.returncode == 2
@@ -184,6 +195,17 @@ def test_uvicorn_host_port_workers(launch, project):
         assert r.status_code == 200 and r.json()["hello"] == "world"
         pids.add(r.json()["pid"])
     assert len(pids) >= 1
+
+
+def test_uvicorn_http_loop_app_dir(launch, project, tmp_path):
+    """`uvicorn main:app --app-dir proj --http httptools --loop uvloop --ws websockets`
+    from the directory above the project."""
+    port = free_port()
+    launch(["main:app", "--app-dir", str(project), "--http", "httptools", "--loop", "uvloop",
+            "--ws", "websockets", "--port", str(port)], cwd=tmp_path)
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).json()["hello"] == "world"
+    r = run_gallop(["main:app", "--http", "h2"])
+    assert r.returncode == 2 and "invalid --http 'h2'" in r.stderr
 
 
 def test_uvicorn_port_alone_is_loopback(launch, project):
@@ -445,7 +467,8 @@ NETNS_PROBE = textwrap.dedent("""\
 def in_netns(argv, cwd):
     """Runs argv in a fresh network namespace (only loopback; port 8000 free)
     and tells which of 127.0.0.1:8000 and 127.0.0.2:8000 accepted."""
-    r = subprocess.run(["unshare", "-n", PYTHON, "-c", NETNS_PROBE, json.dumps(argv), cwd],
+    # -r: a user namespace too, so it needs no root where user namespaces are allowed
+    r = subprocess.run(["unshare", "-rn", PYTHON, "-c", NETNS_PROBE, json.dumps(argv), cwd],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
@@ -579,3 +602,27 @@ def test_request_traceback_has_log_prefix(launch):
     tb = [ln for ln in log.splitlines() if "Traceback (most recent call last)" in ln]
     assert len(tb) == 1 and LOG_LINE.match(tb[0]) and "[ERROR]" in tb[0], log
     assert all(LOG_LINE.match(ln) for ln in log.splitlines()), log
+
+
+def test_config_file_raising_in_worker_is_logged(tmp_path):
+    """A gunicorn.conf.py whose second reading (the worker's, for its hooks)
+    raises: the worker's report and traceback are log lines too."""
+    marker = tmp_path / "read-once"
+    (tmp_path / "gunicorn.conf.py").write_text(textwrap.dedent(f"""\
+        import os
+        if os.path.exists({str(marker)!r}):
+            raise RuntimeError("conf-raises-in-worker")
+        open({str(marker)!r}, "w").close()
+        workers = 1
+
+        def post_fork(server, worker):
+            pass
+        """))
+    r = run_gallop(["-b", f"127.0.0.1:{free_port()}", "--chdir", APPS, "basic:app"], cwd=str(tmp_path),
+                   timeout=30)
+    assert r.returncode != 0, r.stderr
+    lines = r.stderr.splitlines()
+    report = [ln for ln in lines if "raised in the worker" in ln]
+    assert len(report) >= 1 and LOG_LINE.match(report[0]) and "[ERROR]" in report[0], r.stderr
+    cause = [ln for ln in lines if "RuntimeError: conf-raises-in-worker" in ln]
+    assert cause and all(LOG_LINE.match(ln) for ln in cause), r.stderr

@@ -831,6 +831,18 @@ static void test_gunicorn_short_flags(void **state)
         assert_int_equal(PARSE(&cfg, &a, "--worker-class", classes[i], "app"), 0);
     }
     ERR("unsupported worker class 'gevent'", "-k", "gevent", "app");
+    /* uvicorn's implementation choices and gunicorn's heartbeat directory are
+     * accepted (gallop has one of each), checked for typos */
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "--http", "httptools", "--ws", "websockets", "--app-dir",
+                           "/srv/app", "--worker-tmp-dir", "/tmp", "app"),
+                     0);
+    assert_int_equal(cfg.num_pythonpath, 1);
+    assert_string_equal(cfg.pythonpath[0], "/srv/app");
+    ERR("invalid --http 'h2'", "--http", "h2", "app");
+    ERR("invalid --ws 'none'", "--ws", "none", "app");
+    ERR("invalid --worker-tmp-dir '/nonexistent/x': not a directory", "--worker-tmp-dir",
+        "/nonexistent/x", "app");
     ERR("unsupported worker class 'eventlet'", "app", "--worker-class=eventlet");
     for (int i = 0; i < 2; i++) {
         char out[512];

@@ -1,0 +1,19 @@
+"""ASGI app for the metrics tests: answers with its pid; /status?N answers
+N, /sleep?S sleeps S seconds (asyncio.sleep: the loop stays free)."""
+import asyncio
+import os
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    qs = scope.get("query_string", b"").decode()
+    status = 200
+    if scope["path"] == "/status":
+        status = int(qs or "200")
+    elif scope["path"] == "/sleep":
+        await asyncio.sleep(float(qs or "0.2"))
+    body = f"{os.getpid()}\n".encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,97 @@
+"""gallop top: the live terminal view, driven in a real tmux (80x24):
+every worker pid is on screen, the counts move under load, the request
+running longest shows with its method, path and duration, and q quits."""
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import http.client
+
+import pytest
+
+from conftest import GALLOP_BIN, free_port, run_gallop
+
+
+def tmux(*args):
+    return subprocess.run(["tmux", "-L", f"gallop-test-{os.getpid()}", *args],
+                          capture_output=True, text=True, timeout=10)
+
+
+def screen(session):
+    return tmux("capture-pane", "-p", "-t", session).stdout
+
+
+def get(port, path="/"):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", path)
+    c.getresponse().read()
+    c.close()
+
+
+def row_of(text, pid):
+    for line in text.splitlines():
+        f = line.split()
+        if f and f[0] == str(pid):
+            return f
+    return None
+
+
+def wait_screen(session, pred, timeout=10):
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = screen(session)
+        if pred(text):
+            return text
+        time.sleep(0.2)
+    raise AssertionError(text)
+
+
+def test_top_in_tmux(server_factory):
+    mport = free_port()
+    srv = server_factory("metrics_app:app", "--metrics-bind", f"127.0.0.1:{mport}", workers=2)
+    pids = srv.wait_workers(2)
+    session = "top"
+    r = tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24",
+             f"{GALLOP_BIN} top http://127.0.0.1:{mport}")
+    assert r.returncode == 0, r.stderr
+    try:
+        text = wait_screen(session, lambda t: all(row_of(t, p) for p in pids))
+        assert "2/2 workers" in text
+        before = {p: float(row_of(text, p)[2]) for p in pids}
+        slow = threading.Thread(target=get, args=(srv.port, "/sleep?3"))
+        slow.start()
+        for _ in range(80):
+            get(srv.port)
+        # the counts move, a worker is busy, and the long request is named
+        text = wait_screen(session, lambda t: "longest: worker" in t and
+                           sum(float(row_of(t, p)[2]) for p in pids if row_of(t, p))
+                           >= sum(before.values()) + 80)
+        m = re.search(r"longest: worker (\d+) GET /sleep\?3 for (\d+\.\d)s", text)
+        assert m and int(m.group(1)) in pids, text
+        assert any(row_of(text, p)[1] == "busy" for p in pids), text
+        assert all(len(line) <= 80 for line in text.splitlines())
+        slow.join(10)
+        tmux("send-keys", "-t", session, "q")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and tmux("has-session", "-t", session).returncode == 0:
+            time.sleep(0.1)
+        assert tmux("has-session", "-t", session).returncode != 0  # q quit it
+    finally:
+        tmux("kill-server")
+
+
+def test_top_unreachable_and_bad_url():
+    p = run_gallop(["top", "no such host:::"])
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "gallop: error: top:" in p.stderr
+    # nothing listening: it says so and keeps trying; EOF on stdin and a TERM end it
+    port = free_port()
+    proc = subprocess.Popen([GALLOP_BIN, "top", f"127.0.0.1:{port}"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1.5)
+    proc.terminate()
+    out, _ = proc.communicate(timeout=5)
+    assert proc.returncode == 0
+    assert b"Connection refused" in out and b"retrying" in out
