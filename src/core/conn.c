@@ -27,7 +27,9 @@
 
 #define SENDFILE_MAX (1 << 20)
 
-static void end_request_log(gp_conn *c);
+/* out of line: its 32 KB line buffer would make every caller's frame probe
+ * 8 pages of stack, log or not */
+static void end_request_log(gp_conn *c) __attribute__((noinline));
 
 /* ---- deadlines ------------------------------------------------------------ */
 
@@ -878,7 +880,7 @@ static uint64_t monotonic_us(void)
 /* Keeps what the access log and --log-slow need, since the head is gone by
  * the end: the format's values, the client a trusted proxy named (as the
  * app's REMOTE_ADDR), and when the head was in. */
-static void remember_for_log(gp_conn *c, const gp_http_request *req)
+static __attribute__((noinline)) void remember_for_log(gp_conn *c, const gp_http_request *req)
 {
     const gp_alog_format *f = c->w->alog_fmt;
     if (!c->alog && !(c->alog = malloc(gp_alog_rec_size(f)))) return;
@@ -895,7 +897,8 @@ static void remember_for_log(gp_conn *c, const gp_http_request *req)
  * response that completed or was cut off; the size is the body bytes that
  * left (clipped to the Content-Length, none for HEAD), "0" for none as
  * gunicorn writes it. A request never dispatched (a bad head) gets "-"s. */
-static void write_access_log(gp_conn *c, const gp_alog_rec *r, uint64_t duration_us)
+static __attribute__((noinline)) void write_access_log(gp_conn *c, const gp_alog_rec *r,
+                                                       uint64_t duration_us)
 {
     char host[64] = "-", clf[40], iso[40], line[GP_ALOG_LINE_MAX];
     const struct sockaddr *sa = (const struct sockaddr *)&c->peer;

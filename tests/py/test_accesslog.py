@@ -308,3 +308,24 @@ def test_json_app_that_does_not_import_exit_4():
     assert len(tb) == 1 and tb[0]["level"] == "ERROR", recs
     assert tb[0]["message"].endswith("RuntimeError: import-time-failure-marker")
     assert any("shutting down (exit 4)" in x["message"] for x in recs)
+
+
+def test_hup_takes_a_new_access_log_format(server_factory, tmp_path):
+    alog = tmp_path / "access.log"
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(f"accesslog = {str(alog)!r}\naccess_log_format = 'one %(s)s %(U)s'\n")
+    s = server_factory("logs_app:app", "-c", str(conf))
+    (old,) = s.workers()
+    send(s.port, b"GET /before HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    conf.write_text(f"accesslog = {str(alog)!r}\naccess_log_format = 'two %(m)s %(U)s'\n"
+                    "workers = 1\n")
+    s.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (old in s.workers() or len(s.workers()) != 1):
+        time.sleep(0.05)
+    (new,) = s.workers()
+    assert new != old
+    time.sleep(0.3)
+    send(s.port, b"GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    ls = lines_of(alog, 2, keep=lambda ln: "/before" in ln or "/after" in ln)
+    assert ls == ["one 200 /before", "two GET /after"], ls
