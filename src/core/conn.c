@@ -22,6 +22,7 @@
 #include "core/accesslog.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/numfmt.h"
 #include "core/static.h"
 #include "core/worker_internal.h"
 
@@ -491,16 +492,6 @@ int gp_conn_head_add(gp_conn *c, const char *name, size_t name_len, const char *
     return GP_OK;
 }
 
-static size_t u64_dec(char *dst, uint64_t v)
-{
-    char tmp[20];
-    size_t k = 0;
-    do tmp[k++] = (char)('0' + v % 10);
-    while ((v /= 10));
-    for (size_t i = 0; i < k; i++) dst[i] = tmp[k - 1 - i];
-    return k;
-}
-
 void gp_conn_describe(char *dst, size_t cap, const gp_http_request *req)
 {
     size_t m = req->method_len < 16 ? req->method_len : 16;
@@ -517,7 +508,7 @@ void gp_conn_head_set_length(gp_conn *c, uint64_t length)
     /* RFC 9110 8.6: no Content-Length on 1xx/204, and on 304 only the real one */
     if (c->resp_has_length || status_has_no_body(c->status)) return;
     char num[24];
-    size_t k = u64_dec(num, length);
+    size_t k = gp_put_u64(num, length, 10);
     if (gp_conn_head_add(c, "Content-Length", 14, num, k) == GP_OK) {
         c->resp_has_length = true;
         c->resp_left = length;

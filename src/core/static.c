@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "core/mime.h"
+#include "core/numfmt.h"
 
 #define MIME_TYPES_FILE "/etc/mime.types"
 #define PATH_CAP 4096
@@ -416,27 +417,6 @@ static void scan_fields(const gp_http_request *req, wanted_fields *f)
     }
 }
 
-static size_t put_hex(char *dst, uint64_t v)
-{
-    static const char hex[] = "0123456789abcdef";
-    char tmp[16];
-    size_t k = 0;
-    do tmp[k++] = hex[v & 15];
-    while ((v >>= 4));
-    for (size_t i = 0; i < k; i++) dst[i] = tmp[k - 1 - i];
-    return k;
-}
-
-static size_t put_dec(char *dst, uint64_t v)
-{
-    char tmp[20];
-    size_t k = 0;
-    do tmp[k++] = (char)('0' + v % 10);
-    while ((v /= 10));
-    for (size_t i = 0; i < k; i++) dst[i] = tmp[k - 1 - i];
-    return k;
-}
-
 #define ADD(c, name, v, n) gp_conn_head_add(c, name, sizeof(name) - 1, v, n)
 #define ADD_LIT(c, name, v) gp_conn_head_add(c, name, sizeof(name) - 1, v, sizeof(v) - 1)
 
@@ -554,9 +534,9 @@ int gp_static_serve(gp_static *s, gp_conn *c, const gp_http_request *req)
     char etag[64];
     size_t el = 0;
     etag[el++] = '"';
-    el += put_hex(etag + el, (uint64_t)st.st_mtime);
+    el += gp_put_u64(etag + el, (uint64_t)st.st_mtime, 16);
     etag[el++] = '-';
-    el += put_hex(etag + el, size);
+    el += gp_put_u64(etag + el, size, 16);
     if (sib >= 0) {
         etag[el++] = '-';
         memcpy(etag + el, siblings[sib].suffix + 1, 2);
@@ -586,7 +566,7 @@ int gp_static_serve(gp_static *s, gp_conn *c, const gp_http_request *req)
         if (r == GP_RANGE_UNSATISFIABLE) {
             close(fd);
             char cr[32] = "bytes */";
-            size_t n = 8 + put_dec(cr + 8, size);
+            size_t n = 8 + gp_put_u64(cr + 8, size, 10);
             answer_plain(c, 416, "Content-Range", cr, n);
             return 1;
         }
@@ -609,11 +589,11 @@ int gp_static_serve(gp_static *s, gp_conn *c, const gp_http_request *req)
     if (status != 304) bad |= ADD_LIT(c, "Accept-Ranges", "bytes");
     if (status == 206) {
         char cr[80] = "bytes ";
-        size_t n = 6 + put_dec(cr + 6, first);
+        size_t n = 6 + gp_put_u64(cr + 6, first, 10);
         cr[n++] = '-';
-        n += put_dec(cr + n, last);
+        n += gp_put_u64(cr + n, last, 10);
         cr[n++] = '/';
-        n += put_dec(cr + n, size);
+        n += gp_put_u64(cr + n, size, 10);
         bad |= ADD(c, "Content-Range", cr, n);
     }
     if (bad) {
