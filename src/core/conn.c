@@ -1143,6 +1143,7 @@ static void run_app(gp_conn *c, gp_http_request *req)
     if (tracked)
         gp_slot_request_begin(w->slot, w->now_ms, req->method, req->method_len, req->target,
                               req->target_len);
+    else c->task_ms = w->now_ms;
     gp_app_status st = w->ops->start(w->app, c, req);
     c->state = CS_FLUSH;
     if (tracked) {

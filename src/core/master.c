@@ -912,6 +912,7 @@ static int workers_page(gp_master *m, gp_mbuf *body)
         gp_slot *s = &m->sb->slots[r->slot];
         char what[GP_SLOT_WHAT];
         uint64_t started = gp_slot_request_read(s, what, sizeof what);
+        if (!started) started = gp_slot_task_read(s, what, sizeof what);
         int st = atomic_load(&s->state);
         if (st < GP_WS_EMPTY || st > GP_WS_STOPPING) st = GP_WS_EMPTY;
         if (r->retiring) st = GP_WS_STOPPING;

@@ -56,23 +56,32 @@ uint64_t gp_metrics_begin(gp_slot *s)
 {
     uint64_t now = gp_metrics_now_us();
     uint32_t n = LOAD(s->m_in_flight);
-    if (n == 0) STORE(s->m_busy_since_us, now);
+    if (n == 0 && !LOAD(s->m_busy_loop)) gp_metrics_busy_open(s, now);
     STORE(s->m_in_flight, n + 1);
     return now;
 }
 
-/* One fewer in progress; the busy period closes with the last one. The
- * total grows before the open period is cleared, so a reader that sees
+void gp_metrics_busy_open(gp_slot *s, uint64_t now_us)
+{
+    STORE(s->m_busy_since_us, now_us);
+}
+
+/* The total grows before the open period is cleared, so a reader that sees
  * neither change, or both, never counts less than before (read_busy). */
+void gp_metrics_busy_close(gp_slot *s, uint64_t now_us)
+{
+    uint64_t since = LOAD(s->m_busy_since_us);
+    if (since && now_us > since) STORE(s->m_busy_us, LOAD(s->m_busy_us) + (now_us - since));
+    atomic_store_explicit(&s->m_busy_since_us, 0, memory_order_release);
+}
+
+/* One fewer in progress; the busy period closes with the last one. */
 static void leave(gp_slot *s, uint64_t now)
 {
     uint32_t n = LOAD(s->m_in_flight);
     if (n == 0) return;
     STORE(s->m_in_flight, n - 1);
-    if (n > 1) return;
-    uint64_t since = LOAD(s->m_busy_since_us);
-    if (since && now > since) STORE(s->m_busy_us, LOAD(s->m_busy_us) + (now - since));
-    atomic_store_explicit(&s->m_busy_since_us, 0, memory_order_release);
+    if (n == 1 && !LOAD(s->m_busy_loop)) gp_metrics_busy_close(s, now);
 }
 
 void gp_metrics_end(gp_slot *s, uint64_t start_us, int status)
@@ -173,7 +182,8 @@ int gp_metrics_render(const gp_metrics_view *v, gp_mbuf *o)
                              (int)v->workers[i].pid, (unsigned long long)v->workers[i].in_flight);
 
     rc |= head(o, "gallop_worker_busy_seconds_total", "counter",
-               "Time a worker had at least one request in progress.");
+               "Time a worker had at least one request in progress (ASGI: time its event "
+               "loop was not waiting for events).");
     for (int i = 0; i < v->num_workers; i++)
         rc |= gp_mbuf_printf(o, "gallop_worker_busy_seconds_total{worker=\"%d\"} %.6f\n",
                              (int)v->workers[i].pid, (double)v->workers[i].busy_us / 1e6);

@@ -34,6 +34,11 @@ uint64_t gp_metrics_begin(gp_slot *s);
 void gp_metrics_end(gp_slot *s, uint64_t start_us, int status);
 void gp_metrics_drop(gp_slot *s);
 
+/* A busy period opens or closes at now_us: with m_busy_loop set, the loop's
+ * waits (idle.c) do this instead of begin and end. */
+void gp_metrics_busy_open(gp_slot *s, uint64_t now_us);
+void gp_metrics_busy_close(gp_slot *s, uint64_t now_us);
+
 enum gp_restart_reason {
     GP_RESTART_CRASH,
     GP_RESTART_TIMEOUT,

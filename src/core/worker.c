@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/idle.h"
 #include "core/log.h"
 #include "core/reuseport.h"
 #include "core/static.h"
@@ -641,6 +642,18 @@ static void check_memory(gp_worker *w)
     }
 }
 
+/* Once a second, for gallop top: the request whose task has run longest. */
+static void publish_oldest_task(gp_worker *w)
+{
+    gp_conn *oldest = NULL;
+    for (gp_conn *c = w->conns; c; c = c->next)
+        if (c->state == CS_ASYNC && !c->ws && !c->dead &&
+            (!oldest || c->task_ms < oldest->task_ms))
+            oldest = c;
+    const char *what = oldest ? w->ops->describe(w->app, oldest) : NULL;
+    gp_slot_task_publish(w->slot, what ? oldest->task_ms : 0, what);
+}
+
 static void on_tick(gp_io *io, uint32_t events)
 {
     gp_worker *w = (gp_worker *)((char *)io - offsetof(gp_worker, timer_io));
@@ -651,6 +664,7 @@ static void on_tick(gp_io *io, uint32_t events)
     if (getppid() != w->master_pid) gp_worker_stop(w); /* orphaned: the death signal was missed */
     if (w->cfg->max_worker_memory_mb && !w->stopping) check_memory(w);
     if (w->pool) publish_oldest_request(w);
+    if (w->ops->describe && w->cfg->num_metrics_binds) publish_oldest_task(w);
 }
 
 static void on_deadline(gp_io *io, uint32_t events)
@@ -811,6 +825,9 @@ gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void
         gp_error("cannot start %d request threads: %s", a->cfg->threads, strerror(errno));
         return NULL;
     }
+    /* tasks overlap on one loop: that loop's waits, not the requests in
+     * progress, tell idle from busy; the loop is created by now */
+    if (ops->runs_as_tasks && a->cfg->num_metrics_binds) gp_idle_track(w->slot);
     return w;
 }
 

@@ -98,6 +98,7 @@ struct gp_conn {
     struct gp_alog_rec *alog;
     bool alog_pending; /* dispatched, its line not written yet */
     uint64_t m_start_us; /* --metrics-bind: when this request's head was in; 0: none counted */
+    uint64_t task_ms;    /* runs_as_tasks: when the app's task for this request began */
 
     /* --threads (conn.c's request-thread section) */
     struct gp_thread_slot *tslot; /* while a request thread runs the app for it */

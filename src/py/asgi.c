@@ -1065,6 +1065,12 @@ static PyObject *new_task(gp_asgi *a, PyObject *runner, PyObject *name)
     return PyObject_Vectorcall(a->task_type, args, 1, a->task_kwnames);
 }
 
+static const char *asgi_describe(void *app, gp_conn *c)
+{
+    Request *r = gp_conn_app_state(c);
+    return r && Py_IS_TYPE(r, &Request_Type) ? r->what : NULL;
+}
+
 static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *req)
 {
     gp_asgi *a = app;
@@ -1230,6 +1236,7 @@ static void asgi_abort(void *app, gp_conn *c)
 
 const gp_app_ops gp_asgi_ops = {
     .runs_as_tasks = true,
+    .describe = asgi_describe,
     .start = asgi_start,
     .resume = (gp_app_status(*)(void *, gp_conn *))NULL,
     .abort = asgi_abort,
