@@ -873,7 +873,7 @@ static int metrics_page(gp_master *m, gp_mbuf *body)
         worker_rec *r = &m->recs[i];
         if (r->pid <= 0) continue;
         gp_metrics_worker *w = &ws[v.num_workers++];
-        gp_metrics_read_slot(&m->sb->slots[r->slot], now_us, w, v.hist, &v.dur_us);
+        gp_metrics_read_slot(&m->sb->slots[r->slot], now_us, w);
         w->pid = r->pid; /* the slot's copy is 0 until the child stores its own */
         w->age_s = t - r->started;
         double cpu;
@@ -883,8 +883,6 @@ static int metrics_page(gp_master *m, gp_mbuf *body)
             w->rss_bytes = rss;
         }
     }
-    for (int b = 0; b < GP_METRICS_BUCKETS; b++) v.hist[b] += m->gone.hist[b];
-    v.dur_us += m->gone.dur_us;
     for (int i = 0; i < m->num_listeners; i++) {
         const gp_listener *l = &m->listeners[i];
         gp_metrics_listener *o = &ls[v.num_listeners++];

@@ -117,8 +117,7 @@ static uint64_t read_busy(const gp_slot *s, uint64_t now_us)
     return atomic_load_explicit(&s->m_busy_us, memory_order_acquire);
 }
 
-void gp_metrics_read_slot(const gp_slot *s, uint64_t now_us, gp_metrics_worker *out,
-                          uint64_t hist[GP_METRICS_BUCKETS], uint64_t *dur_us)
+void gp_metrics_read_slot(const gp_slot *s, uint64_t now_us, gp_metrics_worker *out)
 {
     memset(out, 0, sizeof *out);
     out->pid = LOAD(s->pid);
@@ -129,8 +128,8 @@ void gp_metrics_read_slot(const gp_slot *s, uint64_t now_us, gp_metrics_worker *
     out->busy_us = read_busy(s, now_us);
     out->conns = LOAD(s->conns);
     out->rss_bytes = LOAD(s->rss_kb) * 1024;
-    for (int i = 0; i < GP_METRICS_BUCKETS; i++) hist[i] += LOAD(s->m_hist[i]);
-    *dur_us += LOAD(s->m_dur_us);
+    for (int i = 0; i < GP_METRICS_BUCKETS; i++) out->hist[i] = LOAD(s->m_hist[i]);
+    out->dur_us = LOAD(s->m_dur_us);
 }
 
 void gp_metrics_fold(gp_metrics_totals *t, const gp_slot *s, double cpu_s)
@@ -145,6 +144,25 @@ void gp_metrics_fold(gp_metrics_totals *t, const gp_slot *s, double cpu_s)
 static int head(gp_mbuf *o, const char *name, const char *type, const char *help)
 {
     return gp_mbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One worker's series of the duration histogram: cumulative buckets, sum, count. */
+static int histogram(gp_mbuf *o, const char *worker, const uint64_t hist[GP_METRICS_BUCKETS],
+                     uint64_t dur_us)
+{
+    int rc = 0;
+    uint64_t cum = 0;
+    for (int b = 0; b < GP_METRICS_BUCKETS; b++) {
+        cum += hist[b];
+        rc |= gp_mbuf_printf(o,
+                             "gallop_request_duration_seconds_bucket{worker=\"%s\",le=\"%s\"} %llu\n",
+                             worker, bound_text[b], (unsigned long long)cum);
+    }
+    rc |= gp_mbuf_printf(o, "gallop_request_duration_seconds_sum{worker=\"%s\"} %.6f\n", worker,
+                         (double)dur_us / 1e6);
+    rc |= gp_mbuf_printf(o, "gallop_request_duration_seconds_count{worker=\"%s\"} %llu\n", worker,
+                         (unsigned long long)cum);
+    return rc;
 }
 
 int gp_metrics_render(const gp_metrics_view *v, gp_mbuf *o)
@@ -165,16 +183,14 @@ int gp_metrics_render(const gp_metrics_view *v, gp_mbuf *o)
                              class_text[c], (unsigned long long)g->status[c]);
 
     rc |= head(o, "gallop_request_duration_seconds", "histogram",
-               "Time from a complete request head to the end of its response, all workers.");
-    uint64_t cum = 0;
-    for (int b = 0; b < GP_METRICS_BUCKETS; b++) {
-        cum += v->hist[b];
-        rc |= gp_mbuf_printf(o, "gallop_request_duration_seconds_bucket{le=\"%s\"} %llu\n",
-                             bound_text[b], (unsigned long long)cum);
+               "Time from a complete request head to the end of its response, by worker pid "
+               "(worker=\"exited\": workers that are gone).");
+    for (int i = 0; i < v->num_workers; i++) {
+        char pid[16];
+        snprintf(pid, sizeof pid, "%d", (int)v->workers[i].pid);
+        rc |= histogram(o, pid, v->workers[i].hist, v->workers[i].dur_us);
     }
-    rc |= gp_mbuf_printf(o, "gallop_request_duration_seconds_sum %.6f\n", (double)v->dur_us / 1e6);
-    rc |=
-        gp_mbuf_printf(o, "gallop_request_duration_seconds_count %llu\n", (unsigned long long)cum);
+    rc |= histogram(o, "exited", g->hist, g->dur_us);
 
     rc |= head(o, "gallop_requests_in_flight", "gauge", "Requests in progress, by worker pid.");
     for (int i = 0; i < v->num_workers; i++)

@@ -70,12 +70,13 @@ typedef struct {
     double cpu_s, age_s;
     uint64_t req_ms; /* how long the request in progress has run; 0: none */
     char what[GP_SLOT_WHAT];
+    uint64_t hist[GP_METRICS_BUCKETS]; /* answered, per duration bucket (not cumulative) */
+    uint64_t dur_us;                   /* their durations' sum */
 } gp_metrics_worker;
 
 /* A consistent enough copy of a slot: counters are read so that none is
  * behind one read before it; busy time includes the open period. */
-void gp_metrics_read_slot(const gp_slot *s, uint64_t now_us, gp_metrics_worker *out,
-                          uint64_t hist[GP_METRICS_BUCKETS], uint64_t *dur_us);
+void gp_metrics_read_slot(const gp_slot *s, uint64_t now_us, gp_metrics_worker *out);
 
 typedef struct {
     const char *name; /* canonical address text */
@@ -86,9 +87,7 @@ typedef struct {
 typedef struct {
     const gp_metrics_worker *workers;
     int num_workers;
-    const gp_metrics_totals *gone;     /* workers that exited */
-    uint64_t hist[GP_METRICS_BUCKETS]; /* live and gone together, not cumulative */
-    uint64_t dur_us;
+    const gp_metrics_totals *gone; /* workers that exited */
     const gp_metrics_listener *listeners;
     int num_listeners;
     int workers_current, workers_target;

@@ -211,20 +211,23 @@ def test_histogram_cumulative_and_monotone(metrics_server):
         get_pid(srv.port, "/")
     get_pid(srv.port, "/sleep?0.3")
     s = scrape(srv.mport)
+    (w,) = [str(p) for p in srv.workers()]
+    # one series per worker, plus worker="exited" (none gone yet: all zero)
+    assert set(per_worker(s, "gallop_request_duration_seconds_count")) == {w, "exited"}
+    assert get(s, "gallop_request_duration_seconds_count", worker="exited") == 0
     buckets = sorted(((float(dict(ls)["le"]), v) for (n, ls), v in s.items()
-                      if n == "gallop_request_duration_seconds_bucket"))
+                      if n == "gallop_request_duration_seconds_bucket" and dict(ls)["worker"] == w))
     assert buckets[0][0] == 0.0005 and buckets[-2][0] == 30 and buckets[-1][0] == float("inf")
     values = [v for _, v in buckets]
     assert values == sorted(values)
-    count = get(s, "gallop_request_duration_seconds_count")
+    count = get(s, "gallop_request_duration_seconds_count", worker=w)
     assert values[-1] == count == sum(requests_by_worker(s).values())
     le = dict(buckets)
     # the 0.3 s request is past 0.25 s (and, on a loaded VM, maybe past 0.5 s too)
     assert le[30] - le[0.25] >= 1
     assert le[0.25] <= count - 1
-    assert get(s, "gallop_request_duration_seconds_sum") >= 0.3
+    assert get(s, "gallop_request_duration_seconds_sum", worker=w) >= 0.3
     # the busy time holds at least the sleep
-    (w,) = [str(p) for p in srv.workers()]
     assert get(s, "gallop_worker_busy_seconds_total", worker=w) >= 0.29
 
 
@@ -281,6 +284,13 @@ def test_sigkill_shows_in_restarts_and_totals_stay(metrics_server):
     assert by_worker["exited"] > 0
     assert sum(per_worker(s2, "gallop_worker_busy_seconds_total").values()) >= busy1 - 1e-6
     assert get(s2, "gallop_worker_cpu_seconds_total", worker="exited") >= 0
+    # the histogram too: the victim's series moved to worker="exited", the totals stayed
+    counts1 = per_worker(s1, "gallop_request_duration_seconds_count")
+    counts2 = per_worker(s2, "gallop_request_duration_seconds_count")
+    assert str(victim) in counts1 and str(victim) not in counts2
+    assert sum(counts2.values()) == sum(counts1.values()) == total1
+    assert counts2["exited"] == counts1[str(victim)] + counts1.get("exited", 0)
+    assert per_worker(s2, "gallop_request_duration_seconds_bucket", le="+Inf") == counts2
 
 
 def test_max_requests_and_reload_restarts(metrics_server):
@@ -525,6 +535,15 @@ def test_prometheus_scrapes_gallop(metrics_server, tmp_path):
                 if rate > 0:
                     break
         assert rate > 1, (rate, open(tmp_path / "prometheus.log").read()[-2000:])
+        # p99 over the per-worker histograms, as the README writes it
+        q = urllib.parse.quote("histogram_quantile(0.99, sum by (le) "
+                               "(rate(gallop_request_duration_seconds_bucket[5s])))")
+        with urllib.request.urlopen(f"http://127.0.0.1:{pport}/api/v1/query?query={q}",
+                                    timeout=5) as r:
+            data = json.load(r)
+        (res,) = data["data"]["result"]
+        p99 = float(res["value"][1])
+        assert 0 < p99 <= 30, p99  # a number from the buckets, not NaN (no data) or +Inf
         with urllib.request.urlopen(f"http://127.0.0.1:{pport}/api/v1/targets", timeout=5) as r:
             targets = json.load(r)["data"]["activeTargets"]
         assert targets[0]["health"] == "up", targets
