@@ -205,6 +205,69 @@ def test_asgi_busy_is_the_loop_not_idle(metrics_server, loop):
     assert busy() - b2 < 0.1  # idle again, scrapes and all
 
 
+def worker_wakeups(pid):
+    """Context switches of every thread of pid: one per time it slept and woke."""
+    n = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    n += int(line.split()[1])
+    return n
+
+
+def worker_cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+@pytest.mark.parametrize("app", ["metrics_app:app", "metrics_asgi:app"])
+def test_scrapes_never_reach_a_worker(metrics_server, app):
+    """The master alone answers /metrics: scraping at 10 Hz wakes no worker
+    (its wakeups and CPU stay what they are unscraped: the once-a-second
+    tick), and under load the requests counted are exactly the client's."""
+    srv = metrics_server(workers=1, app=app)
+    (w,) = srv.workers()
+    time.sleep(0.5)  # start-up is over
+    z0, c0 = worker_wakeups(w), worker_cpu_ticks(w)
+    time.sleep(2)
+    z1, c1 = worker_wakeups(w), worker_cpu_ticks(w)
+    scrapes = 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2:
+        status, _, _ = scrape_raw(srv.mport)
+        assert status == 200
+        scrapes += 1
+        time.sleep(0.1)
+    z2, c2 = worker_wakeups(w), worker_cpu_ticks(w)
+    assert scrapes >= 10
+    assert z2 - z1 <= (z1 - z0) + 3, (z1 - z0, z2 - z1, scrapes)
+    assert c2 - c1 <= (c1 - c0) + 2, (c1 - c0, c2 - c1)
+    # under load, scraped at 10 Hz: every request counted once, no scrape counted
+    before = requests_by_worker(scrape(srv.mport))[str(w)]
+    stop = threading.Event()
+    seen = []
+
+    def scraper():
+        while not stop.wait(0.1):
+            seen.append(scrape(srv.mport))
+
+    t = threading.Thread(target=scraper)
+    t.start()
+    t0 = time.monotonic()
+    n = 0
+    while time.monotonic() - t0 < 2:
+        assert get_pid(srv.port)[0] == 200
+        n += 1
+    stop.set()
+    t.join(10)
+    assert len(seen) >= 10
+    counts = [requests_by_worker(s)[str(w)] - before for s in seen]
+    assert counts == sorted(counts) and counts[-1] <= n
+    assert requests_by_worker(scrape(srv.mport))[str(w)] - before == n
+
+
 def test_histogram_cumulative_and_monotone(metrics_server):
     srv = metrics_server(workers=1)
     for _ in range(5):
