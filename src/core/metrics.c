@@ -52,13 +52,11 @@ uint64_t gp_metrics_now_us(void)
 #define LOAD(f) atomic_load_explicit(&(f), memory_order_relaxed)
 #define STORE(f, v) atomic_store_explicit(&(f), (v), memory_order_relaxed)
 
-uint64_t gp_metrics_begin(gp_slot *s)
+void gp_metrics_begin(gp_slot *s, uint64_t now)
 {
-    uint64_t now = gp_metrics_now_us();
     uint32_t n = LOAD(s->m_in_flight);
     if (n == 0 && !LOAD(s->m_busy_loop)) gp_metrics_busy_open(s, now);
     STORE(s->m_in_flight, n + 1);
-    return now;
 }
 
 void gp_metrics_busy_open(gp_slot *s, uint64_t now_us)
@@ -84,9 +82,8 @@ static void leave(gp_slot *s, uint64_t now)
     if (n == 1 && !LOAD(s->m_busy_loop)) gp_metrics_busy_close(s, now);
 }
 
-void gp_metrics_end(gp_slot *s, uint64_t start_us, int status)
+void gp_metrics_end(gp_slot *s, uint64_t start_us, uint64_t now, int status)
 {
-    uint64_t now = gp_metrics_now_us();
     uint64_t dur = now > start_us ? now - start_us : 0;
     int cls = status / 100 - 1;
     if (cls < 0 || cls > 4) cls = 4; /* no status sent: counted as the 500 it was */
@@ -97,9 +94,9 @@ void gp_metrics_end(gp_slot *s, uint64_t start_us, int status)
     leave(s, now);
 }
 
-void gp_metrics_drop(gp_slot *s)
+void gp_metrics_drop(gp_slot *s, uint64_t now)
 {
-    leave(s, gp_metrics_now_us());
+    leave(s, now);
 }
 
 /* ---- master side ------------------------------------------------------------- */

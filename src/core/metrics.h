@@ -2,7 +2,7 @@
  * the master makes of it.
  *
  * Worker side (gp_metrics_begin/end/drop): a few relaxed stores into the
- * worker's own scoreboard slot and one vDSO clock read per request end; never
+ * worker's own scoreboard slot at clock reads the caller makes; never
  * a system call, an allocation or a lock. Master side: a snapshot of the
  * slots, plus the totals of workers that are gone, rendered as text
  * exposition format 0.0.4. Nothing here does I/O but gp_metrics_proc. */
@@ -27,12 +27,13 @@ int gp_metrics_bucket(uint64_t dur_us);
  * the coarse clock's ticks of several milliseconds. */
 uint64_t gp_metrics_now_us(void);
 
-/* Worker side, loop thread only. begin returns the request's start time for
- * the caller to keep; end counts a response with its status; drop forgets a
- * request cut off before its response was complete. */
-uint64_t gp_metrics_begin(gp_slot *s);
-void gp_metrics_end(gp_slot *s, uint64_t start_us, int status);
-void gp_metrics_drop(gp_slot *s);
+/* Worker side, loop thread only, each at now (gp_metrics_now_us, read by
+ * the caller, which shares it with the access log). begin: a request
+ * starts, the caller keeps now as its start; end counts a response with its
+ * status; drop forgets a request cut off before its response was complete. */
+void gp_metrics_begin(gp_slot *s, uint64_t now);
+void gp_metrics_end(gp_slot *s, uint64_t start_us, uint64_t now, int status);
+void gp_metrics_drop(gp_slot *s, uint64_t now);
 
 /* A busy period opens or closes at now_us: with m_busy_loop set, the loop's
  * waits (idle.c) do this instead of begin and end. */

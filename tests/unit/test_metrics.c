@@ -41,32 +41,57 @@ static void test_counting(void **state)
 {
     (void)state;
     gp_slot *s = new_slot();
-    uint64_t a = gp_metrics_begin(s);
+    uint64_t a = 10000000, b = a + 1000;
+    gp_metrics_begin(s, a);
     assert_int_equal(s->m_in_flight, 1);
     assert_true(s->m_busy_since_us == a);
-    uint64_t b = gp_metrics_begin(s); /* a second, concurrent one (ASGI, threads) */
+    gp_metrics_begin(s, b); /* a second, concurrent one (ASGI, threads) */
     assert_int_equal(s->m_in_flight, 2);
     assert_true(s->m_busy_since_us == a); /* the busy period started with the first */
-    gp_metrics_end(s, b, 404);
+    gp_metrics_end(s, b, b + 3000, 404);
     assert_int_equal(s->m_in_flight, 1);
     assert_true(s->m_busy_since_us != 0);
-    gp_metrics_end(s, a - 2000000, 200); /* started 2 s ago */
+    gp_metrics_end(s, a - 2000000, a + 5000, 200); /* started 2 s before */
     assert_int_equal(s->m_in_flight, 0);
     assert_true(s->m_busy_since_us == 0);
+    assert_int_equal(s->m_busy_us, 5000); /* one period, a to its end */
     assert_int_equal(s->m_status[1], 1);
     assert_int_equal(s->m_status[3], 1);
-    assert_int_equal(s->m_hist[gp_metrics_bucket(2000000)], 1);
-    assert_true(s->m_dur_us >= 2000000);
+    assert_int_equal(s->m_hist[gp_metrics_bucket(2005000)], 1);
+    assert_int_equal(s->m_hist[gp_metrics_bucket(3000)], 1);
+    assert_int_equal(s->m_dur_us, 2008000);
     /* a request cut off: out of flight, never counted as answered */
-    gp_metrics_begin(s);
-    gp_metrics_drop(s);
+    gp_metrics_begin(s, a);
+    gp_metrics_drop(s, a + 10);
     assert_int_equal(s->m_in_flight, 0);
-    gp_metrics_drop(s); /* never below zero */
+    gp_metrics_drop(s, a + 20); /* never below zero */
     assert_int_equal(s->m_in_flight, 0);
     /* no status (0) or nonsense counts as a 5xx */
-    gp_metrics_end(s, gp_metrics_begin(s), 0);
-    gp_metrics_end(s, gp_metrics_begin(s), 999);
+    gp_metrics_begin(s, a);
+    gp_metrics_end(s, a, a + 1, 0);
+    gp_metrics_begin(s, a);
+    gp_metrics_end(s, a, a + 1, 999);
     assert_int_equal(s->m_status[4], 2);
+    free(s);
+}
+
+static void test_busy_by_loop(void **state)
+{
+    (void)state;
+    gp_slot *s = new_slot();
+    s->m_busy_loop = 1; /* ASGI: the loop's waits (idle.c) open and close the periods */
+    gp_metrics_busy_open(s, 1000);
+    gp_metrics_begin(s, 1500);
+    gp_metrics_busy_close(s, 2000); /* the loop waits with a request in flight */
+    assert_int_equal(s->m_busy_us, 1000);
+    assert_true(s->m_busy_since_us == 0);
+    gp_metrics_end(s, 1500, 9000, 200); /* no busy period opened or closed by it */
+    assert_int_equal(s->m_busy_us, 1000);
+    assert_true(s->m_busy_since_us == 0);
+    gp_metrics_busy_open(s, 9000);
+    gp_metrics_busy_close(s, 9500);
+    assert_int_equal(s->m_busy_us, 1500);
+    assert_int_equal(s->m_status[1], 1);
     free(s);
 }
 
@@ -241,6 +266,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buckets),       cmocka_unit_test(test_counting),
+        cmocka_unit_test(test_busy_by_loop),
         cmocka_unit_test(test_read_and_fold), cmocka_unit_test(test_proc_parsers),
         cmocka_unit_test(test_render),        cmocka_unit_test(test_mbuf_cap),
     };
