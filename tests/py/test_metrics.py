@@ -72,6 +72,17 @@ def requests_by_worker(samples):
     return per_worker(samples, "gallop_requests_total")
 
 
+def scrape_settled(mport, total, timeout=10):
+    """A scrape once total requests are counted: a worker counts a response
+    once its last byte is written, so the client may read it a moment before."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = scrape(mport)
+        if sum(requests_by_worker(s).values()) >= total or time.monotonic() > deadline:
+            return s
+        time.sleep(0.02)
+
+
 def get_pid(port, path="/"):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     c.request("GET", path)
@@ -119,7 +130,7 @@ def test_per_worker_counts_add_up_to_n(metrics_server):
     for i in range(n):
         status, pid = get_pid(srv.port, "/status?404" if i % 5 == 0 else "/")
         seen[pid] = seen.get(pid, 0) + 1
-    after = scrape(srv.mport)
+    after = scrape_settled(srv.mport, sum(before.values()) + n)
     by_worker = requests_by_worker(after)
     delta = {w: by_worker[w] - before.get(w, 0) for w in by_worker}
     assert sum(delta.values()) == n
@@ -162,7 +173,7 @@ def test_concurrent_requests_counted_once(metrics_server, kind):
     for t in ts:
         t.join(30)
     wall = time.monotonic() - t0
-    s = scrape(srv.mport)
+    s = scrape_settled(srv.mport, before + 40)
     assert statuses == [200] * 40
     assert requests_by_worker(s)[w] - before == 40
     assert get(s, "gallop_requests_in_flight", worker=w) == 0
@@ -265,15 +276,16 @@ def test_scrapes_never_reach_a_worker(metrics_server, app):
     assert len(seen) >= 10
     counts = [requests_by_worker(s)[str(w)] - before for s in seen]
     assert counts == sorted(counts) and counts[-1] <= n
-    assert requests_by_worker(scrape(srv.mport))[str(w)] - before == n
+    assert requests_by_worker(scrape_settled(srv.mport, before + n))[str(w)] - before == n
 
 
 def test_histogram_cumulative_and_monotone(metrics_server):
     srv = metrics_server(workers=1)
+    base = sum(requests_by_worker(scrape(srv.mport)).values())
     for _ in range(5):
         get_pid(srv.port, "/")
     get_pid(srv.port, "/sleep?0.3")
-    s = scrape(srv.mport)
+    s = scrape_settled(srv.mport, base + 6)
     (w,) = [str(p) for p in srv.workers()]
     # one series per worker, plus worker="exited" (none gone yet: all zero)
     assert set(per_worker(s, "gallop_request_duration_seconds_count")) == {w, "exited"}
@@ -323,9 +335,10 @@ def test_in_flight_busy_state_and_listen_queue(metrics_server):
 
 def test_sigkill_shows_in_restarts_and_totals_stay(metrics_server):
     srv = metrics_server(workers=2)
+    base = sum(requests_by_worker(scrape(srv.mport)).values())
     for _ in range(30):
         get_pid(srv.port, "/")
-    s1 = scrape(srv.mport)
+    s1 = scrape_settled(srv.mport, base + 30)
     total1 = sum(requests_by_worker(s1).values())
     busy1 = sum(per_worker(s1, "gallop_worker_busy_seconds_total").values())
     victim = srv.workers()[0]
