@@ -31,7 +31,7 @@
 /* out of line: its 32 KB line buffer would make every caller's frame probe
  * 8 pages of stack, log or not */
 static void end_request_log(gp_conn *c, uint64_t now_us) __attribute__((noinline));
-static void request_end(gp_conn *c, bool complete) __attribute__((noinline));
+static void request_end(gp_conn *c, bool complete);
 
 /* ---- deadlines ------------------------------------------------------------ */
 
@@ -876,8 +876,8 @@ static void remember_for_log(gp_conn *c, const gp_http_request *req, uint64_t no
 }
 
 /* The access log and the metrics time a request from the same clock read
- * at each end. Out of line: a request with both off pays one test. */
-static __attribute__((noinline)) void request_begin(gp_conn *c, const gp_http_request *req)
+ * at each end; with both off a request pays one test. */
+static void request_begin(gp_conn *c, const gp_http_request *req)
 {
     gp_worker *w = c->w;
     uint64_t now = gp_metrics_now_us();

@@ -40,37 +40,40 @@ int gp_metrics_bucket(uint64_t dur_us)
     return i;
 }
 
-uint64_t gp_metrics_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* ---- worker side: one writer per slot, so plain relaxed loads and stores ---- */
 
 #define LOAD(f) atomic_load_explicit(&(f), memory_order_relaxed)
 #define STORE(f, v) atomic_store_explicit(&(f), (v), memory_order_relaxed)
 
-void gp_metrics_begin(gp_slot *s, uint64_t now)
-{
-    uint32_t n = LOAD(s->m_in_flight);
-    if (n == 0 && !LOAD(s->m_busy_loop)) gp_metrics_busy_open(s, now);
-    STORE(s->m_in_flight, n + 1);
-}
-
-void gp_metrics_busy_open(gp_slot *s, uint64_t now_us)
+static inline void busy_open(gp_slot *s, uint64_t now_us)
 {
     STORE(s->m_busy_since_us, now_us);
 }
 
 /* The total grows before the open period is cleared, so a reader that sees
  * neither change, or both, never counts less than before (read_busy). */
-void gp_metrics_busy_close(gp_slot *s, uint64_t now_us)
+static inline void busy_close(gp_slot *s, uint64_t now_us)
 {
     uint64_t since = LOAD(s->m_busy_since_us);
     if (since && now_us > since) STORE(s->m_busy_us, LOAD(s->m_busy_us) + (now_us - since));
     atomic_store_explicit(&s->m_busy_since_us, 0, memory_order_release);
+}
+
+void gp_metrics_busy_open(gp_slot *s, uint64_t now_us)
+{
+    busy_open(s, now_us);
+}
+
+void gp_metrics_busy_close(gp_slot *s, uint64_t now_us)
+{
+    busy_close(s, now_us);
+}
+
+void gp_metrics_begin(gp_slot *s, uint64_t now)
+{
+    uint32_t n = LOAD(s->m_in_flight);
+    if (n == 0 && !LOAD(s->m_busy_loop)) busy_open(s, now);
+    STORE(s->m_in_flight, n + 1);
 }
 
 /* One fewer in progress; the busy period closes with the last one. */
@@ -79,7 +82,7 @@ static void leave(gp_slot *s, uint64_t now)
     uint32_t n = LOAD(s->m_in_flight);
     if (n == 0) return;
     STORE(s->m_in_flight, n - 1);
-    if (n == 1 && !LOAD(s->m_busy_loop)) gp_metrics_busy_close(s, now);
+    if (n == 1 && !LOAD(s->m_busy_loop)) busy_close(s, now);
 }
 
 void gp_metrics_end(gp_slot *s, uint64_t start_us, uint64_t now, int status)
