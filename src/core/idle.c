@@ -5,9 +5,7 @@
  * nothing. So the waits are found where the loaded objects call them: their
  * GOT slots for epoll_wait and epoll_pwait (the select module in the
  * interpreter, libuv under uvloop), pointed once at the wrappers below.
- * Objects loaded later keep the C library's, which is only a wait that
- * counts as busy. Where the relocation types are not known (not x86-64 or
- * AArch64) nothing is patched and every wait counts as busy. */
+ * Objects loaded later keep the C library's: their waits count as busy. */
 #include "core/idle.h"
 
 #include <dlfcn.h>
@@ -16,6 +14,7 @@
 #include <link.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -37,32 +36,38 @@ typedef int (*pwait_fn)(int, struct epoll_event *, int, int, const sigset_t *);
 
 static wait_fn real_wait;
 static pwait_fn real_pwait;
-static gp_slot *tracked;
+/* set on the loop thread; the app's own threads only ever compare */
+static _Atomic(gp_slot *) tracked;
 static pthread_t loop_thread;
 
-static bool timed(int timeout)
+/* The slot to charge a wait to, or NULL: another thread, or one that
+ * cannot block (asyncio and libuv poll with 0 while callbacks are ready). */
+static gp_slot *timed(int timeout)
 {
-    return timeout != 0 && tracked && pthread_equal(pthread_self(), loop_thread);
+    gp_slot *s = atomic_load_explicit(&tracked, memory_order_relaxed);
+    return timeout != 0 && s && pthread_equal(pthread_self(), loop_thread) ? s : NULL;
 }
 
 static int idle_wait(int fd, struct epoll_event *ev, int max, int timeout)
 {
-    if (!timed(timeout)) return real_wait(fd, ev, max, timeout);
-    gp_metrics_busy_close(tracked, gp_metrics_now_us());
+    gp_slot *s = timed(timeout);
+    if (!s) return real_wait(fd, ev, max, timeout);
+    gp_metrics_busy_close(s, gp_metrics_now_us());
     int n = real_wait(fd, ev, max, timeout);
     int e = errno;
-    gp_metrics_busy_open(tracked, gp_metrics_now_us());
+    gp_metrics_busy_open(s, gp_metrics_now_us());
     errno = e;
     return n;
 }
 
 static int idle_pwait(int fd, struct epoll_event *ev, int max, int timeout, const sigset_t *ss)
 {
-    if (!timed(timeout)) return real_pwait(fd, ev, max, timeout, ss);
-    gp_metrics_busy_close(tracked, gp_metrics_now_us());
+    gp_slot *s = timed(timeout);
+    if (!s) return real_pwait(fd, ev, max, timeout, ss);
+    gp_metrics_busy_close(s, gp_metrics_now_us());
     int n = real_pwait(fd, ev, max, timeout, ss);
     int e = errno;
-    gp_metrics_busy_open(tracked, gp_metrics_now_us());
+    gp_metrics_busy_open(s, gp_metrics_now_us());
     errno = e;
     return n;
 }
@@ -147,10 +152,6 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *unused)
 
 void gp_idle_track(gp_slot *s)
 {
-    if (!s) {
-        tracked = NULL;
-        return;
-    }
 #ifdef JUMP_SLOT
     if (!real_wait) {
         real_wait = (wait_fn)dlsym(RTLD_DEFAULT, "epoll_wait");
@@ -162,6 +163,6 @@ void gp_idle_track(gp_slot *s)
     loop_thread = pthread_self();
     atomic_store_explicit(&s->m_busy_loop, 1, memory_order_relaxed);
     gp_metrics_busy_open(s, gp_metrics_now_us());
-    tracked = s;
+    atomic_store_explicit(&tracked, s, memory_order_relaxed);
 #endif
 }

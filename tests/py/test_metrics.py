@@ -186,12 +186,13 @@ def test_concurrent_requests_counted_once(metrics_server, kind):
         assert busy < 0.5 * wall, (busy, wall)
 
 
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop", "uvloop --preload"])
 def test_asgi_busy_is_the_loop_not_idle(metrics_server, loop):
     """ASGI busy time is the event loop's time outside its waits: a request
     held open by asyncio.sleep leaves the worker idle, one that runs Python
-    keeps it busy for as long as it runs."""
-    srv = metrics_server("--loop", loop, workers=1, app="metrics_asgi:app")
+    keeps it busy for as long as it runs. With --preload the worker forks
+    from a master holding libpython instead of executing python3."""
+    srv = metrics_server("--loop", *loop.split(), workers=1, app="metrics_asgi:app")
     (w,) = [str(p) for p in srv.workers()]
     time.sleep(0.3)  # start-up is over
 
