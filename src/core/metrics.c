@@ -154,9 +154,9 @@ static int histogram(gp_mbuf *o, const char *worker, const uint64_t hist[GP_METR
     uint64_t cum = 0;
     for (int b = 0; b < GP_METRICS_BUCKETS; b++) {
         cum += hist[b];
-        rc |= gp_mbuf_printf(o,
-                             "gallop_request_duration_seconds_bucket{worker=\"%s\",le=\"%s\"} %llu\n",
-                             worker, bound_text[b], (unsigned long long)cum);
+        rc |= gp_mbuf_printf(
+            o, "gallop_request_duration_seconds_bucket{worker=\"%s\",le=\"%s\"} %llu\n", worker,
+            bound_text[b], (unsigned long long)cum);
     }
     rc |= gp_mbuf_printf(o, "gallop_request_duration_seconds_sum{worker=\"%s\"} %.6f\n", worker,
                          (double)dur_us / 1e6);

@@ -45,8 +45,8 @@ typedef struct {
     _Atomic uint64_t m_status[5];                /* answered, by class 1xx .. 5xx */
     _Atomic uint64_t m_hist[GP_METRICS_BUCKETS]; /* answered, per duration bucket */
     _Atomic uint64_t m_dur_us;                   /* sum of their durations */
-    _Atomic uint64_t m_busy_us;       /* closed busy periods (below) */
-    _Atomic uint64_t m_busy_since_us; /* start of the open one; 0 when idle */
+    _Atomic uint64_t m_busy_us;                  /* closed busy periods (below) */
+    _Atomic uint64_t m_busy_since_us;            /* start of the open one; 0 when idle */
     _Atomic int m_busy_loop; /* busy is the event loop's time outside its waits (ASGI,
                                 idle.h), not the time with a request in progress */
 } __attribute__((aligned(64))) gp_slot;

@@ -647,8 +647,7 @@ static void publish_oldest_task(gp_worker *w)
 {
     gp_conn *oldest = NULL;
     for (gp_conn *c = w->conns; c; c = c->next)
-        if (c->state == CS_ASYNC && !c->ws && !c->dead &&
-            (!oldest || c->task_ms < oldest->task_ms))
+        if (c->state == CS_ASYNC && !c->ws && !c->dead && (!oldest || c->task_ms < oldest->task_ms))
             oldest = c;
     const char *what = oldest ? w->ops->describe(w->app, oldest) : NULL;
     gp_slot_task_publish(w->slot, what ? oldest->task_ms : 0, what);

@@ -265,10 +265,10 @@ static void test_mbuf_cap(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buckets),       cmocka_unit_test(test_counting),
-        cmocka_unit_test(test_busy_by_loop),
-        cmocka_unit_test(test_read_and_fold), cmocka_unit_test(test_proc_parsers),
-        cmocka_unit_test(test_render),        cmocka_unit_test(test_mbuf_cap),
+        cmocka_unit_test(test_buckets),      cmocka_unit_test(test_counting),
+        cmocka_unit_test(test_busy_by_loop), cmocka_unit_test(test_read_and_fold),
+        cmocka_unit_test(test_proc_parsers), cmocka_unit_test(test_render),
+        cmocka_unit_test(test_mbuf_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
