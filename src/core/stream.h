@@ -78,7 +78,6 @@ struct gp_stream {
     void *t;
     const gp_proto *proto; /* gets the events (proto.h) */
     gp_stream_env *env;
-    gp_stream *prev, *next; /* the worker's list of open streams */
 
     /* input: buf[0..len) read, buf[rpos..len) not yet consumed; the
      * protocol consumes (rpos) and compacts */
