@@ -505,6 +505,7 @@ int gp_lg_run(const gp_lg_opts *o, gp_lg_result *r)
     r->elapsed_s = g.measuring ? (double)(stop - g.measure_at) / 1e6 : 0;
     rc = 0;
 fail:
+    gp_timers_free(&g.timers); /* it writes into the connections' timers */
     for (int i = 0; i < made; i++) {
         lg_conn *c = &g.conns[i];
         if (c->state != C_CLOSED) close(c->io.fd);
@@ -512,7 +513,6 @@ fail:
     }
     free(g.conns);
     free(g.idle);
-    gp_timers_free(&g.timers);
     gp_loop_close(&g.loop);
     return rc;
 }
