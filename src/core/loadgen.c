@@ -203,6 +203,11 @@ static void note_error(lg *g, const char *what, int err)
 static void conn_cb(gp_io *io, uint32_t events);
 static void start_request(lg_conn *c, uint64_t due);
 
+static bool enough(const lg *g)
+{
+    return g->o->max_requests && g->r->responses >= g->o->max_requests;
+}
+
 static void make_idle(lg_conn *c)
 {
     lg *g = c->g;
@@ -210,7 +215,7 @@ static void make_idle(lg_conn *c)
     gp_timer_stop(&g->timers, &c->timer);
     gp_loop_watch(&g->loop, &c->io, EPOLLIN);
     if (g->o->rate > 0) g->idle[g->num_idle++] = (int)(c - g->conns);
-    else start_request(c, now_us());
+    else if (!enough(g)) start_request(c, now_us());
 }
 
 static void conn_open(lg_conn *c)
@@ -293,7 +298,7 @@ static void complete(lg_conn *c)
 {
     lg *g = c->g;
     uint64_t t = now_us();
-    if (g->measuring) {
+    if (g->measuring && !enough(g)) {
         gp_lg_result *r = g->r;
         r->responses++;
         r->status[c->status / 100 <= 5 ? c->status / 100 : 5]++;
@@ -439,7 +444,7 @@ static void timer_cb(gp_timer *t)
 /* Open loop: sends every request that is due on a free connection. */
 static void send_due(lg *g, uint64_t now)
 {
-    while (g->next_due <= now && g->num_idle > 0) {
+    while (g->next_due <= now && g->num_idle > 0 && !enough(g)) {
         lg_conn *c = &g->conns[g->idle[--g->num_idle]];
         start_request(c, g->next_due);
         g->sched_k++;
