@@ -67,7 +67,7 @@ typedef struct {
     const char *method, *body_file, *plot, *interface;
     char *body;
     size_t body_len;
-    double duration, rate;
+    double duration, rate, memory_mb; /* memory_mb: --memory, 0 for what the machine has */
     int concurrency;
     bool json;
     const char *pass[TUNE_MAX_PASS];
@@ -131,6 +131,8 @@ static const char tune_usage[] =
     "      --rate R           open loop: R requests/s on a fixed schedule, latency from\n"
     "                         when each was due (default: closed loop, as fast as it goes)\n"
     "      --plot FILE.svg    draw req/s and p99 against workers x threads\n"
+    "      --memory MB        plan for this much memory (default: MemAvailable, or what\n"
+    "                         the cgroup's memory.max leaves, if less)\n"
     "      --json             the measurements and the recommendation as JSON on stdout\n"
     "  App options (--chdir, --pythonpath, --env, --interface, --venv ...) are passed\n"
     "  to the gallop it starts; --bind, --workers and --threads are tune's to choose.\n"
@@ -192,7 +194,7 @@ static int parse_args(tune *t, int argc, char **argv)
         bool ours = !strcmp(name, "--path") || !strcmp(name, "--method") ||
                     !strcmp(name, "--body") || !strcmp(name, "--duration") ||
                     !strcmp(name, "--concurrency") || !strcmp(name, "--rate") ||
-                    !strcmp(name, "--plot");
+                    !strcmp(name, "--plot") || !strcmp(name, "--memory");
         if (ours) {
             val = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
             if (!val) return usage_error("%s needs a value", name);
@@ -212,6 +214,8 @@ static int parse_args(tune *t, int argc, char **argv)
                 t->body_file = val;
             } else if (!strcmp(name, "--plot")) {
                 t->plot = val;
+            } else if (!strcmp(name, "--memory")) {
+                if (parse_num(name, val, 1, 1 << 30, &t->memory_mb)) return TUNE_USAGE;
             } else if (!strcmp(name, "--duration")) {
                 if (parse_num(name, val, 0, 3600, &t->duration)) return TUNE_USAGE;
                 if (t->duration < TUNE_MIN_DURATION)
@@ -752,7 +756,10 @@ static int pick(const tune *t, int max_w, int max_t)
                 if (p->rps > best) best = p->rps;
                 continue;
             }
-            if (p->rps < best * (1 - TUNE_GAIN)) continue;
+            /* open loop: every configuration that kept up with the rate will do */
+            double enough = best * (1 - TUNE_GAIN);
+            if (t->rate > 0 && enough > t->rate * 0.9) enough = t->rate * 0.9;
+            if (p->rps < enough) continue;
             int size = p->workers * p->threads, ksize = k < 0 ? 0 : t->pts[k].workers * t->pts[k].threads;
             if (k < 0 || size < ksize || (size == ksize && p->workers < t->pts[k].workers)) k = i;
         }
@@ -958,6 +965,7 @@ typedef struct {
     bool cpu_bound;
     double busy;
     double contention; /* the 1x1 worker's runqueue wait over the wall time */
+    bool unclassified; /* open loop that one worker carried: it was not kept busy */
     char line[400], verdict[600], memory[200], noisy[300];
 } tune_verdict;
 
@@ -978,8 +986,15 @@ static void decide(const tune *t, tune_verdict *v)
                  "time for one, so req/s and latency are noisy (the CPU figures are not)",
                  100 * v->contention);
     if (v->k < 0) {
-        snprintf(v->line, sizeof v->line,
-                 "recommend: nothing: every configuration failed over 1%% of its requests");
+        const tune_point *p1 = &t->pts[0];
+        if (t->mem_mb > 0 && p1->rss_mb > t->mem_mb * TUNE_MEM_MARGIN)
+            snprintf(v->line, sizeof v->line,
+                     "recommend: nothing fits: one worker takes %.1f MB, over 90%% of the %.0f MB "
+                     "available (%s)",
+                     p1->rss_mb, t->mem_mb, t->mem_why);
+        else
+            snprintf(v->line, sizeof v->line,
+                     "recommend: nothing: every configuration failed over 1%% of its requests");
         return;
     }
     const tune_point *pk = &t->pts[v->k];
@@ -989,7 +1004,19 @@ static void decide(const tune *t, tune_verdict *v)
     char next[160];
     describe_next(t, pk, n, by_threads, next, sizeof next);
     const char *kind = v->cpu_bound ? "CPU-bound" : "I/O-bound";
-    if (t->asgi)
+    v->unclassified = t->rate > 0 && one && one->rps >= t->rate * 0.9;
+    if (v->unclassified) {
+        char threads[32] = "";
+        if (!t->asgi) snprintf(threads, sizeof threads, " --threads %d", pk->threads);
+        snprintf(v->line, sizeof v->line,
+                 "recommend: --workers %d%s (keeps up with %g req/s: p99 %.2f ms; %s)",
+                 pk->workers, threads, t->rate, pk->p99_ms, next);
+        snprintf(v->verdict, sizeof v->verdict,
+                 "open loop: one worker kept up with %g req/s, so no worker was kept busy; to "
+                 "tell CPU-bound from I/O-bound, ask for a rate one worker cannot carry (or "
+                 "leave --rate out)",
+                 t->rate);
+    } else if (t->asgi)
         snprintf(v->line, sizeof v->line,
                  "recommend: --workers %d (ASGI, %s: %.0f%% CPU per busy worker; %s)",
                  pk->workers, kind, 100 * v->busy, next);
@@ -999,7 +1026,9 @@ static void decide(const tune *t, tune_verdict *v)
                  pk->workers, pk->threads, kind, 100 * v->busy, next);
     const tune_point *th2 = next_bigger(t, pk, true);
     size_t o = 0;
-    if (v->cpu_bound) {
+    if (v->unclassified) {
+        /* said above */
+    } else if (v->cpu_bound) {
         o = (size_t)snprintf(v->verdict, sizeof v->verdict,
                              "CPU-bound: a busy worker is on the CPU %.0f%% of the time, so more "
                              "workers than the %d usable CPUs cannot help",
@@ -1087,7 +1116,8 @@ static void print_json(const tune *t, const tune_verdict *v)
     fprintf(f,
             "\n ],\n \"classification\": \"%s\", \"cpu_per_busy_worker\": %.3f, "
             "\"cpu_contention\": %.3f,\n",
-            v->cpu_bound ? "cpu-bound" : "io-bound", v->busy, v->contention);
+            v->unclassified ? "unclassified" : v->cpu_bound ? "cpu-bound" : "io-bound", v->busy,
+            v->contention);
     if (v->k >= 0)
         fprintf(f, " \"recommend\": {\"workers\": %d, \"threads\": %d, \"line\": ",
                 t->pts[v->k].workers, t->pts[v->k].threads);
@@ -1163,6 +1193,10 @@ int gp_tune_main(int argc, char **argv)
     setvbuf(stderr, NULL, _IOLBF, 0);
     gp_cpus_detect(&t.cpus, "", 0);
     memory_available(&t);
+    if (t.memory_mb > 0) {
+        t.mem_mb = t.memory_mb;
+        snprintf(t.mem_why, sizeof t.mem_why, "--memory");
+    }
     t.out = t.json ? stderr : stdout;
     t.t0 = mono();
     fprintf(stderr, "tune: %s on %s; %.0f MB available (%s); %.1f s per configuration%s\n",

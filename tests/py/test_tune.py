@@ -252,3 +252,37 @@ def test_interrupt_stops_tune_and_its_gallop():
     assert p.returncode == 130, err
     assert "tune: interrupted" in err
     assert processes_with(marker) == []
+
+
+def test_memory_caps_the_worker_count(cpu_run):
+    """--memory with room for one worker of the size measured: tune stops
+    adding workers there, and the sleeping app gets its concurrency from
+    threads in that one worker."""
+    rss = next(c for c in cpu_run[0]["configs"] if c["workers"] == 1)["rss_mb_per_worker"][0]
+    mem = round(1.5 * rss / 0.9, 1)  # one fits in 90% of it, two do not
+    rc, out, err = tune("tune_apps:sleepy", "--duration", "0.5", "--memory", str(mem), "--json")
+    assert rc == 0, err
+    res = json.loads(out)
+    assert res["memory_available_mb"] == pytest.approx(mem, abs=0.1)
+    assert {c["workers"] for c in res["configs"]} == {1}, res["configs"]
+    assert "2 workers of " in err and "would not fit in" in err and "(--memory)" in err
+    rec = res["recommend"]
+    assert rec["workers"] == 1 and rec["threads"] >= 4 * usable_cpus()
+    assert re.search(r"memory: [\d.]+ MB per worker, [\d.]+ MB available \(--memory\): "
+                     r"room for 1 workers", err)
+
+
+def test_open_loop_rate():
+    """--rate: requests on a schedule; every configuration serves the rate,
+    so the smallest one is picked."""
+    rc, out, err = tune("tune_apps:broken", "--path", "/ok", "--rate", "100", "--duration", "0.6",
+                        "--json")
+    assert rc == 0, err
+    res = json.loads(out)
+    assert res["rate"] == 100 and "open loop" in err
+    for c in res["configs"]:
+        assert 80 <= c["rps"] <= 105, c
+    assert res["recommend"]["workers"] == 1 and res["recommend"]["threads"] == 1
+    assert res["classification"] == "unclassified"  # one worker was never kept busy
+    assert re.match(r"recommend: --workers 1 --threads 1 \(keeps up with 100 req/s: p99 [\d.]+ ms; ",
+                    res["recommend"]["line"]), res["recommend"]["line"]
