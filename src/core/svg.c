@@ -7,7 +7,7 @@
 #define H 420
 #define LEFT 80
 #define RIGHT 80
-#define TOP 50
+#define TOP 76
 #define BOTTOM 70
 #define C1 "#1f77b4" /* y1: throughput */
 #define C2 "#d62728" /* y2: p99 */
@@ -26,16 +26,21 @@ static void put_escaped(FILE *f, const char *s)
     }
 }
 
-/* A round upper bound for an axis: 1, 2 or 5 times a power of ten. */
-static double nice_max(double v)
+/* A round upper bound for an axis: 1, 2 or 5 times a power of ten; *ticks
+ * gets how many equal steps divide it roundly. */
+static double nice_max(double v, int *ticks)
 {
+    *ticks = 5;
     if (!(v > 0)) return 1;
     double p = 1; /* the power of ten at or below v, without libm */
     while (p * 10 <= v) p *= 10;
     while (p > v) p /= 10;
     double steps[] = {1, 2, 5, 10};
     for (int i = 0; i < 4; i++)
-        if (steps[i] * p >= v) return steps[i] * p;
+        if (steps[i] * p >= v) {
+            if (steps[i] == 2) *ticks = 4;
+            return steps[i] * p;
+        }
     return 10 * p;
 }
 
@@ -66,17 +71,26 @@ int gp_svg_write(FILE *f, const gp_svg_chart *c)
         if (c->points[i].y1 > max1) max1 = c->points[i].y1;
         if (c->points[i].y2 > max2) max2 = c->points[i].y2;
     }
-    max1 = nice_max(max1 * 1.05);
-    max2 = nice_max(max2 * 1.05);
+    int n1, n2;
+    max1 = nice_max(max1 * 1.05, &n1);
+    max2 = nice_max(max2 * 1.05, &n2);
     fprintf(f,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
             "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
             "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
             W, H, W, H);
-    fputs("<text class=\"title\" x=\"380\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">", f);
+    fputs("<text class=\"title\" x=\"380\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">", f);
     put_escaped(f, c->title);
-    fputs("</text>\n<g class=\"axes\" stroke=\"#444\">\n", f);
+    fputs("</text>\n", f);
+    if (c->subtitle) {
+        fputs("<text class=\"subtitle\" x=\"380\" y=\"40\" text-anchor=\"middle\" "
+              "font-size=\"11\" fill=\"#444\">",
+              f);
+        put_escaped(f, c->subtitle);
+        fputs("</text>\n", f);
+    }
+    fputs("<g class=\"axes\" stroke=\"#444\">\n", f);
     fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>\n", LEFT, H - BOTTOM, W - RIGHT,
             H - BOTTOM);
     fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"" C1 "\"/>\n", LEFT, TOP,
@@ -84,15 +98,16 @@ int gp_svg_write(FILE *f, const gp_svg_chart *c)
     fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"" C2 "\"/>\n", W - RIGHT,
             TOP, W - RIGHT, H - BOTTOM);
     fputs("</g>\n<g class=\"ticks\">\n", f);
-    for (int k = 0; k <= 4; k++) {
-        double y = py(max1 * k / 4, max1);
+    for (int k = 0; k <= n1; k++) {
+        double y = py(max1 * k / n1, max1);
         fprintf(f,
                 "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>"
-                "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\" fill=\"" C1 "\">%.4g</text>"
-                "<text x=\"%d\" y=\"%.1f\" fill=\"" C2 "\">%.4g</text>\n",
-                LEFT, y, W - RIGHT, y, LEFT - 6, y + 4, max1 * k / 4, W - RIGHT + 6, y + 4,
-                max2 * k / 4);
+                "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\" fill=\"" C1 "\">%.4g</text>\n",
+                LEFT, y, W - RIGHT, y, LEFT - 6, y + 4, max1 * k / n1);
     }
+    for (int k = 0; k <= n2; k++)
+        fprintf(f, "<text x=\"%d\" y=\"%.1f\" fill=\"" C2 "\">%.4g</text>\n", W - RIGHT + 6,
+                py(max2 * k / n2, max2) + 4, max2 * k / n2);
     for (int i = 0; i < c->num_points; i++) {
         fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">", px(c, i), H - BOTTOM + 18);
         put_escaped(f, c->points[i].label);
@@ -130,12 +145,12 @@ int gp_svg_write(FILE *f, const gp_svg_chart *c)
         fputs("</g>\n", f);
     }
     fprintf(f,
-            "<g class=\"legend\"><rect x=\"%d\" y=\"32\" width=\"10\" height=\"3\" fill=\"" C1
-            "\"/><text x=\"%d\" y=\"38\">",
+            "<g class=\"legend\"><rect x=\"%d\" y=\"56\" width=\"10\" height=\"3\" fill=\"" C1
+            "\"/><text x=\"%d\" y=\"62\">",
             LEFT + 10, LEFT + 26);
     put_escaped(f, c->y1_label);
-    fprintf(f, "</text><rect x=\"%d\" y=\"32\" width=\"10\" height=\"3\" fill=\"" C2
-               "\"/><text x=\"%d\" y=\"38\">",
+    fprintf(f, "</text><rect x=\"%d\" y=\"56\" width=\"10\" height=\"3\" fill=\"" C2
+               "\"/><text x=\"%d\" y=\"62\">",
             LEFT + 190, LEFT + 206);
     put_escaped(f, c->y2_label);
     fputs("</text></g>\n</svg>\n", f);

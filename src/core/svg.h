@@ -14,7 +14,7 @@ typedef struct {
 } gp_svg_point;
 
 typedef struct {
-    const char *title;
+    const char *title, *subtitle; /* subtitle: a smaller second line, may be NULL */
     const char *x_label, *y1_label, *y2_label;
     const gp_svg_point *points; /* in x order */
     int num_points;

@@ -1137,9 +1137,13 @@ static int write_plot(const tune *t, const tune_verdict *v)
                                 .threads = p->threads};
         snprintf(pts[i].label, sizeof pts[i].label, "%dx%d", p->workers, p->threads);
     }
-    char title[300];
-    snprintf(title, sizeof title, "gallop tune %s: %s", t->app, v->line + 11);
+    char title[300], sub[400];
+    const char *why = strchr(v->line, '(');
+    snprintf(title, sizeof title, "gallop tune %s: %.*s", t->app,
+             why ? (int)(why - v->line - 12) : (int)strlen(v->line + 11), v->line + 11);
+    snprintf(sub, sizeof sub, "%s", why ? why : "");
     gp_svg_chart c = {.title = title,
+                      .subtitle = sub,
                       .x_label = "workers x threads (in the order tried)",
                       .y1_label = "throughput (req/s)",
                       .y2_label = "p99 latency (ms)",
