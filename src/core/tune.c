@@ -4,10 +4,12 @@
  * --workers N --threads T` from its own binary, waits for the master's
  * READY=1 (sd_notify on a socket of its own, so every worker has loaded the
  * app), warms up, then drives it with core/loadgen for --duration seconds
- * while it samples each worker's CPU time and RSS (/proc). Closed loop by
- * default, with enough connections to keep every worker busy, so a worker's
- * CPU time over the wall time is its CPU per busy second. It never stops a
- * process it did not start, and stops the ones it started by pid. */
+ * while it samples each worker's CPU time, run-queue wait and RSS (/proc).
+ * Closed loop by default, with enough connections to keep every worker
+ * busy, so a worker's CPU time over the time it could run (wall time less
+ * its wait for a CPU) is its CPU per busy second, whatever else the machine
+ * runs. It never stops a process it did not start, and stops the ones it
+ * started by pid. */
 #include "core/tune.h"
 
 #include <errno.h>
@@ -625,6 +627,19 @@ static int default_concurrency(const tune *t, int workers, int threads)
     return c < floor ? floor : c;
 }
 
+static int next_workers(int w, int cpus);
+
+/* How many configurations the sweep can try at most: the worker counts,
+ * then (sync WSGI, or not known yet) the thread counts. */
+static int max_configs(const tune *t)
+{
+    int n = 1;
+    for (int w = 1; (w = next_workers(w, t->cpus.usable)) <= t->cpus.usable + 1;) n++;
+    if (!t->interface_known || !t->asgi)
+        for (int th = 2; th <= TUNE_MAX_THREADS; th *= 2) n++;
+    return n;
+}
+
 /* Measures one configuration into p. Returns 0 or an exit code (why set). */
 static int measure(tune *t, int workers, int threads, tune_point *p, char *why, size_t len)
 {
@@ -636,8 +651,10 @@ static int measure(tune *t, int workers, int threads, tune_point *p, char *why, 
     char *texts[TUNE_MAX_PATHS] = {0};
     gp_lg_req reqs[TUNE_MAX_PATHS];
     int rc = TUNE_FAILED;
-    fprintf(stderr, "tune: [%3.0fs] %d worker%s x %d thread%s: starting\n", mono() - t->t0,
-            workers, workers == 1 ? "" : "s", threads, threads == 1 ? "" : "s");
+    fprintf(stderr, "tune: [%3.0fs] configuration %d of at most %d: %d worker%s x %d thread%s: "
+            "starting\n",
+            mono() - t->t0, t->num_pts + 1, max_configs(t), workers, workers == 1 ? "" : "s",
+            threads, threads == 1 ? "" : "s");
     if (port < 0 || spawn(t, &c, port, workers, threads) < 0) {
         snprintf(why, len, "cannot start gallop: %s", strerror(errno));
         goto done;
