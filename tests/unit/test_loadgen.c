@@ -120,6 +120,7 @@ static void test_head_incomplete_and_bad(void **state)
 static int srv_fd;
 static int srv_port;
 static volatile int srv_accepted;
+static volatile long srv_answered; /* responses the server wrote (all threads) */
 
 static void reply(int fd, const char *s)
 {
@@ -165,6 +166,9 @@ static void *srv_conn(void *arg)
             reply(fd, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");
         } else if (!strcmp(path, "/extra")) {
             reply(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA");
+        } else if (!strcmp(path, "/count")) {
+            reply(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            __atomic_add_fetch(&srv_answered, 1, __ATOMIC_SEQ_CST);
         } else if (is_head) {
             reply(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
         } else {
@@ -257,6 +261,23 @@ static void test_run_keepalive_mixed(void **state)
     assert_int_equal(r.hist.total, r.responses);
     /* keep-alive: one connection each, however many requests */
     assert_int_equal(srv_accepted - before, 4);
+}
+
+/* Every response the server wrote is counted once: none twice, and none
+ * lost but the ones in flight when the window closed. */
+static void test_run_counts_exactly(void **state)
+{
+    (void)state;
+    const char *paths[] = {"/count"};
+    gp_lg_opts o;
+    opts_for(&o, paths, 1);
+    o.duration_s = 0.4;
+    srv_answered = 0;
+    gp_lg_result r;
+    assert_int_equal(gp_lg_run(&o, &r), 0);
+    long served = __atomic_load_n(&srv_answered, __ATOMIC_SEQ_CST);
+    assert_true(r.responses > 100);
+    assert_true((long)r.responses <= served && served <= (long)r.responses + o.connections);
 }
 
 static void test_run_close_reconnects(void **state)
@@ -379,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_head_good),
         cmocka_unit_test(test_head_incomplete_and_bad),
         cmocka_unit_test(test_run_keepalive_mixed),
+        cmocka_unit_test(test_run_counts_exactly),
         cmocka_unit_test(test_run_close_reconnects),
         cmocka_unit_test(test_run_statuses_and_errors),
         cmocka_unit_test(test_run_refused),
