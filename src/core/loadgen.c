@@ -102,8 +102,7 @@ static int lg_parse_head(const char *b, size_t len, lg_head *h)
     for (size_t i = 0; i < n; i++)
         if ((b[i] == '\r' && b[i + 1] != '\n') || (b[i] == '\n' && (!i || b[i - 1] != '\r')))
             return -1;
-    if (n < 16 || memcmp(b, "HTTP/1.", 7) || (b[7] != '0' && b[7] != '1') || b[8] != ' ')
-        return -1;
+    if (n < 16 || memcmp(b, "HTTP/1.", 7) || (b[7] != '0' && b[7] != '1') || b[8] != ' ') return -1;
     h->minor = b[7] - '0';
     for (int i = 9; i < 12; i++)
         if (b[i] < '0' || b[i] > '9') return -1;

@@ -48,10 +48,10 @@ typedef struct {
     socklen_t addr_len;
     const gp_lg_req *reqs; /* sent in turn */
     int num_reqs;
-    int connections;   /* closed loop: the concurrency; open loop: most in flight */
-    double rate;       /* > 0: open loop, requests per second; 0: closed loop */
-    double warmup_s;   /* responses before this are not counted */
-    double duration_s; /* the measured window after the warm-up */
+    int connections;               /* closed loop: the concurrency; open loop: most in flight */
+    double rate;                   /* > 0: open loop, requests per second; 0: closed loop */
+    double warmup_s;               /* responses before this are not counted */
+    double duration_s;             /* the measured window after the warm-up */
     uint64_t max_requests;         /* > 0: end after this many counted responses */
     double timeout_s;              /* a response slower than this is an error (0: 10 s) */
     void (*on_measure)(void *ctx); /* called when the measured window opens */

@@ -116,12 +116,14 @@ int gp_svg_write(FILE *f, const gp_svg_chart *c)
     fputs("</g>\n", f);
     fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">", (LEFT + W - RIGHT) / 2, H - 20);
     put_escaped(f, c->x_label);
-    fprintf(f, "</text>\n<text x=\"20\" y=\"%d\" fill=\"" C1
-               "\" text-anchor=\"middle\" transform=\"rotate(-90 20 %d)\">",
+    fprintf(f,
+            "</text>\n<text x=\"20\" y=\"%d\" fill=\"" C1
+            "\" text-anchor=\"middle\" transform=\"rotate(-90 20 %d)\">",
             (TOP + H - BOTTOM) / 2, (TOP + H - BOTTOM) / 2);
     put_escaped(f, c->y1_label);
-    fprintf(f, "</text>\n<text x=\"%d\" y=\"%d\" fill=\"" C2
-               "\" text-anchor=\"middle\" transform=\"rotate(90 %d %d)\">",
+    fprintf(f,
+            "</text>\n<text x=\"%d\" y=\"%d\" fill=\"" C2
+            "\" text-anchor=\"middle\" transform=\"rotate(90 %d %d)\">",
             W - 20, (TOP + H - BOTTOM) / 2, W - 20, (TOP + H - BOTTOM) / 2);
     put_escaped(f, c->y2_label);
     fputs("</text>\n", f);
@@ -149,8 +151,9 @@ int gp_svg_write(FILE *f, const gp_svg_chart *c)
             "\"/><text x=\"%d\" y=\"62\">",
             LEFT + 10, LEFT + 26);
     put_escaped(f, c->y1_label);
-    fprintf(f, "</text><rect x=\"%d\" y=\"56\" width=\"10\" height=\"3\" fill=\"" C2
-               "\"/><text x=\"%d\" y=\"62\">",
+    fprintf(f,
+            "</text><rect x=\"%d\" y=\"56\" width=\"10\" height=\"3\" fill=\"" C2
+            "\"/><text x=\"%d\" y=\"62\">",
             LEFT + 190, LEFT + 206);
     put_escaped(f, c->y2_label);
     fputs("</text></g>\n</svg>\n", f);

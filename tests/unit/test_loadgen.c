@@ -94,16 +94,16 @@ static void test_head_incomplete_and_bad(void **state)
     assert_int_equal(head("HTTP/1.1 200 OK\r\nContent-Len", &h), 0);
     assert_int_equal(head("", &h), 0);
     const char *bad[] = {
-        "HTTP/1.1 200 OK\nContent-Length: 1\r\n\r\n",         /* bare LF */
-        "HTTP/1.1 200 OK\r\nA: b\rc\r\n\r\n",                /* bare CR */
-        "HTTP/2.0 200 OK\r\n\r\n",                           /* version */
-        "HTTP/1.1 2x0 OK\r\n\r\n",                           /* status */
-        "HTTP/1.1 099 OK\r\n\r\n",                           /* status */
-        "HTTP/1.1 200 OK\r\nNo colon\r\n\r\n",               /* field */
-        "HTTP/1.1 200 OK\r\n: empty name\r\n\r\n",           /* field */
-        "HTTP/1.1 200 OK\r\nBad Name: v\r\n\r\n",            /* space in name */
-        "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",     /* length */
-        "HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n",       /* length */
+        "HTTP/1.1 200 OK\nContent-Length: 1\r\n\r\n",    /* bare LF */
+        "HTTP/1.1 200 OK\r\nA: b\rc\r\n\r\n",            /* bare CR */
+        "HTTP/2.0 200 OK\r\n\r\n",                       /* version */
+        "HTTP/1.1 2x0 OK\r\n\r\n",                       /* status */
+        "HTTP/1.1 099 OK\r\n\r\n",                       /* status */
+        "HTTP/1.1 200 OK\r\nNo colon\r\n\r\n",           /* field */
+        "HTTP/1.1 200 OK\r\n: empty name\r\n\r\n",       /* field */
+        "HTTP/1.1 200 OK\r\nBad Name: v\r\n\r\n",        /* space in name */
+        "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n", /* length */
+        "HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n",   /* length */
         "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
         "garbage\r\n\r\n",
