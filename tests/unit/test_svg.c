@@ -24,6 +24,17 @@ static char *render(const gp_svg_chart *c)
     return buf;
 }
 
+static gp_svg_chart chart(const char *title, const gp_svg_point *pts, int n, int pick)
+{
+    return (gp_svg_chart){.title = title,
+                          .x_label = "x",
+                          .y1_label = "y1",
+                          .y2_label = "y2",
+                          .points = pts,
+                          .num_points = n,
+                          .pick = pick};
+}
+
 static int count(const char *s, const char *what)
 {
     int n = 0;
@@ -40,13 +51,7 @@ static void test_points_and_pick(void **state)
             (gp_svg_point){.y1 = 100.0 * (i + 1), .y2 = 10 + i, .workers = i + 1, .threads = 1};
         snprintf(pts[i].label, sizeof pts[i].label, "%dx1", i + 1);
     }
-    gp_svg_chart c = {.title = "t",
-                      .x_label = "x",
-                      .y1_label = "a",
-                      .y2_label = "b",
-                      .points = pts,
-                      .num_points = 5,
-                      .pick = 2};
+    gp_svg_chart c = chart("t", pts, 5, 2);
     char *s = render(&c);
     assert_int_equal(count(s, "<g class=\"point"), 5);
     assert_int_equal(count(s, "class=\"point pick\""), 1);
@@ -61,14 +66,9 @@ static void test_escaping(void **state)
 {
     (void)state;
     gp_svg_point p = {.label = "<1&1>", .y1 = 1, .y2 = 1, .workers = 1, .threads = 1};
-    gp_svg_chart c = {.title = "app \"a<b>\" & \x01"
-                               "co",
-                      .x_label = "x",
-                      .y1_label = "y",
-                      .y2_label = "z",
-                      .points = &p,
-                      .num_points = 1,
-                      .pick = -1};
+    gp_svg_chart c = chart("app \"a<b>\" & \x01"
+                           "co",
+                           &p, 1, -1);
     char *s = render(&c);
     assert_non_null(strstr(s, "app &quot;a&lt;b&gt;&quot; &amp; co"));
     assert_non_null(strstr(s, "&lt;1&amp;1&gt;"));
@@ -80,13 +80,7 @@ static void test_zeros_stay_on_canvas(void **state)
 {
     (void)state;
     gp_svg_point p[2] = {{.label = "1x1"}, {.label = "2x1"}};
-    gp_svg_chart c = {.title = "",
-                      .x_label = "",
-                      .y1_label = "",
-                      .y2_label = "",
-                      .points = p,
-                      .num_points = 2,
-                      .pick = 0};
+    gp_svg_chart c = chart("", p, 2, 0);
     char *s = render(&c);
     assert_null(strstr(s, "nan"));
     assert_null(strstr(s, "inf"));
