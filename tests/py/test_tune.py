@@ -148,7 +148,6 @@ def test_two_runs_agree(cpu_run):
 def test_sleeping_app_gets_threads_well_past_the_cpus(tmp_path):
     n = usable_cpus()
     svg = str(tmp_path / "sleepy.svg")
-    t0 = time.monotonic()
     rc, out, err = tune("tune_apps:sleepy", "--duration", "0.7", "--plot", svg)
     assert rc == 0, err
     # text mode: the table and the verdict on stdout, progress on stderr
@@ -169,7 +168,6 @@ def test_sleeping_app_gets_threads_well_past_the_cpus(tmp_path):
     assert 10 < rps[(1, 1)] < 25  # one thread, 50 ms: at most 20/s
     picked = [r for r in out.splitlines() if r.endswith("<- pick")]
     assert len(picked) == 1 and picked[0].split()[:2] == [str(w), str(t)]
-    assert time.monotonic() - t0 < 120
 
 
 def test_asgi_app_is_tried_without_threads(tmp_path):
