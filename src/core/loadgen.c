@@ -60,13 +60,6 @@ uint64_t gp_lg_hist_quantile(const gp_lg_hist *h, double q)
 
 /* ---- response heads (RFC 9112 section 4 and 6) ---- */
 
-typedef struct {
-    int status;
-    int minor;
-    bool chunked, has_length, close;
-    uint64_t length;
-} lg_head;
-
 static bool tchar(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -89,15 +82,11 @@ static bool list_has(const char *v, size_t n, const char *tok, bool last_only)
     return found;
 }
 
-/* Reads one response head from b[0..len). Returns its length (final CRLF
- * included), 0 when incomplete, -1 when malformed: a bare CR or LF, no
- * status line, a field that is not `token: value`, a bad or repeated
- * Content-Length, or Content-Length with Transfer-Encoding. */
-static int lg_parse_head(const char *b, size_t len, lg_head *h)
+int gp_lg_parse_head(const char *b, size_t len, gp_lg_head *h)
 {
     memset(h, 0, sizeof *h);
     const char *end = memmem(b, len, "\r\n\r\n", 4);
-    if (!end) return len > LG_BUF / 2 ? -1 : 0;
+    if (!end) return len > GP_LG_MAX_HEAD ? -1 : 0;
     size_t n = (size_t)(end - b) + 4;
     for (size_t i = 0; i < n; i++)
         if ((b[i] == '\r' && b[i + 1] != '\n') || (b[i] == '\n' && (!i || b[i - 1] != '\r')))
@@ -120,6 +109,9 @@ static int lg_parse_head(const char *b, size_t len, lg_head *h)
         const char *v = colon + 1, *ve = eol;
         while (v < ve && (*v == ' ' || *v == '\t')) v++;
         while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        for (const char *q = colon + 1; q < eol; q++)
+            if (((unsigned char)*q < 0x20 && *q != '\t') || *q == 0x7f)
+                return -1; /* a NUL, a CTL */
         size_t nl = (size_t)(colon - p), vl = (size_t)(ve - v);
         if (gp_http_token_eq(p, nl, "content-length")) {
             uint64_t x = 0;
@@ -323,8 +315,8 @@ static bool parse_response(lg_conn *c)
 {
     while (c->state == C_BUSY) {
         if (c->rstate == R_HEAD) {
-            lg_head h;
-            int n = lg_parse_head(c->buf, c->len, &h);
+            gp_lg_head h;
+            int n = gp_lg_parse_head(c->buf, c->len, &h);
             if (n < 0) {
                 conn_reset(c, "malformed response head", 0);
                 return false;

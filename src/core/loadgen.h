@@ -37,6 +37,25 @@ void gp_lg_hist_add(gp_lg_hist *h, uint64_t us);
  * samples fall; 0 when there is none. */
 uint64_t gp_lg_hist_quantile(const gp_lg_hist *h, double q);
 
+/* A response head as gp_lg_parse_head reads it. */
+typedef struct {
+    int status; /* 100..999 */
+    int minor;  /* HTTP/1.0 or 1.1 */
+    bool chunked, has_length;
+    bool close; /* the connection ends after this response */
+    uint64_t length;
+} gp_lg_head;
+
+#define GP_LG_MAX_HEAD 32768
+
+/* Reads one response head from b[0..len), a pure function. Returns its
+ * length (final CRLF included), 0 when incomplete (and under
+ * GP_LG_MAX_HEAD), -1 when malformed: a bare CR or LF, no status line, a
+ * field that is not `token: value` (or holds a control byte other than
+ * HTAB), a bad or repeated Content-Length, or
+ * Content-Length with Transfer-Encoding. */
+int gp_lg_parse_head(const char *b, size_t len, gp_lg_head *h);
+
 typedef struct {
     const char *data; /* the whole request, head and body */
     size_t len;

@@ -59,15 +59,15 @@ static void test_hist_quantiles(void **state)
 
 /* ---- response heads ---- */
 
-static int head(const char *s, lg_head *h)
+static int head(const char *s, gp_lg_head *h)
 {
-    return lg_parse_head(s, strlen(s), h);
+    return gp_lg_parse_head(s, strlen(s), h);
 }
 
 static void test_head_good(void **state)
 {
     (void)state;
-    lg_head h;
+    gp_lg_head h;
     const char *a = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\nhello";
     assert_int_equal(head(a, &h), (int)strlen(a) - 5);
     assert_int_equal(h.status, 200);
@@ -90,7 +90,7 @@ static void test_head_good(void **state)
 static void test_head_incomplete_and_bad(void **state)
 {
     (void)state;
-    lg_head h;
+    gp_lg_head h;
     assert_int_equal(head("HTTP/1.1 200 OK\r\nContent-Len", &h), 0);
     assert_int_equal(head("", &h), 0);
     const char *bad[] = {
@@ -107,12 +107,16 @@ static void test_head_incomplete_and_bad(void **state)
         "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
         "garbage\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX: a\x7f\r\n\r\n", /* DEL */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) assert_int_equal(head(bad[i], &h), -1);
-    char big[LG_BUF];
+    /* a NUL in a value: refused, and the literal compared against is never overrun */
+    static const char nul[] = "HTTP/1.0 204\r\nConnection: close\0\0\0&\r\n\r\n";
+    assert_int_equal(gp_lg_parse_head(nul, sizeof nul - 1, &h), -1);
+    char big[GP_LG_MAX_HEAD + 2];
     memset(big, 'a', sizeof big);
     memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 20);
-    assert_int_equal(lg_parse_head(big, sizeof big, &h), -1); /* no end in sight */
+    assert_int_equal(gp_lg_parse_head(big, sizeof big, &h), -1); /* no end in sight */
 }
 
 /* ---- a small server: one thread per connection, keep-alive ---- */
