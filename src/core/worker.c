@@ -231,25 +231,20 @@ static bool full_but_alone(gp_worker *w)
     return true;
 }
 
-/* A sync worker holding its one fresh connection: whether another worker
- * could take the next one soon, being open and between requests. When none
- * could, the backlog's clients would wait a full round of this worker's
- * keep-alive connections per accept (the listener is watched again only
- * after each fresh connection's first request, and its readiness queues
- * behind theirs), so this worker takes them now, all but its share's slack
- * over the others': they are then served in turn with the rest. */
+/* A sync worker holding its one fresh connection takes more only when no
+ * other worker reads its accept queue: then the backlog's clients would
+ * just wait, a whole round of this worker's keep-alive connections per
+ * accept (the listener is watched again only after each fresh connection's
+ * first request, and its readiness queues behind theirs), and taken now
+ * they are served in turn with the rest. With other workers, the backlog
+ * stays where whichever frees first takes the next. */
 static bool no_other_taker(gp_worker *w)
 {
     if (w->cfg->reuse_port || !w->sb) return true; /* a queue only this worker reads */
     for (int i = 0; i < w->sb->num_slots; i++) {
         gp_slot *s = &w->sb->slots[i];
         int st = atomic_load_explicit(&s->state, memory_order_relaxed);
-        if (s == w->slot || (st != GP_WS_IDLE && st != GP_WS_BUSY)) continue;
-        if (atomic_load_explicit(&s->accepting, memory_order_relaxed) &&
-            !atomic_load_explicit(&s->req_start_ms, memory_order_relaxed))
-            return false;
-        if ((size_t)atomic_load_explicit(&s->conns, memory_order_relaxed) + BALANCE_SLACK <
-            w->num_conns)
+        if (s != w->slot && (st == GP_WS_BOOTING || st == GP_WS_IDLE || st == GP_WS_BUSY))
             return false;
     }
     return true;
