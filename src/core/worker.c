@@ -174,7 +174,8 @@ void gp_worker_stop(gp_worker *w)
  * accept until its first bytes are handled (or FRESH_GRACE_MS pass): a worker
  * that runs one request at a time takes one fresh connection, one with threads
  * as many as it has threads free, so a burst of connections spreads over the
- * workers instead of queueing behind one. Leaving and rejoining the shared
+ * workers instead of queueing behind one (a worker alone on its queue takes
+ * all: no_other_taker). Leaving and rejoining the shared
  * socket's wait queue also puts this worker behind the others for the next
  * wakeup, which EPOLLEXCLUSIVE would otherwise always give the first. */
 
