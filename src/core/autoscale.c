@@ -3,17 +3,19 @@
  * Hysteresis, so that it never flaps: growing needs the whole up window
  * measured at the current count with nothing booting or retiring; any change
  * waits out the cool-down after the previous one; one worker at a time. The
- * down window is measured in busy seconds against worker seconds, so it may
- * span earlier steps down: an idle server sheds its workers one cool-down
- * apart once the window is idle. Shrinking at busy < down_busy over T workers
- * leaves T - 1 workers below down_busy * T / (T - 1) <= 2 x down_busy, under
- * up_busy for the defaults: a step down cannot by itself call for a step up. */
+ * down window measures the load (busy seconds per second, a count of busy
+ * workers) and divides it by the count now, so it may span earlier steps
+ * down: an idle server sheds its workers one cool-down apart once the window
+ * is idle, while a steady load stops where it keeps the workers busy enough.
+ * Shrinking at busy < down_busy over T workers leaves T - 1 workers below
+ * down_busy * T / (T - 1) <= 2 x down_busy, under up_busy for the defaults: a
+ * step down cannot by itself call for a step up. */
 #include "core/autoscale.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#define SLACK_S 0.25 /* a window of samples one second apart may fall short by a tick */
+#define SLACK_S 0.25  /* a window of samples one second apart may fall short by a tick */
 #define CPU_SLACK 1.1 /* CPU demand may pass the usable CPUs by this factor before it caps */
 
 static const char *const reason_label[GP_AS_REASONS][2] = {
@@ -55,9 +57,9 @@ void gp_autoscale_changed(gp_autoscale *a, double t)
 /* The newest samples covering window seconds, summed. */
 typedef struct {
     double span, busy, worker_s, cpu;
-    double start;        /* t where the first sample's interval begins */
-    bool settling;       /* any sample had a worker booting or retiring */
-    bool other_count;    /* any sample had another worker count than asked */
+    double start;     /* t where the first sample's interval begins */
+    bool settling;    /* any sample had a worker booting or retiring */
+    bool other_count; /* any sample had another worker count than asked */
     uint32_t bl_first, bl_last, bl_min;
 } window;
 
@@ -147,7 +149,10 @@ static enum gp_as_action consider_down(gp_autoscale *a, const gp_as_sample *s, i
     window w;
     gather(a, a->p.down_window, *target, &w);
     if (w.span < a->p.down_window - SLACK_S || s->backlog) return GP_AS_NONE;
-    double busy = share(w.busy, w.worker_s);
+    /* against the count now, not the worker seconds of the window: those
+     * counted workers already gone, and would let the count fall under the
+     * load that remains */
+    double busy = share(w.busy, w.span * *target);
     if (busy >= a->p.down_busy) return GP_AS_NONE;
     --*target;
     snprintf(line, (size_t)len, "scaling down to %d worker%s: busy %.0f%% over %.0f s", *target,
@@ -156,8 +161,8 @@ static enum gp_as_action consider_down(gp_autoscale *a, const gp_as_sample *s, i
     return GP_AS_DOWN;
 }
 
-enum gp_as_action gp_autoscale_step(gp_autoscale *a, const gp_as_sample *s, int *target,
-                                    char *line, int len)
+enum gp_as_action gp_autoscale_step(gp_autoscale *a, const gp_as_sample *s, int *target, char *line,
+                                    int len)
 {
     a->ring[a->head] = *s;
     a->head = (a->head + 1) % GP_AS_RING;
@@ -188,9 +193,9 @@ int gp_autoscale_render(const gp_autoscale *a, int target, gp_mbuf *o)
                             "made (up, down) and held back (capped), by reason.\n"
                             "# TYPE gallop_autoscale_decisions_total counter\n");
     for (int r = 0; r < GP_AS_REASONS; r++)
-        rc |= gp_mbuf_printf(o, "gallop_autoscale_decisions_total{direction=\"%s\",reason=\"%s\"} %llu\n",
-                             reason_label[r][0], reason_label[r][1],
-                             (unsigned long long)a->decisions[r]);
+        rc |= gp_mbuf_printf(
+            o, "gallop_autoscale_decisions_total{direction=\"%s\",reason=\"%s\"} %llu\n",
+            reason_label[r][0], reason_label[r][1], (unsigned long long)a->decisions[r]);
     rc |= gp_mbuf_printf(o, "# HELP gallop_autoscale_last_decision_info Adaptive workers: the log "
                             "line of the last decision.\n"
                             "# TYPE gallop_autoscale_last_decision_info gauge\n");

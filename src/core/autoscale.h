@@ -75,8 +75,8 @@ void gp_autoscale_changed(gp_autoscale *a, double t);
  * DOWN *target is the new count and line the log line ("scaling up to 3
  * workers: busy 96% over 5 s, backlog 41"); for CAPPED, line says why it
  * does not grow (reported once per target and cause). */
-enum gp_as_action gp_autoscale_step(gp_autoscale *a, const gp_as_sample *s, int *target,
-                                    char *line, int len);
+enum gp_as_action gp_autoscale_step(gp_autoscale *a, const gp_as_sample *s, int *target, char *line,
+                                    int len);
 
 /* Appends the Prometheus families: the bounds, decisions by direction and
  * reason, and the last decision. Returns 0 or -1 when out of memory. */

@@ -794,8 +794,9 @@ static void maintain(gp_master *m)
         }
     }
     for (worker_rec *r; cur > m->target && (r = surplus_worker(m)); cur--)
-        retire(m, r, m->adaptive ? "fewer workers wanted; the newest goes first"
-                                 : "fewer workers asked for");
+        retire(m, r,
+               m->adaptive ? "fewer workers wanted; the newest goes first"
+                           : "fewer workers asked for");
     if (gen_ready >= m->target && old_gen == 0) {
         /* one READY=1 per state change: the first generation, then each reload */
         if (m->reloading) {
@@ -947,8 +948,8 @@ static void adaptive_tick(gp_master *m, double t)
             s.backlog += depth;
     }
     s.free = gp_machine_mem_free(m->proc_root);
-    gp_debug("adaptive: %d workers%s, busy %.2f s, CPU %.2f s, backlog %u, %llu MiB free", s.workers,
-             s.settling ? " (settling)" : "", s.busy_s, s.cpu_s, s.backlog,
+    gp_debug("adaptive: %d workers%s, busy %.2f s, CPU %.2f s, backlog %u, %llu MiB free",
+             s.workers, s.settling ? " (settling)" : "", s.busy_s, s.cpu_s, s.backlog,
              (unsigned long long)(s.free >> 20));
     int target = m->target;
     char line[200];

@@ -121,7 +121,11 @@ static void test_memory_caps_growth(void **state)
     enum gp_as_action act = GP_AS_NONE;
     for (int i = 0; i < 10 && act == GP_AS_NONE; i++) {
         /* 120 MiB free, a worker of 100 MiB needs 125 with the margin */
-        gp_as_sample s = {.t = r.t++, .workers = 1, .busy_s = 1, .cpu_s = 0.1, .rss = 100 * MIB,
+        gp_as_sample s = {.t = r.t++,
+                          .workers = 1,
+                          .busy_s = 1,
+                          .cpu_s = 0.1,
+                          .rss = 100 * MIB,
                           .free = 120 * MIB};
         act = gp_autoscale_step(&r.a, &s, &r.target, r.line, sizeof r.line);
     }
@@ -130,8 +134,8 @@ static void test_memory_caps_growth(void **state)
     assert_string_equal(r.line, "not scaling up to 2 workers: memory (120 MiB free, a worker "
                                 "needs 100 MiB + 25%)");
     /* with room for one more it grows */
-    gp_as_sample s = {.t = r.t++, .workers = 1, .busy_s = 1, .cpu_s = 0.1, .rss = 100 * MIB,
-                      .free = 130 * MIB};
+    gp_as_sample s = {
+        .t = r.t++, .workers = 1, .busy_s = 1, .cpu_s = 0.1, .rss = 100 * MIB, .free = 130 * MIB};
     assert_int_equal(gp_autoscale_step(&r.a, &s, &r.target, r.line, sizeof r.line), GP_AS_UP);
     assert_int_equal(r.target, 2);
 }
@@ -165,10 +169,13 @@ static void test_nothing_while_settling(void **state)
     rig r;
     start(&r, 1, 4, 2);
     for (int i = 0; i < 20; i++) {
-        gp_as_sample s = {.t = r.t++, .workers = 1, .settling = true, .busy_s = 1, .cpu_s = 0.1,
+        gp_as_sample s = {.t = r.t++,
+                          .workers = 1,
+                          .settling = true,
+                          .busy_s = 1,
+                          .cpu_s = 0.1,
                           .free = UINT64_MAX};
-        assert_int_equal(gp_autoscale_step(&r.a, &s, &r.target, r.line, sizeof r.line),
-                         GP_AS_NONE);
+        assert_int_equal(gp_autoscale_step(&r.a, &s, &r.target, r.line, sizeof r.line), GP_AS_NONE);
     }
     /* once settled, a full window of its own is needed */
     int after;
@@ -229,6 +236,25 @@ static void test_no_flap_around_a_step_down(void **state)
     assert_int_equal(r.target, 1);
 }
 
+/* One client sending back to back keeps one worker busy: from 4 idle-ish
+ * workers the count comes down to where that load is 30% busy or more, and
+ * stays; it never goes to 1 and straight back up. */
+static void test_steady_small_load_stops_shrinking_where_it_fits(void **state)
+{
+    rig r;
+    start(&r, 1, 4, 2);
+    r.target = 4;
+    int ups = 0, downs = 0;
+    for (int i = 0; i < 200; i++) {
+        enum gp_as_action act = tick(&r, 1.0 / r.target, 0.1 / r.target, 0);
+        ups += act == GP_AS_UP;
+        downs += act == GP_AS_DOWN;
+    }
+    assert_int_equal(downs, 1);
+    assert_int_equal(ups, 0);
+    assert_int_equal(r.target, 3);
+}
+
 static void test_signal_restarts_the_cooldown_and_bounds_move(void **state)
 {
     rig r;
@@ -274,6 +300,7 @@ int main(void)
         cmocka_unit_test(test_idle_shrinks_to_min),
         cmocka_unit_test(test_moderate_load_holds),
         cmocka_unit_test(test_no_flap_around_a_step_down),
+        cmocka_unit_test(test_steady_small_load_stops_shrinking_where_it_fits),
         cmocka_unit_test(test_signal_restarts_the_cooldown_and_bounds_move),
         cmocka_unit_test(test_render),
     };
