@@ -1,10 +1,11 @@
 #!/bin/bash
 # Adaptive workers under a load that rises and falls: wrk in 5 s slices at
-# 1, 4, 16, 4 and 1 connections, and after each slice the workers running
+# 1, 4, 16, 4 and 1 connections, then 40 s without load (0), and after each
+# slice the workers running
 # (gallop_workers{kind="current"} from /metrics), req/s and p99. Prints a
 # markdown table, then the master's scaling lines.
 # usage: bench/adaptive.sh BUILD/gallop [gallop flags; default --workers-min 1 --workers-max 4]
-# Loopback only; about 2 minutes.
+# Loopback only; about 3 minutes.
 BIN=$1
 shift
 FLAGS=("$@")
@@ -23,7 +24,13 @@ echo "| t (s) | connections | workers after | req/s | p99 |"
 echo "|---|---|---|---|---|"
 t=0
 # slices of 5 s: connections for each
-for c in 1 1 4 4 4 4 16 16 16 16 16 16 4 4 4 4 1 1 1 1 1 1 1 1 1 1; do
+for c in 1 1 4 4 4 4 16 16 16 16 16 16 4 4 4 4 1 1 1 1 1 1 1 1 1 1 0 0 0 0 0 0 0 0; do
+    if [ "$c" = 0 ]; then
+        sleep 5
+        t=$((t + 5))
+        echo "| $t | 0 | $(workers) | - | - |"
+        continue
+    fi
     wrk -t1 -c$c -d5s --latency --timeout 10s http://127.0.0.1:$PORT/ >"$OUT"
     t=$((t + 5))
     rps=$(awk '/Requests\/sec/{printf "%.0f", $2}' "$OUT")
