@@ -1158,6 +1158,8 @@ static void reread_config(gp_master *m)
     } else {
         if (fresh->workers != m->cfg->workers || m->adaptive)
             gp_info("reload: %d workers (%s)", fresh->workers, fresh->workers_why);
+        for (int i = 0; m->adaptive && i < m->sb->num_slots; i++)
+            atomic_store(&m->sb->slots[i].shed, 0); /* no hand-over asked any more */
         m->adaptive = false;
         set_target(m, fresh->workers);
     }
