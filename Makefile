@@ -37,7 +37,7 @@ DEB_TEST    := python3-pytest python3-requests python3-flask python3-django curl
                nginx-light haproxy gunicorn python3-yaml python3-pip python3-setuptools python3-wheel git iproute2 prometheus
 DEB_BENCH   := wrk gunicorn uwsgi uwsgi-plugin-python3 nginx-light python3-uvicorn python3-httptools python3-uvloop python3-hypercorn valgrind strace
 
-.PHONY: all deps deps-run deps-bench run test check-api unit asan-unit asan-pytest pytest fuzz fuzz-long bench format clean
+.PHONY: all deps deps-run deps-bench run test check-api check-cycles unit asan-unit asan-pytest pytest fuzz fuzz-long bench format clean
 
 all: $(BUILD)/gallop $(BUILD)/gallop-python.so
 
@@ -154,7 +154,7 @@ pytest: all
 	GALLOP_BIN=$(abspath $(BUILD)/gallop) $(PYTHON) -m pytest -q tests/py
 
 # The protocol tests again, against gallop built with ASan/UBSan.
-ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_bodies.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py tests/py/test_wsgi_misbehave.py tests/py/test_bridge.py tests/py/test_asgi_http.py tests/py/test_asgi_ws.py tests/py/test_accept.py tests/py/test_asgi_apps.py tests/py/test_static.py tests/py/test_conffile.py tests/py/test_proxy.py tests/py/test_cli_compat.py tests/py/test_interp.py tests/py/test_accesslog.py
+ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_bodies.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py tests/py/test_wsgi_misbehave.py tests/py/test_bridge.py tests/py/test_asgi_http.py tests/py/test_asgi_ws.py tests/py/test_accept.py tests/py/test_asgi_apps.py tests/py/test_static.py tests/py/test_conffile.py tests/py/test_proxy.py tests/py/test_cli_compat.py tests/py/test_interp.py tests/py/test_accesslog.py tests/py/test_tune.py::test_bad_input_is_one_line_and_exit_2 tests/py/test_tune.py::test_post_body_and_paths
 # detect_odr_violation=0: with --preload the master loads the bridge, which
 # carries its own copy of the core for the workers that exec the interpreter;
 # the binary's definitions win (-rdynamic), as intended, so the copy's
@@ -170,8 +170,13 @@ check-api:
 	  echo "check-api: private CPython API in src/py (above): use the public API"; exit 1; fi
 	@echo "check-api: src/py uses public CPython API only"
 
+# No two modules of the core call each other in a circle (docs/architecture.md):
+# the call graph between the objects, from what each defines and uses (nm).
+check-cycles: $(CORE_OBJ)
+	$(PYTHON) tools/callgraph.py $(CORE_OBJ)
+
 test: deps
-	$(MAKE) check-api all unit asan-unit fuzz asan-pytest
+	$(MAKE) check-api check-cycles all unit asan-unit fuzz asan-pytest
 	$(MAKE) pytest
 
 bench: deps deps-bench all
