@@ -173,7 +173,7 @@ static void request_begin(gp_conn *c, const gp_http_request *req)
     gp_worker *w = c->w;
     uint64_t now = gp_metrics_now_us();
     if (w->alog_on) remember_for_log(c, req, now);
-    if (w->cfg->num_metrics_binds && !c->m_start_us) {
+    if (w->count_busy && !c->m_start_us) {
         gp_metrics_begin(w->slot, now);
         c->m_start_us = now;
     }
@@ -402,7 +402,7 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
     memset(&c->chunked, 0, sizeof c->chunked);
     c->expect_continue = req->expect_continue;
     c->continue_sent = false;
-    if (w->alog_on || w->cfg->num_metrics_binds) request_begin(c, req);
+    if (w->alog_on || w->count_busy) request_begin(c, req);
     if (w->cfg->limit_request_body && req->body == GP_HTTP_BODY_LENGTH &&
         req->content_length > w->cfg->limit_request_body) {
         reject(c, 413);

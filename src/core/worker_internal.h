@@ -133,6 +133,7 @@ struct gp_worker {
         uint64_t until_ms;
     } * fresh; /* accepted, no byte handled yet: one per free thread */
     int num_fresh;
+    int fifo_turns; /* turns left of waiting for one event at a time (worker.c, pace_batch) */
     uint64_t accept_resume_ms; /* after EMFILE: not before this */
     uint64_t emfile_warned_ms;
     gp_timer accept_timer;        /* ends a pause */
@@ -166,6 +167,9 @@ struct gp_worker {
     bool alog_on;
     const struct gp_alog_format *alog_fmt; /* --access-log-format, compiled */
     uint64_t log_slow_us;                  /* --log-slow in microseconds; 0: off */
+    /* requests and busy time counted into the slot: they feed /metrics and
+     * the adaptive workers' decisions */
+    bool count_busy;
     int pid;                               /* getpid() is a system call each time */
     pid_t master_pid;       /* orphaned when getppid() differs */
     int wake_fd;            /* the master's eventfd, -1 when none */
