@@ -1,5 +1,6 @@
 """What users do after the connection-layer redesign: real clients and real
 frameworks against the real binary, each test a thing that once broke."""
+import http.client
 import subprocess
 
 from conftest import GALLOP_BIN
@@ -20,3 +21,22 @@ def test_tune_shows_the_traceback_of_an_app_that_does_not_import(tmp_path):
     assert "ModuleNotFoundError: No module named 'no_such_dependency_xyz'" in below, err
     # only the worker's traceback, not the master's own lines
     assert "shutting down" not in below, err
+
+
+def test_head_of_a_flask_stream_claims_no_empty_body(server_factory):
+    """Flask answers HEAD with no body at all; gallop must not turn that into
+    "Content-Length: 0" (a cache or client would take the GET to be empty).
+    gunicorn sends no length; the same keep-alive connection then GETs the
+    whole stream."""
+    srv = server_factory("flask_stream:app")
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.request("HEAD", "/stream?pause=0")
+    r = conn.getresponse()
+    assert r.status == 200
+    assert r.getheader("Content-Length") is None, r.getheaders()
+    assert r.read() == b""
+    conn.request("GET", "/stream?pause=0")
+    r = conn.getresponse()
+    assert r.status == 200
+    assert r.read() == b"".join(b"piece %d of /stream\n" % i for i in range(3))
+    conn.close()
