@@ -1,9 +1,11 @@
 """What users do after the connection-layer redesign: real clients and real
 frameworks against the real binary, each test a thing that once broke."""
 import http.client
+import socket
 import subprocess
+import time
 
-from conftest import GALLOP_BIN
+from conftest import GALLOP_BIN, recv_all
 
 
 def test_tune_shows_the_traceback_of_an_app_that_does_not_import(tmp_path):
@@ -40,3 +42,45 @@ def test_head_of_a_flask_stream_claims_no_empty_body(server_factory):
     assert r.status == 200
     assert r.read() == b"".join(b"piece %d of /stream\n" % i for i in range(3))
     conn.close()
+
+
+BIG_ASGI = '''
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/big":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"50000000")]})
+        for i in range(50):
+            await send({"type": "http.response.body", "body": b"x" * 1000000,
+                        "more_body": i < 49})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+'''
+
+
+def test_asgi_download_cut_off_by_the_client_keeps_the_worker(server_factory, tmp_path):
+    """A client that closes during a large ASGI response makes send() raise
+    into the app, which lets it propagate (most apps do): the worker crashed
+    there (SIGSEGV in the runner's throw) and every other client of it lost
+    its connection. It must live on and answer."""
+    (tmp_path / "bigasgi.py").write_text(BIG_ASGI)
+    srv = server_factory("bigasgi:app", "--interface", "asgi", chdir=str(tmp_path))
+    workers = srv.wait_workers(1)
+    for _ in range(3):
+        socks = []
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", srv.port))
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 200 ")
+            socks.append(s)
+        time.sleep(0.3)
+        for s in socks:
+            s.close()
+        time.sleep(0.3)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert recv_all(s).endswith(b"\r\n\r\nok")
+    assert srv.workers() == workers
+    assert "died unexpectedly" not in srv.log(), srv.log()
