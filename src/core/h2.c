@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/conn.h"
+#include "core/retcode.h"
 #include "core/log.h"
 
 #define DEFAULT_STREAMS 100
