@@ -62,6 +62,7 @@ struct gp_h2_stream {
     field *fields;
     size_t nfields, fields_cap, head_bytes;
     field method, path, authority, scheme, protocol;
+    uint32_t cookie, cookie_len; /* the joined cookie fields, in head */
     int64_t content_length;
     /* request body */
     grow_buf in;
@@ -339,79 +340,92 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     return 0;
 }
 
-/* Builds the request view over the stream's head buffer and hands it to the
- * host. Cookie crumbs (RFC 9113 8.2.3) are joined back into one field. */
-static void dispatch_request(gp_h2 *h, gp_h2_stream *s)
+/* Joins cookie crumbs (RFC 9113 8.2.3) back into one field, once, when the
+ * head is complete: after it the head buffer never grows again, so views
+ * built over it stay valid. */
+static int join_cookies(gp_h2_stream *s)
 {
-    gp_http_header hv[GP_HTTP_MAX_HEADERS];
-    gp_http_request req;
-    memset(&req, 0, sizeof req);
-    /* cookies first: joining them appends to the head buffer, which may move */
-    uint32_t cookie = 0, off;
-    size_t cookie_len = 0, n = 0;
+    uint32_t off;
+    size_t n = 0;
     for (size_t i = 0; i < s->nfields; i++) {
         const field *f = &s->fields[i];
         if (f->name_len != 6 || memcmp(at(s, f->name), "cookie", 6) != 0) continue;
-        if (!cookie_len) cookie = (uint32_t)s->head.len;
-        if ((cookie_len && head_put(s, "; ", 2, &off)) ||
-            head_put(s, at(s, f->value), f->value_len, &off))
-            goto fail;
-        cookie_len = s->head.len - cookie;
+        if (!n) s->cookie = (uint32_t)s->head.len;
+        if ((n++ && head_put(s, "; ", 2, &off)) || head_put(s, at(s, f->value), f->value_len, &off))
+            return -1;
+        s->cookie_len = (uint32_t)(s->head.len - s->cookie);
     }
-    for (size_t i = 0; i < s->nfields; i++) {
+    return 0;
+}
+
+void gp_h2_stream_request(gp_h2_stream *s, gp_http_request *req, gp_http_header *hv)
+{
+    memset(req, 0, sizeof *req);
+    size_t n = 0;
+    for (size_t i = 0; i < s->nfields && !s->begun; i++) {
         const field *f = &s->fields[i];
         const char *nm = at(s, f->name);
         if (f->name_len == 6 && memcmp(nm, "cookie", 6) == 0) continue;
         hv[n] = (gp_http_header){nm, f->name_len, at(s, f->value), f->value_len};
         if (f->name_len == 4 && memcmp(nm, "host", 4) == 0) {
-            req.host = hv[n].value;
-            req.host_len = hv[n].value_len;
+            req->host = hv[n].value;
+            req->host_len = hv[n].value_len;
         }
         if ((f->name_len == 9 && memcmp(nm, "forwarded", 9) == 0) ||
             (f->name_len > 12 && memcmp(nm, "x-forwarded-", 12) == 0))
-            req.proxy_headers = true;
+            req->proxy_headers = true;
         n++;
     }
-    if (cookie_len) hv[n++] = (gp_http_header){"cookie", 6, at(s, cookie), cookie_len};
-    if (s->authority.value_len && !req.host) {
+    if (s->cookie_len) hv[n++] = (gp_http_header){"cookie", 6, at(s, s->cookie), s->cookie_len};
+    if (s->authority.value_len && !req->host) {
         /* RFC 9113 8.3.1: :authority stands for Host */
-        req.host = at(s, s->authority.value);
-        req.host_len = s->authority.value_len;
-        hv[n++] = (gp_http_header){"host", 4, req.host, req.host_len};
+        req->host = at(s, s->authority.value);
+        req->host_len = s->authority.value_len;
+        hv[n++] = (gp_http_header){"host", 4, req->host, req->host_len};
     }
+    req->method = at(s, s->method.value);
+    req->method_len = s->method.value_len;
+    req->target = at(s, s->path.value);
+    req->target_len = s->path.value_len;
+    req->path = req->target;
+    const char *q = memchr(req->target, '?', req->target_len);
+    req->path_len = q ? (size_t)(q - req->target) : req->target_len;
+    if (q) {
+        req->query = q + 1;
+        req->query_len = req->target_len - req->path_len - 1;
+    }
+    req->version_minor = 1;
+    req->headers = hv;
+    req->num_headers = n;
+    req->keep_alive = true;
+    if (s->content_length >= 0) {
+        req->body = GP_HTTP_BODY_LENGTH;
+        req->content_length = (uint64_t)s->content_length;
+    } else if (!s->in_end) {
+        /* a body of unknown length, framed by DATA frames */
+        req->body = GP_HTTP_BODY_CHUNKED;
+    }
+}
+
+/* Hands the request to the host. */
+static void dispatch_request(gp_h2 *h, gp_h2_stream *s)
+{
+    gp_http_header hv[GP_HTTP_MAX_HEADERS];
+    gp_http_request req;
     if (!s->path.value_len || !s->method.value_len) {
         /* CONNECT (without a path) is not served */
         s->reject = 501;
-        goto fail;
+        answer_reject(h, s);
+        return;
     }
-    req.method = at(s, s->method.value);
-    req.method_len = s->method.value_len;
-    req.target = at(s, s->path.value);
-    req.target_len = s->path.value_len;
-    req.path = req.target;
-    const char *q = memchr(req.target, '?', req.target_len);
-    req.path_len = q ? (size_t)(q - req.target) : req.target_len;
-    if (q) {
-        req.query = q + 1;
-        req.query_len = req.target_len - req.path_len - 1;
+    if (join_cookies(s)) {
+        s->reject = 500;
+        answer_reject(h, s);
+        return;
     }
-    req.version_minor = 1;
-    req.headers = hv;
-    req.num_headers = n;
-    req.keep_alive = true;
-    if (s->content_length >= 0) {
-        req.body = GP_HTTP_BODY_LENGTH;
-        req.content_length = (uint64_t)s->content_length;
-    } else if (!s->in_end) {
-        /* a body of unknown length, framed by DATA frames */
-        req.body = GP_HTTP_BODY_CHUNKED;
-    }
+    gp_h2_stream_request(s, &req, hv);
     s->held = true;
     h->ops->on_request(h->host, s, &req);
-    return;
-fail:
-    if (!s->reject) s->reject = 500;
-    answer_reject(h, s);
 }
 
 /* Answers a head the session refused itself, without the host. */

@@ -101,6 +101,11 @@ void gp_h2_stream_release(gp_h2_stream *s);
 /* on_close came (or the session went): nothing more can be sent. */
 bool gp_h2_stream_closed(const gp_h2_stream *s);
 
+/* The request view of s again (as on_request gave it), for a host that runs
+ * the app later (once the body is in). Valid until gp_h2_head_begin; hv has
+ * GP_HTTP_MAX_HEADERS entries. */
+void gp_h2_stream_request(gp_h2_stream *s, gp_http_request *req, gp_http_header *hv);
+
 /* Request body: bytes copied (> 0), 0 at its end, GP_H2_BODY_AGAIN when
  * nothing is buffered yet, or a negative code: GP_H2_BODY_RESET (the stream
  * was reset or closed), GP_H2_BODY_TOO_LARGE (over max_body). Reading opens
