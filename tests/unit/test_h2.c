@@ -4,7 +4,8 @@
  * a slow stream beside a fast one, trailers, h2c upgrade, the limits (header
  * list, field count, concurrent streams, body size) and the attacks (rapid
  * reset, CONTINUATION and PING floods, a window that never opens), and the
- * graceful GOAWAY. */
+ * graceful GOAWAY. Then core/h2x, the streams as the bridge's requests,
+ * with a C app in place of the bridge. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,9 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/conn.h"
 #include "core/h2.h"
+#include "core/h2x.h"
 
 /* ---- the app side (host) ---- */
 
@@ -810,6 +813,300 @@ static void test_bad_preface(void **state)
     gp_h2_free(h);
 }
 
+/* ---- h2x: each stream an exchange, with a C app for the bridge ---- */
+
+enum { XA_HELLO, XA_READ_ALL, XA_ASYNC_ECHO, XA_BIG, XA_FILE, XA_ERROR, XA_TRAILERS };
+
+typedef struct {
+    int mode;
+    client *c;
+    gp_h2 *h;
+    gp_h2x_env env;
+    int starts, resumes, aborts, readables, dones, last_status;
+    bool body_done_at_start; /* no body read could wait at start */
+    size_t got, sent;
+    int file_fd;
+    gp_h2x *last;
+} xapp;
+
+static gp_conn *x_conn_of(void *owner, gp_h2x *x)
+{
+    return (gp_conn *)x; /* the test's exchange layer: the pointer itself */
+}
+
+static void x_pump(void *owner)
+{
+}
+
+static void x_wait(void *owner, int ms)
+{
+    xapp *a = owner;
+    pump(a->c, a->h);
+}
+
+static const char *x_date(void *owner, size_t *len)
+{
+    *len = 29;
+    return "Wed, 02 Dec 2026 05:00:00 GMT";
+}
+
+static void x_done(void *owner, gp_h2x *x, int status, uint64_t bytes)
+{
+    xapp *a = owner;
+    a->dones++;
+    a->last_status = status;
+}
+
+static gp_app_status x_more(xapp *a, gp_h2x *x)
+{
+    static char chunk[16384];
+    memset(chunk, 'z', sizeof chunk);
+    while (a->sent < (1u << 20)) {
+        a->sent += sizeof chunk;
+        if (gp_h2x_write(x, chunk, sizeof chunk) == GP_AGAIN) return GP_APP_PENDING;
+    }
+    gp_h2x_end_response(x);
+    return GP_APP_DONE;
+}
+
+static gp_app_status x_start(void *ap, gp_conn *c, const gp_http_request *req)
+{
+    xapp *a = ap;
+    gp_h2x *x = (gp_h2x *)c;
+    a->starts++;
+    a->last = x;
+    a->body_done_at_start = !gp_h2x_body_would_block(x);
+    char buf[4096];
+    switch (a->mode) {
+    case XA_HELLO:
+        gp_h2x_head_begin(x, "200 OK", 6);
+        gp_h2x_head_add(x, "Content-Type", 12, "text/plain", 10);
+        assert_int_equal(gp_h2x_head_add(x, "Bad", 3, "a\nb", 3), GP_ERROR);
+        gp_h2x_head_set_length(x, 5);
+        gp_h2x_head_end(x);
+        gp_h2x_write(x, "hello", 5);
+        gp_h2x_end_response(x);
+        return GP_APP_DONE;
+    case XA_READ_ALL: {
+        ssize_t r;
+        while ((r = gp_h2x_body_read(x, buf, sizeof buf)) > 0) a->got += (size_t)r;
+        assert_int_equal(r, 0);
+        char n[32];
+        int k = snprintf(n, sizeof n, "%zu", a->got);
+        gp_h2x_head_begin_status(x, 200);
+        gp_h2x_head_end(x);
+        gp_h2x_write_all(x, n, (size_t)k);
+        gp_h2x_end_response(x);
+        return GP_APP_DONE;
+    }
+    case XA_ASYNC_ECHO: gp_h2x_wait_input(x, 1); return GP_APP_ASYNC;
+    case XA_BIG:
+        gp_h2x_head_begin_status(x, 200);
+        gp_h2x_head_end(x);
+        return x_more(a, x);
+    case XA_FILE: {
+        gp_h2x_head_begin_status(x, 200);
+        gp_h2x_head_set_length(x, 200000);
+        gp_h2x_head_end(x);
+        int r = gp_h2x_sendfile(x, a->file_fd, 0, 200000);
+        gp_h2x_end_response(x);
+        return r == GP_AGAIN ? GP_APP_PENDING : GP_APP_DONE;
+    }
+    case XA_ERROR: gp_h2x_send_error(x, 503, 1); return GP_APP_DONE;
+    case XA_TRAILERS:
+        gp_h2x_head_begin_status(x, 200);
+        gp_h2x_head_end(x);
+        gp_h2x_write(x, "ab", 2);
+        gp_h2x_end_response_trailers(x, "x-done: yes\r\n", 13);
+        return GP_APP_DONE;
+    }
+    return GP_APP_DONE;
+}
+
+static gp_app_status x_resume(void *ap, gp_conn *c)
+{
+    xapp *a = ap;
+    a->resumes++;
+    if (a->mode == XA_FILE) return GP_APP_DONE; /* the end was held behind the file */
+    return x_more(a, (gp_h2x *)c);
+}
+
+static void x_abort(void *ap, gp_conn *c)
+{
+    ((xapp *)ap)->aborts++;
+}
+
+static void x_readable(void *ap, gp_conn *c)
+{
+    xapp *a = ap;
+    gp_h2x *x = (gp_h2x *)c;
+    a->readables++;
+    char buf[4096];
+    ssize_t r;
+    while ((r = gp_h2x_body_read_nb(x, buf, sizeof buf)) > 0) a->got += (size_t)r;
+    if (r == 0) {
+        gp_h2x_head_begin_status(x, 201);
+        gp_h2x_head_end(x);
+        gp_h2x_end_response(x);
+        gp_h2x_app_done(x);
+    }
+}
+
+static const gp_app_ops XOPS = {.start = x_start,
+                                .resume = x_resume,
+                                .abort = x_abort,
+                                .readable = x_readable,
+                                .runs_as_tasks = true};
+
+static gp_h2 *x_session(xapp *a, client *c, int mode, bool hold)
+{
+    memset(a, 0, sizeof *a);
+    a->mode = mode;
+    a->c = c;
+    a->env = (gp_h2x_env){&XOPS, a, a, x_conn_of, x_pump, x_wait, x_date, x_done, 1 << 16, hold,
+                          1000};
+    a->h = gp_h2_new(&gp_h2x_session_ops, &a->env, &LIM, "test");
+    assert_non_null(a->h);
+    return a->h;
+}
+
+static void test_x_hello(void **state)
+{
+    client c;
+    client_init(&c, 65535);
+    xapp a;
+    gp_h2 *h = x_session(&a, &c, XA_HELLO, true);
+    int32_t id = get(&c, "/", NULL, NULL);
+    pump(&c, h);
+    assert_int_equal(c.r[id].status, 200);
+    assert_memory_equal(c.r[id].body, "hello", 5);
+    assert_string_equal(c.r[id].ctype, "text/plain");
+    assert_int_equal(a.dones, 1);
+    assert_int_equal(a.last_status, 200);
+    assert_int_equal(c.r[id].rst, 0);
+    gp_h2_free(h);
+    nghttp2_session_del(c.ng);
+}
+
+/* A sync app gets its body whole (memory, then a file) before it starts. */
+static void test_x_body_held_before_start(void **state)
+{
+    client c;
+    client_init(&c, 65535);
+    xapp a;
+    gp_h2 *h = x_session(&a, &c, XA_READ_ALL, true);
+    upload u = {300000, 0};
+    int32_t id = post(&c, &u);
+    pump(&c, h);
+    assert_int_equal(a.starts, 1);
+    assert_true(a.body_done_at_start); /* all of it held: reads never wait */
+    assert_int_equal(a.got, 300000);
+    assert_int_equal(c.r[id].status, 200);
+    assert_memory_equal(c.r[id].body, "300000", 6);
+    gp_h2_free(h);
+    nghttp2_session_del(c.ng);
+}
+
+/* An async app streams its body: readable as DATA arrives. */
+static void test_x_async_body(void **state)
+{
+    client c;
+    client_init(&c, 65535);
+    xapp a;
+    gp_h2 *h = x_session(&a, &c, XA_ASYNC_ECHO, false);
+    upload u = {200000, 0};
+    int32_t id = post(&c, &u);
+    pump(&c, h);
+    assert_int_equal(a.got, 200000);
+    assert_true(a.readables > 1);
+    assert_int_equal(c.r[id].status, 201);
+    assert_int_equal(a.dones, 1);
+    gp_h2_free(h);
+    nghttp2_session_del(c.ng);
+}
+
+/* A response bigger than the stream's buffer: PENDING, then resume. */
+static void test_x_pending_resume(void **state)
+{
+    client c;
+    client_init(&c, 65535);
+    xapp a;
+    gp_h2 *h = x_session(&a, &c, XA_BIG, true);
+    int32_t id = get(&c, "/", NULL, NULL);
+    pump(&c, h);
+    assert_true(a.resumes > 0);
+    assert_true(c.r[id].closed);
+    assert_int_equal(c.r[id].rst, 0);
+    assert_int_equal(a.dones, 1);
+    gp_h2_free(h);
+    nghttp2_session_del(c.ng);
+}
+
+static void test_x_sendfile(void **state)
+{
+    client c;
+    client_init(&c, 65535);
+    xapp a;
+    gp_h2 *h = x_session(&a, &c, XA_FILE, true);
+    char path[] = "/tmp/gp_h2x_XXXXXX";
+    a.file_fd = mkstemp(path);
+    unlink(path);
+    static char data[200000];
+    for (size_t i = 0; i < sizeof data; i++) data[i] = (char)('a' + i % 23);
+    assert_int_equal(write(a.file_fd, data, sizeof data), (ssize_t)sizeof data);
+    int32_t id = get(&c, "/f", NULL, NULL);
+    pump(&c, h);
+    assert_true(c.r[id].closed);
+    assert_int_equal(c.r[id].rst, 0);
+    assert_memory_equal(c.r[id].body, data, sizeof c.r[id].body);
+    assert_int_equal(a.dones, 1);
+    close(a.file_fd);
+    gp_h2_free(h);
+    nghttp2_session_del(c.ng);
+}
+
+static void test_x_error_and_trailers(void **state)
+{
+    client c;
+    client_init(&c, 65535);
+    xapp a;
+    gp_h2 *h = x_session(&a, &c, XA_ERROR, true);
+    int32_t id = get(&c, "/", NULL, NULL);
+    pump(&c, h);
+    assert_int_equal(c.r[id].status, 503);
+    assert_memory_equal(c.r[id].body, "Service Unavailable\n", 20);
+    a.mode = XA_TRAILERS;
+    id = get(&c, "/", NULL, NULL);
+    pump(&c, h);
+    assert_int_equal(c.r[id].status, 200);
+    assert_string_equal(c.r[id].trailer, "x-done=yes;");
+    gp_h2_free(h);
+    nghttp2_session_del(c.ng);
+}
+
+/* The peer resets a stream an async app still runs: abort, then done. */
+static void test_x_abort_on_reset(void **state)
+{
+    client c;
+    client_init(&c, 65535);
+    xapp a;
+    gp_h2 *h = x_session(&a, &c, XA_ASYNC_ECHO, false);
+    upload u = {100000, 0};
+    u.len = 100000;
+    int32_t id = post(&c, &u);
+    const uint8_t *d;
+    ssize_t n;
+    while ((n = nghttp2_session_mem_send(c.ng, &d)) > 0 && a.starts == 0)
+        gp_h2_feed(h, (const char *)d, (size_t)n);
+    assert_int_equal(a.starts, 1);
+    nghttp2_submit_rst_stream(c.ng, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+    pump(&c, h);
+    assert_int_equal(a.aborts, 1);
+    assert_int_equal(a.dones, 1);
+    gp_h2_free(h);
+    nghttp2_session_del(c.ng);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -834,6 +1131,13 @@ int main(void)
         cmocka_unit_test(test_upgrade_h2c),
         cmocka_unit_test(test_preface),
         cmocka_unit_test(test_bad_preface),
+        cmocka_unit_test(test_x_hello),
+        cmocka_unit_test(test_x_body_held_before_start),
+        cmocka_unit_test(test_x_async_body),
+        cmocka_unit_test(test_x_pending_resume),
+        cmocka_unit_test(test_x_sendfile),
+        cmocka_unit_test(test_x_error_and_trailers),
+        cmocka_unit_test(test_x_abort_on_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
