@@ -176,6 +176,11 @@ const gp_h2_ops gp_h2x_session_ops = {on_request, on_body, on_writable, on_close
 
 /* ---- the response ---- */
 
+gp_conn *gp_h2x_conn(gp_h2x *x)
+{
+    return x->c;
+}
+
 void *gp_h2x_app_state(gp_h2x *x)
 {
     return x->app_state;

@@ -47,6 +47,9 @@ typedef struct {
 /* The session callbacks that make each stream an exchange (host: the env). */
 extern const gp_h2_ops gp_h2x_session_ops;
 
+/* The gp_conn conn_of gave for x (the owner frees it in done). */
+gp_conn *gp_h2x_conn(gp_h2x *x);
+
 /* The conn.h calls, on an exchange (same meanings and return values). */
 void *gp_h2x_app_state(gp_h2x *x);
 void gp_h2x_set_app_state(gp_h2x *x, void *state);
