@@ -272,7 +272,9 @@ static const char *atom_bytes(const gp_alog_rec *r, const gp_alog_format *f,
     case GP_AL_PROTOCOL:
         if (!r) return NULL;
         *n = 8;
-        return r->version_minor ? "HTTP/1.1" : "HTTP/1.0";
+        return r->version_minor == GP_HTTP_VERSION_2 ? "HTTP/2.0"
+               : r->version_minor                   ? "HTTP/1.1"
+                                                    : "HTTP/1.0";
     case GP_AL_PID: *n = (size_t)snprintf(scratch, GP_ALOG_FIELD, "<%d>", v->pid); return scratch;
     default: return NULL;
     }

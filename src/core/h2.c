@@ -394,7 +394,7 @@ void gp_h2_stream_request(gp_h2_stream *s, gp_http_request *req, gp_http_header 
         req->query = q + 1;
         req->query_len = req->target_len - req->path_len - 1;
     }
-    req->version_minor = 1;
+    req->version_minor = GP_HTTP_VERSION_2;
     req->headers = hv;
     req->num_headers = n;
     req->keep_alive = true;

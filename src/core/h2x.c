@@ -245,8 +245,12 @@ int gp_h2x_write(gp_h2x *x, const void *data, size_t len)
     if (x->closed) return GP_ERROR;
     int r = gp_h2_write(x->st, data, len);
     if (r != GP_ERROR) x->bytes += len;
-    if (r == GP_AGAIN) x->write_again = true;
-    pump(x);
+    if (r == GP_AGAIN) {
+        x->write_again = true;
+        pump(x);
+    }
+    /* else the next flush, the end or the app's return sends it: a short
+     * reply goes out as HEADERS and one DATA with END_STREAM */
     return r;
 }
 
