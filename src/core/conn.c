@@ -20,6 +20,7 @@
 
 #include "core/accesslog.h"
 #include "core/exchange.h"
+#include "core/h2_proto.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/numfmt.h"
@@ -1054,6 +1055,7 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         reject(c, 503);
         return;
     }
+    if (req->upgrade && w->h2 && w->h2->upgrade(c, req, head_len)) return; /* h2c */
     if (must_hold_body(c)) {
         begin_hold(c);
         return;
@@ -1264,6 +1266,11 @@ static void serve_buffered(gp_conn *c)
     while (!c->dead && c->state == CS_HEAD && c->s.len > 0) {
         if (c->proxy_wait && !read_proxy_header(c)) return;
         if (!c->s.len) return;
+        if (w->h2) { /* an HTTP/2 preface takes the stream (h2_proto.h) */
+            int h2 = w->h2->preface(c);
+            if (h2 < 0) reject(c, -h2);
+            if (h2) return;
+        }
         gp_http_request req;
         req.headers = w->headers;
         req.num_headers = w->cfg->limit_request_fields;

@@ -1045,7 +1045,12 @@ int gp_h2_upgrade(gp_h2 *h, const char *settings, size_t settings_len, const gp_
     s->in_end = true;
     s->head_request = head;
     s->held = true;
-    h->ops->on_request(h->host, s, req);
+    /* answered over HTTP/2: the app sees an HTTP/2 request */
+    gp_http_request r2 = *req;
+    r2.version_minor = GP_HTTP_VERSION_2;
+    r2.keep_alive = true;
+    r2.upgrade = false;
+    h->ops->on_request(h->host, s, &r2);
     run_events(h);
     return GP_OK;
 }
