@@ -681,8 +681,7 @@ int gp_h2_write(gp_h2_stream *s, const void *data, size_t len)
     }
     if (kick(s)) return GP_ERROR;
     if (s->out.len - s->out_off > s->h->lim.out_high) {
-        s->want_writable = true;
-        if (!s->stall_since) s->stall_since = s->h->now_ms ? s->h->now_ms : 1;
+        s->want_writable = true; /* the stall clock starts at the next tick */
         return GP_AGAIN;
     }
     return GP_OK;

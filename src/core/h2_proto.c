@@ -16,6 +16,7 @@
 #include "core/h2_conn.h"
 #include "core/h2x.h"
 #include "core/proto.h"
+#include "core/static.h"
 #include "core/h2_proto.h"
 #include "core/worker_internal.h"
 #include <stdatomic.h>
@@ -149,6 +150,12 @@ static const char *env_date(void *owner, size_t *len)
     *len = w->date_len - 8; /* "Date: " and CRLF off */
     return line + 6;
 }
+static int env_static(void *owner, gp_conn *c, const gp_http_request *req)
+{
+    h2p *p = owner;
+    return gp_static_serve(p->parent->w->statics, c, req);
+}
+
 static void env_done(void *owner, gp_h2x *x, int status, uint64_t bytes)
 {
     /* the exchange's gp_conn goes with it (its access-log record too) */
@@ -214,8 +221,17 @@ static int begin(gp_conn *c, const char *settings, size_t settings_len,
     h2p *p = calloc(1, sizeof *p);
     if (!p) return GP_ERROR;
     p->parent = c;
-    p->env = (gp_h2x_env){w->ops, w->app, p, env_conn_of, env_pump, env_wait, env_date, env_done,
-                          cfg->body_buffer_size, !w->ops->runs_as_tasks,
+    p->env = (gp_h2x_env){w->ops,
+                          w->app,
+                          p,
+                          env_conn_of,
+                          env_pump,
+                          env_wait,
+                          env_date,
+                          env_done,
+                          w->statics ? env_static : NULL,
+                          cfg->body_buffer_size,
+                          !w->ops->runs_as_tasks,
                           (int)(cfg->body_timeout * 1000)};
     gp_h2_limits lim = {cfg->limit_request_field_size, cfg->limit_request_fields,
                         cfg->limit_request_head, 100, 0, cfg->limit_request_body, 0, false};
@@ -287,4 +303,10 @@ static bool upgrade(gp_conn *c, const gp_http_request *req, size_t head_len)
     return true;
 }
 
-const gp_h2_entry gp_h2_entry_points = {preface, upgrade};
+/* TLS chose "h2" by ALPN: HTTP/2 from the first byte. */
+static int alpn(gp_conn *c)
+{
+    return begin(c, NULL, 0, NULL);
+}
+
+const gp_h2_entry gp_h2_entry_points = {preface, upgrade, alpn};

@@ -17,6 +17,10 @@ typedef struct gp_h2_entry {
     /* An "Upgrade: h2c" request (head_len bytes of head): true when HTTP/2
      * took the stream (101 sent, the request answered as stream 1). */
     bool (*upgrade)(gp_conn *c, const gp_http_request *req, size_t head_len);
+    /* A TLS handshake chose "h2" by ALPN (TLS offers it only when w->h2 is
+     * set: not with --http 1 or --threads): HTTP/2 takes the stream before
+     * any byte. GP_OK, or GP_ERROR (close). */
+    int (*alpn)(gp_conn *c);
 } gp_h2_entry;
 
 extern const gp_h2_entry gp_h2_entry_points;

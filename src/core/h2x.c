@@ -26,6 +26,7 @@ struct gp_h2x {
     bool holding;  /* reading the body whole before start */
     bool held;     /* the app reads from body, not the stream */
     bool started, pending, async, write_again, want_input, closed;
+    bool core_served; /* answered by the core (--static), not the app */
     bool head_ended, has_date, has_server, has_length, ended, end_after_file;
     int status, body_error;
     uint64_t bytes;
@@ -116,6 +117,13 @@ static void on_request(void *host, gp_h2_stream *st, const gp_http_request *req)
     x->file_fd = x->own_fd = -1;
     gp_h2_stream_set_data(st, x);
     x->c = env->conn_of(env->owner, x);
+    if (env->serve_static && env->serve_static(env->owner, x->c, req)) {
+        /* a file under --static, answered without the app */
+        x->started = x->core_served = true;
+        if (!x->file_left) finish(x);
+        else pump(x);
+        return;
+    }
     if (env->hold_body && req->body != GP_HTTP_BODY_NONE &&
         !(req->body == GP_HTTP_BODY_LENGTH && req->content_length == 0)) {
         x->holding = true;
@@ -143,7 +151,12 @@ static void on_writable(void *host, gp_h2_stream *st)
 {
     gp_h2x *x = gp_h2_stream_data(st);
     if (!x) return;
-    if (x->file_left && continue_file(x) != GP_OK) return;
+    int r = x->file_left ? continue_file(x) : GP_OK;
+    if (x->core_served) {
+        if (r != GP_AGAIN) finish(x);
+        return;
+    }
+    if (r != GP_OK) return;
     if (x->pending) {
         x->pending = false;
         after_app(x, x->env->ops->resume(x->env->app, x->c));
@@ -161,7 +174,7 @@ static void on_close(void *host, gp_h2_stream *st, uint32_t code)
         return;
     }
     x->closed = true;
-    if (!x->started) {
+    if (!x->started || x->core_served) {
         finish(x);
         return;
     }

@@ -39,6 +39,9 @@ typedef struct {
     const char *(*date)(void *owner, size_t *len);
     /* The response is over (ended or not): status, body bytes, for the log. */
     void (*done)(void *owner, gp_h2x *x, int status, uint64_t bytes);
+    /* --static: answers req on c when its path is under a mount (1), before
+     * the app; NULL: none. */
+    int (*serve_static)(void *owner, gp_conn *c, const gp_http_request *req);
     size_t body_mem;  /* --body-buffer-size: held in memory up to this, then a file */
     bool hold_body;   /* the app reads the body without waiting: read it whole first */
     int body_timeout_ms;

@@ -353,6 +353,21 @@ def test_graceful_stop_goaway_and_open_stream_finishes(tmp_path):
         s.stop()
 
 
+def test_static_files_over_h2(tmp_path):
+    d = tmp_path / "files"
+    d.mkdir()
+    data = os.urandom(700000)  # more than a stream's buffer: sent as the window opens
+    (d / "big.bin").write_bytes(data)
+    s = Server("h2_apps:wsgi", ["--static", f"/s={d}"], tmp_path=tmp_path)
+    try:
+        r = subprocess.run(["curl", "-sS", "-m", str(T), "--http2-prior-knowledge",
+                            s.url("/s/big.bin")], capture_output=True, timeout=T + 5)
+        assert r.stdout == data
+        assert curl("--http2-prior-knowledge", s.url("/app")).startswith(b"HTTP/2 GET /app")
+    finally:
+        s.stop()
+
+
 def test_http1_only_flag(tmp_path):
     s = Server("h2_apps:wsgi", ["--http", "1"], tmp_path=tmp_path)
     try:
