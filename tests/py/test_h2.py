@@ -377,3 +377,30 @@ def test_http1_only_flag(tmp_path):
         assert curl("--http2", "-w", " %{http_version}", s.url("/u")).endswith(b" 1.1")
     finally:
         s.stop()
+
+
+def test_http2_only_flag(tmp_path):
+    s = Server("h2_apps:wsgi", ["--http", "2"], tmp_path=tmp_path, wait=False)
+    try:
+        deadline = time.monotonic() + 20
+        while "ready" not in s.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert curl("--http2-prior-knowledge", s.url("/two")).startswith(b"HTTP/2 GET /two")
+        assert curl("-o", "/dev/null", "-w", "%{http_code}", s.url("/one")) == b"505"
+    finally:
+        s.stop()
+
+
+def test_idle_connection_goaway(tmp_path):
+    s = Server("h2_apps:wsgi", ["--keep-alive", "1"], tmp_path=tmp_path)
+    try:
+        c = Raw(s.port)
+        c.flush()
+        t0 = time.monotonic()
+        c.read(lambda ev: any(isinstance(e, h2.events.ConnectionTerminated) for e in ev))
+        assert 0.7 < time.monotonic() - t0 < 3
+        assert c.of(h2.events.ConnectionTerminated)[0].error_code == 0
+        assert c.sock.recv(100) == b""  # and closed
+        c.close()
+    finally:
+        s.stop()
