@@ -31,6 +31,7 @@
 /* out of line: its 32 KB line buffer would make every caller's frame probe
  * 8 pages of stack, log or not */
 static void end_request_log(gp_conn *c) __attribute__((noinline));
+static void remember_for_log(gp_conn *c, const gp_http_request *req) __attribute__((noinline));
 
 static const gp_proto h1_proto;
 
@@ -177,6 +178,26 @@ void *gp_exchange_state(gp_conn *x)
 gp_worker *gp_exchange_worker(gp_conn *x)
 {
     return x->w;
+}
+
+void gp_exchange_begin(gp_conn *x, const gp_http_request *req)
+{
+    gp_worker *w = x->w;
+    if (w->alog_on) remember_for_log(x, req);
+    if (w->cfg->num_metrics_binds) x->m_start_us = gp_metrics_begin(w->slot);
+}
+
+void gp_exchange_end(gp_conn *x, int status, uint64_t bytes)
+{
+    gp_worker *w = x->w;
+    x->status = status;
+    x->resp_bytes = bytes;
+    if (w->alog_on) end_request_log(x);
+    gp_slot_request_end(w->slot, bytes, status >= 500);
+    if (x->m_start_us) {
+        gp_metrics_end(w->slot, x->m_start_us, status);
+        x->m_start_us = 0;
+    }
 }
 
 void gp_exchange_free(gp_conn *x)

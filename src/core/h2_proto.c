@@ -122,10 +122,12 @@ static const gp_exchange_ops H2_EXCHANGE = {
 };
 
 /* ---- the h2x environment of one connection ---- */
-static gp_conn *env_conn_of(void *owner, gp_h2x *x)
+static gp_conn *env_conn_of(void *owner, gp_h2x *x, const gp_http_request *req)
 {
     h2p *p = owner;
-    return gp_exchange_new(&p->parent->s, &H2_EXCHANGE, x);
+    gp_conn *c = gp_exchange_new(&p->parent->s, &H2_EXCHANGE, x);
+    if (c) gp_exchange_begin(c, req);
+    return c;
 }
 static void env_pump(void *owner)
 {
@@ -158,7 +160,8 @@ static int env_static(void *owner, gp_conn *c, const gp_http_request *req)
 
 static void env_done(void *owner, gp_h2x *x, int status, uint64_t bytes)
 {
-    /* the exchange's gp_conn goes with it (its access-log record too) */
+    /* the log line and the counts, then the exchange's gp_conn goes */
+    gp_exchange_end(gp_h2x_conn(x), status, bytes);
     gp_exchange_free(gp_h2x_conn(x));
 }
 

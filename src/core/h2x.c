@@ -116,7 +116,13 @@ static void on_request(void *host, gp_h2_stream *st, const gp_http_request *req)
     x->env = env;
     x->file_fd = x->own_fd = -1;
     gp_h2_stream_set_data(st, x);
-    x->c = env->conn_of(env->owner, x);
+    x->c = env->conn_of(env->owner, x, req);
+    if (!x->c) {
+        gp_h2_stream_set_data(st, NULL);
+        gp_h2_stream_release(st); /* reset: out of memory */
+        free(x);
+        return;
+    }
     if (env->serve_static && env->serve_static(env->owner, x->c, req)) {
         /* a file under --static, answered without the app */
         x->started = x->core_served = true;

@@ -28,8 +28,9 @@ typedef struct {
     const gp_app_ops *ops;
     void *app;
     void *owner;
-    /* The gp_conn the bridge is handed for x (the exchange layer's). */
-    gp_conn *(*conn_of)(void *owner, gp_h2x *x);
+    /* The gp_conn the bridge is handed for x (the exchange layer's), whose
+     * request req begins. */
+    gp_conn *(*conn_of)(void *owner, gp_h2x *x, const gp_http_request *req);
     /* Writes what the session has to say now (after the app wrote). */
     void (*pump)(void *owner);
     /* A blocking call (write_all, a body read) waits: runs the connection's

@@ -404,3 +404,23 @@ def test_idle_connection_goaway(tmp_path):
         c.close()
     finally:
         s.stop()
+
+
+def test_access_log_and_max_requests(tmp_path):
+    # h2 requests are logged and counted like HTTP/1.1 ones: --max-requests
+    # retires the worker after them
+    s = Server("h2_apps:wsgi", ["--access-log", "-", "--max-requests", "5"], tmp_path=tmp_path)
+    try:
+        first = s.workers()
+        r = subprocess.run(["h2load", "-n", "8", "-c", "1", "-m", "1", s.url("/logged")],
+                           capture_output=True, timeout=T)
+        assert "8 succeeded" in r.stdout.decode()
+        deadline = time.monotonic() + T
+        while time.monotonic() < deadline and "GET /logged HTTP/2.0\" 200" not in s.log():
+            time.sleep(0.05)
+        assert '"GET /logged HTTP/2.0" 200' in s.log()
+        while time.monotonic() < deadline and set(s.workers()) & set(first):
+            time.sleep(0.1)
+        assert not set(s.workers()) & set(first), s.log()
+    finally:
+        s.stop()

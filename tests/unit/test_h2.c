@@ -832,7 +832,7 @@ typedef struct {
     gp_h2x *last;
 } xapp;
 
-static gp_conn *x_conn_of(void *owner, gp_h2x *x)
+static gp_conn *x_conn_of(void *owner, gp_h2x *x, const gp_http_request *req)
 {
     return (gp_conn *)x; /* the test's exchange layer: the pointer itself */
 }
