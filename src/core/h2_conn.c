@@ -22,6 +22,7 @@ struct gp_h2_conn {
     double blocked_since; /* output waiting on the socket since; 0: not waiting */
     size_t blocked_left;  /* bytes that were waiting then */
     bool stopping, eof;
+    bool freeing; /* the session's last events run: nothing more is written */
 };
 
 static double now(const gp_h2_conn *hc)
@@ -53,6 +54,7 @@ gp_h2 *gp_h2_conn_session(gp_h2_conn *hc)
 void gp_h2_conn_free(gp_h2_conn *hc)
 {
     if (!hc) return;
+    hc->freeing = true;
     gp_h2_free(hc->h);
     free(hc);
 }
@@ -86,7 +88,7 @@ static void arm(gp_h2_conn *hc, long stall_ms)
 int gp_h2_conn_pump(gp_h2_conn *hc)
 {
     gp_stream *s = hc->s;
-    if (s->broken) return GP_ERROR;
+    if (s->broken || hc->freeing) return GP_ERROR;
     /* first, so that a stream it resets says so in this output */
     long stall = gp_h2_tick(hc->h, (uint64_t)(now(hc) * 1000), (uint64_t)(hc->times.stall * 1000));
     for (;;) {

@@ -424,3 +424,24 @@ def test_access_log_and_max_requests(tmp_path):
         assert not set(s.workers()) & set(first), s.log()
     finally:
         s.stop()
+
+
+def test_graceful_timeout_cuts_open_streams(tmp_path):
+    s = Server("h2_apps:asgi", ["--interface", "asgi", "--graceful-timeout", "0.3"],
+               tmp_path=tmp_path)
+    try:
+        c = Raw(s.port)
+        c.headers("/sleep")
+        c.flush()
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        s.signal(signal.SIGTERM)
+        c.read(lambda ev: any(isinstance(e, h2.events.ConnectionTerminated) for e in ev))
+        c.sock.settimeout(T)
+        while c.sock.recv(65536):  # the connection is cut at the graceful timeout
+            pass
+        assert time.monotonic() - t0 < 0.9
+        c.close()
+        assert s.wait(T) == 0
+    finally:
+        s.stop()
