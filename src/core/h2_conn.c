@@ -131,6 +131,9 @@ static int read_all(gp_h2_conn *hc)
 {
     gp_stream *s = hc->s;
     if (gp_stream_in_ensure(s)) return GP_ERROR;
+    /* bytes before rpos were another protocol's (an upgrade's HTTP/1.1
+     * head): gone, so that it does not see them again either */
+    if (s->rpos >= s->len) s->rpos = s->len = 0;
     for (;;) {
         if (s->len > s->rpos) {
             int r = gp_h2_feed(hc->h, s->buf + s->rpos, s->len - s->rpos);

@@ -112,6 +112,28 @@ def test_upgrade_h2c(wsgi):
                 wsgi.url("/echo")) == b"xyz 1.1"
 
 
+def test_upgrade_before_the_preface(wsgi):
+    # a client that waits for the 101 before its preface gets one 101, the
+    # server's SETTINGS and stream 1's response, then nothing until it speaks
+    s = socket.create_connection(("127.0.0.1", wsgi.port), timeout=T)
+    s.sendall(b"GET /w HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+              b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
+    s.settimeout(0.5)
+    got = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+    except socket.timeout:
+        pass
+    assert got.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert got.count(b"101 Switching") == 1 and len(got) < 1000, len(got)
+    assert b"HTTP/2 GET /w x" in got
+    s.close()
+
+
 def test_http1_still_served(wsgi):
     assert curl("-w", " %{http_version}", wsgi.url("/h1")).startswith(b"HTTP/1.1 GET /h1")
 
