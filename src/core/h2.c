@@ -943,8 +943,14 @@ int gp_h2_feed(gp_h2 *h, const char *buf, size_t len)
 ssize_t gp_h2_output(gp_h2 *h, const uint8_t **data)
 {
     const uint8_t *d = NULL;
-    ssize_t n = nghttp2_session_mem_send(h->ng, &d);
-    run_events(h);
+    ssize_t n;
+    /* events first: one may call back here, and nghttp2's buffer handed
+     * out below must stay as it is until the caller's next call */
+    for (;;) {
+        run_events(h);
+        n = nghttp2_session_mem_send(h->ng, &d);
+        if (n != 0 || !h->ev_head || h->in_events) break;
+    }
     if (n < 0) {
         h->broken = true;
         return GP_ERROR;
