@@ -111,6 +111,9 @@ static const char usage_text[] =
     "      --metrics-bind ADDR      the master serves Prometheus /metrics and /healthz at\n"
     "                               HOST:PORT or unix:/path (repeatable; off by default)\n"
     "                               `gallop top [ADDR]` shows the workers live from it\n"
+    "      --http 1|2|auto          HTTP versions served: 1 (HTTP/1.1 only), 2 (HTTP/2 only:\n"
+    "                               h2 by ALPN, h2c with prior knowledge), auto (both; h2c by\n"
+    "                               prior knowledge or Upgrade: h2c) (auto)\n"
     "  -h, --help                   print this help and exit\n"
     "\n"
     "gallop tune MODULE:APP [--path P] [--duration S] [--plot F.svg] [--json]\n"
@@ -129,7 +132,8 @@ static const char usage_text[] =
     "                               own workers serve them all (others are refused)\n"
     "  -t S, -p FILE, -u USER, -g GROUP, -m MASK  --timeout, --pid, --user, --group, --umask\n"
     "      --app-dir DIR            --pythonpath DIR\n"
-    "      --http auto|h11|httptools, --ws auto|websockets|wsproto, --worker-tmp-dir DIR\n"
+    "      --http h11|httptools     --http 1 (uvicorn's HTTP/1.1 parsers)\n"
+    "      --ws auto|websockets|wsproto, --worker-tmp-dir DIR\n"
     "                               accepted: gallop's own C HTTP and WebSocket code serves,\n"
     "                               and its worker heartbeat lives in shared memory\n"
     "  --bind also takes tcp://HOST:PORT, HOST alone (port 8000), PORT alone\n"
@@ -634,6 +638,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->header_timeout = 30;
     cfg->body_timeout = 30;
     cfg->send_timeout = 60;
+    cfg->http = GP_HTTP_AUTO;
     cfg->body_buffer_size = 1u << 20;
     cfg->port = -1;
     cfg->proxy_headers = true;
@@ -918,9 +923,16 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                             optarg, "");
             break;
         case OPT_HTTPIMPL:
-            if (strcmp(optarg, "auto") && strcmp(optarg, "h11") && strcmp(optarg, "httptools"))
-                return fail("invalid --http '%s' (auto, h11, httptools: all mean gallop's own "
-                            "parser)%s",
+            /* uvicorn's h11 and httptools are HTTP/1.1 parsers: HTTP/1.1 only */
+            if (!strcmp(optarg, "auto"))
+                cfg->http = GP_HTTP_AUTO;
+            else if (!strcmp(optarg, "1") || !strcmp(optarg, "h11") || !strcmp(optarg, "httptools"))
+                cfg->http = GP_HTTP_1;
+            else if (!strcmp(optarg, "2"))
+                cfg->http = GP_HTTP_2;
+            else
+                return fail("invalid --http '%s' (1, 2 or auto; uvicorn's h11 and httptools mean "
+                            "1)%s",
                             optarg, "");
             break;
         case OPT_WSIMPL:

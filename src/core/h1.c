@@ -21,6 +21,7 @@
 
 #include "core/accesslog.h"
 #include "core/exchange.h"
+#include "core/h2_proto.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/proto.h"
@@ -29,6 +30,7 @@
 /* out of line: its 32 KB line buffer would make every caller's frame probe
  * 8 pages of stack, log or not */
 static void end_request_log(gp_conn *c) __attribute__((noinline));
+static void remember_for_log(gp_conn *c, const gp_http_request *req) __attribute__((noinline));
 
 static const gp_proto h1_proto;
 
@@ -236,6 +238,28 @@ static void end_request_log(gp_conn *c)
     }
 }
 
+/* ---- exchanges of other protocols: their log lines and counts (exchange.h) */
+
+void gp_exchange_begin(gp_conn *x, const gp_http_request *req)
+{
+    gp_worker *w = x->w;
+    if (w->alog_on) remember_for_log(x, req);
+    if (w->cfg->num_metrics_binds) x->m_start_us = gp_metrics_begin(w->slot);
+}
+
+void gp_exchange_end(gp_conn *x, int status, uint64_t bytes)
+{
+    gp_worker *w = x->w;
+    x->status = status;
+    x->resp_bytes = bytes;
+    if (w->alog_on) end_request_log(x);
+    gp_slot_request_end(w->slot, bytes, status >= 500);
+    if (x->m_start_us) {
+        gp_metrics_end(w->slot, x->m_start_us, status);
+        x->m_start_us = 0;
+    }
+}
+
 static void serve_buffered(gp_conn *c);
 
 /* Nothing to wait for means out of epoll altogether: a registered socket
@@ -408,6 +432,7 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         reject(c, 503);
         return;
     }
+    if (req->upgrade && w->h2 && w->h2->upgrade(c, req, head_len)) return; /* h2c */
     if (must_hold_body(c)) {
         begin_hold(c);
         return;
@@ -618,6 +643,11 @@ static void serve_buffered(gp_conn *c)
     while (!c->dead && c->state == CS_HEAD && c->s.len > 0) {
         if (c->proxy_wait && !read_proxy_header(c)) return;
         if (!c->s.len) return;
+        if (w->h2) { /* an HTTP/2 preface takes the stream (h2_proto.h) */
+            int h2 = w->h2->preface(c);
+            if (h2 < 0) reject(c, -h2);
+            if (h2) return;
+        }
         gp_http_request req;
         req.headers = w->headers;
         req.num_headers = w->cfg->limit_request_fields;

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/h2_proto.h"
 #include "core/log.h"
 #include "core/proto.h"
 #include "core/reuseport.h"
@@ -711,6 +712,8 @@ gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void
     w->cfg = a->cfg;
     w->ops = ops;
     w->app = app;
+    /* HTTP/2 unless --http 1; request threads stay HTTP/1.1's (exchange.h) */
+    if (a->cfg->http != GP_HTTP_1 && a->cfg->threads <= 1) w->h2 = &gp_h2_entry_points;
     w->slot = &a->scoreboard->slots[a->slot];
     w->sb = a->scoreboard;
     w->master_pid = a->master_pid;

@@ -108,6 +108,7 @@ struct gp_worker {
     const gp_config *cfg;
     const gp_app_ops *ops;
     void *app;
+    const struct gp_h2_entry *h2; /* HTTP/2's ways in (h2_proto.h); NULL: HTTP/1.1 only */
     gp_http_limits limits;
     size_t head_cap; /* largest request head we buffer */
     struct gp_listen_io {
