@@ -28,9 +28,11 @@ ASAN_CORE   := $(CORE_SRC:%.c=$(BUILD)/asan/%.o)
 ASAN_UNIT   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/unit/%)
 FUZZ_SRC    := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN    := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+# TLS (core/tls.c): OpenSSL, in everything that links the core
+SSL_LIBS    := -lssl -lcrypto
 
 # What building and running need (make run), then the test toolchain (make test)
-DEB_RUN     := gcc make python3-dev
+DEB_RUN     := gcc make python3-dev libssl-dev
 DEB_TOOLS   := libcmocka-dev clang libclang-rt-14-dev
 DEB_TEST    := python3-pytest python3-requests python3-flask python3-django curl python3-httpx \
                python3-websockets python3-starlette python3-fastapi python3-uvloop python3-anyio python3-venv systemd \
@@ -47,10 +49,10 @@ all: $(BUILD)/gallop $(BUILD)/gallop-python.so
 # is not linked to libpython. With --preload the master dlopens libpython and
 # the bridge; -rdynamic then binds the bridge's core calls to the binary's.
 $(BUILD)/gallop: $(BUILD)/src/main.o $(BUILD)/libgpcore.a
-	$(CC) $(CFLAGS) -rdynamic -o $@ $< -Wl,--whole-archive $(BUILD)/libgpcore.a -Wl,--no-whole-archive
+	$(CC) $(CFLAGS) -rdynamic -o $@ $< -Wl,--whole-archive $(BUILD)/libgpcore.a -Wl,--no-whole-archive $(SSL_LIBS)
 
 $(BUILD)/gallop-python.so: $(PY_OBJ) $(CORE_PIC)
-	$(CC) $(CFLAGS) -shared -o $@ $^ -lpthread
+	$(CC) $(CFLAGS) -shared -o $@ $^ -lpthread $(SSL_LIBS)
 
 $(BUILD)/libgpcore.a: $(CORE_OBJ)
 	ar rcs $@ $^
@@ -79,7 +81,7 @@ $(BUILD)/src/main.o: src/main.c
 # its static functions; the archive then supplies only the other modules.
 $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libgpcore.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgpcore.a -lcmocka
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgpcore.a -lcmocka $(SSL_LIBS)
 
 # -fPIC: the same objects go into the ASan bridge
 $(BUILD)/asan/src/core/%.o: src/core/%.c
@@ -91,7 +93,7 @@ $(BUILD)/asan/libgpcore.a: $(ASAN_CORE)
 
 $(BUILD)/asan/unit/%: tests/unit/%.c $(BUILD)/asan/libgpcore.a
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -o $@ $< $(BUILD)/asan/libgpcore.a -lcmocka
+	$(CC) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -o $@ $< $(BUILD)/asan/libgpcore.a -lcmocka $(SSL_LIBS)
 
 # gallop itself under ASan/UBSan, for the pytest smoke run in `make test`. Its
 # workers execute the same interpreter with the sanitizer runtime preloaded
@@ -107,14 +109,14 @@ $(BUILD)/asan/src/py/%.o: src/py/%.c
 	$(CC) $(SAN_FLAGS) -fPIC -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc $(PY_CFLAGS) -DGP_PYTHON='"$(PY_EXE)"' -c -o $@ $<
 
 $(BUILD)/asan/gallop: $(BUILD)/asan/src/main.o $(BUILD)/asan/libgpcore.a
-	$(CC) $(SAN_FLAGS) -rdynamic -o $@ $< -Wl,--whole-archive $(BUILD)/asan/libgpcore.a -Wl,--no-whole-archive
+	$(CC) $(SAN_FLAGS) -rdynamic -o $@ $< -Wl,--whole-archive $(BUILD)/asan/libgpcore.a -Wl,--no-whole-archive $(SSL_LIBS)
 
 $(BUILD)/asan/gallop-python.so: $(ASAN_PY_OBJ) $(ASAN_CORE)
-	$(CC) $(SAN_FLAGS) -shared -o $@ $^ -lpthread
+	$(CC) $(SAN_FLAGS) -shared -o $@ $^ -lpthread $(SSL_LIBS)
 
 $(BUILD)/fuzz/%: fuzz/%.c $(CORE_SRC)
 	@mkdir -p $(dir $@)
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=gnu11 -D_GNU_SOURCE -Isrc -o $@ $< $(CORE_SRC)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=gnu11 -D_GNU_SOURCE -Isrc -o $@ $< $(CORE_SRC) $(SSL_LIBS)
 
 # Installs the Debian packages of the list $(1) that are missing.
 define apt_install
