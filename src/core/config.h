@@ -10,6 +10,7 @@
 
 #include "core/accesslog.h"
 #include "core/forwarded.h"
+#include "core/tls.h"
 
 #define GP_MAX_BINDS 16
 #define GP_MAX_PYTHONPATH 16
@@ -120,6 +121,11 @@ typedef struct {
     gp_alog_format access_format;
     int log_format;  /* GP_LOG_TEXT or GP_LOG_JSON */
     double log_slow; /* --log-slow: warn about requests slower than this; 0: off */
+    /* TLS (core/tls.h, core/tlsconf.h): --certfile ... for every --bind, or a
+     * bind's own "ADDR,certfile=F,keyfile=K" (",plain": no TLS there) */
+    gp_tls_opts tls;
+    gp_tls_opts bind_tls[GP_MAX_BINDS]; /* unset: NULL, cert_reqs -1, min_version 0 */
+    signed char bind_tls_mode[GP_MAX_BINDS]; /* GP_TLSCONF_* */
 } gp_config;
 
 /* The version gallop reports (--version, gallop_build_info). */

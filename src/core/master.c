@@ -32,6 +32,7 @@
 #include "core/mserve.h"
 #include "core/notify.h"
 #include "core/reload.h"
+#include "core/tlsconf.h"
 #include "core/reuseport.h"
 
 #define BOOT_BACKOFF_FIRST 0.1
@@ -970,6 +971,13 @@ static void reread_config(gp_master *m)
         free(fresh);
         return;
     }
+    /* certbot renewed the files: new workers get the new certificate; a bad
+     * one keeps the certificate that works */
+    int fds[GP_MAX_BINDS];
+    char err[1024];
+    if (gp_tlsconf_bundles(fresh, m->listeners, m->num_listeners, fds, err, sizeof err) < 0)
+        gp_error("reload: TLS: %s; keeping the current certificates", err);
+    else gp_tlsconf_install(m->listeners, m->num_listeners, fds);
     if (fresh->workers != m->cfg->workers)
         gp_info("reload: %d workers (%s)", fresh->workers, fresh->workers_why);
     if (fresh->workers != m->target) run_hook("nworkers_changed", 0, fresh->workers, m->target);
@@ -1106,6 +1114,20 @@ static void handle_signal(gp_master *m, int sig)
     }
 }
 
+/* TLS: the certificates are read once here, before any worker forks; a bad
+ * file stops the start with one line. */
+static int setup_tls(gp_master *m)
+{
+    int fds[GP_MAX_BINDS];
+    char err[1024];
+    if (gp_tlsconf_bundles(m->cfg, m->listeners, m->num_listeners, fds, err, sizeof err) < 0) {
+        fprintf(stderr, "gallop: error: %s\n", err);
+        return -1;
+    }
+    gp_tlsconf_install(m->listeners, m->num_listeners, fds);
+    return 0;
+}
+
 static int setup(gp_master *m)
 {
     const gp_config *cfg = m->cfg;
@@ -1124,6 +1146,7 @@ static int setup(gp_master *m)
     umask(mask);
     if (opened < 0) return -1;
     chown_sockets(m);
+    if (setup_tls(m) < 0) return -1;
     int slots = 2 * cfg->workers + 64;
     if (slots < 256) slots = 256;
     m->sb = gp_scoreboard_create(slots);

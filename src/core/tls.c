@@ -335,7 +335,7 @@ int gp_tls_bundle(const gp_tls_opts *o, char *err, size_t errlen)
     gp_tls_ctx *c = ctx_from(&p, o, err, errlen);
     if (!c) goto done;
     gp_tls_ctx_free(c);
-    if ((fd = memfd_create("gallop-tls", 0)) < 0) {
+    if ((fd = memfd_create("gallop-tls", MFD_CLOEXEC)) < 0) {
         snprintf(err, errlen, "TLS: memfd_create: %s", strerror(errno));
         goto done;
     }

@@ -49,8 +49,8 @@ int gp_tls_parse_version(const char *s);
 int gp_tls_parse_cert_reqs(const char *s);
 
 /* Master: reads o's files into a new bundle and checks that it makes a
- * context. Returns the bundle's descriptor (close-on-exec cleared, so it
- * crosses the worker's exec), or -1 with a one-line reason in err. */
+ * context. Returns the bundle's descriptor (close-on-exec: core/handoff
+ * opens it for the worker's exec), or -1 with a one-line reason in err. */
 int gp_tls_bundle(const gp_tls_opts *o, char *err, size_t errlen);
 
 /* A context from a bundle (o gives the other settings). NULL with a one-line

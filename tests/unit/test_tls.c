@@ -364,7 +364,7 @@ static void test_bundle(void **state)
                      .password = "secret"};
     int fd = gp_tls_bundle(&o, err, sizeof err);
     if (fd < 0) fail_msg("bundle: %s", err);
-    assert_int_equal(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
+    assert_int_equal(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
     gp_tls_ctx *c = gp_tls_ctx_from_bundle(fd, &o, err, sizeof err);
     if (!c) fail_msg("from bundle: %s", err);
     pair p;
