@@ -142,3 +142,26 @@ void gp_tlsconf_install(gp_listener *ls, int n, const int *fds)
         ls[i].tls_fd = fds[i];
     }
 }
+
+int gp_tlsconf_contexts(const gp_config *cfg, gp_listener *ls, int n, gp_tls_ctx **ctxs,
+                        char *err, size_t errlen)
+{
+    for (int i = 0; i < n; i++) ctxs[i] = NULL;
+    for (int i = 0; i < n; i++) {
+        gp_tls_opts o;
+        if (ls[i].tls_fd <= 0 || !gp_tlsconf_for(cfg, ls[i].addr.text, &o)) continue;
+        char why[600];
+        if (!(ctxs[i] = gp_tls_ctx_from_bundle(ls[i].tls_fd, &o, why, sizeof why))) {
+            snprintf(err, errlen, "%s: %s", ls[i].addr.text, why);
+            for (int j = 0; j < i; j++) gp_tls_ctx_free(ctxs[j]);
+            return -1;
+        }
+    }
+    /* the worker holds its contexts: the bundles (key included) can go */
+    for (int i = 0; i < n; i++)
+        if (ls[i].tls_fd > 0) {
+            close(ls[i].tls_fd);
+            ls[i].tls_fd = -1;
+        }
+    return 0;
+}

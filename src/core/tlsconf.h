@@ -38,4 +38,10 @@ int gp_tlsconf_bundles(const gp_config *cfg, const gp_listener *ls, int n, int *
 /* Master: swaps in the listeners' new bundles (closing the old ones). */
 void gp_tlsconf_install(gp_listener *ls, int n, const int *fds);
 
+/* Worker: a context for every TLS listener from its bundle into ctxs[i]
+ * (NULL: plain), and the bundles closed. 0, or -1 with a one-line reason in
+ * err and every context freed. */
+int gp_tlsconf_contexts(const gp_config *cfg, gp_listener *ls, int n, gp_tls_ctx **ctxs,
+                        char *err, size_t errlen);
+
 #endif
