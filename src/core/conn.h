@@ -16,11 +16,10 @@
 #include "core/forwarded.h"
 #include "core/http_parser.h"
 #include "core/listen.h"
+#include "core/retcode.h" /* GP_OK, GP_AGAIN, GP_ERROR: the write and app calls' codes */
 
 typedef struct gp_conn gp_conn;
 
-/* Return codes shared by the write and app calls. */
-enum { GP_OK = 0, GP_AGAIN = 1, GP_ERROR = -1 };
 
 /* What the bridge tells the core after start or resume. */
 typedef enum {
