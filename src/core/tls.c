@@ -23,6 +23,7 @@
 #include <openssl/x509.h>
 
 #include "core/log.h"
+#include "core/stream.h"
 
 /* One TLS record's worth: what a gathered write or a copied file piece holds. */
 #define SCRATCH 16384
@@ -422,16 +423,18 @@ void gp_tls_free(void *p)
     free(t);
 }
 
-/* OpenSSL's verdict on a call that returned r <= 0, as -errno; sets wants. */
-static ssize_t fail_code(gp_tls *t, int r)
+/* OpenSSL's verdict on a call that returned r <= 0, as -errno. wants is
+ * set only when the call needs the other direction than its own (own: the
+ * event a read or a write waits for anyway, which the protocol watches). */
+static ssize_t fail_code(gp_tls *t, int r, uint32_t own)
 {
     int saved = errno;
     switch (SSL_get_error(t->ssl, r)) {
     case SSL_ERROR_WANT_READ:
-        t->wants = EPOLLIN;
+        t->wants = own == EPOLLIN ? 0 : EPOLLIN;
         return -EAGAIN;
     case SSL_ERROR_WANT_WRITE:
-        t->wants = EPOLLOUT;
+        t->wants = own == EPOLLOUT ? 0 : EPOLLOUT;
         return -EAGAIN;
     case SSL_ERROR_ZERO_RETURN:
         return 0;
@@ -467,11 +470,13 @@ static void peer_text(int fd, char *buf, size_t len)
     }
 }
 
-int gp_tls_handshake(gp_tls *t)
+int gp_tls_handshake(void *p)
 {
+    gp_tls *t = p;
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
         t->ktls = BIO_get_ktls_send(SSL_get_wbio(t->ssl)) > 0;
+        t->wants = 0;
         return GP_TLS_DONE;
     }
     int saved = errno;
@@ -505,20 +510,26 @@ ssize_t gp_tls_read(void *p, void *buf, size_t n)
     gp_tls *t = p;
     size_t got;
     int r = SSL_read_ex(t->ssl, buf, n, &got);
-    return r == 1 ? (ssize_t)got : fail_code(t, r);
+    if (r != 1) return fail_code(t, r, EPOLLIN);
+    t->wants = 0;
+    return (ssize_t)got;
 }
 
 static ssize_t write_bytes(gp_tls *t, const void *buf, size_t n)
 {
     size_t done;
     int r = SSL_write_ex(t->ssl, buf, n, &done);
-    if (r == 1) return (ssize_t)done;
-    ssize_t rc = fail_code(t, r);
+    if (r == 1) {
+        t->wants = 0;
+        return (ssize_t)done;
+    }
+    ssize_t rc = fail_code(t, r, EPOLLOUT);
     return rc == 0 ? -EPIPE : rc; /* close_notify: no more writes */
 }
 
-ssize_t gp_tls_writev(void *p, const struct iovec *iov, int n)
+ssize_t gp_tls_writev(void *p, const struct iovec *iov, int n, bool more)
 {
+    (void)more; /* a record is a record: nothing to coalesce with a file after it */
     gp_tls *t = p;
     while (n > 0 && iov[0].iov_len == 0) iov++, n--;
     if (n <= 0) return 0;
@@ -542,10 +553,11 @@ ssize_t gp_tls_sendfile(void *p, int fd, off_t *off, size_t n)
     if (t->ktls) {
         ossl_ssize_t r = SSL_sendfile(t->ssl, fd, *off, n, 0);
         if (r >= 0) {
+            t->wants = 0;
             *off += r;
             return r;
         }
-        ssize_t rc = fail_code(t, (int)r);
+        ssize_t rc = fail_code(t, (int)r, EPOLLOUT);
         return rc == 0 ? -EPIPE : rc;
     }
     unsigned char *s = scratch_buf();
@@ -572,10 +584,25 @@ uint32_t gp_tls_wants(void *p)
     return ((gp_tls *)p)->wants;
 }
 
-bool gp_tls_pending(void *p)
+size_t gp_tls_pending(void *p)
 {
-    return SSL_has_pending(((gp_tls *)p)->ssl) == 1;
+    SSL *ssl = ((gp_tls *)p)->ssl;
+    if (SSL_has_pending(ssl) != 1) return 0;
+    int n = SSL_pending(ssl);
+    return n > 0 ? (size_t)n : 1;
 }
+
+const gp_transport gp_transport_tls = {
+    .name = "tls",
+    .read = gp_tls_read,
+    .writev = gp_tls_writev,
+    .sendfile = gp_tls_sendfile,
+    .shutdown = gp_tls_shutdown,
+    .wants = gp_tls_wants,
+    .pending = gp_tls_pending,
+    .handshake = gp_tls_handshake,
+    .free = gp_tls_free,
+};
 
 const char *gp_tls_alpn(const gp_tls *t)
 {

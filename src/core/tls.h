@@ -22,6 +22,11 @@
 /* Handshake results; the same values as GP_OK, GP_AGAIN and GP_ERROR. */
 enum { GP_TLS_DONE = 0, GP_TLS_AGAIN = 1, GP_TLS_ERROR = -1 };
 
+/* The stream layer's transport (core/stream.h) over these calls: t is the
+ * gp_tls from gp_tls_new. */
+struct gp_transport;
+extern const struct gp_transport gp_transport_tls;
+
 /* --cert-reqs, as Python's ssl.CERT_* (gunicorn's values). */
 enum { GP_TLS_CERT_NONE = 0, GP_TLS_CERT_OPTIONAL = 1, GP_TLS_CERT_REQUIRED = 2 };
 
@@ -69,7 +74,7 @@ gp_tls *gp_tls_new(gp_tls_ctx *ctx, int fd);
 
 /* Drives the handshake: GP_TLS_DONE, GP_TLS_AGAIN (wait for gp_tls_wants),
  * or GP_TLS_ERROR after one info line naming the peer and the reason. */
-int gp_tls_handshake(gp_tls *t);
+int gp_tls_handshake(void *t);
 
 /* The transport calls (t is a gp_tls *): read returns bytes, 0 at the end
  * (close_notify, or EOF without it), -EAGAIN or -errno (-EPROTO: a TLS
@@ -79,15 +84,17 @@ int gp_tls_handshake(gp_tls *t);
  * uses kTLS when the kernel took the keys, else reads a bounded piece of the
  * file (16 KiB) through a buffer; *off advances by what was written. */
 ssize_t gp_tls_read(void *t, void *buf, size_t n);
-ssize_t gp_tls_writev(void *t, const struct iovec *iov, int n);
+ssize_t gp_tls_writev(void *t, const struct iovec *iov, int n, bool more);
 ssize_t gp_tls_sendfile(void *t, int fd, off_t *off, size_t n);
 /* close_notify (once, if the handshake finished), then shutdown(SHUT_WR). */
 int gp_tls_shutdown(void *t);
-/* The epoll events (EPOLLIN / EPOLLOUT) the last GP_TLS_AGAIN / -EAGAIN waits for. */
+/* The epoll event the handshake waits for after GP_TLS_AGAIN; after a read
+ * or write's -EAGAIN, the one it needs besides its own (a read that must
+ * write: EPOLLOUT), else 0. */
 uint32_t gp_tls_wants(void *t);
-/* Whether decrypted or read-ahead bytes wait inside OpenSSL (epoll cannot
- * see them: read again before waiting). */
-bool gp_tls_pending(void *t);
+/* Bytes (decrypted, or read ahead and still to decrypt: then 1) that wait
+ * inside OpenSSL, which epoll cannot see: read again before waiting. */
+size_t gp_tls_pending(void *t);
 void gp_tls_free(void *t);
 
 /* After the handshake. The ALPN protocol chosen ("h2", "http/1.1") or NULL. */
