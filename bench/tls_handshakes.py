@@ -9,7 +9,7 @@ Reported per server, median of the rounds: handshakes per second as s_time
 counts them, server CPU microseconds per handshake (the steadier figure on a
 shared VM) and both relative to nginx.
 
-usage: bench/tls_handshakes.py [--gallop build/gallop] [--rounds 3] [--seconds 5] [--key rsa|ec]
+usage: bench/tls_handshakes.py [--gallop build/gallop] [--rounds 3] [--seconds 5] [--key rsa|ec] [--only a,b]
 Needs: nginx-light, openssl.
 """
 import argparse
@@ -97,6 +97,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--key", choices=["rsa", "ec"], default="rsa")
+    ap.add_argument("--only", help="comma-separated server names (nginx, gallop-wsgi)")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="gallop-tlsbench-")
     cert, key = f"{tmp}/cert.pem", f"{tmp}/key.pem"
@@ -111,6 +112,8 @@ def main():
     port = free_port()
     servers["gallop-wsgi"] = (f"{a.gallop} --workers 1 --bind 127.0.0.1:{port} --certfile {cert} "
                               f"--keyfile {key} hello:app", port)
+    if a.only:
+        servers = {n: v for n, v in servers.items() if n in a.only.split(",")}
     res = {n: [] for n in servers}
     for r in range(a.rounds):
         for name, (cmd, port) in servers.items():
