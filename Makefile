@@ -39,7 +39,7 @@ DEB_TEST    := python3-pytest python3-requests python3-flask python3-django curl
                nginx-light haproxy gunicorn python3-yaml python3-pip python3-setuptools python3-wheel git iproute2 prometheus
 DEB_BENCH   := wrk gunicorn uwsgi uwsgi-plugin-python3 nginx-light python3-uvicorn python3-httptools python3-uvloop python3-hypercorn valgrind strace
 
-.PHONY: all deps deps-run deps-bench run test check-api unit asan-unit asan-pytest pytest fuzz fuzz-long bench format clean
+.PHONY: all deps deps-run deps-bench run test check-api check-cycles unit asan-unit asan-pytest pytest fuzz fuzz-long bench format clean
 
 all: $(BUILD)/gallop $(BUILD)/gallop-python.so
 
@@ -172,8 +172,13 @@ check-api:
 	  echo "check-api: private CPython API in src/py (above): use the public API"; exit 1; fi
 	@echo "check-api: src/py uses public CPython API only"
 
+# No two modules of the core call each other in a circle (docs/architecture.md):
+# the call graph between the objects, from what each defines and uses (nm).
+check-cycles: $(CORE_OBJ)
+	$(PYTHON) tools/callgraph.py $(CORE_OBJ)
+
 test: deps
-	$(MAKE) check-api all unit asan-unit fuzz asan-pytest
+	$(MAKE) check-api check-cycles all unit asan-unit fuzz asan-pytest
 	$(MAKE) pytest
 
 bench: deps deps-bench all

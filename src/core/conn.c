@@ -13,69 +13,39 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/accesslog.h"
+#include "core/exchange.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/numfmt.h"
+#include "core/proto.h"
 #include "core/static.h"
 #include "core/worker_internal.h"
-
-#define SENDFILE_MAX (1 << 20)
 
 /* out of line: its 32 KB line buffer would make every caller's frame probe
  * 8 pages of stack, log or not */
 static void end_request_log(gp_conn *c) __attribute__((noinline));
 
-/* ---- deadlines ------------------------------------------------------------ */
+static const gp_proto h1_proto;
 
-/* Whole milliseconds, rounded up: a timer never fires before its deadline. */
-static uint64_t deadline_ms(double at)
-{
-    return (uint64_t)(at * 1000.0) + 1;
-}
-
-/* The heap key only ever moves earlier here; a later deadline is just stored,
- * and the timer moves itself to it when it fires (on_conn_timer), so pushing
- * the deadline on every request and write costs no heap work. */
-void gp_conn_set_deadline(gp_conn *c, double at)
-{
-    c->deadline = at;
-    uint64_t ms = deadline_ms(at);
-    if (!gp_timer_armed(&c->timer) || ms < c->timer.at) gp_timer_set(&c->w->timers, &c->timer, ms);
-}
-
-/* flush may run on a request thread, which must not touch the loop's heap:
- * its store is only read back when the timer fires. */
-static void write_deadline(gp_conn *c)
-{
-    double at = c->w->now + c->w->cfg->send_timeout;
-    if (c->tslot) c->deadline = at;
-    else gp_conn_set_deadline(c, at);
-}
-
-static void on_conn_timer(gp_timer *t)
-{
-    gp_conn *c = (gp_conn *)((char *)t - offsetof(gp_conn, timer));
-    gp_worker *w = c->w;
-    uint64_t due = deadline_ms(c->deadline);
-    if (c->state == CS_THREAD) { /* its thread owns it: look again in a second */
-        gp_timer_set(&w->timers, t, w->now_ms + 1000);
-        return;
-    }
-    if (due > w->now_ms) { /* postponed since it was armed */
-        gp_timer_set(&w->timers, t, due);
-        return;
-    }
-    gp_conn_on_timeout(c);
-    /* still open with a deadline that did not move: never a busy loop */
-    if (!c->dead && !gp_timer_armed(t)) gp_timer_set(&w->timers, t, w->now_ms + 1000);
-}
+/* An exchange of another protocol (exchange.h) is handed to its table; an
+ * HTTP/1.1 connection pays one predictable branch per call. */
+#define XRET(c, call)                                                                              \
+    do {                                                                                           \
+        if (__builtin_expect((c)->xops != NULL, 0)) return (c)->xops->call;                        \
+    } while (0)
+#define XVOID(c, call)                                                                             \
+    do {                                                                                           \
+        if (__builtin_expect((c)->xops != NULL, 0)) {                                              \
+            (c)->xops->call;                                                                       \
+            return;                                                                                \
+        }                                                                                          \
+    } while (0)
 
 /* ---- connection lifetime ---------------------------------------------- */
 
@@ -96,20 +66,18 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     if (c) w->free_conns = c->next;
     else if (!(c = malloc(sizeof *c))) return NULL;
     memset(c, 0, sizeof *c);
-    c->io.fd = fd; /* the read buffer comes with the first bytes: idle costs no buffer */
-    c->io.cb = gp_conn_on_event;
+    gp_stream_init(&c->s, &w->env, fd); /* the read buffer comes with the first bytes: idle costs no buffer */
+    gp_stream_set_proto(&c->s, &h1_proto);
     c->w = w;
     c->listener = listener;
     c->peer = *peer;
     c->peer_len = peer_len;
     c->fwd_trusted = trusted && w->cfg->proxy_headers; /* --no-proxy-headers: never */
     c->proxy_wait = proxy;
-    c->file_fd = -1;
     c->own_fd = -1;
     gp_body_init(&c->held, NULL);
     c->state = CS_HEAD;
-    c->timer.cb = on_conn_timer;
-    if (gp_loop_watch(&w->loop, &c->io, EPOLLIN) < 0) {
+    if (gp_stream_watch(&c->s, EPOLLIN) < 0) {
         free(c);
         return NULL;
     }
@@ -120,15 +88,6 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     w->num_conns++;
     if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("opened", fd, peer);
     return c;
-}
-
-static void release_buffer(gp_worker *w, char **buf, size_t *cap)
-{
-    if (!*buf) return;
-    if (*cap == GP_IO_BUF_SIZE) gp_worker_buf_put(w, *buf);
-    else free(*buf);
-    *buf = NULL;
-    *cap = 0;
 }
 
 /* Drops a body read ahead of the app, and the copy of its head. */
@@ -154,7 +113,7 @@ void gp_conn_close(gp_conn *c)
     if (c->state == CS_APP_WAIT && w->pool) {
         /* the app's response state is Python's: a request thread releases
          * it (abort), then the connection closes for real on its way back */
-        c->broken = true;
+        c->s.broken = true;
         to_thread(c, GP_JOB_ABORT);
         return;
     }
@@ -166,21 +125,16 @@ void gp_conn_close(gp_conn *c)
         gp_metrics_drop(w->slot);
         c->m_start_us = 0;
     }
-    if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("closed", c->io.fd, &c->peer);
+    if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("closed", c->s.io.fd, &c->peer);
     if (c->alog_pending) end_request_log(c); /* cut off mid-response */
-    /* out of epoll before the close: a child the app forked may hold a copy
-     * of the descriptor, and the registration would outlive our close */
-    gp_loop_unwatch(&w->loop, &c->io);
-    close(c->io.fd);
+    gp_stream_close(&c->s);
     if (c->own_fd >= 0) close(c->own_fd);
     c->own_fd = -1;
-    gp_timer_stop(&w->timers, &c->timer);
-    release_buffer(w, &c->buf, &c->cap);
-    release_buffer(w, &c->out, &c->out_cap);
     held_release(c);
     free(c->alog);
     c->alog = NULL;
-    gp_ws_session_free(c);
+    if (c->up) c->up->free(c);
+    c->up = NULL;
     if (c->app_cache && w->ops->cache_free) w->ops->cache_free(w->app, c->app_cache);
     c->app_cache = NULL;
     if (c->prev) c->prev->next = c->next;
@@ -189,6 +143,47 @@ void gp_conn_close(gp_conn *c)
     w->num_conns--;
     c->next = w->dead;
     w->dead = c;
+}
+
+/* ---- exchanges of other protocols (exchange.h) -------------------------- */
+
+gp_conn *gp_exchange_new(gp_stream *parent, const gp_exchange_ops *ops, void *state)
+{
+    const gp_conn *p = (const gp_conn *)parent; /* every accepted stream is a gp_conn's */
+    gp_conn *x = calloc(1, sizeof *x);
+    if (!x) return NULL;
+    x->s.io.fd = -1;
+    x->s.file_fd = -1;
+    x->s.closed = true; /* the exchange has no socket of its own */
+    x->s.env = p->s.env;
+    x->w = p->w;
+    x->listener = p->listener;
+    x->peer = p->peer;
+    x->peer_len = p->peer_len;
+    x->fwd_trusted = p->fwd_trusted;
+    x->own_fd = -1;
+    x->state = CS_ASYNC;
+    x->xops = ops;
+    x->xstate = state;
+    return x;
+}
+
+void *gp_exchange_state(gp_conn *x)
+{
+    return x->xstate;
+}
+
+gp_worker *gp_exchange_worker(gp_conn *x)
+{
+    return x->w;
+}
+
+void gp_exchange_free(gp_conn *x)
+{
+    gp_worker *w = x->w;
+    if (x->app_cache && w->ops->cache_free) w->ops->cache_free(w->app, x->app_cache);
+    free(x->alog);
+    free(x);
 }
 
 void *gp_conn_app_cache(gp_conn *c)
@@ -232,37 +227,14 @@ const gp_addr *gp_conn_local(gp_conn *c)
 
 /* ---- output ------------------------------------------------------------- */
 
-static int out_reserve(gp_conn *c, size_t n)
+static inline int out_reserve(gp_conn *c, size_t n)
 {
-    if (!c->out) {
-        c->out = gp_worker_buf_get(c->w);
-        if (!c->out) return GP_ERROR;
-        c->out_cap = GP_IO_BUF_SIZE;
-        c->out_len = c->out_pos = 0;
-    }
-    if (c->out_len + n <= c->out_cap) return GP_OK;
-    if (c->out_pos) {
-        memmove(c->out, c->out + c->out_pos, c->out_len - c->out_pos);
-        c->out_len -= c->out_pos;
-        c->out_pos = 0;
-        if (c->out_len + n <= c->out_cap) return GP_OK;
-    }
-    size_t want = c->out_cap;
-    while (want < c->out_len + n) want *= 2;
-    if (want > 4 * GP_IO_BUF_SIZE) return GP_ERROR;
-    char *nb = malloc(want);
-    if (!nb) return GP_ERROR;
-    memcpy(nb, c->out, c->out_len);
-    release_buffer(c->w, &c->out, &c->out_cap);
-    c->out = nb;
-    c->out_cap = want;
-    return GP_OK;
+    return gp_stream_out_reserve(&c->s, n);
 }
 
-static void out_put(gp_conn *c, const void *p, size_t n)
+static inline void out_put(gp_conn *c, const void *p, size_t n)
 {
-    if (n) memcpy(c->out + c->out_len, p, n);
-    c->out_len += n;
+    gp_stream_out_put(&c->s, p, n);
 }
 
 #define OUT_LIT(c, s) out_put(c, s, sizeof(s) - 1)
@@ -272,11 +244,8 @@ static void out_put(gp_conn *c, const void *p, size_t n)
 static int wait_fd(gp_conn *c, short events, int timeout_ms)
 {
     const gp_app_ops *ops = c->w->ops;
-    struct pollfd p = {.fd = c->io.fd, .events = events};
-    int n;
     if (ops->blocking) ops->blocking(c->w->app, 1);
-    do n = poll(&p, 1, timeout_ms);
-    while (n < 0 && errno == EINTR);
+    int n = gp_stream_wait(&c->s, events, timeout_ms);
     if (ops->blocking) ops->blocking(c->w->app, 0);
     return n;
 }
@@ -301,69 +270,20 @@ static int flush_blocking(gp_conn *c)
             atomic_store_explicit(&c->tslot->started_ms, ran + (gp_monotonic_ms() - t0),
                                   memory_order_release);
         if (n <= 0) {
-            c->broken = true;
+            c->s.broken = true;
             return GP_ERROR;
         }
     }
     return r;
 }
 
-/* Writes out, then pend, then the file, as far as the socket takes them. */
+/* The stream's flush; an async app's deadline goes back to its idle one
+ * once everything is out. */
 static int flush(gp_conn *c)
 {
-    for (;;) {
-        size_t out_left = c->out_len - c->out_pos;
-        ssize_t n;
-        if (out_left || c->pend_len) {
-            struct iovec iov[2];
-            int cnt = 0;
-            if (out_left) iov[cnt++] = (struct iovec){c->out + c->out_pos, out_left};
-            if (c->pend_len) iov[cnt++] = (struct iovec){(void *)c->pend, c->pend_len};
-            /* a head before a file: MSG_MORE lets the kernel put the two in
-             * the same segments instead of sending the head alone */
-            if (c->file_left && cnt == 1)
-                n = send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_MORE | MSG_NOSIGNAL);
-            else n = writev(c->io.fd, iov, cnt);
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                if (errno == EAGAIN) return GP_AGAIN;
-                c->broken = true;
-                return GP_ERROR;
-            }
-            write_deadline(c);
-            size_t k = (size_t)n;
-            size_t from_out = k < out_left ? k : out_left;
-            c->out_pos += from_out;
-            k -= from_out;
-            c->pend += k;
-            c->pend_len -= k;
-            if (c->out_pos == c->out_len) c->out_pos = c->out_len = 0;
-        } else if (c->file_left) {
-            size_t want = c->file_left < SENDFILE_MAX ? (size_t)c->file_left : SENDFILE_MAX;
-            n = sendfile(c->io.fd, c->file_fd, &c->file_off, want);
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                if (errno == EAGAIN) return GP_AGAIN;
-                c->broken = true;
-                return GP_ERROR;
-            }
-            if (n == 0) { /* the file shrank under us: the framing is now a lie */
-                c->broken = true;
-                return GP_ERROR;
-            }
-            write_deadline(c);
-            c->file_left -= (uint64_t)n;
-        } else if (c->pend_crlf) {
-            c->pend_crlf = false;
-            if (out_reserve(c, 2)) return GP_ERROR;
-            OUT_LIT(c, "\r\n");
-        } else {
-            c->pend = NULL;
-            c->file_fd = -1;
-            if (c->state == CS_ASYNC) async_idle_deadline(c);
-            return GP_OK;
-        }
-    }
+    int r = gp_stream_flush(&c->s);
+    if (r == GP_OK && c->state == CS_ASYNC) async_idle_deadline(c);
+    return r;
 }
 
 static void async_rewatch(gp_conn *c);
@@ -384,13 +304,14 @@ static int status_has_no_body(int status)
 
 int gp_conn_head_begin(gp_conn *c, const char *status, size_t status_len)
 {
+    XRET(c, head_begin(c, status, status_len));
     if (c->head_sent) return GP_ERROR;
     c->status = (status[0] - '0') * 100 + (status[1] - '0') * 10 + (status[2] - '0');
     c->resp_has_length = false;
     c->has_date = c->has_server = false;
     if (c->alog_pending && c->w->alog_fmt->num_out)
         gp_alog_forget_response(c->alog, c->w->alog_fmt);
-    if (c->out) c->out_len = c->out_pos = 0;
+    if (c->s.out) c->s.out_len = c->s.out_pos = 0;
     if (out_reserve(c, status_len + 11)) return GP_ERROR;
     OUT_LIT(c, "HTTP/1.1 ");
     out_put(c, status, status_len);
@@ -453,6 +374,7 @@ int gp_conn_field_ok(const char *name, size_t name_len, const char *value, size_
 int gp_conn_head_add(gp_conn *c, const char *name, size_t name_len, const char *value,
                      size_t value_len)
 {
+    XRET(c, head_add(c, name, name_len, value, value_len));
     if (!gp_conn_field_ok(name, name_len, value, value_len)) return GP_ERROR;
     switch (name_len) {
     case 4:
@@ -505,6 +427,7 @@ void gp_conn_describe(char *dst, size_t cap, const gp_http_request *req)
 
 void gp_conn_head_set_length(gp_conn *c, uint64_t length)
 {
+    XVOID(c, head_set_length(c, length));
     /* RFC 9110 8.6: no Content-Length on 1xx/204, and on 304 only the real one */
     if (c->resp_has_length || status_has_no_body(c->status)) return;
     char num[24];
@@ -521,18 +444,18 @@ static void settle_request_body(gp_conn *c)
 {
     if (c->body_done) return;
     if (c->body_kind == GP_HTTP_BODY_LENGTH) {
-        uint64_t avail = c->len - c->rpos;
+        uint64_t avail = c->s.len - c->s.rpos;
         if (avail >= c->body_left) {
-            c->rpos += (size_t)c->body_left;
+            c->s.rpos += (size_t)c->body_left;
             c->body_left = 0;
             c->body_done = true;
             return;
         }
-    } else if (c->body_kind == GP_HTTP_BODY_CHUNKED && c->len > c->rpos) {
-        size_t used, outn = c->len - c->rpos;
-        int r = gp_chunked_decode(&c->chunked, c->buf + c->rpos, c->len - c->rpos, &used,
-                                  c->buf + c->rpos, &outn);
-        c->rpos += used;
+    } else if (c->body_kind == GP_HTTP_BODY_CHUNKED && c->s.len > c->s.rpos) {
+        size_t used, outn = c->s.len - c->s.rpos;
+        int r = gp_chunked_decode(&c->chunked, c->s.buf + c->s.rpos, c->s.len - c->s.rpos, &used,
+                                  c->s.buf + c->s.rpos, &outn);
+        c->s.rpos += used;
         if (r == GP_CHUNKED_DONE) {
             c->body_done = true;
             return;
@@ -543,6 +466,7 @@ static void settle_request_body(gp_conn *c)
 
 int gp_conn_head_end(gp_conn *c)
 {
+    XRET(c, head_end(c));
     gp_worker *w = c->w;
     settle_request_body(c);
     if (w->stopping) c->keep_alive = false;
@@ -558,11 +482,21 @@ int gp_conn_head_end(gp_conn *c)
                 w->date_len);
     if (!c->has_server) OUT_LIT(c, "Server: gallop\r\n");
     if (c->chunked_out) OUT_LIT(c, "Transfer-Encoding: chunked\r\n");
-    if (c->ws) OUT_LIT(c, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
+    if (c->up) {
+        OUT_LIT(c, "Upgrade: ");
+        out_put(c, c->up_proto->name, strlen(c->up_proto->name));
+        OUT_LIT(c, "\r\nConnection: Upgrade\r\n");
+    }
     else if (!c->keep_alive) OUT_LIT(c, "Connection: close\r\n");
     else if (c->version_minor == 0) OUT_LIT(c, "Connection: keep-alive\r\n");
     OUT_LIT(c, "\r\n");
     c->head_sent = true;
+    if (c->up) { /* from here the stream is the new protocol's, not an HTTP body */
+        c->no_body = c->chunked_out = c->resp_has_length = false;
+        c->resp_ended = true;
+        c->keep_alive = false;
+        c->want_input = true;
+    }
     return GP_OK;
 }
 
@@ -575,11 +509,13 @@ int gp_conn_out_append(gp_conn *c, const void *p, size_t n)
 
 int gp_conn_flush(gp_conn *c)
 {
-    return c->broken ? GP_ERROR : finish_write(c);
+    XRET(c, flush(c));
+    return c->s.broken ? GP_ERROR : finish_write(c);
 }
 
 int gp_conn_head_sent(gp_conn *c)
 {
+    XRET(c, head_sent(c));
     return c->head_sent;
 }
 
@@ -613,63 +549,65 @@ static size_t clip_to_length(gp_conn *c, size_t len)
 
 int gp_conn_write(gp_conn *c, const void *data, size_t len)
 {
-    if (c->broken) return GP_ERROR;
+    XRET(c, write(c, data, len));
+    if (c->s.broken) return GP_ERROR;
     len = clip_to_length(c, len);
     if (c->no_body || len == 0) return GP_OK;
     size_t framing = c->chunked_out ? 20 : 0;
-    if (c->out_len + len + framing <= GP_IO_BUF_SIZE ||
-        (c->out && c->out_len + len + framing <= c->out_cap)) {
+    if (c->s.out_len + len + framing <= GP_IO_BUF_SIZE ||
+        (c->s.out && c->s.out_len + len + framing <= c->s.out_cap)) {
         if (out_reserve(c, len + framing)) return GP_ERROR;
-        if (c->chunked_out) c->out_len += chunk_prefix(c->out + c->out_len, len);
+        if (c->chunked_out) c->s.out_len += chunk_prefix(c->s.out + c->s.out_len, len);
         out_put(c, data, len);
         if (c->chunked_out) OUT_LIT(c, "\r\n");
         return GP_OK;
     }
     if (c->chunked_out) {
         if (out_reserve(c, 20)) return GP_ERROR;
-        c->out_len += chunk_prefix(c->out + c->out_len, len);
-        c->pend_crlf = true;
+        c->s.out_len += chunk_prefix(c->s.out + c->s.out_len, len);
+        c->s.crlf_after = true;
     }
-    c->pend = data;
-    c->pend_len = len;
+    gp_stream_queue_ref(&c->s, data, len);
     return finish_write(c);
 }
 
 /* Written means on the socket, not just copied: WSGI's write() streams. */
 int gp_conn_write_all(gp_conn *c, const void *data, size_t len)
 {
+    XRET(c, write_all(c, data, len));
     int r = gp_conn_write(c, data, len);
     return r == GP_ERROR ? r : flush_blocking(c);
 }
 
 void gp_conn_adopt_fd(gp_conn *c, int fd)
 {
+    XVOID(c, adopt_fd(c, fd));
     c->own_fd = fd;
 }
 
 int gp_conn_sendfile(gp_conn *c, int fd, off_t offset, uint64_t len)
 {
-    if (c->broken) return GP_ERROR;
+    XRET(c, sendfile(c, fd, offset, len));
+    if (c->s.broken) return GP_ERROR;
     len = clip_to_length(c, (size_t)len);
     if (c->no_body || len == 0) return GP_OK;
     if (c->chunked_out) {
         if (out_reserve(c, 20)) return GP_ERROR;
-        c->out_len += chunk_prefix(c->out + c->out_len, len);
-        c->pend_crlf = true;
+        c->s.out_len += chunk_prefix(c->s.out + c->s.out_len, len);
+        c->s.crlf_after = true;
     }
-    c->file_fd = fd;
-    c->file_off = offset;
-    c->file_left = len;
+    gp_stream_queue_file(&c->s, fd, offset, len);
     return finish_write(c);
 }
 
 void gp_conn_end_response_trailers(gp_conn *c, const char *fields, size_t len)
 {
+    XVOID(c, end_response(c, fields, len));
     if (c->resp_ended) return;
     if (!c->head_sent) gp_conn_head_end(c);
     c->resp_ended = true;
     if (c->resp_has_length && c->resp_left > 0 && !c->no_body) c->keep_alive = false;
-    if (c->chunked_out && !c->broken && out_reserve(c, len + 5) == GP_OK) {
+    if (c->chunked_out && !c->s.broken && out_reserve(c, len + 5) == GP_OK) {
         OUT_LIT(c, "0\r\n");
         out_put(c, fields, len);
         OUT_LIT(c, "\r\n");
@@ -683,24 +621,24 @@ void gp_conn_end_response(gp_conn *c)
 
 void gp_conn_set_close(gp_conn *c)
 {
+    XVOID(c, set_close(c));
     c->keep_alive = false;
     c->chunked_out = false; /* no last-chunk: the client must see a truncated body */
 }
 
 void gp_conn_send_error(gp_conn *c, int status, int close_after)
 {
+    XVOID(c, send_error(c, status, close_after));
     if (c->head_sent) {
         gp_conn_set_close(c);
         c->resp_ended = true;
         return;
     }
     if (close_after) c->keep_alive = false;
-    c->file_fd = -1;
-    c->pend_len = c->file_left = 0;
-    c->pend_crlf = false;
+    gp_stream_drop_queued(&c->s);
     if (gp_conn_head_begin_status(c, status) ||
         gp_conn_head_add(c, "Content-Type", 12, "text/plain", 10)) {
-        c->broken = true;
+        c->s.broken = true;
         return;
     }
     const char *why = gp_http_reason(status);
@@ -719,7 +657,7 @@ void gp_conn_send_error(gp_conn *c, int status, int close_after)
 static ssize_t body_fail(gp_conn *c, int code, int status)
 {
     c->keep_alive = false;
-    c->broken = code == GP_BODY_CLOSED;
+    c->s.broken = code == GP_BODY_CLOSED;
     c->body_error = status;
     c->body_done = true;
     return code;
@@ -740,11 +678,9 @@ static int wait_readable(gp_conn *c)
 static ssize_t recv_some(gp_conn *c, char *dst, size_t n)
 {
     for (;;) {
-        ssize_t r = recv(c->io.fd, dst, n, 0);
+        ssize_t r = gp_stream_read(&c->s, dst, n);
         if (r > 0) return r;
-        if (r == 0) return GP_BODY_CLOSED;
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN) return GP_BODY_CLOSED;
+        if (r != -EAGAIN) return GP_BODY_CLOSED;
         int wr = wait_readable(c);
         if (wr < 0) return wr;
     }
@@ -754,9 +690,7 @@ static void send_continue(gp_conn *c)
 {
     static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
     c->continue_sent = true;
-    ssize_t r;
-    do r = send(c->io.fd, msg, sizeof msg - 1, MSG_NOSIGNAL);
-    while (r < 0 && errno == EINTR);
+    gp_stream_write(&c->s, msg, sizeof msg - 1);
 }
 
 static ssize_t check_body_limit(gp_conn *c, size_t got)
@@ -771,9 +705,9 @@ static ssize_t check_body_limit(gp_conn *c, size_t got)
 static ssize_t body_recv(gp_conn *c, char *dst, size_t n, bool block)
 {
     if (block) return recv_some(c, dst, n);
-    ssize_t r = recv(c->io.fd, dst, n, 0);
+    ssize_t r = gp_stream_read(&c->s, dst, n);
     if (r > 0) return r;
-    if (r < 0 && (errno == EAGAIN || errno == EINTR)) return GP_BODY_AGAIN;
+    if (r == -EAGAIN) return GP_BODY_AGAIN;
     c->peer_gone = true;
     return GP_BODY_CLOSED;
 }
@@ -786,19 +720,19 @@ static ssize_t body_read(gp_conn *c, char *dst, size_t n, bool block)
     }
     if (c->body_done || n == 0) return 0;
     if (c->body_late) return body_fail(c, GP_BODY_TIMEOUT, 408);
-    if (c->expect_continue && !c->continue_sent && !c->head_sent && c->rpos == c->len)
+    if (c->expect_continue && !c->continue_sent && !c->head_sent && c->s.rpos == c->s.len)
         send_continue(c);
     if (c->body_kind == GP_HTTP_BODY_LENGTH) {
         if (n > c->body_left) n = (size_t)c->body_left;
-        size_t avail = c->len - c->rpos;
+        size_t avail = c->s.len - c->s.rpos;
         ssize_t got;
         if (avail) {
             got = (ssize_t)(avail < n ? avail : n);
-            memcpy(dst, c->buf + c->rpos, (size_t)got);
-            c->rpos += (size_t)got;
+            memcpy(dst, c->s.buf + c->s.rpos, (size_t)got);
+            c->s.rpos += (size_t)got;
             /* all taken: the room is free again (an async app's loop reads
              * into it while the app runs, and stops once it is full) */
-            if (c->rpos == c->len) c->rpos = c->len = c->head_len = 0;
+            if (c->s.rpos == c->s.len) c->s.rpos = c->s.len = c->head_len = 0;
         } else {
             got = body_recv(c, dst, n, block);
             if (got == GP_BODY_AGAIN) return got;
@@ -812,50 +746,55 @@ static ssize_t body_read(gp_conn *c, char *dst, size_t n, bool block)
     for (;;) {
         size_t used = 0, outn = n;
         int r = GP_CHUNKED_MORE;
-        if (c->len > c->rpos)
-            r = gp_chunked_decode(&c->chunked, c->buf + c->rpos, c->len - c->rpos, &used, dst,
+        if (c->s.len > c->s.rpos)
+            r = gp_chunked_decode(&c->chunked, c->s.buf + c->s.rpos, c->s.len - c->s.rpos, &used, dst,
                                   &outn);
         else outn = 0;
-        c->rpos += used;
+        c->s.rpos += used;
         if (r == GP_CHUNKED_ERROR) return body_fail(c, GP_BODY_BAD, 400);
         if (r == GP_CHUNKED_DONE) c->body_done = true;
         if (outn || c->body_done) return check_body_limit(c, outn);
         /* all buffered input consumed: make room and read more */
-        if (c->rpos == c->len) c->rpos = c->len = c->head_len = 0;
-        if (c->len == c->cap) {
-            memmove(c->buf, c->buf + c->rpos, c->len - c->rpos);
-            c->len -= c->rpos;
-            c->rpos = c->head_len = 0;
+        if (c->s.rpos == c->s.len) c->s.rpos = c->s.len = c->head_len = 0;
+        if (c->s.len == c->s.cap) {
+            memmove(c->s.buf, c->s.buf + c->s.rpos, c->s.len - c->s.rpos);
+            c->s.len -= c->s.rpos;
+            c->s.rpos = c->head_len = 0;
         }
-        ssize_t got = body_recv(c, c->buf + c->len, c->cap - c->len, block);
+        ssize_t got = body_recv(c, c->s.buf + c->s.len, c->s.cap - c->s.len, block);
         if (got == GP_BODY_AGAIN) return got;
         if (got < 0) return body_fail(c, (int)got, got == GP_BODY_TIMEOUT ? 408 : 400);
-        c->len += (size_t)got;
+        c->s.len += (size_t)got;
     }
 }
 
 ssize_t gp_conn_body_read(gp_conn *c, char *dst, size_t n)
 {
+    XRET(c, body_read(c, dst, n, true));
     return body_read(c, dst, n, true);
 }
 
 ssize_t gp_conn_body_read_nb(gp_conn *c, char *dst, size_t n)
 {
+    XRET(c, body_read(c, dst, n, false));
     return body_read(c, dst, n, false);
 }
 
 int gp_conn_body_done(gp_conn *c)
 {
+    XRET(c, body_done(c));
     return c->body_held ? gp_body_left(&c->held) == 0 : c->body_done;
 }
 
 int gp_conn_body_would_block(gp_conn *c)
 {
-    return !c->body_held && !c->body_done && c->rpos == c->len;
+    XRET(c, body_would_block(c));
+    return !c->body_held && !c->body_done && c->s.rpos == c->s.len;
 }
 
 int gp_conn_body_error_status(gp_conn *c)
 {
+    XRET(c, body_error_status(c));
     return c->body_error;
 }
 
@@ -900,7 +839,7 @@ static __attribute__((noinline)) void write_access_log(gp_conn *c, const gp_alog
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof host);
     bool json = gp_log_json();
     gp_log_times(clf, json ? iso : NULL);
-    uint64_t unsent = c->pend_len + c->file_left; /* a cut-off response's known rest */
+    uint64_t unsent = c->s.pend_len + c->s.file_left; /* a cut-off response's known rest */
     gp_alog_values v = {
         .host = host,
         .status = c->status,
@@ -933,7 +872,7 @@ static void end_request_log(gp_conn *c)
     c->alog_pending = false;
     if (w->access_fd >= 0) write_access_log(c, r, us);
     /* a WebSocket's session is not a request that was slow */
-    if (r && w->log_slow_us && us >= w->log_slow_us && !c->ws) {
+    if (r && w->log_slow_us && us >= w->log_slow_us && !c->up) {
         char what[2 * GP_ALOG_FIELD];
         size_t m = gp_log_escape(what, GP_ALOG_FIELD, r->data[GP_ALOG_LINE], r->method_len);
         what[m++] = ' ';
@@ -951,20 +890,18 @@ static void serve_buffered(gp_conn *c);
  * reports hang-ups even with no events asked, over and over. */
 static void watch(gp_conn *c, uint32_t events)
 {
-    int r =
-        events ? gp_loop_watch(&c->w->loop, &c->io, events) : gp_loop_unwatch(&c->w->loop, &c->io);
-    if (r < 0) gp_conn_close(c);
+    if (gp_stream_watch(&c->s, events) < 0) gp_conn_close(c);
 }
 
 /* Closes, but first lets the client read our last response: closing with
  * unread input would reset the connection and could destroy it. */
 static void linger_close(gp_conn *c)
 {
-    if (c->broken || c->dead) {
+    if (c->s.broken || c->dead) {
         gp_conn_close(c);
         return;
     }
-    shutdown(c->io.fd, SHUT_WR);
+    gp_stream_shutdown(&c->s);
     c->state = CS_LINGER;
     gp_conn_set_deadline(c, c->w->now + GP_LINGER_S);
     c->body_total = 0;
@@ -981,11 +918,7 @@ static void response_complete(gp_conn *c)
         gp_metrics_end(w->slot, c->m_start_us, c->status);
         c->m_start_us = 0;
     }
-    if (w->max_requests &&
-        atomic_load_explicit(&w->slot->requests, memory_order_relaxed) >= w->max_requests)
-        gp_worker_retire(w, GP_RETIRE_MAX_REQUESTS);
-    release_buffer(w, &c->out, &c->out_cap);
-    c->out_len = c->out_pos = 0;
+    gp_stream_out_release(&c->s);
     c->app_state = NULL;
     if (c->own_fd >= 0) close(c->own_fd);
     c->own_fd = -1;
@@ -998,11 +931,11 @@ static void response_complete(gp_conn *c)
         return;
     }
     /* pipelined bytes move to the front for the next head */
-    size_t rest = c->len - c->rpos;
-    if (rest && c->rpos) memmove(c->buf, c->buf + c->rpos, rest);
-    c->len = rest;
-    c->rpos = c->head_len = 0;
-    if (!rest) release_buffer(w, &c->buf, &c->cap);
+    size_t rest = c->s.len - c->s.rpos;
+    if (rest && c->s.rpos) memmove(c->s.buf, c->s.buf + c->s.rpos, rest);
+    c->s.len = rest;
+    c->s.rpos = c->head_len = 0;
+    if (!rest) gp_stream_in_release(&c->s);
     c->state = CS_HEAD;
     double idle = rest ? w->cfg->header_timeout : w->cfg->keep_alive;
     if (w->stopping && !rest && idle > GP_STOP_IDLE_S) idle = GP_STOP_IDLE_S;
@@ -1022,13 +955,13 @@ static void after_app(gp_conn *c, gp_app_status st)
         async_rewatch(c);
         return;
     }
-    if (st == GP_APP_PENDING && !c->broken) {
+    if (st == GP_APP_PENDING && !c->s.broken) {
         c->state = CS_APP_WAIT;
         watch(c, EPOLLOUT);
         return;
     }
     if (!c->resp_ended) gp_conn_send_error(c, 500, 0);
-    int r = c->broken ? GP_ERROR : flush(c);
+    int r = c->s.broken ? GP_ERROR : flush(c);
     if (r == GP_ERROR) {
         gp_conn_close(c);
     } else if (r == GP_AGAIN) {
@@ -1046,11 +979,11 @@ static void reject(gp_conn *c, int status)
     c->head_sent = false;
     c->resp_ended = false;
     c->body_done = true;
-    c->len = c->rpos = 0; /* what follows a bad head cannot be trusted */
+    c->s.len = c->s.rpos = 0; /* what follows a bad head cannot be trusted */
     c->head.state = 0;
     /* a lingering connection reads into a scratch buffer: give back what a big
      * head made us allocate now, not when the linger ends */
-    if (c->cap > GP_IO_BUF_SIZE) release_buffer(c->w, &c->buf, &c->cap);
+    if (c->s.cap > GP_IO_BUF_SIZE) gp_stream_in_release(&c->s);
     gp_conn_send_error(c, status, 1);
     after_app(c, GP_APP_DONE);
 }
@@ -1064,7 +997,7 @@ static bool must_hold_body(gp_conn *c)
 {
     gp_worker *w = c->w;
     if (c->body_done || !w->cfg->body_buffer_size || w->pool || w->ops->runs_as_tasks) return false;
-    return c->body_kind != GP_HTTP_BODY_LENGTH || c->len - c->rpos < c->body_left;
+    return c->body_kind != GP_HTTP_BODY_LENGTH || c->s.len - c->s.rpos < c->body_left;
 }
 
 /* Starts reading the body for the app (CS_BODY); the head is kept aside, to
@@ -1076,7 +1009,7 @@ static void begin_hold(gp_conn *c)
         reject(c, 500);
         return;
     }
-    memcpy(c->held_head, c->buf, c->head_len);
+    memcpy(c->held_head, c->s.buf, c->head_len);
     c->held_head_len = c->head_len;
     gp_body_init(&c->held, NULL);
     c->state = CS_BODY;
@@ -1087,7 +1020,7 @@ static void begin_hold(gp_conn *c)
 static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
 {
     gp_worker *w = c->w;
-    c->head_len = c->rpos = head_len;
+    c->head_len = c->s.rpos = head_len;
     c->version_minor = req->version_minor;
     c->keep_alive = req->keep_alive;
     c->head_method = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
@@ -1112,7 +1045,7 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         return;
     }
     /* a file under --static, answered without the app (so outside its concurrency limit) */
-    if (w->statics && gp_static_serve(w->statics, c, req)) {
+    if (w->statics && w->static_serve(w->statics, c, req)) {
         c->state = CS_FLUSH;
         after_app(c, GP_APP_DONE);
         return;
@@ -1230,9 +1163,10 @@ static void hold_body(gp_conn *c, bool on_event)
 static void to_thread(gp_conn *c, enum gp_thread_job job)
 {
     c->state = CS_THREAD;
+    c->s.off_loop = true; /* its writes must not touch the loop's timers */
     c->thread_job = (unsigned char)job;
-    gp_loop_unwatch(&c->w->loop, &c->io); /* fails only when it was not watched */
-    gp_pool_submit(c->w, c);
+    gp_loop_unwatch(&c->w->loop, &c->s.io); /* fails only when it was not watched */
+    gp_pool_submit(c->w->pool, &c->job);
 }
 
 static gp_app_status thread_start(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts)
@@ -1242,7 +1176,7 @@ static gp_app_status thread_start(gp_conn *c, gp_http_header *headers, gp_thread
     req.headers = headers;
     req.num_headers = w->cfg->limit_request_fields;
     /* the head is parsed again into this thread's array: the loop's is shared */
-    if (gp_http_parse_request(c->buf, c->head_len, &req, &w->limits) != (int)c->head_len) {
+    if (gp_http_parse_request(c->s.buf, c->head_len, &req, &w->limits) != (int)c->head_len) {
         gp_conn_send_error(c, 500, 1);
         return GP_APP_DONE;
     }
@@ -1255,9 +1189,10 @@ static gp_app_status thread_start(gp_conn *c, gp_http_header *headers, gp_thread
 }
 
 /* On a request thread: runs what c was queued for, then tries the rest of
- * the response once without waiting. gp_conn_thread_done takes it from there. */
-void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts)
+ * the response once without waiting. gp_conn_job_done takes it from there. */
+void gp_conn_job_run(gp_job *j, gp_http_header *headers, gp_thread_slot *ts)
 {
+    gp_conn *c = (gp_conn *)((char *)j - offsetof(gp_conn, job));
     gp_worker *w = c->w;
     gp_app_status st = GP_APP_DONE;
     c->tslot = ts;
@@ -1271,7 +1206,7 @@ void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *
     case GP_JOB_ABORT: w->ops->abort(w->app, c); break;
     }
     atomic_store_explicit(&ts->started_ms, 0, memory_order_release);
-    if (st == GP_APP_DONE && !c->broken) {
+    if (st == GP_APP_DONE && !c->s.broken) {
         if (!c->resp_ended) gp_conn_send_error(c, 500, 0);
         flush(c);
     }
@@ -1280,8 +1215,10 @@ void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *
 }
 
 /* Back on the loop's thread after a request thread finished with c. */
-void gp_conn_thread_done(gp_conn *c)
+void gp_conn_job_done(gp_job *j)
 {
+    gp_conn *c = (gp_conn *)((char *)j - offsetof(gp_conn, job));
+    c->s.off_loop = false;
     if (c->thread_st == GP_APP_PENDING) {
         c->state = CS_APP_WAIT;
         /* the app may have run long since its last write reset the deadline */
@@ -1301,7 +1238,7 @@ void gp_conn_thread_done(gp_conn *c)
 static bool read_proxy_header(gp_conn *c)
 {
     gp_pp_result pr;
-    int r = gp_pp_parse(&c->pp, c->buf, c->len, &pr);
+    int r = gp_pp_parse(&c->pp, c->s.buf, c->s.len, &pr);
     if (r == 0) return false;
     if (r < 0) {
         gp_debug("closing a connection without a valid PROXY protocol header");
@@ -1315,8 +1252,8 @@ static bool read_proxy_header(gp_conn *c)
                          gp_fwd_trusts(&c->w->cfg->forwarded_allow, (struct sockaddr *)&c->peer);
     }
     c->proxy_wait = false;
-    c->len -= (size_t)r;
-    memmove(c->buf, c->buf + r, c->len);
+    c->s.len -= (size_t)r;
+    memmove(c->s.buf, c->s.buf + r, c->s.len);
     return true;
 }
 
@@ -1324,22 +1261,22 @@ static bool read_proxy_header(gp_conn *c)
 static void serve_buffered(gp_conn *c)
 {
     gp_worker *w = c->w;
-    while (!c->dead && c->state == CS_HEAD && c->len > 0) {
+    while (!c->dead && c->state == CS_HEAD && c->s.len > 0) {
         if (c->proxy_wait && !read_proxy_header(c)) return;
-        if (!c->len) return;
+        if (!c->s.len) return;
         gp_http_request req;
         req.headers = w->headers;
         req.num_headers = w->cfg->limit_request_fields;
         /* resumes where the last read's bytes ended: a head that trickles in
          * is scanned once */
-        int r = gp_http_parse_head(&c->head, c->buf, c->len, &req, &w->limits);
+        int r = gp_http_parse_head(&c->head, c->s.buf, c->s.len, &req, &w->limits);
         if (r < 0) {
             reject(c, -r);
             return;
         }
         if (r == 0) {
-            if (c->len >= w->head_cap) reject(c, 431);
-            else if (c->deadline > w->now + w->cfg->header_timeout)
+            if (c->s.len >= w->head_cap) reject(c, 431);
+            else if (c->s.deadline > w->now + w->cfg->header_timeout)
                 gp_conn_set_deadline(c, w->now + w->cfg->header_timeout);
             return;
         }
@@ -1350,10 +1287,9 @@ static void serve_buffered(gp_conn *c)
 /* Gets a read buffer for a connection that has none. */
 static int ensure_buffer(gp_conn *c)
 {
-    if (c->buf) return 0;
-    if (!(c->buf = gp_worker_buf_get(c->w))) return -1;
-    c->cap = GP_IO_BUF_SIZE;
-    c->len = c->rpos = c->head_len = 0;
+    if (c->s.buf) return 0;
+    if (gp_stream_in_ensure(&c->s) < 0) return -1;
+    c->head_len = 0;
     return 0;
 }
 
@@ -1364,9 +1300,9 @@ static void read_head(gp_conn *c)
         gp_conn_close(c);
         return;
     }
-    if (c->len == c->cap) {
-        size_t want = c->cap * 2 > w->head_cap ? w->head_cap : c->cap * 2;
-        if (want <= c->cap) {
+    if (c->s.len == c->s.cap) {
+        size_t want = c->s.cap * 2 > w->head_cap ? w->head_cap : c->s.cap * 2;
+        if (want <= c->s.cap) {
             reject(c, 431);
             return;
         }
@@ -1375,27 +1311,27 @@ static void read_head(gp_conn *c)
             gp_conn_close(c);
             return;
         }
-        memcpy(nb, c->buf, c->len);
-        release_buffer(w, &c->buf, &c->cap);
-        c->buf = nb;
-        c->cap = want;
+        memcpy(nb, c->s.buf, c->s.len);
+        gp_stream_in_release(&c->s);
+        c->s.buf = nb;
+        c->s.cap = want;
     }
-    ssize_t n = recv(c->io.fd, c->buf + c->len, c->cap - c->len, 0);
+    bool first = c->s.len == 0;
+    ssize_t n = gp_stream_in_fill(&c->s);
     if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        if (n == -EAGAIN) return;
         gp_conn_close(c);
         return;
     }
-    if (c->len == 0) gp_conn_set_deadline(c, w->now + w->cfg->header_timeout);
-    c->len += (size_t)n;
+    if (first) gp_conn_set_deadline(c, w->now + w->cfg->header_timeout);
     serve_buffered(c);
 }
 
 static void discard_input(gp_conn *c)
 {
     char sink[4096];
-    ssize_t n = recv(c->io.fd, sink, sizeof sink, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    ssize_t n = gp_stream_read(&c->s, sink, sizeof sink);
+    if (n == -EAGAIN) return;
     c->body_total += n > 0 ? (uint64_t)n : 0;
     if (n <= 0 || c->body_total > GP_LINGER_MAX) gp_conn_close(c);
 }
@@ -1404,7 +1340,7 @@ static void discard_input(gp_conn *c)
 
 static bool output_pending(const gp_conn *c)
 {
-    return c->out_len > c->out_pos || c->pend_len || c->file_left || c->pend_crlf;
+    return gp_stream_output_pending(&c->s);
 }
 
 /* Input stays watched while the app runs, whether it asked for input or not:
@@ -1421,7 +1357,7 @@ void gp_conn_async_rewatch(gp_conn *c)
  * WebSocket sessions keep their own timers. */
 static void async_idle_deadline(gp_conn *c)
 {
-    if (c->ws) return;
+    if (c->up) return;
     bool body_wait = c->want_input && !c->body_done && !c->peer_gone;
     gp_conn_set_deadline(c, c->w->now + (body_wait ? c->w->cfg->body_timeout : 1e9));
 }
@@ -1430,25 +1366,26 @@ static void async_rewatch(gp_conn *c)
 {
     uint32_t ev = 0;
     /* a full buffer that body reads took from has room once compacted */
-    if (!c->peer_gone && (!c->buf || c->len < c->cap || (c->rpos && !c->ws))) ev |= EPOLLIN;
-    bool pending = output_pending(c) && !c->broken;
+    if (!c->peer_gone && (!c->s.buf || c->s.len < c->s.cap || (c->s.rpos && !c->up))) ev |= EPOLLIN;
+    bool pending = output_pending(c) && !c->s.broken;
     if (pending) {
         ev |= EPOLLOUT;
         double d = c->w->now + c->w->cfg->send_timeout;
-        if (!c->ws && c->deadline > d) gp_conn_set_deadline(c, d);
+        if (!c->up && c->s.deadline > d) gp_conn_set_deadline(c, d);
     }
-    int r = ev ? gp_loop_watch(&c->w->loop, &c->io, ev) : gp_loop_unwatch(&c->w->loop, &c->io);
-    if (r < 0) c->peer_gone = c->broken = true;
+    if (gp_stream_watch(&c->s, ev) < 0) c->peer_gone = c->s.broken = true;
 }
 
-static void on_async_event(gp_conn *c, uint32_t events)
+void gp_conn_async_event(gp_stream *s, uint32_t events)
 {
+    gp_conn *c = (gp_conn *)s;
+    if (c->dead) return;
     gp_worker *w = c->w;
     if (events & EPOLLOUT) {
         int r = flush(c);
         if (r == GP_AGAIN) return;
         if (r == GP_ERROR) c->peer_gone = true;
-        if (c->ws && r == GP_OK && gp_ws_on_drained(c) == GP_AGAIN) return;
+        if (c->up && r == GP_OK && c->up->on_drained(c) == GP_AGAIN) return;
         async_rewatch(c);
         w->ops->resume(w->app, c);
         if (c->dead || c->state != CS_ASYNC) goto next;
@@ -1457,23 +1394,22 @@ static void on_async_event(gp_conn *c, uint32_t events)
         if (ensure_buffer(c) < 0) {
             c->peer_gone = true;
         } else {
-            if (c->len == c->cap && c->rpos && !c->ws) { /* drop what body reads took */
-                memmove(c->buf, c->buf + c->rpos, c->len - c->rpos);
-                c->len -= c->rpos;
-                c->rpos = c->head_len = 0;
+            if (c->s.len == c->s.cap && c->s.rpos && !c->up) { /* drop what body reads took */
+                memmove(c->s.buf, c->s.buf + c->s.rpos, c->s.len - c->s.rpos);
+                c->s.len -= c->s.rpos;
+                c->s.rpos = c->head_len = 0;
             }
-            if (c->len < c->cap) {
-                ssize_t n = recv(c->io.fd, c->buf + c->len, c->cap - c->len, 0);
+            if (c->s.len < c->s.cap) {
+                ssize_t n = gp_stream_in_fill(&c->s);
                 if (n > 0) {
-                    c->len += (size_t)n;
                     if (!output_pending(c)) async_idle_deadline(c); /* a body byte came */
-                } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                } else if (n != -EAGAIN) {
                     c->peer_gone = true;
                 }
             }
         }
-        if (c->peer_gone || c->len == c->cap) async_rewatch(c);
-        if (c->ws) gp_ws_on_input(c);
+        if (c->peer_gone || c->s.len == c->s.cap) async_rewatch(c);
+        if (c->up) c->up->on_input(c);
         else if (c->want_input || c->peer_gone) w->ops->readable(w->app, c);
     }
 next:
@@ -1482,11 +1418,12 @@ next:
 
 void gp_conn_wait_input(gp_conn *c, int on)
 {
+    XVOID(c, wait_input(c, on));
     bool resumed = on && !c->want_input;
     c->want_input = on;
-    if (resumed && c->ws && c->state == CS_ASYNC) {
+    if (resumed && c->up && c->state == CS_ASYNC) {
         async_rewatch(c);
-        gp_ws_on_input(c); /* frames already buffered while paused */
+        c->up->on_input(c); /* frames already buffered while paused */
         return;
     }
     if (c->state == CS_ASYNC) {
@@ -1497,23 +1434,26 @@ void gp_conn_wait_input(gp_conn *c, int on)
 
 int gp_conn_peer_gone(gp_conn *c)
 {
-    return c->peer_gone || c->broken;
+    XRET(c, peer_gone(c));
+    return c->peer_gone || c->s.broken;
 }
 
 void gp_conn_app_done(gp_conn *c)
 {
+    XVOID(c, app_done(c));
     if (c->dead || c->state != CS_ASYNC) return;
     c->w->active_async--;
     c->want_input = false;
     c->state = CS_FLUSH;
-    if (c->peer_gone) c->broken = true;
+    gp_stream_set_proto(&c->s, &h1_proto); /* an upgraded protocol ends with its exchange */
+    if (c->peer_gone) c->s.broken = true;
     after_app(c, GP_APP_DONE);
     if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
 }
 
-void gp_conn_on_event(gp_io *io, uint32_t events)
+static void h1_on_event(gp_stream *s, uint32_t events)
 {
-    gp_conn *c = (gp_conn *)io;
+    gp_conn *c = (gp_conn *)s;
     if (c->dead) return;
     gp_app_status st;
     switch (c->state) {
@@ -1549,7 +1489,7 @@ void gp_conn_on_event(gp_io *io, uint32_t events)
         break;
     case CS_LINGER: discard_input(c); break;
     case CS_THREAD: break;
-    case CS_ASYNC: on_async_event(c, events); break;
+    case CS_ASYNC: gp_conn_async_event(s, events); break;
     }
 }
 
@@ -1559,15 +1499,11 @@ void gp_conn_on_timeout(gp_conn *c)
         gp_conn_close(c);
         return;
     }
-    if (c->ws && c->state == CS_ASYNC) {
-        gp_ws_on_tick(c);
-        return;
-    }
-    if ((c->state == CS_HEAD && c->len > 0 && !c->head_len) || c->state == CS_BODY) {
+    if ((c->state == CS_HEAD && c->s.len > 0 && !c->head_len) || c->state == CS_BODY) {
         reject(c, 408);
         return;
     }
-    if (c->state == CS_ASYNC && !c->ws && !output_pending(c)) {
+    if (c->state == CS_ASYNC && !output_pending(c)) {
         /* quiet is fine; only an app waiting for body bytes that do not come
          * is told (408 through its receive), and only once */
         gp_conn_set_deadline(c, c->w->now + 1e9);
@@ -1594,10 +1530,86 @@ void gp_conn_on_stop(gp_conn *c)
      * Connection: close must not be followed by a close; the next head
      * says close (gp_conn_head_end sees w->stopping) */
     if (c->state == CS_THREAD) return;
-    if (c->ws && c->state == CS_ASYNC) {
-        gp_ws_on_stop(c);
-        return;
-    }
-    if (c->state == CS_HEAD && c->len == 0 && c->deadline > c->w->now + GP_STOP_IDLE_S)
+    if (c->state == CS_HEAD && c->s.len == 0 && c->s.deadline > c->w->now + GP_STOP_IDLE_S)
         gp_conn_set_deadline(c, c->w->now + GP_STOP_IDLE_S);
+}
+
+static void h1_on_timeout(gp_stream *s)
+{
+    gp_conn_on_timeout((gp_conn *)s);
+}
+
+static void h1_on_stop(gp_stream *s)
+{
+    gp_conn_on_stop((gp_conn *)s);
+}
+
+/* A request thread's connection is closed on its way back, not under it. */
+static void h1_on_close(gp_stream *s)
+{
+    gp_conn *c = (gp_conn *)s;
+    if (c->state != CS_THREAD) gp_conn_close(c);
+}
+
+static const gp_proto h1_proto = {
+    .name = "http/1.1",
+    .on_event = h1_on_event,
+    .on_timeout = h1_on_timeout,
+    .on_stop = h1_on_stop,
+    .on_close = h1_on_close,
+};
+
+void gp_conn_on_event(gp_io *io, uint32_t events)
+{
+    gp_stream_on_io(io, events);
+}
+
+/* ---- upgraded protocols (WebSocket) --------------------------------------- */
+
+void gp_conn_upgrade(gp_conn *c, const gp_proto *p, const gp_upgrade_hooks *h, void *state)
+{
+    c->up = h;
+    c->up_proto = p;
+    c->up_state = state;
+}
+
+void gp_conn_upgrade_begin(gp_conn *c)
+{
+    gp_stream_set_proto(&c->s, c->up_proto);
+}
+
+void *gp_conn_upgrade_state(gp_conn *c)
+{
+    return c->up_state;
+}
+
+bool gp_conn_in_app(gp_conn *c)
+{
+    return !c->dead && c->state == CS_ASYNC;
+}
+
+bool gp_conn_reading(gp_conn *c)
+{
+    return !c->dead && c->state == CS_ASYNC && c->want_input;
+}
+
+bool gp_conn_input_gone(gp_conn *c)
+{
+    return c->peer_gone;
+}
+
+bool gp_conn_closed(gp_conn *c)
+{
+    return c->dead;
+}
+
+const gp_config *gp_conn_config(gp_conn *c)
+{
+    return c->w->cfg;
+}
+
+const gp_app_ops *gp_conn_app_ops(gp_conn *c, void **app)
+{
+    *app = c->w->app;
+    return c->w->ops;
 }

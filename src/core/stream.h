@@ -64,8 +64,9 @@ typedef struct gp_stream_env {
     gp_loop *loop;
     gp_timers *timers;
     gp_bufpool *bufs;
-    const double *now;   /* monotonic seconds, the loop's clock */
-    double send_timeout; /* a write that moves bytes pushes the deadline this far */
+    const double *now;       /* monotonic seconds, the loop's clock */
+    const uint64_t *now_ms;  /* the same in milliseconds, as the timers count */
+    const double *send_timeout; /* a write that moves bytes pushes the deadline this far */
     /* After a transport's handshake, before the first event reaches the
      * protocol: where the protocol is chosen (ALPN "h2"). NULL: keep it. */
     void (*ready)(gp_stream *s);
@@ -100,6 +101,7 @@ struct gp_stream {
     bool handshaking; /* the transport's handshake is not done */
     bool off_loop;    /* a request thread writes: deadlines are stored, not armed */
     bool closed;
+    uint32_t asked;  /* the protocol's events (gp_stream_watch), without the transport's */
     double deadline; /* monotonic seconds; see gp_stream_set_deadline */
     gp_timer timer;
 };
@@ -181,6 +183,9 @@ void gp_stream_drop_queued(gp_stream *s);
  * EPOLLOUT), GP_ERROR (broken set). Each write that moves bytes pushes the
  * deadline to now + send_timeout. */
 int gp_stream_flush(gp_stream *s);
+/* Writes p now, around the queue, which must be empty (HTTP/1.1's "100
+ * Continue"): bytes written, -EAGAIN or -errno. */
+ssize_t gp_stream_write(gp_stream *s, const void *p, size_t n);
 /* Gives the output buffer back (pool or free) and empties it. */
 void gp_stream_out_release(gp_stream *s);
 

@@ -20,41 +20,12 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/proto.h"
 #include "core/reuseport.h"
 #include "core/static.h"
 #include "core/worker_internal.h"
 
 #define ACCEPT_BATCH 16
-#define MAX_FREE_BUFS 64
-
-double gp_now(void)
-{
-    return (double)gp_monotonic_ms() / 1000.0;
-}
-
-void gp_worker_update_clock(gp_worker *w)
-{
-    w->now_ms = gp_monotonic_ms();
-    w->now = (double)w->now_ms / 1000.0;
-    atomic_store_explicit(&w->slot->heartbeat_ms, w->now_ms, memory_order_relaxed);
-}
-
-char *gp_worker_buf_get(gp_worker *w)
-{
-    char *b = NULL;
-    if (w->pool) pthread_mutex_lock(&w->mu);
-    if (w->num_free_bufs) b = w->free_bufs[--w->num_free_bufs];
-    if (w->pool) pthread_mutex_unlock(&w->mu);
-    return b ? b : malloc(GP_IO_BUF_SIZE);
-}
-
-void gp_worker_buf_put(gp_worker *w, char *buf)
-{
-    if (w->pool) pthread_mutex_lock(&w->mu);
-    if (w->num_free_bufs < MAX_FREE_BUFS) w->free_bufs[w->num_free_bufs++] = buf, buf = NULL;
-    if (w->pool) pthread_mutex_unlock(&w->mu);
-    free(buf);
-}
 
 /* ---- request threads (--threads) --------------------------------------------
  * The loop thread parses heads and queues complete requests; each request
@@ -62,23 +33,11 @@ void gp_worker_buf_put(gp_worker *w, char *buf)
  * eventfd. The loop stops accepting while every thread is taken, so one
  * worker does not hoard connections that idle workers could serve. */
 
-struct gp_pool {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    gp_conn *jobs, *jobs_tail, *done;
-    int threads, busy; /* busy: queued or running */
-    gp_io done_io;     /* eventfd */
-    bool accept_paused;
-    gp_worker *w;
-    gp_thread_slot *slots; /* one per thread */
-    atomic_int next_slot;
-};
-
 /* Once a second: the oldest request any thread runs goes to the scoreboard,
  * so the master's --timeout sees a stuck thread while the others serve. */
 static void publish_oldest_request(gp_worker *w)
 {
-    struct gp_pool *p = w->pool;
+    gp_pool *p = w->pool;
     int oldest = -1;
     uint64_t oldest_ms = 0;
     for (int i = 0; i < p->threads; i++) {
@@ -97,97 +56,33 @@ static void publish_oldest_request(gp_worker *w)
 
 static void update_accepting(gp_worker *w);
 
-void gp_pool_submit(gp_worker *w, gp_conn *c)
+/* Every thread taken: stop accepting; one free again: accept again. */
+static void pool_busy(void *arg, bool full)
 {
-    struct gp_pool *p = w->pool;
-    pthread_mutex_lock(&p->mu);
-    c->qnext = NULL;
-    if (p->jobs_tail) p->jobs_tail->qnext = c;
-    else p->jobs = c;
-    p->jobs_tail = c;
-    p->busy++;
-    bool full = p->busy >= p->threads;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    if (full && !p->accept_paused && !w->stopping) {
-        p->accept_paused = true;
-        update_accepting(w);
-    }
+    gp_worker *w = arg;
+    if (w->stopping || w->pool->accept_paused == full) return;
+    w->pool->accept_paused = full;
+    update_accepting(w);
 }
 
-static void *pool_thread(void *arg)
+static void pool_thread_init(void *arg)
 {
-    struct gp_pool *p = arg;
-    gp_worker *w = p->w;
-    gp_http_header *headers = calloc(GP_HTTP_MAX_HEADERS, sizeof *headers);
-    gp_thread_slot *ts = &p->slots[atomic_fetch_add(&p->next_slot, 1)];
-    if (w->ops->thread_init) w->ops->thread_init(w->app);
-    for (;;) {
-        pthread_mutex_lock(&p->mu);
-        while (!p->jobs) pthread_cond_wait(&p->cv, &p->mu);
-        gp_conn *c = p->jobs;
-        p->jobs = c->qnext;
-        if (!p->jobs) p->jobs_tail = NULL;
-        pthread_mutex_unlock(&p->mu);
-
-        gp_conn_run_in_thread(c, headers, ts);
-
-        pthread_mutex_lock(&p->mu);
-        c->qnext = p->done;
-        p->done = c;
-        pthread_mutex_unlock(&p->mu);
-        uint64_t one = 1;
-        ssize_t r = write(p->done_io.fd, &one, sizeof one);
-        (void)r;
-    }
-    return NULL;
+    gp_worker *w = arg;
+    w->ops->thread_init(w->app);
 }
 
-static void on_pool_done(gp_io *io, uint32_t events)
-{
-    struct gp_pool *p = (struct gp_pool *)((char *)io - offsetof(struct gp_pool, done_io));
-    gp_worker *w = p->w;
-    uint64_t n;
-    ssize_t r = read(io->fd, &n, sizeof n);
-    (void)r;
-    pthread_mutex_lock(&p->mu);
-    gp_conn *done = p->done;
-    p->done = NULL;
-    for (gp_conn *c = done; c; c = c->qnext) p->busy--;
-    bool room = p->busy < p->threads;
-    pthread_mutex_unlock(&p->mu);
-    while (done) {
-        gp_conn *c = done;
-        done = c->qnext;
-        gp_conn_thread_done(c);
-    }
-    if (room && p->accept_paused && !w->stopping) {
-        p->accept_paused = false;
-        update_accepting(w);
-    }
-}
+static const gp_pool_ops pool_ops = {
+    .thread_init = pool_thread_init,
+    .run = gp_conn_job_run,
+    .done = gp_conn_job_done,
+    .busy = pool_busy,
+};
 
 static int pool_start(gp_worker *w, int threads)
 {
-    struct gp_pool *p = calloc(1, sizeof *p);
-    if (!p) return -1;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
-    pthread_mutex_init(&w->mu, NULL);
-    p->threads = threads;
-    p->w = w;
-    p->slots = calloc((size_t)threads, sizeof *p->slots);
-    if (!p->slots) return -1;
-    p->done_io.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    p->done_io.cb = on_pool_done;
-    if (p->done_io.fd < 0 || gp_loop_watch(&w->loop, &p->done_io, EPOLLIN) < 0) return -1;
-    w->pool = p;
-    for (int i = 0; i < threads; i++) {
-        pthread_t t;
-        if (pthread_create(&t, NULL, pool_thread, p) != 0) return -1;
-        pthread_detach(t);
-    }
-    return 0;
+    gp_bufpool_lock_on(&w->bufs);
+    w->pool = gp_pool_start(&w->loop, threads, &pool_ops, w);
+    return w->pool ? 0 : -1;
 }
 
 static void update_date(gp_worker *w)
@@ -268,7 +163,7 @@ void gp_worker_stop(gp_worker *w)
     if (w->slot) atomic_store(&w->slot->state, GP_WS_STOPPING);
     for (gp_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
-        gp_conn_on_stop(c);
+        c->s.proto->on_stop(&c->s);
     }
 }
 
@@ -435,7 +330,7 @@ static void update_accepting(gp_worker *w)
 static void forget_fresh(gp_worker *w, int i)
 {
     gp_conn *c = w->fresh[i].c;
-    if (!c->dead && c->io.cb != gp_conn_on_event) c->io.cb = gp_conn_on_event;
+    if (!c->dead && c->s.io.cb != gp_stream_on_io) c->s.io.cb = gp_stream_on_io;
     w->fresh[i] = w->fresh[--w->num_fresh];
 }
 
@@ -449,8 +344,8 @@ static void on_fresh_event(gp_io *io, uint32_t events)
             forget_fresh(w, i);
             break;
         }
-    c->io.cb = gp_conn_on_event;
-    gp_conn_on_event(io, events);
+    c->s.io.cb = gp_stream_on_io;
+    gp_stream_on_io(io, events);
 }
 
 /* After a turn, before closed connections are recycled: the fresh ones that
@@ -535,7 +430,7 @@ static void on_accept(gp_io *io, uint32_t events)
             continue;
         }
         if (room >= 0) {
-            c->io.cb = on_fresh_event;
+            c->s.io.cb = on_fresh_event;
             w->fresh[w->num_fresh++] = (struct gp_fresh){c, w->now_ms + FRESH_GRACE_MS};
         }
     }
@@ -703,8 +598,8 @@ static int setup(gp_worker *w, const gp_worker_args *a)
     w->alog_on = w->access_fd >= 0 || w->log_slow_us;
     w->pid = (int)getpid();
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    w->free_bufs = calloc(MAX_FREE_BUFS, sizeof *w->free_bufs);
-    if (!w->free_bufs || gp_loop_init(&w->loop) < 0) return -1;
+    gp_worker_env_init(w);
+    if (gp_bufpool_init(&w->bufs) < 0 || gp_loop_init(&w->loop) < 0) return -1;
     update_date(w);
 
     /* QUIT must work even while the app is running Python: a plain handler. */
@@ -721,6 +616,7 @@ static int setup(gp_worker *w, const gp_worker_args *a)
         return -1;
 
     char serr[512];
+    w->static_serve = gp_static_serve;
     if (gp_static_open(cfg, &w->statics, serr, sizeof serr) < 0) {
         gp_error("%s", serr);
         return -1;
@@ -824,7 +720,7 @@ int gp_worker_fd(gp_worker *w)
  * it would only delay the kill. */
 static bool only_stuck_left(gp_worker *w)
 {
-    struct gp_pool *p = w->pool;
+    gp_pool *p = w->pool;
     uint64_t limit_ms = (uint64_t)(w->cfg->timeout * 1000);
     if (!p || !limit_ms) return false;
     size_t stuck = 0;
@@ -854,7 +750,7 @@ static void cut_stragglers(gp_worker *w)
     if (!w->stopping || w->now < w->stop_deadline) return;
     for (gp_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
-        if (c->state != CS_THREAD) gp_conn_close(c);
+        c->s.proto->on_close(&c->s); /* a request thread's is left for later */
     }
 }
 
@@ -867,6 +763,10 @@ int gp_worker_turn(gp_worker *w, int timeout_ms)
     gp_worker_update_clock(w);
     gp_loop_dispatch(&w->loop);
     if (w->num_fresh) expire_fresh(w);
+    /* --max-requests: counted by the connections, acted on here */
+    if (w->max_requests && !w->retire_asked &&
+        atomic_load_explicit(&w->slot->requests, memory_order_relaxed) >= w->max_requests)
+        gp_worker_retire(w, GP_RETIRE_MAX_REQUESTS);
     update_accepting(w);
     free_dead(w);
     cut_stragglers(w);

@@ -4,19 +4,22 @@
 #define GP_WORKER_INTERNAL_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "core/body.h"
+#include "core/bufpool.h"
 #include "core/config.h"
 #include "core/conn.h"
 #include "core/loop.h"
 #include "core/proxyproto.h"
+#include "core/pool.h"
 #include "core/scoreboard.h"
+#include "core/stream.h"
 #include "core/timer.h"
 
-#define GP_IO_BUF_SIZE 16384 /* initial read buffer and output buffer */
 /* the head, body and write timeouts are --header-timeout, --body-timeout and
  * --send-timeout (w->cfg) */
 #define GP_LINGER_S 2.0 /* read and discard before closing, at most */
@@ -36,19 +39,22 @@ enum gp_conn_state {
 };
 
 struct gp_conn {
-    gp_io io; /* first member: the loop hands us back this pointer */
+    gp_stream s; /* first member: the loop hands us back this pointer; the
+                  * socket, its buffers, the output queue and the deadline */
     gp_worker *w;
+    const struct gp_exchange_ops *xops; /* NULL: HTTP/1.1's own; else another protocol's (exchange.h) */
+    void *xstate;
     gp_conn *prev, *next;
-    gp_conn *qnext; /* request-thread queues */
+    gp_job job; /* request-thread queues (pool.h) */
     enum gp_conn_state state;
     bool dead;                /* closed this turn; freed after the batch */
     bool want_input;          /* CS_ASYNC: the app waits for body bytes or a disconnect */
-    struct gp_ws_session *ws; /* after a WebSocket handshake (ws_conn.c) */
+    /* upgraded (WebSocket, ws_conn.c): its hooks, protocol and state */
+    const struct gp_upgrade_hooks *up;
+    const struct gp_proto *up_proto;
+    void *up_state;
     bool peer_gone;           /* CS_ASYNC: the client closed or reset */
     bool keep_alive;
-    bool broken;     /* the peer is gone or the stream is unusable */
-    double deadline; /* monotonic seconds; set with gp_conn_set_deadline */
-    gp_timer timer;  /* fires at or before deadline (conn.c) */
     int listener;
     struct sockaddr_storage peer; /* the client: after a PROXY header, the one it names */
     socklen_t peer_len;
@@ -56,9 +62,8 @@ struct gp_conn {
     bool proxy_wait;  /* a PROXY header must come before the first request */
     gp_pp_state pp;
 
-    /* input: buf[0..len) holds bytes read; the current head is buf[0..head_len) */
-    char *buf;
-    size_t cap, len, head_len, rpos;
+    /* input is s.buf[0..s.len); the current head is s.buf[0..head_len) */
+    size_t head_len;
     gp_http_head_state head; /* how far the parser got in a head still arriving */
 
     /* request body */
@@ -81,14 +86,6 @@ struct gp_conn {
     uint64_t resp_left;  /* with Content-Length: body bytes still allowed */
     uint64_t resp_bytes; /* body bytes queued for the client (clipped; none for HEAD) */
     int status;
-    char *out;
-    size_t out_cap, out_len, out_pos;
-    const char *pend; /* caller-owned bytes still to write after out */
-    size_t pend_len;
-    int file_fd; /* sendfile source, -1 when none */
-    off_t file_off;
-    uint64_t file_left;
-    bool pend_crlf; /* chunk's CRLF to add once pend/file are written */
     int own_fd;     /* a file the core opened for this response (static.c), -1: none */
     void *app_state;
     void *app_cache;
@@ -147,8 +144,8 @@ struct gp_worker {
     gp_conn *conns; /* every live connection */
     gp_conn *dead;  /* closed during this turn, freed after it */
     gp_conn *free_conns;
-    char **free_bufs; /* GP_IO_BUF_SIZE buffers for reuse */
-    int num_free_bufs;
+    gp_bufpool bufs;    /* read and output buffers for reuse */
+    gp_stream_env env;  /* what every stream of this worker shares */
     size_t num_conns;
     bool stopping;
     double stop_deadline; /* when stopping: cut what is still open */
@@ -161,8 +158,7 @@ struct gp_worker {
     char date_lines[2][48]; /* "Date: Thu, 26 Nov 2026 20:42:13 GMT\r\n", double-buffered */
     atomic_int date_idx;    /* for request threads that read it while the loop ticks */
     size_t date_len;
-    struct gp_pool *pool; /* request threads; NULL without --threads */
-    pthread_mutex_t mu;   /* with request threads: buffer free list, slot text */
+    gp_pool *pool; /* request threads; NULL without --threads */
     int access_fd;
     bool access_log_failed; /* warned once; quiet until a line is written again */
     /* the access log or --log-slow on: requests are recorded (accesslog.h) */
@@ -174,50 +170,93 @@ struct gp_worker {
     int wake_fd;            /* the master's eventfd, -1 when none */
     bool retire_asked;      /* the master was asked for a replacement */
     struct gp_static *statics; /* --static mounts, NULL when none (static.c) */
+    /* gp_static_serve, called through this: static.c answers through conn.h,
+     * so conn.c naming it would make a circle */
+    int (*static_serve)(struct gp_static *s, gp_conn *c, const gp_http_request *req);
     double proxy_warned;    /* last warning about an untrusted peer on a PROXY listener */
     gp_http_header headers[GP_HTTP_MAX_HEADERS];
 };
 
 /* conn.c, for worker.c */
-/* What each request thread is running, for the timeout check. */
-typedef struct gp_thread_slot {
-    _Atomic uint64_t started_ms; /* when the app's code began running; 0: idle or waiting */
-    char what[GP_SLOT_WHAT];
-} gp_thread_slot;
 /* What a request thread does with a connection it is handed. */
 enum gp_thread_job { GP_JOB_START, GP_JOB_RESUME, GP_JOB_ABORT };
-void gp_conn_run_in_thread(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts);
-void gp_conn_thread_done(gp_conn *c);
+/* The request-thread job of a connection (gp_pool_ops.run and .done). */
+void gp_conn_job_run(gp_job *j, gp_http_header *headers, gp_thread_slot *ts);
+void gp_conn_job_done(gp_job *j);
 int gp_conn_out_append(gp_conn *c, const void *p, size_t n);
 void gp_conn_async_rewatch(gp_conn *c);
-/* ws_conn.c, for conn.c */
-void gp_ws_on_input(gp_conn *c);
-int gp_ws_on_drained(gp_conn *c);
-void gp_ws_on_tick(gp_conn *c);
-void gp_ws_on_stop(gp_conn *c);
-void gp_ws_session_free(gp_conn *c);
+/* conn.c, for a protocol an HTTP/1.1 exchange upgrades to (ws_conn.c). The
+ * exchange stays HTTP/1.1's while its app runs as a task (CS_ASYNC); the
+ * stream's events go to the new protocol's table (whose on_event is
+ * usually gp_conn_async_event), and HTTP/1.1 calls these hooks. When the
+ * app is done, HTTP/1.1 takes the stream back to close it. */
+typedef struct gp_upgrade_hooks {
+    void (*on_input)(gp_conn *c);  /* bytes in s.buf, or the peer left */
+    int (*on_drained)(gp_conn *c); /* all written: GP_AGAIN when it queued more */
+    void (*free)(gp_conn *c);      /* the connection closes */
+} gp_upgrade_hooks;
+/* Before gp_conn_head_end of the 101: the head says "Upgrade: p->name", and
+ * from head_end on writes are the new protocol's bytes, unframed. */
+void gp_conn_upgrade(gp_conn *c, const struct gp_proto *p, const gp_upgrade_hooks *h, void *state);
+/* After the 101 went out: the stream's events go to p. */
+void gp_conn_upgrade_begin(gp_conn *c);
+void *gp_conn_upgrade_state(gp_conn *c);
+/* HTTP/1.1's handling of a stream event while the app runs as a task. */
+void gp_conn_async_event(gp_stream *s, uint32_t events);
+/* The stream of a connection, and back (every accepted stream is a gp_conn's). */
+static inline gp_stream *gp_conn_stream(gp_conn *c)
+{
+    return &c->s;
+}
+static inline gp_conn *gp_stream_conn(gp_stream *s)
+{
+    return (gp_conn *)((char *)s - offsetof(gp_conn, s));
+}
+bool gp_conn_in_app(gp_conn *c);     /* open, the app running as a task */
+bool gp_conn_reading(gp_conn *c);    /* and it asked for input */
+bool gp_conn_input_gone(gp_conn *c); /* the peer closed or reset */
+bool gp_conn_closed(gp_conn *c);
+const gp_config *gp_conn_config(gp_conn *c);
+const gp_app_ops *gp_conn_app_ops(gp_conn *c, void **app);
 /* worker.c, for conn.c */
-void gp_pool_submit(gp_worker *w, gp_conn *c);
 gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_storage *peer,
                      socklen_t peer_len);
 void gp_conn_close(gp_conn *c);
 void gp_conn_on_event(gp_io *io, uint32_t events);
 void gp_conn_on_timeout(gp_conn *c);
-/* When c times out (monotonic seconds, as w->now), earlier or later than
- * before. Loop thread only. A plain store to c->deadline is honoured only
- * when it is later than what was set before. */
-void gp_conn_set_deadline(gp_conn *c, double at);
+/* When c times out: gp_stream_set_deadline. */
+static inline void gp_conn_set_deadline(gp_conn *c, double at)
+{
+    gp_stream_set_deadline(&c->s, at);
+}
 void gp_conn_on_stop(gp_conn *c);
-char *gp_worker_buf_get(gp_worker *w);
-void gp_worker_buf_put(gp_worker *w, char *buf);
-double gp_now(void);
+static inline double gp_now(void)
+{
+    return (double)gp_monotonic_ms() / 1000.0;
+}
 /* Reads the clock into w->now and w->now_ms, and beats the heartbeat. */
-void gp_worker_update_clock(gp_worker *w);
+static inline void gp_worker_update_clock(gp_worker *w)
+{
+    w->now_ms = gp_monotonic_ms();
+    w->now = (double)w->now_ms / 1000.0;
+    atomic_store_explicit(&w->slot->heartbeat_ms, w->now_ms, memory_order_relaxed);
+}
 /* Graceful stop: no more accepting; idle connections close soon, busy ones
  * after their response. */
 void gp_worker_stop(gp_worker *w);
 /* Asks the master for a replacement, recording why (enum gp_retire_reason);
  * the worker serves on until the master's TERM, once the new one is ready. */
 void gp_worker_retire(gp_worker *w, int reason);
+
+/* The stream environment of w, from its loop, timers, buffers and clock. */
+static inline void gp_worker_env_init(gp_worker *w)
+{
+    w->env.loop = &w->loop;
+    w->env.timers = &w->timers;
+    w->env.bufs = &w->bufs;
+    w->env.now = &w->now;
+    w->env.now_ms = &w->now_ms;
+    w->env.send_timeout = &w->cfg->send_timeout;
+}
 
 #endif

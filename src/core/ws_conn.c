@@ -1,5 +1,10 @@
 /* ws_conn: the WebSocket session of a connection; see ws_conn.h.
  *
+ * A protocol of its own (proto.h): the upgrade swaps the stream's table to
+ * ws_proto, and HTTP/1.1 keeps the exchange (the app runs as a task) and
+ * calls the hooks below (gp_upgrade_hooks). Reaches the connection only
+ * through the stream (stream.h) and conn's calls, never its struct.
+ *
  * Messages are handed to the app whole: a single-frame message straight from
  * the read buffer, a fragmented one assembled (up to --ws-max-size, which the
  * frame parser enforces from the headers before any data is kept). */
@@ -8,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/proto.h"
 #include "core/websocket.h"
 #include "core/worker_internal.h"
 
@@ -22,24 +28,34 @@ struct gp_ws_session {
     bool close_sent, closed_notified, ping_out;
     double ping_at;
     double heard_at; /* when the peer last sent anything: pings fill silences only */
+    double ping_interval, ping_timeout;
 };
+
+static inline struct gp_ws_session *ws_of(gp_conn *c)
+{
+    return gp_conn_upgrade_state(c);
+}
+
+static inline double now_of(gp_conn *c)
+{
+    return *gp_conn_stream(c)->env->now;
+}
 
 /* The next keep-alive event: a ping once the peer has been silent for the
  * interval, or, with one out, the close when its pong is late. A deadline
  * set while output waits is the write timeout's, and is left alone. */
 static double keepalive_at(gp_conn *c)
 {
-    struct gp_ws_session *ws = c->ws;
-    const gp_config *cfg = c->w->cfg;
-    if (cfg->ws_ping_interval <= 0 || ws->close_sent) return c->w->now + 1e9;
-    return ws->ping_out ? ws->ping_at + cfg->ws_ping_timeout : ws->heard_at + cfg->ws_ping_interval;
+    struct gp_ws_session *ws = ws_of(c);
+    if (ws->ping_interval <= 0 || ws->close_sent) return now_of(c) + 1e9;
+    return ws->ping_out ? ws->ping_at + ws->ping_timeout : ws->heard_at + ws->ping_interval;
 }
 
 static void ws_rearm(gp_conn *c)
 {
-    if (c->out_len > c->out_pos || c->pend_len || c->file_left) return;
+    if (gp_stream_output_pending(gp_conn_stream(c))) return;
     double at = keepalive_at(c);
-    if (at != c->deadline) gp_conn_set_deadline(c, at);
+    if (at != gp_conn_stream(c)->deadline) gp_conn_set_deadline(c, at);
 }
 
 static const char *find_header(const gp_http_request *req, const char *lower, size_t *len)
@@ -75,53 +91,59 @@ int gp_ws_check(const gp_http_request *req, char accept[29])
 
 static void notify_closed(gp_conn *c, unsigned code)
 {
-    if (!c->ws || c->ws->closed_notified) return;
-    c->ws->closed_notified = true;
-    if (c->w->ops->ws_closed) c->w->ops->ws_closed(c->w->app, c, code);
+    struct gp_ws_session *ws = ws_of(c);
+    if (!ws || ws->closed_notified) return;
+    ws->closed_notified = true;
+    void *app;
+    const gp_app_ops *ops = gp_conn_app_ops(c, &app);
+    if (ops->ws_closed) ops->ws_closed(app, c, code);
 }
 
 /* Control frames must not cut into a data frame the app has half written. */
 static void send_control(gp_conn *c, const uint8_t *frame, size_t n)
 {
-    struct gp_ws_session *ws = c->ws;
-    if (c->pend_len || c->file_left || ws->ctl_len) {
+    struct gp_ws_session *ws = ws_of(c);
+    if (gp_conn_stream(c)->pend_len || gp_conn_stream(c)->file_left || ws->ctl_len) {
         if (ws->ctl_len + n <= CTL_QUEUE) {
             memcpy(ws->ctl + ws->ctl_len, frame, n);
             ws->ctl_len += n;
         }
         return;
     }
-    if (gp_conn_out_append(c, frame, n) == GP_OK) gp_conn_flush(c);
+    if (gp_stream_out_append(gp_conn_stream(c), frame, n) == GP_OK) gp_conn_flush(c);
 }
 
-int gp_ws_on_drained(gp_conn *c)
+static int ws_on_drained(gp_conn *c)
 {
-    struct gp_ws_session *ws = c->ws;
+    struct gp_ws_session *ws = ws_of(c);
     if (!ws->ctl_len) {
         ws_rearm(c);
         return GP_OK;
     }
-    int r = gp_conn_out_append(c, ws->ctl, ws->ctl_len);
+    int r = gp_stream_out_append(gp_conn_stream(c), ws->ctl, ws->ctl_len);
     ws->ctl_len = 0;
     r = r == GP_OK ? gp_conn_flush(c) : r;
     if (r == GP_OK) ws_rearm(c);
     return r;
 }
 
+static const gp_proto ws_proto;
+static const gp_upgrade_hooks ws_hooks;
+
 int gp_ws_begin(gp_conn *c, const char accept[29])
 {
     struct gp_ws_session *ws = calloc(1, sizeof *ws);
     if (!ws) return GP_ERROR;
-    ws->parser.max_message = c->w->cfg->ws_max_size;
-    c->ws = ws;
+    const gp_config *cfg = gp_conn_config(c);
+    ws->parser.max_message = cfg->ws_max_size;
+    ws->ping_interval = cfg->ws_ping_interval;
+    ws->ping_timeout = cfg->ws_ping_timeout;
+    /* from the 101's end the stream is frames, not an HTTP body */
+    gp_conn_upgrade(c, &ws_proto, &ws_hooks, ws);
     if (gp_conn_head_add(c, "Sec-WebSocket-Accept", 20, accept, 28) < 0 || gp_conn_head_end(c) < 0)
         return GP_ERROR;
-    /* from here the stream is frames, not an HTTP body */
-    c->no_body = c->chunked_out = c->resp_has_length = false;
-    c->resp_ended = true;
-    c->keep_alive = false;
-    c->want_input = true;
-    ws->heard_at = c->w->now;
+    gp_conn_upgrade_begin(c);
+    ws->heard_at = now_of(c);
     int r = gp_conn_flush(c);
     ws_rearm(c); /* after the flush: it set the write deadline */
     return r;
@@ -129,10 +151,11 @@ int gp_ws_begin(gp_conn *c, const char accept[29])
 
 int gp_ws_send(gp_conn *c, int binary, const void *data, size_t len)
 {
-    if (!c->ws || c->ws->close_sent || c->broken) return GP_ERROR;
+    struct gp_ws_session *ws = ws_of(c);
+    if (!ws || ws->close_sent || gp_conn_stream(c)->broken) return GP_ERROR;
     uint8_t hdr[10];
     size_t hl = gp_ws_frame_header(hdr, binary ? GP_WS_OP_BINARY : GP_WS_OP_TEXT, true, len);
-    if (gp_conn_out_append(c, hdr, hl) < 0) return GP_ERROR;
+    if (gp_stream_out_append(gp_conn_stream(c), hdr, hl) < 0) return GP_ERROR;
     int r = len ? gp_conn_write(c, data, len) : GP_OK;
     /* a small frame is only copied: out now, as the app may send from a timer
      * with no core event to come (GP_AGAIN: resume tells when it drained) */
@@ -143,17 +166,19 @@ int gp_ws_send(gp_conn *c, int binary, const void *data, size_t len)
 
 void gp_ws_close(gp_conn *c, unsigned code, const char *reason, size_t reason_len)
 {
-    if (!c->ws || c->ws->close_sent) return;
+    struct gp_ws_session *ws = ws_of(c);
+    if (!ws || ws->close_sent) return;
     uint8_t frame[127];
     size_t n = gp_ws_close_frame(frame, (uint16_t)code, reason, reason_len);
-    c->ws->close_sent = true;
+    ws->close_sent = true;
     send_control(c, frame, n);
 }
 
 static void deliver(gp_conn *c, int binary, const char *data, size_t len)
 {
-    c->ws->ping_out = false; /* a live peer */
-    c->w->ops->ws_message(c->w->app, c, binary, data, len);
+    ws_of(c)->ping_out = false; /* a live peer */
+    void *app;
+    gp_conn_app_ops(c, &app)->ws_message(app, c, binary, data, len);
 }
 
 static int append(struct gp_ws_session *ws, const uint8_t *data, size_t len)
@@ -171,22 +196,21 @@ static int append(struct gp_ws_session *ws, const uint8_t *data, size_t len)
     return 0;
 }
 
-void gp_ws_on_input(gp_conn *c)
+static void ws_on_input(gp_conn *c)
 {
-    struct gp_ws_session *ws = c->ws;
-    size_t had = c->len - c->rpos;
-    while (!c->dead && c->ws == ws && c->state == CS_ASYNC && c->want_input &&
-           !ws->closed_notified && c->rpos < c->len) {
+    struct gp_ws_session *ws = ws_of(c);
+    size_t had = gp_conn_stream(c)->len - gp_conn_stream(c)->rpos;
+    while (gp_conn_reading(c) && ws_of(c) == ws && !ws->closed_notified && gp_conn_stream(c)->rpos < gp_conn_stream(c)->len) {
         gp_ws_event ev;
         size_t used = 0;
-        int t = gp_ws_parse(&ws->parser, (uint8_t *)c->buf + c->rpos, c->len - c->rpos, &used, &ev);
-        c->rpos += used;
+        int t = gp_ws_parse(&ws->parser, (uint8_t *)gp_conn_stream(c)->buf + gp_conn_stream(c)->rpos, gp_conn_stream(c)->len - gp_conn_stream(c)->rpos, &used, &ev);
+        gp_conn_stream(c)->rpos += used;
         switch (t) {
         case GP_WS_EV_NEED_MORE:
-            if (c->rpos) {
-                memmove(c->buf, c->buf + c->rpos, c->len - c->rpos);
-                c->len -= c->rpos;
-                c->rpos = 0;
+            if (gp_conn_stream(c)->rpos) {
+                memmove(gp_conn_stream(c)->buf, gp_conn_stream(c)->buf + gp_conn_stream(c)->rpos, gp_conn_stream(c)->len - gp_conn_stream(c)->rpos);
+                gp_conn_stream(c)->len -= gp_conn_stream(c)->rpos;
+                gp_conn_stream(c)->rpos = 0;
             }
             goto out;
         case GP_WS_EV_TEXT:
@@ -219,28 +243,27 @@ void gp_ws_on_input(gp_conn *c)
             break;
         }
     }
-    if (c->rpos >= c->len && c->buf) c->rpos = c->len = 0;
+    if (gp_conn_stream(c)->rpos >= gp_conn_stream(c)->len && gp_conn_stream(c)->buf) gp_conn_stream(c)->rpos = gp_conn_stream(c)->len = 0;
 out:
-    if (c->dead || c->ws != ws || c->state != CS_ASYNC) return;
-    if (c->len - c->rpos != had) { /* frames came in: the peer is alive */
-        ws->heard_at = c->w->now;
+    if (!gp_conn_in_app(c) || ws_of(c) != ws) return;
+    if (gp_conn_stream(c)->len - gp_conn_stream(c)->rpos != had) { /* frames came in: the peer is alive */
+        ws->heard_at = now_of(c);
         ws->ping_out = false;
         ws_rearm(c);
     }
     gp_conn_async_rewatch(c); /* room again in the buffer */
-    if (c->peer_gone) notify_closed(c, 1006);
+    if (gp_conn_input_gone(c)) notify_closed(c, 1006);
 }
 
-void gp_ws_on_tick(gp_conn *c)
+static void ws_on_tick(gp_conn *c)
 {
-    struct gp_ws_session *ws = c->ws;
-    const gp_config *cfg = c->w->cfg;
-    double now = c->w->now;
-    if (cfg->ws_ping_interval > 0 && !ws->close_sent) {
-        if (ws->ping_out && now - ws->ping_at >= cfg->ws_ping_timeout) {
+    struct gp_ws_session *ws = ws_of(c);
+    double now = now_of(c);
+    if (ws->ping_interval > 0 && !ws->close_sent) {
+        if (ws->ping_out && now - ws->ping_at >= ws->ping_timeout) {
             gp_ws_close(c, GP_WS_CLOSE_INTERNAL, "keepalive ping timeout", 22);
             notify_closed(c, GP_WS_CLOSE_INTERNAL);
-        } else if (!ws->ping_out && now - ws->heard_at >= cfg->ws_ping_interval) {
+        } else if (!ws->ping_out && now - ws->heard_at >= ws->ping_interval) {
             uint8_t frame[127];
             size_t n = gp_ws_control_frame(frame, GP_WS_OP_PING, (const uint8_t *)"gallop", 6);
             send_control(c, frame, n);
@@ -248,22 +271,48 @@ void gp_ws_on_tick(gp_conn *c)
             ws->ping_at = now;
         }
     }
-    if (c->dead || c->ws != ws) return;
+    if (gp_conn_closed(c) || ws_of(c) != ws) return;
     /* a deadline that is still the write timeout's (output stuck) moves to
      * the keep-alive one too: the ping timeout then ends a dead peer */
     gp_conn_set_deadline(c, keepalive_at(c));
 }
 
-void gp_ws_on_stop(gp_conn *c)
+static void ws_free(gp_conn *c)
 {
+    struct gp_ws_session *ws = ws_of(c);
+    free(ws->msg);
+    free(ws);
+}
+
+static const gp_upgrade_hooks ws_hooks = {
+    .on_input = ws_on_input,
+    .on_drained = ws_on_drained,
+    .free = ws_free,
+};
+
+/* ---- the protocol table ------------------------------------------------- */
+
+static void ws_on_timeout(gp_stream *s)
+{
+    ws_on_tick(gp_stream_conn(s));
+}
+
+static void ws_on_stop(gp_stream *s)
+{
+    gp_conn *c = gp_stream_conn(s);
     gp_ws_close(c, GP_WS_CLOSE_GOING_AWAY, "server shutting down", 20);
     notify_closed(c, GP_WS_CLOSE_GOING_AWAY);
 }
 
-void gp_ws_session_free(gp_conn *c)
+static void ws_on_close(gp_stream *s)
 {
-    if (!c->ws) return;
-    free(c->ws->msg);
-    free(c->ws);
-    c->ws = NULL;
+    gp_conn_close(gp_stream_conn(s));
 }
+
+static const gp_proto ws_proto = {
+    .name = "websocket",
+    .on_event = gp_conn_async_event,
+    .on_timeout = ws_on_timeout,
+    .on_stop = ws_on_stop,
+    .on_close = ws_on_close,
+};

@@ -35,7 +35,6 @@
 #include "core/worker_internal.h"
 
 #define DATE "Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
-#define MAX_FREE 64 /* worker.c's MAX_FREE_BUFS: gp_worker_buf_put fills up to it */
 
 /* ---- the fake app --------------------------------------------------------- */
 
@@ -178,8 +177,8 @@ static int setup(void **state)
     w->limits.max_field_size = F.cfg.limit_request_field_size;
     w->head_cap = F.cfg.limit_request_line + 2 +
                   F.cfg.limit_request_fields * (F.cfg.limit_request_field_size + 2) + 2;
-    w->free_bufs = calloc(MAX_FREE, sizeof *w->free_bufs);
-    if (!w->free_bufs) return -1;
+    gp_worker_env_init(w);
+    if (gp_bufpool_init(&w->bufs) < 0) return -1;
     w->access_fd = -1;
     w->spare_fd = -1;
     /* a fixed Date line (both halves of the double buffer) for exact bytes */
@@ -223,8 +222,7 @@ static int teardown(void **state)
         w->free_conns = c->next;
         free(c);
     }
-    for (int i = 0; i < w->num_free_bufs; i++) free(w->free_bufs[i]);
-    free(w->free_bufs);
+    gp_bufpool_free(&w->bufs);
     gp_timers_free(&w->timers);
     gp_loop_close(&w->loop);
     free(w);
@@ -898,7 +896,7 @@ static void test_idle_timeout_and_stop(void **state)
     F.w->stopping = true; /* as gp_worker_stop sets before calling on_stop */
     gp_conn_on_stop(c);
     assert_true(conn_alive());
-    assert_true(c->deadline <= F.w->now + GP_STOP_IDLE_S);
+    assert_true(c->s.deadline <= F.w->now + GP_STOP_IDLE_S);
     /* a request arriving then is answered with Connection: close */
     roundtrip(GET11, out, sizeof out, &eof);
     assert_int_equal(strncmp(out, "HTTP/1.1 200 OK\r\n", 17), 0);
@@ -1486,7 +1484,7 @@ static void test_large_write_resumes(void **state)
     assert_int_equal(F.app.first_rc, 2); /* GP_AGAIN on the first big write */
     assert_int_equal(F.app.resumes, 0);
     assert_int_equal(F.w->conns->state, CS_APP_WAIT);
-    assert_int_equal(F.w->conns->io.events, EPOLLOUT);
+    assert_int_equal(F.w->conns->s.io.events, EPOLLOUT);
 
     size_t cap = BIG_LEN + 4096, got = 0;
     char *out = malloc(cap);
@@ -1511,7 +1509,7 @@ static void test_large_write_resumes(void **state)
     assert_int_equal(F.app.aborts, 0);
     assert_true(conn_alive());
     assert_int_equal(F.w->conns->state, CS_HEAD);
-    assert_int_equal(F.w->conns->io.events, EPOLLIN);
+    assert_int_equal(F.w->conns->s.io.events, EPOLLIN);
     free(out);
     free(big);
 }
@@ -1690,8 +1688,8 @@ static gp_app_status app_head_at_boundary(test_app *t, gp_conn *c, const gp_http
     gp_conn_head_begin(c, "200 OK", 6);
     record(t, gp_conn_head_add(c, "X-Pad", 5, pad, v));
     record(t, gp_conn_head_end(c));
-    t->out_len_after_head = c->out_len;
-    t->out_cap_after_head = c->out_cap;
+    t->out_len_after_head = c->s.out_len;
+    t->out_cap_after_head = c->s.out_cap;
     gp_conn_write(c, "x", 1);
     gp_conn_end_response(c);
     return GP_APP_DONE;
@@ -1907,7 +1905,7 @@ static void test_hold_timeout_408(void **state)
     F.app.start = app_read_body;
     send_str("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab");
     pump();
-    assert_true(c->deadline <= F.w->now + 5.01 && c->deadline > F.w->now + 4);
+    assert_true(c->s.deadline <= F.w->now + 5.01 && c->s.deadline > F.w->now + 4);
     gp_conn_on_timeout(c);
     pump();
     assert_int_equal(F.app.starts, 0);
@@ -2097,7 +2095,7 @@ static void test_async_body_timeout(void **state)
     send_str("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab");
     pump();
     assert_int_equal(async_seen, 2);
-    assert_true(c->deadline <= F.w->now + 3.01);
+    assert_true(c->s.deadline <= F.w->now + 3.01);
     F.w->now += 4;
     gp_conn_on_timeout(c);
     assert_int_equal(async_rc, GP_BODY_TIMEOUT);
@@ -2133,7 +2131,7 @@ static void test_async_quiet_stream_not_cut(void **state)
     assert_true(n > 0);
     assert_non_null(strstr(out, "Transfer-Encoding: chunked\r\n\r\nb\r\ndata: one\n\n\r\n"));
     F.w->now += 3600;
-    if (c->deadline <= F.w->now) gp_conn_on_timeout(c); /* as the tick does */
+    if (c->s.deadline <= F.w->now) gp_conn_on_timeout(c); /* as the tick does */
     assert_true(conn_alive());
     gp_conn_write(c, "data: two\n\n", 11);
     gp_conn_end_response(c);
@@ -2157,9 +2155,9 @@ static void test_async_send_timeout_when_stalled(void **state)
     while ((r = gp_conn_write(c, big, sizeof big)) == GP_OK) {
     }
     assert_int_equal(r, GP_AGAIN);
-    assert_true(c->deadline <= F.w->now + 2.01);
+    assert_true(c->s.deadline <= F.w->now + 2.01);
     F.w->now += 3;
-    if (c->deadline <= F.w->now) gp_conn_on_timeout(c);
+    if (c->s.deadline <= F.w->now) gp_conn_on_timeout(c);
     assert_int_equal(F.app.aborts, 1);
     assert_false(conn_alive());
 }

@@ -335,7 +335,8 @@ static int conn_setup(void **state)
     w->limits.max_fields = 100;
     w->limits.max_field_size = 8190;
     w->head_cap = 65536;
-    w->free_bufs = calloc(64, sizeof *w->free_bufs);
+    gp_worker_env_init(w);
+    gp_bufpool_init(&w->bufs);
     w->access_fd = w->spare_fd = -1;
     memcpy(w->date_lines[0], "Date: x\r\n", 9);
     w->date_len = 9;
@@ -346,6 +347,7 @@ static int conn_setup(void **state)
     w->num_listeners = 1;
     if (!(H.sb = gp_scoreboard_create(1))) return -1;
     w->slot = &H.sb->slots[0];
+    w->static_serve = gp_static_serve;
     if (gp_static_open(&H.cfg, &w->statics, err, sizeof err) < 0) return -1;
     H.peer = -1;
     return 0;
@@ -357,8 +359,7 @@ static int conn_teardown(void **state)
     while (w->conns) gp_conn_close(w->conns);
     for (gp_conn *c = w->dead, *next; c; c = next) next = c->next, free(c);
     for (gp_conn *c = w->free_conns, *next; c; c = next) next = c->next, free(c);
-    for (int i = 0; i < w->num_free_bufs; i++) free(w->free_bufs[i]);
-    free(w->free_bufs);
+    gp_bufpool_free(&w->bufs);
     gp_static_free(w->statics);
     gp_timers_free(&w->timers);
     gp_loop_close(&w->loop);
@@ -383,7 +384,7 @@ static gp_conn *connect_pair(void)
 static void feed(gp_conn *c, const char *req)
 {
     assert_int_equal(write(H.peer, req, strlen(req)), (ssize_t)strlen(req));
-    gp_conn_on_event(&c->io, EPOLLIN);
+    gp_conn_on_event(&c->s.io, EPOLLIN);
 }
 
 static size_t drain(char *buf, size_t cap)
@@ -442,15 +443,15 @@ static void test_stalled_download_closes_its_file(void **state)
     char buf[4096];
     feed(c, "GET /static/big HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_int_equal(c->state, CS_FLUSH); /* the socket is full: the rest waits */
-    assert_true(c->own_fd >= 0 && c->file_left > 0);
+    assert_true(c->own_fd >= 0 && c->s.file_left > 0);
     assert_int_equal(open_fds(), fds + 3);
     /* the client takes some: the loop sends more from where it stopped */
-    uint64_t left = c->file_left;
+    uint64_t left = c->s.file_left;
     size_t got = 0;
     for (ssize_t r; (r = read(H.peer, buf, sizeof buf)) > 0;) got += (size_t)r;
     assert_true(got > 0 && got < 4u << 20);
-    gp_conn_on_event(&c->io, EPOLLOUT);
-    assert_true(c->file_left < left);
+    gp_conn_on_event(&c->s.io, EPOLLOUT);
+    assert_true(c->s.file_left < left);
     gp_conn_close(c);                      /* cut, as --send-timeout does */
     assert_int_equal(open_fds(), fds + 1); /* the client's end only */
 }
