@@ -1202,8 +1202,9 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
 
     for (int i = 0; i < m.num_listeners; i++) {
         const gp_addr *a = &m.listeners[i].addr;
-        gp_info("listening at %s%s (%d)", a->kind == GP_ADDR_UNIX ? "" : "http://", a->text,
-                (int)getpid());
+        bool tls = m.listeners[i].tls_fd > 0;
+        gp_info("listening at %s%s%s (%d)", a->kind == GP_ADDR_UNIX ? "" : tls ? "https://" : "http://",
+                a->text, a->kind == GP_ADDR_UNIX && tls ? " (TLS)" : "", (int)getpid());
     }
     gp_info("starting %d worker%s (%s)", cfg->workers, cfg->workers == 1 ? "" : "s",
             cfg->workers_why);

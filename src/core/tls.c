@@ -39,6 +39,7 @@ struct gp_tls_ctx {
 struct gp_tls {
     SSL *ssl;
     int fd;
+    const struct sockaddr *peer;
     uint32_t wants;
     bool ktls; /* the kernel encrypts our writes: sendfile stays zero-copy */
     bool shut;
@@ -174,7 +175,8 @@ static int alpn_select(SSL *s, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_OK;
 }
 
-static int load_chain(SSL_CTX *ssl, const pem_set *p, const gp_tls_opts *o, char *err,
+/* warn: the master's check of the files says what is wrong with them, once */
+static int load_chain(SSL_CTX *ssl, const pem_set *p, const gp_tls_opts *o, bool warn, char *err,
                       size_t errlen)
 {
     BIO *b = BIO_new_mem_buf(p->data[0], (int)p->len[0]);
@@ -186,7 +188,7 @@ static int load_chain(SSL_CTX *ssl, const pem_set *p, const gp_tls_opts *o, char
         return -1;
     }
     const ASN1_TIME *until = X509_get0_notAfter(x);
-    if (X509_cmp_current_time(until) < 0) {
+    if (warn && X509_cmp_current_time(until) < 0) {
         BIO *m = BIO_new(BIO_s_mem());
         char when[64] = "?";
         if (m && ASN1_TIME_print(m, until)) when[BIO_read(m, when, sizeof when - 1)] = 0;
@@ -261,7 +263,8 @@ static int load_cas(SSL_CTX *ssl, const pem_set *p, const gp_tls_opts *o, char *
     return 0;
 }
 
-static gp_tls_ctx *ctx_from(const pem_set *p, const gp_tls_opts *o, char *err, size_t errlen)
+static gp_tls_ctx *ctx_from(const pem_set *p, const gp_tls_opts *o, bool warn, char *err,
+                            size_t errlen)
 {
     gp_tls_ctx *c = calloc(1, sizeof *c);
     if (!c || !(c->ssl = SSL_CTX_new(TLS_server_method()))) {
@@ -288,7 +291,7 @@ static gp_tls_ctx *ctx_from(const pem_set *p, const gp_tls_opts *o, char *err, s
                  ssl_reason());
         goto fail;
     }
-    if (load_chain(s, p, o, err, errlen) || load_key(s, p, o, err, errlen) ||
+    if (load_chain(s, p, o, warn, err, errlen) || load_key(s, p, o, err, errlen) ||
         load_cas(s, p, o, err, errlen))
         goto fail;
     if (o->cert_reqs != GP_TLS_CERT_NONE)
@@ -315,7 +318,7 @@ gp_tls_ctx *gp_tls_ctx_new(const gp_tls_opts *o, char *err, size_t errlen)
 {
     pem_set p;
     if (read_files(o, &p, err, errlen) < 0) return NULL;
-    gp_tls_ctx *c = ctx_from(&p, o, err, errlen);
+    gp_tls_ctx *c = ctx_from(&p, o, true, err, errlen);
     pem_set_free(&p);
     return c;
 }
@@ -333,7 +336,7 @@ int gp_tls_bundle(const gp_tls_opts *o, char *err, size_t errlen)
     pem_set p;
     if (read_files(o, &p, err, errlen) < 0) return -1;
     int fd = -1;
-    gp_tls_ctx *c = ctx_from(&p, o, err, errlen);
+    gp_tls_ctx *c = ctx_from(&p, o, true, err, errlen);
     if (!c) goto done;
     gp_tls_ctx_free(c);
     if ((fd = memfd_create("gallop-tls", MFD_CLOEXEC)) < 0) {
@@ -377,7 +380,7 @@ gp_tls_ctx *gp_tls_ctx_from_bundle(int fd, const gp_tls_opts *o, char *err, size
         p.len[i] = n;
         at += (off_t)n;
     }
-    c = ctx_from(&p, o, err, errlen);
+    c = ctx_from(&p, o, false, err, errlen);
     pem_set_free(&p);
     return c;
 bad:
@@ -399,7 +402,7 @@ static unsigned char *scratch_buf(void)
     return scratch;
 }
 
-gp_tls *gp_tls_new(gp_tls_ctx *ctx, int fd)
+gp_tls *gp_tls_new(gp_tls_ctx *ctx, int fd, const struct sockaddr *peer)
 {
     gp_tls *t = calloc(1, sizeof *t);
     if (!t) return NULL;
@@ -411,6 +414,7 @@ gp_tls *gp_tls_new(gp_tls_ctx *ctx, int fd)
     }
     SSL_set_accept_state(t->ssl);
     t->fd = fd;
+    t->peer = peer;
     t->wants = EPOLLIN; /* the ClientHello */
     return t;
 }
@@ -447,14 +451,19 @@ static ssize_t fail_code(gp_tls *t, int r, uint32_t own)
     }
 }
 
-static void peer_text(int fd, char *buf, size_t len)
+/* The client as "1.2.3.4:5678": from the caller's address (the socket may
+ * be gone by now), else the socket's. */
+static void peer_text(const gp_tls *t, char *buf, size_t len)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
     snprintf(buf, len, "a client");
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) return;
+    if (t->peer) memcpy(&ss, t->peer, t->peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                      : t->peer->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                                      : sizeof(sa_family_t));
+    else if (getpeername(t->fd, (struct sockaddr *)&ss, &sl) < 0) return;
     if (ss.ss_family == AF_INET) {
         struct sockaddr_in *a = (struct sockaddr_in *)&ss;
         inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
@@ -486,7 +495,7 @@ int gp_tls_handshake(void *p)
         return GP_TLS_AGAIN;
     }
     char peer[80];
-    peer_text(t->fd, peer, sizeof peer);
+    peer_text(t, peer, sizeof peer);
     if (e == SSL_ERROR_SSL) {
         /* the innermost reason: "wrong version number", "sslv3 alert
          * certificate expired", "peer did not return a certificate" */

@@ -69,8 +69,10 @@ void gp_tls_ctx_free(gp_tls_ctx *ctx);
 void gp_tls_set_offer_h2(bool on);
 
 /* A server connection on socket fd (non-blocking, owned by the caller: never
- * closed here). NULL on out-of-memory. */
-gp_tls *gp_tls_new(gp_tls_ctx *ctx, int fd);
+ * closed here); peer (kept by the caller as long as the connection, or
+ * NULL) names the client in log lines. NULL on out-of-memory. */
+struct sockaddr;
+gp_tls *gp_tls_new(gp_tls_ctx *ctx, int fd, const struct sockaddr *peer);
 
 /* Drives the handshake: GP_TLS_DONE, GP_TLS_AGAIN (wait for gp_tls_wants),
  * or GP_TLS_ERROR after one info line naming the peer and the reason. */

@@ -84,7 +84,7 @@ static void pair_open(pair *p, const gp_tls_opts *o, const char *client_cert, in
     p->ctx = gp_tls_ctx_new(o, err, sizeof err);
     if (!p->ctx) fail_msg("context: %s", err);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p->sv), 0);
-    p->srv = gp_tls_new(p->ctx, p->sv[0]);
+    p->srv = gp_tls_new(p->ctx, p->sv[0], NULL);
     assert_non_null(p->srv);
     p->cctx = SSL_CTX_new(TLS_client_method());
     assert_int_equal(SSL_CTX_load_verify_locations(p->cctx, path("ca.pem"), NULL), 1);
@@ -372,7 +372,7 @@ static void test_bundle(void **state)
     gp_tls_ctx_free(p.ctx);
     gp_tls_free(p.srv);
     p.ctx = c;
-    p.srv = gp_tls_new(c, p.sv[0]);
+    p.srv = gp_tls_new(c, p.sv[0], NULL);
     assert_int_equal(handshake(&p), GP_TLS_DONE);
     pair_close(&p);
     int junk = open(path("ca.pem"), O_RDONLY);
