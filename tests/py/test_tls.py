@@ -392,3 +392,22 @@ def test_hup_reloads_the_certificate(certs, tmp_path):
         assert peer_cn(port, certs) == "localhost second"
     finally:
         s.stop()
+
+
+def test_threads_and_concurrent_clients(certs, tmp_path):
+    """--threads: request threads write through the TLS transport while the
+    loop handshakes with others; every echo comes back whole."""
+    import concurrent.futures
+    s, port = start(APP_WSGI, certs, tmp_path, args=["--threads", "4"])
+    try:
+        def one(i):
+            body = bytes([i]) * (100000 + i)
+            with tls_conn(port, client_ctx(certs)) as c:
+                for _ in range(3):
+                    st, _, got = request(c, "POST", "/", body)
+                    assert st == 200 and got == body
+            return i
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            assert sorted(ex.map(one, range(16))) == list(range(16))
+    finally:
+        s.stop()
