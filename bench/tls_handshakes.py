@@ -30,7 +30,7 @@ NGINX_CONF = """daemon off; worker_processes 1; pid {tmp}/nginx.pid; error_log {
 events {{ worker_connections 4096; }}
 http {{ access_log off; server {{ listen 127.0.0.1:{port} ssl;
   ssl_certificate {cert}; ssl_certificate_key {key};
-  ssl_session_cache off; ssl_session_tickets off;
+  {session}
   location / {{ default_type text/plain; return 200 "Hello, world!"; }} }} }}
 """
 
@@ -98,6 +98,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--key", choices=["rsa", "ec"], default="rsa")
     ap.add_argument("--only", help="comma-separated server names (nginx, gallop-wsgi)")
+    ap.add_argument("--nginx-tickets", action="store_true",
+                    help="nginx issues session tickets as gallop does (its default); else none")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="gallop-tlsbench-")
     cert, key = f"{tmp}/cert.pem", f"{tmp}/key.pem"
@@ -107,7 +109,8 @@ def main():
     servers = {}
     port = free_port()
     with open(f"{tmp}/nginx.conf", "w") as f:
-        f.write(NGINX_CONF.format(tmp=tmp, port=port, cert=cert, key=key))
+        session = "" if a.nginx_tickets else "ssl_session_cache off; ssl_session_tickets off;"
+        f.write(NGINX_CONF.format(tmp=tmp, port=port, cert=cert, key=key, session=session))
     servers["nginx"] = (f"nginx -c {tmp}/nginx.conf", port)
     port = free_port()
     servers["gallop-wsgi"] = (f"{a.gallop} --workers 1 --bind 127.0.0.1:{port} --certfile {cert} "

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -409,5 +410,33 @@ def test_threads_and_concurrent_clients(certs, tmp_path):
             return i
         with concurrent.futures.ThreadPoolExecutor(8) as ex:
             assert sorted(ex.map(one, range(16))) == list(range(16))
+    finally:
+        s.stop()
+
+
+def test_session_resumption_across_workers(certs, tmp_path):
+    """The workers share the master's ticket keys: a client resumes its
+    session whichever worker takes the next connection."""
+    s, port = start(APP_WSGI, certs, tmp_path, workers=2)
+    try:
+        s.wait_workers(2)
+        prev_pid, reused, across = None, 0, 0
+        for i in range(40):
+            args = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
+                    "localhost", "-CAfile", str(certs / "ca.pem"), "-ign_eof",
+                    "-sess_out", str(tmp_path / f"s{i}.pem")]
+            if i:
+                args += ["-sess_in", str(tmp_path / f"s{i - 1}.pem")]
+            r = subprocess.run(args, input=b"GET /pid HTTP/1.0\r\n\r\n", capture_output=True,
+                               timeout=10)
+            out = r.stdout.decode("latin-1")
+            pid = int(re.search(r"\r\n\r\n(\d+)", out).group(1))
+            if i:
+                assert "Reused, TLSv1.3" in out, out
+                across += pid != prev_pid
+            prev_pid = pid
+            if across >= 2:
+                break
+        assert across >= 2, "every connection went to one worker"
     finally:
         s.stop()

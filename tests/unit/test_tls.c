@@ -371,10 +371,11 @@ static void test_bundle(void **state)
     pair_open(&p, &o, NULL, 0);
     gp_tls_ctx_free(p.ctx);
     gp_tls_free(p.srv);
-    p.ctx = c;
+    p.ctx = NULL; /* c is freed below */
     p.srv = gp_tls_new(c, p.sv[0], NULL);
     assert_int_equal(handshake(&p), GP_TLS_DONE);
     pair_close(&p);
+    gp_tls_ctx_free(c);
     int junk = open(path("ca.pem"), O_RDONLY);
     assert_null(gp_tls_ctx_from_bundle(junk, &o, err, sizeof err));
     assert_non_null(strstr(err, "unreadable"));

@@ -1,10 +1,11 @@
 """Apps for test_tls.py: what a TLS connection shows the app.
 
 `wsgi`: GET answers the environ's scheme and TLS keys as JSON; POST echoes the
-body; /slow?S sleeps S seconds first (a request in flight across a HUP).
+body; /pid answers the worker's pid; /slow?S sleeps S seconds first (a request in flight across a HUP).
 `asgi`: the scope's scheme and tls extension as JSON; a WebSocket echoes each
 message after a first one with the scope's scheme."""
 import json
+import os
 import time
 
 WSGI_KEYS = ("wsgi.url_scheme", "HTTPS", "SSL_PROTOCOL", "SSL_CIPHER", "SSL_CLIENT_S_DN",
@@ -14,6 +15,10 @@ WSGI_KEYS = ("wsgi.url_scheme", "HTTPS", "SSL_PROTOCOL", "SSL_CIPHER", "SSL_CLIE
 def wsgi(environ, start_response):
     if environ["PATH_INFO"] == "/slow":
         time.sleep(float(environ.get("QUERY_STRING") or "1"))
+    if environ["PATH_INFO"] == "/pid":
+        body = str(os.getpid()).encode()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
     if environ["REQUEST_METHOD"] == "POST":
         body = environ["wsgi.input"].read()
     else:
