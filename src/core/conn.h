@@ -1,9 +1,16 @@
-/* conn: one client connection, as the app bridge sees it.
+/* conn: one exchange (a request and its response), as the app bridge sees it.
  *
  * The worker core owns the socket, the buffers and the HTTP framing; the
- * bridge (WSGI today) gets a parsed request through gp_app_ops.start, pulls the
- * body with gp_conn_body_read, and hands the response over with the head and
- * write calls below. Nothing here knows Python. */
+ * bridge (WSGI, ASGI) gets a parsed request through gp_app_ops.start, pulls
+ * the body with gp_conn_body_read, and hands the response over with the head
+ * and write calls below. Nothing here knows Python.
+ *
+ * A gp_conn is an HTTP/1.1 connection's exchange (conn.c frames it, h1.c
+ * runs the connection), or an exchange of another protocol on a shared
+ * stream (one per HTTP/2 stream): that protocol makes it with
+ * gp_exchange_new and a gp_exchange_ops table, and every call below that
+ * frames, writes or reads the body goes to that table (exchange.h says how
+ * a protocol provides exchanges). The bridge cannot tell them apart. */
 #ifndef GP_CONN_H
 #define GP_CONN_H
 

@@ -66,6 +66,7 @@ typedef struct {
     int target;
     unsigned gen, prev_gen, next_gen;
     bool reloading;
+    bool reload_settling; /* new generation ready, an old worker still accepting */
     int sigfd;
     int wake_fd; /* eventfd the workers write to: ready, or asking to retire */
     enum master_phase phase;
@@ -774,7 +775,17 @@ static void maintain(gp_master *m)
             cur--;
         }
     }
-    if (gen_ready >= m->target && old_gen == 0) {
+    /* a retired worker may still accept until its loop handles the TERM:
+     * the reload is complete once every old one has stopped accepting */
+    int old_accepting = 0;
+    for (int i = 0; i < m->sb->num_slots; i++) {
+        worker_rec *r = &m->recs[i];
+        if (r->pid > 0 && r->retiring && r->gen != m->gen &&
+            atomic_load(&m->sb->slots[i].state) != GP_WS_STOPPING)
+            old_accepting++;
+    }
+    m->reload_settling = m->reloading && old_accepting && gen_ready >= m->target && old_gen == 0;
+    if (gen_ready >= m->target && old_gen == 0 && !m->reload_settling) {
         /* one READY=1 per state change: the first generation, then each reload */
         if (m->reloading) {
             m->reloading = false;
@@ -1228,6 +1239,7 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
             wake = m.next_spawn;
         }
         if (reload_at > 0 && reload_at < wake) wake = reload_at > t ? reload_at : t;
+        if (m.reload_settling && t + 0.02 < wake) wake = t + 0.02;
         struct pollfd pfd[3 + GP_MAX_BINDS + GP_MSERVE_CLIENTS] = {
             {.fd = m.sigfd, .events = POLLIN},
             {.fd = m.wake_fd, .events = POLLIN},

@@ -44,8 +44,8 @@ typedef struct gp_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     gp_job *jobs, *jobs_tail, *done;
-    int threads, busy; /* busy: queued or running; written on the loop's thread only */
-    gp_io done_io;     /* eventfd */
+    int threads, busy;  /* busy: queued or running; written on the loop's thread only */
+    gp_io done_io;      /* eventfd */
     bool accept_paused; /* the owner's: it stopped accepting while every thread is taken */
     const gp_pool_ops *ops;
     void *arg;

@@ -64,8 +64,8 @@ typedef struct gp_stream_env {
     gp_loop *loop;
     gp_timers *timers;
     gp_bufpool *bufs;
-    const double *now;       /* monotonic seconds, the loop's clock */
-    const uint64_t *now_ms;  /* the same in milliseconds, as the timers count */
+    const double *now;          /* monotonic seconds, the loop's clock */
+    const uint64_t *now_ms;     /* the same in milliseconds, as the timers count */
     const double *send_timeout; /* a write that moves bytes pushes the deadline this far */
     /* After a transport's handshake, before the first event reaches the
      * protocol: where the protocol is chosen (ALPN "h2"). NULL: keep it. */
@@ -78,7 +78,6 @@ struct gp_stream {
     void *t;
     const gp_proto *proto; /* gets the events (proto.h) */
     gp_stream_env *env;
-    gp_stream *prev, *next; /* the worker's list of open streams */
 
     /* input: buf[0..len) read, buf[rpos..len) not yet consumed; the
      * protocol consumes (rpos) and compacts */

@@ -178,7 +178,29 @@ struct gp_worker {
     gp_http_header headers[GP_HTTP_MAX_HEADERS];
 };
 
-/* conn.c, for worker.c */
+/* An exchange of another protocol (exchange.h) is handed to its table; an
+ * HTTP/1.1 connection pays one predictable branch per call (conn.c, h1.c). */
+#define XRET(c, call)                                                                              \
+    do {                                                                                           \
+        if (__builtin_expect((c)->xops != NULL, 0)) return (c)->xops->call;                        \
+    } while (0)
+#define XVOID(c, call)                                                                             \
+    do {                                                                                           \
+        if (__builtin_expect((c)->xops != NULL, 0)) {                                              \
+            (c)->xops->call;                                                                       \
+            return;                                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* conn.c, for h1.c: the exchange's output and its async watching */
+/* Writes what is queued: gp_stream_flush, and an async app's idle deadline
+ * once all is out. GP_OK, GP_AGAIN, GP_ERROR. */
+int gp_conn_flush_queued(gp_conn *c);
+/* An async exchange with no output waiting: --body-timeout while its app
+ * waits for body bytes, else no deadline. */
+void gp_conn_async_idle_deadline(gp_conn *c);
+
+/* h1.c, for worker.c */
 /* What a request thread does with a connection it is handed. */
 enum gp_thread_job { GP_JOB_START, GP_JOB_RESUME, GP_JOB_ABORT };
 /* The request-thread job of a connection (gp_pool_ops.run and .done). */
@@ -186,7 +208,7 @@ void gp_conn_job_run(gp_job *j, gp_http_header *headers, gp_thread_slot *ts);
 void gp_conn_job_done(gp_job *j);
 int gp_conn_out_append(gp_conn *c, const void *p, size_t n);
 void gp_conn_async_rewatch(gp_conn *c);
-/* conn.c, for a protocol an HTTP/1.1 exchange upgrades to (ws_conn.c). The
+/* h1.c, for a protocol an HTTP/1.1 exchange upgrades to (ws_conn.c). The
  * exchange stays HTTP/1.1's while its app runs as a task (CS_ASYNC); the
  * stream's events go to the new protocol's table (whose on_event is
  * usually gp_conn_async_event), and HTTP/1.1 calls these hooks. When the
@@ -219,7 +241,7 @@ bool gp_conn_input_gone(gp_conn *c); /* the peer closed or reset */
 bool gp_conn_closed(gp_conn *c);
 const gp_config *gp_conn_config(gp_conn *c);
 const gp_app_ops *gp_conn_app_ops(gp_conn *c, void **app);
-/* worker.c, for conn.c */
+/* worker.c, for h1.c */
 gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_storage *peer,
                      socklen_t peer_len);
 void gp_conn_close(gp_conn *c);
