@@ -501,6 +501,14 @@ int gp_tls_handshake(void *p)
     if (r == 1) {
         t->ktls = BIO_get_ktls_send(SSL_get_wbio(t->ssl)) > 0;
         t->wants = 0;
+        if (gp_log_enabled(GP_LOG_DEBUG)) {
+            char peer[80];
+            const char *alpn = gp_tls_alpn(t);
+            peer_text(t, peer, sizeof peer);
+            gp_log(GP_LOG_DEBUG, "tls: %s: %s %s, ALPN %s, %s", peer, SSL_get_version(t->ssl),
+                   gp_tls_cipher_name(t), alpn ? alpn : "none",
+                   t->ktls ? "kTLS sends" : "user-space encryption");
+        }
         return GP_TLS_DONE;
     }
     int saved = errno;

@@ -148,7 +148,7 @@ def test_python_ssl_keep_alive_alpn_and_tls12(certs, tmp_path):
 
 
 def test_openssl_s_client(certs, tmp_path):
-    s, port = start(APP_WSGI, certs, tmp_path)
+    s, port = start(APP_WSGI, certs, tmp_path, args=["--log-level", "debug"])
     try:
         r = subprocess.run(
             ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
@@ -160,6 +160,7 @@ def test_openssl_s_client(certs, tmp_path):
         assert "ALPN protocol: http/1.1" in out, out
         assert "Verify return code: 0 (ok)" in out, out
         assert "HTTP/1.1 200 OK" in out and '"wsgi.url_scheme": "https"' in out
+        wait_log(s, "TLSv1.3 TLS_AES_256_GCM_SHA384, ALPN http/1.1, ")
     finally:
         s.stop()
 
