@@ -109,7 +109,9 @@ struct gp_stream {
  * protocol yet (set one before watching). */
 void gp_stream_init(gp_stream *s, gp_stream_env *env, int fd);
 /* Puts a transport under the stream (TLS right after accept); with a
- * handshake, it runs before the protocol sees any event. */
+ * handshake, it runs before the protocol sees any event. The events watched
+ * include the transport's wants from the next gp_stream_watch on: call
+ * gp_stream_watch(s, s->asked) after this when the stream is watched already. */
 void gp_stream_set_transport(gp_stream *s, const gp_transport *tr, void *t);
 /* Who gets the events from now on (an upgrade swaps it). */
 void gp_stream_set_proto(gp_stream *s, const gp_proto *p);
