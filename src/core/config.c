@@ -597,8 +597,14 @@ static int check_reload_and_config(const gp_config *cfg)
     if (!cfg->check_config) return 0;
     for (int i = 0; i < cfg->num_binds; i++) {
         gp_addr a;
-        char err[256];
+        char err[600];
+        gp_tls_opts tls;
         if (gp_addr_parse(cfg->binds[i], &a, err, sizeof err) < 0) return fail("%s%s", err, "");
+        if (gp_tlsconf_for(cfg, a.text, &tls)) { /* the certificate files, as the master will */
+            gp_tls_ctx *ctx = gp_tls_ctx_new(&tls, err, sizeof err);
+            if (!ctx) return fail("%s: %s", a.text, err);
+            gp_tls_ctx_free(ctx);
+        }
     }
     printf("gallop: configuration OK: %s, %d worker%s, %s%s\n", cfg->app, cfg->workers,
            cfg->workers == 1 ? "" : "s", cfg->num_fds ? "inherited sockets" : cfg->binds[0],

@@ -441,3 +441,15 @@ def test_session_resumption_across_workers(certs, tmp_path):
         assert across >= 2, "every connection went to one worker"
     finally:
         s.stop()
+
+
+def test_check_config_loads_the_certificates(certs, tmp_path):
+    gallop = os.environ.get("GALLOP_BIN", os.path.join(REPO, "build", "gallop"))
+    good = f"127.0.0.1:{free_port()},certfile={certs}/server.pem,keyfile={certs}/server.key"
+    r = subprocess.run([gallop, "--check-config", "--bind", good, APP_WSGI], capture_output=True,
+                       timeout=20)
+    assert r.returncode == 0 and b"configuration OK" in r.stdout, r.stderr
+    bad = good.replace("server.key", "server2.key")
+    r = subprocess.run([gallop, "--check-config", "--bind", bad, APP_WSGI], capture_output=True,
+                       timeout=20)
+    assert r.returncode == 2 and b"does not match" in r.stderr, r.stderr
