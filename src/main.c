@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "core/master.h"
 #include "core/top.h"
+#include "core/tune.h"
 
 #ifndef GP_BRIDGE_NAME
 #define GP_BRIDGE_NAME "gallop-python.so"
@@ -256,6 +257,7 @@ static void raise_fd_limit(void)
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "top")) return gp_top_main(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "tune")) return gp_tune_main(argc - 1, argv + 1);
     gp_master_block_signals();
     char dir[PATH_MAX];
     bool have_dir = exe_dir(dir, sizeof dir) == 0;

@@ -74,8 +74,9 @@ static inline unsigned char lower(unsigned char c)
 HOT bool token_eq(const char *s, size_t n, const char *lit)
 {
     for (size_t i = 0; i < n; i++) {
-        /* lit is NUL-terminated, so a shorter literal fails here before overrun */
-        if (lower((unsigned char)s[i]) != (unsigned char)lit[i]) return false;
+        /* a shorter literal ends here; testing its NUL too keeps a NUL byte
+         * in s from matching it and walking past its end */
+        if (lower((unsigned char)s[i]) != (unsigned char)lit[i] || !lit[i]) return false;
     }
     return lit[n] == '\0';
 }

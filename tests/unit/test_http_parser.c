@@ -727,6 +727,10 @@ static void test_token_eq(void **st)
     assert_true(gp_http_token_eq("100-Continue", 12, "100-continue"));
     /* only ASCII letters fold: '@' (0x40) is not '`' (0x60) */
     assert_false(gp_http_token_eq("@", 1, "`"));
+    /* a NUL in the input where the literal ends must not match the literal's
+     * terminator and read on past it (ASan: the literal is exactly 2 bytes) */
+    static const char lit[2] = "a";
+    assert_false(gp_http_token_eq("a\0z", 3, lit));
 }
 
 /* A 200-byte GET with 5 fields must parse well under a microsecond (optimised
