@@ -33,7 +33,7 @@ SSL_LIBS    := -lssl -lcrypto
 
 # What building and running need (make run), then the test toolchain (make test)
 DEB_RUN     := gcc make python3-dev libssl-dev
-DEB_TOOLS   := libcmocka-dev clang libclang-rt-14-dev
+DEB_TOOLS   := libcmocka-dev clang libclang-rt-14-dev openssl
 DEB_TEST    := python3-pytest python3-requests python3-flask python3-django curl python3-httpx \
                python3-websockets python3-starlette python3-fastapi python3-uvloop python3-anyio python3-venv systemd \
                nginx-light haproxy gunicorn python3-yaml python3-pip python3-setuptools python3-wheel git iproute2 prometheus
