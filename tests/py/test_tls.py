@@ -453,3 +453,31 @@ def test_check_config_loads_the_certificates(certs, tmp_path):
     r = subprocess.run([gallop, "--check-config", "--bind", bad, APP_WSGI], capture_output=True,
                        timeout=20)
     assert r.returncode == 2 and b"does not match" in r.stderr, r.stderr
+
+
+def test_insecure_bind_and_a_root_only_key_with_user(certs, tmp_path):
+    """--certfile for every bind but --insecure-bind's; the master reads a
+    key only root may read and workers running as nobody serve with it."""
+    key = tmp_path / "secret.key"
+    shutil.copy(certs / "server.key", key)
+    os.chmod(key, 0o600)
+    os.chmod(tmp_path, 0o755)
+    plain, tport = free_port(), free_port()
+    user = ["--user", "nobody", "--group", "nogroup"] if os.geteuid() == 0 else []
+    s = Server(APP_WSGI, bind=f"127.0.0.1:{tport}", tmp_path=tmp_path, wait=False,
+               args=["--insecure-bind", f"127.0.0.1:{plain}", "--certfile",
+                     str(certs / "server.pem"), "--keyfile", str(key), *user])
+    try:
+        s.port = plain
+        s.wait_ready()
+        assert "listening at https://127.0.0.1:%d" % tport in s.log()
+        assert "listening at http://127.0.0.1:%d" % plain in s.log()
+        with tls_conn(tport, client_ctx(certs)) as c:
+            assert json.loads(request(c)[2])["wsgi.url_scheme"] == "https"
+        if user:
+            w = s.workers()[0]
+            with open(f"/proc/{w}/status") as f:
+                uid = next(ln for ln in f if ln.startswith("Uid:")).split()[1]
+            assert int(uid) != 0
+    finally:
+        s.stop()
