@@ -298,6 +298,8 @@ static const setting settings[] = {
     {"bind", S_FLAG, "bind", NULL, NULL},
     {"backlog", S_FLAG, "backlog", NULL, NULL},
     {"workers", S_FLAG, "workers", NULL, NULL},
+    {"workers_min", S_FLAG, "workers-min", NULL, NULL},
+    {"workers_max", S_FLAG, "workers-max", NULL, NULL},
     {"worker_class", S_SPECIAL, NULL, "sync", NULL},
     {"threads", S_FLAG, "threads", NULL, NULL},
     {"worker_connections", S_FLAG, "worker-connections", NULL, NULL},

@@ -47,6 +47,9 @@ static const char usage_text[] =
     "      --graceful-timeout S     seconds workers get to finish on TERM (30)\n"
     "      --keep-alive S           seconds an idle keep-alive connection is kept (5)\n"
     "      --workers-formula F      what auto means: cores (default) or 2cores+1 (blocking apps)\n"
+    "      --workers-min N, --workers-max M  adaptive workers: start at N (or --workers), add\n"
+    "                               one while they are saturated, retire one when idle; either\n"
+    "                               alone: min 1, max 2 x usable CPUs (1 x for ASGI)\n"
     "      --threads N              WSGI request threads per worker (1)\n"
     "      --timeout S              kill a worker whose request or loop is stuck this long,\n"
     "                               after logging its Python tracebacks (30; 0: never)\n"
@@ -148,7 +151,8 @@ static const char usage_text[] =
     "  PORT is set (as gunicorn does), else 127.0.0.1:8000.\n"
     "\n"
     "Signals to the master: TERM/INT graceful stop, QUIT immediate stop, HUP reload the app\n"
-    "with a new generation of workers, TTIN/TTOU one worker more/less, USR1 reopen logs,\n"
+    "with a new generation of workers, TTIN/TTOU one worker more/less (adaptive: both\n"
+    "bounds and the count move by one), USR1 reopen logs,\n"
     "USR2 re-execute the binary (upgrade) keeping the sockets.\n"
     "Exit codes: 0 clean stop, 1 error, 2 usage, 3 worker boot failed, 4 app failed to load.\n";
 
@@ -228,6 +232,9 @@ enum {
     OPT_ALOG_FORMAT,
     OPT_LOG_FORMAT,
     OPT_LOG_SLOW,
+    /* adaptive workers (core/autoscale.h) */
+    OPT_WORKERS_MIN,
+    OPT_WORKERS_MAX,
     /* TLS */
     OPT_CERTFILE,
     OPT_KEYFILE,
@@ -331,6 +338,8 @@ static const struct option long_opts[] = {
     {"access-logformat", required_argument, 0, OPT_ALOG_FORMAT}, /* gunicorn's spelling */
     {"log-format", required_argument, 0, OPT_LOG_FORMAT},
     {"log-slow", required_argument, 0, OPT_LOG_SLOW},
+    {"workers-min", required_argument, 0, OPT_WORKERS_MIN},
+    {"workers-max", required_argument, 0, OPT_WORKERS_MAX},
     /* TLS: gunicorn's names, uvicorn's (--ssl-*), hypercorn's --insecure-bind */
     {"certfile", required_argument, 0, OPT_CERTFILE},
     {"ssl-certfile", required_argument, 0, OPT_CERTFILE},
@@ -473,6 +482,43 @@ static int resolve_workers(gp_config *cfg, const char *spec, const char *source,
                     spec, source);
     cfg->workers = (int)n;
     snprintf(cfg->workers_why, sizeof cfg->workers_why, "from %s", source);
+    return 0;
+}
+
+/* --workers-min / --workers-max (0: not given): either alone implies the
+ * other. An explicit --workers N is the count to start with, and must lie
+ * within the bounds (a number outside them is a mistake to report, not to
+ * guess at); without it the master starts at the minimum. */
+static int resolve_adaptive(gp_config *cfg, int min, int max, int start)
+{
+    char max_why[120] = "";
+    if (!min) min = 1;
+    if (!max) {
+        gp_cpus c;
+        gp_cpus_detect(&c, "", 0);
+        bool asgi = !strcmp(cfg->interface, "asgi") || !strcmp(cfg->interface, "asgi2");
+        max = c.usable * (asgi ? 1 : 2);
+        if (max > GP_MAX_WORKERS) max = GP_MAX_WORKERS;
+        if (max < min) max = min;
+        cfg->workers_max_implied = !asgi; /* an app found to be ASGI lowers it (master.c) */
+        snprintf(max_why, sizeof max_why, ", max %s%d usable CPU%s", asgi ? "" : "2 x ", c.usable,
+                 c.usable == 1 ? "" : "s");
+    }
+    char a[64], b[32];
+    snprintf(a, sizeof a, "%d", min);
+    snprintf(b, sizeof b, "%d", max);
+    if (min > max) return fail("--workers-min %s is above --workers-max %s", a, b);
+    if (start && (start < min || start > max)) {
+        snprintf(a, sizeof a, "%d is outside --workers-min %d", start, min);
+        return fail("--workers %s to --workers-max %s (with adaptive workers, --workers is the "
+                    "count to start with)",
+                    a, b);
+    }
+    cfg->workers_min = min;
+    cfg->workers_max = max;
+    cfg->workers = start ? start : min;
+    snprintf(cfg->workers_why, sizeof cfg->workers_why, "adaptive: %d to %d workers%s%s", min, max,
+             max_why, start ? ", starting at --workers" : "");
     return 0;
 }
 
@@ -701,6 +747,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     bool twice_plus_one = false;
     const char *workers = NULL, *wsgi_app = NULL;
     unsigned long long v;
+    int adaptive_min = 0, adaptive_max = 0;
 
     opterr = 0;
     optind = 0; /* 0, not 1: glibc then forgets any earlier parse entirely */
@@ -1006,6 +1053,13 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
             if (parse_seconds(optarg, &cfg->log_slow))
                 return fail("invalid --log-slow '%s' (seconds; 0: off)%s", optarg, "");
             break;
+        case OPT_WORKERS_MIN:
+        case OPT_WORKERS_MAX:
+            if (parse_ull(optarg, GP_MAX_WORKERS, &v) || v < 1)
+                return fail("invalid --%s '%s' (1 to 1024)",
+                            c == OPT_WORKERS_MIN ? "workers-min" : "workers-max", optarg);
+            *(c == OPT_WORKERS_MIN ? &adaptive_min : &adaptive_max) = (int)v;
+            break;
         case OPT_CERTFILE:
         case OPT_KEYFILE:
         case OPT_KEYPASS:
@@ -1049,6 +1103,9 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     int r = workers     ? resolve_workers(cfg, workers, "--workers", twice_plus_one)
             : wc && *wc ? resolve_workers(cfg, wc, "WEB_CONCURRENCY", twice_plus_one)
                         : resolve_workers(cfg, "auto", "auto", twice_plus_one);
+    if (r == 0 && (adaptive_min || adaptive_max))
+        r = resolve_adaptive(cfg, adaptive_min, adaptive_max,
+                             workers && strcmp(workers, "auto") ? cfg->workers : 0);
     if (r == 0) r = check_reload_and_config(cfg);
     return r;
 }

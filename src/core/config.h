@@ -121,6 +121,10 @@ typedef struct {
     gp_alog_format access_format;
     int log_format;  /* GP_LOG_TEXT or GP_LOG_JSON */
     double log_slow; /* --log-slow: warn about requests slower than this; 0: off */
+    /* --workers-min / --workers-max: adaptive workers (core/autoscale.h);
+     * workers_max 0: off, else workers is the count to start with */
+    int workers_min, workers_max;
+    bool workers_max_implied; /* from the CPU count for a sync app: lowered for ASGI */
     /* TLS (core/tls.h, core/tlsconf.h): --certfile ... for every --bind, or a
      * bind's own "ADDR,certfile=F,keyfile=K" (",plain": no TLS there) */
     gp_tls_opts tls;

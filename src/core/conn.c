@@ -353,12 +353,25 @@ static void settle_request_body(gp_conn *c)
     c->keep_alive = false;
 }
 
+/* Adaptive workers: the master asks a worker holding more than its share
+ * of keep-alive clients to end some (Connection: close), so that they
+ * reconnect to a worker it added. One relaxed load when it asks nothing;
+ * request threads may race here, hence the exchange. */
+static bool shed_one(gp_slot *s)
+{
+    uint32_t n = atomic_load_explicit(&s->shed, memory_order_relaxed);
+    while (n && !atomic_compare_exchange_weak_explicit(&s->shed, &n, n - 1, memory_order_relaxed,
+                                                       memory_order_relaxed)) {
+    }
+    return n != 0;
+}
+
 int gp_conn_head_end(gp_conn *c)
 {
     XRET(c, head_end(c));
     gp_worker *w = c->w;
     settle_request_body(c);
-    if (w->stopping) c->keep_alive = false;
+    if (w->stopping || (c->keep_alive && shed_one(w->slot))) c->keep_alive = false;
     c->no_body = c->head_method || status_has_no_body(c->status);
     c->chunked_out = false;
     if (!c->resp_has_length && !c->no_body) {

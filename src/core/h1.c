@@ -402,7 +402,9 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
     c->expect_continue = req->expect_continue;
     c->continue_sent = false;
     if (w->alog_on) remember_for_log(c, req);
-    if (w->cfg->num_metrics_binds && !c->m_start_us) c->m_start_us = gp_metrics_begin(w->slot);
+    /* busy time feeds /metrics and the adaptive workers' decisions */
+    if ((w->cfg->num_metrics_binds || w->cfg->workers_max) && !c->m_start_us)
+        c->m_start_us = gp_metrics_begin(w->slot);
     if (w->cfg->limit_request_body && req->body == GP_HTTP_BODY_LENGTH &&
         req->content_length > w->cfg->limit_request_body) {
         reject(c, 413);

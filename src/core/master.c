@@ -26,8 +26,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/autoscale.h"
 #include "core/conffile.h"
+#include "core/cpus.h"
 #include "core/log.h"
+#include "core/machine.h"
 #include "core/metrics.h"
 #include "core/mserve.h"
 #include "core/notify.h"
@@ -54,6 +57,9 @@ typedef struct {
     double term_at; /* when */
     bool killed;    /* we sent KILL */
     bool booted;
+    /* adaptive workers: the counters at the last sample */
+    bool sampled;
+    double busy_s, cpu_s;
 } worker_rec;
 
 typedef struct {
@@ -89,6 +95,12 @@ typedef struct {
     bool parked;         /* --reload: the app never loaded; wait for a change */
     gp_mserve *metrics;     /* --metrics-bind, NULL when off */
     gp_metrics_totals gone; /* counters of the workers that exited */
+    /* --workers-min/--workers-max (autoscale.h) */
+    bool adaptive;
+    gp_autoscale as;
+    double next_sample;
+    bool async_seen;       /* an ASGI app lowered an implied maximum */
+    const char *proc_root; /* "" (tests fake /proc/meminfo with GALLOP_AUTOSCALE_ROOT) */
 } gp_master;
 
 static void (*fork_before)(void), (*fork_after_parent)(void);
@@ -733,6 +745,21 @@ static const char *leave_reason(gp_master *m, const worker_rec *r)
     return NULL;
 }
 
+/* The worker to retire when more serve than wanted: the one in the highest
+ * slot, or with adaptive workers the newest (the least warmed up, holding
+ * the fewest kept-alive clients). */
+static worker_rec *surplus_worker(gp_master *m)
+{
+    worker_rec *pick = NULL;
+    for (int i = m->sb->num_slots - 1; i >= 0; i--) {
+        worker_rec *r = &m->recs[i];
+        if (r->pid <= 0 || r->retiring || r->kill_at != 0 || leave_reason(m, r)) continue;
+        if (!m->adaptive) return r;
+        if (!pick || r->started > pick->started) pick = r;
+    }
+    return pick;
+}
+
 /* Brings the current generation to the target, and retires old, surplus
  * and retirement-asking workers only as new ones are ready, so capacity
  * never dips. */
@@ -768,13 +795,10 @@ static void maintain(gp_master *m)
             gen_ready -= r->gen == m->gen && r->booted;
         }
     }
-    for (int i = m->sb->num_slots - 1; i >= 0 && cur > m->target; i--) {
-        worker_rec *r = &m->recs[i];
-        if (r->pid > 0 && !r->retiring && r->kill_at == 0 && !leave_reason(m, r)) {
-            retire(m, r, "fewer workers asked for");
-            cur--;
-        }
-    }
+    for (worker_rec *r; cur > m->target && (r = surplus_worker(m)); cur--)
+        retire(m, r,
+               m->adaptive ? "fewer workers wanted; the newest goes first"
+                           : "fewer workers asked for");
     /* a retired worker may still accept until its loop handles the TERM:
      * the reload is complete once every old one has stopped accepting */
     int old_accepting = 0;
@@ -806,6 +830,144 @@ static void maintain(gp_master *m)
             }
         }
     }
+}
+
+/* ---- adaptive workers (--workers-min/--workers-max) ----------------------------- */
+
+static void set_target(gp_master *m, int n)
+{
+    if (n == m->target) return;
+    run_hook("nworkers_changed", 0, n, m->target);
+    m->target = n;
+}
+
+/* New bounds, kept within what the scoreboard holds (a reload needs room
+ * for two generations); the target moves inside them. */
+static void adaptive_bounds(gp_master *m, int min, int max)
+{
+    int cap = m->sb->num_slots / 2;
+    if (max > cap) max = cap;
+    if (max < 1) max = 1;
+    if (min < 1) min = 1;
+    if (min > max) min = max;
+    gp_autoscale_set_bounds(&m->as, min, max);
+    set_target(m, m->target < min ? min : m->target > max ? max : m->target);
+}
+
+static void start_adaptive(gp_master *m, const gp_config *cfg)
+{
+    gp_cpus c;
+    gp_cpus_detect(&c, "", 0);
+    gp_as_params p;
+    gp_autoscale_defaults(&p, cfg->workers_min, cfg->workers_max, c.usable);
+    gp_autoscale_init(&m->as, &p);
+    m->adaptive = true;
+    m->async_seen = false;
+    adaptive_bounds(m, cfg->workers_min, cfg->workers_max);
+}
+
+/* TTIN/TTOU: one worker more or fewer now, and the range moves with it, so
+ * the decisions that follow do not undo the signal. */
+static void adaptive_signal(gp_master *m, int step, const char *name)
+{
+    int min = m->as.p.min + step, max = m->as.p.max + step;
+    if (max < 1) max = 1;
+    if (min < 1) min = 1;
+    set_target(m, m->target + step);
+    adaptive_bounds(m, min, max);
+    gp_autoscale_changed(&m->as, now_s());
+    gp_info("handling signal: %s; adaptive workers %d to %d, %d wanted", name, m->as.p.min,
+            m->as.p.max, m->target);
+}
+
+/* One worker's counters since the last sample, added to s. */
+static void sample_worker(gp_master *m, worker_rec *r, uint64_t now_us, gp_as_sample *s)
+{
+    gp_metrics_worker w;
+    uint64_t hist[GP_METRICS_BUCKETS] = {0}, dur_us = 0, rss;
+    double cpu, run, wait;
+    gp_metrics_read_slot(&m->sb->slots[r->slot], now_us, &w, hist, &dur_us);
+    if (gp_metrics_proc(r->pid, &cpu, &rss) < 0) return;
+    /* time waiting for a CPU counts as wanting one: on a crowded machine a
+     * CPU-bound worker gets less than it asks */
+    if (gp_machine_sched("", r->pid, &run, &wait) == 0) cpu = run + wait;
+    double busy = (double)w.busy_us / 1e6;
+    s->workers++;
+    if (rss > s->rss) s->rss = rss;
+    if (r->sampled) {
+        s->busy_s += busy - r->busy_s;
+        s->cpu_s += cpu - r->cpu_s;
+    } else {
+        s->settling = true; /* its first interval is not measured */
+    }
+    r->sampled = true;
+    r->busy_s = busy;
+    r->cpu_s = cpu;
+}
+
+/* Keep-alive clients stay with the worker that accepted them, so a worker
+ * added under load would get only new connections: a worker holding clearly
+ * more than an even share (two past it, while another holds two below) ends
+ * its surplus at their next responses, and they reconnect to one with fewer
+ * (the workers' accept balance). Set afresh each second, never added up. */
+static void even_out(gp_master *m)
+{
+    int n = 0;
+    uint64_t total = 0;
+    uint32_t least = UINT32_MAX;
+    for (int i = 0; i < m->sb->num_slots; i++) {
+        worker_rec *r = &m->recs[i];
+        if (r->pid <= 0 || !r->booted || r->retiring || r->kill_at > 0) continue;
+        uint32_t c = atomic_load(&m->sb->slots[r->slot].conns);
+        total += c;
+        n++;
+        if (c < least) least = c;
+    }
+    uint64_t fair = n ? (total + (uint64_t)n - 1) / (uint64_t)n : 0;
+    for (int i = 0; i < m->sb->num_slots; i++) {
+        worker_rec *r = &m->recs[i];
+        if (r->pid <= 0) continue;
+        gp_slot *s = &m->sb->slots[r->slot];
+        uint32_t c = atomic_load(&s->conns), shed = 0;
+        if (r->booted && !r->retiring && n > 1 && (uint64_t)least + 2 <= fair && c >= fair + 2)
+            shed = (uint32_t)(c - fair);
+        atomic_store(&s->shed, shed);
+    }
+}
+
+/* Once a second: measures, asks autoscale, applies its answer. */
+static void adaptive_tick(gp_master *m, double t)
+{
+    if (m->cfg->workers_max_implied && !m->async_seen && atomic_load(&m->sb->app_async) == 2) {
+        m->async_seen = true;
+        int max = m->as.p.cpus > m->as.p.min ? m->as.p.cpus : m->as.p.min;
+        gp_info("adaptive workers: an ASGI app, one event loop per usable CPU: at most %d", max);
+        adaptive_bounds(m, m->as.p.min, max);
+    }
+    even_out(m);
+    gp_as_sample s = {.t = t, .settling = m->reloading || m->parked};
+    uint64_t now_us = gp_metrics_now_us();
+    for (int i = 0; i < m->sb->num_slots; i++) {
+        worker_rec *r = &m->recs[i];
+        if (r->pid <= 0) continue;
+        if (!r->booted || r->retiring || r->kill_at > 0 || r->gen != m->gen) s.settling = true;
+        if (r->booted) sample_worker(m, r, now_us, &s);
+    }
+    for (int i = 0; i < m->num_listeners; i++) {
+        const gp_listener *l = &m->listeners[i];
+        uint32_t depth, limit;
+        if (gp_metrics_listen_queue(l->fd, l->addr.kind == GP_ADDR_UNIX, &depth, &limit) == 0)
+            s.backlog += depth;
+    }
+    s.free = gp_machine_mem_free(m->proc_root);
+    gp_debug("adaptive: %d workers%s, busy %.2f s, CPU %.2f s, backlog %u, %llu MiB free",
+             s.workers, s.settling ? " (settling)" : "", s.busy_s, s.cpu_s, s.backlog,
+             (unsigned long long)(s.free >> 20));
+    int target = m->target;
+    char line[200];
+    enum gp_as_action act = gp_autoscale_step(&m->as, &s, &target, line, sizeof line);
+    if (act != GP_AS_NONE) gp_info("%s", line);
+    set_target(m, target);
 }
 
 /* ---- --reuse-port balance ---------------------------------------------------- */
@@ -905,6 +1067,7 @@ static int metrics_page(gp_master *m, gp_mbuf *body)
             gp_metrics_listen_queue(l->fd, l->addr.kind == GP_ADDR_UNIX, &o->depth, &o->limit) == 0;
     }
     int rc = gp_metrics_render(&v, body);
+    if (rc == 0 && m->adaptive) rc = gp_autoscale_render(&m->as, m->target, body);
     free(ws);
     return rc < 0 ? 500 : 200;
 }
@@ -989,11 +1152,25 @@ static void reread_config(gp_master *m)
     if (gp_tlsconf_bundles(fresh, m->listeners, m->num_listeners, fds, err, sizeof err) < 0)
         gp_error("reload: TLS: %s; keeping the current certificates", err);
     else gp_tlsconf_install(m->listeners, m->num_listeners, fds);
-    if (fresh->workers != m->cfg->workers)
-        gp_info("reload: %d workers (%s)", fresh->workers, fresh->workers_why);
-    if (fresh->workers != m->target) run_hook("nworkers_changed", 0, fresh->workers, m->target);
     gp_conffile_apply_env(fresh);
-    m->target = fresh->workers;
+    if (fresh->workers_max && m->adaptive && fresh->workers_min == m->cfg->workers_min &&
+        fresh->workers_max == m->cfg->workers_max) {
+        /* the bounds as TTIN/TTOU left them, and the count measured */
+        gp_info("reload: adaptive workers kept at %d to %d, %d now", m->as.p.min, m->as.p.max,
+                m->target);
+    } else if (fresh->workers_max) {
+        if (!m->adaptive) start_adaptive(m, fresh);
+        else adaptive_bounds(m, fresh->workers_min, fresh->workers_max);
+        gp_info("reload: adaptive workers %d to %d, %d now (%s)", m->as.p.min, m->as.p.max,
+                m->target, fresh->workers_why);
+    } else {
+        if (fresh->workers != m->cfg->workers || m->adaptive)
+            gp_info("reload: %d workers (%s)", fresh->workers, fresh->workers_why);
+        for (int i = 0; m->adaptive && i < m->sb->num_slots; i++)
+            atomic_store(&m->sb->slots[i].shed, 0); /* no hand-over asked any more */
+        m->adaptive = false;
+        set_target(m, fresh->workers);
+    }
     gp_log_set_level(fresh->log_level);
     gp_log_set_format(fresh->log_format);
     m->cfg = fresh; /* the old one may still be main's: never freed */
@@ -1100,6 +1277,10 @@ static void handle_signal(gp_master *m, int sig)
         if (m->phase == RUNNING) reload(m);
         break;
     case SIGTTIN:
+        if (m->adaptive) {
+            adaptive_signal(m, 1, "ttin");
+            break;
+        }
         if (m->target < m->sb->num_slots / 2) {
             m->target++;
             run_hook("nworkers_changed", 0, m->target, m->target - 1);
@@ -1107,6 +1288,10 @@ static void handle_signal(gp_master *m, int sig)
         gp_info("handling signal: ttin; %d workers wanted", m->target);
         break;
     case SIGTTOU:
+        if (m->adaptive) {
+            adaptive_signal(m, -1, "ttou");
+            break;
+        }
         if (m->target > 1) {
             m->target--;
             run_hook("nworkers_changed", 0, m->target, m->target + 1);
@@ -1158,7 +1343,8 @@ static int setup(gp_master *m)
     if (opened < 0) return -1;
     chown_sockets(m);
     if (setup_tls(m) < 0) return -1;
-    int slots = 2 * cfg->workers + 64;
+    int most = cfg->workers > cfg->workers_max ? cfg->workers : cfg->workers_max;
+    int slots = 2 * most + 64;
     if (slots < 256) slots = 256;
     m->sb = gp_scoreboard_create(slots);
     m->recs = calloc((size_t)slots, sizeof *m->recs);
@@ -1169,6 +1355,9 @@ static int setup(gp_master *m)
     if (open_metrics(m) < 0) return -1;
     start_balance(m);
     m->target = cfg->workers;
+    if (cfg->workers_max) start_adaptive(m, cfg);
+    const char *root = getenv("GALLOP_AUTOSCALE_ROOT"); /* tests: a fake /proc/meminfo */
+    m->proc_root = root ? root : "";
     m->gen = m->next_gen = 1;
     sigset_t set;
     signal_set(&set);
@@ -1238,6 +1427,8 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
         } else if (m.next_spawn > t && m.next_spawn < wake) {
             wake = m.next_spawn;
         }
+        if (m.adaptive && m.phase == RUNNING && m.next_sample > t && m.next_sample < wake)
+            wake = m.next_sample;
         if (reload_at > 0 && reload_at < wake) wake = reload_at > t ? reload_at : t;
         if (m.reload_settling && t + 0.02 < wake) wake = t + 0.02;
         struct pollfd pfd[3 + GP_MAX_BINDS + GP_MSERVE_CLIENTS] = {
@@ -1259,6 +1450,10 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
         reload_at = watch_files(&m, pfd[2].revents != 0);
         reap(&m); /* SIGCHLD coalesces: reap on every turn */
         check_timeouts(&m);
+        if (m.adaptive && m.phase == RUNNING && now_s() >= m.next_sample) {
+            m.next_sample = now_s() + 1.0;
+            adaptive_tick(&m, now_s());
+        }
         maintain(&m);
         sync_balance(&m);
         gp_mserve_handle(m.metrics, pfd + 3, n > 0 ? nm : 0, now_s()); /* after: it reports the state */

@@ -34,6 +34,7 @@ typedef struct {
     _Atomic uint64_t rss_kb;     /* sampled once a second */
     _Atomic uint32_t conns;      /* connections held, and whether it accepts more: */
     _Atomic int accepting;       /* so workers on a shared socket can balance */
+    _Atomic uint32_t shed;       /* keep-alive connections to end (master: set; worker: count down) */
     _Atomic unsigned what_seq;   /* odd while req_what is being written */
     char req_what[GP_SLOT_WHAT]; /* "GET /path" of the request in progress */
     /* --metrics-bind (metrics.h): counted by the worker's loop thread, read on a scrape */
@@ -48,6 +49,7 @@ typedef struct {
 typedef struct {
     int fd;                         /* the memfd behind the mapping (close-on-exec) */
     atomic_int load_error_reported; /* first worker that fails to load the app prints why: 0, 1 printing, 2 printed */
+    atomic_int app_async;           /* set by each worker that starts serving: 1 sync app, 2 async (ASGI) */
     int num_slots;
     gp_slot slots[];
 } gp_scoreboard;

@@ -701,6 +701,7 @@ gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void
     w->sb = a->scoreboard;
     w->master_pid = a->master_pid;
     w->wake_fd = a->wake_fd;
+    atomic_store_explicit(&w->sb->app_async, ops->runs_as_tasks ? 2 : 1, memory_order_relaxed);
     gp_worker_update_clock(w);
     if (setup(w, a) < 0) {
         gp_error("worker setup failed: %s", strerror(errno));

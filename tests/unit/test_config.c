@@ -878,6 +878,59 @@ static void test_bind_defaults_and_fd(void **state)
     unsetenv("PORT");
 }
 
+/* --workers-min / --workers-max: either implies the other; --workers is the
+ * start, inside the bounds */
+static void test_adaptive_workers(void **state)
+{
+    gp_config cfg;
+    args a;
+    gp_cpus c;
+    gp_cpus_detect(&c, "", 0);
+
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "app"), 0);
+    assert_int_equal(cfg.workers_max, 0); /* off by default */
+
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "--workers-min", "2", "--workers-max", "6", "app"), 0);
+    assert_int_equal(cfg.workers_min, 2);
+    assert_int_equal(cfg.workers_max, 6);
+    assert_int_equal(cfg.workers, 2);
+    assert_false(cfg.workers_max_implied);
+    assert_string_equal(cfg.workers_why, "adaptive: 2 to 6 workers");
+
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "--workers-max", "3", "app"), 0);
+    assert_int_equal(cfg.workers_min, 1);
+    assert_int_equal(cfg.workers, 1);
+
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "--workers-min", "1", "app"), 0);
+    assert_int_equal(cfg.workers_max, 2 * c.usable);
+    assert_true(cfg.workers_max_implied);
+
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "--workers-min", "1", "--interface", "asgi", "app"), 0);
+    assert_int_equal(cfg.workers_max, c.usable);
+    assert_false(cfg.workers_max_implied);
+
+    /* a minimum above the implied maximum raises it */
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "--workers-min", "1000", "app"), 0);
+    assert_int_equal(cfg.workers_max, 2 * c.usable > 1000 ? 2 * c.usable : 1000);
+
+    reset_getopt();
+    assert_int_equal(PARSE(&cfg, &a, "-w", "3", "--workers-max", "4", "app"), 0);
+    assert_int_equal(cfg.workers, 3);
+
+    ERR("--workers-min 3 is above --workers-max 2", "--workers-min", "3", "--workers-max", "2",
+        "app");
+    ERR("--workers 5 is outside --workers-min 1 to --workers-max 4", "-w", "5", "--workers-max",
+        "4", "app");
+    ERR("invalid --workers-max '0' (1 to 1024)", "--workers-max", "0", "app");
+    ERR("invalid --workers-min 'x' (1 to 1024)", "--workers-min", "x", "app");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -910,6 +963,7 @@ int main(void)
         cmocka_unit_test_setup(test_reload_and_check_config, setup),
         cmocka_unit_test_setup(test_gunicorn_short_flags, setup),
         cmocka_unit_test_setup(test_bind_defaults_and_fd, setup),
+        cmocka_unit_test_setup(test_adaptive_workers, setup),
     };
 
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
