@@ -175,7 +175,8 @@ void gp_worker_stop(gp_worker *w)
  * accept until its first bytes are handled (or FRESH_GRACE_MS pass): a worker
  * that runs one request at a time takes one fresh connection, one with threads
  * as many as it has threads free, so a burst of connections spreads over the
- * workers instead of queueing behind one. Leaving and rejoining the shared
+ * workers instead of queueing behind one (a worker alone on its queue takes
+ * all: no_other_taker). Leaving and rejoining the shared
  * socket's wait queue also puts this worker behind the others for the next
  * wakeup, which EPOLLEXCLUSIVE would otherwise always give the first. */
 
@@ -232,11 +233,31 @@ static bool full_but_alone(gp_worker *w)
     return true;
 }
 
+/* A sync worker holding its one fresh connection takes more only when no
+ * other worker reads its accept queue: then the backlog's clients would
+ * just wait, a whole round of this worker's keep-alive connections per
+ * accept (the listener is watched again only after each fresh connection's
+ * first request, and its readiness queues behind theirs), and taken now
+ * they are served in turn with the rest. With other workers, the backlog
+ * stays where whichever frees first takes the next. */
+static bool no_other_taker(gp_worker *w)
+{
+    if (w->cfg->reuse_port || !w->sb) return true; /* a queue only this worker reads */
+    for (int i = 0; i < w->sb->num_slots; i++) {
+        gp_slot *s = &w->sb->slots[i];
+        int st = atomic_load_explicit(&s->state, memory_order_relaxed);
+        if (s != w->slot && (st == GP_WS_BOOTING || st == GP_WS_IDLE || st == GP_WS_BUSY))
+            return false;
+    }
+    return true;
+}
+
 static bool want_accepting_open(gp_worker *w, bool open)
 {
     if (!open) return full_but_alone(w);
     int room = fresh_room(w);
-    return room < 0 || w->num_fresh < room;
+    if (room < 0 || w->num_fresh < room) return true;
+    return !w->pool && no_other_taker(w);
 }
 
 static bool want_accepting(gp_worker *w)
@@ -430,7 +451,8 @@ static void on_accept(gp_io *io, uint32_t events)
             close(fd);
             continue;
         }
-        if (room >= 0) {
+        /* past the room (no other taker): not fresh, just served in turn */
+        if (room >= 0 && w->num_fresh < (room > 0 ? room : 1)) {
             c->s.io.cb = on_fresh_event;
             w->fresh[w->num_fresh++] = (struct gp_fresh){c, w->now_ms + FRESH_GRACE_MS};
         }
@@ -763,6 +785,28 @@ static void cut_stragglers(gp_worker *w)
     }
 }
 
+/* Serving ready connections in turn. A batch of events is what was ready
+ * when the wait began: a keep-alive client whose next request arrives a
+ * moment after that (the last one served before the wait, say) goes to the
+ * back of the next batch, behind connections that became ready after it,
+ * and with an app slow enough that is a whole round of waiting, on the same
+ * connections every round. So after a turn that ran long (the sync app's
+ * own clock update says so), the loop takes one event per wait, in the
+ * order the kernel saw them become ready: the extra wait costs little next
+ * to such a turn. Fast turns return to batches after FIFO_HOLD_TURNS. */
+#define FIFO_SLOW_MS 2 /* a difference of 2 on the ms clock: at least 1 ms ran */
+#define FIFO_HOLD_TURNS 16
+
+static inline void pace_batch(gp_worker *w, uint64_t began_ms)
+{
+    if (w->now_ms - began_ms >= FIFO_SLOW_MS) {
+        w->fifo_turns = FIFO_HOLD_TURNS;
+        w->loop.batch = 1;
+    } else if (w->fifo_turns && !--w->fifo_turns) {
+        w->loop.batch = GP_LOOP_BATCH;
+    }
+}
+
 int gp_worker_turn(gp_worker *w, int timeout_ms)
 {
     const gp_app_ops *ops = w->ops;
@@ -770,7 +814,9 @@ int gp_worker_turn(gp_worker *w, int timeout_ms)
     gp_loop_wait(&w->loop, timeout_ms);
     if (timeout_ms && ops->after_wait) ops->after_wait(w->app);
     gp_worker_update_clock(w);
+    uint64_t began_ms = w->now_ms;
     gp_loop_dispatch(&w->loop);
+    pace_batch(w, began_ms);
     if (w->num_fresh) expire_fresh(w);
     /* --max-requests: counted by the connections, acted on here */
     if (w->max_requests && !w->retire_asked &&

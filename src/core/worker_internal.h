@@ -133,6 +133,7 @@ struct gp_worker {
         uint64_t until_ms;
     } * fresh; /* accepted, no byte handled yet: one per free thread */
     int num_fresh;
+    int fifo_turns; /* turns left of waiting for one event at a time (worker.c, pace_batch) */
     uint64_t accept_resume_ms; /* after EMFILE: not before this */
     uint64_t emfile_warned_ms;
     gp_timer accept_timer;        /* ends a pause */
