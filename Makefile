@@ -28,12 +28,12 @@ ASAN_CORE   := $(CORE_SRC:%.c=$(BUILD)/asan/%.o)
 ASAN_UNIT   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/unit/%)
 FUZZ_SRC    := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN    := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
-# libraries the core links (HTTP/2)
-CORE_LIBS   := -lnghttp2
+# libraries the core links: HTTP/2 (nghttp2), TLS (OpenSSL)
+CORE_LIBS   := -lnghttp2 -lssl -lcrypto
 
 # What building and running need (make run), then the test toolchain (make test)
-DEB_RUN     := gcc make python3-dev libnghttp2-dev
-DEB_TOOLS   := libcmocka-dev clang libclang-rt-14-dev
+DEB_RUN     := gcc make python3-dev libnghttp2-dev libssl-dev
+DEB_TOOLS   := libcmocka-dev clang libclang-rt-14-dev openssl
 DEB_TEST    := python3-pytest python3-requests python3-flask python3-django curl python3-httpx \
                python3-websockets python3-starlette python3-fastapi python3-uvloop python3-anyio python3-venv systemd \
                nginx-light haproxy gunicorn python3-yaml python3-pip python3-setuptools python3-wheel git iproute2 prometheus nghttp2-client
@@ -156,7 +156,7 @@ pytest: all
 	GALLOP_BIN=$(abspath $(BUILD)/gallop) $(PYTHON) -m pytest -q tests/py
 
 # The protocol tests again, against gallop built with ASan/UBSan.
-ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_bodies.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py tests/py/test_wsgi_misbehave.py tests/py/test_bridge.py tests/py/test_asgi_http.py tests/py/test_asgi_ws.py tests/py/test_accept.py tests/py/test_asgi_apps.py tests/py/test_static.py tests/py/test_conffile.py tests/py/test_proxy.py tests/py/test_cli_compat.py tests/py/test_interp.py tests/py/test_accesslog.py tests/py/test_tune.py::test_bad_input_is_one_line_and_exit_2 tests/py/test_tune.py::test_post_body_and_paths tests/py/test_h2.py
+ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_bodies.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py tests/py/test_wsgi_misbehave.py tests/py/test_bridge.py tests/py/test_asgi_http.py tests/py/test_asgi_ws.py tests/py/test_accept.py tests/py/test_asgi_apps.py tests/py/test_static.py tests/py/test_conffile.py tests/py/test_proxy.py tests/py/test_cli_compat.py tests/py/test_interp.py tests/py/test_accesslog.py tests/py/test_tune.py::test_bad_input_is_one_line_and_exit_2 tests/py/test_tune.py::test_post_body_and_paths tests/py/test_h2.py tests/py/test_tls.py
 # detect_odr_violation=0: with --preload the master loads the bridge, which
 # carries its own copy of the core for the workers that exec the interpreter;
 # the binary's definitions win (-rdynamic), as intended, so the copy's

@@ -10,6 +10,7 @@
 
 #include "core/accesslog.h"
 #include "core/forwarded.h"
+#include "core/tls.h"
 
 #define GP_MAX_BINDS 16
 #define GP_MAX_PYTHONPATH 16
@@ -126,6 +127,11 @@ typedef struct {
      * workers_max 0: off, else workers is the count to start with */
     int workers_min, workers_max;
     bool workers_max_implied; /* from the CPU count for a sync app: lowered for ASGI */
+    /* TLS (core/tls.h, core/tlsconf.h): --certfile ... for every --bind, or a
+     * bind's own "ADDR,certfile=F,keyfile=K" (",plain": no TLS there) */
+    gp_tls_opts tls;
+    gp_tls_opts bind_tls[GP_MAX_BINDS]; /* unset: NULL, cert_reqs -1, min_version 0 */
+    signed char bind_tls_mode[GP_MAX_BINDS]; /* GP_TLSCONF_* */
 } gp_config;
 
 enum { GP_HTTP_AUTO = 0, GP_HTTP_1 = 1, GP_HTTP_2 = 2 };

@@ -23,6 +23,7 @@
 #include "core/exchange.h"
 #include "core/numfmt.h"
 #include "core/proto.h"
+#include "core/tls.h"
 #include "core/worker_internal.h"
 
 /* ---- exchanges of other protocols (exchange.h) -------------------------- */
@@ -84,6 +85,11 @@ void *gp_conn_app_state(gp_conn *c)
 void gp_conn_set_app_state(gp_conn *c, void *state)
 {
     c->app_state = state;
+}
+
+struct gp_tls *gp_conn_tls(gp_conn *c)
+{
+    return c->s.tr == &gp_transport_tls ? c->s.t : NULL;
 }
 
 const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len)

@@ -25,6 +25,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/proto.h"
+#include "core/tls.h"
 #include "core/worker_internal.h"
 
 /* out of line: its 32 KB line buffer would make every caller's frame probe
@@ -75,6 +76,15 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     memset(c, 0, sizeof *c);
     gp_stream_init(&c->s, &w->env, fd); /* the read buffer comes with the first bytes: idle costs no buffer */
     gp_stream_set_proto(&c->s, &h1_proto);
+    gp_tls_ctx *tls = w->listeners[listener].tls;
+    if (tls) {
+        gp_tls *t = gp_tls_new(tls, fd, (const struct sockaddr *)&c->peer);
+        if (!t) {
+            free(c);
+            return NULL;
+        }
+        gp_stream_set_transport(&c->s, &gp_transport_tls, t);
+    }
     c->w = w;
     c->listener = listener;
     c->peer = *peer;
@@ -85,10 +95,12 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     gp_body_init(&c->held, NULL);
     c->state = CS_HEAD;
     if (gp_stream_watch(&c->s, EPOLLIN) < 0) {
+        if (tls) gp_tls_free(c->s.t);
         free(c);
         return NULL;
     }
-    gp_conn_set_deadline(c, w->now + w->cfg->keep_alive);
+    /* TLS: the handshake must be over within --header-timeout */
+    gp_conn_set_deadline(c, w->now + (tls ? w->cfg->header_timeout : w->cfg->keep_alive));
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;

@@ -24,6 +24,7 @@
 #include "core/proto.h"
 #include "core/reuseport.h"
 #include "core/static.h"
+#include "core/tlsconf.h"
 #include "core/worker_internal.h"
 
 #define ACCEPT_BATCH 16
@@ -654,7 +655,14 @@ static int setup(gp_worker *w, const gp_worker_args *a)
     w->deadline_io.cb = on_deadline;
     if (w->deadline_io.fd < 0 || gp_loop_watch(&w->loop, &w->deadline_io, EPOLLIN) < 0) return -1;
 
+    gp_tls_ctx *tls[GP_MAX_BINDS];
+    char tls_err[1024];
+    if (gp_tlsconf_contexts(a->cfg, a->listeners, a->num_listeners, tls, tls_err, sizeof tls_err) < 0) {
+        gp_error("worker: TLS: %s", tls_err);
+        return -1;
+    }
     for (int i = 0; i < a->num_listeners; i++) {
+        w->listeners[i].tls = tls[i];
         w->listeners[i].io.fd = a->listeners[i].fd;
         if (w->listeners[i].io.fd < 0) { /* --reuse-port: a socket of our own */
             char err[256];

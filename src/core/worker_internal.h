@@ -119,6 +119,7 @@ struct gp_worker {
         bool own; /* --reuse-port: this worker's socket, its queue is ours alone */
         int rp_socks_fd, rp_prog_fd; /* own: where it joins the round-robin; -1: hash */
         bool proxy; /* --proxy-protocol: each connection starts with a PROXY header */
+        gp_tls_ctx *tls; /* TLS listener (core/tls.h); NULL: plain */
     } listeners[GP_MAX_BINDS];
     int num_listeners;
     bool rp_out; /* our own sockets left the round-robin: we cannot take more */

@@ -55,6 +55,7 @@ typedef struct gp_asgi {
     PyObject *v_http, *v_https, *v_http10, *v_http11, *v_http2, *v_request, *v_disconnect, *v_empty_bytes,
         *v_root;
     PyObject *v_wss, *k_host; /* for proxy headers */
+    PyObject *k_tls;          /* the "tls" extension */
     PyObject *msg_disconnect; /* a fresh copy is handed out each time */
     PyObject *s_set_result, *s_done, *s_cancel;
     name_entry names[NAME_CACHE];
@@ -398,10 +399,16 @@ static PyObject *scope_for(gp_conn *c, const gp_http_request *req, PyObject *tem
     }
     if (gp_bridge_set_steal(s, K[SK_HEADERS], hl) < 0) goto fail;
     if (gp_bridge_set_steal(s, K[SK_CLIENT], client_tuple(c)) < 0) goto fail;
+    gp_tls *tls = gp_conn_tls(c);
+    if (tls && PyDict_SetItem(s, K[SK_SCHEME], template == a->ws_template ? a->v_wss : a->v_https) < 0)
+        goto fail;
     if (fw && set_forwarded(s, &fwd, template == a->ws_template) < 0) goto fail;
     if (gp_bridge_set_steal(s, K[SK_SERVER], server_tuple(c)) < 0) goto fail;
     if (gp_bridge_set_steal(s, K[SK_ASGI], PyDict_Copy(a->asgi_info)) < 0 ||
         gp_bridge_set_steal(s, K[SK_EXTENSIONS], fresh_dicts(a->extensions)) < 0)
+        goto fail;
+    if (tls && gp_bridge_set_steal(PyDict_GetItem(s, K[SK_EXTENSIONS]), a->k_tls,
+                                   gp_bridge_tls_extension(tls)) < 0)
         goto fail;
     if (a->state && gp_bridge_set_steal(s, K[SK_STATE], PyDict_Copy(a->state)) < 0) goto fail;
     return s;
@@ -1285,6 +1292,7 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
     a->v_http = gp_bridge_intern("http");
     a->v_https = gp_bridge_intern("https");
     a->v_wss = gp_bridge_intern("wss");
+    a->k_tls = gp_bridge_intern("tls");
     a->k_host = PyBytes_FromString("host");
     a->v_http10 = gp_bridge_intern("1.0");
     a->v_http11 = gp_bridge_intern("1.1");

@@ -669,6 +669,8 @@ static PyObject *build_environ(gp_wsgi *w, gp_conn *c, const gp_http_request *re
     for (size_t i = 0; i < req->num_headers; i++)
         if (add_header(w, env, &req->headers[i]) < 0) goto fail;
     if (set_server(w, env, c) < 0 || set_remote(w, env, c) < 0) goto fail;
+    gp_tls *tls = gp_conn_tls(c);
+    if (tls && gp_bridge_tls_environ(env, tls) < 0) goto fail;
     gp_fwd fwd;
     if (req->proxy_headers && gp_conn_forwarded(c, req, &fwd) && set_forwarded(w, env, &fwd) < 0)
         goto fail;
