@@ -57,6 +57,14 @@ static inline void async_idle_deadline(gp_conn *c)
 
 /* ---- connection lifetime ---------------------------------------------- */
 
+void gp_conn_tls_ready(gp_stream *s)
+{
+    gp_conn *c = gp_stream_conn(s);
+    const char *proto = gp_tls_alpn(s->t);
+    if (proto && !strcmp(proto, "h2") && c->w->h2 && c->w->h2->alpn(c) != GP_OK)
+        gp_conn_close(c);
+}
+
 gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_storage *peer,
                      socklen_t peer_len)
 {

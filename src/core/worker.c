@@ -657,6 +657,8 @@ static int setup(gp_worker *w, const gp_worker_args *a)
 
     gp_tls_ctx *tls[GP_MAX_BINDS];
     char tls_err[1024];
+    gp_tls_set_offer_h2(w->h2 != NULL); /* ALPN "h2" only where HTTP/2 will answer */
+    if (w->h2) w->env.ready = gp_conn_tls_ready;
     if (gp_tlsconf_contexts(a->cfg, a->listeners, a->num_listeners, tls, tls_err, sizeof tls_err) < 0) {
         gp_error("worker: TLS: %s", tls_err);
         return -1;

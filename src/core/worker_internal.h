@@ -44,6 +44,7 @@ struct gp_conn {
     gp_worker *w;
     const struct gp_exchange_ops *xops; /* NULL: HTTP/1.1's own; else another protocol's (exchange.h) */
     void *xstate;
+    struct gp_tls *xtls; /* another protocol's exchange: the TLS session of its connection */
     gp_conn *prev, *next;
     gp_job job; /* request-thread queues (pool.h) */
     enum gp_conn_state state;
@@ -226,6 +227,9 @@ void gp_conn_upgrade(gp_conn *c, const struct gp_proto *p, const gp_upgrade_hook
 /* After the 101 went out: the stream's events go to p. */
 void gp_conn_upgrade_begin(gp_conn *c);
 void *gp_conn_upgrade_state(gp_conn *c);
+/* After a TLS handshake: the protocol ALPN chose ("h2": HTTP/2 takes the
+ * stream; anything else stays HTTP/1.1). */
+void gp_conn_tls_ready(gp_stream *s);
 /* HTTP/1.1's handling of a stream event while the app runs as a task. */
 void gp_conn_async_event(gp_stream *s, uint32_t events);
 /* The stream of a connection, and back (every accepted stream is a gp_conn's). */

@@ -48,7 +48,7 @@ def start(app, certs, tmp_path, bind_opts=None, args=(), workers=1, **kw):
     return s, tport
 
 
-def client_ctx(certs, cert=None, alpn=("h2", "http/1.1")):
+def client_ctx(certs, cert=None, alpn=("http/1.1",)):
     ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
     if cert:
         ctx.load_cert_chain(str(certs / f"{cert}.pem"), str(certs / f"{cert}.key"))
@@ -133,7 +133,7 @@ def test_python_ssl_keep_alive_alpn_and_tls12(certs, tmp_path):
     try:
         with tls_conn(port, client_ctx(certs)) as c:
             assert c.version() == "TLSv1.3"
-            assert c.selected_alpn_protocol() == "http/1.1"  # h2 is not offered
+            assert c.selected_alpn_protocol() == "http/1.1"
             for i in range(3):  # one connection, three requests
                 st, _, body = request(c, "POST", "/", b"x" * i * 1000)
                 assert st == 200 and body == b"x" * i * 1000
@@ -152,7 +152,7 @@ def test_openssl_s_client(certs, tmp_path):
     try:
         r = subprocess.run(
             ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
-             "-CAfile", str(certs / "ca.pem"), "-alpn", "h2,http/1.1", "-ign_eof"],
+             "-CAfile", str(certs / "ca.pem"), "-alpn", "http/1.1", "-ign_eof"],
             input=b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
             capture_output=True, timeout=10)
         out = r.stdout.decode("latin-1")
@@ -479,5 +479,61 @@ def test_insecure_bind_and_a_root_only_key_with_user(certs, tmp_path):
             with open(f"/proc/{w}/status") as f:
                 uid = next(ln for ln in f if ln.startswith("Uid:")).split()[1]
             assert int(uid) != 0
+    finally:
+        s.stop()
+
+
+# ---- HTTP/2 by ALPN ------------------------------------------------------------------
+
+def alpn_of(port, certs, offer=("h2", "http/1.1")):
+    with tls_conn(port, client_ctx(certs, alpn=offer)) as c:
+        return c.selected_alpn_protocol()
+
+
+@pytest.mark.parametrize("app", [APP_WSGI, APP_ASGI])
+def test_h2_over_tls_by_alpn(certs, tmp_path, app):
+    """A client offering h2 and http/1.1 gets h2 (curl --http2, h2load, openssl
+    s_client); the app sees https on HTTP/2; one offering only http/1.1 gets it."""
+    s, port = start(app, certs, tmp_path)
+    try:
+        assert alpn_of(port, certs) == "h2"
+        assert alpn_of(port, certs, ("http/1.1",)) == "http/1.1"
+        url = f"https://localhost:{port}/"
+        r = curl("--http2", "--cacert", str(certs / "ca.pem"), "--resolve",
+                 f"localhost:{port}:127.0.0.1", "-w", "\n%{http_version}", url)
+        assert r.returncode == 0, r.stderr
+        body, _, version = r.stdout.decode().rpartition("\n")
+        assert version == "2"
+        info = json.loads(body)
+        if app == APP_WSGI:
+            assert info["wsgi.url_scheme"] == "https" and info["HTTPS"] == "on"
+            assert info["SSL_PROTOCOL"] == "TLSv1.3"
+        else:
+            assert info["scheme"] == "https" and info["tls"]["tls_version"] == 0x0304
+        h = subprocess.run(["h2load", "-n", "600", "-c", "3", "-m", "5", url],
+                           capture_output=True, timeout=30)
+        out = h.stdout.decode()
+        assert "Application protocol: h2" in out, out
+        assert "600 succeeded, 0 failed, 0 errored" in out, out
+        r = subprocess.run(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+             "-CAfile", str(certs / "ca.pem"), "-alpn", "h2,http/1.1"],
+            input=b"", capture_output=True, timeout=10)
+        assert "ALPN protocol: h2" in r.stdout.decode("latin-1")
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("args", [["--http", "1"], ["--threads", "2"]])
+def test_no_h2_by_alpn_where_http2_is_off(certs, tmp_path, args):
+    """--http 1, and request threads (whose HTTP/2 is off, README "HTTP/2"),
+    offer http/1.1 alone: a client offering h2 first still speaks HTTP/1.1."""
+    s, port = start(APP_WSGI, certs, tmp_path, args=args)
+    try:
+        assert alpn_of(port, certs) == "http/1.1"
+        r = curl("--http2", "--cacert", str(certs / "ca.pem"), "--resolve",
+                 f"localhost:{port}:127.0.0.1", "-w", "\n%{http_version}",
+                 f"https://localhost:{port}/")
+        assert r.returncode == 0 and r.stdout.decode().endswith("\n1.1"), r
     finally:
         s.stop()
