@@ -6,6 +6,7 @@
 
 int gp_loop_init(gp_loop *loop)
 {
+    loop->batch = GP_LOOP_BATCH;
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     return loop->epfd < 0 ? -errno : 0;
 }
@@ -41,7 +42,7 @@ int gp_loop_unwatch(gp_loop *loop, gp_io *io)
 
 int gp_loop_wait(gp_loop *loop, int timeout_ms)
 {
-    int n = epoll_wait(loop->epfd, loop->ready, GP_LOOP_BATCH, timeout_ms);
+    int n = epoll_wait(loop->epfd, loop->ready, loop->batch, timeout_ms);
     loop->num_ready = n > 0 ? n : 0;
     if (n < 0) return errno == EINTR ? 0 : -errno;
     return n;

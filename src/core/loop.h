@@ -26,6 +26,7 @@ struct gp_io {
 typedef struct {
     int epfd;
     int num_ready;
+    int batch; /* the most events one wait returns: GP_LOOP_BATCH, or fewer */
     struct epoll_event ready[GP_LOOP_BATCH];
 } gp_loop;
 
@@ -44,7 +45,9 @@ int gp_loop_unwatch(gp_loop *loop, gp_io *io);
 
 /* Waits up to timeout_ms (-1: forever) for ready descriptors, without running
  * anything, so a caller can drop a lock around the wait alone. Returns the
- * number ready, or -errno (EINTR is not an error: 0). */
+ * number ready, or -errno (EINTR is not an error: 0). At most loop->batch
+ * are returned: with 1, the kernel's ready list (each level-triggered fd
+ * queues again at its tail once reported) orders the work by readiness. */
 int gp_loop_wait(gp_loop *loop, int timeout_ms);
 
 /* Runs the callbacks of what the last wait found ready. */

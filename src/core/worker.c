@@ -19,10 +19,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/h2_proto.h"
 #include "core/log.h"
 #include "core/proto.h"
 #include "core/reuseport.h"
 #include "core/static.h"
+#include "core/tlsconf.h"
 #include "core/worker_internal.h"
 
 #define ACCEPT_BATCH 16
@@ -174,7 +176,8 @@ void gp_worker_stop(gp_worker *w)
  * accept until its first bytes are handled (or FRESH_GRACE_MS pass): a worker
  * that runs one request at a time takes one fresh connection, one with threads
  * as many as it has threads free, so a burst of connections spreads over the
- * workers instead of queueing behind one. Leaving and rejoining the shared
+ * workers instead of queueing behind one (a worker alone on its queue takes
+ * all: no_other_taker). Leaving and rejoining the shared
  * socket's wait queue also puts this worker behind the others for the next
  * wakeup, which EPOLLEXCLUSIVE would otherwise always give the first. */
 
@@ -231,11 +234,31 @@ static bool full_but_alone(gp_worker *w)
     return true;
 }
 
+/* A sync worker holding its one fresh connection takes more only when no
+ * other worker reads its accept queue: then the backlog's clients would
+ * just wait, a whole round of this worker's keep-alive connections per
+ * accept (the listener is watched again only after each fresh connection's
+ * first request, and its readiness queues behind theirs), and taken now
+ * they are served in turn with the rest. With other workers, the backlog
+ * stays where whichever frees first takes the next. */
+static bool no_other_taker(gp_worker *w)
+{
+    if (w->cfg->reuse_port || !w->sb) return true; /* a queue only this worker reads */
+    for (int i = 0; i < w->sb->num_slots; i++) {
+        gp_slot *s = &w->sb->slots[i];
+        int st = atomic_load_explicit(&s->state, memory_order_relaxed);
+        if (s != w->slot && (st == GP_WS_BOOTING || st == GP_WS_IDLE || st == GP_WS_BUSY))
+            return false;
+    }
+    return true;
+}
+
 static bool want_accepting_open(gp_worker *w, bool open)
 {
     if (!open) return full_but_alone(w);
     int room = fresh_room(w);
-    return room < 0 || w->num_fresh < room;
+    if (room < 0 || w->num_fresh < room) return true;
+    return !w->pool && no_other_taker(w);
 }
 
 static bool want_accepting(gp_worker *w)
@@ -429,7 +452,8 @@ static void on_accept(gp_io *io, uint32_t events)
             close(fd);
             continue;
         }
-        if (room >= 0) {
+        /* past the room (no other taker): not fresh, just served in turn */
+        if (room >= 0 && w->num_fresh < (room > 0 ? room : 1)) {
             c->s.io.cb = on_fresh_event;
             w->fresh[w->num_fresh++] = (struct gp_fresh){c, w->now_ms + FRESH_GRACE_MS};
         }
@@ -631,7 +655,16 @@ static int setup(gp_worker *w, const gp_worker_args *a)
     w->deadline_io.cb = on_deadline;
     if (w->deadline_io.fd < 0 || gp_loop_watch(&w->loop, &w->deadline_io, EPOLLIN) < 0) return -1;
 
+    gp_tls_ctx *tls[GP_MAX_BINDS];
+    char tls_err[1024];
+    gp_tls_set_offer_h2(w->h2 != NULL); /* ALPN "h2" only where HTTP/2 will answer */
+    if (w->h2) w->env.ready = gp_conn_tls_ready;
+    if (gp_tlsconf_contexts(a->cfg, a->listeners, a->num_listeners, tls, tls_err, sizeof tls_err) < 0) {
+        gp_error("worker: TLS: %s", tls_err);
+        return -1;
+    }
     for (int i = 0; i < a->num_listeners; i++) {
+        w->listeners[i].tls = tls[i];
         w->listeners[i].io.fd = a->listeners[i].fd;
         if (w->listeners[i].io.fd < 0) { /* --reuse-port: a socket of our own */
             char err[256];
@@ -689,6 +722,8 @@ gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void
     w->cfg = a->cfg;
     w->ops = ops;
     w->app = app;
+    /* HTTP/2 unless --http 1; request threads stay HTTP/1.1's (exchange.h) */
+    if (a->cfg->http != GP_HTTP_1 && a->cfg->threads <= 1) w->h2 = &gp_h2_entry_points;
     w->slot = &a->scoreboard->slots[a->slot];
     w->sb = a->scoreboard;
     w->master_pid = a->master_pid;
@@ -755,6 +790,28 @@ static void cut_stragglers(gp_worker *w)
     }
 }
 
+/* Serving ready connections in turn. A batch of events is what was ready
+ * when the wait began: a keep-alive client whose next request arrives a
+ * moment after that (the last one served before the wait, say) goes to the
+ * back of the next batch, behind connections that became ready after it,
+ * and with an app slow enough that is a whole round of waiting, on the same
+ * connections every round. So after a turn that ran long (the sync app's
+ * own clock update says so), the loop takes one event per wait, in the
+ * order the kernel saw them become ready: the extra wait costs little next
+ * to such a turn. Fast turns return to batches after FIFO_HOLD_TURNS. */
+#define FIFO_SLOW_MS 2 /* a difference of 2 on the ms clock: at least 1 ms ran */
+#define FIFO_HOLD_TURNS 16
+
+static inline void pace_batch(gp_worker *w, uint64_t began_ms)
+{
+    if (w->now_ms - began_ms >= FIFO_SLOW_MS) {
+        w->fifo_turns = FIFO_HOLD_TURNS;
+        w->loop.batch = 1;
+    } else if (w->fifo_turns && !--w->fifo_turns) {
+        w->loop.batch = GP_LOOP_BATCH;
+    }
+}
+
 int gp_worker_turn(gp_worker *w, int timeout_ms)
 {
     const gp_app_ops *ops = w->ops;
@@ -762,7 +819,9 @@ int gp_worker_turn(gp_worker *w, int timeout_ms)
     gp_loop_wait(&w->loop, timeout_ms);
     if (timeout_ms && ops->after_wait) ops->after_wait(w->app);
     gp_worker_update_clock(w);
+    uint64_t began_ms = w->now_ms;
     gp_loop_dispatch(&w->loop);
+    pace_batch(w, began_ms);
     if (w->num_fresh) expire_fresh(w);
     /* --max-requests: counted by the connections, acted on here */
     if (w->max_requests && !w->retire_asked &&
