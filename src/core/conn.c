@@ -321,6 +321,9 @@ void gp_conn_head_set_length(gp_conn *c, uint64_t length)
     XVOID(c, head_set_length(c, length));
     /* RFC 9110 8.6: no Content-Length on 1xx/204, and on 304 only the real one */
     if (c->resp_has_length || status_has_no_body(c->status)) return;
+    /* an app answering HEAD gives no body (Flask, Django), so 0 would tell
+     * the client and any cache the GET is empty: say nothing, as gunicorn */
+    if (c->head_method && length == 0) return;
     char num[24];
     size_t k = gp_put_u64(num, length, 10);
     if (gp_conn_head_add(c, "Content-Length", 14, num, k) == GP_OK) {
