@@ -156,7 +156,7 @@ pytest: all
 	GALLOP_BIN=$(abspath $(BUILD)/gallop) $(PYTHON) -m pytest -q tests/py
 
 # The protocol tests again, against gallop built with ASan/UBSan.
-ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_bodies.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py tests/py/test_wsgi_misbehave.py tests/py/test_bridge.py tests/py/test_asgi_http.py tests/py/test_asgi_ws.py tests/py/test_accept.py tests/py/test_asgi_apps.py tests/py/test_static.py tests/py/test_conffile.py tests/py/test_proxy.py tests/py/test_cli_compat.py tests/py/test_interp.py tests/py/test_accesslog.py tests/py/test_tune.py::test_bad_input_is_one_line_and_exit_2 tests/py/test_tune.py::test_post_body_and_paths tests/py/test_h2.py tests/py/test_tls.py
+ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_bodies.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py tests/py/test_wsgi_misbehave.py tests/py/test_bridge.py tests/py/test_asgi_http.py tests/py/test_asgi_ws.py tests/py/test_accept.py tests/py/test_asgi_apps.py tests/py/test_static.py tests/py/test_conffile.py tests/py/test_proxy.py tests/py/test_cli_compat.py tests/py/test_interp.py tests/py/test_accesslog.py tests/py/test_tune.py::test_bad_input_is_one_line_and_exit_2 tests/py/test_tune.py::test_post_body_and_paths tests/py/test_h2.py tests/py/test_tls.py tests/py/test_user_scenarios.py::test_asgi_download_cut_off_by_the_client_keeps_the_worker
 # detect_odr_violation=0: with --preload the master loads the bridge, which
 # carries its own copy of the core for the workers that exec the interpreter;
 # the binary's definitions win (-rdynamic), as intended, so the copy's
