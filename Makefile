@@ -28,13 +28,15 @@ ASAN_CORE   := $(CORE_SRC:%.c=$(BUILD)/asan/%.o)
 ASAN_UNIT   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/unit/%)
 FUZZ_SRC    := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN    := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+# libraries the core links: HTTP/2 (nghttp2), TLS (OpenSSL)
+CORE_LIBS   := -lnghttp2 -lssl -lcrypto
 
 # What building and running need (make run), then the test toolchain (make test)
-DEB_RUN     := gcc make python3-dev
-DEB_TOOLS   := libcmocka-dev clang libclang-rt-14-dev
+DEB_RUN     := gcc make python3-dev libnghttp2-dev libssl-dev
+DEB_TOOLS   := libcmocka-dev clang libclang-rt-14-dev openssl
 DEB_TEST    := python3-pytest python3-requests python3-flask python3-django curl python3-httpx \
                python3-websockets python3-starlette python3-fastapi python3-uvloop python3-anyio python3-venv systemd \
-               nginx-light haproxy gunicorn python3-yaml python3-pip python3-setuptools python3-wheel git iproute2 prometheus
+               nginx-light haproxy gunicorn python3-yaml python3-pip python3-setuptools python3-wheel git iproute2 prometheus nghttp2-client
 DEB_BENCH   := wrk gunicorn uwsgi uwsgi-plugin-python3 nginx-light python3-uvicorn python3-httptools python3-uvloop python3-hypercorn valgrind strace
 
 .PHONY: all deps deps-run deps-bench run test check-api check-cycles unit asan-unit asan-pytest pytest fuzz fuzz-long bench format clean
@@ -47,10 +49,10 @@ all: $(BUILD)/gallop $(BUILD)/gallop-python.so
 # is not linked to libpython. With --preload the master dlopens libpython and
 # the bridge; -rdynamic then binds the bridge's core calls to the binary's.
 $(BUILD)/gallop: $(BUILD)/src/main.o $(BUILD)/libgpcore.a
-	$(CC) $(CFLAGS) -rdynamic -o $@ $< -Wl,--whole-archive $(BUILD)/libgpcore.a -Wl,--no-whole-archive
+	$(CC) $(CFLAGS) -rdynamic -o $@ $< -Wl,--whole-archive $(BUILD)/libgpcore.a -Wl,--no-whole-archive $(CORE_LIBS)
 
 $(BUILD)/gallop-python.so: $(PY_OBJ) $(CORE_PIC)
-	$(CC) $(CFLAGS) -shared -o $@ $^ -lpthread
+	$(CC) $(CFLAGS) -shared -o $@ $^ -lpthread $(CORE_LIBS)
 
 $(BUILD)/libgpcore.a: $(CORE_OBJ)
 	ar rcs $@ $^
@@ -79,7 +81,7 @@ $(BUILD)/src/main.o: src/main.c
 # its static functions; the archive then supplies only the other modules.
 $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libgpcore.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgpcore.a -lcmocka
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgpcore.a -lcmocka $(CORE_LIBS)
 
 # -fPIC: the same objects go into the ASan bridge
 $(BUILD)/asan/src/core/%.o: src/core/%.c
@@ -91,7 +93,7 @@ $(BUILD)/asan/libgpcore.a: $(ASAN_CORE)
 
 $(BUILD)/asan/unit/%: tests/unit/%.c $(BUILD)/asan/libgpcore.a
 	@mkdir -p $(dir $@)
-	$(CC) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -o $@ $< $(BUILD)/asan/libgpcore.a -lcmocka
+	$(CC) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc -o $@ $< $(BUILD)/asan/libgpcore.a -lcmocka $(CORE_LIBS)
 
 # gallop itself under ASan/UBSan, for the pytest smoke run in `make test`. Its
 # workers execute the same interpreter with the sanitizer runtime preloaded
@@ -107,14 +109,14 @@ $(BUILD)/asan/src/py/%.o: src/py/%.c
 	$(CC) $(SAN_FLAGS) -fPIC -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc $(PY_CFLAGS) -DGP_PYTHON='"$(PY_EXE)"' -c -o $@ $<
 
 $(BUILD)/asan/gallop: $(BUILD)/asan/src/main.o $(BUILD)/asan/libgpcore.a
-	$(CC) $(SAN_FLAGS) -rdynamic -o $@ $< -Wl,--whole-archive $(BUILD)/asan/libgpcore.a -Wl,--no-whole-archive
+	$(CC) $(SAN_FLAGS) -rdynamic -o $@ $< -Wl,--whole-archive $(BUILD)/asan/libgpcore.a -Wl,--no-whole-archive $(CORE_LIBS)
 
 $(BUILD)/asan/gallop-python.so: $(ASAN_PY_OBJ) $(ASAN_CORE)
-	$(CC) $(SAN_FLAGS) -shared -o $@ $^ -lpthread
+	$(CC) $(SAN_FLAGS) -shared -o $@ $^ -lpthread $(CORE_LIBS)
 
 $(BUILD)/fuzz/%: fuzz/%.c $(CORE_SRC)
 	@mkdir -p $(dir $@)
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=gnu11 -D_GNU_SOURCE -Isrc -o $@ $< $(CORE_SRC)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=gnu11 -D_GNU_SOURCE -Isrc -o $@ $< $(CORE_SRC) $(CORE_LIBS)
 
 # Installs the Debian packages of the list $(1) that are missing.
 define apt_install
@@ -154,7 +156,7 @@ pytest: all
 	GALLOP_BIN=$(abspath $(BUILD)/gallop) $(PYTHON) -m pytest -q tests/py
 
 # The protocol tests again, against gallop built with ASan/UBSan.
-ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_bodies.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py tests/py/test_wsgi_misbehave.py tests/py/test_bridge.py tests/py/test_asgi_http.py tests/py/test_asgi_ws.py tests/py/test_accept.py tests/py/test_asgi_apps.py tests/py/test_static.py tests/py/test_conffile.py tests/py/test_proxy.py tests/py/test_cli_compat.py tests/py/test_interp.py tests/py/test_accesslog.py tests/py/test_tune.py::test_bad_input_is_one_line_and_exit_2 tests/py/test_tune.py::test_post_body_and_paths
+ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_bodies.py tests/py/test_parser_rejects.py tests/py/test_wsgi.py tests/py/test_wsgi_misbehave.py tests/py/test_bridge.py tests/py/test_asgi_http.py tests/py/test_asgi_ws.py tests/py/test_accept.py tests/py/test_asgi_apps.py tests/py/test_static.py tests/py/test_conffile.py tests/py/test_proxy.py tests/py/test_cli_compat.py tests/py/test_interp.py tests/py/test_accesslog.py tests/py/test_tune.py::test_bad_input_is_one_line_and_exit_2 tests/py/test_tune.py::test_post_body_and_paths tests/py/test_h2.py tests/py/test_tls.py tests/py/test_user_scenarios.py::test_asgi_download_cut_off_by_the_client_keeps_the_worker
 # detect_odr_violation=0: with --preload the master loads the bridge, which
 # carries its own copy of the core for the workers that exec the interpreter;
 # the binary's definitions win (-rdynamic), as intended, so the copy's

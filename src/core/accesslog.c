@@ -164,8 +164,21 @@ void gp_alog_capture(gp_alog_rec *r, const gp_alog_format *f, const gp_http_requ
 {
     r->num_slots = (uint8_t)(GP_ALOG_SLOTS + f->num_in + f->num_out);
     for (int i = 0; i < r->num_slots; i++) r->len[i] = GP_ALOG_ABSENT;
-    /* the request line: method, target and " HTTP/1.x", as received */
-    keep(r, GP_ALOG_LINE, req->method, (size_t)(req->target + req->target_len - req->method) + 9);
+    /* the request line: method, target and " HTTP/1.x", as received; an
+     * HTTP/2 request has no line, its pieces are apart (core/h2) */
+    if (req->version_minor == GP_HTTP_VERSION_2) {
+        char *d = r->data[GP_ALOG_LINE];
+        size_t m = req->method_len < GP_ALOG_FIELD / 4 ? req->method_len : GP_ALOG_FIELD / 4;
+        size_t t = req->target_len < GP_ALOG_FIELD - m - 11 ? req->target_len : GP_ALOG_FIELD - m - 11;
+        memcpy(d, req->method, m);
+        d[m] = ' ';
+        memcpy(d + m + 1, req->target, t);
+        memcpy(d + m + 1 + t, " HTTP/2.0", 9);
+        r->len[GP_ALOG_LINE] = (uint16_t)(m + t + 10);
+    } else {
+        keep(r, GP_ALOG_LINE, req->method,
+             (size_t)(req->target + req->target_len - req->method) + 9);
+    }
     r->method_len = (uint16_t)(req->method_len < GP_ALOG_FIELD - 1 ? req->method_len : 0);
     r->version_minor = (uint8_t)req->version_minor;
     keep(r, GP_ALOG_RPATH, req->path, req->path_len);
@@ -272,7 +285,9 @@ static const char *atom_bytes(const gp_alog_rec *r, const gp_alog_format *f,
     case GP_AL_PROTOCOL:
         if (!r) return NULL;
         *n = 8;
-        return r->version_minor ? "HTTP/1.1" : "HTTP/1.0";
+        return r->version_minor == GP_HTTP_VERSION_2 ? "HTTP/2.0"
+               : r->version_minor                   ? "HTTP/1.1"
+                                                    : "HTTP/1.0";
     case GP_AL_PID: *n = (size_t)snprintf(scratch, GP_ALOG_FIELD, "<%d>", v->pid); return scratch;
     default: return NULL;
     }

@@ -272,7 +272,9 @@ typedef struct {
     const char *why;   /* what the warning or error says */
 } setting;
 
-#define NO_TLS "TLS is not supported: terminate it in front of gallop (nginx, HAProxy)"
+#define NO_SSL_CONTEXT "ignored: gallop makes its TLS context from certfile, keyfile, ca_certs, " \
+    "cert_reqs, ciphers and ssl_version"
+#define NO_RAGGED "ignored: a client that closes without close_notify ends its connection cleanly"
 #define NO_SYSLOG "gallop logs to --error-log only (no syslog, no logging config)"
 #define NO_STATSD "gallop sends no StatsD metrics"
 #define STRICT "gallop's HTTP parser is strict and has no such switch"
@@ -367,14 +369,17 @@ static const setting settings[] = {
     {"proxy_protocol", S_FLAG, "proxy-protocol", NULL, NULL},
     {"proxy_allow_ips", S_WARN, NULL, "127.0.0.1",
      "ignored: gallop takes PROXY headers from --forwarded-allow-ips peers"},
-    {"keyfile", S_ERROR, "keyfile", NULL, NO_TLS},
-    {"certfile", S_ERROR, "certfile", NULL, NO_TLS},
-    {"ca_certs", S_ERROR, "ca-certs", NULL, NO_TLS},
-    {"ssl_version", S_WARN, NULL, NULL, "ignored: " NO_TLS},
-    {"cert_reqs", S_WARN, NULL, "0", "ignored: " NO_TLS},
-    {"suppress_ragged_eofs", S_WARN, NULL, "true", "ignored: " NO_TLS},
-    {"do_handshake_on_connect", S_WARN, NULL, "false", "ignored: " NO_TLS},
-    {"ciphers", S_WARN, NULL, NULL, "ignored: " NO_TLS},
+    /* TLS (core/tls.h); ssl.PROTOCOL_* and ssl.CERT_* print as their numbers */
+    {"keyfile", S_FLAG, "keyfile", NULL, NULL},
+    {"certfile", S_FLAG, "certfile", NULL, NULL},
+    {"ca_certs", S_FLAG, "ca-certs", NULL, NULL},
+    {"ssl_version", S_FLAG, "ssl-version", NULL, NULL},
+    {"cert_reqs", S_FLAG, "cert-reqs", NULL, NULL},
+    {"ciphers", S_FLAG, "ciphers", NULL, NULL},
+    {"keyfile_password", S_FLAG, "keyfile-password", NULL, NULL},
+    {"ssl_min_version", S_FLAG, "ssl-min-version", NULL, NULL},
+    {"suppress_ragged_eofs", S_WARN, NULL, "true", NO_RAGGED},
+    {"do_handshake_on_connect", S_SKIP, NULL, NULL, NULL}, /* always in the loop, first */
     {"strip_header_spaces", S_WARN, NULL, "false", STRICT},
     {"tolerate_dangerous_framing", S_WARN, NULL, "false", STRICT},
     {"permit_obsolete_folding", S_WARN, NULL, "false", STRICT},
@@ -596,7 +601,7 @@ static int take_hook(flag_list *l, int line, const setting *s, const item *it, i
                           list ? "a list" : type_name(it->type));
     if (it->type == 'n') return 0;
     if (strcmp(s->name, "ssl_context") == 0) {
-        file_warn(l, line, s->name, "ignored: %s", NO_TLS);
+        file_warn(l, line, s->name, "%s", NO_SSL_CONTEXT);
         return 0;
     }
     if (s->kind == S_HOOK) {

@@ -14,6 +14,7 @@
 #include "core/cpus.h"
 #include "core/listen.h"
 #include "core/log.h"
+#include "core/tlsconf.h"
 
 #ifndef GP_VERSION
 #define GP_VERSION "0.1.0"
@@ -111,11 +112,27 @@ static const char usage_text[] =
     "      --metrics-bind ADDR      the master serves Prometheus /metrics and /healthz at\n"
     "                               HOST:PORT or unix:/path (repeatable; off by default)\n"
     "                               `gallop top [ADDR]` shows the workers live from it\n"
+    "      --http 1|2|auto          HTTP versions served: 1 (HTTP/1.1 only), 2 (HTTP/2 only:\n"
+    "                               h2 by ALPN, h2c with prior knowledge), auto (both; h2c by\n"
+    "                               prior knowledge or Upgrade: h2c) (auto)\n"
     "  -h, --help                   print this help and exit\n"
     "\n"
     "gallop tune MODULE:APP [--path P] [--duration S] [--plot F.svg] [--json]\n"
     "  measures the app at growing --workers/--threads counts with gallop's own load\n"
     "  generator and recommends them (gallop tune --help)\n"
+    "\n"
+    "TLS (HTTPS and wss on every --bind, or per bind: see below):\n"
+    "      --certfile FILE          PEM certificate, then its chain; TLS 1.2 and 1.3\n"
+    "      --keyfile FILE           PEM private key (default: in --certfile)\n"
+    "      --keyfile-password PW    the key's password\n"
+    "      --ca-certs FILE          PEM CAs that sign client certificates\n"
+    "      --cert-reqs 0|1|2        client certificates: none, optional, required (0)\n"
+    "      --ciphers LIST           OpenSSL cipher list for TLS 1.2\n"
+    "      --ssl-min-version V      TLSv1.2 (default) or TLSv1.3 (also --ssl-version)\n"
+    "  Per bind: --bind ADDR,certfile=F,keyfile=K[,ca-certs=C,cert-reqs=2,...] (the\n"
+    "  flag names as keys; they win over the flags), --bind ADDR,plain or\n"
+    "  --insecure-bind ADDR for no TLS there. HUP re-reads the certificates.\n"
+    "  uvicorn's --ssl-certfile, --ssl-keyfile, ... are the same flags.\n"
     "\n"
     "uvicorn's and gunicorn's spellings:\n"
     "      --host HOST --port PORT  one --bind HOST:PORT (defaults 127.0.0.1 and 8000)\n"
@@ -129,7 +146,8 @@ static const char usage_text[] =
     "                               own workers serve them all (others are refused)\n"
     "  -t S, -p FILE, -u USER, -g GROUP, -m MASK  --timeout, --pid, --user, --group, --umask\n"
     "      --app-dir DIR            --pythonpath DIR\n"
-    "      --http auto|h11|httptools, --ws auto|websockets|wsproto, --worker-tmp-dir DIR\n"
+    "      --http h11|httptools     --http 1 (uvicorn's HTTP/1.1 parsers)\n"
+    "      --ws auto|websockets|wsproto, --worker-tmp-dir DIR\n"
     "                               accepted: gallop's own C HTTP and WebSocket code serves,\n"
     "                               and its worker heartbeat lives in shared memory\n"
     "  --bind also takes tcp://HOST:PORT, HOST alone (port 8000), PORT alone\n"
@@ -221,6 +239,15 @@ enum {
     /* adaptive workers (core/autoscale.h) */
     OPT_WORKERS_MIN,
     OPT_WORKERS_MAX,
+    /* TLS */
+    OPT_CERTFILE,
+    OPT_KEYFILE,
+    OPT_KEYPASS,
+    OPT_CACERTS,
+    OPT_CERTREQS,
+    OPT_CIPHERS,
+    OPT_SSLMIN,
+    OPT_INSECURE_BIND,
 };
 
 static const struct option long_opts[] = {
@@ -317,6 +344,22 @@ static const struct option long_opts[] = {
     {"log-slow", required_argument, 0, OPT_LOG_SLOW},
     {"workers-min", required_argument, 0, OPT_WORKERS_MIN},
     {"workers-max", required_argument, 0, OPT_WORKERS_MAX},
+    /* TLS: gunicorn's names, uvicorn's (--ssl-*), hypercorn's --insecure-bind */
+    {"certfile", required_argument, 0, OPT_CERTFILE},
+    {"ssl-certfile", required_argument, 0, OPT_CERTFILE},
+    {"keyfile", required_argument, 0, OPT_KEYFILE},
+    {"ssl-keyfile", required_argument, 0, OPT_KEYFILE},
+    {"keyfile-password", required_argument, 0, OPT_KEYPASS},
+    {"ssl-keyfile-password", required_argument, 0, OPT_KEYPASS},
+    {"ca-certs", required_argument, 0, OPT_CACERTS},
+    {"ssl-ca-certs", required_argument, 0, OPT_CACERTS},
+    {"cert-reqs", required_argument, 0, OPT_CERTREQS},
+    {"ssl-cert-reqs", required_argument, 0, OPT_CERTREQS},
+    {"ciphers", required_argument, 0, OPT_CIPHERS},
+    {"ssl-ciphers", required_argument, 0, OPT_CIPHERS},
+    {"ssl-min-version", required_argument, 0, OPT_SSLMIN},
+    {"ssl-version", required_argument, 0, OPT_SSLMIN},
+    {"insecure-bind", required_argument, 0, OPT_INSECURE_BIND},
     {0, 0, 0, 0},
 };
 
@@ -523,10 +566,47 @@ static int add_fd(gp_config *cfg, const char *text, const char *flag)
     return 0;
 }
 
+/* addr may end in TLS options (core/tlsconf.h): the address is kept without them. */
 static int add_bind(gp_config *cfg, const char *addr)
 {
     if (cfg->num_binds == GP_MAX_BINDS) return fail("too many --bind addresses%s%s", "", "");
-    cfg->binds[cfg->num_binds++] = addr;
+    int i = cfg->num_binds;
+    char err[600];
+    if (gp_tlsconf_parse_bind(addr, &cfg->binds[i], &cfg->bind_tls[i], &cfg->bind_tls_mode[i], err,
+                              sizeof err) < 0)
+        return fail("%s%s", err, "");
+    cfg->num_binds++;
+    return 0;
+}
+
+/* --certfile and the other TLS flags, for every bind. */
+static int tls_flag(gp_config *cfg, int opt, const char *arg)
+{
+    gp_tls_opts *o = &cfg->tls;
+    switch (opt) {
+    case OPT_CERTFILE: o->certfile = *arg ? arg : NULL; break;
+    case OPT_KEYFILE: o->keyfile = *arg ? arg : NULL; break;
+    case OPT_KEYPASS: o->password = arg; break;
+    case OPT_CACERTS: o->ca_certs = *arg ? arg : NULL; break;
+    case OPT_CIPHERS: o->ciphers = *arg ? arg : NULL; break;
+    case OPT_CERTREQS:
+        if ((o->cert_reqs = gp_tls_parse_cert_reqs(arg)) < 0)
+            return fail("invalid --cert-reqs '%s' (0, 1 or 2: none, optional, required)%s", arg,
+                        "");
+        break;
+    case OPT_SSLMIN:
+        if ((o->min_version = gp_tls_parse_version(arg)) < 0)
+            return fail("invalid --ssl-min-version '%s' (TLSv1.2 or TLSv1.3: gallop speaks no "
+                        "older TLS)%s",
+                        arg, "");
+        break;
+    case OPT_INSECURE_BIND:
+        if (add_bind(cfg, arg)) return -1;
+        if (cfg->bind_tls_mode[cfg->num_binds - 1] == GP_TLSCONF_OWN)
+            return fail("invalid --insecure-bind '%s': TLS options on a plain bind%s", arg, "");
+        cfg->bind_tls_mode[cfg->num_binds - 1] = GP_TLSCONF_PLAIN;
+        break;
+    }
     return 0;
 }
 
@@ -571,8 +651,14 @@ static int check_reload_and_config(const gp_config *cfg)
     if (!cfg->check_config) return 0;
     for (int i = 0; i < cfg->num_binds; i++) {
         gp_addr a;
-        char err[256];
+        char err[600];
+        gp_tls_opts tls;
         if (gp_addr_parse(cfg->binds[i], &a, err, sizeof err) < 0) return fail("%s%s", err, "");
+        if (gp_tlsconf_for(cfg, a.text, &tls)) { /* the certificate files, as the master will */
+            gp_tls_ctx *ctx = gp_tls_ctx_new(&tls, err, sizeof err);
+            if (!ctx) return fail("%s: %s", a.text, err);
+            gp_tls_ctx_free(ctx);
+        }
     }
     printf("gallop: configuration OK: %s, %d worker%s, %s%s\n", cfg->app, cfg->workers,
            cfg->workers == 1 ? "" : "s", cfg->num_fds ? "inherited sockets" : cfg->binds[0],
@@ -607,6 +693,26 @@ static int check_proxy_settings(gp_config *cfg)
     return 0;
 }
 
+/* TLS settings that would do nothing: a key or CA with no certificate. */
+static int check_tls(const gp_config *cfg)
+{
+    const gp_tls_opts *o = &cfg->tls;
+    bool any = o->keyfile || o->password || o->ca_certs || o->ciphers || o->cert_reqs > 0 ||
+               o->min_version;
+    bool own = false;
+    for (int i = 0; i < cfg->num_binds; i++) {
+        const gp_tls_opts *b = &cfg->bind_tls[i];
+        own |= b->certfile != NULL;
+        if (cfg->bind_tls_mode[i] == GP_TLSCONF_OWN && !b->certfile && !o->certfile)
+            return fail("--bind %s has TLS options but no certfile (give certfile= or "
+                        "--certfile)%s",
+                        cfg->binds[i], "");
+    }
+    if (any && !o->certfile && !own)
+        return fail("TLS settings without a certificate: give --certfile%s%s", "", "");
+    return 0;
+}
+
 int gp_config_parse(gp_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -634,6 +740,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     cfg->header_timeout = 30;
     cfg->body_timeout = 30;
     cfg->send_timeout = 60;
+    cfg->http = GP_HTTP_AUTO;
     cfg->body_buffer_size = 1u << 20;
     cfg->port = -1;
     cfg->proxy_headers = true;
@@ -918,9 +1025,16 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                             optarg, "");
             break;
         case OPT_HTTPIMPL:
-            if (strcmp(optarg, "auto") && strcmp(optarg, "h11") && strcmp(optarg, "httptools"))
-                return fail("invalid --http '%s' (auto, h11, httptools: all mean gallop's own "
-                            "parser)%s",
+            /* uvicorn's h11 and httptools are HTTP/1.1 parsers: HTTP/1.1 only */
+            if (!strcmp(optarg, "auto"))
+                cfg->http = GP_HTTP_AUTO;
+            else if (!strcmp(optarg, "1") || !strcmp(optarg, "h11") || !strcmp(optarg, "httptools"))
+                cfg->http = GP_HTTP_1;
+            else if (!strcmp(optarg, "2"))
+                cfg->http = GP_HTTP_2;
+            else
+                return fail("invalid --http '%s' (1, 2 or auto; uvicorn's h11 and httptools mean "
+                            "1)%s",
                             optarg, "");
             break;
         case OPT_WSIMPL:
@@ -958,6 +1072,16 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
                             c == OPT_WORKERS_MIN ? "workers-min" : "workers-max", optarg);
             *(c == OPT_WORKERS_MIN ? &adaptive_min : &adaptive_max) = (int)v;
             break;
+        case OPT_CERTFILE:
+        case OPT_KEYFILE:
+        case OPT_KEYPASS:
+        case OPT_CACERTS:
+        case OPT_CERTREQS:
+        case OPT_CIPHERS:
+        case OPT_SSLMIN:
+        case OPT_INSECURE_BIND:
+            if (tls_flag(cfg, c, optarg)) return -1;
+            break;
         case ':': return fail("option '%s' needs a value%s", argv[optind - 1], "");
         default:
             if (optopt && optopt < 256) {
@@ -986,6 +1110,7 @@ int gp_config_parse(gp_config *cfg, int argc, char **argv)
     }
     if (finish_binds(cfg)) return -1;
     if (check_proxy_settings(cfg) < 0) return -1;
+    if (!error_where && check_tls(cfg) < 0) return -1;
     const char *wc = getenv("WEB_CONCURRENCY");
     int r = workers     ? resolve_workers(cfg, workers, "--workers", twice_plus_one)
             : wc && *wc ? resolve_workers(cfg, wc, "WEB_CONCURRENCY", twice_plus_one)

@@ -10,6 +10,7 @@
 
 #include "core/accesslog.h"
 #include "core/forwarded.h"
+#include "core/tls.h"
 
 #define GP_MAX_BINDS 16
 #define GP_MAX_PYTHONPATH 16
@@ -120,11 +121,20 @@ typedef struct {
     gp_alog_format access_format;
     int log_format;  /* GP_LOG_TEXT or GP_LOG_JSON */
     double log_slow; /* --log-slow: warn about requests slower than this; 0: off */
+    /* --http: which HTTP versions are served (TLS offers "h2" by ALPN unless GP_HTTP_1) */
+    int http; /* GP_HTTP_AUTO, GP_HTTP_1, GP_HTTP_2 */
     /* --workers-min / --workers-max: adaptive workers (core/autoscale.h);
      * workers_max 0: off, else workers is the count to start with */
     int workers_min, workers_max;
     bool workers_max_implied; /* from the CPU count for a sync app: lowered for ASGI */
+    /* TLS (core/tls.h, core/tlsconf.h): --certfile ... for every --bind, or a
+     * bind's own "ADDR,certfile=F,keyfile=K" (",plain": no TLS there) */
+    gp_tls_opts tls;
+    gp_tls_opts bind_tls[GP_MAX_BINDS]; /* unset: NULL, cert_reqs -1, min_version 0 */
+    signed char bind_tls_mode[GP_MAX_BINDS]; /* GP_TLSCONF_* */
 } gp_config;
+
+enum { GP_HTTP_AUTO = 0, GP_HTTP_1 = 1, GP_HTTP_2 = 2 };
 
 /* The version gallop reports (--version, gallop_build_info). */
 extern const char gp_version[];

@@ -23,6 +23,7 @@
 #include "core/exchange.h"
 #include "core/numfmt.h"
 #include "core/proto.h"
+#include "core/tls.h"
 #include "core/worker_internal.h"
 
 /* ---- exchanges of other protocols (exchange.h) -------------------------- */
@@ -41,6 +42,7 @@ gp_conn *gp_exchange_new(gp_stream *parent, const gp_exchange_ops *ops, void *st
     x->peer = p->peer;
     x->peer_len = p->peer_len;
     x->fwd_trusted = p->fwd_trusted;
+    x->xtls = gp_conn_tls((gp_conn *)p); /* lives as long as the connection, which outlives x */
     x->own_fd = -1;
     x->state = CS_ASYNC;
     x->xops = ops;
@@ -84,6 +86,12 @@ void *gp_conn_app_state(gp_conn *c)
 void gp_conn_set_app_state(gp_conn *c, void *state)
 {
     c->app_state = state;
+}
+
+struct gp_tls *gp_conn_tls(gp_conn *c)
+{
+    if (c->xops) return c->xtls;
+    return c->s.tr == &gp_transport_tls ? c->s.t : NULL;
 }
 
 const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len)
@@ -313,6 +321,9 @@ void gp_conn_head_set_length(gp_conn *c, uint64_t length)
     XVOID(c, head_set_length(c, length));
     /* RFC 9110 8.6: no Content-Length on 1xx/204, and on 304 only the real one */
     if (c->resp_has_length || status_has_no_body(c->status)) return;
+    /* an app answering HEAD gives no body (Flask, Django), so 0 would tell
+     * the client and any cache the GET is empty: say nothing, as gunicorn */
+    if (c->head_method && length == 0) return;
     char num[24];
     size_t k = gp_put_u64(num, length, 10);
     if (gp_conn_head_add(c, "Content-Length", 14, num, k) == GP_OK) {

@@ -90,6 +90,8 @@ void gp_conn_describe(char *dst, size_t cap, const gp_http_request *req);
 
 /* Who and where. */
 const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len);
+/* The connection's TLS (core/tls.h: version, client certificate); NULL: plain. */
+struct gp_tls *gp_conn_tls(gp_conn *c);
 const gp_addr *gp_conn_local(gp_conn *c);
 
 /* What a trusted peer's proxy headers say about this request (README "Behind

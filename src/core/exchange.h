@@ -67,6 +67,13 @@ gp_conn *gp_exchange_new(gp_stream *parent, const gp_exchange_ops *ops, void *st
 void *gp_exchange_state(gp_conn *x);
 /* The worker of the exchange (for w->ops, w->app, w->cfg). */
 gp_worker *gp_exchange_worker(gp_conn *x);
+/* The request of x began (req as handed to the app): its access-log record
+ * and metrics start, as HTTP/1.1's do. */
+void gp_exchange_begin(gp_conn *x, const gp_http_request *req);
+/* Its response is over (ended, cut or reset): the access-log line, the
+ * worker's request count (--max-requests) and metrics, with the status and
+ * the body bytes sent. */
+void gp_exchange_end(gp_conn *x, int status, uint64_t bytes);
 /* Releases the exchange (its access-log record and the bridge's cache,
  * through gp_app_ops.cache_free). x must not be used afterwards. */
 void gp_exchange_free(gp_conn *x);

@@ -21,9 +21,11 @@
 
 #include "core/accesslog.h"
 #include "core/exchange.h"
+#include "core/h2_proto.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/proto.h"
+#include "core/tls.h"
 #include "core/worker_internal.h"
 
 /* out of line: its 32 KB line buffer would make every caller's frame probe
@@ -55,6 +57,14 @@ static inline void async_idle_deadline(gp_conn *c)
 
 /* ---- connection lifetime ---------------------------------------------- */
 
+void gp_conn_tls_ready(gp_stream *s)
+{
+    gp_conn *c = gp_stream_conn(s);
+    const char *proto = gp_tls_alpn(s->t);
+    if (proto && !strcmp(proto, "h2") && c->w->h2 && c->w->h2->alpn(c) != GP_OK)
+        gp_conn_close(c);
+}
+
 gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_storage *peer,
                      socklen_t peer_len)
 {
@@ -74,6 +84,15 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     memset(c, 0, sizeof *c);
     gp_stream_init(&c->s, &w->env, fd); /* the read buffer comes with the first bytes: idle costs no buffer */
     gp_stream_set_proto(&c->s, &h1_proto);
+    gp_tls_ctx *tls = w->listeners[listener].tls;
+    if (tls) {
+        gp_tls *t = gp_tls_new(tls, fd, (const struct sockaddr *)&c->peer);
+        if (!t) {
+            free(c);
+            return NULL;
+        }
+        gp_stream_set_transport(&c->s, &gp_transport_tls, t);
+    }
     c->w = w;
     c->listener = listener;
     c->peer = *peer;
@@ -84,10 +103,12 @@ gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_s
     gp_body_init(&c->held, NULL);
     c->state = CS_HEAD;
     if (gp_stream_watch(&c->s, EPOLLIN) < 0) {
+        if (tls) gp_tls_free(c->s.t);
         free(c);
         return NULL;
     }
-    gp_conn_set_deadline(c, w->now + w->cfg->keep_alive);
+    /* TLS: the handshake must be over within --header-timeout */
+    gp_conn_set_deadline(c, w->now + (tls ? w->cfg->header_timeout : w->cfg->keep_alive));
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;
@@ -251,6 +272,23 @@ static void end_request_log(gp_conn *c, uint64_t now_us)
                 (unsigned long long)(us / 1000000), (unsigned long long)(us / 1000 % 1000),
                 c->status);
     }
+}
+
+/* ---- exchanges of other protocols: their log lines and counts (exchange.h) */
+
+void gp_exchange_begin(gp_conn *x, const gp_http_request *req)
+{
+    gp_worker *w = x->w;
+    if (w->alog_on || w->count_busy) request_begin(x, req);
+}
+
+void gp_exchange_end(gp_conn *x, int status, uint64_t bytes)
+{
+    gp_worker *w = x->w;
+    x->status = status;
+    x->resp_bytes = bytes;
+    if (w->alog_on || x->m_start_us) request_end(x, true);
+    gp_slot_request_end(w->slot, bytes, status >= 500);
 }
 
 static void serve_buffered(gp_conn *c);
@@ -418,6 +456,7 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
         reject(c, 503);
         return;
     }
+    if (req->upgrade && w->h2 && w->h2->upgrade(c, req, head_len)) return; /* h2c */
     if (must_hold_body(c)) {
         begin_hold(c);
         return;
@@ -629,6 +668,11 @@ static void serve_buffered(gp_conn *c)
     while (!c->dead && c->state == CS_HEAD && c->s.len > 0) {
         if (c->proxy_wait && !read_proxy_header(c)) return;
         if (!c->s.len) return;
+        if (w->h2) { /* an HTTP/2 preface takes the stream (h2_proto.h) */
+            int h2 = w->h2->preface(c);
+            if (h2 < 0) reject(c, -h2);
+            if (h2) return;
+        }
         gp_http_request req;
         req.headers = w->headers;
         req.num_headers = w->cfg->limit_request_fields;

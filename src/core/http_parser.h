@@ -46,7 +46,7 @@ typedef struct {
     size_t query_len; /* after '?', without it; query==NULL when absent */
     const char *host;
     size_t host_len;         /* Host header value; NULL when absent */
-    int version_minor;       /* 0 or 1 (HTTP/1.0 or HTTP/1.1) */
+    int version_minor;       /* 0 or 1 (HTTP/1.0 or HTTP/1.1); GP_HTTP_VERSION_2 for HTTP/2 */
     gp_http_header *headers; /* caller-provided array ... */
     size_t num_headers;      /* ... capacity on input, count on output */
     enum gp_http_body body;
@@ -57,6 +57,10 @@ typedef struct {
     bool proxy_headers;   /* a field that may be X-Forwarded-* or Forwarded is present
                              (core/forwarded reads them; false: there is none) */
 } gp_http_request;
+
+/* version_minor of a request that came over HTTP/2 (core/h2): nonzero, so
+ * that every "HTTP/1.1 or later" test holds for it too. */
+#define GP_HTTP_VERSION_2 20
 
 /* Where a partial head stopped, so that the next call resumes there instead of
  * re-scanning from buf[0] (nginx keeps the same kind of state): feeding a head

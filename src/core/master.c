@@ -35,6 +35,7 @@
 #include "core/mserve.h"
 #include "core/notify.h"
 #include "core/reload.h"
+#include "core/tlsconf.h"
 #include "core/reuseport.h"
 
 #define BOOT_BACKOFF_FIRST 0.1
@@ -1143,6 +1144,13 @@ static void reread_config(gp_master *m)
         free(fresh);
         return;
     }
+    /* certbot renewed the files: new workers get the new certificate; a bad
+     * one keeps the certificate that works */
+    int fds[GP_MAX_BINDS];
+    char err[1024];
+    if (gp_tlsconf_bundles(fresh, m->listeners, m->num_listeners, fds, err, sizeof err) < 0)
+        gp_error("reload: TLS: %s; keeping the current certificates", err);
+    else gp_tlsconf_install(m->listeners, m->num_listeners, fds);
     gp_conffile_apply_env(fresh);
     if (fresh->workers_max && m->adaptive && fresh->workers_min == m->cfg->workers_min &&
         fresh->workers_max == m->cfg->workers_max) {
@@ -1301,6 +1309,20 @@ static void handle_signal(gp_master *m, int sig)
     }
 }
 
+/* TLS: the certificates are read once here, before any worker forks; a bad
+ * file stops the start with one line. */
+static int setup_tls(gp_master *m)
+{
+    int fds[GP_MAX_BINDS];
+    char err[1024];
+    if (gp_tlsconf_bundles(m->cfg, m->listeners, m->num_listeners, fds, err, sizeof err) < 0) {
+        fprintf(stderr, "gallop: error: %s\n", err);
+        return -1;
+    }
+    gp_tlsconf_install(m->listeners, m->num_listeners, fds);
+    return 0;
+}
+
 static int setup(gp_master *m)
 {
     const gp_config *cfg = m->cfg;
@@ -1319,6 +1341,7 @@ static int setup(gp_master *m)
     umask(mask);
     if (opened < 0) return -1;
     chown_sockets(m);
+    if (setup_tls(m) < 0) return -1;
     int most = cfg->workers > cfg->workers_max ? cfg->workers : cfg->workers_max;
     int slots = 2 * most + 64;
     if (slots < 256) slots = 256;
@@ -1378,8 +1401,9 @@ int gp_master_run(const gp_config *cfg, gp_worker_entry entry)
 
     for (int i = 0; i < m.num_listeners; i++) {
         const gp_addr *a = &m.listeners[i].addr;
-        gp_info("listening at %s%s (%d)", a->kind == GP_ADDR_UNIX ? "" : "http://", a->text,
-                (int)getpid());
+        bool tls = m.listeners[i].tls_fd > 0;
+        gp_info("listening at %s%s%s (%d)", a->kind == GP_ADDR_UNIX ? "" : tls ? "https://" : "http://",
+                a->text, a->kind == GP_ADDR_UNIX && tls ? " (TLS)" : "", (int)getpid());
     }
     gp_info("starting %d worker%s (%s)", cfg->workers, cfg->workers == 1 ? "" : "s",
             cfg->workers_why);

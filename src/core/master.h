@@ -21,6 +21,7 @@ typedef struct {
      * own socket with these two; without, the kernel's hash decides */
     bool balanced;
     int rp_socks_fd, rp_prog_fd;
+    int tls_fd; /* TLS: the certificate bundle (core/tlsconf.h) workers build from; <= 0: plain */
 } gp_listener;
 
 /* What a worker starts from. A worker executes the interpreter after fork:

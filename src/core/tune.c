@@ -399,6 +399,34 @@ static void log_reason(const tune_child *c, char *out, size_t len)
     if (!*out) snprintf(out, len, "it printed nothing");
 }
 
+/* Appends to out the traceback lines that follow the log's "(traceback below)"
+ * line, without their log prefixes: tune's error line says what the worker
+ * logged, and the traceback is the part a user needs to fix the app. */
+static void log_traceback(const tune_child *c, char *out, size_t len)
+{
+    static char log[1 << 16];
+    read_log(c, log, sizeof log);
+    const char *p = strstr(log, "(traceback below)");
+    if (!p) return;
+    /* the traceback is the lines that worker logged next: "[PID] [ERROR] " */
+    const char *end = p, *tag;
+    while (end > log && end[-1] != '\n') end--;
+    end = strstr(end, "] [ERROR] ");
+    if (!end || end > p) return;
+    for (tag = end; tag > log && *tag != '['; tag--) {}
+    int tag_len = (int)(end + 10 - tag);
+    size_t used = strlen(out);
+    for (p = strchr(p, '\n'); p && used + 1 < len; p = strchr(p, '\n')) {
+        const char *line = ++p, *eol = line + strcspn(line, "\n");
+        const char *at = memmem(line, (size_t)(eol - line), tag, (size_t)tag_len);
+        if (!at) break;
+        at += tag_len;
+        int n = snprintf(out + used, len - used, "\n  %.*s", (int)(eol - at), at);
+        if (n < 0 || (size_t)n >= len - used) break;
+        used += (size_t)n;
+    }
+}
+
 /* Waits for READY=1. Returns 0, or the exit code for tune with why. */
 static int wait_ready(tune_child *c, char *why, size_t len)
 {
@@ -422,6 +450,7 @@ static int wait_ready(tune_child *c, char *why, size_t len)
                      : code == GP_EXIT_USAGE   ? "gallop refused the app flags"
                                                : "gallop stopped before serving",
                      reason, code);
+            if (code == GP_EXIT_APP_ERROR) log_traceback(c, why, len);
             return code == GP_EXIT_APP_ERROR || code == GP_EXIT_USAGE ? TUNE_USAGE : TUNE_FAILED;
         }
         if (mono() > until) {
@@ -722,7 +751,7 @@ static void progress_done(tune *t, const tune_point *p, double before)
 
 static int run_point(tune *t, int workers, int threads)
 {
-    char why[512];
+    char why[4096];
     double before = gp_tunev_best_rps(t);
     if (t->num_pts == TUNE_MAX_POINTS) return 0;
     tune_point *p = &t->pts[t->num_pts];

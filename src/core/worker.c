@@ -19,11 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/h2_proto.h"
 #include "core/idle.h"
 #include "core/log.h"
 #include "core/proto.h"
 #include "core/reuseport.h"
 #include "core/static.h"
+#include "core/tlsconf.h"
 #include "core/worker_internal.h"
 
 #define ACCEPT_BATCH 16
@@ -667,7 +669,16 @@ static int setup(gp_worker *w, const gp_worker_args *a)
     w->deadline_io.cb = on_deadline;
     if (w->deadline_io.fd < 0 || gp_loop_watch(&w->loop, &w->deadline_io, EPOLLIN) < 0) return -1;
 
+    gp_tls_ctx *tls[GP_MAX_BINDS];
+    char tls_err[1024];
+    gp_tls_set_offer_h2(w->h2 != NULL); /* ALPN "h2" only where HTTP/2 will answer */
+    if (w->h2) w->env.ready = gp_conn_tls_ready;
+    if (gp_tlsconf_contexts(a->cfg, a->listeners, a->num_listeners, tls, tls_err, sizeof tls_err) < 0) {
+        gp_error("worker: TLS: %s", tls_err);
+        return -1;
+    }
     for (int i = 0; i < a->num_listeners; i++) {
+        w->listeners[i].tls = tls[i];
         w->listeners[i].io.fd = a->listeners[i].fd;
         if (w->listeners[i].io.fd < 0) { /* --reuse-port: a socket of our own */
             char err[256];
@@ -725,6 +736,8 @@ gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void
     w->cfg = a->cfg;
     w->ops = ops;
     w->app = app;
+    /* HTTP/2 unless --http 1; request threads stay HTTP/1.1's (exchange.h) */
+    if (a->cfg->http != GP_HTTP_1 && a->cfg->threads <= 1) w->h2 = &gp_h2_entry_points;
     w->slot = &a->scoreboard->slots[a->slot];
     w->sb = a->scoreboard;
     w->master_pid = a->master_pid;

@@ -44,6 +44,7 @@ struct gp_conn {
     gp_worker *w;
     const struct gp_exchange_ops *xops; /* NULL: HTTP/1.1's own; else another protocol's (exchange.h) */
     void *xstate;
+    struct gp_tls *xtls; /* another protocol's exchange: the TLS session of its connection */
     gp_conn *prev, *next;
     gp_job job; /* request-thread queues (pool.h) */
     enum gp_conn_state state;
@@ -109,6 +110,7 @@ struct gp_worker {
     const gp_config *cfg;
     const gp_app_ops *ops;
     void *app;
+    const struct gp_h2_entry *h2; /* HTTP/2's ways in (h2_proto.h); NULL: HTTP/1.1 only */
     gp_http_limits limits;
     size_t head_cap; /* largest request head we buffer */
     struct gp_listen_io {
@@ -119,6 +121,7 @@ struct gp_worker {
         bool own; /* --reuse-port: this worker's socket, its queue is ours alone */
         int rp_socks_fd, rp_prog_fd; /* own: where it joins the round-robin; -1: hash */
         bool proxy; /* --proxy-protocol: each connection starts with a PROXY header */
+        gp_tls_ctx *tls; /* TLS listener (core/tls.h); NULL: plain */
     } listeners[GP_MAX_BINDS];
     int num_listeners;
     bool rp_out; /* our own sockets left the round-robin: we cannot take more */
@@ -228,6 +231,9 @@ void gp_conn_upgrade(gp_conn *c, const struct gp_proto *p, const gp_upgrade_hook
 /* After the 101 went out: the stream's events go to p. */
 void gp_conn_upgrade_begin(gp_conn *c);
 void *gp_conn_upgrade_state(gp_conn *c);
+/* After a TLS handshake: the protocol ALPN chose ("h2": HTTP/2 takes the
+ * stream; anything else stays HTTP/1.1). */
+void gp_conn_tls_ready(gp_stream *s);
 /* HTTP/1.1's handling of a stream event while the app runs as a task. */
 void gp_conn_async_event(gp_stream *s, uint32_t events);
 /* The stream of a connection, and back (every accepted stream is a gp_conn's). */

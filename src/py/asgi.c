@@ -52,9 +52,10 @@ typedef struct gp_asgi {
     PyObject *k_type, *k_body, *k_more_body, *k_status, *k_headers, *k_trailers, *k_path,
         *k_more_trailers;
     PyObject *scope_keys[16];
-    PyObject *v_http, *v_https, *v_http10, *v_http11, *v_request, *v_disconnect, *v_empty_bytes,
+    PyObject *v_http, *v_https, *v_http10, *v_http11, *v_http2, *v_request, *v_disconnect, *v_empty_bytes,
         *v_root;
     PyObject *v_wss, *k_host; /* for proxy headers */
+    PyObject *k_tls;          /* the "tls" extension */
     PyObject *msg_disconnect; /* a fresh copy is handed out each time */
     PyObject *s_set_result, *s_done, *s_cancel;
     name_entry names[NAME_CACHE];
@@ -359,7 +360,10 @@ static PyObject *scope_for(gp_conn *c, const gp_http_request *req, PyObject *tem
     PyObject **K = a->scope_keys;
     PyObject *s = PyDict_Copy(template);
     if (!s) return NULL;
-    if (!req->version_minor && PyDict_SetItem(s, K[SK_HTTP_VERSION], a->v_http10) < 0) goto fail;
+    if (req->version_minor != 1 &&
+        PyDict_SetItem(s, K[SK_HTTP_VERSION],
+                       req->version_minor == GP_HTTP_VERSION_2 ? a->v_http2 : a->v_http10) < 0)
+        goto fail;
     if (gp_bridge_set_steal(s, K[SK_RAW_PATH],
                   PyBytes_FromStringAndSize(req->path, (Py_ssize_t)req->path_len)) < 0)
         goto fail;
@@ -395,10 +399,16 @@ static PyObject *scope_for(gp_conn *c, const gp_http_request *req, PyObject *tem
     }
     if (gp_bridge_set_steal(s, K[SK_HEADERS], hl) < 0) goto fail;
     if (gp_bridge_set_steal(s, K[SK_CLIENT], client_tuple(c)) < 0) goto fail;
+    gp_tls *tls = gp_conn_tls(c);
+    if (tls && PyDict_SetItem(s, K[SK_SCHEME], template == a->ws_template ? a->v_wss : a->v_https) < 0)
+        goto fail;
     if (fw && set_forwarded(s, &fwd, template == a->ws_template) < 0) goto fail;
     if (gp_bridge_set_steal(s, K[SK_SERVER], server_tuple(c)) < 0) goto fail;
     if (gp_bridge_set_steal(s, K[SK_ASGI], PyDict_Copy(a->asgi_info)) < 0 ||
         gp_bridge_set_steal(s, K[SK_EXTENSIONS], fresh_dicts(a->extensions)) < 0)
+        goto fail;
+    if (tls && gp_bridge_set_steal(PyDict_GetItem(s, K[SK_EXTENSIONS]), a->k_tls,
+                                   gp_bridge_tls_extension(tls)) < 0)
         goto fail;
     if (a->state && gp_bridge_set_steal(s, K[SK_STATE], PyDict_Copy(a->state)) < 0) goto fail;
     return s;
@@ -1250,9 +1260,11 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
     a->v_http = gp_bridge_intern("http");
     a->v_https = gp_bridge_intern("https");
     a->v_wss = gp_bridge_intern("wss");
+    a->k_tls = gp_bridge_intern("tls");
     a->k_host = PyBytes_FromString("host");
     a->v_http10 = gp_bridge_intern("1.0");
     a->v_http11 = gp_bridge_intern("1.1");
+    a->v_http2 = gp_bridge_intern("2");
     a->v_request = gp_bridge_intern("http.request");
     a->v_disconnect = gp_bridge_intern("http.disconnect");
     a->v_empty_bytes = PyBytes_FromStringAndSize("", 0);

@@ -529,9 +529,15 @@ gp_app_status gp_asgi_ws_start(PyObject *app, int asgi2, gp_conn *c, const gp_ht
             if (!t || PyList_Append(protos, t) < 0) Py_CLEAR(protos);
             Py_XDECREF(t);
         }
-        if (!protos || PyDict_SetItemString(scope, "subprotocols", protos) < 0 ||
-            PyDict_SetItemString(scope, "extensions", G.extensions) < 0)
+        gp_tls *tls = gp_conn_tls(c);
+        PyObject *ext = tls ? PyDict_Copy(G.extensions) : Py_NewRef(G.extensions);
+        PyObject *tx = tls && ext ? gp_bridge_tls_extension(tls) : NULL;
+        if (tls && (!tx || PyDict_SetItemString(ext, "tls", tx) < 0)) Py_CLEAR(ext);
+        Py_XDECREF(tx);
+        if (!protos || !ext || PyDict_SetItemString(scope, "subprotocols", protos) < 0 ||
+            PyDict_SetItemString(scope, "extensions", ext) < 0)
             Py_CLEAR(scope);
+        Py_XDECREF(ext);
     }
     Py_XDECREF(protos);
     PyObject *coro = NULL;

@@ -8,6 +8,7 @@
 
 #include "core/http_parser.h"
 #include "core/log.h"
+#include "core/tls.h"
 
 static const char *const known_methods[] = {"GET",    "POST",    "HEAD", "PUT",
                                             "DELETE", "OPTIONS", "PATCH"};
@@ -283,4 +284,76 @@ void gp_bridge_json_stderr(void)
     Py_XDECREF(emit);
     Py_XDECREF(r);
     Py_XDECREF(g);
+}
+
+/* ---- TLS facts ------------------------------------------------------------- */
+
+enum { TLS_DN_MAX = 2048, TLS_PEM_MAX = 16384 };
+
+/* d[k] = the n bytes of text (n > 0); n == 0: None when none_if_empty, else
+ * nothing; n < 0 (larger than the buffer) as n == 0. */
+static int set_text(PyObject *d, const char *k, const char *text, int n, bool none_if_empty)
+{
+    if (n <= 0 && !none_if_empty) return 0;
+    PyObject *v = n > 0 ? PyUnicode_DecodeLatin1(text, n, NULL) : Py_NewRef(Py_None);
+    if (!v) return -1;
+    int r = PyDict_SetItemString(d, k, v);
+    Py_DECREF(v);
+    return r;
+}
+
+static int set_cstr(PyObject *d, const char *k, const char *text)
+{
+    return text ? set_text(d, k, text, (int)strlen(text), false) : 0;
+}
+
+static int set_long(PyObject *d, const char *k, long v)
+{
+    PyObject *o = PyLong_FromLong(v);
+    int r = o ? PyDict_SetItemString(d, k, o) : -1;
+    Py_XDECREF(o);
+    return r;
+}
+
+int gp_bridge_tls_environ(PyObject *env, gp_tls *t)
+{
+    static char buf[TLS_PEM_MAX]; /* under the GIL */
+    if (set_cstr(env, "wsgi.url_scheme", "https") < 0 || set_cstr(env, "HTTPS", "on") < 0 ||
+        set_cstr(env, "SSL_PROTOCOL", gp_tls_version_name(t)) < 0 ||
+        set_cstr(env, "SSL_CIPHER", gp_tls_cipher_name(t)) < 0 ||
+        set_text(env, "SSL_CLIENT_S_DN", buf, gp_tls_client_dn(t, buf, TLS_DN_MAX), false) < 0)
+        return -1;
+    return set_text(env, "SSL_CLIENT_CERT", buf, gp_tls_client_pem(t, buf, sizeof buf), false);
+}
+
+/* The ASGI TLS extension (spec 0.2): server_cert, client_cert_chain,
+ * client_cert_name, client_cert_error, tls_version, cipher_suite. A client
+ * certificate that fails verification ends the handshake, so the error is
+ * always None here. */
+PyObject *gp_bridge_tls_extension(gp_tls *t)
+{
+    static char buf[TLS_PEM_MAX];
+    PyObject *d = PyDict_New();
+    PyObject *chain = PyList_New(0);
+    if (!d || !chain) goto fail;
+    int n = gp_tls_client_pem(t, buf, sizeof buf);
+    if (n > 0) {
+        PyObject *pem = PyUnicode_DecodeLatin1(buf, n, NULL);
+        int r = pem ? PyList_Append(chain, pem) : -1;
+        Py_XDECREF(pem);
+        if (r < 0) goto fail;
+    }
+    if (PyDict_SetItemString(d, "client_cert_chain", chain) < 0) goto fail;
+    Py_CLEAR(chain);
+    if (set_text(d, "server_cert", buf, gp_tls_server_pem(t, buf, sizeof buf), true) < 0 ||
+        set_text(d, "client_cert_name", buf, gp_tls_client_dn(t, buf, TLS_DN_MAX), true) < 0 ||
+        PyDict_SetItemString(d, "client_cert_error", Py_None) < 0 ||
+        set_long(d, "tls_version", gp_tls_version(t)) < 0 ||
+        set_long(d, "cipher_suite", gp_tls_cipher_id(t)) < 0)
+        goto fail;
+    return d;
+fail:
+    Py_XDECREF(chain);
+    Py_XDECREF(d);
+    return NULL;
 }

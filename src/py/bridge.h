@@ -90,4 +90,11 @@ typedef struct {
 /* Borrowed, or NULL with an error set. */
 const gp_bridge_server *gp_bridge_server_of(gp_conn *c);
 
+/* TLS connections (c's gp_conn_tls is not NULL): WSGI's HTTPS, SSL_PROTOCOL,
+ * SSL_CIPHER, SSL_CLIENT_S_DN and SSL_CLIENT_CERT (as mod_ssl and uWSGI set
+ * them; the DN in RFC 2253 form) into env; and the ASGI "tls" extension's
+ * dict (new reference). -1 / NULL with an error set. */
+int gp_bridge_tls_environ(PyObject *env, struct gp_tls *t);
+PyObject *gp_bridge_tls_extension(struct gp_tls *t);
+
 #endif

@@ -122,7 +122,10 @@ static PyObject *Runner_throw(Runner *r, PyObject *const *args, Py_ssize_t nargs
             }
         }
     }
-    return from_send_result(settle(r, res, &result), result);
+    /* settle() may replace result: read it only after (argument order is
+     * unspecified, and gcc read the stale NULL first) */
+    res = settle(r, res, &result);
+    return from_send_result(res, result);
 }
 
 /* A runner closed before it ran (a task factory that gave up) tells nobody:

@@ -36,7 +36,7 @@ struct gp_wsgi {
     PyObject *base_env;
     PyObject *k_method, *k_script, *k_path, *k_query, *k_protocol, *k_raw_uri, *k_remote_addr,
         *k_remote_port, *k_server_name, *k_server_port, *k_input;
-    PyObject *v_http10, *v_http11, *v_empty;
+    PyObject *v_http10, *v_http11, *v_http2, *v_empty;
     PyObject *k_scheme, *k_host, *v_http, *v_https; /* for proxy headers */
     key_entry keys[KEY_CACHE_SIZE];
 };
@@ -654,7 +654,10 @@ static PyObject *build_environ(gp_wsgi *w, gp_conn *c, const gp_http_request *re
     if (!env) return NULL;
     if (gp_bridge_set_steal(env, w->k_method, gp_bridge_method(req->method, req->method_len)) < 0)
         goto fail;
-    if (PyDict_SetItem(env, w->k_protocol, req->version_minor ? w->v_http11 : w->v_http10) < 0)
+    PyObject *proto = req->version_minor == 1   ? w->v_http11
+                      : req->version_minor == 0 ? w->v_http10
+                                                : w->v_http2;
+    if (PyDict_SetItem(env, w->k_protocol, proto) < 0)
         goto fail;
     const char *p;
     size_t under_root, plen = gp_bridge_path(req, &p, &under_root);
@@ -666,6 +669,8 @@ static PyObject *build_environ(gp_wsgi *w, gp_conn *c, const gp_http_request *re
     for (size_t i = 0; i < req->num_headers; i++)
         if (add_header(w, env, &req->headers[i]) < 0) goto fail;
     if (set_server(w, env, c) < 0 || set_remote(w, env, c) < 0) goto fail;
+    gp_tls *tls = gp_conn_tls(c);
+    if (tls && gp_bridge_tls_environ(env, tls) < 0) goto fail;
     gp_fwd fwd;
     if (req->proxy_headers && gp_conn_forwarded(c, req, &fwd) && set_forwarded(w, env, &fwd) < 0)
         goto fail;
@@ -979,6 +984,7 @@ gp_wsgi *gp_wsgi_new(PyObject *app, const gp_config *cfg)
     w->k_input = gp_bridge_intern("wsgi.input");
     w->v_http10 = gp_bridge_intern("HTTP/1.0");
     w->v_http11 = gp_bridge_intern("HTTP/1.1");
+    w->v_http2 = gp_bridge_intern("HTTP/2");
     w->v_empty = gp_bridge_intern("");
     w->k_scheme = gp_bridge_intern("wsgi.url_scheme");
     w->k_host = gp_bridge_intern("HTTP_HOST");

@@ -174,7 +174,7 @@ def test_hup_evaluates_the_file_again(gallop, tmp_path):
     ("preload_app = 'sometimes'\n", 1, "setting 'preload_app': expects True or False"),
     ("import os\n\nworkers = (2\n", 3, "SyntaxError: '(' was never closed"),
     ("workers = 1\nbind = undefined_name\n", 2, "NameError: name 'undefined_name' is not defined"),
-    ("certfile = '/etc/ssl/cert.pem'\n", 1, "setting 'certfile': TLS is not supported"),
+    ("certfile = '/nonexistent/cert.pem'\ncert_reqs = 7\n", 2, "setting 'cert_reqs': invalid --cert-reqs '7'"),
     ("daemon = True\n", 1, "setting 'daemon': gallop does not detach"),
     ("workers = 2\nworker_class = 'gevent'\n", 2, "setting 'worker_class': unsupported worker class 'gevent'"),
     ("def post_fork(server, worker): pass\npre_request = 5\n", 2, "setting 'pre_request': a server hook must be a function"),

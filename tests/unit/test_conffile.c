@@ -130,10 +130,15 @@ static void test_what_gallop_lacks(void **state)
     assert_int_equal(take1(&l, "worker_tmp_dir", 's', "/dev/shm"), 0);
     assert_string_equal(joined(&l), "--worker-tmp-dir=/dev/shm");
     /* errors */
-    assert_int_equal(take1(&l, "certfile", 's', "/etc/ssl/c.pem"), -1);
     assert_int_equal(take1(&l, "daemon", 'b', "true"), -1);
     assert_int_equal(take1(&l, "print_config", 'b', "true"), -1);
     flags_free(&l);
+    /* TLS settings are flags now */
+    flag_list t = fresh();
+    assert_int_equal(take1(&t, "certfile", 's', "/etc/ssl/c.pem"), 0);
+    assert_int_equal(take1(&t, "cert_reqs", 'i', "2"), 0);
+    assert_string_equal(joined(&t), "--certfile=/etc/ssl/c.pem --cert-reqs=2");
+    flags_free(&t);
     /* access_log_format is a flag now, not a warning */
     flag_list m = fresh();
     assert_int_equal(take1(&m, "access_log_format", 's', "%(h)s %(D)s"), 0);

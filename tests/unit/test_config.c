@@ -509,6 +509,23 @@ static void test_body_and_timeout_flags(void **state)
     ERR("invalid --body-buffer-size '1k' (bytes, 0 to 2^40)", "--body-buffer-size", "1k", "app");
 }
 
+/* --http 1|2|auto (issue 12), uvicorn's parser names meaning HTTP/1.1 */
+static void test_http_versions(void **state)
+{
+    gp_config cfg;
+    args a;
+    assert_int_equal(PARSE(&cfg, &a, "app"), 0);
+    assert_int_equal(cfg.http, GP_HTTP_AUTO);
+    const char *in[] = {"1", "2", "auto", "h11", "httptools"};
+    const int want[] = {GP_HTTP_1, GP_HTTP_2, GP_HTTP_AUTO, GP_HTTP_1, GP_HTTP_1};
+    for (int i = 0; i < 5; i++) {
+        reset_getopt();
+        assert_int_equal(PARSE(&cfg, &a, "--http", in[i], "app"), 0);
+        assert_int_equal(cfg.http, want[i]);
+    }
+    ERR("invalid --http '3' (1, 2 or auto", "--http", "3", "app");
+}
+
 static void test_bad_numbers(void **state)
 {
     ERR("invalid --backlog 'abc'", "--backlog", "abc", "app");
@@ -963,6 +980,7 @@ int main(void)
         cmocka_unit_test_setup(test_reload_and_check_config, setup),
         cmocka_unit_test_setup(test_gunicorn_short_flags, setup),
         cmocka_unit_test_setup(test_bind_defaults_and_fd, setup),
+        cmocka_unit_test_setup(test_http_versions, setup),
         cmocka_unit_test_setup(test_adaptive_workers, setup),
     };
 

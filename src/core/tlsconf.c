@@ -1,0 +1,167 @@
+/* tlsconf: the per-bind TLS syntax, the settings each listener gets, and the
+ * master's bundles for them. Reads files only through core/tls. */
+#include "core/tlsconf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/listen.h"
+
+/* The value for key, or NULL: "certfile=x" -> "x". */
+static const char *value_of(const char *opt, const char *key)
+{
+    size_t k = strlen(key);
+    if (strncmp(opt, key, k) == 0 && opt[k] == '=') return opt + k + 1;
+    return NULL;
+}
+
+static int bind_option(char *opt, gp_tls_opts *o, signed char *mode, char *err, size_t errlen)
+{
+    const char *v;
+    for (char *p = opt; *p && *p != '='; p++)
+        if (*p == '_') *p = '-'; /* keyfile_password, as the config file spells it */
+    if (strcmp(opt, "plain") == 0) {
+        *mode = GP_TLSCONF_PLAIN;
+        return 0;
+    }
+    if ((v = value_of(opt, "certfile"))) o->certfile = v;
+    else if ((v = value_of(opt, "keyfile"))) o->keyfile = v;
+    else if ((v = value_of(opt, "keyfile-password"))) o->password = v;
+    else if ((v = value_of(opt, "ca-certs"))) o->ca_certs = v;
+    else if ((v = value_of(opt, "ciphers"))) o->ciphers = v;
+    else if ((v = value_of(opt, "cert-reqs"))) {
+        if ((o->cert_reqs = gp_tls_parse_cert_reqs(v)) < 0) {
+            snprintf(err, errlen, "invalid cert-reqs '%s' (0, 1 or 2: none, optional, required)",
+                     v);
+            return -1;
+        }
+    } else if ((v = value_of(opt, "ssl-min-version")) || (v = value_of(opt, "ssl-version"))) {
+        if ((o->min_version = gp_tls_parse_version(v)) < 0) {
+            snprintf(err, errlen, "invalid ssl-min-version '%s' (TLSv1.2 or TLSv1.3)", v);
+            return -1;
+        }
+    } else {
+        snprintf(err, errlen,
+                 "unknown bind option '%s' (certfile, keyfile, keyfile-password, ca-certs, "
+                 "cert-reqs, ciphers, ssl-min-version, plain)",
+                 opt);
+        return -1;
+    }
+    if (*mode != GP_TLSCONF_PLAIN) *mode = GP_TLSCONF_OWN;
+    return 0;
+}
+
+int gp_tlsconf_parse_bind(const char *arg, const char **addr, gp_tls_opts *own,
+                          signed char *mode, char *err, size_t errlen)
+{
+    *own = (gp_tls_opts){.cert_reqs = -1};
+    *mode = GP_TLSCONF_INHERIT;
+    *addr = arg;
+    const char *comma = strchr(arg, ',');
+    if (!comma) return 0;
+    char *copy = strdup(arg); /* kept: own's strings point into it */
+    if (!copy) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    copy[comma - arg] = 0;
+    *addr = copy;
+    char *save = NULL;
+    for (char *o = strtok_r(copy + (comma - arg) + 1, ",", &save); o; o = strtok_r(NULL, ",", &save))
+        if (bind_option(o, own, mode, err, errlen) < 0) {
+            char why[300];
+            snprintf(why, sizeof why, "%s", err);
+            snprintf(err, errlen, "invalid --bind '%s': %s", arg, why);
+            return -1;
+        }
+    if (*mode == GP_TLSCONF_PLAIN && (own->certfile || own->keyfile || own->ca_certs)) {
+        snprintf(err, errlen, "invalid --bind '%s': plain and TLS settings together", arg);
+        return -1;
+    }
+    return 0;
+}
+
+static gp_tls_opts merged(const gp_tls_opts *all, const gp_tls_opts *own)
+{
+    gp_tls_opts o = *all;
+    if (own->certfile) {
+        /* a bind's own certificate comes with its own key (or none: in it) */
+        o.certfile = own->certfile;
+        o.keyfile = own->keyfile;
+        o.password = own->password ? own->password : all->password;
+    } else if (own->keyfile) {
+        o.keyfile = own->keyfile;
+    }
+    if (own->password) o.password = own->password;
+    if (own->ca_certs) o.ca_certs = own->ca_certs;
+    if (own->ciphers) o.ciphers = own->ciphers;
+    if (own->cert_reqs >= 0) o.cert_reqs = own->cert_reqs;
+    if (own->min_version) o.min_version = own->min_version;
+    return o;
+}
+
+bool gp_tlsconf_for(const gp_config *cfg, const char *addr_text, gp_tls_opts *out)
+{
+    for (int i = 0; i < cfg->num_binds; i++) {
+        gp_addr a;
+        char err[256];
+        if (gp_addr_parse(cfg->binds[i], &a, err, sizeof err) < 0 || strcmp(a.text, addr_text))
+            continue;
+        if (cfg->bind_tls_mode[i] == GP_TLSCONF_PLAIN) return false;
+        *out = merged(&cfg->tls, &cfg->bind_tls[i]);
+        return out->certfile != NULL;
+    }
+    *out = cfg->tls;
+    return cfg->tls.certfile != NULL;
+}
+
+int gp_tlsconf_bundles(const gp_config *cfg, const gp_listener *ls, int n, int *fds, char *err,
+                       size_t errlen)
+{
+    for (int i = 0; i < n; i++) fds[i] = -1;
+    for (int i = 0; i < n; i++) {
+        gp_tls_opts o;
+        if (!gp_tlsconf_for(cfg, ls[i].addr.text, &o)) continue;
+        char why[600];
+        if ((fds[i] = gp_tls_bundle(&o, why, sizeof why)) < 0) {
+            snprintf(err, errlen, "%s: %s", ls[i].addr.text, why);
+            for (int j = 0; j < i; j++)
+                if (fds[j] >= 0) close(fds[j]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void gp_tlsconf_install(gp_listener *ls, int n, const int *fds)
+{
+    for (int i = 0; i < n; i++) {
+        if (ls[i].tls_fd > 0) close(ls[i].tls_fd);
+        ls[i].tls_fd = fds[i];
+    }
+}
+
+int gp_tlsconf_contexts(const gp_config *cfg, gp_listener *ls, int n, gp_tls_ctx **ctxs,
+                        char *err, size_t errlen)
+{
+    for (int i = 0; i < n; i++) ctxs[i] = NULL;
+    for (int i = 0; i < n; i++) {
+        gp_tls_opts o;
+        if (ls[i].tls_fd <= 0 || !gp_tlsconf_for(cfg, ls[i].addr.text, &o)) continue;
+        char why[600];
+        if (!(ctxs[i] = gp_tls_ctx_from_bundle(ls[i].tls_fd, &o, why, sizeof why))) {
+            snprintf(err, errlen, "%s: %s", ls[i].addr.text, why);
+            for (int j = 0; j < i; j++) gp_tls_ctx_free(ctxs[j]);
+            return -1;
+        }
+    }
+    /* the worker holds its contexts: the bundles (key included) can go */
+    for (int i = 0; i < n; i++)
+        if (ls[i].tls_fd > 0) {
+            close(ls[i].tls_fd);
+            ls[i].tls_fd = -1;
+        }
+    return 0;
+}
