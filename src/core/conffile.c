@@ -233,38 +233,24 @@ static int add_flag(flag_list *l, int line, const char *name, const char *flag, 
 }
 
 /* One "gallop: error: config file F, line N: setting 'x': ..." line, or the
- * same as a logged warning. */
+ * same as a logged warning. Returns -1, for errors to return. */
 static int file_say(bool error, const flag_list *l, int line, const char *name, const char *fmt,
-                    va_list ap)
+                    ...) __attribute__((format(printf, 5, 6)));
+static int file_say(bool error, const flag_list *l, int line, const char *name, const char *fmt,
+                    ...)
 {
     char msg[PATH_MAX + 1024];
     int n = where_text(msg, sizeof msg, l, line, name);
+    va_list ap;
+    va_start(ap, fmt);
     if (n >= 0 && (size_t)n < sizeof msg) vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+    va_end(ap);
     if (error) fprintf(stderr, "gallop: error: %s\n", msg);
     else gp_warn("%s", msg);
     return -1;
 }
-
-static int file_error(const flag_list *l, int line, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int file_error(const flag_list *l, int line, const char *name, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    file_say(true, l, line, name, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static void file_warn(const flag_list *l, int line, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void file_warn(const flag_list *l, int line, const char *name, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    file_say(false, l, line, name, fmt, ap);
-    va_end(ap);
-}
+#define file_error(...) file_say(true, __VA_ARGS__)
+#define file_warn(...) ((void)file_say(false, __VA_ARGS__))
 
 /* ---- gunicorn's settings --------------------------------------------------------------- */
 

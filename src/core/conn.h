@@ -70,6 +70,9 @@ typedef struct {
     bool runs_as_tasks;
     /* Releases what gp_conn_set_app_cache stored. */
     void (*cache_free)(void *app, void *cache);
+    /* runs_as_tasks: "GET /path" of the request c's app runs now, or NULL
+     * (gallop top names the oldest; called once a second, on the loop). */
+    const char *(*describe)(void *app, gp_conn *c);
 } gp_app_ops;
 
 /* Per-connection slot for something the bridge keeps for the connection's

@@ -30,8 +30,8 @@
 
 /* out of line: its 32 KB line buffer would make every caller's frame probe
  * 8 pages of stack, log or not */
-static void end_request_log(gp_conn *c) __attribute__((noinline));
-static void remember_for_log(gp_conn *c, const gp_http_request *req) __attribute__((noinline));
+static void end_request_log(gp_conn *c, uint64_t now_us) __attribute__((noinline));
+static void request_end(gp_conn *c, bool complete);
 
 static const gp_proto h1_proto;
 
@@ -148,12 +148,9 @@ void gp_conn_close(gp_conn *c)
         w->ops->abort(w->app, c);
     if (c->state == CS_ASYNC) w->active_async--;
     c->dead = true;
-    if (c->m_start_us) { /* cut off before its response was complete */
-        gp_metrics_drop(w->slot);
-        c->m_start_us = 0;
-    }
+    /* cut off before its response was complete */
+    if (c->m_start_us || c->alog_pending) request_end(c, false);
     if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("closed", c->s.io.fd, &c->peer);
-    if (c->alog_pending) end_request_log(c); /* cut off mid-response */
     gp_stream_close(&c->s);
     if (c->own_fd >= 0) close(c->own_fd);
     c->own_fd = -1;
@@ -174,17 +171,10 @@ void gp_conn_close(gp_conn *c)
 
 /* ---- request heads and the response cycle ------------------------------- */
 
-static uint64_t monotonic_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts); /* the vDSO's: no system call */
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* Keeps what the access log and --log-slow need, since the head is gone by
  * the end: the format's values, the client a trusted proxy named (as the
  * app's REMOTE_ADDR), and when the head was in. */
-static __attribute__((noinline)) void remember_for_log(gp_conn *c, const gp_http_request *req)
+static void remember_for_log(gp_conn *c, const gp_http_request *req, uint64_t now_us)
 {
     const gp_alog_format *f = c->w->alog_fmt;
     if (!c->alog && !(c->alog = malloc(gp_alog_rec_size(f)))) return;
@@ -194,7 +184,33 @@ static __attribute__((noinline)) void remember_for_log(gp_conn *c, const gp_http
     if (req->proxy_headers && gp_conn_forwarded(c, req, &fw) && (fw.set & GP_FWD_FOR))
         snprintf(c->alog->host, sizeof c->alog->host, "%s", fw.client);
     c->alog_pending = true;
-    c->alog->start_us = monotonic_us();
+    c->alog->start_us = now_us;
+}
+
+/* The access log and the metrics time a request from the same clock read
+ * at each end; with both off a request pays one test. */
+static void request_begin(gp_conn *c, const gp_http_request *req)
+{
+    gp_worker *w = c->w;
+    uint64_t now = gp_metrics_now_us();
+    if (w->alog_on) remember_for_log(c, req, now);
+    if (w->count_busy && !c->m_start_us) {
+        gp_metrics_begin(w->slot, now);
+        c->m_start_us = now;
+    }
+}
+
+/* complete: the response was written (a line even for a request never
+ * dispatched); else it was cut off (a line only if one is pending). */
+static void request_end(gp_conn *c, bool complete)
+{
+    gp_worker *w = c->w;
+    uint64_t now = gp_metrics_now_us();
+    if (complete ? w->alog_on : c->alog_pending) end_request_log(c, now);
+    if (!c->m_start_us) return;
+    if (complete) gp_metrics_end(w->slot, c->m_start_us, now, c->status);
+    else gp_metrics_drop(w->slot, now);
+    c->m_start_us = 0;
 }
 
 /* One access-log line, as --access-log-format and --log-format say, for a
@@ -238,11 +254,11 @@ static __attribute__((noinline)) void write_access_log(gp_conn *c, const gp_alog
 }
 
 /* The request's end: its access-log line, and --log-slow's warning. */
-static void end_request_log(gp_conn *c)
+static void end_request_log(gp_conn *c, uint64_t now_us)
 {
     gp_worker *w = c->w;
     const gp_alog_rec *r = c->alog_pending ? c->alog : NULL;
-    uint64_t us = r ? monotonic_us() - r->start_us : 0;
+    uint64_t us = r ? now_us - r->start_us : 0;
     c->alog_pending = false;
     if (w->access_fd >= 0) write_access_log(c, r, us);
     /* a WebSocket's session is not a request that was slow */
@@ -263,8 +279,7 @@ static void end_request_log(gp_conn *c)
 void gp_exchange_begin(gp_conn *x, const gp_http_request *req)
 {
     gp_worker *w = x->w;
-    if (w->alog_on) remember_for_log(x, req);
-    if (w->cfg->num_metrics_binds) x->m_start_us = gp_metrics_begin(w->slot);
+    if (w->alog_on || w->count_busy) request_begin(x, req);
 }
 
 void gp_exchange_end(gp_conn *x, int status, uint64_t bytes)
@@ -272,12 +287,8 @@ void gp_exchange_end(gp_conn *x, int status, uint64_t bytes)
     gp_worker *w = x->w;
     x->status = status;
     x->resp_bytes = bytes;
-    if (w->alog_on) end_request_log(x);
+    if (w->alog_on || x->m_start_us) request_end(x, true);
     gp_slot_request_end(w->slot, bytes, status >= 500);
-    if (x->m_start_us) {
-        gp_metrics_end(w->slot, x->m_start_us, status);
-        x->m_start_us = 0;
-    }
 }
 
 static void serve_buffered(gp_conn *c);
@@ -308,12 +319,8 @@ static void linger_close(gp_conn *c)
 static void response_complete(gp_conn *c)
 {
     gp_worker *w = c->w;
-    if (w->alog_on) end_request_log(c);
+    if (w->alog_on || c->m_start_us) request_end(c, true);
     gp_slot_request_end(w->slot, c->resp_bytes, c->status >= 500);
-    if (c->m_start_us) {
-        gp_metrics_end(w->slot, c->m_start_us, c->status);
-        c->m_start_us = 0;
-    }
     gp_stream_out_release(&c->s);
     c->app_state = NULL;
     if (c->own_fd >= 0) close(c->own_fd);
@@ -433,10 +440,7 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
     memset(&c->chunked, 0, sizeof c->chunked);
     c->expect_continue = req->expect_continue;
     c->continue_sent = false;
-    if (w->alog_on) remember_for_log(c, req);
-    /* busy time feeds /metrics and the adaptive workers' decisions */
-    if ((w->cfg->num_metrics_binds || w->cfg->workers_max) && !c->m_start_us)
-        c->m_start_us = gp_metrics_begin(w->slot);
+    if (w->alog_on || w->count_busy) request_begin(c, req);
     if (w->cfg->limit_request_body && req->body == GP_HTTP_BODY_LENGTH &&
         req->content_length > w->cfg->limit_request_body) {
         reject(c, 413);
@@ -475,6 +479,7 @@ static void run_app(gp_conn *c, gp_http_request *req)
     if (tracked)
         gp_slot_request_begin(w->slot, w->now_ms, req->method, req->method_len, req->target,
                               req->target_len);
+    else c->task_ms = w->now_ms;
     gp_app_status st = w->ops->start(w->app, c, req);
     c->state = CS_FLUSH;
     if (tracked) {

@@ -884,9 +884,9 @@ static void adaptive_signal(gp_master *m, int step, const char *name)
 static void sample_worker(gp_master *m, worker_rec *r, uint64_t now_us, gp_as_sample *s)
 {
     gp_metrics_worker w;
-    uint64_t hist[GP_METRICS_BUCKETS] = {0}, dur_us = 0, rss;
+    uint64_t rss;
     double cpu, run, wait;
-    gp_metrics_read_slot(&m->sb->slots[r->slot], now_us, &w, hist, &dur_us);
+    gp_metrics_read_slot(&m->sb->slots[r->slot], now_us, &w);
     if (gp_metrics_proc(r->pid, &cpu, &rss) < 0) return;
     /* time waiting for a CPU counts as wanting one: on a crowded machine a
      * CPU-bound worker gets less than it asks */
@@ -1047,7 +1047,7 @@ static int metrics_page(gp_master *m, gp_mbuf *body)
         worker_rec *r = &m->recs[i];
         if (r->pid <= 0) continue;
         gp_metrics_worker *w = &ws[v.num_workers++];
-        gp_metrics_read_slot(&m->sb->slots[r->slot], now_us, w, v.hist, &v.dur_us);
+        gp_metrics_read_slot(&m->sb->slots[r->slot], now_us, w);
         w->pid = r->pid; /* the slot's copy is 0 until the child stores its own */
         w->age_s = t - r->started;
         double cpu;
@@ -1057,8 +1057,6 @@ static int metrics_page(gp_master *m, gp_mbuf *body)
             w->rss_bytes = rss;
         }
     }
-    for (int b = 0; b < GP_METRICS_BUCKETS; b++) v.hist[b] += m->gone.hist[b];
-    v.dur_us += m->gone.dur_us;
     for (int i = 0; i < m->num_listeners; i++) {
         const gp_listener *l = &m->listeners[i];
         gp_metrics_listener *o = &ls[v.num_listeners++];
@@ -1087,6 +1085,7 @@ static int workers_page(gp_master *m, gp_mbuf *body)
         gp_slot *s = &m->sb->slots[r->slot];
         char what[GP_SLOT_WHAT];
         uint64_t started = gp_slot_request_read(s, what, sizeof what);
+        if (!started) started = gp_slot_task_read(s, what, sizeof what);
         int st = atomic_load(&s->state);
         if (st < GP_WS_EMPTY || st > GP_WS_STOPPING) st = GP_WS_EMPTY;
         if (r->retiring) st = GP_WS_STOPPING;

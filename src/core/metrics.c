@@ -40,44 +40,53 @@ int gp_metrics_bucket(uint64_t dur_us)
     return i;
 }
 
-uint64_t gp_metrics_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* ---- worker side: one writer per slot, so plain relaxed loads and stores ---- */
 
 #define LOAD(f) atomic_load_explicit(&(f), memory_order_relaxed)
 #define STORE(f, v) atomic_store_explicit(&(f), (v), memory_order_relaxed)
 
-uint64_t gp_metrics_begin(gp_slot *s)
+static inline void busy_open(gp_slot *s, uint64_t now_us)
 {
-    uint64_t now = gp_metrics_now_us();
-    uint32_t n = LOAD(s->m_in_flight);
-    if (n == 0) STORE(s->m_busy_since_us, now);
-    STORE(s->m_in_flight, n + 1);
-    return now;
+    STORE(s->m_busy_since_us, now_us);
 }
 
-/* One fewer in progress; the busy period closes with the last one. The
- * total grows before the open period is cleared, so a reader that sees
+/* The total grows before the open period is cleared, so a reader that sees
  * neither change, or both, never counts less than before (read_busy). */
+static inline void busy_close(gp_slot *s, uint64_t now_us)
+{
+    uint64_t since = LOAD(s->m_busy_since_us);
+    if (since && now_us > since) STORE(s->m_busy_us, LOAD(s->m_busy_us) + (now_us - since));
+    atomic_store_explicit(&s->m_busy_since_us, 0, memory_order_release);
+}
+
+void gp_metrics_busy_open(gp_slot *s, uint64_t now_us)
+{
+    busy_open(s, now_us);
+}
+
+void gp_metrics_busy_close(gp_slot *s, uint64_t now_us)
+{
+    busy_close(s, now_us);
+}
+
+void gp_metrics_begin(gp_slot *s, uint64_t now)
+{
+    uint32_t n = LOAD(s->m_in_flight);
+    if (n == 0 && !LOAD(s->m_busy_loop)) busy_open(s, now);
+    STORE(s->m_in_flight, n + 1);
+}
+
+/* One fewer in progress; the busy period closes with the last one. */
 static void leave(gp_slot *s, uint64_t now)
 {
     uint32_t n = LOAD(s->m_in_flight);
     if (n == 0) return;
     STORE(s->m_in_flight, n - 1);
-    if (n > 1) return;
-    uint64_t since = LOAD(s->m_busy_since_us);
-    if (since && now > since) STORE(s->m_busy_us, LOAD(s->m_busy_us) + (now - since));
-    atomic_store_explicit(&s->m_busy_since_us, 0, memory_order_release);
+    if (n == 1 && !LOAD(s->m_busy_loop)) busy_close(s, now);
 }
 
-void gp_metrics_end(gp_slot *s, uint64_t start_us, int status)
+void gp_metrics_end(gp_slot *s, uint64_t start_us, uint64_t now, int status)
 {
-    uint64_t now = gp_metrics_now_us();
     uint64_t dur = now > start_us ? now - start_us : 0;
     int cls = status / 100 - 1;
     if (cls < 0 || cls > 4) cls = 4; /* no status sent: counted as the 500 it was */
@@ -88,9 +97,9 @@ void gp_metrics_end(gp_slot *s, uint64_t start_us, int status)
     leave(s, now);
 }
 
-void gp_metrics_drop(gp_slot *s)
+void gp_metrics_drop(gp_slot *s, uint64_t now)
 {
-    leave(s, gp_metrics_now_us());
+    leave(s, now);
 }
 
 /* ---- master side ------------------------------------------------------------- */
@@ -108,8 +117,7 @@ static uint64_t read_busy(const gp_slot *s, uint64_t now_us)
     return atomic_load_explicit(&s->m_busy_us, memory_order_acquire);
 }
 
-void gp_metrics_read_slot(const gp_slot *s, uint64_t now_us, gp_metrics_worker *out,
-                          uint64_t hist[GP_METRICS_BUCKETS], uint64_t *dur_us)
+void gp_metrics_read_slot(const gp_slot *s, uint64_t now_us, gp_metrics_worker *out)
 {
     memset(out, 0, sizeof *out);
     out->pid = LOAD(s->pid);
@@ -120,8 +128,8 @@ void gp_metrics_read_slot(const gp_slot *s, uint64_t now_us, gp_metrics_worker *
     out->busy_us = read_busy(s, now_us);
     out->conns = LOAD(s->conns);
     out->rss_bytes = LOAD(s->rss_kb) * 1024;
-    for (int i = 0; i < GP_METRICS_BUCKETS; i++) hist[i] += LOAD(s->m_hist[i]);
-    *dur_us += LOAD(s->m_dur_us);
+    for (int i = 0; i < GP_METRICS_BUCKETS; i++) out->hist[i] = LOAD(s->m_hist[i]);
+    out->dur_us = LOAD(s->m_dur_us);
 }
 
 void gp_metrics_fold(gp_metrics_totals *t, const gp_slot *s, double cpu_s)
@@ -136,6 +144,25 @@ void gp_metrics_fold(gp_metrics_totals *t, const gp_slot *s, double cpu_s)
 static int head(gp_mbuf *o, const char *name, const char *type, const char *help)
 {
     return gp_mbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One worker's series of the duration histogram: cumulative buckets, sum, count. */
+static int histogram(gp_mbuf *o, const char *worker, const uint64_t hist[GP_METRICS_BUCKETS],
+                     uint64_t dur_us)
+{
+    int rc = 0;
+    uint64_t cum = 0;
+    for (int b = 0; b < GP_METRICS_BUCKETS; b++) {
+        cum += hist[b];
+        rc |= gp_mbuf_printf(
+            o, "gallop_request_duration_seconds_bucket{worker=\"%s\",le=\"%s\"} %llu\n", worker,
+            bound_text[b], (unsigned long long)cum);
+    }
+    rc |= gp_mbuf_printf(o, "gallop_request_duration_seconds_sum{worker=\"%s\"} %.6f\n", worker,
+                         (double)dur_us / 1e6);
+    rc |= gp_mbuf_printf(o, "gallop_request_duration_seconds_count{worker=\"%s\"} %llu\n", worker,
+                         (unsigned long long)cum);
+    return rc;
 }
 
 int gp_metrics_render(const gp_metrics_view *v, gp_mbuf *o)
@@ -156,16 +183,14 @@ int gp_metrics_render(const gp_metrics_view *v, gp_mbuf *o)
                              class_text[c], (unsigned long long)g->status[c]);
 
     rc |= head(o, "gallop_request_duration_seconds", "histogram",
-               "Time from a complete request head to the end of its response, all workers.");
-    uint64_t cum = 0;
-    for (int b = 0; b < GP_METRICS_BUCKETS; b++) {
-        cum += v->hist[b];
-        rc |= gp_mbuf_printf(o, "gallop_request_duration_seconds_bucket{le=\"%s\"} %llu\n",
-                             bound_text[b], (unsigned long long)cum);
+               "Time from a complete request head to the end of its response, by worker pid "
+               "(worker=\"exited\": workers that are gone).");
+    for (int i = 0; i < v->num_workers; i++) {
+        char pid[16];
+        snprintf(pid, sizeof pid, "%d", (int)v->workers[i].pid);
+        rc |= histogram(o, pid, v->workers[i].hist, v->workers[i].dur_us);
     }
-    rc |= gp_mbuf_printf(o, "gallop_request_duration_seconds_sum %.6f\n", (double)v->dur_us / 1e6);
-    rc |=
-        gp_mbuf_printf(o, "gallop_request_duration_seconds_count %llu\n", (unsigned long long)cum);
+    rc |= histogram(o, "exited", g->hist, g->dur_us);
 
     rc |= head(o, "gallop_requests_in_flight", "gauge", "Requests in progress, by worker pid.");
     for (int i = 0; i < v->num_workers; i++)
@@ -173,7 +198,8 @@ int gp_metrics_render(const gp_metrics_view *v, gp_mbuf *o)
                              (int)v->workers[i].pid, (unsigned long long)v->workers[i].in_flight);
 
     rc |= head(o, "gallop_worker_busy_seconds_total", "counter",
-               "Time a worker had at least one request in progress.");
+               "Time a worker had at least one request in progress (ASGI: time its event "
+               "loop was not waiting for events).");
     for (int i = 0; i < v->num_workers; i++)
         rc |= gp_mbuf_printf(o, "gallop_worker_busy_seconds_total{worker=\"%d\"} %.6f\n",
                              (int)v->workers[i].pid, (double)v->workers[i].busy_us / 1e6);

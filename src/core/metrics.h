@@ -2,7 +2,7 @@
  * the master makes of it.
  *
  * Worker side (gp_metrics_begin/end/drop): a few relaxed stores into the
- * worker's own scoreboard slot and one vDSO clock read per request end; never
+ * worker's own scoreboard slot at clock reads the caller makes; never
  * a system call, an allocation or a lock. Master side: a snapshot of the
  * slots, plus the totals of workers that are gone, rendered as text
  * exposition format 0.0.4. Nothing here does I/O but gp_metrics_proc. */
@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "core/mserve.h"
 #include "core/scoreboard.h"
@@ -24,15 +25,27 @@ extern const uint64_t gp_metrics_bounds_us[GP_METRICS_BUCKETS - 1];
 int gp_metrics_bucket(uint64_t dur_us);
 
 /* Microseconds on CLOCK_MONOTONIC (a vDSO read): durations need better than
- * the coarse clock's ticks of several milliseconds. */
-uint64_t gp_metrics_now_us(void);
+ * the coarse clock's ticks of several milliseconds. Inline: on the request
+ * path, a call into the bridge's copy of the core goes through its PLT. */
+static inline uint64_t gp_metrics_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
 
-/* Worker side, loop thread only. begin returns the request's start time for
- * the caller to keep; end counts a response with its status; drop forgets a
- * request cut off before its response was complete. */
-uint64_t gp_metrics_begin(gp_slot *s);
-void gp_metrics_end(gp_slot *s, uint64_t start_us, int status);
-void gp_metrics_drop(gp_slot *s);
+/* Worker side, loop thread only, each at now (gp_metrics_now_us, read by
+ * the caller, which shares it with the access log). begin: a request
+ * starts, the caller keeps now as its start; end counts a response with its
+ * status; drop forgets a request cut off before its response was complete. */
+void gp_metrics_begin(gp_slot *s, uint64_t now);
+void gp_metrics_end(gp_slot *s, uint64_t start_us, uint64_t now, int status);
+void gp_metrics_drop(gp_slot *s, uint64_t now);
+
+/* A busy period opens or closes at now_us: with m_busy_loop set, the loop's
+ * waits (idle.c) do this instead of begin and end. */
+void gp_metrics_busy_open(gp_slot *s, uint64_t now_us);
+void gp_metrics_busy_close(gp_slot *s, uint64_t now_us);
 
 enum gp_restart_reason {
     GP_RESTART_CRASH,
@@ -65,12 +78,13 @@ typedef struct {
     double cpu_s, age_s;
     uint64_t req_ms; /* how long the request in progress has run; 0: none */
     char what[GP_SLOT_WHAT];
+    uint64_t hist[GP_METRICS_BUCKETS]; /* answered, per duration bucket (not cumulative) */
+    uint64_t dur_us;                   /* their durations' sum */
 } gp_metrics_worker;
 
 /* A consistent enough copy of a slot: counters are read so that none is
  * behind one read before it; busy time includes the open period. */
-void gp_metrics_read_slot(const gp_slot *s, uint64_t now_us, gp_metrics_worker *out,
-                          uint64_t hist[GP_METRICS_BUCKETS], uint64_t *dur_us);
+void gp_metrics_read_slot(const gp_slot *s, uint64_t now_us, gp_metrics_worker *out);
 
 typedef struct {
     const char *name; /* canonical address text */
@@ -81,9 +95,7 @@ typedef struct {
 typedef struct {
     const gp_metrics_worker *workers;
     int num_workers;
-    const gp_metrics_totals *gone;     /* workers that exited */
-    uint64_t hist[GP_METRICS_BUCKETS]; /* live and gone together, not cumulative */
-    uint64_t dur_us;
+    const gp_metrics_totals *gone; /* workers that exited */
     const gp_metrics_listener *listeners;
     int num_listeners;
     int workers_current, workers_target;

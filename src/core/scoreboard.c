@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -69,21 +70,44 @@ uint64_t gp_monotonic_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-void gp_slot_request_begin(gp_slot *s, uint64_t now_ms, const char *method, size_t mlen,
-                           const char *target, size_t tlen)
+/* req_what is written between these two: a reader that saw an odd or a
+ * changed sequence reads again. */
+static unsigned what_open(gp_slot *s)
 {
     unsigned seq = atomic_load_explicit(&s->what_seq, memory_order_relaxed);
     atomic_store_explicit(&s->what_seq, seq + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
+    return seq;
+}
+
+static void what_close(gp_slot *s, unsigned seq)
+{
+    atomic_store_explicit(&s->what_seq, seq + 2, memory_order_release);
+}
+
+void gp_slot_request_begin(gp_slot *s, uint64_t now_ms, const char *method, size_t mlen,
+                           const char *target, size_t tlen)
+{
+    unsigned seq = what_open(s);
     if (mlen > 16) mlen = 16;
     if (mlen + 1 + tlen >= GP_SLOT_WHAT) tlen = GP_SLOT_WHAT - mlen - 2;
     memcpy(s->req_what, method, mlen);
     s->req_what[mlen] = ' ';
     memcpy(s->req_what + mlen + 1, target, tlen);
     s->req_what[mlen + 1 + tlen] = 0;
-    atomic_store_explicit(&s->what_seq, seq + 2, memory_order_release);
+    what_close(s, seq);
     atomic_store_explicit(&s->req_start_ms, now_ms ? now_ms : 1, memory_order_relaxed);
     atomic_store_explicit(&s->state, GP_WS_BUSY, memory_order_relaxed);
+}
+
+void gp_slot_task_publish(gp_slot *s, uint64_t start_ms, const char *what)
+{
+    if (start_ms) {
+        unsigned seq = what_open(s);
+        snprintf(s->req_what, sizeof s->req_what, "%s", what);
+        what_close(s, seq);
+    }
+    atomic_store_explicit(&s->task_start_ms, start_ms, memory_order_relaxed);
 }
 
 void gp_slot_request_end(gp_slot *s, uint64_t bytes, int failed)
@@ -93,11 +117,11 @@ void gp_slot_request_end(gp_slot *s, uint64_t bytes, int failed)
     if (failed) atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);
 }
 
-uint64_t gp_slot_request_read(gp_slot *s, char *what, size_t len)
+static uint64_t read_what(gp_slot *s, _Atomic uint64_t *start_ms, char *what, size_t len)
 {
     for (int tries = 0; tries < 8; tries++) {
         unsigned a = atomic_load_explicit(&s->what_seq, memory_order_acquire);
-        uint64_t start = atomic_load_explicit(&s->req_start_ms, memory_order_relaxed);
+        uint64_t start = atomic_load_explicit(start_ms, memory_order_relaxed);
         if (a & 1) continue;
         size_t n = len < GP_SLOT_WHAT ? len : GP_SLOT_WHAT;
         memcpy(what, s->req_what, n);
@@ -106,5 +130,15 @@ uint64_t gp_slot_request_read(gp_slot *s, char *what, size_t len)
         if (atomic_load_explicit(&s->what_seq, memory_order_relaxed) == a) return start;
     }
     what[0] = 0;
-    return atomic_load_explicit(&s->req_start_ms, memory_order_relaxed);
+    return atomic_load_explicit(start_ms, memory_order_relaxed);
+}
+
+uint64_t gp_slot_request_read(gp_slot *s, char *what, size_t len)
+{
+    return read_what(s, &s->req_start_ms, what, len);
+}
+
+uint64_t gp_slot_task_read(gp_slot *s, char *what, size_t len)
+{
+    return read_what(s, &s->task_start_ms, what, len);
 }

@@ -37,13 +37,19 @@ typedef struct {
     _Atomic uint32_t shed;       /* keep-alive connections to end (master: set; worker: count down) */
     _Atomic unsigned what_seq;   /* odd while req_what is being written */
     char req_what[GP_SLOT_WHAT]; /* "GET /path" of the request in progress */
+    /* a worker whose requests run as tasks (ASGI) keeps req_start_ms at 0 (its
+     * loop's heartbeat is what --timeout watches) and names instead the oldest
+     * request in progress in req_what, refreshed once a second */
+    _Atomic uint64_t task_start_ms; /* when that one started; 0 when none */
     /* --metrics-bind (metrics.h): counted by the worker's loop thread, read on a scrape */
     _Atomic uint32_t m_in_flight;                /* requests begun, not yet answered or cut off */
     _Atomic uint64_t m_status[5];                /* answered, by class 1xx .. 5xx */
     _Atomic uint64_t m_hist[GP_METRICS_BUCKETS]; /* answered, per duration bucket */
     _Atomic uint64_t m_dur_us;                   /* sum of their durations */
-    _Atomic uint64_t m_busy_us;       /* closed periods with a request in progress */
-    _Atomic uint64_t m_busy_since_us; /* start of the open one; 0 when idle */
+    _Atomic uint64_t m_busy_us;                  /* closed busy periods (below) */
+    _Atomic uint64_t m_busy_since_us;            /* start of the open one; 0 when idle */
+    _Atomic int m_busy_loop; /* busy is the event loop's time outside its waits (ASGI,
+                                idle.h), not the time with a request in progress */
 } __attribute__((aligned(64))) gp_slot;
 
 typedef struct {
@@ -72,7 +78,12 @@ void gp_slot_request_begin(gp_slot *s, uint64_t now_ms, const char *method, size
                            const char *target, size_t tlen);
 void gp_slot_request_end(gp_slot *s, uint64_t bytes, int failed);
 
-/* Master side: a consistent copy of the request text; 0 when none in progress. */
+/* Worker side, requests run as tasks: the oldest in progress (start 0: none). */
+void gp_slot_task_publish(gp_slot *s, uint64_t start_ms, const char *what);
+
+/* Master side: a consistent copy of the request text and when that request
+ * started; 0 when none in progress. task_read: the oldest task's. */
 uint64_t gp_slot_request_read(gp_slot *s, char *what, size_t len);
+uint64_t gp_slot_task_read(gp_slot *s, char *what, size_t len);
 
 #endif

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/h2_proto.h"
+#include "core/idle.h"
 #include "core/log.h"
 #include "core/proto.h"
 #include "core/reuseport.h"
@@ -560,6 +561,17 @@ static void check_memory(gp_worker *w)
     }
 }
 
+/* Once a second, for gallop top: the request whose task has run longest. */
+static void publish_oldest_task(gp_worker *w)
+{
+    gp_conn *oldest = NULL;
+    for (gp_conn *c = w->conns; c; c = c->next)
+        if (c->state == CS_ASYNC && !c->up && !c->dead && (!oldest || c->task_ms < oldest->task_ms))
+            oldest = c;
+    const char *what = oldest ? w->ops->describe(w->app, oldest) : NULL;
+    gp_slot_task_publish(w->slot, what ? oldest->task_ms : 0, what);
+}
+
 static void on_tick(gp_io *io, uint32_t events)
 {
     gp_worker *w = (gp_worker *)((char *)io - offsetof(gp_worker, timer_io));
@@ -570,6 +582,7 @@ static void on_tick(gp_io *io, uint32_t events)
     if (getppid() != w->master_pid) gp_worker_stop(w); /* orphaned: the death signal was missed */
     if (w->cfg->max_worker_memory_mb && !w->stopping) check_memory(w);
     if (w->pool) publish_oldest_request(w);
+    if (w->ops->describe && w->cfg->num_metrics_binds) publish_oldest_task(w);
 }
 
 static void on_deadline(gp_io *io, uint32_t events)
@@ -620,6 +633,7 @@ static int setup(gp_worker *w, const gp_worker_args *a)
     w->alog_fmt = &cfg->access_format;
     w->log_slow_us = (uint64_t)(cfg->log_slow * 1e6);
     w->alog_on = w->access_fd >= 0 || w->log_slow_us;
+    w->count_busy = cfg->num_metrics_binds || cfg->workers_max;
     w->pid = (int)getpid();
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     gp_worker_env_init(w);
@@ -743,6 +757,9 @@ gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void
         gp_error("cannot start %d request threads: %s", a->cfg->threads, strerror(errno));
         return NULL;
     }
+    /* tasks overlap on one loop: that loop's waits, not the requests in
+     * progress, tell idle from busy; the loop is created by now */
+    if (ops->runs_as_tasks && w->count_busy) gp_idle_track(w->slot);
     return w;
 }
 

@@ -96,6 +96,7 @@ struct gp_conn {
     struct gp_alog_rec *alog;
     bool alog_pending; /* dispatched, its line not written yet */
     uint64_t m_start_us; /* --metrics-bind: when this request's head was in; 0: none counted */
+    uint64_t task_ms;    /* runs_as_tasks: when the app's task for this request began */
 
     /* --threads (conn.c's request-thread section) */
     struct gp_thread_slot *tslot; /* while a request thread runs the app for it */
@@ -169,6 +170,9 @@ struct gp_worker {
     bool alog_on;
     const struct gp_alog_format *alog_fmt; /* --access-log-format, compiled */
     uint64_t log_slow_us;                  /* --log-slow in microseconds; 0: off */
+    /* requests and busy time counted into the slot: they feed /metrics and
+     * the adaptive workers' decisions */
+    bool count_busy;
     int pid;                               /* getpid() is a system call each time */
     pid_t master_pid;       /* orphaned when getppid() differs */
     int wake_fd;            /* the master's eventfd, -1 when none */

@@ -879,24 +879,6 @@ static PySendResult Call_am_send(Call *k, PyObject *arg, PyObject **result)
     return PYGEN_ERROR;
 }
 
-static PyObject *Call_send(Call *k, PyObject *arg)
-{
-    PyObject *result = NULL;
-    PySendResult res = Call_am_send(k, arg, &result);
-    if (res == PYGEN_NEXT) return result;
-    if (res == PYGEN_RETURN) {
-        if (result == Py_None) PyErr_SetNone(PyExc_StopIteration);
-        else gp_bridge_stop_iteration(result);
-        Py_DECREF(result);
-    }
-    return NULL;
-}
-
-static PyObject *Call_iternext(Call *k)
-{
-    return Call_send(k, Py_None);
-}
-
 static PyObject *Call_throw(Call *k, PyObject *const *args, Py_ssize_t nargs)
 {
     call_drop(k);
@@ -910,11 +892,6 @@ static PyObject *Call_close(Call *k, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-static PyObject *Call_await(PyObject *self)
-{
-    return Py_NewRef(self);
-}
-
 static void Call_dealloc(Call *k)
 {
     if (k->state == CALL_WAITING) call_drop(k);
@@ -925,29 +902,13 @@ static void Call_dealloc(Call *k)
     else PyObject_Free(k);
 }
 
-static PyAsyncMethods Call_async = {
-    .am_await = Call_await,
-    .am_send = (sendfunc)Call_am_send,
-};
-
-static PyMethodDef Call_methods[] = {
-    {"send", (PyCFunction)Call_send, METH_O, NULL},
-    {"throw", (PyCFunction)(void (*)(void))Call_throw, METH_FASTCALL, NULL},
-    {"close", (PyCFunction)Call_close, METH_NOARGS, NULL},
-    {NULL, NULL, 0, NULL},
-};
-
 static PyTypeObject Call_Type = {
     .ob_base = {PyObject_HEAD_INIT(NULL) 0},
     .tp_name = "gallop.ASGICall",
     .tp_basicsize = sizeof(Call),
     .tp_dealloc = (destructor)Call_dealloc,
-    .tp_as_async = &Call_async,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "an ASGI receive() or send() that takes effect when awaited",
-    .tp_iter = PyObject_SelfIter,
-    .tp_iternext = (iternextfunc)Call_iternext,
-    .tp_methods = Call_methods,
 };
 
 /* ---- Endpoint: the receive and send callables of one request ----------------
@@ -1073,6 +1034,12 @@ static PyObject *new_task(gp_asgi *a, PyObject *runner, PyObject *name)
     if (!plain) return PyObject_CallOneArg(a->create_task, runner);
     PyObject *args[] = {runner, a->loop, name};
     return PyObject_Vectorcall(a->task_type, args, 1, a->task_kwnames);
+}
+
+static const char *asgi_describe(void *app, gp_conn *c)
+{
+    Request *r = gp_conn_app_state(c);
+    return r && Py_IS_TYPE(r, &Request_Type) ? r->what : NULL;
 }
 
 static gp_app_status asgi_start(void *app, gp_conn *c, const gp_http_request *req)
@@ -1240,6 +1207,7 @@ static void asgi_abort(void *app, gp_conn *c)
 
 const gp_app_ops gp_asgi_ops = {
     .runs_as_tasks = true,
+    .describe = asgi_describe,
     .start = asgi_start,
     .resume = (gp_app_status(*)(void *, gp_conn *))NULL,
     .abort = asgi_abort,
@@ -1358,9 +1326,10 @@ gp_worker *gp_asgi_bridge(const gp_worker_args *args, PyObject *app, int asgi2, 
                           PyObject **state)
 {
     if (gp_asgi_common_init() < 0 || PyType_Ready(&Request_Type) < 0 ||
-        PyType_Ready(&Conn_Type) < 0 || PyType_Ready(&Call_Type) < 0 ||
-        PyType_Ready(&Endpoint_Type) < 0 ||
-        gp_runner_as_coroutine(&Call_Type) < 0)
+        PyType_Ready(&Conn_Type) < 0 || PyType_Ready(&Endpoint_Type) < 0 ||
+        gp_runner_coroutine_type(&Call_Type, (sendfunc)Call_am_send,
+                                 (PyCFunction)(void (*)(void))Call_throw,
+                                 (PyCFunction)Call_close) < 0)
         return NULL;
     gp_asgi *a = PyMem_Calloc(1, sizeof *a);
     if (a) a->state = PyDict_New();

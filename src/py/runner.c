@@ -77,16 +77,23 @@ static PyObject *from_send_result(PySendResult res, PyObject *result)
     return NULL;
 }
 
-static PyObject *Runner_send(Runner *r, PyObject *arg)
+/* What every C coroutine type of the bridge shares (gp_runner_coroutine_type):
+ * it is its own awaitable, and send() and next() step it through am_send. */
+static PyObject *coro_send(PyObject *self, PyObject *arg)
 {
     PyObject *result = NULL;
-    PySendResult res = Runner_am_send(r, arg, &result);
+    PySendResult res = Py_TYPE(self)->tp_as_async->am_send(self, arg, &result);
     return from_send_result(res, result);
 }
 
-static PyObject *Runner_iternext(Runner *r)
+static PyObject *coro_iternext(PyObject *self)
 {
-    return Runner_send(r, Py_None);
+    return coro_send(self, Py_None);
+}
+
+static PyObject *coro_await(PyObject *self)
+{
+    return Py_NewRef(self);
 }
 
 static PyObject *Runner_throw(Runner *r, PyObject *const *args, Py_ssize_t nargs)
@@ -137,11 +144,6 @@ static PyObject *Runner_close(Runner *r, PyObject *unused)
     return x;
 }
 
-static PyObject *Runner_await(PyObject *self)
-{
-    return Py_NewRef(self);
-}
-
 static void Runner_dealloc(Runner *r)
 {
     /* a Task dropped mid-call (the loop closing) still owes the owner its end */
@@ -156,42 +158,50 @@ static void Runner_dealloc(Runner *r)
     else PyObject_Free(r);
 }
 
-static PyAsyncMethods Runner_async = {
-    .am_await = Runner_await,
-    .am_send = (sendfunc)Runner_am_send,
-};
-
-static PyMethodDef Runner_methods[] = {
-    {"send", (PyCFunction)Runner_send, METH_O, NULL},
-    {"throw", (PyCFunction)(void (*)(void))Runner_throw, METH_FASTCALL, NULL},
-    {"close", (PyCFunction)Runner_close, METH_NOARGS, NULL},
-    {NULL, NULL, 0, NULL},
-};
-
 static PyTypeObject Runner_Type = {
     .ob_base = {PyObject_HEAD_INIT(NULL) 0},
     .tp_name = "gallop.AppRunner",
     .tp_basicsize = sizeof(Runner),
     .tp_dealloc = (destructor)Runner_dealloc,
-    .tp_as_async = &Runner_async,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "runs one ASGI app call for its Task",
-    .tp_iter = PyObject_SelfIter,
-    .tp_iternext = (iternextfunc)Runner_iternext,
-    .tp_methods = Runner_methods,
 };
 
 int gp_runner_init(void)
 {
-    if (PyType_Ready(&Runner_Type) < 0) return -1;
+    if (gp_runner_coroutine_type(&Runner_Type, (sendfunc)Runner_am_send,
+                                 (PyCFunction)(void (*)(void))Runner_throw,
+                                 (PyCFunction)Runner_close) < 0)
+        return -1;
     PyObject *aio = PyImport_ImportModule("asyncio");
     cancelled_error = aio ? PyObject_GetAttrString(aio, "CancelledError") : NULL;
     Py_XDECREF(aio);
-    return cancelled_error ? gp_runner_as_coroutine(&Runner_Type) : -1;
+    return cancelled_error ? 0 : -1;
 }
 
-int gp_runner_as_coroutine(PyTypeObject *type)
+int gp_runner_coroutine_type(PyTypeObject *type, sendfunc am_send, PyCFunction throw_fn,
+                             PyCFunction close_fn)
 {
+    if (type->tp_as_async) return 0; /* made already */
+    /* the type's tables live as long as the type: once per process */
+    PyAsyncMethods *am = PyMem_Calloc(1, sizeof *am);
+    PyMethodDef *methods = PyMem_Calloc(4, sizeof *methods);
+    if (!am || !methods) {
+        PyMem_Free(am);
+        PyMem_Free(methods);
+        PyErr_NoMemory();
+        return -1;
+    }
+    am->am_await = coro_await;
+    am->am_send = am_send;
+    methods[0] = (PyMethodDef){"send", coro_send, METH_O, NULL};
+    methods[1] = (PyMethodDef){"throw", throw_fn, METH_FASTCALL, NULL};
+    methods[2] = (PyMethodDef){"close", close_fn, METH_NOARGS, NULL};
+    type->tp_as_async = am;
+    type->tp_iter = PyObject_SelfIter;
+    type->tp_iternext = coro_iternext;
+    type->tp_methods = methods;
+    if (PyType_Ready(type) < 0) return -1;
     /* asyncio takes as a coroutine whatever collections.abc.Coroutine does */
     PyObject *abc = PyImport_ImportModule("collections.abc");
     PyObject *co = abc ? PyObject_GetAttrString(abc, "Coroutine") : NULL;

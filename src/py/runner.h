@@ -42,9 +42,14 @@ bool gp_runner_running(PyObject *runner);
  * it has run already (a task factory that stepped the runner). */
 bool gp_runner_disarm(PyObject *runner);
 
-/* Registers a C awaitable type with collections.abc.Coroutine, which is
- * what asyncio.iscoroutine (create_task, ensure_future, gather) checks. */
-int gp_runner_as_coroutine(PyTypeObject *type);
+/* Makes a C type a coroutine: its own awaitable, stepped by am_send (send()
+ * and next() too), with its own throw() (METH_FASTCALL) and close(); then
+ * readies it and registers it with collections.abc.Coroutine, which is what
+ * asyncio.iscoroutine (create_task, ensure_future, gather) checks. The type
+ * gives its name, size, flags and dealloc; the rest is filled here.
+ * 0, or -1 with an exception. */
+int gp_runner_coroutine_type(PyTypeObject *type, sendfunc am_send, PyCFunction throw_fn,
+                             PyCFunction close_fn);
 /* Raises what a coroutine's throw(type[, value[, tb]]) was given. */
 void gp_runner_set_thrown(PyObject *const *args, Py_ssize_t nargs);
 

@@ -72,6 +72,17 @@ def requests_by_worker(samples):
     return per_worker(samples, "gallop_requests_total")
 
 
+def scrape_settled(mport, total, timeout=10):
+    """A scrape once total requests are counted: a worker counts a response
+    once its last byte is written, so the client may read it a moment before."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = scrape(mport)
+        if sum(requests_by_worker(s).values()) >= total or time.monotonic() > deadline:
+            return s
+        time.sleep(0.02)
+
+
 def get_pid(port, path="/"):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     c.request("GET", path)
@@ -119,7 +130,7 @@ def test_per_worker_counts_add_up_to_n(metrics_server):
     for i in range(n):
         status, pid = get_pid(srv.port, "/status?404" if i % 5 == 0 else "/")
         seen[pid] = seen.get(pid, 0) + 1
-    after = scrape(srv.mport)
+    after = scrape_settled(srv.mport, sum(before.values()) + n)
     by_worker = requests_by_worker(after)
     delta = {w: by_worker[w] - before.get(w, 0) for w in by_worker}
     assert sum(delta.values()) == n
@@ -162,35 +173,137 @@ def test_concurrent_requests_counted_once(metrics_server, kind):
     for t in ts:
         t.join(30)
     wall = time.monotonic() - t0
-    s = scrape(srv.mport)
+    s = scrape_settled(srv.mport, before + 40)
     assert statuses == [200] * 40
     assert requests_by_worker(s)[w] - before == 40
     assert get(s, "gallop_requests_in_flight", worker=w) == 0
     busy = get(s, "gallop_worker_busy_seconds_total", worker=w)
-    # 40 x 0.2 s = 8 s of requests, run 4 or 8 at a time: busy is at most the wall time
-    assert 0.2 * 40 / 8 * 0.9 <= busy <= wall + 0.5, (busy, wall)
+    if kind == "threads":
+        # 40 x 0.2 s = 8 s of requests, run 4 at a time: busy is the union, at most the wall time
+        assert 0.2 * 40 / 8 * 0.9 <= busy <= wall + 0.5, (busy, wall)
+    else:
+        # the tasks await asyncio.sleep: the loop waits, so the worker is idle
+        assert busy < 0.5 * wall, (busy, wall)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop", "uvloop --preload"])
+def test_asgi_busy_is_the_loop_not_idle(metrics_server, loop):
+    """ASGI busy time is the event loop's time outside its waits: a request
+    held open by asyncio.sleep leaves the worker idle, one that runs Python
+    keeps it busy for as long as it runs. With --preload the worker forks
+    from a master holding libpython instead of executing python3."""
+    srv = metrics_server("--loop", *loop.split(), workers=1, app="metrics_asgi:app")
+    (w,) = [str(p) for p in srv.workers()]
+    time.sleep(0.3)  # start-up is over
+
+    def busy():
+        return get(scrape(srv.mport), "gallop_worker_busy_seconds_total", worker=w)
+
+    b0 = busy()
+    ts = [threading.Thread(target=get_pid, args=(srv.port, "/sleep?0.5")) for _ in range(4)]
+    for t in ts:
+        t.start()
+    time.sleep(0.2)
+    assert get(scrape(srv.mport), "gallop_requests_in_flight", worker=w) == 4
+    for t in ts:
+        t.join(10)
+    b1 = busy()
+    assert b1 - b0 < 0.1, (b0, b1)  # four requests held open 0.5 s each, the loop idle
+    for _ in range(3):
+        assert get_pid(srv.port, "/burn?0.3")[0] == 200
+    b2 = busy()
+    assert 0.85 <= b2 - b1 <= 1.5, (b1, b2)  # 3 x 0.3 s of Python on the loop
+    time.sleep(0.5)
+    assert busy() - b2 < 0.1  # idle again, scrapes and all
+
+
+def worker_wakeups(pid):
+    """Context switches of every thread of pid: one per time it slept and woke."""
+    n = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    n += int(line.split()[1])
+    return n
+
+
+def worker_cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+@pytest.mark.parametrize("app", ["metrics_app:app", "metrics_asgi:app"])
+def test_scrapes_never_reach_a_worker(metrics_server, app):
+    """The master alone answers /metrics: scraping at 10 Hz wakes no worker
+    (its wakeups and CPU stay what they are unscraped: the once-a-second
+    tick), and under load the requests counted are exactly the client's."""
+    srv = metrics_server(workers=1, app=app)
+    (w,) = srv.workers()
+    time.sleep(0.5)  # start-up is over
+    z0, c0 = worker_wakeups(w), worker_cpu_ticks(w)
+    time.sleep(2)
+    z1, c1 = worker_wakeups(w), worker_cpu_ticks(w)
+    scrapes = 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2:
+        status, _, _ = scrape_raw(srv.mport)
+        assert status == 200
+        scrapes += 1
+        time.sleep(0.1)
+    z2, c2 = worker_wakeups(w), worker_cpu_ticks(w)
+    assert scrapes >= 10
+    assert z2 - z1 <= (z1 - z0) + 3, (z1 - z0, z2 - z1, scrapes)
+    assert c2 - c1 <= (c1 - c0) + 2, (c1 - c0, c2 - c1)
+    # under load, scraped at 10 Hz: every request counted once, no scrape counted
+    before = requests_by_worker(scrape(srv.mport))[str(w)]
+    stop = threading.Event()
+    seen = []
+
+    def scraper():
+        while not stop.wait(0.1):
+            seen.append(scrape(srv.mport))
+
+    t = threading.Thread(target=scraper)
+    t.start()
+    t0 = time.monotonic()
+    n = 0
+    while time.monotonic() - t0 < 2:
+        assert get_pid(srv.port)[0] == 200
+        n += 1
+    stop.set()
+    t.join(10)
+    assert len(seen) >= 10
+    counts = [requests_by_worker(s)[str(w)] - before for s in seen]
+    assert counts == sorted(counts) and counts[-1] <= n
+    assert requests_by_worker(scrape_settled(srv.mport, before + n))[str(w)] - before == n
 
 
 def test_histogram_cumulative_and_monotone(metrics_server):
     srv = metrics_server(workers=1)
+    base = sum(requests_by_worker(scrape(srv.mport)).values())
     for _ in range(5):
         get_pid(srv.port, "/")
     get_pid(srv.port, "/sleep?0.3")
-    s = scrape(srv.mport)
+    s = scrape_settled(srv.mport, base + 6)
+    (w,) = [str(p) for p in srv.workers()]
+    # one series per worker, plus worker="exited" (none gone yet: all zero)
+    assert set(per_worker(s, "gallop_request_duration_seconds_count")) == {w, "exited"}
+    assert get(s, "gallop_request_duration_seconds_count", worker="exited") == 0
     buckets = sorted(((float(dict(ls)["le"]), v) for (n, ls), v in s.items()
-                      if n == "gallop_request_duration_seconds_bucket"))
+                      if n == "gallop_request_duration_seconds_bucket" and dict(ls)["worker"] == w))
     assert buckets[0][0] == 0.0005 and buckets[-2][0] == 30 and buckets[-1][0] == float("inf")
     values = [v for _, v in buckets]
     assert values == sorted(values)
-    count = get(s, "gallop_request_duration_seconds_count")
+    count = get(s, "gallop_request_duration_seconds_count", worker=w)
     assert values[-1] == count == sum(requests_by_worker(s).values())
     le = dict(buckets)
     # the 0.3 s request is past 0.25 s (and, on a loaded VM, maybe past 0.5 s too)
     assert le[30] - le[0.25] >= 1
     assert le[0.25] <= count - 1
-    assert get(s, "gallop_request_duration_seconds_sum") >= 0.3
+    assert get(s, "gallop_request_duration_seconds_sum", worker=w) >= 0.3
     # the busy time holds at least the sleep
-    (w,) = [str(p) for p in srv.workers()]
     assert get(s, "gallop_worker_busy_seconds_total", worker=w) >= 0.29
 
 
@@ -223,9 +336,10 @@ def test_in_flight_busy_state_and_listen_queue(metrics_server):
 
 def test_sigkill_shows_in_restarts_and_totals_stay(metrics_server):
     srv = metrics_server(workers=2)
+    base = sum(requests_by_worker(scrape(srv.mport)).values())
     for _ in range(30):
         get_pid(srv.port, "/")
-    s1 = scrape(srv.mport)
+    s1 = scrape_settled(srv.mport, base + 30)
     total1 = sum(requests_by_worker(s1).values())
     busy1 = sum(per_worker(s1, "gallop_worker_busy_seconds_total").values())
     victim = srv.workers()[0]
@@ -247,6 +361,13 @@ def test_sigkill_shows_in_restarts_and_totals_stay(metrics_server):
     assert by_worker["exited"] > 0
     assert sum(per_worker(s2, "gallop_worker_busy_seconds_total").values()) >= busy1 - 1e-6
     assert get(s2, "gallop_worker_cpu_seconds_total", worker="exited") >= 0
+    # the histogram too: the victim's series moved to worker="exited", the totals stayed
+    counts1 = per_worker(s1, "gallop_request_duration_seconds_count")
+    counts2 = per_worker(s2, "gallop_request_duration_seconds_count")
+    assert str(victim) in counts1 and str(victim) not in counts2
+    assert sum(counts2.values()) == sum(counts1.values()) == total1
+    assert counts2["exited"] == counts1[str(victim)] + counts1.get("exited", 0)
+    assert per_worker(s2, "gallop_request_duration_seconds_bucket", le="+Inf") == counts2
 
 
 def test_max_requests_and_reload_restarts(metrics_server):
@@ -491,6 +612,15 @@ def test_prometheus_scrapes_gallop(metrics_server, tmp_path):
                 if rate > 0:
                     break
         assert rate > 1, (rate, open(tmp_path / "prometheus.log").read()[-2000:])
+        # p99 over the per-worker histograms, as the README writes it
+        q = urllib.parse.quote("histogram_quantile(0.99, sum by (le) "
+                               "(rate(gallop_request_duration_seconds_bucket[5s])))")
+        with urllib.request.urlopen(f"http://127.0.0.1:{pport}/api/v1/query?query={q}",
+                                    timeout=5) as r:
+            data = json.load(r)
+        (res,) = data["data"]["result"]
+        p99 = float(res["value"][1])
+        assert 0 < p99 <= 30, p99  # a number from the buckets, not NaN (no data) or +Inf
         with urllib.request.urlopen(f"http://127.0.0.1:{pport}/api/v1/targets", timeout=5) as r:
             targets = json.load(r)["data"]["activeTargets"]
         assert targets[0]["health"] == "up", targets

@@ -83,6 +83,37 @@ def test_top_in_tmux(server_factory):
         tmux("kill-server")
 
 
+def test_top_names_the_longest_asgi_request(server_factory):
+    """An ASGI worker runs its requests as tasks on one loop: top still names
+    the one in progress longest, while shorter ones come and go beside it."""
+    mport = free_port()
+    srv = server_factory("metrics_asgi:app", "--metrics-bind", f"127.0.0.1:{mport}", workers=1)
+    (pid,) = srv.wait_workers(1)
+    session = "topasgi"
+    r = tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24",
+             f"{GALLOP_BIN} top http://127.0.0.1:{mport}")
+    assert r.returncode == 0, r.stderr
+    try:
+        wait_screen(session, lambda t: row_of(t, pid))
+        short = [threading.Thread(target=get, args=(srv.port, "/sleep?1")) for _ in range(3)]
+        slow = threading.Thread(target=get, args=(srv.port, "/sleep?5"))
+        slow.start()
+        time.sleep(0.3)
+        for t in short:
+            t.start()
+        text = wait_screen(session, lambda t: re.search(
+            r"longest: worker \d+ GET /sleep\?5 for ([2-9]\.\d)s", t))
+        m = re.search(r"longest: worker (\d+) GET /sleep\?5 for (\d+\.\d)s", text)
+        assert int(m.group(1)) == pid, text
+        slow.join(10)
+        for t in short:
+            t.join(10)
+        # nothing in progress: no longest request any more
+        wait_screen(session, lambda t: "longest: worker" not in t)
+    finally:
+        tmux("kill-server")
+
+
 def test_top_unreachable_and_bad_url():
     p = run_gallop(["top", "no such host:::"])
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "gallop: error: top:" in p.stderr

@@ -41,32 +41,57 @@ static void test_counting(void **state)
 {
     (void)state;
     gp_slot *s = new_slot();
-    uint64_t a = gp_metrics_begin(s);
+    uint64_t a = 10000000, b = a + 1000;
+    gp_metrics_begin(s, a);
     assert_int_equal(s->m_in_flight, 1);
     assert_true(s->m_busy_since_us == a);
-    uint64_t b = gp_metrics_begin(s); /* a second, concurrent one (ASGI, threads) */
+    gp_metrics_begin(s, b); /* a second, concurrent one (ASGI, threads) */
     assert_int_equal(s->m_in_flight, 2);
     assert_true(s->m_busy_since_us == a); /* the busy period started with the first */
-    gp_metrics_end(s, b, 404);
+    gp_metrics_end(s, b, b + 3000, 404);
     assert_int_equal(s->m_in_flight, 1);
     assert_true(s->m_busy_since_us != 0);
-    gp_metrics_end(s, a - 2000000, 200); /* started 2 s ago */
+    gp_metrics_end(s, a - 2000000, a + 5000, 200); /* started 2 s before */
     assert_int_equal(s->m_in_flight, 0);
     assert_true(s->m_busy_since_us == 0);
+    assert_int_equal(s->m_busy_us, 5000); /* one period, a to its end */
     assert_int_equal(s->m_status[1], 1);
     assert_int_equal(s->m_status[3], 1);
-    assert_int_equal(s->m_hist[gp_metrics_bucket(2000000)], 1);
-    assert_true(s->m_dur_us >= 2000000);
+    assert_int_equal(s->m_hist[gp_metrics_bucket(2005000)], 1);
+    assert_int_equal(s->m_hist[gp_metrics_bucket(3000)], 1);
+    assert_int_equal(s->m_dur_us, 2008000);
     /* a request cut off: out of flight, never counted as answered */
-    gp_metrics_begin(s);
-    gp_metrics_drop(s);
+    gp_metrics_begin(s, a);
+    gp_metrics_drop(s, a + 10);
     assert_int_equal(s->m_in_flight, 0);
-    gp_metrics_drop(s); /* never below zero */
+    gp_metrics_drop(s, a + 20); /* never below zero */
     assert_int_equal(s->m_in_flight, 0);
     /* no status (0) or nonsense counts as a 5xx */
-    gp_metrics_end(s, gp_metrics_begin(s), 0);
-    gp_metrics_end(s, gp_metrics_begin(s), 999);
+    gp_metrics_begin(s, a);
+    gp_metrics_end(s, a, a + 1, 0);
+    gp_metrics_begin(s, a);
+    gp_metrics_end(s, a, a + 1, 999);
     assert_int_equal(s->m_status[4], 2);
+    free(s);
+}
+
+static void test_busy_by_loop(void **state)
+{
+    (void)state;
+    gp_slot *s = new_slot();
+    s->m_busy_loop = 1; /* ASGI: the loop's waits (idle.c) open and close the periods */
+    gp_metrics_busy_open(s, 1000);
+    gp_metrics_begin(s, 1500);
+    gp_metrics_busy_close(s, 2000); /* the loop waits with a request in flight */
+    assert_int_equal(s->m_busy_us, 1000);
+    assert_true(s->m_busy_since_us == 0);
+    gp_metrics_end(s, 1500, 9000, 200); /* no busy period opened or closed by it */
+    assert_int_equal(s->m_busy_us, 1000);
+    assert_true(s->m_busy_since_us == 0);
+    gp_metrics_busy_open(s, 9000);
+    gp_metrics_busy_close(s, 9500);
+    assert_int_equal(s->m_busy_us, 1500);
+    assert_int_equal(s->m_status[1], 1);
     free(s);
 }
 
@@ -85,16 +110,15 @@ static void test_read_and_fold(void **state)
     s->m_in_flight = 1;
     s->rss_kb = 10;
     gp_metrics_worker w;
-    uint64_t hist[GP_METRICS_BUCKETS] = {1}, dur = 1;
-    gp_metrics_read_slot(s, 7000000, &w, hist, &dur);
+    gp_metrics_read_slot(s, 7000000, &w);
     assert_int_equal(w.pid, 42);
     assert_int_equal(w.status[1], 7);
     assert_int_equal(w.busy_us, 3000000); /* 1 s closed + 2 s open */
     assert_int_equal(w.in_flight, 1);
     assert_int_equal(w.rss_bytes, 10240);
-    assert_int_equal(hist[0], 6); /* added to what was there */
-    assert_int_equal(hist[3], 2);
-    assert_int_equal(dur, 9001);
+    assert_int_equal(w.hist[0], 5);
+    assert_int_equal(w.hist[3], 2);
+    assert_int_equal(w.dur_us, 9000);
 
     gp_metrics_totals t = {0};
     gp_metrics_fold(&t, s, 1.5);
@@ -144,10 +168,15 @@ static void test_render(void **state)
 {
     (void)state;
     gp_metrics_worker ws[2] = {
-        {.pid = 100, .state = GP_WS_IDLE, .status = {0, 10, 0, 1, 0}, .busy_us = 1500000},
+        {.pid = 100,
+         .state = GP_WS_IDLE,
+         .status = {0, 10, 0, 1, 0},
+         .busy_us = 1500000,
+         .hist = {4, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+         .dur_us = 31000000},
         {.pid = 101, .state = GP_WS_BUSY, .status = {0, 5, 0, 0, 2}, .in_flight = 1},
     };
-    gp_metrics_totals gone = {.status = {0, 3}, .busy_us = 250000};
+    gp_metrics_totals gone = {.status = {0, 3}, .busy_us = 250000, .hist = {0, 1}, .dur_us = 800};
     gone.restarts[GP_RESTART_CRASH] = 2;
     gone.restarts[GP_RESTART_RELOAD] = 1;
     gp_metrics_listener ls[2] = {
@@ -156,8 +185,6 @@ static void test_render(void **state)
     gp_metrics_view v = {.workers = ws,
                          .num_workers = 2,
                          .gone = &gone,
-                         .hist = {4, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
-                         .dur_us = 31000000,
                          .listeners = ls,
                          .num_listeners = 2,
                          .workers_current = 2,
@@ -170,14 +197,22 @@ static void test_render(void **state)
     assert_true(value_of(t, "gallop_requests_total{worker=\"100\",code=\"2xx\"} ") == 10);
     assert_true(value_of(t, "gallop_requests_total{worker=\"101\",code=\"5xx\"} ") == 2);
     assert_true(value_of(t, "gallop_requests_total{worker=\"exited\",code=\"2xx\"} ") == 3);
-    /* cumulative buckets: 4, 4, 6, ... 6, then +Inf 7 */
-    assert_true(value_of(t, "gallop_request_duration_seconds_bucket{le=\"0.0005\"} ") == 4);
-    assert_true(value_of(t, "gallop_request_duration_seconds_bucket{le=\"0.001\"} ") == 4);
-    assert_true(value_of(t, "gallop_request_duration_seconds_bucket{le=\"0.0025\"} ") == 6);
-    assert_true(value_of(t, "gallop_request_duration_seconds_bucket{le=\"30\"} ") == 6);
-    assert_true(value_of(t, "gallop_request_duration_seconds_bucket{le=\"+Inf\"} ") == 7);
-    assert_true(value_of(t, "gallop_request_duration_seconds_count ") == 7);
-    assert_true(value_of(t, "gallop_request_duration_seconds_sum ") == 31);
+    /* cumulative buckets per worker: 4, 4, 6, ... 6, then +Inf 7 */
+#define BUCKET(w, le) "gallop_request_duration_seconds_bucket{worker=\"" w "\",le=\"" le "\"} "
+    assert_true(value_of(t, BUCKET("100", "0.0005")) == 4);
+    assert_true(value_of(t, BUCKET("100", "0.001")) == 4);
+    assert_true(value_of(t, BUCKET("100", "0.0025")) == 6);
+    assert_true(value_of(t, BUCKET("100", "30")) == 6);
+    assert_true(value_of(t, BUCKET("100", "+Inf")) == 7);
+    assert_true(value_of(t, "gallop_request_duration_seconds_count{worker=\"100\"} ") == 7);
+    assert_true(value_of(t, "gallop_request_duration_seconds_sum{worker=\"100\"} ") == 31);
+    assert_true(value_of(t, BUCKET("101", "+Inf")) == 0);
+    /* the workers that are gone keep theirs */
+    assert_true(value_of(t, BUCKET("exited", "0.0005")) == 0);
+    assert_true(value_of(t, BUCKET("exited", "0.001")) == 1);
+    assert_true(value_of(t, "gallop_request_duration_seconds_count{worker=\"exited\"} ") == 1);
+    assert_true(value_of(t, "gallop_request_duration_seconds_sum{worker=\"exited\"} ") == 0.0008);
+#undef BUCKET
     assert_true(value_of(t, "gallop_requests_in_flight{worker=\"101\"} ") == 1);
     assert_true(value_of(t, "gallop_worker_busy_seconds_total{worker=\"100\"} ") == 1.5);
     assert_true(value_of(t, "gallop_worker_busy_seconds_total{worker=\"exited\"} ") == 0.25);
@@ -230,9 +265,10 @@ static void test_mbuf_cap(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buckets),       cmocka_unit_test(test_counting),
-        cmocka_unit_test(test_read_and_fold), cmocka_unit_test(test_proc_parsers),
-        cmocka_unit_test(test_render),        cmocka_unit_test(test_mbuf_cap),
+        cmocka_unit_test(test_buckets),      cmocka_unit_test(test_counting),
+        cmocka_unit_test(test_busy_by_loop), cmocka_unit_test(test_read_and_fold),
+        cmocka_unit_test(test_proc_parsers), cmocka_unit_test(test_render),
+        cmocka_unit_test(test_mbuf_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
