@@ -114,9 +114,20 @@ $(BUILD)/asan/gallop: $(BUILD)/asan/src/main.o $(BUILD)/asan/libgpcore.a
 $(BUILD)/asan/gallop-python.so: $(ASAN_PY_OBJ) $(ASAN_CORE)
 	$(CC) $(SAN_FLAGS) -shared -o $@ $^ -lpthread $(CORE_LIBS)
 
-$(BUILD)/fuzz/%: fuzz/%.c $(CORE_SRC)
+# The core is compiled once for all fuzzers (instrumented, without libFuzzer's
+# main); each driver links what it needs of it from the archive.
+FUZZ_CFLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -std=gnu11 -D_GNU_SOURCE -Isrc
+FUZZ_CORE   := $(CORE_SRC:%.c=$(BUILD)/fuzzobj/%.o)
+$(BUILD)/fuzzobj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=gnu11 -D_GNU_SOURCE -Isrc -o $@ $< $(CORE_SRC) $(CORE_LIBS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(BUILD)/fuzzobj/libgpcore.a: $(FUZZ_CORE)
+	ar rcs $@ $^
+
+$(BUILD)/fuzz/%: fuzz/%.c $(BUILD)/fuzzobj/libgpcore.a
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/fuzzobj/libgpcore.a $(CORE_LIBS)
 
 # Installs the Debian packages of the list $(1) that are missing.
 define apt_install
@@ -178,6 +189,7 @@ check-cycles: $(CORE_OBJ)
 	$(PYTHON) tools/callgraph.py $(CORE_OBJ)
 
 test: deps
+	$(MAKE) -j$(shell nproc) all $(UNIT_BIN) $(ASAN_UNIT) $(FUZZ_BIN) $(BUILD)/asan/gallop $(BUILD)/asan/gallop-python.so
 	$(MAKE) check-api check-cycles all unit asan-unit fuzz asan-pytest
 	$(MAKE) pytest
 
