@@ -41,15 +41,22 @@ DEB_BENCH   := wrk gunicorn uwsgi uwsgi-plugin-python3 nginx-light python3-uvico
 
 .PHONY: all deps deps-run deps-bench run test check-api check-cycles unit asan-unit asan-pytest pytest fuzz fuzz-long bench format clean
 
-all: $(BUILD)/gallop $(BUILD)/gallop-python.so
+all: $(BUILD)/gallop $(BUILD)/gallop-python.so $(BUILD)/gallop-tls.so
 
 # The master binary has no libpython. Workers execute the interpreter, which
 # imports the bridge as an extension module: the bridge carries its own copy
 # of the core (-fPIC) and takes Python's symbols from the interpreter, so it
 # is not linked to libpython. With --preload the master dlopens libpython and
-# the bridge; -rdynamic then binds the bridge's core calls to the binary's.
+# the bridge; -rdynamic then binds the bridge's calls into the modules the
+# binary has to the binary's (one scoreboard, one log), and the bridge keeps
+# its own copy of the rest. The binary takes from the archive only what the
+# master uses, so it maps neither OpenSSL nor nghttp2: the master loads
+# core/tls from gallop-tls.so when a listener speaks TLS (core/tlsconf.h).
 $(BUILD)/gallop: $(BUILD)/src/main.o $(BUILD)/libgpcore.a
-	$(CC) $(CFLAGS) -rdynamic -o $@ $< -Wl,--whole-archive $(BUILD)/libgpcore.a -Wl,--no-whole-archive $(CORE_LIBS)
+	$(CC) $(CFLAGS) -rdynamic -o $@ $< $(BUILD)/libgpcore.a
+
+$(BUILD)/gallop-tls.so: $(BUILD)/pic/src/core/tls.o
+	$(CC) $(CFLAGS) -shared -o $@ $^ -lssl -lcrypto
 
 $(BUILD)/gallop-python.so: $(PY_OBJ) $(CORE_PIC)
 	$(CC) $(CFLAGS) -shared -o $@ $^ -lpthread $(CORE_LIBS)
@@ -109,7 +116,10 @@ $(BUILD)/asan/src/py/%.o: src/py/%.c
 	$(CC) $(SAN_FLAGS) -fPIC -std=gnu11 -D_GNU_SOURCE $(WARN) -Isrc $(PY_CFLAGS) -DGP_PYTHON='"$(PY_EXE)"' -c -o $@ $<
 
 $(BUILD)/asan/gallop: $(BUILD)/asan/src/main.o $(BUILD)/asan/libgpcore.a
-	$(CC) $(SAN_FLAGS) -rdynamic -o $@ $< -Wl,--whole-archive $(BUILD)/asan/libgpcore.a -Wl,--no-whole-archive $(CORE_LIBS)
+	$(CC) $(SAN_FLAGS) -rdynamic -o $@ $< $(BUILD)/asan/libgpcore.a
+
+$(BUILD)/asan/gallop-tls.so: $(BUILD)/asan/src/core/tls.o
+	$(CC) $(SAN_FLAGS) -shared -o $@ $^ -lssl -lcrypto
 
 $(BUILD)/asan/gallop-python.so: $(ASAN_PY_OBJ) $(ASAN_CORE)
 	$(CC) $(SAN_FLAGS) -shared -o $@ $^ -lpthread $(CORE_LIBS)
@@ -172,7 +182,7 @@ ASAN_PYTEST ?= tests/py/test_http.py tests/py/test_bodies.py tests/py/test_parse
 # carries its own copy of the core for the workers that exec the interpreter;
 # the binary's definitions win (-rdynamic), as intended, so the copy's
 # globals are registered twice without being used twice.
-asan-pytest: $(BUILD)/asan/gallop $(BUILD)/asan/gallop-python.so
+asan-pytest: $(BUILD)/asan/gallop $(BUILD)/asan/gallop-python.so $(BUILD)/asan/gallop-tls.so
 	GALLOP_BIN=$(abspath $(BUILD)/asan/gallop) ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:quarantine_size_mb=8:detect_odr_violation=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1 $(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_PYTEST)
 
@@ -189,7 +199,7 @@ check-cycles: $(CORE_OBJ)
 	$(PYTHON) tools/callgraph.py $(CORE_OBJ)
 
 test: deps
-	$(MAKE) -j$(shell nproc) all $(UNIT_BIN) $(ASAN_UNIT) $(FUZZ_BIN) $(BUILD)/asan/gallop $(BUILD)/asan/gallop-python.so
+	$(MAKE) -j$(shell nproc) all $(UNIT_BIN) $(ASAN_UNIT) $(FUZZ_BIN) $(BUILD)/asan/gallop $(BUILD)/asan/gallop-python.so $(BUILD)/asan/gallop-tls.so
 	$(MAKE) check-api check-cycles all unit asan-unit fuzz asan-pytest
 	$(MAKE) pytest
 

@@ -37,7 +37,7 @@ class MachineCode(Distribution):
 
 
 setup(
-    scripts=[os.path.join(OUT, "gallop"), os.path.join(OUT, "gallop-python.so")],
+    scripts=[os.path.join(OUT, name) for name in ("gallop", "gallop-python.so", "gallop-tls.so")],
     cmdclass={"build_scripts": make_binaries},
     distclass=MachineCode,
 )

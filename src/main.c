@@ -22,12 +22,15 @@
 #include "core/handoff.h"
 #include "core/log.h"
 #include "core/master.h"
+#include "core/tlsconf.h"
 #include "core/top.h"
 #include "core/tune.h"
 
 #ifndef GP_BRIDGE_NAME
 #define GP_BRIDGE_NAME "gallop-python.so"
 #endif
+/* core/tls alone, for the master's TLS bundles (core/tlsconf.h) */
+#define GP_TLSLIB_NAME "gallop-tls.so"
 /* Set by the build from the Python it built for. */
 #ifndef GP_PYTHON
 #define GP_PYTHON "/usr/bin/python3"
@@ -262,6 +265,9 @@ int main(int argc, char **argv)
     char dir[PATH_MAX];
     bool have_dir = exe_dir(dir, sizeof dir) == 0;
     if (have_dir) adopt_install_venv(dir);
+    char tlslib[PATH_MAX + 32];
+    snprintf(tlslib, sizeof tlslib, "%s%s", have_dir ? dir : "", GP_TLSLIB_NAME);
+    gp_tlsconf_set_library(tlslib);
     gp_config cfg;
     int r = gp_config_load(&cfg, argc, argv);
     if (r) return r > 0 ? GP_EXIT_OK : GP_EXIT_USAGE;

@@ -2,7 +2,8 @@
 
 This package only finds the gallop binary that pip installed beside the
 interpreter (`python -m gallop ...` runs it); the server itself is the
-binary and its bridge, bin/gallop and bin/gallop-python.so."""
+binary, its bridge and its TLS module: bin/gallop, bin/gallop-python.so and
+bin/gallop-tls.so."""
 import os
 import sys
 import sysconfig

@@ -590,12 +590,12 @@ static int tls_flag(gp_config *cfg, int opt, const char *arg)
     case OPT_CACERTS: o->ca_certs = *arg ? arg : NULL; break;
     case OPT_CIPHERS: o->ciphers = *arg ? arg : NULL; break;
     case OPT_CERTREQS:
-        if ((o->cert_reqs = gp_tls_parse_cert_reqs(arg)) < 0)
+        if ((o->cert_reqs = gp_tlsconf_parse_cert_reqs(arg)) < 0)
             return fail("invalid --cert-reqs '%s' (0, 1 or 2: none, optional, required)%s", arg,
                         "");
         break;
     case OPT_SSLMIN:
-        if ((o->min_version = gp_tls_parse_version(arg)) < 0)
+        if ((o->min_version = gp_tlsconf_parse_version(arg)) < 0)
             return fail("invalid --ssl-min-version '%s' (TLSv1.2 or TLSv1.3: gallop speaks no "
                         "older TLS)%s",
                         arg, "");
@@ -654,11 +654,8 @@ static int check_reload_and_config(const gp_config *cfg)
         char err[600];
         gp_tls_opts tls;
         if (gp_addr_parse(cfg->binds[i], &a, err, sizeof err) < 0) return fail("%s%s", err, "");
-        if (gp_tlsconf_for(cfg, a.text, &tls)) { /* the certificate files, as the master will */
-            gp_tls_ctx *ctx = gp_tls_ctx_new(&tls, err, sizeof err);
-            if (!ctx) return fail("%s: %s", a.text, err);
-            gp_tls_ctx_free(ctx);
-        }
+        if (gp_tlsconf_for(cfg, a.text, &tls) && gp_tlsconf_check(&tls, err, sizeof err) < 0)
+            return fail("%s: %s", a.text, err);
     }
     printf("gallop: configuration OK: %s, %d worker%s, %s%s\n", cfg->app, cfg->workers,
            cfg->workers == 1 ? "" : "s", cfg->num_fds ? "inherited sockets" : cfg->binds[0],

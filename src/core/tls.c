@@ -54,36 +54,6 @@ void gp_tls_set_offer_h2(bool on)
     offer_h2 = on;
 }
 
-int gp_tls_parse_version(const char *s)
-{
-    static const struct {
-        const char *name;
-        int v;
-    } names[] = {
-        {"TLSv1.2", 0x0303}, {"TLSv1_2", 0x0303}, {"TLS1.2", 0x0303},    {"1.2", 0x0303},
-        {"TLSv1.3", 0x0304}, {"TLSv1_3", 0x0304}, {"TLS1.3", 0x0304},    {"1.3", 0x0304},
-        /* Python's ssl.PROTOCOL_* (gunicorn's --ssl-version): negotiate the best */
-        {"TLS", 0x0303},     {"SSLv23", 0x0303},  {"TLS_SERVER", 0x0303}, {"2", 0x0303},
-        {"17", 0x0303},      {"5", 0x0303},
-    };
-    if (!s) return -1;
-    if (strncasecmp(s, "PROTOCOL_", 9) == 0) s += 9;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcasecmp(s, names[i].name) == 0) return names[i].v;
-    return -1;
-}
-
-int gp_tls_parse_cert_reqs(const char *s)
-{
-    static const char *const names[3][3] = {{"0", "none", "CERT_NONE"},
-                                            {"1", "optional", "CERT_OPTIONAL"},
-                                            {"2", "required", "CERT_REQUIRED"}};
-    for (int v = 0; s && v < 3; v++)
-        for (int k = 0; k < 3; k++)
-            if (strcasecmp(s, names[v][k]) == 0) return v;
-    return -1;
-}
-
 /* The newest OpenSSL error as text, and the queue emptied (SSL_get_error
  * needs it empty before the next call). */
 static const char *ssl_reason(void)

@@ -44,17 +44,8 @@ typedef struct {
 typedef struct gp_tls_ctx gp_tls_ctx;
 typedef struct gp_tls gp_tls;
 
-/* Parses a --ssl-min-version / --ssl-version value: TLSv1.2, TLSv1_2, TLS1.2,
- * 1.2 (and the same for 1.3), or Python's ssl.PROTOCOL_* names and numbers
- * that gunicorn documents (TLS, SSLv23, TLS_SERVER: 2, 17; TLSv1_2: 5).
- * Returns 0x0303 or 0x0304, or -1 (TLS 1.0 and 1.1 are refused too). */
-int gp_tls_parse_version(const char *s);
-
-/* Parses --cert-reqs: 0/1/2, none/optional/required, CERT_NONE/... ; -1 if bad. */
-int gp_tls_parse_cert_reqs(const char *s);
-
-/* Master: reads o's files into a new bundle and checks that it makes a
- * context. Returns the bundle's descriptor (close-on-exec: core/handoff
+/* Master (through core/tlsconf, which loads this module on demand): reads
+ * o's files into a new bundle and checks that it makes a context. Returns the bundle's descriptor (close-on-exec: core/handoff
  * opens it for the worker's exec), or -1 with a one-line reason in err. */
 int gp_tls_bundle(const gp_tls_opts *o, char *err, size_t errlen);
 

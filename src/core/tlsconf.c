@@ -2,12 +2,77 @@
  * master's bundles for them. Reads files only through core/tls. */
 #include "core/tlsconf.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/listen.h"
+
+/* core/tls where it is linked in; left out of the master binary (a weak
+ * reference pulls no object from the archive), which loads it instead. */
+#pragma weak gp_tls_bundle
+#pragma weak gp_tls_ctx_from_bundle
+#pragma weak gp_tls_ctx_free
+
+typedef int bundle_fn(const gp_tls_opts *o, char *err, size_t errlen);
+
+static char library[4096];
+
+void gp_tlsconf_set_library(const char *path)
+{
+    snprintf(library, sizeof library, "%s", path);
+}
+
+/* gp_tls_bundle, from this process or from gallop-tls.so (kept open: HUP
+ * makes bundles again). NULL with a one-line reason in err. */
+static bundle_fn *bundle_maker(char *err, size_t errlen)
+{
+    static bundle_fn *fn;
+    if (gp_tls_bundle) return gp_tls_bundle;
+    if (fn) return fn;
+    void *lib = library[0] ? dlopen(library, RTLD_NOW | RTLD_LOCAL) : NULL;
+    if (lib) fn = (bundle_fn *)dlsym(lib, "gp_tls_bundle");
+    if (!fn) {
+        /* dlerror names the file and why it would not load */
+        snprintf(err, errlen, "TLS needs gallop-tls.so beside the gallop binary: %s",
+                 library[0] ? dlerror() : "its place is not known");
+        if (lib) dlclose(lib);
+    }
+    return fn;
+}
+
+int gp_tlsconf_parse_version(const char *s)
+{
+    static const struct {
+        const char *name;
+        int v;
+    } names[] = {
+        {"TLSv1.2", 0x0303}, {"TLSv1_2", 0x0303}, {"TLS1.2", 0x0303},    {"1.2", 0x0303},
+        {"TLSv1.3", 0x0304}, {"TLSv1_3", 0x0304}, {"TLS1.3", 0x0304},    {"1.3", 0x0304},
+        /* Python's ssl.PROTOCOL_* (gunicorn's --ssl-version): negotiate the best */
+        {"TLS", 0x0303},     {"SSLv23", 0x0303},  {"TLS_SERVER", 0x0303}, {"2", 0x0303},
+        {"17", 0x0303},      {"5", 0x0303},
+    };
+    if (!s) return -1;
+    if (strncasecmp(s, "PROTOCOL_", 9) == 0) s += 9;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcasecmp(s, names[i].name) == 0) return names[i].v;
+    return -1;
+}
+
+int gp_tlsconf_parse_cert_reqs(const char *s)
+{
+    static const char *const names[3][3] = {{"0", "none", "CERT_NONE"},
+                                            {"1", "optional", "CERT_OPTIONAL"},
+                                            {"2", "required", "CERT_REQUIRED"}};
+    for (int v = 0; s && v < 3; v++)
+        for (int k = 0; k < 3; k++)
+            if (strcasecmp(s, names[v][k]) == 0) return v;
+    return -1;
+}
 
 /* The value for key, or NULL: "certfile=x" -> "x". */
 static const char *value_of(const char *opt, const char *key)
@@ -32,13 +97,13 @@ static int bind_option(char *opt, gp_tls_opts *o, signed char *mode, char *err, 
     else if ((v = value_of(opt, "ca-certs"))) o->ca_certs = v;
     else if ((v = value_of(opt, "ciphers"))) o->ciphers = v;
     else if ((v = value_of(opt, "cert-reqs"))) {
-        if ((o->cert_reqs = gp_tls_parse_cert_reqs(v)) < 0) {
+        if ((o->cert_reqs = gp_tlsconf_parse_cert_reqs(v)) < 0) {
             snprintf(err, errlen, "invalid cert-reqs '%s' (0, 1 or 2: none, optional, required)",
                      v);
             return -1;
         }
     } else if ((v = value_of(opt, "ssl-min-version")) || (v = value_of(opt, "ssl-version"))) {
-        if ((o->min_version = gp_tls_parse_version(v)) < 0) {
+        if ((o->min_version = gp_tlsconf_parse_version(v)) < 0) {
             snprintf(err, errlen, "invalid ssl-min-version '%s' (TLSv1.2 or TLSv1.3)", v);
             return -1;
         }
@@ -117,6 +182,15 @@ bool gp_tlsconf_for(const gp_config *cfg, const char *addr_text, gp_tls_opts *ou
     return cfg->tls.certfile != NULL;
 }
 
+int gp_tlsconf_check(const gp_tls_opts *o, char *err, size_t errlen)
+{
+    bundle_fn *make = bundle_maker(err, errlen);
+    int fd = make ? make(o, err, errlen) : -1;
+    if (fd < 0) return -1;
+    close(fd);
+    return 0;
+}
+
 int gp_tlsconf_bundles(const gp_config *cfg, const gp_listener *ls, int n, int *fds, char *err,
                        size_t errlen)
 {
@@ -125,7 +199,8 @@ int gp_tlsconf_bundles(const gp_config *cfg, const gp_listener *ls, int n, int *
         gp_tls_opts o;
         if (!gp_tlsconf_for(cfg, ls[i].addr.text, &o)) continue;
         char why[600];
-        if ((fds[i] = gp_tls_bundle(&o, why, sizeof why)) < 0) {
+        bundle_fn *make = bundle_maker(why, sizeof why);
+        if (!make || (fds[i] = make(&o, why, sizeof why)) < 0) {
             snprintf(err, errlen, "%s: %s", ls[i].addr.text, why);
             for (int j = 0; j < i; j++)
                 if (fds[j] >= 0) close(fds[j]);
@@ -151,6 +226,10 @@ int gp_tlsconf_contexts(const gp_config *cfg, gp_listener *ls, int n, gp_tls_ctx
         gp_tls_opts o;
         if (ls[i].tls_fd <= 0 || !gp_tlsconf_for(cfg, ls[i].addr.text, &o)) continue;
         char why[600];
+        if (!gp_tls_ctx_from_bundle) { /* a worker always has core/tls: the bridge links it */
+            snprintf(err, errlen, "%s: this process was built without TLS", ls[i].addr.text);
+            return -1;
+        }
         if (!(ctxs[i] = gp_tls_ctx_from_bundle(ls[i].tls_fd, &o, why, sizeof why))) {
             snprintf(err, errlen, "%s: %s", ls[i].addr.text, why);
             for (int j = 0; j < i; j++) gp_tls_ctx_free(ctxs[j]);

@@ -74,7 +74,7 @@ def clean_clone(dest):
 
 
 def check_installed(venv):
-    for name in ("gallop", "gallop-python.so"):
+    for name in ("gallop", "gallop-python.so", "gallop-tls.so"):
         assert os.access(venv / "bin" / name, os.X_OK), name
     with open(venv / "bin" / "gallop", "rb") as f:
         assert f.read(4) == b"\x7fELF"

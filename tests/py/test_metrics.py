@@ -505,14 +505,11 @@ def test_master_has_no_python_and_stays_small(metrics_server):
     with open(f"/proc/{srv.pid}/maps") as f:
         maps = f.read()
     assert "libpython" not in maps and "gallop-python" not in maps
+    # no TLS listener: OpenSSL and nghttp2 stay out of the master (core/tlsconf.h)
+    assert "libssl" not in maps and "libcrypto" not in maps and "libnghttp2" not in maps
     with open(f"/proc/{srv.pid}/status") as f:
         rss = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-    # Issue 10 asks for under 4 MB. Since TLS and HTTP/2 the binary links
-    # libssl, libcrypto and libnghttp2, whose load alone maps about 1.8 MB of
-    # their pages into the master (4.0 to 4.2 MB in all with metrics served);
-    # loading them only when a TLS listener is configured is the way back
-    # under 4 MB (not done yet). This bound catches growth beyond that.
-    assert rss < 4608, rss
+    assert rss < 4096, rss  # issue 10: under 4 MB
     # the master's descriptors did not grow with the scrapes
     nfd = len(os.listdir(f"/proc/{srv.pid}/fd"))
     for _ in range(30):

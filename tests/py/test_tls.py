@@ -217,6 +217,66 @@ def test_bad_files_at_start_are_one_line_and_exit(certs, tmp_path, opts, needle)
     assert "booting worker" not in err + r.stdout.decode()
 
 
+def master_maps(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        return f.read()
+
+
+def test_master_maps_openssl_only_for_a_tls_listener(certs, tmp_path):
+    """The master binary links no OpenSSL: it loads gallop-tls.so when a
+    listener speaks TLS (issue 10: a master under 4 MB)."""
+    s, tport = start(APP_WSGI, certs, tmp_path)
+    try:
+        assert "libssl" in master_maps(s.pid) and "gallop-tls.so" in master_maps(s.pid)
+        status, _, body = request(tls_conn(tport, client_ctx(certs)), close=True)
+        assert status == 200 and json.loads(body)["wsgi.url_scheme"] == "https"
+    finally:
+        s.stop()
+    plain = Server(APP_WSGI, workers=1, tmp_path=tmp_path)
+    try:
+        maps = master_maps(plain.pid)
+        assert "libssl" not in maps and "libcrypto" not in maps and "gallop-tls.so" not in maps
+    finally:
+        plain.stop()
+
+
+def test_tls_without_gallop_tls_so_is_one_line_and_exit(certs, tmp_path):
+    """A copy of gallop and its bridge without gallop-tls.so: plain listeners
+    serve, a TLS listener is refused at start in one line."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    gallop_bin = os.environ.get("GALLOP_BIN", os.path.join(REPO, "build", "gallop"))
+    shutil.copy2(gallop_bin, bindir / "gallop")
+    shutil.copy2(os.path.join(os.path.dirname(gallop_bin), "gallop-python.so"), bindir)
+    r = subprocess.run([str(bindir / "gallop"), "--bind", f"127.0.0.1:{free_port()}",
+                        "--certfile", f"{certs}/server.pem", "--keyfile", f"{certs}/server.key",
+                        APP_WSGI], capture_output=True, timeout=20,
+                       cwd=os.path.join(REPO, "tests", "py", "apps"))
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "TLS needs gallop-tls.so beside the gallop binary" in err, err
+    assert str(bindir / "gallop-tls.so") in err, err
+    port = free_port()
+    p = subprocess.Popen([str(bindir / "gallop"), "--workers", "1", "--bind", f"127.0.0.1:{port}",
+                          APP_WSGI], cwd=os.path.join(REPO, "tests", "py", "apps"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as c:
+                    c.sendall(b"GET /scheme HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    assert b" 200 " in c.recv(4096)
+                    break
+            except ConnectionRefusedError:
+                assert time.time() < deadline, "plain gallop from the copy never served"
+                time.sleep(0.2)
+    finally:
+        p.terminate()
+        assert p.wait(15) == 0
+
+
 def test_expired_certificate(certs, tmp_path):
     s, port = start(APP_WSGI, certs, tmp_path,
                     bind_opts=f",certfile={certs}/expired.pem,keyfile={certs}/expired.key")

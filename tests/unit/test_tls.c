@@ -436,18 +436,18 @@ static void test_bad_files(void **state)
 static void test_parse(void **state)
 {
     (void)state;
-    assert_int_equal(gp_tls_parse_version("TLSv1.2"), 0x0303);
-    assert_int_equal(gp_tls_parse_version("TLSv1_3"), 0x0304);
-    assert_int_equal(gp_tls_parse_version("1.3"), 0x0304);
-    assert_int_equal(gp_tls_parse_version("PROTOCOL_TLS_SERVER"), 0x0303);
-    assert_int_equal(gp_tls_parse_version("17"), 0x0303);
-    assert_int_equal(gp_tls_parse_version("TLSv1"), -1);
-    assert_int_equal(gp_tls_parse_version("TLSv1.1"), -1);
-    assert_int_equal(gp_tls_parse_version(""), -1);
-    assert_int_equal(gp_tls_parse_cert_reqs("2"), 2);
-    assert_int_equal(gp_tls_parse_cert_reqs("CERT_OPTIONAL"), 1);
-    assert_int_equal(gp_tls_parse_cert_reqs("none"), 0);
-    assert_int_equal(gp_tls_parse_cert_reqs("3"), -1);
+    assert_int_equal(gp_tlsconf_parse_version("TLSv1.2"), 0x0303);
+    assert_int_equal(gp_tlsconf_parse_version("TLSv1_3"), 0x0304);
+    assert_int_equal(gp_tlsconf_parse_version("1.3"), 0x0304);
+    assert_int_equal(gp_tlsconf_parse_version("PROTOCOL_TLS_SERVER"), 0x0303);
+    assert_int_equal(gp_tlsconf_parse_version("17"), 0x0303);
+    assert_int_equal(gp_tlsconf_parse_version("TLSv1"), -1);
+    assert_int_equal(gp_tlsconf_parse_version("TLSv1.1"), -1);
+    assert_int_equal(gp_tlsconf_parse_version(""), -1);
+    assert_int_equal(gp_tlsconf_parse_cert_reqs("2"), 2);
+    assert_int_equal(gp_tlsconf_parse_cert_reqs("CERT_OPTIONAL"), 1);
+    assert_int_equal(gp_tlsconf_parse_cert_reqs("none"), 0);
+    assert_int_equal(gp_tlsconf_parse_cert_reqs("3"), -1);
 }
 
 int main(void)
