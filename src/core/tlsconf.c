@@ -11,37 +11,40 @@
 
 #include "core/listen.h"
 
-/* core/tls where it is linked in; left out of the master binary (a weak
- * reference pulls no object from the archive), which loads it instead. */
+/* core/tls, wherever this process has it: linked in (the bridge, so every
+ * worker; the unit tests), else in a bridge the master loaded (--preload,
+ * RTLD_GLOBAL: its workers must use that copy, whose ALPN setting is theirs),
+ * else, in the master only, from gallop-tls.so. The master binary leaves
+ * core/tls out: a weak reference pulls no object from the archive. */
 #pragma weak gp_tls_bundle
 #pragma weak gp_tls_ctx_from_bundle
 #pragma weak gp_tls_ctx_free
 
 typedef int bundle_fn(const gp_tls_opts *o, char *err, size_t errlen);
+typedef gp_tls_ctx *ctx_from_bundle_fn(int bundle_fd, const gp_tls_opts *o, char *err,
+                                       size_t errlen);
+typedef void ctx_free_fn(gp_tls_ctx *ctx);
 
 static char library[4096];
+static void *library_handle; /* kept open: HUP makes bundles again */
 
 void gp_tlsconf_set_library(const char *path)
 {
     snprintf(library, sizeof library, "%s", path);
 }
 
-/* gp_tls_bundle, from this process or from gallop-tls.so (kept open: HUP
- * makes bundles again). NULL with a one-line reason in err. */
-static bundle_fn *bundle_maker(char *err, size_t errlen)
+/* linked (the weak reference's value) or core/tls's function name, found as
+ * above; NULL with a one-line reason in err. */
+static void *tls_fn(void *linked, const char *name, char *err, size_t errlen)
 {
-    static bundle_fn *fn;
-    if (gp_tls_bundle) return gp_tls_bundle;
+    void *fn = linked ? linked : dlsym(RTLD_DEFAULT, name);
     if (fn) return fn;
-    void *lib = library[0] ? dlopen(library, RTLD_NOW | RTLD_LOCAL) : NULL;
-    if (lib) fn = (bundle_fn *)dlsym(lib, "gp_tls_bundle");
-    if (!fn) {
-        /* dlerror names the file and why it would not load */
-        snprintf(err, errlen, "TLS needs gallop-tls.so beside the gallop binary: %s",
-                 library[0] ? dlerror() : "its place is not known");
-        if (lib) dlclose(lib);
-    }
-    return fn;
+    if (!library_handle && library[0]) library_handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
+    if (library_handle && (fn = dlsym(library_handle, name))) return fn;
+    /* dlerror names the file and why it would not load */
+    snprintf(err, errlen, "TLS needs gallop-tls.so beside the gallop binary: %s",
+             library[0] ? dlerror() : "its place is not known");
+    return NULL;
 }
 
 int gp_tlsconf_parse_version(const char *s)
@@ -184,7 +187,7 @@ bool gp_tlsconf_for(const gp_config *cfg, const char *addr_text, gp_tls_opts *ou
 
 int gp_tlsconf_check(const gp_tls_opts *o, char *err, size_t errlen)
 {
-    bundle_fn *make = bundle_maker(err, errlen);
+    bundle_fn *make = tls_fn(gp_tls_bundle, "gp_tls_bundle", err, errlen);
     int fd = make ? make(o, err, errlen) : -1;
     if (fd < 0) return -1;
     close(fd);
@@ -199,7 +202,7 @@ int gp_tlsconf_bundles(const gp_config *cfg, const gp_listener *ls, int n, int *
         gp_tls_opts o;
         if (!gp_tlsconf_for(cfg, ls[i].addr.text, &o)) continue;
         char why[600];
-        bundle_fn *make = bundle_maker(why, sizeof why);
+        bundle_fn *make = tls_fn(gp_tls_bundle, "gp_tls_bundle", why, sizeof why);
         if (!make || (fds[i] = make(&o, why, sizeof why)) < 0) {
             snprintf(err, errlen, "%s: %s", ls[i].addr.text, why);
             for (int j = 0; j < i; j++)
@@ -226,13 +229,12 @@ int gp_tlsconf_contexts(const gp_config *cfg, gp_listener *ls, int n, gp_tls_ctx
         gp_tls_opts o;
         if (ls[i].tls_fd <= 0 || !gp_tlsconf_for(cfg, ls[i].addr.text, &o)) continue;
         char why[600];
-        if (!gp_tls_ctx_from_bundle) { /* a worker always has core/tls: the bridge links it */
-            snprintf(err, errlen, "%s: this process was built without TLS", ls[i].addr.text);
-            return -1;
-        }
-        if (!(ctxs[i] = gp_tls_ctx_from_bundle(ls[i].tls_fd, &o, why, sizeof why))) {
+        ctx_from_bundle_fn *make =
+            tls_fn(gp_tls_ctx_from_bundle, "gp_tls_ctx_from_bundle", why, sizeof why);
+        ctx_free_fn *ctx_free = tls_fn(gp_tls_ctx_free, "gp_tls_ctx_free", why, sizeof why);
+        if (!make || !ctx_free || !(ctxs[i] = make(ls[i].tls_fd, &o, why, sizeof why))) {
             snprintf(err, errlen, "%s: %s", ls[i].addr.text, why);
-            for (int j = 0; j < i; j++) gp_tls_ctx_free(ctxs[j]);
+            for (int j = 0; j < i && ctx_free; j++) ctx_free(ctxs[j]);
             return -1;
         }
     }

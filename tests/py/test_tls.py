@@ -584,6 +584,31 @@ def test_h2_over_tls_by_alpn(certs, tmp_path, app):
         s.stop()
 
 
+@pytest.mark.parametrize("app", [APP_WSGI, APP_ASGI])
+def test_preload_with_tls_and_h2(certs, tmp_path, app):
+    """--preload: the master loaded the bridge, and its forked workers make
+    their TLS contexts with the bridge's core/tls (ALPN h2 included), across
+    a HUP too; the master maps no second copy (gallop-tls.so)."""
+    s, port = start(app, certs, tmp_path, args=["--preload"], workers=2)
+    try:
+        for _ in range(2):
+            assert alpn_of(port, certs) == "h2"
+            status, _, body = request(tls_conn(port, client_ctx(certs)), close=True)
+            info = json.loads(body)
+            assert status == 200
+            assert info.get("wsgi.url_scheme", info.get("scheme")) == "https"
+            old = set(s.workers())
+            os.kill(s.pid, signal.SIGHUP)
+            deadline = time.time() + 20
+            while not (len(s.workers()) == 2 and not old & set(s.workers())):
+                assert time.time() < deadline, "HUP did not replace the workers"
+                time.sleep(0.2)
+        assert "gallop-tls.so" not in master_maps(s.pid)
+    finally:
+        s.stop()
+    assert "[ERROR]" not in s.log(), s.log()
+
+
 @pytest.mark.parametrize("args", [["--http", "1"], ["--threads", "2"]])
 def test_no_h2_by_alpn_where_http2_is_off(certs, tmp_path, args):
     """--http 1, and request threads (whose HTTP/2 is off, README "HTTP/2"),
