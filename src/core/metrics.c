@@ -69,10 +69,22 @@ void gp_metrics_busy_close(gp_slot *s, uint64_t now_us)
     busy_close(s, now_us);
 }
 
+/* The state a worker shows (gallop top, gallop_worker_state) is busy while
+ * any request is in flight, whether it runs as a call or as a task; only an
+ * idle or busy worker changes, so a worker that is stopping says so to the
+ * master (reload, balancing) until it exits. */
+static inline void show_state(gp_slot *s, int from, int to)
+{
+    if (LOAD(s->state) == from) STORE(s->state, to);
+}
+
 void gp_metrics_begin(gp_slot *s, uint64_t now)
 {
     uint32_t n = LOAD(s->m_in_flight);
-    if (n == 0 && !LOAD(s->m_busy_loop)) busy_open(s, now);
+    if (n == 0) {
+        if (!LOAD(s->m_busy_loop)) busy_open(s, now);
+        show_state(s, GP_WS_IDLE, GP_WS_BUSY);
+    }
     STORE(s->m_in_flight, n + 1);
 }
 
@@ -82,7 +94,10 @@ static void leave(gp_slot *s, uint64_t now)
     uint32_t n = LOAD(s->m_in_flight);
     if (n == 0) return;
     STORE(s->m_in_flight, n - 1);
-    if (n == 1 && !LOAD(s->m_busy_loop)) busy_close(s, now);
+    if (n == 1) {
+        if (!LOAD(s->m_busy_loop)) busy_close(s, now);
+        show_state(s, GP_WS_BUSY, GP_WS_IDLE);
+    }
 }
 
 void gp_metrics_end(gp_slot *s, uint64_t start_us, uint64_t now, int status)
