@@ -1,7 +1,6 @@
 /* metrics: counting in the workers, exposition in the master; see metrics.h. */
 #include "core/metrics.h"
 
-#include <fcntl.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
@@ -14,6 +13,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "core/machine.h"
 
 const uint64_t gp_metrics_bounds_us[GP_METRICS_BUCKETS - 1] = {
     500,    1000,   2500,    5000,    10000,   25000,    50000,    100000,
@@ -300,26 +301,15 @@ int gp_metrics_parse_statm(const char *text, long page_size, uint64_t *rss_bytes
     return 0;
 }
 
-static int read_small(const char *path, char *buf, size_t len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, len - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    return 0;
-}
-
 int gp_metrics_proc(pid_t pid, double *cpu_s, uint64_t *rss_bytes)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    if (read_small(path, buf, sizeof buf) < 0 ||
+    if (gp_machine_read_text(path, buf, sizeof buf) < 0 ||
         gp_metrics_parse_stat(buf, sysconf(_SC_CLK_TCK), cpu_s) < 0)
         return -1;
     snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
-    if (read_small(path, buf, sizeof buf) < 0 ||
+    if (gp_machine_read_text(path, buf, sizeof buf) < 0 ||
         gp_metrics_parse_statm(buf, sysconf(_SC_PAGESIZE), rss_bytes) < 0)
         return -1;
     return 0;
