@@ -15,7 +15,6 @@ by its process group."""
 import argparse
 import os
 import re
-import signal
 import socket
 import statistics
 import subprocess
@@ -23,7 +22,8 @@ import sys
 import tempfile
 import time
 
-HZ = os.sysconf("SC_CLK_TCK")
+from benchlib import TICK, cpu_ticks, free_port, self_signed, stat_fields, stop_session
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 APPS = os.path.join(os.path.dirname(os.path.dirname(HERE)), "shared", "bench", "apps")
 
@@ -36,26 +36,19 @@ http {{ access_log off; keepalive_requests 100000000;
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def tree_cpu(pid):
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
         try:
             with open(f"/proc/{p}/stat") as f:
-                st = f.read()
+                fields = stat_fields(f.read())
             with open(f"/proc/{p}/task/{p}/children") as f:
                 todo += [int(x) for x in f.read().split()]
         except OSError:
             continue
-        fields = st[st.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / HZ
+        total += cpu_ticks(fields)
+    return total / TICK
 
 
 def command(name, gallop, port, tls, d):
@@ -113,11 +106,7 @@ def one(name, gallop, tls, n, d):
             return None
         return (c1 - c0) / n * 1e6, float(rate.group(1)), proto.group(1) if proto else "?"
     finally:
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        p.wait()
+        stop_session(p)
 
 
 def main():
@@ -130,10 +119,7 @@ def main():
     a = ap.parse_args()
     gallop = os.path.abspath(a.gallop)
     with tempfile.TemporaryDirectory(prefix="h2bench-") as d:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", f"{d}/key.pem", "-out",
-                        f"{d}/cert.pem", "-days", "2", "-subj", "/CN=localhost"],
-                       check=True, capture_output=True)
+        self_signed(d, "ec", "localhost")
         res = {s: [] for s in a.servers}
         for _ in range(a.rounds):
             for s in a.servers:

@@ -16,26 +16,14 @@ import argparse
 import http.client
 import os
 import re
-import socket
 import subprocess
 import threading
 import time
 
+from benchlib import cpu_s, free_port
+
 APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps")
 APP = {"wsgi": "hello:app", "asgi": "hello_asgi:app"}
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
 
 def get(port, path):

@@ -15,13 +15,13 @@ Needs: nginx-light, openssl.
 import argparse
 import os
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from benchlib import TICK, cpu_ticks, free_port, self_signed, stat_fields, stop_session
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APPS = os.path.join(ROOT, "bench", "apps")
@@ -35,28 +35,20 @@ http {{ access_log off; server {{ listen 127.0.0.1:{port} ssl;
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def session_cpu(sid):
     """User + system seconds of every process in session sid."""
-    tick = os.sysconf("SC_CLK_TCK")
     total = 0
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
             with open(f"/proc/{d}/stat") as f:
-                st = f.read()
+                fields = stat_fields(f.read())
         except OSError:
             continue
-        fields = st[st.rindex(")") + 2:].split()
         if int(fields[3]) == sid:
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
+            total += cpu_ticks(fields)
+    return total / TICK
 
 
 def wait_tls(port, timeout=20):
@@ -87,8 +79,7 @@ def one(name, cmd, port, seconds):
         n, real = int(m.group(1)), float(m.group(2))
         return n / real, cpu * 1e6 / n
     finally:
-        os.killpg(p.pid, signal.SIGTERM)
-        p.wait(timeout=20)
+        stop_session(p, timeout=20)
 
 
 def main():
@@ -102,10 +93,7 @@ def main():
                     help="nginx issues session tickets as gallop does (its default); else none")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="gallop-tlsbench-")
-    cert, key = f"{tmp}/cert.pem", f"{tmp}/key.pem"
-    newkey = ["-newkey", "rsa:2048"] if a.key == "rsa" else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
-    subprocess.run(["openssl", "req", "-x509", *newkey, "-nodes", "-keyout", key, "-out", cert, "-days", "2",
-                    "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    cert, key = self_signed(tmp, a.key)
     servers = {}
     port = free_port()
     with open(f"{tmp}/nginx.conf", "w") as f:

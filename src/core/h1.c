@@ -485,7 +485,6 @@ static void run_app(gp_conn *c, gp_http_request *req)
     if (tracked) {
         gp_worker_update_clock(w); /* the app may have run long: deadlines start now */
         atomic_store_explicit(&w->slot->req_start_ms, 0, memory_order_relaxed);
-        atomic_store_explicit(&w->slot->state, GP_WS_IDLE, memory_order_relaxed);
     }
     after_app(c, st);
 }

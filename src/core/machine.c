@@ -12,7 +12,7 @@
 
 #define NO_LIMIT (1ull << 62) /* v1 shows "no limit" as a huge page-rounded number */
 
-static int read_text(const char *path, char *buf, size_t len)
+int gp_machine_read_text(const char *path, char *buf, size_t len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
@@ -28,7 +28,7 @@ static int read_u64(const char *dir, const char *name, uint64_t *v)
 {
     char path[PATH_MAX], buf[64], *end;
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path ||
-        read_text(path, buf, sizeof buf) < 0)
+        gp_machine_read_text(path, buf, sizeof buf) < 0)
         return -1;
     unsigned long long x = strtoull(buf, &end, 10);
     if (end == buf || (*end && *end != '\n')) return -1;
@@ -40,7 +40,7 @@ static uint64_t meminfo_available(const char *root)
 {
     char path[PATH_MAX], buf[4096];
     snprintf(path, sizeof path, "%s/proc/meminfo", root);
-    if (read_text(path, buf, sizeof buf) < 0) return UINT64_MAX;
+    if (gp_machine_read_text(path, buf, sizeof buf) < 0) return UINT64_MAX;
     const char *p = strstr(buf, "MemAvailable:");
     if (!p) return UINT64_MAX;
     return strtoull(p + 13, NULL, 10) * 1024; /* kB */
@@ -79,7 +79,7 @@ uint64_t gp_machine_mem_free(const char *root)
     char path[PATH_MAX], buf[4096], mount[PATH_MAX];
     uint64_t best = meminfo_available(root);
     snprintf(path, sizeof path, "%s/proc/self/cgroup", root);
-    if (read_text(path, buf, sizeof buf) < 0) return best;
+    if (gp_machine_read_text(path, buf, sizeof buf) < 0) return best;
     for (char *save, *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         uint64_t room = UINT64_MAX;
         const char *p;
@@ -108,7 +108,8 @@ int gp_machine_sched(const char *root, pid_t pid, double *run_s, double *wait_s)
         unsigned long long r, w;
         if ((size_t)snprintf(path, sizeof path, "%s/proc/%d/task/%s/schedstat", root, (int)pid,
                              e->d_name) >= sizeof path ||
-            read_text(path, buf, sizeof buf) < 0 || sscanf(buf, "%llu %llu", &r, &w) != 2)
+            gp_machine_read_text(path, buf, sizeof buf) < 0 ||
+            sscanf(buf, "%llu %llu", &r, &w) != 2)
             continue;
         run += r;
         wait += w;

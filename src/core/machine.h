@@ -23,4 +23,9 @@ uint64_t gp_machine_mem_free(const char *root);
  * kernel does not say. */
 int gp_machine_sched(const char *root, pid_t pid, double *run_s, double *wait_s);
 
+/* A /proc or cgroup file, which the kernel hands over in one read, into buf
+ * (NUL-terminated, at most len - 1 bytes). Returns 0, or -1 when it cannot
+ * be read or is empty. */
+int gp_machine_read_text(const char *path, char *buf, size_t len);
+
 #endif

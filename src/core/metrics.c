@@ -1,7 +1,6 @@
 /* metrics: counting in the workers, exposition in the master; see metrics.h. */
 #include "core/metrics.h"
 
-#include <fcntl.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
@@ -14,6 +13,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "core/machine.h"
 
 const uint64_t gp_metrics_bounds_us[GP_METRICS_BUCKETS - 1] = {
     500,    1000,   2500,    5000,    10000,   25000,    50000,    100000,
@@ -69,10 +70,22 @@ void gp_metrics_busy_close(gp_slot *s, uint64_t now_us)
     busy_close(s, now_us);
 }
 
+/* The state a worker shows (gallop top, gallop_worker_state) is busy while
+ * any request is in flight, whether it runs as a call or as a task; only an
+ * idle or busy worker changes, so a worker that is stopping says so to the
+ * master (reload, balancing) until it exits. */
+static inline void show_state(gp_slot *s, int from, int to)
+{
+    if (LOAD(s->state) == from) STORE(s->state, to);
+}
+
 void gp_metrics_begin(gp_slot *s, uint64_t now)
 {
     uint32_t n = LOAD(s->m_in_flight);
-    if (n == 0 && !LOAD(s->m_busy_loop)) busy_open(s, now);
+    if (n == 0) {
+        if (!LOAD(s->m_busy_loop)) busy_open(s, now);
+        show_state(s, GP_WS_IDLE, GP_WS_BUSY);
+    }
     STORE(s->m_in_flight, n + 1);
 }
 
@@ -82,7 +95,10 @@ static void leave(gp_slot *s, uint64_t now)
     uint32_t n = LOAD(s->m_in_flight);
     if (n == 0) return;
     STORE(s->m_in_flight, n - 1);
-    if (n == 1 && !LOAD(s->m_busy_loop)) busy_close(s, now);
+    if (n == 1) {
+        if (!LOAD(s->m_busy_loop)) busy_close(s, now);
+        show_state(s, GP_WS_BUSY, GP_WS_IDLE);
+    }
 }
 
 void gp_metrics_end(gp_slot *s, uint64_t start_us, uint64_t now, int status)
@@ -285,26 +301,15 @@ int gp_metrics_parse_statm(const char *text, long page_size, uint64_t *rss_bytes
     return 0;
 }
 
-static int read_small(const char *path, char *buf, size_t len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, len - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    return 0;
-}
-
 int gp_metrics_proc(pid_t pid, double *cpu_s, uint64_t *rss_bytes)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    if (read_small(path, buf, sizeof buf) < 0 ||
+    if (gp_machine_read_text(path, buf, sizeof buf) < 0 ||
         gp_metrics_parse_stat(buf, sysconf(_SC_CLK_TCK), cpu_s) < 0)
         return -1;
     snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
-    if (read_small(path, buf, sizeof buf) < 0 ||
+    if (gp_machine_read_text(path, buf, sizeof buf) < 0 ||
         gp_metrics_parse_statm(buf, sysconf(_SC_PAGESIZE), rss_bytes) < 0)
         return -1;
     return 0;

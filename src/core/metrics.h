@@ -34,6 +34,14 @@ static inline uint64_t gp_metrics_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+/* The same clock in seconds, for the commands that watch a server (top, tune). */
+static inline double gp_metrics_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Worker side, loop thread only, each at now (gp_metrics_now_us, read by
  * the caller, which shares it with the access log). begin: a request
  * starts, the caller keeps now as its start; end counts a response with its

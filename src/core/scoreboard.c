@@ -97,7 +97,6 @@ void gp_slot_request_begin(gp_slot *s, uint64_t now_ms, const char *method, size
     s->req_what[mlen + 1 + tlen] = 0;
     what_close(s, seq);
     atomic_store_explicit(&s->req_start_ms, now_ms ? now_ms : 1, memory_order_relaxed);
-    atomic_store_explicit(&s->state, GP_WS_BUSY, memory_order_relaxed);
 }
 
 void gp_slot_task_publish(gp_slot *s, uint64_t start_ms, const char *what)

@@ -25,7 +25,7 @@ enum gp_retire_reason { GP_RETIRE_NONE, GP_RETIRE_MAX_REQUESTS, GP_RETIRE_MEMORY
 
 typedef struct {
     _Atomic pid_t pid;
-    _Atomic int state; /* enum gp_worker_state */
+    _Atomic int state; /* enum gp_worker_state; idle or busy: the in-flight count (metrics.c) */
     _Atomic unsigned generation;
     _Atomic int retire_reason;     /* why the worker is leaving on its own */
     _Atomic uint64_t heartbeat_ms; /* monotonic ms of the loop's last turn */

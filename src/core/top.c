@@ -51,13 +51,6 @@ static void on_signal(int sig)
     stop_flag = 1;
 }
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* GET path from addr; the body into out. Returns 0, or -1 with why. */
 static int fetch(const gp_addr *addr, const char *path, gp_mbuf *out, char *why, size_t len)
 {
@@ -272,7 +265,7 @@ static void draw(const char *url, const top_snap *s, const top_snap *prev, const
 static int take(const gp_addr *addr, top_snap *s, gp_mbuf *buf, char *why, size_t len)
 {
     memset(s, 0, sizeof *s);
-    s->at = mono();
+    s->at = gp_metrics_now_s();
     if (fetch(addr, "/workers", buf, why, len) < 0) return -1;
     parse_workers(s, buf->p ? buf->p : (char *)"");
     if (fetch(addr, "/metrics", buf, why, len) < 0) return -1;
@@ -334,9 +327,9 @@ int gp_top_main(int argc, char **argv)
             have_prev = true;
             cur ^= 1;
         }
-        double until = mono() + 1.0;
+        double until = gp_metrics_now_s() + 1.0;
         while (!stop_flag) {
-            int ms = (int)((until - mono()) * 1000);
+            int ms = (int)((until - gp_metrics_now_s()) * 1000);
             if (ms <= 0) break;
             struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
             int r = poll(&p, 1, ms);

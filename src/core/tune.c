@@ -47,13 +47,6 @@ static void on_signal(int sig)
     interrupted = 1;
 }
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int usage_error(const char *fmt, const char *a)
 {
     fprintf(stderr, "gallop: error: tune: ");
@@ -356,9 +349,9 @@ static void stop_child(tune_child *c)
     if (c->pid > 0) {
         kill(c->pid, SIGTERM);
         int st;
-        double until = mono() + 8;
+        double until = gp_metrics_now_s() + 8;
         while (waitpid(c->pid, &st, WNOHANG) == 0) {
-            if (mono() > until) {
+            if (gp_metrics_now_s() > until) {
                 kill(c->pid, SIGKILL);
                 waitpid(c->pid, &st, 0);
                 break;
@@ -430,7 +423,7 @@ static void log_traceback(const tune_child *c, char *out, size_t len)
 /* Waits for READY=1. Returns 0, or the exit code for tune with why. */
 static int wait_ready(tune_child *c, char *why, size_t len)
 {
-    double until = mono() + 90;
+    double until = gp_metrics_now_s() + 90;
     while (!interrupted) {
         struct pollfd p = {.fd = c->notify_fd, .events = POLLIN};
         if (poll(&p, 1, 100) > 0) {
@@ -453,7 +446,7 @@ static int wait_ready(tune_child *c, char *why, size_t len)
             if (code == GP_EXIT_APP_ERROR) log_traceback(c, why, len);
             return code == GP_EXIT_APP_ERROR || code == GP_EXIT_USAGE ? TUNE_USAGE : TUNE_FAILED;
         }
-        if (mono() > until) {
+        if (gp_metrics_now_s() > until) {
             snprintf(why, len, "the app was not ready after 90 s");
             return TUNE_FAILED;
         }
@@ -635,8 +628,8 @@ static int measure(tune *t, int workers, int threads, tune_point *p, char *why, 
     fprintf(stderr,
             "tune: [%3.0fs] configuration %d of at most %d: %d worker%s x %d thread%s: "
             "starting\n",
-            mono() - t->t0, t->num_pts + 1, max_configs(t), workers, workers == 1 ? "" : "s",
-            threads, threads == 1 ? "" : "s");
+            gp_metrics_now_s() - t->t0, t->num_pts + 1, max_configs(t), workers,
+            workers == 1 ? "" : "s", threads, threads == 1 ? "" : "s");
     if (port < 0 || spawn(t, &c, port, workers, threads) < 0) {
         snprintf(why, len, "cannot start gallop: %s", strerror(errno));
         goto done;
@@ -662,7 +655,7 @@ static int measure(tune *t, int workers, int threads, tune_point *p, char *why, 
     double warm = t->duration * 0.3;
     warm = warm < 0.5 ? 0.5 : warm > 2 ? 2 : warm;
     fprintf(stderr, "tune: [%3.0fs] %dx%d: %d connections, %.1f s warm-up, measuring %.1f s\n",
-            mono() - t->t0, workers, threads, p->concurrency, warm, t->duration);
+            gp_metrics_now_s() - t->t0, workers, threads, p->concurrency, warm, t->duration);
     gp_lg_opts o = {.reqs = reqs,
                     .num_reqs = t->num_paths,
                     .connections = p->concurrency,
@@ -745,8 +738,8 @@ static void progress_done(tune *t, const tune_point *p, double before)
     fprintf(stderr,
             "tune: [%3.0fs] %dx%d: %.0f req/s, p50 %.2f ms, p99 %.2f ms, %.2f CPU ms/req, "
             "%.0f%% CPU per worker%s%s\n",
-            mono() - t->t0, p->workers, p->threads, p->rps, p->p50_ms, p->p99_ms, p->cpu_ms_per_req,
-            100 * p->cpu_busy, gain, p->errors ? " (errors)" : "");
+            gp_metrics_now_s() - t->t0, p->workers, p->threads, p->rps, p->p50_ms, p->p99_ms,
+            p->cpu_ms_per_req, 100 * p->cpu_busy, gain, p->errors ? " (errors)" : "");
 }
 
 static int run_point(tune *t, int workers, int threads)
@@ -770,7 +763,7 @@ static int run_point(tune *t, int workers, int threads)
         fprintf(stderr,
                 "tune: [%3.0fs] %dx%d: %.0f req/s, but the workers waited %.0f%% of the time "
                 "for a CPU other processes held: measuring again\n",
-                mono() - t->t0, workers, threads, p->rps, 100 * wait);
+                gp_metrics_now_s() - t->t0, workers, threads, p->rps, 100 * wait);
         tune_point first = *p;
         t->remeasuring = true;
         rc = measure(t, workers, threads, p, why, sizeof why);
@@ -865,7 +858,7 @@ int gp_tune_main(int argc, char **argv)
         snprintf(t.mem_why, sizeof t.mem_why, "--memory");
     }
     t.out = t.json ? stderr : stdout;
-    t.t0 = mono();
+    t.t0 = gp_metrics_now_s();
     fprintf(stderr, "tune: %s on %s; %.0f MB available (%s); %.1f s per configuration%s\n", t.app,
             t.cpus.why, t.mem_mb, t.mem_why, t.duration, t.rate > 0 ? ", open loop" : "");
     if ((rc = sweep(&t))) return rc;
@@ -877,7 +870,7 @@ int gp_tune_main(int argc, char **argv)
     if (v.noisy[0]) fprintf(t.out, "%s\n", v.noisy);
     fprintf(t.out, "%s\n", v.line);
     fflush(t.out);
-    fprintf(stderr, "tune: done in %.0f s\n", mono() - t.t0);
+    fprintf(stderr, "tune: done in %.0f s\n", gp_metrics_now_s() - t.t0);
     if (t.json) gp_tunev_print_json(&t, &v);
     if (t.plot && (rc = gp_tunev_write_plot(&t, &v))) return rc;
     return v.k < 0 ? TUNE_FAILED : 0;

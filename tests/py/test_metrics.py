@@ -217,6 +217,48 @@ def test_asgi_busy_is_the_loop_not_idle(metrics_server, loop):
     assert busy() - b2 < 0.1  # idle again, scrapes and all
 
 
+def worker_state(mport, w):
+    """The one state gallop_worker_state reports for worker w."""
+    s = scrape(mport)
+    on = [st for st in ("starting", "idle", "busy", "retiring")
+          if per_worker(s, "gallop_worker_state", state=st).get(w)]
+    assert len(on) == 1, on
+    return on[0]
+
+
+@pytest.mark.parametrize("app,args", [("metrics_asgi:app", ()),
+                                      ("metrics_app:app", ("--threads", "4"))],
+                         ids=["asgi", "wsgi-threads"])
+def test_worker_busy_while_requests_in_flight(metrics_server, app, args):
+    """A worker is busy while any request is in flight on it, idle otherwise:
+    an ASGI worker whose tasks await (its loop idle) and a worker whose
+    request threads run the app alike."""
+    srv = metrics_server(*args, workers=1, app=app)
+    (w,) = [str(p) for p in srv.workers()]
+    time.sleep(0.3)
+    assert worker_state(srv.mport, w) == "idle"
+    ts = [threading.Thread(target=get_pid, args=(srv.port, "/sleep?2")) for _ in range(3)]
+    t0 = time.monotonic()
+    for t in ts:
+        t.start()
+    time.sleep(0.3)
+    seen = []
+    while time.monotonic() - t0 < 1.5:  # the requests are still held open
+        seen.append(worker_state(srv.mport, w))
+        time.sleep(0.1)
+    assert get(scrape(srv.mport), "gallop_requests_in_flight", worker=w) == 3
+    assert seen and set(seen) == {"busy"}, seen
+    for t in ts:
+        t.join(10)
+    deadline = time.monotonic() + 3
+    while worker_state(srv.mport, w) != "idle" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert worker_state(srv.mport, w) == "idle"
+    assert get(scrape(srv.mport), "gallop_requests_in_flight", worker=w) == 0
+    time.sleep(1.2)  # a tick of the request threads' publishing: still idle
+    assert worker_state(srv.mport, w) == "idle"
+
+
 def worker_wakeups(pid):
     """Context switches of every thread of pid: one per time it slept and woke."""
     n = 0

@@ -49,14 +49,21 @@ def wait_screen(session, pred, timeout=10):
     raise AssertionError(text)
 
 
-def test_top_in_tmux(server_factory):
+def start_top(server_factory, app, workers, session):
+    """A server with --metrics-bind, and gallop top on it in a detached 80x24
+    tmux: the server and its worker pids."""
     mport = free_port()
-    srv = server_factory("metrics_app:app", "--metrics-bind", f"127.0.0.1:{mport}", workers=2)
-    pids = srv.wait_workers(2)
-    session = "top"
+    srv = server_factory(app, "--metrics-bind", f"127.0.0.1:{mport}", workers=workers)
+    pids = srv.wait_workers(workers)
     r = tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24",
              f"{GALLOP_BIN} top http://127.0.0.1:{mport}")
     assert r.returncode == 0, r.stderr
+    return srv, pids
+
+
+def test_top_in_tmux(server_factory):
+    session = "top"
+    srv, pids = start_top(server_factory, "metrics_app:app", 2, session)
     try:
         text = wait_screen(session, lambda t: all(row_of(t, p) for p in pids))
         assert "2/2 workers" in text
@@ -86,13 +93,8 @@ def test_top_in_tmux(server_factory):
 def test_top_names_the_longest_asgi_request(server_factory):
     """An ASGI worker runs its requests as tasks on one loop: top still names
     the one in progress longest, while shorter ones come and go beside it."""
-    mport = free_port()
-    srv = server_factory("metrics_asgi:app", "--metrics-bind", f"127.0.0.1:{mport}", workers=1)
-    (pid,) = srv.wait_workers(1)
     session = "topasgi"
-    r = tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24",
-             f"{GALLOP_BIN} top http://127.0.0.1:{mport}")
-    assert r.returncode == 0, r.stderr
+    srv, (pid,) = start_top(server_factory, "metrics_asgi:app", 1, session)
     try:
         wait_screen(session, lambda t: row_of(t, pid))
         short = [threading.Thread(target=get, args=(srv.port, "/sleep?1")) for _ in range(3)]
@@ -110,6 +112,33 @@ def test_top_names_the_longest_asgi_request(server_factory):
             t.join(10)
         # nothing in progress: no longest request any more
         wait_screen(session, lambda t: "longest: worker" not in t)
+    finally:
+        tmux("kill-server")
+
+
+def test_top_shows_an_asgi_worker_busy_while_its_tasks_run(server_factory):
+    """Requests held open by tasks that await leave the ASGI worker's loop
+    idle, yet they are in flight: top shows the worker busy while they run
+    and idle once they are answered."""
+    session = "topasgibusy"
+    srv, (pid,) = start_top(server_factory, "metrics_asgi:app", 1, session)
+    try:
+        def state(text):
+            row = row_of(text, pid)
+            return row[1] if row else None
+
+        wait_screen(session, lambda t: state(t) == "idle")
+        held = [threading.Thread(target=get, args=(srv.port, "/sleep?4")) for _ in range(3)]
+        t0 = time.monotonic()
+        for t in held:
+            t.start()
+        text = wait_screen(session, lambda t: state(t) == "busy" and
+                           re.search(r"longest: worker \d+ GET /sleep\?4", t), timeout=3.5)
+        assert time.monotonic() - t0 < 4, text  # seen while the requests were held open
+        assert row_of(text, pid)[4] == "3", text  # the in-flight column
+        for t in held:
+            t.join(10)
+        wait_screen(session, lambda t: state(t) == "idle" and "longest: worker" not in t)
     finally:
         tmux("kill-server")
 

@@ -193,6 +193,7 @@ static int setup(void **state)
     F.sb = gp_scoreboard_create(1);
     if (!F.sb) return -1;
     w->slot = &F.sb->slots[0];
+    atomic_store(&w->slot->state, GP_WS_IDLE); /* ready, as gp_worker_accept leaves it */
 
     F.app.start = app_simple;
     F.app.with_length = 1;

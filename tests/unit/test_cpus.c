@@ -8,7 +8,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <sched.h>
 #include <stdio.h>
@@ -18,50 +17,7 @@
 #include <unistd.h>
 
 #include "core/cpus.h"
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static int setup(void **state)
-{
-    char *dir = strdup("/tmp/gp_test_cpus.XXXXXX");
-
-    if (!dir || !mkdtemp(dir)) {
-        free(dir);
-        return -1;
-    }
-    *state = dir;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    char *dir = *state;
-
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-    return 0;
-}
-
-/* Writes ROOT/rel with content, creating parent directories. */
-static void put(const char *root, const char *rel, const char *content)
-{
-    char path[PATH_MAX];
-    FILE *f;
-
-    assert_true((size_t)snprintf(path, sizeof(path), "%s/%s", root, rel) < sizeof(path));
-    for (char *p = path + strlen(root) + 1; (p = strchr(p, '/')); p++) {
-        *p = '\0';
-        assert_true(mkdir(path, 0755) == 0 || errno == EEXIST);
-        *p = '/';
-    }
-    f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(content, f);
-    fclose(f);
-}
+#include "fake_tree.h"
 
 static void detect(void **state, int affinity, gp_cpus *c)
 {
@@ -322,24 +278,24 @@ static void test_real_system(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_v2_unlimited, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v2_one_and_a_half, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v2_half, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v2_exact_multiple, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v2_affinity_is_lower, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v2_nested_parent_stricter, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v2_nested_child_stricter, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v2_container_root, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v2_host_path_not_mounted, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v2_outside_namespace, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v1_quota, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v1_unlimited, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v1_mount_root_only, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v1_cpu_mount, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hybrid_uses_v1, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_no_cgroup_files, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_garbage_is_unlimited, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_real_affinity_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v2_unlimited, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v2_one_and_a_half, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v2_half, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v2_exact_multiple, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v2_affinity_is_lower, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v2_nested_parent_stricter, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v2_nested_child_stricter, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v2_container_root, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v2_host_path_not_mounted, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v2_outside_namespace, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v1_quota, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v1_unlimited, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v1_mount_root_only, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v1_cpu_mount, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_hybrid_uses_v1, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_no_cgroup_files, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_is_unlimited, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_real_affinity_count, tree_setup, tree_teardown),
         cmocka_unit_test(test_real_system),
     };
 

@@ -8,7 +8,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,48 +17,9 @@
 #include <unistd.h>
 
 #include "core/machine.h"
+#include "fake_tree.h"
 
 #define MIB (1ull << 20)
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static int setup(void **state)
-{
-    char *dir = strdup("/tmp/gp_test_machine.XXXXXX");
-    if (!dir || !mkdtemp(dir)) {
-        free(dir);
-        return -1;
-    }
-    *state = dir;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    char *dir = *state;
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-    return 0;
-}
-
-/* Writes ROOT/rel with content, creating parent directories. */
-static void put(const char *root, const char *rel, const char *content)
-{
-    char path[PATH_MAX];
-    assert_true((size_t)snprintf(path, sizeof path, "%s/%s", root, rel) < sizeof path);
-    for (char *p = path + strlen(root) + 1; (p = strchr(p, '/')); p++) {
-        *p = 0;
-        assert_true(mkdir(path, 0755) == 0 || errno == EEXIST);
-        *p = '/';
-    }
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(content, f);
-    fclose(f);
-}
 
 static const char meminfo[] = "MemTotal:        8000000 kB\n"
                               "MemFree:          100000 kB\n"
@@ -163,14 +123,17 @@ static void test_real_system(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_meminfo_only, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_nothing_says, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v2_limit_tighter_than_meminfo, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v2_unlimited_and_parent_limit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v2_container_root_and_over_limit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v1, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_garbage_is_no_limit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sched_sums_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_meminfo_only, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_nothing_says, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v2_limit_tighter_than_meminfo, tree_setup,
+                                        tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v2_unlimited_and_parent_limit, tree_setup,
+                                        tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v2_container_root_and_over_limit, tree_setup,
+                                        tree_teardown),
+        cmocka_unit_test_setup_teardown(test_v1, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_is_no_limit, tree_setup, tree_teardown),
+        cmocka_unit_test_setup_teardown(test_sched_sums_threads, tree_setup, tree_teardown),
         cmocka_unit_test(test_real_system),
     };
     return cmocka_run_group_tests_name("machine", tests, NULL, NULL);

@@ -95,6 +95,33 @@ static void test_busy_by_loop(void **state)
     free(s);
 }
 
+/* The state a worker shows follows its requests in flight, whichever kind
+ * (a call, a task awaiting with the loop idle); a stopping worker keeps
+ * saying so. */
+static void test_state_follows_in_flight(void **state)
+{
+    (void)state;
+    gp_slot *s = new_slot();
+    s->state = GP_WS_IDLE;
+    s->m_busy_loop = 1; /* ASGI: busy time is the loop's, the state is the requests' */
+    gp_metrics_begin(s, 1000);
+    assert_int_equal(s->state, GP_WS_BUSY);
+    gp_metrics_begin(s, 1100);
+    gp_metrics_end(s, 1000, 2000, 200);
+    assert_int_equal(s->state, GP_WS_BUSY); /* one still in flight */
+    gp_metrics_drop(s, 2100);
+    assert_int_equal(s->state, GP_WS_IDLE);
+    s->m_busy_loop = 0;
+    gp_metrics_begin(s, 3000);
+    assert_int_equal(s->state, GP_WS_BUSY);
+    s->state = GP_WS_STOPPING;
+    gp_metrics_end(s, 3000, 4000, 200);
+    assert_int_equal(s->state, GP_WS_STOPPING);
+    gp_metrics_begin(s, 5000); /* a pipelined request served while stopping */
+    assert_int_equal(s->state, GP_WS_STOPPING);
+    free(s);
+}
+
 static void test_read_and_fold(void **state)
 {
     (void)state;
@@ -268,7 +295,7 @@ int main(void)
         cmocka_unit_test(test_buckets),      cmocka_unit_test(test_counting),
         cmocka_unit_test(test_busy_by_loop), cmocka_unit_test(test_read_and_fold),
         cmocka_unit_test(test_proc_parsers), cmocka_unit_test(test_render),
-        cmocka_unit_test(test_mbuf_cap),
+        cmocka_unit_test(test_mbuf_cap),     cmocka_unit_test(test_state_follows_in_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
