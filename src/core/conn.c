@@ -24,7 +24,7 @@
 #include "core/numfmt.h"
 #include "core/proto.h"
 #include "core/tls.h"
-#include "core/worker_internal.h"
+#include "core/conn_h1.h"
 
 /* ---- exchanges of other protocols (exchange.h) -------------------------- */
 
@@ -37,7 +37,8 @@ gp_conn *gp_exchange_new(gp_stream *parent, const gp_exchange_ops *ops, void *st
     x->s.file_fd = -1;
     x->s.closed = true; /* the exchange has no socket of its own */
     x->s.env = p->s.env;
-    x->w = p->w;
+    x->env = p->env;
+    x->cs = p->cs;
     x->listener = p->listener;
     x->peer = p->peer;
     x->peer_len = p->peer_len;
@@ -55,15 +56,15 @@ void *gp_exchange_state(gp_conn *x)
     return x->xstate;
 }
 
-gp_worker *gp_exchange_worker(gp_conn *x)
+gp_worker_env *gp_exchange_env(gp_conn *x)
 {
-    return x->w;
+    return x->env;
 }
 
 void gp_exchange_free(gp_conn *x)
 {
-    gp_worker *w = x->w;
-    if (x->app_cache && w->ops->cache_free) w->ops->cache_free(w->app, x->app_cache);
+    gp_worker_env *e = x->env;
+    if (x->app_cache && e->ops->cache_free) e->ops->cache_free(e->app, x->app_cache);
     free(x->alog);
     free(x);
 }
@@ -103,14 +104,14 @@ const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len)
 bool gp_conn_forwarded(gp_conn *c, const gp_http_request *req, gp_fwd *out)
 {
     /* --no-proxy-headers (uvicorn's): X-Forwarded-* / Forwarded from no one */
-    return req->proxy_headers && c->fwd_trusted && c->w->cfg->proxy_headers &&
-           gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers, req->num_headers, req->host,
+    return req->proxy_headers && c->fwd_trusted && c->env->cfg->proxy_headers &&
+           gp_fwd_resolve(&c->env->cfg->forwarded_allow, req->headers, req->num_headers, req->host,
                           req->host_len, out);
 }
 
 const gp_addr *gp_conn_local(gp_conn *c)
 {
-    return c->w->listeners[c->listener].addr;
+    return c->listener->addr;
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -131,10 +132,10 @@ static inline void out_put(gp_conn *c, const void *p, size_t n)
  * threads run meanwhile. Returns poll's result. */
 static int wait_fd(gp_conn *c, short events, int timeout_ms)
 {
-    const gp_app_ops *ops = c->w->ops;
-    if (ops->blocking) ops->blocking(c->w->app, 1);
+    const gp_app_ops *ops = c->env->ops;
+    if (ops->blocking) ops->blocking(c->env->app, 1);
     int n = gp_stream_wait(&c->s, events, timeout_ms);
-    if (ops->blocking) ops->blocking(c->w->app, 0);
+    if (ops->blocking) ops->blocking(c->env->app, 0);
     return n;
 }
 
@@ -153,7 +154,7 @@ static int flush_blocking(gp_conn *c)
             t0 = gp_monotonic_ms();
             ran = atomic_exchange_explicit(&c->tslot->started_ms, 0, memory_order_acq_rel);
         }
-        int n = wait_fd(c, POLLOUT, (int)(c->w->cfg->send_timeout * 1000));
+        int n = wait_fd(c, POLLOUT, (int)(c->env->cfg->send_timeout * 1000));
         if (ran)
             atomic_store_explicit(&c->tslot->started_ms, ran + (gp_monotonic_ms() - t0),
                                   memory_order_release);
@@ -200,8 +201,8 @@ int gp_conn_head_begin(gp_conn *c, const char *status, size_t status_len)
     c->status = (status[0] - '0') * 100 + (status[1] - '0') * 10 + (status[2] - '0');
     c->resp_has_length = false;
     c->has_date = c->has_server = false;
-    if (c->alog_pending && c->w->alog_fmt->num_out)
-        gp_alog_forget_response(c->alog, c->w->alog_fmt);
+    if (c->alog_pending && c->env->alog_fmt->num_out)
+        gp_alog_forget_response(c->alog, c->env->alog_fmt);
     if (c->s.out) c->s.out_len = c->s.out_pos = 0;
     if (out_reserve(c, status_len + 11)) return GP_ERROR;
     OUT_LIT(c, "HTTP/1.1 ");
@@ -295,8 +296,8 @@ int gp_conn_head_add(gp_conn *c, const char *name, size_t name_len, const char *
         if (gp_http_token_eq(name, name_len, "transfer-encoding")) return GP_OK;
         break;
     }
-    if (c->alog_pending && c->w->alog_fmt->num_out) /* %({name}o)s */
-        gp_alog_capture_response(c->alog, c->w->alog_fmt, name, name_len, value, value_len);
+    if (c->alog_pending && c->env->alog_fmt->num_out) /* %({name}o)s */
+        gp_alog_capture_response(c->alog, c->env->alog_fmt, name, name_len, value, value_len);
     if (out_reserve(c, name_len + value_len + 4)) return GP_ERROR;
     out_put(c, name, name_len);
     OUT_LIT(c, ": ");
@@ -374,19 +375,19 @@ static bool shed_one(gp_slot *s)
 int gp_conn_head_end(gp_conn *c)
 {
     XRET(c, head_end(c));
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     settle_request_body(c);
-    if (w->stopping || (c->keep_alive && shed_one(w->slot))) c->keep_alive = false;
+    if (e->stopping || (c->keep_alive && shed_one(e->slot))) c->keep_alive = false;
     c->no_body = c->head_method || status_has_no_body(c->status);
     c->chunked_out = false;
     if (!c->resp_has_length && !c->no_body) {
         if (c->version_minor >= 1) c->chunked_out = true;
         else c->keep_alive = false; /* HTTP/1.0: the close delimits the body */
     }
-    if (out_reserve(c, w->date_len + 96)) return GP_ERROR;
+    if (out_reserve(c, e->date_len + 96)) return GP_ERROR;
     if (!c->has_date)
-        out_put(c, w->date_lines[atomic_load_explicit(&w->date_idx, memory_order_acquire)],
-                w->date_len);
+        out_put(c, e->date_lines[atomic_load_explicit(&e->date_idx, memory_order_acquire)],
+                e->date_len);
     if (!c->has_server) OUT_LIT(c, "Server: gallop\r\n");
     if (c->chunked_out) OUT_LIT(c, "Transfer-Encoding: chunked\r\n");
     if (c->up) {
@@ -404,13 +405,6 @@ int gp_conn_head_end(gp_conn *c)
         c->keep_alive = false;
         c->want_input = true;
     }
-    return GP_OK;
-}
-
-int gp_conn_out_append(gp_conn *c, const void *p, size_t n)
-{
-    if (out_reserve(c, n)) return GP_ERROR;
-    out_put(c, p, n);
     return GP_OK;
 }
 
@@ -574,7 +568,7 @@ static ssize_t body_fail(gp_conn *c, int code, int status)
  * before --timeout would kill the worker over this wait. */
 static int wait_readable(gp_conn *c)
 {
-    const gp_config *cfg = c->w->cfg;
+    const gp_config *cfg = c->env->cfg;
     double s = cfg->body_timeout;
     if (cfg->timeout > 0 && s > cfg->timeout * 0.75) s = cfg->timeout * 0.75;
     int n = wait_fd(c, POLLIN, (int)(s * 1000));
@@ -603,7 +597,7 @@ static void send_continue(gp_conn *c)
 static ssize_t check_body_limit(gp_conn *c, size_t got)
 {
     c->body_total += got;
-    unsigned long long lim = c->w->cfg->limit_request_body;
+    unsigned long long lim = c->env->cfg->limit_request_body;
     if (lim && c->body_total > lim) return body_fail(c, GP_BODY_TOO_LARGE, 413);
     return (ssize_t)got;
 }
@@ -728,7 +722,7 @@ void gp_conn_async_idle_deadline(gp_conn *c)
 {
     if (c->up) return;
     bool body_wait = c->want_input && !c->body_done && !c->peer_gone;
-    gp_conn_set_deadline(c, c->w->now + (body_wait ? c->w->cfg->body_timeout : 1e9));
+    gp_conn_set_deadline(c, c->env->now + (body_wait ? c->env->cfg->body_timeout : 1e9));
 }
 
 static void async_rewatch(gp_conn *c)
@@ -739,7 +733,7 @@ static void async_rewatch(gp_conn *c)
     bool pending = output_pending(c) && !c->s.broken;
     if (pending) {
         ev |= EPOLLOUT;
-        double d = c->w->now + c->w->cfg->send_timeout;
+        double d = c->env->now + c->env->cfg->send_timeout;
         if (!c->up && c->s.deadline > d) gp_conn_set_deadline(c, d);
     }
     if (gp_stream_watch(&c->s, ev) < 0) c->peer_gone = c->s.broken = true;

@@ -26,7 +26,7 @@
 #include "core/metrics.h"
 #include "core/proto.h"
 #include "core/tls.h"
-#include "core/worker_internal.h"
+#include "core/conn_h1.h"
 
 /* out of line: its 32 KB line buffer would make every caller's frame probe
  * 8 pages of stack, log or not */
@@ -55,66 +55,123 @@ static inline void async_idle_deadline(gp_conn *c)
     gp_conn_async_idle_deadline(c);
 }
 
+/* ---- the set of a worker's connections ---------------------------------- */
+
+gp_conns *gp_conns_new(gp_worker_env *env)
+{
+    gp_conns *cs = calloc(1, sizeof *cs);
+    if (cs) cs->env = env;
+    return cs;
+}
+
+void gp_conns_free(gp_conns *cs)
+{
+    if (!cs) return;
+    while (cs->open) gp_conn_close(cs->open);
+    gp_conns_recycle(cs);
+    for (gp_conn *c = cs->free_conns, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    free(cs);
+}
+
+const size_t *gp_conns_counter(const gp_conns *cs)
+{
+    return &cs->count;
+}
+
+gp_stream *gp_conns_first(gp_conns *cs)
+{
+    return cs->open ? &cs->open->s : NULL;
+}
+
+gp_stream *gp_conns_next(gp_stream *s)
+{
+    gp_conn *n = gp_stream_conn(s)->next;
+    return n ? &n->s : NULL;
+}
+
+void gp_conns_recycle(gp_conns *cs)
+{
+    while (cs->dead) {
+        gp_conn *c = cs->dead;
+        cs->dead = c->next;
+        c->next = cs->free_conns;
+        cs->free_conns = c;
+    }
+}
+
+gp_conn *gp_conns_oldest_task(gp_conns *cs, uint64_t *since_ms)
+{
+    gp_conn *oldest = NULL;
+    for (gp_conn *c = cs->open; c; c = c->next)
+        if (c->state == CS_ASYNC && !c->up && !c->dead && (!oldest || c->task_ms < oldest->task_ms))
+            oldest = c;
+    *since_ms = oldest ? oldest->task_ms : 0;
+    return oldest;
+}
+
 /* ---- connection lifetime ---------------------------------------------- */
 
 void gp_conn_tls_ready(gp_stream *s)
 {
     gp_conn *c = gp_stream_conn(s);
     const char *proto = gp_tls_alpn(s->t);
-    if (proto && !strcmp(proto, "h2") && c->w->h2 && c->w->h2->alpn(c) != GP_OK)
+    if (proto && !strcmp(proto, "h2") && c->env->h2 && c->env->h2->alpn(c) != GP_OK)
         gp_conn_close(c);
 }
 
-gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_storage *peer,
-                     socklen_t peer_len)
+gp_stream *gp_conn_new(gp_conns *cs, int fd, const gp_conn_listener *l,
+                       const struct sockaddr_storage *peer, socklen_t peer_len)
 {
-    bool trusted = gp_fwd_trusts(&w->cfg->forwarded_allow, (const struct sockaddr *)peer);
-    bool proxy = w->listeners[listener].proxy;
-    if (proxy && !trusted) { /* a PROXY header is believed from a trusted peer only */
-        if (!w->proxy_warned || w->now > w->proxy_warned + 60) {
-            w->proxy_warned = w->now;
+    gp_worker_env *e = cs->env;
+    bool trusted = gp_fwd_trusts(&e->cfg->forwarded_allow, (const struct sockaddr *)peer);
+    if (l->proxy && !trusted) { /* a PROXY header is believed from a trusted peer only */
+        if (!cs->proxy_warned || e->now > cs->proxy_warned + 60) {
+            cs->proxy_warned = e->now;
             gp_warn("closing connections to a --proxy-protocol listener from peers not in "
                     "--forwarded-allow-ips (once a minute)");
         }
         return NULL;
     }
-    gp_conn *c = w->free_conns;
-    if (c) w->free_conns = c->next;
+    gp_conn *c = cs->free_conns;
+    if (c) cs->free_conns = c->next;
     else if (!(c = malloc(sizeof *c))) return NULL;
     memset(c, 0, sizeof *c);
-    gp_stream_init(&c->s, &w->env, fd); /* the read buffer comes with the first bytes: idle costs no buffer */
+    gp_stream_init(&c->s, &e->stream, fd); /* the read buffer comes with the first bytes: idle costs no buffer */
     gp_stream_set_proto(&c->s, &h1_proto);
-    gp_tls_ctx *tls = w->listeners[listener].tls;
-    if (tls) {
-        gp_tls *t = gp_tls_new(tls, fd, (const struct sockaddr *)&c->peer);
+    if (l->tls) {
+        gp_tls *t = gp_tls_new(l->tls, fd, (const struct sockaddr *)&c->peer);
         if (!t) {
             free(c);
             return NULL;
         }
         gp_stream_set_transport(&c->s, &gp_transport_tls, t);
     }
-    c->w = w;
-    c->listener = listener;
+    c->env = e;
+    c->cs = cs;
+    c->listener = l;
     c->peer = *peer;
     c->peer_len = peer_len;
-    c->fwd_trusted = trusted && w->cfg->proxy_headers; /* --no-proxy-headers: never */
-    c->proxy_wait = proxy;
+    c->fwd_trusted = trusted && e->cfg->proxy_headers; /* --no-proxy-headers: never */
+    c->proxy_wait = l->proxy;
     c->own_fd = -1;
     gp_body_init(&c->held, NULL);
     c->state = CS_HEAD;
     if (gp_stream_watch(&c->s, EPOLLIN) < 0) {
-        if (tls) gp_tls_free(c->s.t);
+        if (l->tls) gp_tls_free(c->s.t);
         free(c);
         return NULL;
     }
     /* TLS: the handshake must be over within --header-timeout */
-    gp_conn_set_deadline(c, w->now + (tls ? w->cfg->header_timeout : w->cfg->keep_alive));
-    c->next = w->conns;
-    if (w->conns) w->conns->prev = c;
-    w->conns = c;
-    w->num_conns++;
+    gp_conn_set_deadline(c, e->now + (l->tls ? e->cfg->header_timeout : e->cfg->keep_alive));
+    c->next = cs->open;
+    if (cs->open) cs->open->prev = c;
+    cs->open = c;
+    cs->count++;
     if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("opened", fd, peer);
-    return c;
+    return &c->s;
 }
 
 /* Drops a body read ahead of the app, and the copy of its head. */
@@ -135,18 +192,18 @@ static void to_thread(gp_conn *c, enum gp_thread_job job);
  * a response the app still owns is first handed to a thread to release. */
 void gp_conn_close(gp_conn *c)
 {
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     if (c->dead) return;
-    if (c->state == CS_APP_WAIT && w->pool) {
+    if (c->state == CS_APP_WAIT && e->pool) {
         /* the app's response state is Python's: a request thread releases
          * it (abort), then the connection closes for real on its way back */
         c->s.broken = true;
         to_thread(c, GP_JOB_ABORT);
         return;
     }
-    if ((c->state == CS_APP_WAIT || c->state == CS_ASYNC) && w->ops->abort)
-        w->ops->abort(w->app, c);
-    if (c->state == CS_ASYNC) w->active_async--;
+    if ((c->state == CS_APP_WAIT || c->state == CS_ASYNC) && e->ops->abort)
+        e->ops->abort(e->app, c);
+    if (c->state == CS_ASYNC) c->cs->active_async--;
     c->dead = true;
     /* cut off before its response was complete */
     if (c->m_start_us || c->alog_pending) request_end(c, false);
@@ -159,14 +216,15 @@ void gp_conn_close(gp_conn *c)
     c->alog = NULL;
     if (c->up) c->up->free(c);
     c->up = NULL;
-    if (c->app_cache && w->ops->cache_free) w->ops->cache_free(w->app, c->app_cache);
+    if (c->app_cache && e->ops->cache_free) e->ops->cache_free(e->app, c->app_cache);
     c->app_cache = NULL;
+    gp_conns *cs = c->cs;
     if (c->prev) c->prev->next = c->next;
-    else w->conns = c->next;
+    else cs->open = c->next;
     if (c->next) c->next->prev = c->prev;
-    w->num_conns--;
-    c->next = w->dead;
-    w->dead = c;
+    cs->count--;
+    c->next = cs->dead;
+    cs->dead = c;
 }
 
 /* ---- request heads and the response cycle ------------------------------- */
@@ -176,7 +234,7 @@ void gp_conn_close(gp_conn *c)
  * app's REMOTE_ADDR), and when the head was in. */
 static void remember_for_log(gp_conn *c, const gp_http_request *req, uint64_t now_us)
 {
-    const gp_alog_format *f = c->w->alog_fmt;
+    const gp_alog_format *f = c->env->alog_fmt;
     if (!c->alog && !(c->alog = malloc(gp_alog_rec_size(f)))) return;
     gp_alog_capture(c->alog, f, req);
     gp_fwd fw;
@@ -191,11 +249,11 @@ static void remember_for_log(gp_conn *c, const gp_http_request *req, uint64_t no
  * at each end; with both off a request pays one test. */
 static void request_begin(gp_conn *c, const gp_http_request *req)
 {
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     uint64_t now = gp_metrics_now_us();
-    if (w->alog_on) remember_for_log(c, req, now);
-    if (w->count_busy && !c->m_start_us) {
-        gp_metrics_begin(w->slot, now);
+    if (e->alog_on) remember_for_log(c, req, now);
+    if (e->count_busy && !c->m_start_us) {
+        gp_metrics_begin(e->slot, now);
         c->m_start_us = now;
     }
 }
@@ -204,12 +262,12 @@ static void request_begin(gp_conn *c, const gp_http_request *req)
  * dispatched); else it was cut off (a line only if one is pending). */
 static void request_end(gp_conn *c, bool complete)
 {
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     uint64_t now = gp_metrics_now_us();
-    if (complete ? w->alog_on : c->alog_pending) end_request_log(c, now);
+    if (complete ? e->alog_on : c->alog_pending) end_request_log(c, now);
     if (!c->m_start_us) return;
-    if (complete) gp_metrics_end(w->slot, c->m_start_us, now, c->status);
-    else gp_metrics_drop(w->slot, now);
+    if (complete) gp_metrics_end(e->slot, c->m_start_us, now, c->status);
+    else gp_metrics_drop(e->slot, now);
     c->m_start_us = 0;
 }
 
@@ -235,19 +293,19 @@ static __attribute__((noinline)) void write_access_log(gp_conn *c, const gp_alog
         .status = c->status,
         .bytes = c->resp_bytes > unsent ? c->resp_bytes - unsent : 0,
         .duration_us = duration_us,
-        .pid = c->w->pid,
+        .pid = c->env->pid,
         .clf_time = clf,
         .iso_time = iso,
     };
-    size_t n = gp_alog_render(c->w->alog_fmt, r, &v, json, line);
-    gp_worker *w = c->w;
+    size_t n = gp_alog_render(c->env->alog_fmt, r, &v, json, line);
+    gp_worker_env *e = c->env;
     ssize_t wr;
-    do wr = write(w->access_fd, line, n);
+    do wr = write(e->access_fd, line, n);
     while (wr < 0 && errno == EINTR);
     if (wr == (ssize_t)n) {
-        w->access_log_failed = false;
-    } else if (!w->access_log_failed) { /* once, not a line per request */
-        w->access_log_failed = true;
+        c->cs->access_log_failed = false;
+    } else if (!c->cs->access_log_failed) { /* once, not a line per request */
+        c->cs->access_log_failed = true;
         gp_warn("cannot write the access log: %s; lines are lost until it can be written again",
                 wr < 0 ? strerror(errno) : "short write");
     }
@@ -256,13 +314,13 @@ static __attribute__((noinline)) void write_access_log(gp_conn *c, const gp_alog
 /* The request's end: its access-log line, and --log-slow's warning. */
 static void end_request_log(gp_conn *c, uint64_t now_us)
 {
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     const gp_alog_rec *r = c->alog_pending ? c->alog : NULL;
     uint64_t us = r ? now_us - r->start_us : 0;
     c->alog_pending = false;
-    if (w->access_fd >= 0) write_access_log(c, r, us);
+    if (e->access_fd >= 0) write_access_log(c, r, us);
     /* a WebSocket's session is not a request that was slow */
-    if (r && w->log_slow_us && us >= w->log_slow_us && !c->up) {
+    if (r && e->log_slow_us && us >= e->log_slow_us && !c->up) {
         char what[2 * GP_ALOG_FIELD];
         size_t m = gp_log_escape(what, GP_ALOG_FIELD, r->data[GP_ALOG_LINE], r->method_len);
         what[m++] = ' ';
@@ -278,17 +336,17 @@ static void end_request_log(gp_conn *c, uint64_t now_us)
 
 void gp_exchange_begin(gp_conn *x, const gp_http_request *req)
 {
-    gp_worker *w = x->w;
-    if (w->alog_on || w->count_busy) request_begin(x, req);
+    gp_worker_env *e = x->env;
+    if (e->alog_on || e->count_busy) request_begin(x, req);
 }
 
 void gp_exchange_end(gp_conn *x, int status, uint64_t bytes)
 {
-    gp_worker *w = x->w;
+    gp_worker_env *e = x->env;
     x->status = status;
     x->resp_bytes = bytes;
-    if (w->alog_on || x->m_start_us) request_end(x, true);
-    gp_slot_request_end(w->slot, bytes, status >= 500);
+    if (e->alog_on || x->m_start_us) request_end(x, true);
+    gp_slot_request_end(e->slot, bytes, status >= 500);
 }
 
 static void serve_buffered(gp_conn *c);
@@ -310,7 +368,7 @@ static void linger_close(gp_conn *c)
     }
     gp_stream_shutdown(&c->s);
     c->state = CS_LINGER;
-    gp_conn_set_deadline(c, c->w->now + GP_LINGER_S);
+    gp_conn_set_deadline(c, c->env->now + GP_LINGER_S);
     c->body_total = 0;
     watch(c, EPOLLIN);
 }
@@ -318,9 +376,9 @@ static void linger_close(gp_conn *c)
 /* The response is fully written: log, then close or get ready for the next. */
 static void response_complete(gp_conn *c)
 {
-    gp_worker *w = c->w;
-    if (w->alog_on || c->m_start_us) request_end(c, true);
-    gp_slot_request_end(w->slot, c->resp_bytes, c->status >= 500);
+    gp_worker_env *e = c->env;
+    if (e->alog_on || c->m_start_us) request_end(c, true);
+    gp_slot_request_end(e->slot, c->resp_bytes, c->status >= 500);
     gp_stream_out_release(&c->s);
     c->app_state = NULL;
     if (c->own_fd >= 0) close(c->own_fd);
@@ -340,9 +398,9 @@ static void response_complete(gp_conn *c)
     c->s.rpos = c->head_len = 0;
     if (!rest) gp_stream_in_release(&c->s);
     c->state = CS_HEAD;
-    double idle = rest ? w->cfg->header_timeout : w->cfg->keep_alive;
-    if (w->stopping && !rest && idle > GP_STOP_IDLE_S) idle = GP_STOP_IDLE_S;
-    gp_conn_set_deadline(c, w->now + idle);
+    double idle = rest ? e->cfg->header_timeout : e->cfg->keep_alive;
+    if (e->stopping && !rest && idle > GP_STOP_IDLE_S) idle = GP_STOP_IDLE_S;
+    gp_conn_set_deadline(c, e->now + idle);
     watch(c, EPOLLIN);
 }
 
@@ -352,8 +410,8 @@ static void after_app(gp_conn *c, gp_app_status st)
     if (c->dead) return;
     if (st == GP_APP_ASYNC) {
         c->state = CS_ASYNC;
-        c->w->active_async++;
-        gp_conn_set_deadline(c, c->w->now + 1e9); /* the app decides how long it takes */
+        c->cs->active_async++;
+        gp_conn_set_deadline(c, c->env->now + 1e9); /* the app decides how long it takes */
         async_idle_deadline(c); /* unless it waits for a body that does not come */
         async_rewatch(c);
         return;
@@ -398,8 +456,8 @@ static void hold_body(gp_conn *c, bool on_event);
  * block the worker on it, and a body not all here yet. */
 static bool must_hold_body(gp_conn *c)
 {
-    gp_worker *w = c->w;
-    if (c->body_done || !w->cfg->body_buffer_size || w->pool || w->ops->runs_as_tasks) return false;
+    gp_worker_env *e = c->env;
+    if (c->body_done || !e->cfg->body_buffer_size || e->pool || e->ops->runs_as_tasks) return false;
     return c->body_kind != GP_HTTP_BODY_LENGTH || c->s.len - c->s.rpos < c->body_left;
 }
 
@@ -407,7 +465,7 @@ static bool must_hold_body(gp_conn *c)
  * be parsed again once the body is in, since the body may reuse its room. */
 static void begin_hold(gp_conn *c)
 {
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     if (!(c->held_head = malloc(c->head_len))) {
         reject(c, 500);
         return;
@@ -416,13 +474,13 @@ static void begin_hold(gp_conn *c)
     c->held_head_len = c->head_len;
     gp_body_init(&c->held, NULL);
     c->state = CS_BODY;
-    gp_conn_set_deadline(c, w->now + w->cfg->body_timeout);
+    gp_conn_set_deadline(c, e->now + e->cfg->body_timeout);
     hold_body(c, false);
 }
 
 static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
 {
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     c->head_len = c->s.rpos = head_len;
     c->version_minor = req->version_minor;
     c->keep_alive = req->keep_alive;
@@ -440,23 +498,23 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
     memset(&c->chunked, 0, sizeof c->chunked);
     c->expect_continue = req->expect_continue;
     c->continue_sent = false;
-    if (w->alog_on || w->count_busy) request_begin(c, req);
-    if (w->cfg->limit_request_body && req->body == GP_HTTP_BODY_LENGTH &&
-        req->content_length > w->cfg->limit_request_body) {
+    if (e->alog_on || e->count_busy) request_begin(c, req);
+    if (e->cfg->limit_request_body && req->body == GP_HTTP_BODY_LENGTH &&
+        req->content_length > e->cfg->limit_request_body) {
         reject(c, 413);
         return;
     }
     /* a file under --static, answered without the app (so outside its concurrency limit) */
-    if (w->statics && w->static_serve(w->statics, c, req)) {
+    if (e->statics && e->static_serve(e->statics, c, req)) {
         c->state = CS_FLUSH;
         after_app(c, GP_APP_DONE);
         return;
     }
-    if (w->cfg->limit_concurrency && w->active_async >= w->cfg->limit_concurrency) {
+    if (e->cfg->limit_concurrency && c->cs->active_async >= e->cfg->limit_concurrency) {
         reject(c, 503);
         return;
     }
-    if (req->upgrade && w->h2 && w->h2->upgrade(c, req, head_len)) return; /* h2c */
+    if (req->upgrade && e->h2 && e->h2->upgrade(c, req, head_len)) return; /* h2c */
     if (must_hold_body(c)) {
         begin_hold(c);
         return;
@@ -467,25 +525,25 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
 /* Hands a request whose head (and, when held, body) is in to the app. */
 static void run_app(gp_conn *c, gp_http_request *req)
 {
-    gp_worker *w = c->w;
-    if (w->pool) {
+    gp_worker_env *e = c->env;
+    if (e->pool) {
         to_thread(c, GP_JOB_START);
         return;
     }
     c->state = CS_APP_WAIT; /* the app owns the response from here */
     /* an app run as a task only gets scheduled here: its stalls show in the
      * loop's heartbeat, so the request text would be copied for nothing */
-    bool tracked = !w->ops->runs_as_tasks;
+    bool tracked = !e->ops->runs_as_tasks;
     if (tracked)
-        gp_slot_request_begin(w->slot, w->now_ms, req->method, req->method_len, req->target,
+        gp_slot_request_begin(e->slot, e->now_ms, req->method, req->method_len, req->target,
                               req->target_len);
-    else c->task_ms = w->now_ms;
-    gp_app_status st = w->ops->start(w->app, c, req);
+    else c->task_ms = e->now_ms;
+    gp_app_status st = e->ops->start(e->app, c, req);
     c->state = CS_FLUSH;
     if (tracked) {
-        gp_worker_update_clock(w); /* the app may have run long: deadlines start now */
-        atomic_store_explicit(&w->slot->req_start_ms, 0, memory_order_relaxed);
-        atomic_store_explicit(&w->slot->state, GP_WS_IDLE, memory_order_relaxed);
+        gp_worker_env_clock(e); /* the app may have run long: deadlines start now */
+        atomic_store_explicit(&e->slot->req_start_ms, 0, memory_order_relaxed);
+        atomic_store_explicit(&e->slot->state, GP_WS_IDLE, memory_order_relaxed);
     }
     after_app(c, st);
 }
@@ -501,7 +559,7 @@ static void run_app(gp_conn *c, gp_http_request *req)
  * serve_buffered's own loop goes on with them (no recursion per request). */
 static void hold_body(gp_conn *c, bool on_event)
 {
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     char tmp[GP_IO_BUF_SIZE];
     for (int i = 0; i < HOLD_READS_PER_TURN; i++) {
         ssize_t n = gp_conn_body_read_nb(c, tmp, sizeof tmp);
@@ -515,8 +573,8 @@ static void hold_body(gp_conn *c, bool on_event)
             return;
         }
         if (n > 0) {
-            gp_conn_set_deadline(c, w->now + w->cfg->body_timeout);
-            int r = gp_body_append(&c->held, tmp, (size_t)n, w->cfg->body_buffer_size);
+            gp_conn_set_deadline(c, e->now + e->cfg->body_timeout);
+            int r = gp_body_append(&c->held, tmp, (size_t)n, e->cfg->body_buffer_size);
             if (r < 0) {
                 gp_warn("cannot hold a request body: %s", strerror(-r));
                 reject(c, 500);
@@ -527,10 +585,10 @@ static void hold_body(gp_conn *c, bool on_event)
     }
     if (!c->body_done) return; /* more next turn: the socket is still readable */
     gp_http_request req;
-    req.headers = w->headers;
-    req.num_headers = w->cfg->limit_request_fields;
+    req.headers = c->cs->headers;
+    req.num_headers = e->cfg->limit_request_fields;
     c->body_held = true;
-    if (gp_http_parse_request(c->held_head, c->held_head_len, &req, &w->limits) !=
+    if (gp_http_parse_request(c->held_head, c->held_head_len, &req, &e->limits) !=
         (int)c->held_head_len) {
         reject(c, 500);
         return;
@@ -569,24 +627,24 @@ static void to_thread(gp_conn *c, enum gp_thread_job job)
     c->state = CS_THREAD;
     c->s.off_loop = true; /* its writes must not touch the loop's timers */
     c->thread_job = (unsigned char)job;
-    gp_loop_unwatch(&c->w->loop, &c->s.io); /* fails only when it was not watched */
-    gp_pool_submit(c->w->pool, &c->job);
+    gp_loop_unwatch(c->env->stream.loop, &c->s.io); /* fails only when it was not watched */
+    gp_pool_submit(c->env->pool, &c->job);
 }
 
 static gp_app_status thread_start(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts)
 {
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     gp_http_request req;
     req.headers = headers;
-    req.num_headers = w->cfg->limit_request_fields;
+    req.num_headers = e->cfg->limit_request_fields;
     /* the head is parsed again into this thread's array: the loop's is shared */
-    if (gp_http_parse_request(c->s.buf, c->head_len, &req, &w->limits) != (int)c->head_len) {
+    if (gp_http_parse_request(c->s.buf, c->head_len, &req, &e->limits) != (int)c->head_len) {
         gp_conn_send_error(c, 500, 1);
         return GP_APP_DONE;
     }
     gp_conn_describe(ts->what, sizeof ts->what, &req);
     atomic_store_explicit(&ts->started_ms, gp_monotonic_ms(), memory_order_release);
-    gp_app_status st = w->ops->start(w->app, c, &req);
+    gp_app_status st = e->ops->start(e->app, c, &req);
     /* the head may be gone once the body was read: keep the text for resumes */
     if (st == GP_APP_PENDING) memcpy(c->what, ts->what, sizeof c->what);
     return st;
@@ -597,7 +655,7 @@ static gp_app_status thread_start(gp_conn *c, gp_http_header *headers, gp_thread
 void gp_conn_job_run(gp_job *j, gp_http_header *headers, gp_thread_slot *ts)
 {
     gp_conn *c = (gp_conn *)((char *)j - offsetof(gp_conn, job));
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     gp_app_status st = GP_APP_DONE;
     c->tslot = ts;
     switch (c->thread_job) {
@@ -605,9 +663,9 @@ void gp_conn_job_run(gp_job *j, gp_http_header *headers, gp_thread_slot *ts)
     case GP_JOB_RESUME:
         memcpy(ts->what, c->what, sizeof ts->what);
         atomic_store_explicit(&ts->started_ms, gp_monotonic_ms(), memory_order_release);
-        st = w->ops->resume(w->app, c);
+        st = e->ops->resume(e->app, c);
         break;
-    case GP_JOB_ABORT: w->ops->abort(w->app, c); break;
+    case GP_JOB_ABORT: e->ops->abort(e->app, c); break;
     }
     atomic_store_explicit(&ts->started_ms, 0, memory_order_release);
     if (st == GP_APP_DONE && !c->s.broken) {
@@ -626,7 +684,7 @@ void gp_conn_job_done(gp_job *j)
     if (c->thread_st == GP_APP_PENDING) {
         c->state = CS_APP_WAIT;
         /* the app may have run long since its last write reset the deadline */
-        gp_conn_set_deadline(c, c->w->now + c->w->cfg->send_timeout);
+        gp_conn_set_deadline(c, c->env->now + c->env->cfg->send_timeout);
         watch(c, EPOLLOUT);
         return;
     }
@@ -652,8 +710,8 @@ static bool read_proxy_header(gp_conn *c)
     if (pr.src.ss_family != AF_UNSPEC) {
         c->peer = pr.src;
         c->peer_len = pr.src_len;
-        c->fwd_trusted = c->w->cfg->proxy_headers &&
-                         gp_fwd_trusts(&c->w->cfg->forwarded_allow, (struct sockaddr *)&c->peer);
+        c->fwd_trusted = c->env->cfg->proxy_headers &&
+                         gp_fwd_trusts(&c->env->cfg->forwarded_allow, (struct sockaddr *)&c->peer);
     }
     c->proxy_wait = false;
     c->s.len -= (size_t)r;
@@ -664,29 +722,29 @@ static bool read_proxy_header(gp_conn *c)
 /* Parses and serves every complete head in the buffer, in order. */
 static void serve_buffered(gp_conn *c)
 {
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     while (!c->dead && c->state == CS_HEAD && c->s.len > 0) {
         if (c->proxy_wait && !read_proxy_header(c)) return;
         if (!c->s.len) return;
-        if (w->h2) { /* an HTTP/2 preface takes the stream (h2_proto.h) */
-            int h2 = w->h2->preface(c);
+        if (e->h2) { /* an HTTP/2 preface takes the stream (h2_proto.h) */
+            int h2 = e->h2->preface(c);
             if (h2 < 0) reject(c, -h2);
             if (h2) return;
         }
         gp_http_request req;
-        req.headers = w->headers;
-        req.num_headers = w->cfg->limit_request_fields;
+        req.headers = c->cs->headers;
+        req.num_headers = e->cfg->limit_request_fields;
         /* resumes where the last read's bytes ended: a head that trickles in
          * is scanned once */
-        int r = gp_http_parse_head(&c->head, c->s.buf, c->s.len, &req, &w->limits);
+        int r = gp_http_parse_head(&c->head, c->s.buf, c->s.len, &req, &e->limits);
         if (r < 0) {
             reject(c, -r);
             return;
         }
         if (r == 0) {
-            if (c->s.len >= w->head_cap) reject(c, 431);
-            else if (c->s.deadline > w->now + w->cfg->header_timeout)
-                gp_conn_set_deadline(c, w->now + w->cfg->header_timeout);
+            if (c->s.len >= e->head_cap) reject(c, 431);
+            else if (c->s.deadline > e->now + e->cfg->header_timeout)
+                gp_conn_set_deadline(c, e->now + e->cfg->header_timeout);
             return;
         }
         dispatch(c, &req, (size_t)r);
@@ -704,13 +762,13 @@ static int ensure_buffer(gp_conn *c)
 
 static void read_head(gp_conn *c)
 {
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     if (ensure_buffer(c) < 0) {
         gp_conn_close(c);
         return;
     }
     if (c->s.len == c->s.cap) {
-        size_t want = c->s.cap * 2 > w->head_cap ? w->head_cap : c->s.cap * 2;
+        size_t want = c->s.cap * 2 > e->head_cap ? e->head_cap : c->s.cap * 2;
         if (want <= c->s.cap) {
             reject(c, 431);
             return;
@@ -732,7 +790,7 @@ static void read_head(gp_conn *c)
         gp_conn_close(c);
         return;
     }
-    if (first) gp_conn_set_deadline(c, w->now + w->cfg->header_timeout);
+    if (first) gp_conn_set_deadline(c, e->now + e->cfg->header_timeout);
     serve_buffered(c);
 }
 
@@ -749,14 +807,14 @@ void gp_conn_async_event(gp_stream *s, uint32_t events)
 {
     gp_conn *c = (gp_conn *)s;
     if (c->dead) return;
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     if (events & EPOLLOUT) {
         int r = flush(c);
         if (r == GP_AGAIN) return;
         if (r == GP_ERROR) c->peer_gone = true;
         if (c->up && r == GP_OK && c->up->on_drained(c) == GP_AGAIN) return;
         async_rewatch(c);
-        w->ops->resume(w->app, c);
+        e->ops->resume(e->app, c);
         if (c->dead || c->state != CS_ASYNC) goto next;
     }
     if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->peer_gone) {
@@ -779,7 +837,7 @@ void gp_conn_async_event(gp_stream *s, uint32_t events)
         }
         if (c->peer_gone || c->s.len == c->s.cap) async_rewatch(c);
         if (c->up) c->up->on_input(c);
-        else if (c->want_input || c->peer_gone) w->ops->readable(w->app, c);
+        else if (c->want_input || c->peer_gone) e->ops->readable(e->app, c);
     }
 next:
     if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
@@ -805,7 +863,7 @@ void gp_conn_app_done(gp_conn *c)
 {
     XVOID(c, app_done(c));
     if (c->dead || c->state != CS_ASYNC) return;
-    c->w->active_async--;
+    c->cs->active_async--;
     c->want_input = false;
     c->state = CS_FLUSH;
     gp_stream_set_proto(&c->s, &h1_proto); /* an upgraded protocol ends with its exchange */
@@ -830,12 +888,12 @@ static void h1_on_event(gp_stream *s, uint32_t events)
             gp_conn_close(c); /* tells the app through abort */
             return;
         }
-        if (c->w->pool) { /* the app's next pieces come from a request thread */
+        if (c->env->pool) { /* the app's next pieces come from a request thread */
             to_thread(c, GP_JOB_RESUME);
             return;
         }
         c->state = CS_FLUSH; /* not CS_APP_WAIT: a close now must not abort twice */
-        st = c->w->ops->resume(c->w->app, c);
+        st = c->env->ops->resume(c->env->app, c);
         after_app(c, st);
         if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
         break;
@@ -869,15 +927,15 @@ void gp_conn_on_timeout(gp_conn *c)
     if (c->state == CS_ASYNC && !output_pending(c)) {
         /* quiet is fine; only an app waiting for body bytes that do not come
          * is told (408 through its receive), and only once */
-        gp_conn_set_deadline(c, c->w->now + 1e9);
+        gp_conn_set_deadline(c, c->env->now + 1e9);
         if (c->want_input && !c->body_done && !c->body_late) {
             c->body_late = true;
-            c->w->ops->readable(c->w->app, c);
+            c->env->ops->readable(c->env->app, c);
         }
         return;
     }
     /* stopping: a request crossing our FIN is read and dropped, not reset */
-    if (c->state == CS_HEAD && c->w->stopping) {
+    if (c->state == CS_HEAD && c->env->stopping) {
         linger_close(c);
         return;
     }
@@ -891,10 +949,10 @@ void gp_conn_on_stop(gp_conn *c)
 {
     /* keep_alive stays: a response whose head already went out without
      * Connection: close must not be followed by a close; the next head
-     * says close (gp_conn_head_end sees w->stopping) */
+     * says close (gp_conn_head_end sees e->stopping) */
     if (c->state == CS_THREAD) return;
-    if (c->state == CS_HEAD && c->s.len == 0 && c->s.deadline > c->w->now + GP_STOP_IDLE_S)
-        gp_conn_set_deadline(c, c->w->now + GP_STOP_IDLE_S);
+    if (c->state == CS_HEAD && c->s.len == 0 && c->s.deadline > c->env->now + GP_STOP_IDLE_S)
+        gp_conn_set_deadline(c, c->env->now + GP_STOP_IDLE_S);
 }
 
 static void h1_on_timeout(gp_stream *s)
@@ -966,13 +1024,18 @@ bool gp_conn_closed(gp_conn *c)
     return c->dead;
 }
 
+const gp_worker_env *gp_conn_env(gp_conn *c)
+{
+    return c->env;
+}
+
 const gp_config *gp_conn_config(gp_conn *c)
 {
-    return c->w->cfg;
+    return c->env->cfg;
 }
 
 const gp_app_ops *gp_conn_app_ops(gp_conn *c, void **app)
 {
-    *app = c->w->app;
-    return c->w->ops;
+    *app = c->env->app;
+    return c->env->ops;
 }

@@ -31,8 +31,8 @@
 #include <unistd.h>
 
 #include "core/conn.h"
-#include "core/worker.h"
-#include "core/worker_internal.h"
+#include "core/conn_h1.h" /* the connection's own test: its struct */
+#include "core/worker_env.h"
 
 #define DATE "Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
 
@@ -71,7 +71,12 @@ struct test_app {
 };
 
 static struct {
-    gp_worker *w;
+    gp_worker_env *w; /* what a worker would give the connections */
+    gp_conns *cs;
+    gp_loop loop;
+    gp_timers timers;
+    gp_bufpool bufs;
+    gp_conn_listener lis;
     gp_scoreboard *sb;
     gp_config cfg;
     test_app app;
@@ -165,10 +170,10 @@ static int setup(void **state)
     F.cfg.send_timeout = 60;
     F.cfg.body_buffer_size = 0; /* the app reads the body itself; hold tests set it */
 
-    gp_worker *w = calloc(1, sizeof *w);
+    gp_worker_env *w = calloc(1, sizeof *w);
     if (!w) return -1;
     F.w = w;
-    if (gp_loop_init(&w->loop) < 0) return -1;
+    if (gp_loop_init(&F.loop) < 0) return -1;
     w->cfg = &F.cfg;
     w->ops = &fake_ops;
     w->app = &F.app;
@@ -177,10 +182,9 @@ static int setup(void **state)
     w->limits.max_field_size = F.cfg.limit_request_field_size;
     w->head_cap = F.cfg.limit_request_line + 2 +
                   F.cfg.limit_request_fields * (F.cfg.limit_request_field_size + 2) + 2;
-    gp_worker_env_init(w);
-    if (gp_bufpool_init(&w->bufs) < 0) return -1;
+    gp_worker_env_init(w, &F.loop, &F.timers, &F.bufs);
+    if (gp_bufpool_init(&F.bufs) < 0) return -1;
     w->access_fd = -1;
-    w->spare_fd = -1;
     /* a fixed Date line (both halves of the double buffer) for exact bytes */
     memcpy(w->date_lines[0], DATE, sizeof DATE - 1);
     memcpy(w->date_lines[1], DATE, sizeof DATE - 1);
@@ -188,8 +192,8 @@ static int setup(void **state)
     w->now = gp_now();
     char err[128];
     if (gp_addr_parse("127.0.0.1:8000", &F.local, err, sizeof err) < 0) return -1;
-    w->listeners[0].addr = &F.local;
-    w->num_listeners = 1;
+    F.lis.addr = &F.local;
+    if (!(F.cs = gp_conns_new(w))) return -1;
     F.sb = gp_scoreboard_create(1);
     if (!F.sb) return -1;
     w->slot = &F.sb->slots[0];
@@ -203,29 +207,16 @@ static int setup(void **state)
 
 static void free_dead(void)
 {
-    gp_worker *w = F.w;
-    while (w->dead) {
-        gp_conn *c = w->dead;
-        w->dead = c->next;
-        c->next = w->free_conns;
-        w->free_conns = c;
-    }
+    gp_conns_recycle(F.cs);
 }
 
 static int teardown(void **state)
 {
-    gp_worker *w = F.w;
-    while (w->conns) gp_conn_close(w->conns);
-    free_dead();
-    while (w->free_conns) {
-        gp_conn *c = w->free_conns;
-        w->free_conns = c->next;
-        free(c);
-    }
-    gp_bufpool_free(&w->bufs);
-    gp_timers_free(&w->timers);
-    gp_loop_close(&w->loop);
-    free(w);
+    gp_conns_free(F.cs);
+    gp_bufpool_free(&F.bufs);
+    gp_timers_free(&F.timers);
+    gp_loop_close(&F.loop);
+    free(F.w);
     gp_scoreboard_destroy(F.sb);
     if (F.peer >= 0) close(F.peer);
     return 0;
@@ -245,9 +236,9 @@ static gp_conn *conn_open_peer(const struct sockaddr_storage *peer, socklen_t pe
         peer = &ss;
         peer_len = sizeof(sa_family_t);
     }
-    gp_conn *c = gp_conn_new(F.w, sv[0], 0, peer, peer_len);
+    gp_conn *c = gp_stream_conn(gp_conn_new(F.cs, sv[0], &F.lis, peer, peer_len));
     assert_non_null(c);
-    assert_int_equal(F.w->num_conns, 1);
+    assert_int_equal(F.cs->count, 1);
     return c;
 }
 
@@ -258,17 +249,17 @@ static gp_conn *conn_open(void)
 
 static int conn_alive(void)
 {
-    return F.w->num_conns > 0;
+    return F.cs->count > 0;
 }
 
 /* Runs loop turns until nothing is ready (the first wait may block). */
 static void pump_wait(int first_timeout_ms)
 {
     for (int i = 0; i < 1000; i++) {
-        int n = gp_loop_wait(&F.w->loop, i == 0 ? first_timeout_ms : 0);
+        int n = gp_loop_wait(&F.loop, i == 0 ? first_timeout_ms : 0);
         if (n <= 0) break;
         F.w->now = gp_now();
-        gp_loop_dispatch(&F.w->loop);
+        gp_loop_dispatch(&F.loop);
         free_dead();
     }
 }
@@ -351,7 +342,7 @@ static void test_get_exact_bytes(void **state)
     assert_int_equal(F.app.results[1], GP_OK);
     /* keep-alive: back to reading heads, and a second request works */
     assert_true(conn_alive());
-    assert_int_equal(F.w->conns->state, CS_HEAD);
+    assert_int_equal(F.cs->open->state, CS_HEAD);
     roundtrip(GET11, out, sizeof out, &eof);
     assert_non_null(strstr(out, "\r\n\r\nhello"));
     assert_int_equal(F.app.starts, 2);
@@ -426,7 +417,7 @@ static void test_http10_close_delimited(void **state)
     assert_true(eof); /* the server shut down its side: the close ends the body */
     /* lingering until the client closes too */
     assert_true(conn_alive());
-    assert_int_equal(F.w->conns->state, CS_LINGER);
+    assert_int_equal(F.cs->open->state, CS_LINGER);
     close(F.peer);
     F.peer = -1;
     pump();
@@ -931,7 +922,7 @@ static gp_app_status app_stop_midway(test_app *t, gp_conn *c, const gp_http_requ
     gp_conn_head_end(c);
     gp_conn_write(c, "ok", 2);
     F.w->stopping = true;
-    for (gp_conn *k = F.w->conns; k; k = k->next) gp_conn_on_stop(k);
+    for (gp_conn *k = F.cs->open; k; k = k->next) gp_conn_on_stop(k);
     gp_conn_end_response(c);
     return GP_APP_DONE;
 }
@@ -1483,8 +1474,8 @@ static void test_large_write_resumes(void **state)
     assert_int_equal(F.app.starts, 1);
     assert_int_equal(F.app.first_rc, 2); /* GP_AGAIN on the first big write */
     assert_int_equal(F.app.resumes, 0);
-    assert_int_equal(F.w->conns->state, CS_APP_WAIT);
-    assert_int_equal(F.w->conns->s.io.events, EPOLLOUT);
+    assert_int_equal(F.cs->open->state, CS_APP_WAIT);
+    assert_int_equal(F.cs->open->s.io.events, EPOLLOUT);
 
     size_t cap = BIG_LEN + 4096, got = 0;
     char *out = malloc(cap);
@@ -1497,7 +1488,7 @@ static void test_large_write_resumes(void **state)
         pump_wait(10);
         head = memmem(out, got, "\r\n\r\n", 4);
         if (head && (size_t)(head + 4 - out) + BIG_LEN == got && F.app.big_pos == BIG_LEN &&
-            F.w->conns->state == CS_HEAD)
+            F.cs->open->state == CS_HEAD)
             break;
     }
     assert_non_null(head);
@@ -1508,8 +1499,8 @@ static void test_large_write_resumes(void **state)
     assert_true(F.app.resumes >= 1);
     assert_int_equal(F.app.aborts, 0);
     assert_true(conn_alive());
-    assert_int_equal(F.w->conns->state, CS_HEAD);
-    assert_int_equal(F.w->conns->s.io.events, EPOLLIN);
+    assert_int_equal(F.cs->open->state, CS_HEAD);
+    assert_int_equal(F.cs->open->s.io.events, EPOLLIN);
     free(out);
     free(big);
 }
@@ -1537,7 +1528,7 @@ static void test_large_chunked_write_resumes(void **state)
     while (mono() < until) {
         got += peer_read(out + got, cap - got, NULL);
         pump_wait(10);
-        if (got >= 5 && memcmp(out + got - 5, "0\r\n\r\n", 5) == 0 && F.w->conns->state == CS_HEAD)
+        if (got >= 5 && memcmp(out + got - 5, "0\r\n\r\n", 5) == 0 && F.cs->open->state == CS_HEAD)
             break;
     }
     /* decode the chunks and compare */
@@ -1580,7 +1571,7 @@ static void test_peer_closes_while_pending_aborts(void **state)
     send_str(GET11);
     pump();
     assert_int_equal(F.app.first_rc, 2);
-    assert_int_equal(F.w->conns->state, CS_APP_WAIT);
+    assert_int_equal(F.cs->open->state, CS_APP_WAIT);
     close(F.peer);
     F.peer = -1;
     pump_wait(100);
@@ -1683,7 +1674,7 @@ static gp_app_status app_head_at_boundary(test_app *t, gp_conn *c, const gp_http
 {
     /* "HTTP/1.1 200 OK\r\n" (17) + "X-Pad: " + v + "\r\n" (9 + v) = 16384 - (date_len + 64) */
     static char pad[16384];
-    size_t v = GP_IO_BUF_SIZE - (c->w->date_len + 64) - 17 - 9;
+    size_t v = GP_IO_BUF_SIZE - (c->env->date_len + 64) - 17 - 9;
     memset(pad, 'p', v);
     gp_conn_head_begin(c, "200 OK", 6);
     record(t, gp_conn_head_add(c, "X-Pad", 5, pad, v));
@@ -2162,28 +2153,12 @@ static void test_async_send_timeout_when_stalled(void **state)
     assert_false(conn_alive());
 }
 
-/* The bound of an ASGI app's lifespan shutdown: the whole graceful timeout
- * before the stop, what is left of it once stopping, never below zero. */
-static void test_worker_stop_left(void **state)
-{
-    F.cfg.graceful_timeout = 5;
-    F.w->now = 100;
-    assert_true(gp_worker_stop_left(F.w) == 5.0);
-    F.w->stopping = true;
-    F.w->stop_deadline = 102.5;
-    assert_true(gp_worker_stop_left(F.w) == 2.5);
-    F.w->now = 103;
-    assert_true(gp_worker_stop_left(F.w) == 0.0);
-    F.w->stopping = false;
-}
-
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as the worker does: a closed peer is EPIPE */
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_get_exact_bytes),
-        T(test_worker_stop_left),
         T(test_chunked_response),
         T(test_chunked_sizes),
         T(test_http10_close_delimited),
