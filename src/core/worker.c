@@ -1,8 +1,11 @@
 /* worker: the loop of one worker process; see worker.h.
  *
  * Owns the listeners' registration, accepting, the once-a-second tick (Date
- * header, idle and slow-client deadlines) and the graceful stop. Connection
- * work is in conn.c. */
+ * header, idle and slow-client deadlines), the timers' timerfd and the
+ * graceful stop; its struct is private to this file. Connections get what
+ * they read of the worker once, as a gp_worker_env (worker_env.h); the
+ * worker reaches them only through their streams and the streams' protocol
+ * tables (proto.h), listed by the connection layer (h1.h). */
 #include "core/worker.h"
 
 #include <errno.h>
