@@ -13,6 +13,7 @@
 
 #include "core/body.h"
 #include "core/conn.h"
+#include "core/exchange.h"
 #include "core/h1.h"
 #include "core/proxyproto.h"
 #include "core/scoreboard.h"

@@ -3,13 +3,13 @@
  * header, handing requests to the app bridge (on the loop, on a request
  * thread with --threads, or as a task for async apps), holding a sync app's
  * body before it runs (gp_body, body.c) so a slow uploader never holds the
- * worker, the response cycle (flush, keep-alive, linger, close), access log
- * lines, timeouts and the graceful stop, and the upgrade to another
- * protocol on the same stream (WebSocket). The exchange's own calls (head,
- * write, body) are conn.c's.
+ * worker, the response cycle (flush, keep-alive, linger, close), timeouts
+ * and the graceful stop, the upgrade to another protocol on the same stream
+ * (WebSocket, HTTP/2), and the set of a worker's connections (h1.h). The
+ * exchange's own calls (head, write, body) are conn.c's; each request's log
+ * line and timing are h1_log.c's.
  *
  * Never blocks the loop; never writes a byte but through the stream. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -19,19 +19,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/accesslog.h"
-#include "core/exchange.h"
+#include "core/conn_h1.h"
+#include "core/h1_log.h"
+#include "core/h1_thread.h"
 #include "core/h2_proto.h"
 #include "core/log.h"
-#include "core/metrics.h"
 #include "core/proto.h"
 #include "core/tls.h"
-#include "core/conn_h1.h"
 
-/* out of line: its 32 KB line buffer would make every caller's frame probe
- * 8 pages of stack, log or not */
-static void end_request_log(gp_conn *c, uint64_t now_us) __attribute__((noinline));
-static void request_end(gp_conn *c, bool complete);
 
 static const gp_proto h1_proto;
 
@@ -185,8 +180,6 @@ static void held_release(gp_conn *c)
     c->body_held = false;
 }
 
-static void to_thread(gp_conn *c, enum gp_thread_job job);
-
 /* Closes now; the memory is recycled after this loop turn, since the batch of
  * events being handled may still name this connection. With request threads,
  * a response the app still owns is first handed to a thread to release. */
@@ -198,7 +191,7 @@ void gp_conn_close(gp_conn *c)
         /* the app's response state is Python's: a request thread releases
          * it (abort), then the connection closes for real on its way back */
         c->s.broken = true;
-        to_thread(c, GP_JOB_ABORT);
+        gp_h1_to_thread(c, GP_JOB_ABORT);
         return;
     }
     if ((c->state == CS_APP_WAIT || c->state == CS_ASYNC) && e->ops->abort)
@@ -206,7 +199,7 @@ void gp_conn_close(gp_conn *c)
     if (c->state == CS_ASYNC) c->cs->active_async--;
     c->dead = true;
     /* cut off before its response was complete */
-    if (c->m_start_us || c->alog_pending) request_end(c, false);
+    if (c->m_start_us || c->alog_pending) gp_h1_log_end(c, false);
     if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("closed", c->s.io.fd, &c->peer);
     gp_stream_close(&c->s);
     if (c->own_fd >= 0) close(c->own_fd);
@@ -228,126 +221,6 @@ void gp_conn_close(gp_conn *c)
 }
 
 /* ---- request heads and the response cycle ------------------------------- */
-
-/* Keeps what the access log and --log-slow need, since the head is gone by
- * the end: the format's values, the client a trusted proxy named (as the
- * app's REMOTE_ADDR), and when the head was in. */
-static void remember_for_log(gp_conn *c, const gp_http_request *req, uint64_t now_us)
-{
-    const gp_alog_format *f = c->env->alog_fmt;
-    if (!c->alog && !(c->alog = malloc(gp_alog_rec_size(f)))) return;
-    gp_alog_capture(c->alog, f, req);
-    gp_fwd fw;
-    c->alog->host[0] = 0;
-    if (req->proxy_headers && gp_conn_forwarded(c, req, &fw) && (fw.set & GP_FWD_FOR))
-        snprintf(c->alog->host, sizeof c->alog->host, "%s", fw.client);
-    c->alog_pending = true;
-    c->alog->start_us = now_us;
-}
-
-/* The access log and the metrics time a request from the same clock read
- * at each end; with both off a request pays one test. */
-static void request_begin(gp_conn *c, const gp_http_request *req)
-{
-    gp_worker_env *e = c->env;
-    uint64_t now = gp_metrics_now_us();
-    if (e->alog_on) remember_for_log(c, req, now);
-    if (e->count_busy && !c->m_start_us) {
-        gp_metrics_begin(e->slot, now);
-        c->m_start_us = now;
-    }
-}
-
-/* complete: the response was written (a line even for a request never
- * dispatched); else it was cut off (a line only if one is pending). */
-static void request_end(gp_conn *c, bool complete)
-{
-    gp_worker_env *e = c->env;
-    uint64_t now = gp_metrics_now_us();
-    if (complete ? e->alog_on : c->alog_pending) end_request_log(c, now);
-    if (!c->m_start_us) return;
-    if (complete) gp_metrics_end(e->slot, c->m_start_us, now, c->status);
-    else gp_metrics_drop(e->slot, now);
-    c->m_start_us = 0;
-}
-
-/* One access-log line, as --access-log-format and --log-format say, for a
- * response that completed or was cut off; the size is the body bytes that
- * left (clipped to the Content-Length, none for HEAD), "0" for none as
- * gunicorn writes it. A request never dispatched (a bad head) gets "-"s. */
-static __attribute__((noinline)) void write_access_log(gp_conn *c, const gp_alog_rec *r,
-                                                       uint64_t duration_us)
-{
-    char host[64] = "-", clf[40], iso[40], line[GP_ALOG_LINE_MAX];
-    const struct sockaddr *sa = (const struct sockaddr *)&c->peer;
-    if (r && r->host[0]) snprintf(host, sizeof host, "%s", r->host);
-    else if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof host);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof host);
-    bool json = gp_log_json();
-    gp_log_times(clf, json ? iso : NULL);
-    uint64_t unsent = c->s.pend_len + c->s.file_left; /* a cut-off response's known rest */
-    gp_alog_values v = {
-        .host = host,
-        .status = c->status,
-        .bytes = c->resp_bytes > unsent ? c->resp_bytes - unsent : 0,
-        .duration_us = duration_us,
-        .pid = c->env->pid,
-        .clf_time = clf,
-        .iso_time = iso,
-    };
-    size_t n = gp_alog_render(c->env->alog_fmt, r, &v, json, line);
-    gp_worker_env *e = c->env;
-    ssize_t wr;
-    do wr = write(e->access_fd, line, n);
-    while (wr < 0 && errno == EINTR);
-    if (wr == (ssize_t)n) {
-        c->cs->access_log_failed = false;
-    } else if (!c->cs->access_log_failed) { /* once, not a line per request */
-        c->cs->access_log_failed = true;
-        gp_warn("cannot write the access log: %s; lines are lost until it can be written again",
-                wr < 0 ? strerror(errno) : "short write");
-    }
-}
-
-/* The request's end: its access-log line, and --log-slow's warning. */
-static void end_request_log(gp_conn *c, uint64_t now_us)
-{
-    gp_worker_env *e = c->env;
-    const gp_alog_rec *r = c->alog_pending ? c->alog : NULL;
-    uint64_t us = r ? now_us - r->start_us : 0;
-    c->alog_pending = false;
-    if (e->access_fd >= 0) write_access_log(c, r, us);
-    /* a WebSocket's session is not a request that was slow */
-    if (r && e->log_slow_us && us >= e->log_slow_us && !c->up) {
-        char what[2 * GP_ALOG_FIELD];
-        size_t m = gp_log_escape(what, GP_ALOG_FIELD, r->data[GP_ALOG_LINE], r->method_len);
-        what[m++] = ' ';
-        gp_log_escape(what + m, GP_ALOG_FIELD, r->data[GP_ALOG_RPATH],
-                      r->len[GP_ALOG_RPATH] == GP_ALOG_ABSENT ? 0 : r->len[GP_ALOG_RPATH]);
-        gp_warn("slow request: %s took %llu.%03llu s (status %d)", what,
-                (unsigned long long)(us / 1000000), (unsigned long long)(us / 1000 % 1000),
-                c->status);
-    }
-}
-
-/* ---- exchanges of other protocols: their log lines and counts (exchange.h) */
-
-void gp_exchange_begin(gp_conn *x, const gp_http_request *req)
-{
-    gp_worker_env *e = x->env;
-    if (e->alog_on || e->count_busy) request_begin(x, req);
-}
-
-void gp_exchange_end(gp_conn *x, int status, uint64_t bytes)
-{
-    gp_worker_env *e = x->env;
-    x->status = status;
-    x->resp_bytes = bytes;
-    if (e->alog_on || x->m_start_us) request_end(x, true);
-    gp_slot_request_end(e->slot, bytes, status >= 500);
-}
 
 static void serve_buffered(gp_conn *c);
 
@@ -377,7 +250,7 @@ static void linger_close(gp_conn *c)
 static void response_complete(gp_conn *c)
 {
     gp_worker_env *e = c->env;
-    if (e->alog_on || c->m_start_us) request_end(c, true);
+    if (e->alog_on || c->m_start_us) gp_h1_log_end(c, true);
     gp_slot_request_end(e->slot, c->resp_bytes, c->status >= 500);
     gp_stream_out_release(&c->s);
     c->app_state = NULL;
@@ -498,7 +371,7 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
     memset(&c->chunked, 0, sizeof c->chunked);
     c->expect_continue = req->expect_continue;
     c->continue_sent = false;
-    if (e->alog_on || e->count_busy) request_begin(c, req);
+    if (e->alog_on || e->count_busy) gp_h1_log_begin(c, req);
     if (e->cfg->limit_request_body && req->body == GP_HTTP_BODY_LENGTH &&
         req->content_length > e->cfg->limit_request_body) {
         reject(c, 413);
@@ -527,7 +400,7 @@ static void run_app(gp_conn *c, gp_http_request *req)
 {
     gp_worker_env *e = c->env;
     if (e->pool) {
-        to_thread(c, GP_JOB_START);
+        gp_h1_to_thread(c, GP_JOB_START);
         return;
     }
     c->state = CS_APP_WAIT; /* the app owns the response from here */
@@ -597,84 +470,7 @@ static void hold_body(gp_conn *c, bool on_event)
     if (on_event && !c->dead && c->state == CS_HEAD) serve_buffered(c);
 }
 
-/* ---- request threads (--threads) -----------------------------------------
- *
- * A request thread runs the app's code and nothing else: start, then resume
- * each time the socket drained, and abort. Its writes never wait for the
- * socket (but see below): a GP_AGAIN makes the app return GP_APP_PENDING, as
- * on the loop, and the connection goes back to the loop in CS_APP_WAIT. The
- * loop flushes what is queued (the output buffer, the app's piece in place,
- * or the file for sendfile) without blocking, and once it is all out hands
- * the connection to a thread again to resume. So a slow reader holds neither
- * a thread nor the loop between pieces, the worker keeps accepting, and the
- * --timeout clock (gp_thread_slot.started_ms) runs only while app code does.
- *
- * Python stays on the threads: each holds the GIL while it runs the app; the
- * loop thread only sends bytes the app's state keeps alive (immutable while
- * the response waits) and never releases them: resume or abort does, on a
- * thread. The thread's last flush after the app returned does not wait
- * either (it has given the GIL up; the blocking hook would need it): what
- * the socket does not take then, the loop sends.
- *
- * Two waits stay on the thread, because the app's call stack is live there:
- * WSGI's write() callable and request body reads. They wait through the
- * blocking hook with the GIL dropped, and a write's wait for the client does
- * not count towards --timeout. */
-
-/* Queues c for a request thread; the loop leaves it alone until it is back. */
-static void to_thread(gp_conn *c, enum gp_thread_job job)
-{
-    c->state = CS_THREAD;
-    c->s.off_loop = true; /* its writes must not touch the loop's timers */
-    c->thread_job = (unsigned char)job;
-    gp_loop_unwatch(c->env->stream.loop, &c->s.io); /* fails only when it was not watched */
-    gp_pool_submit(c->env->pool, &c->job);
-}
-
-static gp_app_status thread_start(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts)
-{
-    gp_worker_env *e = c->env;
-    gp_http_request req;
-    req.headers = headers;
-    req.num_headers = e->cfg->limit_request_fields;
-    /* the head is parsed again into this thread's array: the loop's is shared */
-    if (gp_http_parse_request(c->s.buf, c->head_len, &req, &e->limits) != (int)c->head_len) {
-        gp_conn_send_error(c, 500, 1);
-        return GP_APP_DONE;
-    }
-    gp_conn_describe(ts->what, sizeof ts->what, &req);
-    atomic_store_explicit(&ts->started_ms, gp_monotonic_ms(), memory_order_release);
-    gp_app_status st = e->ops->start(e->app, c, &req);
-    /* the head may be gone once the body was read: keep the text for resumes */
-    if (st == GP_APP_PENDING) memcpy(c->what, ts->what, sizeof c->what);
-    return st;
-}
-
-/* On a request thread: runs what c was queued for, then tries the rest of
- * the response once without waiting. gp_conn_job_done takes it from there. */
-void gp_conn_job_run(gp_job *j, gp_http_header *headers, gp_thread_slot *ts)
-{
-    gp_conn *c = (gp_conn *)((char *)j - offsetof(gp_conn, job));
-    gp_worker_env *e = c->env;
-    gp_app_status st = GP_APP_DONE;
-    c->tslot = ts;
-    switch (c->thread_job) {
-    case GP_JOB_START: st = thread_start(c, headers, ts); break;
-    case GP_JOB_RESUME:
-        memcpy(ts->what, c->what, sizeof ts->what);
-        atomic_store_explicit(&ts->started_ms, gp_monotonic_ms(), memory_order_release);
-        st = e->ops->resume(e->app, c);
-        break;
-    case GP_JOB_ABORT: e->ops->abort(e->app, c); break;
-    }
-    atomic_store_explicit(&ts->started_ms, 0, memory_order_release);
-    if (st == GP_APP_DONE && !c->s.broken) {
-        if (!c->resp_ended) gp_conn_send_error(c, 500, 0);
-        flush(c);
-    }
-    c->tslot = NULL; /* after the last flush: it must not arm the loop's timers */
-    c->thread_st = st;
-}
+/* ---- request threads (--threads): the loop's side (h1_thread.c runs the app) */
 
 /* Back on the loop's thread after a request thread finished with c. */
 void gp_conn_job_done(gp_job *j)
@@ -889,7 +685,7 @@ static void h1_on_event(gp_stream *s, uint32_t events)
             return;
         }
         if (c->env->pool) { /* the app's next pieces come from a request thread */
-            to_thread(c, GP_JOB_RESUME);
+            gp_h1_to_thread(c, GP_JOB_RESUME);
             return;
         }
         c->state = CS_FLUSH; /* not CS_APP_WAIT: a close now must not abort twice */
