@@ -179,7 +179,7 @@ asan-pytest: $(BUILD)/asan/gallop $(BUILD)/asan/gallop-python.so
 # The bridge uses public CPython API only, so it builds on 3.12 and 3.13 too:
 # no underscore-prefixed Py symbol (they change or vanish between versions).
 # The files that own gp_conn's struct (conn_h1.h); tests/unit may include it too.
-CONN_H1_OWNERS := conn.c h1.c h1_log.c h1_thread.c
+CONN_H1_OWNERS := conn.c conn_body.c h1.c h1_log.c h1_thread.c
 check-api:
 	@if grep -nE '(^|[^A-Za-z0-9])_Py[A-Za-z0-9_]' src/py/*.[ch]; then \
 	  echo "check-api: private CPython API in src/py (above): use the public API"; exit 1; fi

@@ -1,9 +1,11 @@
 /* conn_h1: the struct of an HTTP/1.1 connection and its exchange, private
- * to its one owner, which is split over two files: conn.c (the exchange's
- * conn.h calls: head, framing, writes, the request body) and h1.c (the
- * connection: heads, dispatch, the response cycle, threads, async apps,
- * upgrades). No other file includes this (make check-api fails if one
- * does); others use h1.h, conn.h and exchange.h. */
+ * to its one owner, which is split over five files by job: conn.c (the
+ * exchange's conn.h calls: head, framing, writes; other protocols'
+ * exchanges), conn_body.c (the request body), h1.c (the connection: heads,
+ * dispatch, the response cycle, async apps, upgrades, the conns set),
+ * h1_log.c (each request's log line and timing) and h1_thread.c (request
+ * threads). No other file includes this (make check-api fails if one does:
+ * CONN_H1_OWNERS); others use h1.h, conn.h and exchange.h. */
 #ifndef GP_CONN_H1_H
 #define GP_CONN_H1_H
 
@@ -130,6 +132,10 @@ struct gp_conns {
 /* Writes what is queued: gp_stream_flush, and an async app's idle deadline
  * once all is out. GP_OK, GP_AGAIN, GP_ERROR. */
 int gp_conn_flush_queued(gp_conn *c);
+/* Blocks the calling thread until the socket is ready for events (POLLIN,
+ * POLLOUT), at most timeout_ms; the app's blocking hook lets its other
+ * threads run meanwhile. Returns poll's result (conn.c, for conn_body.c). */
+int gp_conn_wait_fd(gp_conn *c, short events, int timeout_ms);
 /* An async exchange with no output waiting: --body-timeout while its app
  * waits for body bytes, else no deadline. */
 void gp_conn_async_idle_deadline(gp_conn *c);
@@ -138,6 +144,10 @@ void gp_conn_async_idle_deadline(gp_conn *c);
 /* Writes what is queued: gp_stream_flush, and an async app's idle deadline
  * once all is out. GP_OK, GP_AGAIN, GP_ERROR. */
 int gp_conn_flush_queued(gp_conn *c);
+/* Blocks the calling thread until the socket is ready for events (POLLIN,
+ * POLLOUT), at most timeout_ms; the app's blocking hook lets its other
+ * threads run meanwhile. Returns poll's result (conn.c, for conn_body.c). */
+int gp_conn_wait_fd(gp_conn *c, short events, int timeout_ms);
 /* An async exchange with no output waiting: --body-timeout while its app
  * waits for body bytes, else no deadline. */
 void gp_conn_async_idle_deadline(gp_conn *c);
