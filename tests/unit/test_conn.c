@@ -33,6 +33,7 @@
 #include "core/conn.h"
 #include "core/conn_h1.h" /* the connection's own test: its struct */
 #include "core/worker_env.h"
+#include "conn_env.h"
 
 #define DATE "Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
 
@@ -71,16 +72,10 @@ struct test_app {
 };
 
 static struct {
-    gp_worker_env *w; /* what a worker would give the connections */
-    gp_conns *cs;
-    gp_loop loop;
-    gp_timers timers;
-    gp_bufpool bufs;
-    gp_conn_listener lis;
-    gp_scoreboard *sb;
+    test_conn_env e; /* what a worker would give the connections */
+    gp_worker_env *w; /* e.w */
     gp_config cfg;
     test_app app;
-    gp_addr local;
     int fd;   /* the server end (owned by the connection) */
     int peer; /* the client end */
 } F;
@@ -170,33 +165,10 @@ static int setup(void **state)
     F.cfg.send_timeout = 60;
     F.cfg.body_buffer_size = 0; /* the app reads the body itself; hold tests set it */
 
-    gp_worker_env *w = calloc(1, sizeof *w);
-    if (!w) return -1;
-    F.w = w;
-    if (gp_loop_init(&F.loop) < 0) return -1;
-    w->cfg = &F.cfg;
-    w->ops = &fake_ops;
-    w->app = &F.app;
-    w->limits.max_request_line = F.cfg.limit_request_line;
-    w->limits.max_fields = F.cfg.limit_request_fields;
-    w->limits.max_field_size = F.cfg.limit_request_field_size;
+    if (test_conn_env_open(&F.e, &F.cfg, &fake_ops, &F.app, DATE) < 0) return -1;
+    gp_worker_env *w = F.w = F.e.w;
     w->head_cap = F.cfg.limit_request_line + 2 +
                   F.cfg.limit_request_fields * (F.cfg.limit_request_field_size + 2) + 2;
-    gp_worker_env_init(w, &F.loop, &F.timers, &F.bufs);
-    if (gp_bufpool_init(&F.bufs) < 0) return -1;
-    w->access_fd = -1;
-    /* a fixed Date line (both halves of the double buffer) for exact bytes */
-    memcpy(w->date_lines[0], DATE, sizeof DATE - 1);
-    memcpy(w->date_lines[1], DATE, sizeof DATE - 1);
-    w->date_len = sizeof DATE - 1;
-    w->now = gp_now();
-    char err[128];
-    if (gp_addr_parse("127.0.0.1:8000", &F.local, err, sizeof err) < 0) return -1;
-    F.lis.addr = &F.local;
-    if (!(F.cs = gp_conns_new(w))) return -1;
-    F.sb = gp_scoreboard_create(1);
-    if (!F.sb) return -1;
-    w->slot = &F.sb->slots[0];
 
     F.app.start = app_simple;
     F.app.with_length = 1;
@@ -207,17 +179,12 @@ static int setup(void **state)
 
 static void free_dead(void)
 {
-    gp_conns_recycle(F.cs);
+    gp_conns_recycle(F.e.cs);
 }
 
 static int teardown(void **state)
 {
-    gp_conns_free(F.cs);
-    gp_bufpool_free(&F.bufs);
-    gp_timers_free(&F.timers);
-    gp_loop_close(&F.loop);
-    free(F.w);
-    gp_scoreboard_destroy(F.sb);
+    test_conn_env_close(&F.e);
     if (F.peer >= 0) close(F.peer);
     return 0;
 }
@@ -236,9 +203,9 @@ static gp_conn *conn_open_peer(const struct sockaddr_storage *peer, socklen_t pe
         peer = &ss;
         peer_len = sizeof(sa_family_t);
     }
-    gp_conn *c = gp_stream_conn(gp_conn_new(F.cs, sv[0], &F.lis, peer, peer_len));
+    gp_conn *c = gp_stream_conn(gp_conn_new(F.e.cs, sv[0], &F.e.lis, peer, peer_len));
     assert_non_null(c);
-    assert_int_equal(F.cs->count, 1);
+    assert_int_equal(F.e.cs->count, 1);
     return c;
 }
 
@@ -249,17 +216,17 @@ static gp_conn *conn_open(void)
 
 static int conn_alive(void)
 {
-    return F.cs->count > 0;
+    return F.e.cs->count > 0;
 }
 
 /* Runs loop turns until nothing is ready (the first wait may block). */
 static void pump_wait(int first_timeout_ms)
 {
     for (int i = 0; i < 1000; i++) {
-        int n = gp_loop_wait(&F.loop, i == 0 ? first_timeout_ms : 0);
+        int n = gp_loop_wait(&F.e.loop, i == 0 ? first_timeout_ms : 0);
         if (n <= 0) break;
         F.w->now = gp_now();
-        gp_loop_dispatch(&F.loop);
+        gp_loop_dispatch(&F.e.loop);
         free_dead();
     }
 }
@@ -342,7 +309,7 @@ static void test_get_exact_bytes(void **state)
     assert_int_equal(F.app.results[1], GP_OK);
     /* keep-alive: back to reading heads, and a second request works */
     assert_true(conn_alive());
-    assert_int_equal(F.cs->open->state, CS_HEAD);
+    assert_int_equal(F.e.cs->open->state, CS_HEAD);
     roundtrip(GET11, out, sizeof out, &eof);
     assert_non_null(strstr(out, "\r\n\r\nhello"));
     assert_int_equal(F.app.starts, 2);
@@ -417,7 +384,7 @@ static void test_http10_close_delimited(void **state)
     assert_true(eof); /* the server shut down its side: the close ends the body */
     /* lingering until the client closes too */
     assert_true(conn_alive());
-    assert_int_equal(F.cs->open->state, CS_LINGER);
+    assert_int_equal(F.e.cs->open->state, CS_LINGER);
     close(F.peer);
     F.peer = -1;
     pump();
@@ -922,7 +889,7 @@ static gp_app_status app_stop_midway(test_app *t, gp_conn *c, const gp_http_requ
     gp_conn_head_end(c);
     gp_conn_write(c, "ok", 2);
     F.w->stopping = true;
-    for (gp_conn *k = F.cs->open; k; k = k->next) gp_conn_on_stop(k);
+    for (gp_conn *k = F.e.cs->open; k; k = k->next) gp_conn_on_stop(k);
     gp_conn_end_response(c);
     return GP_APP_DONE;
 }
@@ -975,7 +942,7 @@ static void test_peer_and_local(void **state)
     assert_int_equal(len, sizeof *sin);
     assert_int_equal(sa->sa_family, AF_INET);
     assert_int_equal(ntohs(((const struct sockaddr_in *)sa)->sin_port), 4321);
-    assert_ptr_equal(gp_conn_local(c), &F.local);
+    assert_ptr_equal(gp_conn_local(c), &F.e.local);
     assert_null(gp_conn_app_state(c));
     int x;
     gp_conn_set_app_state(c, &x);
@@ -1474,8 +1441,8 @@ static void test_large_write_resumes(void **state)
     assert_int_equal(F.app.starts, 1);
     assert_int_equal(F.app.first_rc, 2); /* GP_AGAIN on the first big write */
     assert_int_equal(F.app.resumes, 0);
-    assert_int_equal(F.cs->open->state, CS_APP_WAIT);
-    assert_int_equal(F.cs->open->s.io.events, EPOLLOUT);
+    assert_int_equal(F.e.cs->open->state, CS_APP_WAIT);
+    assert_int_equal(F.e.cs->open->s.io.events, EPOLLOUT);
 
     size_t cap = BIG_LEN + 4096, got = 0;
     char *out = malloc(cap);
@@ -1488,7 +1455,7 @@ static void test_large_write_resumes(void **state)
         pump_wait(10);
         head = memmem(out, got, "\r\n\r\n", 4);
         if (head && (size_t)(head + 4 - out) + BIG_LEN == got && F.app.big_pos == BIG_LEN &&
-            F.cs->open->state == CS_HEAD)
+            F.e.cs->open->state == CS_HEAD)
             break;
     }
     assert_non_null(head);
@@ -1499,8 +1466,8 @@ static void test_large_write_resumes(void **state)
     assert_true(F.app.resumes >= 1);
     assert_int_equal(F.app.aborts, 0);
     assert_true(conn_alive());
-    assert_int_equal(F.cs->open->state, CS_HEAD);
-    assert_int_equal(F.cs->open->s.io.events, EPOLLIN);
+    assert_int_equal(F.e.cs->open->state, CS_HEAD);
+    assert_int_equal(F.e.cs->open->s.io.events, EPOLLIN);
     free(out);
     free(big);
 }
@@ -1528,7 +1495,7 @@ static void test_large_chunked_write_resumes(void **state)
     while (mono() < until) {
         got += peer_read(out + got, cap - got, NULL);
         pump_wait(10);
-        if (got >= 5 && memcmp(out + got - 5, "0\r\n\r\n", 5) == 0 && F.cs->open->state == CS_HEAD)
+        if (got >= 5 && memcmp(out + got - 5, "0\r\n\r\n", 5) == 0 && F.e.cs->open->state == CS_HEAD)
             break;
     }
     /* decode the chunks and compare */
@@ -1571,7 +1538,7 @@ static void test_peer_closes_while_pending_aborts(void **state)
     send_str(GET11);
     pump();
     assert_int_equal(F.app.first_rc, 2);
-    assert_int_equal(F.cs->open->state, CS_APP_WAIT);
+    assert_int_equal(F.e.cs->open->state, CS_APP_WAIT);
     close(F.peer);
     F.peer = -1;
     pump_wait(100);

@@ -21,6 +21,7 @@
 #include "core/static.c"
 #include "core/conn_h1.h" /* through the connection: its state */
 #include "core/worker_env.h"
+#include "conn_env.h"
 
 #define S(x) x, sizeof(x) - 1
 
@@ -278,15 +279,8 @@ static void test_open_mounts(void **state)
 /* ---- through the connection layer ------------------------------------------------ */
 
 static struct {
-    gp_worker_env *w; /* what a worker would give the connections */
-    gp_conns *cs;
-    gp_loop loop;
-    gp_timers timers;
-    gp_bufpool bufs;
-    gp_conn_listener lis;
-    gp_scoreboard *sb;
+    test_conn_env e; /* what a worker would give the connections */
     gp_config cfg;
-    gp_addr local;
     int peer;
     int app_starts;
 } H;
@@ -332,28 +326,10 @@ static int conn_setup(void **state)
     H.cfg.statics[0].prefix = "/static";
     H.cfg.statics[0].dir = root;
     H.cfg.num_statics = 1;
-    gp_worker_env *w = calloc(1, sizeof *w);
-    H.w = w;
-    if (!w || gp_loop_init(&H.loop) < 0) return -1;
-    w->cfg = &H.cfg;
-    w->ops = &app_ops;
-    w->limits.max_request_line = 4094;
-    w->limits.max_fields = 100;
-    w->limits.max_field_size = 8190;
-    w->head_cap = 65536;
-    gp_worker_env_init(w, &H.loop, &H.timers, &H.bufs);
-    gp_bufpool_init(&H.bufs);
-    w->access_fd = -1;
-    memcpy(w->date_lines[0], "Date: x\r\n", 9);
-    w->date_len = 9;
-    w->now = gp_now();
-    char err[256];
-    if (gp_addr_parse("127.0.0.1:8000", &H.local, err, sizeof err) < 0) return -1;
-    H.lis.addr = &H.local;
-    if (!(H.cs = gp_conns_new(w))) return -1;
-    if (!(H.sb = gp_scoreboard_create(1))) return -1;
-    w->slot = &H.sb->slots[0];
+    if (test_conn_env_open(&H.e, &H.cfg, &app_ops, NULL, "Date: x\r\n") < 0) return -1;
+    gp_worker_env *w = H.e.w;
     w->static_serve = gp_static_serve;
+    char err[256];
     if (gp_static_open(&H.cfg, &w->statics, err, sizeof err) < 0) return -1;
     H.peer = -1;
     return 0;
@@ -361,14 +337,8 @@ static int conn_setup(void **state)
 
 static int conn_teardown(void **state)
 {
-    gp_worker_env *w = H.w;
-    gp_conns_free(H.cs);
-    gp_bufpool_free(&H.bufs);
-    gp_static_free(w->statics);
-    gp_timers_free(&H.timers);
-    gp_loop_close(&H.loop);
-    free(w);
-    gp_scoreboard_destroy(H.sb);
+    gp_static_free(H.e.w->statics);
+    test_conn_env_close(&H.e);
     if (H.peer >= 0) close(H.peer);
     return remove_tree(state);
 }
@@ -379,7 +349,7 @@ static gp_conn *connect_pair(void)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     H.peer = sv[1];
     struct sockaddr_storage ss = {.ss_family = AF_UNIX};
-    gp_conn *c = gp_stream_conn(gp_conn_new(H.cs, sv[0], &H.lis, &ss, sizeof(sa_family_t)));
+    gp_conn *c = gp_stream_conn(gp_conn_new(H.e.cs, sv[0], &H.e.lis, &ss, sizeof(sa_family_t)));
     assert_non_null(c);
     return c;
 }

@@ -21,18 +21,12 @@
 #include "core/proto.h"
 #include "core/conn_h1.h" /* the connection's state around the upgrade */
 #include "core/worker_env.h"
+#include "conn_env.h"
 #include "core/ws_conn.h"
 
 static struct {
     gp_config cfg;
-    gp_worker_env *w; /* what a worker would give the connection */
-    gp_conns *cs;
-    gp_loop loop;
-    gp_timers timers;
-    gp_bufpool bufs;
-    gp_conn_listener lis;
-    gp_scoreboard *sb;
-    gp_addr local;
+    test_conn_env e; /* what a worker would give the connection */
     gp_conn *c;
     int peer;
     char msg[64];
@@ -90,44 +84,18 @@ static int setup(void **state)
     F.cfg.body_timeout = 30;
     F.cfg.send_timeout = 60;
     F.cfg.ws_max_size = 1 << 20;
-    gp_worker_env *w = calloc(1, sizeof *w);
-    if (!w || gp_loop_init(&F.loop) < 0) return -1;
-    F.w = w;
-    w->cfg = &F.cfg;
-    w->ops = &ops;
-    w->limits.max_request_line = F.cfg.limit_request_line;
-    w->limits.max_fields = F.cfg.limit_request_fields;
-    w->limits.max_field_size = F.cfg.limit_request_field_size;
-    w->head_cap = 65536;
-    gp_worker_env_init(w, &F.loop, &F.timers, &F.bufs);
-    if (gp_bufpool_init(&F.bufs) < 0) return -1;
-    gp_timers_init(&F.timers);
-    w->access_fd = -1;
-    memcpy(w->date_lines[0], "Date: x\r\n", 9);
-    w->date_len = 9;
-    w->now = gp_now();
-    char err[128];
-    if (gp_addr_parse("127.0.0.1:8000", &F.local, err, sizeof err) < 0) return -1;
-    F.lis.addr = &F.local;
-    if (!(F.cs = gp_conns_new(w))) return -1;
-    if (!(F.sb = gp_scoreboard_create(1))) return -1;
-    w->slot = &F.sb->slots[0];
+    if (test_conn_env_open(&F.e, &F.cfg, &ops, NULL, "Date: x\r\n") < 0) return -1;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) return -1;
     F.peer = sv[1];
     struct sockaddr_storage ss = {.ss_family = AF_UNIX};
-    if (!gp_conn_new(F.cs, sv[0], &F.lis, &ss, sizeof(sa_family_t))) return -1;
+    if (!gp_conn_new(F.e.cs, sv[0], &F.e.lis, &ss, sizeof(sa_family_t))) return -1;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    gp_conns_free(F.cs);
-    gp_bufpool_free(&F.bufs);
-    gp_timers_free(&F.timers);
-    gp_loop_close(&F.loop);
-    free(F.w);
-    gp_scoreboard_destroy(F.sb);
+    test_conn_env_close(&F.e);
     close(F.peer);
     return 0;
 }
@@ -135,9 +103,9 @@ static int teardown(void **state)
 static void pump(void)
 {
     for (int i = 0; i < 100; i++) {
-        int n = gp_loop_wait(&F.loop, i == 0 ? 200 : 0);
+        int n = gp_loop_wait(&F.e.loop, i == 0 ? 200 : 0);
         if (n <= 0) break;
-        gp_loop_dispatch(&F.loop);
+        gp_loop_dispatch(&F.e.loop);
     }
 }
 
@@ -164,7 +132,7 @@ static void upgrade(void)
 
 static void test_upgrade_swaps_the_table(void **state)
 {
-    gp_conn *c = F.cs->open;
+    gp_conn *c = F.e.cs->open;
     assert_string_equal(c->s.proto->name, "http/1.1");
     upgrade();
     assert_ptr_equal(F.c, c);
@@ -197,7 +165,7 @@ static void test_upgrade_swaps_the_table(void **state)
 /* A graceful stop reaches the WebSocket through its table: close 1001. */
 static void test_stop_goes_through_the_table(void **state)
 {
-    gp_conn *c = F.cs->open;
+    gp_conn *c = F.e.cs->open;
     upgrade();
     char head[512];
     peer_read(head, sizeof head);
