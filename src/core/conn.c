@@ -19,11 +19,11 @@
 #include <unistd.h>
 
 #include "core/accesslog.h"
+#include "core/conn_h1.h"
 #include "core/exchange.h"
 #include "core/numfmt.h"
 #include "core/proto.h"
 #include "core/tls.h"
-#include "core/conn_h1.h"
 
 /* ---- exchanges of other protocols (exchange.h) -------------------------- */
 
@@ -391,8 +391,7 @@ int gp_conn_head_end(gp_conn *c)
         OUT_LIT(c, "Upgrade: ");
         out_put(c, c->up_proto->name, strlen(c->up_proto->name));
         OUT_LIT(c, "\r\nConnection: Upgrade\r\n");
-    }
-    else if (!c->keep_alive) OUT_LIT(c, "Connection: close\r\n");
+    } else if (!c->keep_alive) OUT_LIT(c, "Connection: close\r\n");
     else if (c->version_minor == 0) OUT_LIT(c, "Connection: keep-alive\r\n");
     OUT_LIT(c, "\r\n");
     c->head_sent = true;
@@ -595,4 +594,3 @@ int gp_conn_peer_gone(gp_conn *c)
     XRET(c, peer_gone(c));
     return c->peer_gone || c->s.broken;
 }
-

@@ -106,8 +106,8 @@ static ssize_t body_read(gp_conn *c, char *dst, size_t n, bool block)
         size_t used = 0, outn = n;
         int r = GP_CHUNKED_MORE;
         if (c->s.len > c->s.rpos)
-            r = gp_chunked_decode(&c->chunked, c->s.buf + c->s.rpos, c->s.len - c->s.rpos, &used, dst,
-                                  &outn);
+            r = gp_chunked_decode(&c->chunked, c->s.buf + c->s.rpos, c->s.len - c->s.rpos, &used,
+                                  dst, &outn);
         else outn = 0;
         c->s.rpos += used;
         if (r == GP_CHUNKED_ERROR) return body_fail(c, GP_BODY_BAD, 400);

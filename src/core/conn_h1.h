@@ -33,23 +33,24 @@ enum gp_conn_state {
 };
 
 struct gp_conn {
-    gp_stream s; /* first member: the loop hands us back this pointer; the
-                  * socket, its buffers, the output queue and the deadline */
+    gp_stream s;        /* first member: the loop hands us back this pointer; the
+                         * socket, its buffers, the output queue and the deadline */
     gp_worker_env *env; /* the worker's, read on every request */
     gp_conns *cs;       /* the set it belongs to */
-    const struct gp_exchange_ops *xops; /* NULL: HTTP/1.1's own; else another protocol's (exchange.h) */
+    const struct gp_exchange_ops
+        *xops; /* NULL: HTTP/1.1's own; else another protocol's (exchange.h) */
     void *xstate;
-    struct gp_tls *xtls; /* another protocol's exchange: the TLS session of its connection */
+    struct gp_tls *xtls;  /* another protocol's exchange: the TLS session of its connection */
     gp_conn *prev, *next; /* in cs->open, or a free list */
-    gp_job job; /* request-thread queues (pool.h) */
+    gp_job job;           /* request-thread queues (pool.h) */
     enum gp_conn_state state;
-    bool dead;                /* closed this turn; freed after the batch */
-    bool want_input;          /* CS_ASYNC: the app waits for body bytes or a disconnect */
+    bool dead;       /* closed this turn; freed after the batch */
+    bool want_input; /* CS_ASYNC: the app waits for body bytes or a disconnect */
     /* upgraded (WebSocket, ws_conn.c): its hooks, protocol and state */
     const struct gp_upgrade_hooks *up;
     const struct gp_proto *up_proto;
     void *up_state;
-    bool peer_gone;           /* CS_ASYNC: the client closed or reset */
+    bool peer_gone; /* CS_ASYNC: the client closed or reset */
     bool keep_alive;
     const gp_conn_listener *listener;
     struct sockaddr_storage peer; /* the client: after a PROXY header, the one it names */
@@ -82,14 +83,14 @@ struct gp_conn {
     uint64_t resp_left;  /* with Content-Length: body bytes still allowed */
     uint64_t resp_bytes; /* body bytes queued for the client (clipped; none for HEAD) */
     int status;
-    int own_fd;     /* a file the core opened for this response (static.c), -1: none */
+    int own_fd; /* a file the core opened for this response (static.c), -1: none */
     void *app_state;
     void *app_cache;
 
     /* access log and --log-slow: what the request leaves for its line
      * (accesslog.h), kept at dispatch; allocated once per connection */
     struct gp_alog_rec *alog;
-    bool alog_pending; /* dispatched, its line not written yet */
+    bool alog_pending;   /* dispatched, its line not written yet */
     uint64_t m_start_us; /* --metrics-bind: when this request's head was in; 0: none counted */
     uint64_t task_ms;    /* runs_as_tasks: when the app's task for this request began */
 
@@ -107,9 +108,9 @@ struct gp_conns {
     gp_conn *open; /* every live connection */
     gp_conn *dead; /* closed during this turn, freed after it */
     gp_conn *free_conns;
-    size_t count;         /* open */
-    int active_async;     /* requests whose app runs as a task (ASGI) */
-    double proxy_warned;  /* last warning about an untrusted peer on a PROXY listener */
+    size_t count;           /* open */
+    int active_async;       /* requests whose app runs as a task (ASGI) */
+    double proxy_warned;    /* last warning about an untrusted peer on a PROXY listener */
     bool access_log_failed; /* warned once; quiet until a line is written again */
     gp_http_header headers[GP_HTTP_MAX_HEADERS]; /* the loop's parse of a head */
 };

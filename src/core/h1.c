@@ -27,7 +27,6 @@
 #include "core/proto.h"
 #include "core/tls.h"
 
-
 static const gp_proto h1_proto;
 
 static inline int flush(gp_conn *c)
@@ -134,7 +133,8 @@ gp_stream *gp_conn_new(gp_conns *cs, int fd, const gp_conn_listener *l,
     if (c) cs->free_conns = c->next;
     else if (!(c = malloc(sizeof *c))) return NULL;
     memset(c, 0, sizeof *c);
-    gp_stream_init(&c->s, &e->stream, fd); /* the read buffer comes with the first bytes: idle costs no buffer */
+    gp_stream_init(&c->s, &e->stream,
+                   fd); /* the read buffer comes with the first bytes: idle costs no buffer */
     gp_stream_set_proto(&c->s, &h1_proto);
     if (l->tls) {
         gp_tls *t = gp_tls_new(l->tls, fd, (const struct sockaddr *)&c->peer);

@@ -101,8 +101,7 @@ typedef struct gp_upgrade_hooks {
 } gp_upgrade_hooks;
 /* Before gp_conn_head_end of the 101: the head says "Upgrade: p->name", and
  * from head_end on writes are the new protocol's bytes, unframed. */
-void gp_conn_upgrade(gp_conn *c, const struct gp_proto *p, const gp_upgrade_hooks *h,
-                     void *state);
+void gp_conn_upgrade(gp_conn *c, const struct gp_proto *p, const gp_upgrade_hooks *h, void *state);
 /* After the 101 went out: the stream's events go to p. */
 void gp_conn_upgrade_begin(gp_conn *c);
 void *gp_conn_upgrade_state(gp_conn *c);

@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/accesslog.h"
+#include "core/h1.h"
 #include "core/h2_proto.h"
 #include "core/idle.h"
 #include "core/log.h"
@@ -29,30 +31,28 @@
 #include "core/reuseport.h"
 #include "core/static.h"
 #include "core/tlsconf.h"
-#include "core/accesslog.h"
-#include "core/h1.h"
 #include "core/worker_env.h"
 
 #define ACCEPT_BATCH 16
 
 struct gp_worker {
     gp_loop loop;
-    gp_worker_env env; /* what every connection is given (worker_env.h) */
-    gp_conns *conns;   /* the connections (h1.h), reached through their streams */
+    gp_worker_env env;       /* what every connection is given (worker_env.h) */
+    gp_conns *conns;         /* the connections (h1.h), reached through their streams */
     const size_t *num_conns; /* gp_conns_counter(conns) */
     struct gp_listen_io {
         gp_io io; /* first member */
         gp_worker *w;
         gp_conn_listener info; /* index, address, TLS, PROXY: what its connections keep */
-        bool own; /* --reuse-port: this worker's socket, its queue is ours alone */
+        bool own;              /* --reuse-port: this worker's socket, its queue is ours alone */
         int rp_socks_fd, rp_prog_fd; /* own: where it joins the round-robin; -1: hash */
     } listeners[GP_MAX_BINDS];
     int num_listeners;
     bool rp_out; /* our own sockets left the round-robin: we cannot take more */
     gp_io signal_io, timer_io;
-    gp_timers timers;   /* every deadline: connections' and the worker's own */
-    gp_io deadline_io;  /* one-shot timerfd, armed at the earliest timer */
-    uint64_t armed_ms;  /* when deadline_io fires; GP_TIMER_NEVER: disarmed */
+    gp_timers timers;  /* every deadline: connections' and the worker's own */
+    gp_io deadline_io; /* one-shot timerfd, armed at the earliest timer */
+    uint64_t armed_ms; /* when deadline_io fires; GP_TIMER_NEVER: disarmed */
     /* accepting */
     bool accepting; /* the listeners are watched */
     struct gp_fresh {
@@ -60,23 +60,23 @@ struct gp_worker {
         uint64_t until_ms;
     } * fresh; /* accepted, no byte handled yet: one per free thread */
     int num_fresh;
-    int fifo_turns; /* turns left of waiting for one event at a time (pace_batch) */
+    int fifo_turns;            /* turns left of waiting for one event at a time (pace_batch) */
     uint64_t accept_resume_ms; /* after EMFILE: not before this */
     uint64_t emfile_warned_ms;
-    gp_timer accept_timer;        /* ends a pause */
-    gp_scoreboard *sb;            /* the other workers' slots, for balancing */
-    size_t share_conns;           /* num_conns as last published */
-    bool share_open;              /* open_to_accept as last published */
-    bool at_conn_limit;           /* holds --worker-connections (logged at debug) */
-    bool share_recheck;           /* read the others' slots again */
-    bool stand_aside;             /* holding clearly more than another open worker */
-    gp_bufpool bufs;    /* read and output buffers for reuse */
-    double stop_deadline; /* when stopping: cut what is still open */
+    gp_timer accept_timer; /* ends a pause */
+    gp_scoreboard *sb;     /* the other workers' slots, for balancing */
+    size_t share_conns;    /* num_conns as last published */
+    bool share_open;       /* open_to_accept as last published */
+    bool at_conn_limit;    /* holds --worker-connections (logged at debug) */
+    bool share_recheck;    /* read the others' slots again */
+    bool stand_aside;      /* holding clearly more than another open worker */
+    gp_bufpool bufs;       /* read and output buffers for reuse */
+    double stop_deadline;  /* when stopping: cut what is still open */
     int spare_fd;
-    uint64_t max_requests;  /* this worker's --max-requests plus its jitter; 0: none */
-    pid_t master_pid;       /* orphaned when getppid() differs */
-    int wake_fd;            /* the master's eventfd, -1 when none */
-    bool retire_asked;      /* the master was asked for a replacement */
+    uint64_t max_requests; /* this worker's --max-requests plus its jitter; 0: none */
+    pid_t master_pid;      /* orphaned when getppid() differs */
+    int wake_fd;           /* the master's eventfd, -1 when none */
+    bool retire_asked;     /* the master was asked for a replacement */
 };
 
 static void gp_worker_stop(gp_worker *w);
@@ -106,7 +106,8 @@ static void publish_oldest_request(gp_worker *w)
     const char *what = p->slots[oldest].what;
     const char *sp = strchr(what, ' ');
     size_t ml = sp ? (size_t)(sp - what) : strlen(what);
-    gp_slot_request_begin(w->env.slot, oldest_ms, what, ml, sp ? sp + 1 : "", sp ? strlen(sp + 1) : 0);
+    gp_slot_request_begin(w->env.slot, oldest_ms, what, ml, sp ? sp + 1 : "",
+                          sp ? strlen(sp + 1) : 0);
 }
 
 static void update_accepting(gp_worker *w);
@@ -147,7 +148,7 @@ static void update_date(gp_worker *w)
     gmtime_r(&t, &tm);
     int next = !atomic_load_explicit(&w->env.date_idx, memory_order_relaxed);
     w->env.date_len = strftime(w->env.date_lines[next], sizeof w->env.date_lines[next],
-                           "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+                               "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
     atomic_store_explicit(&w->env.date_idx, next, memory_order_release);
 }
 
@@ -239,14 +240,15 @@ static void gp_worker_stop(gp_worker *w)
 #define EMFILE_WARN_EVERY_MS 1000
 #define BALANCE_SLACK 2 /* connections more than another worker before standing aside */
 #define BALANCE_RECHECK_MS 20
-#define BALANCE_BUSY_MS 50     /* a worker in one request this long cannot take more */
+#define BALANCE_BUSY_MS 50 /* a worker in one request this long cannot take more */
 
 /* How many fresh connections this worker may hold now; -1: no limit. */
 static int fresh_room(gp_worker *w)
 {
     if (w->env.ops->runs_as_tasks) return -1;
     if (!w->env.pool) return 1;
-    int free_threads = w->env.pool->threads - w->env.pool->busy; /* busy: written by this thread only */
+    int free_threads =
+        w->env.pool->threads - w->env.pool->busy; /* busy: written by this thread only */
     return free_threads > 0 ? free_threads : 0;
 }
 
@@ -266,8 +268,9 @@ static bool open_to_accept(gp_worker *w)
  * spread; the others look again soon, their counts change untold. */
 static bool full_but_alone(gp_worker *w)
 {
-    if (!w->env.pool || !w->env.pool->accept_paused || w->env.stopping || w->env.now_ms < w->accept_resume_ms ||
-        (*w->num_conns) >= w->env.cfg->worker_connections || w->num_fresh > 0)
+    if (!w->env.pool || !w->env.pool->accept_paused || w->env.stopping ||
+        w->env.now_ms < w->accept_resume_ms || (*w->num_conns) >= w->env.cfg->worker_connections ||
+        w->num_fresh > 0)
         return false;
     if (w->env.cfg->reuse_port || !w->sb) return true;
     for (int i = 0; i < w->sb->num_slots; i++) {
@@ -330,9 +333,11 @@ static bool over_share(gp_worker *w)
     size_t mine = (*w->num_conns);
     for (int i = 0; i < w->sb->num_slots; i++) {
         gp_slot *s = &w->sb->slots[i];
-        if (s == w->env.slot || !atomic_load_explicit(&s->accepting, memory_order_relaxed)) continue;
+        if (s == w->env.slot || !atomic_load_explicit(&s->accepting, memory_order_relaxed))
+            continue;
         uint64_t busy_since = atomic_load_explicit(&s->req_start_ms, memory_order_relaxed);
-        if (busy_since && busy_since + BALANCE_BUSY_MS < w->env.now_ms) continue; /* stuck in the app */
+        if (busy_since && busy_since + BALANCE_BUSY_MS < w->env.now_ms)
+            continue; /* stuck in the app */
         if ((size_t)atomic_load_explicit(&s->conns, memory_order_relaxed) + BALANCE_SLACK < mine)
             return true;
     }
@@ -378,7 +383,8 @@ static void update_accepting(gp_worker *w)
         w->share_open = open;
         atomic_store_explicit(&w->env.slot->accepting, open, memory_order_relaxed);
     }
-    bool out = (*w->num_conns) >= w->env.cfg->worker_connections || w->env.now_ms < w->accept_resume_ms;
+    bool out =
+        (*w->num_conns) >= w->env.cfg->worker_connections || w->env.now_ms < w->accept_resume_ms;
     if (out != w->rp_out && !w->env.stopping) rotation(w, !out);
     bool on = want_accepting_open(w, open);
     if (on && w->share_recheck) {
@@ -607,7 +613,8 @@ static void check_memory(gp_worker *w)
     if (rss_kb / 1024 > w->env.cfg->max_worker_memory_mb && !w->retire_asked) { /* warned once */
         gp_warn("worker %d uses %llu MB, over --max-worker-memory %lu; retiring once its "
                 "replacement is ready",
-                (int)getpid(), (unsigned long long)(rss_kb / 1024), w->env.cfg->max_worker_memory_mb);
+                (int)getpid(), (unsigned long long)(rss_kb / 1024),
+                w->env.cfg->max_worker_memory_mb);
         gp_worker_retire(w, GP_RETIRE_MEMORY);
     }
 }
@@ -724,7 +731,8 @@ static int setup(gp_worker *w, const gp_worker_args *a)
     char tls_err[1024];
     gp_tls_set_offer_h2(w->env.h2 != NULL); /* ALPN "h2" only where HTTP/2 will answer */
     if (w->env.h2) w->env.stream.ready = gp_conn_tls_ready;
-    if (gp_tlsconf_contexts(a->cfg, a->listeners, a->num_listeners, tls, tls_err, sizeof tls_err) < 0) {
+    if (gp_tlsconf_contexts(a->cfg, a->listeners, a->num_listeners, tls, tls_err, sizeof tls_err) <
+        0) {
         gp_error("worker: TLS: %s", tls_err);
         return -1;
     }

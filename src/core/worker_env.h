@@ -44,8 +44,8 @@ typedef struct gp_worker_env {
     const struct gp_h2_entry *h2; /* HTTP/2's ways in (h2_proto.h); NULL: HTTP/1.1 only */
     gp_pool *pool;                /* request threads; NULL without --threads */
     gp_http_limits limits;
-    size_t head_cap; /* largest request head we buffer */
-    bool stopping;   /* graceful stop: every next response says Connection: close */
+    size_t head_cap;        /* largest request head we buffer */
+    bool stopping;          /* graceful stop: every next response says Connection: close */
     char date_lines[2][48]; /* "Date: Thu, 26 Nov 2026 20:42:13 GMT\r\n", double-buffered */
     atomic_int date_idx;    /* for request threads that read it while the loop ticks */
     size_t date_len;
