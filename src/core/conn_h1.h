@@ -94,7 +94,7 @@ struct gp_conn {
     uint64_t m_start_us; /* --metrics-bind: when this request's head was in; 0: none counted */
     uint64_t task_ms;    /* runs_as_tasks: when the app's task for this request began */
 
-    /* --threads (conn.c's request-thread section) */
+    /* --threads (h1_thread.c) */
     struct gp_thread_slot *tslot; /* while a request thread runs the app for it */
     unsigned char thread_job;     /* enum gp_thread_job: what that thread is to do */
     gp_app_status thread_st;      /* what the app answered there, for the loop */
@@ -116,7 +116,8 @@ struct gp_conns {
 };
 
 /* An exchange of another protocol (exchange.h) is handed to its table; an
- * HTTP/1.1 connection pays one predictable branch per call (conn.c, h1.c). */
+ * HTTP/1.1 connection pays one predictable branch per call (conn.c,
+ * conn_body.c, h1.c). */
 #define XRET(c, call)                                                                              \
     do {                                                                                           \
         if (__builtin_expect((c)->xops != NULL, 0)) return (c)->xops->call;                        \
@@ -129,7 +130,8 @@ struct gp_conns {
         }                                                                                          \
     } while (0)
 
-/* conn.c, for h1.c: the exchange's output and its async watching */
+/* conn.c, for the other owner files: the exchange's output, its async
+ * watching, a blocking wait */
 /* Writes what is queued: gp_stream_flush, and an async app's idle deadline
  * once all is out. GP_OK, GP_AGAIN, GP_ERROR. */
 int gp_conn_flush_queued(gp_conn *c);
@@ -141,19 +143,7 @@ int gp_conn_wait_fd(gp_conn *c, short events, int timeout_ms);
  * waits for body bytes, else no deadline. */
 void gp_conn_async_idle_deadline(gp_conn *c);
 
-/* conn.c, for h1.c: the exchange's output and its async watching */
-/* Writes what is queued: gp_stream_flush, and an async app's idle deadline
- * once all is out. GP_OK, GP_AGAIN, GP_ERROR. */
-int gp_conn_flush_queued(gp_conn *c);
-/* Blocks the calling thread until the socket is ready for events (POLLIN,
- * POLLOUT), at most timeout_ms; the app's blocking hook lets its other
- * threads run meanwhile. Returns poll's result (conn.c, for conn_body.c). */
-int gp_conn_wait_fd(gp_conn *c, short events, int timeout_ms);
-/* An async exchange with no output waiting: --body-timeout while its app
- * waits for body bytes, else no deadline. */
-void gp_conn_async_idle_deadline(gp_conn *c);
-
-/* What a request thread does with a connection it is handed (h1.c). */
+/* What a request thread does with a connection it is handed (h1_thread.c). */
 enum gp_thread_job { GP_JOB_START, GP_JOB_RESUME, GP_JOB_ABORT };
 
 #endif

@@ -1,7 +1,7 @@
 /* h1: the HTTP/1.1 connection (conn.c frames its exchanges, h1.c runs it),
  * the protocol every accepted stream starts with. What the worker and the
  * protocols a connection is handed to (WebSocket, HTTP/2) may call; the
- * struct itself is private to conn.c and h1.c (conn_h1.h).
+ * struct itself is private to the files that own it (conn_h1.h).
  *
  * The worker makes connections with gp_conn_new from a gp_conns set and
  * from then on reaches each only through its stream (gp_conns_first/next)

@@ -4,7 +4,7 @@
  * Owns the ways in from HTTP/1.1 (the client preface; "Upgrade: h2c"), the
  * exchange table that maps conn.h's calls onto h2x, and the h2x environment
  * of a connection (its gp_conn per stream, pump, blocking wait, date line).
- * HTTP/1.1 (conn.c) reaches it only through e->h2 (gp_h2_entry), set by the
+ * HTTP/1.1 (h1.c) reaches it only through env->h2 (gp_h2_entry), set by the
  * worker, so the two never call each other in a circle. Request threads
  * (--threads) stay HTTP/1.1's: an exchange runs on the loop's thread. */
 #include <arpa/inet.h>
