@@ -79,8 +79,8 @@ struct gp_worker {
     bool retire_asked;     /* the master was asked for a replacement */
 };
 
-static void gp_worker_stop(gp_worker *w);
-static void gp_worker_retire(gp_worker *w, int reason);
+static void worker_stop(gp_worker *w);
+static void worker_retire(gp_worker *w, int reason);
 
 /* ---- request threads (--threads) --------------------------------------------
  * The loop thread parses heads and queues complete requests; each request
@@ -190,7 +190,7 @@ static void wake_master(gp_worker *w)
     }
 }
 
-static void gp_worker_retire(gp_worker *w, int reason)
+static void worker_retire(gp_worker *w, int reason)
 {
     if (w->env.stopping || w->retire_asked) return;
     w->retire_asked = true;
@@ -201,11 +201,11 @@ static void gp_worker_retire(gp_worker *w, int reason)
         gp_info("worker %d reached --max-requests after %llu requests; it serves on until its "
                 "replacement is ready",
                 (int)getpid(), (unsigned long long)atomic_load(&w->env.slot->requests));
-    if (w->wake_fd < 0) gp_worker_stop(w); /* no master to start a replacement */
+    if (w->wake_fd < 0) worker_stop(w); /* no master to start a replacement */
     else wake_master(w);
 }
 
-static void gp_worker_stop(gp_worker *w)
+static void worker_stop(gp_worker *w)
 {
     if (w->env.stopping) return;
     w->stop_deadline = w->env.now + w->env.cfg->graceful_timeout;
@@ -215,7 +215,7 @@ static void gp_worker_stop(gp_worker *w)
     stop_accepting(w);
     w->env.stopping = true;
     gp_debug("worker %d stopping: %zu connections open, up to %gs to finish", (int)getpid(),
-             (size_t)(*w->num_conns), w->env.cfg->graceful_timeout);
+             (size_t)*w->num_conns, w->env.cfg->graceful_timeout);
     if (w->env.slot) atomic_store(&w->env.slot->state, GP_WS_STOPPING);
     for (gp_stream *s = gp_conns_first(w->conns), *next; s; s = next) {
         next = gp_conns_next(s);
@@ -256,7 +256,7 @@ static int fresh_room(gp_worker *w)
 static bool open_to_accept(gp_worker *w)
 {
     if (w->env.stopping || w->env.now_ms < w->accept_resume_ms) return false;
-    if ((*w->num_conns) >= w->env.cfg->worker_connections) return false;
+    if (*w->num_conns >= w->env.cfg->worker_connections) return false;
     return !(w->env.pool && w->env.pool->accept_paused);
 }
 
@@ -269,7 +269,7 @@ static bool open_to_accept(gp_worker *w)
 static bool full_but_alone(gp_worker *w)
 {
     if (!w->env.pool || !w->env.pool->accept_paused || w->env.stopping ||
-        w->env.now_ms < w->accept_resume_ms || (*w->num_conns) >= w->env.cfg->worker_connections ||
+        w->env.now_ms < w->accept_resume_ms || *w->num_conns >= w->env.cfg->worker_connections ||
         w->num_fresh > 0)
         return false;
     if (w->env.cfg->reuse_port || !w->sb) return true;
@@ -280,7 +280,7 @@ static bool full_but_alone(gp_worker *w)
         int st = atomic_load_explicit(&s->state, memory_order_relaxed);
         if ((st == GP_WS_IDLE || st == GP_WS_BUSY) &&
             (size_t)atomic_load_explicit(&s->conns, memory_order_relaxed) + BALANCE_SLACK <
-                (*w->num_conns)) {
+                *w->num_conns) {
             uint64_t at = w->env.now_ms + BALANCE_RECHECK_MS;
             if (!gp_timer_armed(&w->accept_timer) || w->accept_timer.at > at)
                 gp_timer_set(&w->timers, &w->accept_timer, at);
@@ -330,7 +330,7 @@ static bool want_accepting(gp_worker *w)
 static bool over_share(gp_worker *w)
 {
     if (w->env.cfg->reuse_port || !w->sb || w->sb->num_slots < 2) return false;
-    size_t mine = (*w->num_conns);
+    size_t mine = *w->num_conns;
     for (int i = 0; i < w->sb->num_slots; i++) {
         gp_slot *s = &w->sb->slots[i];
         if (s == w->env.slot || !atomic_load_explicit(&s->accepting, memory_order_relaxed))
@@ -368,15 +368,15 @@ static void rotation(gp_worker *w, bool in)
 static void update_accepting(gp_worker *w)
 {
     bool open = open_to_accept(w);
-    if ((*w->num_conns) != w->share_conns) {
-        w->share_conns = (*w->num_conns);
+    if (*w->num_conns != w->share_conns) {
+        w->share_conns = *w->num_conns;
         w->share_recheck = true;
-        atomic_store_explicit(&w->env.slot->conns, (uint32_t)(*w->num_conns), memory_order_relaxed);
-        if (((*w->num_conns) >= w->env.cfg->worker_connections) != w->at_conn_limit) {
+        atomic_store_explicit(&w->env.slot->conns, (uint32_t)*w->num_conns, memory_order_relaxed);
+        if ((*w->num_conns >= w->env.cfg->worker_connections) != w->at_conn_limit) {
             w->at_conn_limit = !w->at_conn_limit;
             gp_debug("worker %d %s (%zu connections, --worker-connections %zu)", (int)getpid(),
                      w->at_conn_limit ? "is full: stops accepting" : "accepts again",
-                     (size_t)(*w->num_conns), w->env.cfg->worker_connections);
+                     (size_t)*w->num_conns, w->env.cfg->worker_connections);
         }
     }
     if (open != w->share_open) {
@@ -384,7 +384,7 @@ static void update_accepting(gp_worker *w)
         atomic_store_explicit(&w->env.slot->accepting, open, memory_order_relaxed);
     }
     bool out =
-        (*w->num_conns) >= w->env.cfg->worker_connections || w->env.now_ms < w->accept_resume_ms;
+        *w->num_conns >= w->env.cfg->worker_connections || w->env.now_ms < w->accept_resume_ms;
     if (out != w->rp_out && !w->env.stopping) rotation(w, !out);
     bool on = want_accepting_open(w, open);
     if (on && w->share_recheck) {
@@ -481,7 +481,7 @@ static void out_of_fds(gp_worker *w, int lfd, int err)
         w->emfile_warned_ms = w->env.now_ms;
         gp_warn("worker %d: shedding connections: too many open files (%s, %zu connections); "
                 "accepting again in %d ms",
-                (int)getpid(), strerror(err), (*w->num_conns), EMFILE_PAUSE_MS);
+                (int)getpid(), strerror(err), *w->num_conns, EMFILE_PAUSE_MS);
     }
     update_accepting(w);
 }
@@ -560,9 +560,9 @@ static void on_signal(gp_io *io, uint32_t events)
             switch (sigs[i]) {
             case SIGINT:
                 if (int_hook && !w->env.stopping) int_hook();
-                gp_worker_stop(w);
+                worker_stop(w);
                 break;
-            case SIGTERM: gp_worker_stop(w); break;
+            case SIGTERM: worker_stop(w); break;
             case SIGUSR1:
                 gp_log_reopen();
                 gp_access_log_reopen();
@@ -615,7 +615,7 @@ static void check_memory(gp_worker *w)
                 "replacement is ready",
                 (int)getpid(), (unsigned long long)(rss_kb / 1024),
                 w->env.cfg->max_worker_memory_mb);
-        gp_worker_retire(w, GP_RETIRE_MEMORY);
+        worker_retire(w, GP_RETIRE_MEMORY);
     }
 }
 
@@ -635,7 +635,7 @@ static void on_tick(gp_io *io, uint32_t events)
     ssize_t r = read(io->fd, &ticks, sizeof ticks);
     (void)r;
     update_date(w);
-    if (getppid() != w->master_pid) gp_worker_stop(w); /* orphaned: the death signal was missed */
+    if (getppid() != w->master_pid) worker_stop(w); /* orphaned: the death signal was missed */
     if (w->env.cfg->max_worker_memory_mb && !w->env.stopping) check_memory(w);
     if (w->env.pool) publish_oldest_request(w);
     if (w->env.ops->describe && w->env.cfg->num_metrics_binds) publish_oldest_task(w);
@@ -835,12 +835,12 @@ static bool only_stuck_left(gp_worker *w)
         uint64_t t = atomic_load_explicit(&p->slots[i].started_ms, memory_order_acquire);
         stuck += t && w->env.now_ms > t && w->env.now_ms - t > limit_ms;
     }
-    return stuck && stuck >= (*w->num_conns);
+    return stuck && stuck >= *w->num_conns;
 }
 
 int gp_worker_done(gp_worker *w)
 {
-    return w->env.stopping && ((*w->num_conns) == 0 || only_stuck_left(w));
+    return w->env.stopping && (*w->num_conns == 0 || only_stuck_left(w));
 }
 
 double gp_worker_stop_left(const gp_worker *w)
@@ -897,7 +897,7 @@ int gp_worker_turn(gp_worker *w, int timeout_ms)
     /* --max-requests: counted by the connections, acted on here */
     if (w->max_requests && !w->retire_asked &&
         atomic_load_explicit(&w->env.slot->requests, memory_order_relaxed) >= w->max_requests)
-        gp_worker_retire(w, GP_RETIRE_MAX_REQUESTS);
+        worker_retire(w, GP_RETIRE_MAX_REQUESTS);
     update_accepting(w);
     free_dead(w);
     cut_stragglers(w);

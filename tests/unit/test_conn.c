@@ -851,7 +851,7 @@ static void test_idle_timeout_and_stop(void **state)
     /* idle on stop: kept a moment (its next request may be on the wire), the
      * deadline shortened to GP_STOP_IDLE_S */
     c = conn_open();
-    F.w->stopping = true; /* as gp_worker_stop sets before calling on_stop */
+    F.w->stopping = true; /* as the worker's stop sets before calling on_stop */
     gp_conn_on_stop(c);
     assert_true(conn_alive());
     assert_true(c->s.deadline <= F.w->now + GP_STOP_IDLE_S);

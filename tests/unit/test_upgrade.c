@@ -169,7 +169,7 @@ static void test_stop_goes_through_the_table(void **state)
     upgrade();
     char head[512];
     peer_read(head, sizeof head);
-    c->s.proto->on_stop(&c->s); /* what gp_worker_stop does for each connection */
+    c->s.proto->on_stop(&c->s); /* what the worker's stop does for each connection */
     assert_int_equal(F.closed_code, 1001);
     uint8_t out[64];
     size_t n = peer_read((char *)out, sizeof out);
