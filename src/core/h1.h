@@ -47,7 +47,6 @@ gp_conn *gp_conns_oldest_task(gp_conns *cs, uint64_t *since_ms);
 
 /* What a connection keeps of the listener it came from. */
 typedef struct gp_conn_listener {
-    int index;
     const gp_addr *addr;
     struct gp_tls_ctx *tls; /* TLS listener (core/tls.h); NULL: plain */
     bool proxy;             /* --proxy-protocol: each connection starts with a PROXY header */

@@ -43,7 +43,7 @@ struct gp_worker {
     struct gp_listen_io {
         gp_io io; /* first member */
         gp_worker *w;
-        gp_conn_listener info; /* index, address, TLS, PROXY: what its connections keep */
+        gp_conn_listener info; /* address, TLS, PROXY: what its connections keep */
         bool own;              /* --reuse-port: this worker's socket, its queue is ours alone */
         int rp_socks_fd, rp_prog_fd; /* own: where it joins the round-robin; -1: hash */
     } listeners[GP_MAX_BINDS];
@@ -755,7 +755,6 @@ static int setup(gp_worker *w, const gp_worker_args *a)
         w->listeners[i].io.cb = on_accept;
         w->listeners[i].info.addr = &a->listeners[i].addr;
         w->listeners[i].w = w;
-        w->listeners[i].info.index = i;
         w->listeners[i].info.proxy = cfg->proxy_protocol;
         for (int k = 0; k < cfg->num_proxy_protocol_binds; k++)
             w->listeners[i].info.proxy |=

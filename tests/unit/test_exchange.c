@@ -155,7 +155,7 @@ static void test_calls_go_to_the_table(void **state)
     w->ops = &ops;
     gp_addr local;
     memset(&local, 0, sizeof local);
-    gp_conn_listener lis = {.index = 1, .addr = &local};
+    gp_conn_listener lis = {.addr = &local};
     parent->env = w;
     parent->listener = &lis;
     struct sockaddr_in *sin = (struct sockaddr_in *)&parent->peer;
