@@ -188,10 +188,22 @@ asan-pytest: $(BUILD)/asan/gallop $(BUILD)/asan/gallop-python.so $(BUILD)/asan/g
 
 # The bridge uses public CPython API only, so it builds on 3.12 and 3.13 too:
 # no underscore-prefixed Py symbol (they change or vanish between versions).
+# The files that own gp_conn's struct (conn_h1.h); tests/unit may include it too.
+CONN_H1_OWNERS := conn.c conn_body.c h1.c h1_log.c h1_thread.c
 check-api:
 	@if grep -nE '(^|[^A-Za-z0-9])_Py[A-Za-z0-9_]' src/py/*.[ch]; then \
 	  echo "check-api: private CPython API in src/py (above): use the public API"; exit 1; fi
 	@echo "check-api: src/py uses public CPython API only"
+	@bad=$$(grep -lE '^#include "core/conn_h1\.h"' src/*.c src/core/*.[ch] src/py/*.[ch] fuzz/*.c \
+	  | grep -vxF $(foreach f,$(CONN_H1_OWNERS),-e src/core/$(f)) -e src/core/conn_h1.h); \
+	  if [ -n "$$bad" ]; then echo "check-api: $$bad: conn_h1.h is private to $(CONN_H1_OWNERS) (use h1.h, conn.h)"; exit 1; fi
+	@bad=$$(grep -lE '^struct gp_worker \{' src/*.c src/core/*.[ch] src/py/*.[ch] fuzz/*.c \
+	  | grep -vx 'src/core/worker\.c'); \
+	  if [ -n "$$bad" ]; then echo "check-api: $$bad: gp_worker is private to worker.c (use worker_env.h)"; exit 1; fi
+	@bad=$$(grep -lE '^struct gp_conns? \{' src/*.c src/core/*.[ch] src/py/*.[ch] fuzz/*.c \
+	  | grep -vx 'src/core/conn_h1\.h'); \
+	  if [ -n "$$bad" ]; then echo "check-api: $$bad: gp_conn is defined in conn_h1.h only"; exit 1; fi
+	@echo "check-api: gp_conn's struct in $(CONN_H1_OWNERS) only, gp_worker's in worker.c only"
 
 # No two modules of the core call each other in a circle (docs/architecture.md):
 # the call graph between the objects, from what each defines and uses (nm).

@@ -2,7 +2,7 @@
  * short program of pieces (literal text and atoms), what a connection keeps
  * of each request for it, and the line it renders, as text or as JSON.
  *
- * Pure: no I/O and no allocation here. conn.c captures a request's values
+ * Pure: no I/O and no allocation here. h1_log.c captures a request's values
  * into a gp_alog_rec (one per connection, reused), and writes the rendered
  * line; nothing of this runs while the access log and --log-slow are off. */
 #ifndef GP_ACCESSLOG_H

@@ -4,7 +4,7 @@
  * The decoded bytes go to memory up to a bound, then to an unlinked temp
  * file, so a sync worker never waits on a slow uploader and its memory
  * stays flat however big the upload. Knows nothing of sockets or framing:
- * conn.c decodes and appends, the app reads back in order. */
+ * conn_body.c decodes, h1.c appends, the app reads back in order. */
 #ifndef GP_BODY_H
 #define GP_BODY_H
 

@@ -1,10 +1,9 @@
 /* conn: an HTTP/1.1 exchange as the bridge drives it (conn.h): the
  * response head and its framing (Content-Length or chunked), body writes
- * and sendfile through the stream's output queue, the request body (length
- * or chunked, 100 Continue, --limit-request-body), and the calls that hand
- * an exchange of another protocol to its table (exchange.h). The
- * connection around it (heads, dispatch, the response cycle, threads,
- * async apps) is h1.c's.
+ * and sendfile through the stream's output queue, and the calls that hand
+ * an exchange of another protocol to its table (exchange.h). The request
+ * body is conn_body.c's; the connection around it (heads, dispatch, the
+ * response cycle, threads, async apps) is h1.c's.
  *
  * Never blocks the loop except inside the app's own body reads and write()
  * calls, which are the WSGI contract. Never buffers a whole response: at most
@@ -20,11 +19,11 @@
 #include <unistd.h>
 
 #include "core/accesslog.h"
+#include "core/conn_h1.h"
 #include "core/exchange.h"
 #include "core/numfmt.h"
 #include "core/proto.h"
 #include "core/tls.h"
-#include "core/worker_internal.h"
 
 /* ---- exchanges of other protocols (exchange.h) -------------------------- */
 
@@ -37,7 +36,8 @@ gp_conn *gp_exchange_new(gp_stream *parent, const gp_exchange_ops *ops, void *st
     x->s.file_fd = -1;
     x->s.closed = true; /* the exchange has no socket of its own */
     x->s.env = p->s.env;
-    x->w = p->w;
+    x->env = p->env;
+    x->cs = p->cs;
     x->listener = p->listener;
     x->peer = p->peer;
     x->peer_len = p->peer_len;
@@ -55,15 +55,15 @@ void *gp_exchange_state(gp_conn *x)
     return x->xstate;
 }
 
-gp_worker *gp_exchange_worker(gp_conn *x)
+gp_worker_env *gp_exchange_env(gp_conn *x)
 {
-    return x->w;
+    return x->env;
 }
 
 void gp_exchange_free(gp_conn *x)
 {
-    gp_worker *w = x->w;
-    if (x->app_cache && w->ops->cache_free) w->ops->cache_free(w->app, x->app_cache);
+    gp_worker_env *e = x->env;
+    if (x->app_cache && e->ops->cache_free) e->ops->cache_free(e->app, x->app_cache);
     free(x->alog);
     free(x);
 }
@@ -103,14 +103,14 @@ const struct sockaddr *gp_conn_peer(gp_conn *c, socklen_t *len)
 bool gp_conn_forwarded(gp_conn *c, const gp_http_request *req, gp_fwd *out)
 {
     /* --no-proxy-headers (uvicorn's): X-Forwarded-* / Forwarded from no one */
-    return req->proxy_headers && c->fwd_trusted && c->w->cfg->proxy_headers &&
-           gp_fwd_resolve(&c->w->cfg->forwarded_allow, req->headers, req->num_headers, req->host,
+    return req->proxy_headers && c->fwd_trusted && c->env->cfg->proxy_headers &&
+           gp_fwd_resolve(&c->env->cfg->forwarded_allow, req->headers, req->num_headers, req->host,
                           req->host_len, out);
 }
 
 const gp_addr *gp_conn_local(gp_conn *c)
 {
-    return c->w->listeners[c->listener].addr;
+    return c->listener->addr;
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -127,14 +127,12 @@ static inline void out_put(gp_conn *c, const void *p, size_t n)
 
 #define OUT_LIT(c, s) out_put(c, s, sizeof(s) - 1)
 
-/* Blocks the calling thread until fd is ready; the app's hook lets its other
- * threads run meanwhile. Returns poll's result. */
-static int wait_fd(gp_conn *c, short events, int timeout_ms)
+int gp_conn_wait_fd(gp_conn *c, short events, int timeout_ms)
 {
-    const gp_app_ops *ops = c->w->ops;
-    if (ops->blocking) ops->blocking(c->w->app, 1);
+    const gp_app_ops *ops = c->env->ops;
+    if (ops->blocking) ops->blocking(c->env->app, 1);
     int n = gp_stream_wait(&c->s, events, timeout_ms);
-    if (ops->blocking) ops->blocking(c->w->app, 0);
+    if (ops->blocking) ops->blocking(c->env->app, 0);
     return n;
 }
 
@@ -153,7 +151,7 @@ static int flush_blocking(gp_conn *c)
             t0 = gp_monotonic_ms();
             ran = atomic_exchange_explicit(&c->tslot->started_ms, 0, memory_order_acq_rel);
         }
-        int n = wait_fd(c, POLLOUT, (int)(c->w->cfg->send_timeout * 1000));
+        int n = gp_conn_wait_fd(c, POLLOUT, (int)(c->env->cfg->send_timeout * 1000));
         if (ran)
             atomic_store_explicit(&c->tslot->started_ms, ran + (gp_monotonic_ms() - t0),
                                   memory_order_release);
@@ -200,8 +198,8 @@ int gp_conn_head_begin(gp_conn *c, const char *status, size_t status_len)
     c->status = (status[0] - '0') * 100 + (status[1] - '0') * 10 + (status[2] - '0');
     c->resp_has_length = false;
     c->has_date = c->has_server = false;
-    if (c->alog_pending && c->w->alog_fmt->num_out)
-        gp_alog_forget_response(c->alog, c->w->alog_fmt);
+    if (c->alog_pending && c->env->alog_fmt->num_out)
+        gp_alog_forget_response(c->alog, c->env->alog_fmt);
     if (c->s.out) c->s.out_len = c->s.out_pos = 0;
     if (out_reserve(c, status_len + 11)) return GP_ERROR;
     OUT_LIT(c, "HTTP/1.1 ");
@@ -295,8 +293,8 @@ int gp_conn_head_add(gp_conn *c, const char *name, size_t name_len, const char *
         if (gp_http_token_eq(name, name_len, "transfer-encoding")) return GP_OK;
         break;
     }
-    if (c->alog_pending && c->w->alog_fmt->num_out) /* %({name}o)s */
-        gp_alog_capture_response(c->alog, c->w->alog_fmt, name, name_len, value, value_len);
+    if (c->alog_pending && c->env->alog_fmt->num_out) /* %({name}o)s */
+        gp_alog_capture_response(c->alog, c->env->alog_fmt, name, name_len, value, value_len);
     if (out_reserve(c, name_len + value_len + 4)) return GP_ERROR;
     out_put(c, name, name_len);
     OUT_LIT(c, ": ");
@@ -374,27 +372,26 @@ static bool shed_one(gp_slot *s)
 int gp_conn_head_end(gp_conn *c)
 {
     XRET(c, head_end(c));
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     settle_request_body(c);
-    if (w->stopping || (c->keep_alive && shed_one(w->slot))) c->keep_alive = false;
+    if (e->stopping || (c->keep_alive && shed_one(e->slot))) c->keep_alive = false;
     c->no_body = c->head_method || status_has_no_body(c->status);
     c->chunked_out = false;
     if (!c->resp_has_length && !c->no_body) {
         if (c->version_minor >= 1) c->chunked_out = true;
         else c->keep_alive = false; /* HTTP/1.0: the close delimits the body */
     }
-    if (out_reserve(c, w->date_len + 96)) return GP_ERROR;
+    if (out_reserve(c, e->date_len + 96)) return GP_ERROR;
     if (!c->has_date)
-        out_put(c, w->date_lines[atomic_load_explicit(&w->date_idx, memory_order_acquire)],
-                w->date_len);
+        out_put(c, e->date_lines[atomic_load_explicit(&e->date_idx, memory_order_acquire)],
+                e->date_len);
     if (!c->has_server) OUT_LIT(c, "Server: gallop\r\n");
     if (c->chunked_out) OUT_LIT(c, "Transfer-Encoding: chunked\r\n");
     if (c->up) {
         OUT_LIT(c, "Upgrade: ");
         out_put(c, c->up_proto->name, strlen(c->up_proto->name));
         OUT_LIT(c, "\r\nConnection: Upgrade\r\n");
-    }
-    else if (!c->keep_alive) OUT_LIT(c, "Connection: close\r\n");
+    } else if (!c->keep_alive) OUT_LIT(c, "Connection: close\r\n");
     else if (c->version_minor == 0) OUT_LIT(c, "Connection: keep-alive\r\n");
     OUT_LIT(c, "\r\n");
     c->head_sent = true;
@@ -404,13 +401,6 @@ int gp_conn_head_end(gp_conn *c)
         c->keep_alive = false;
         c->want_input = true;
     }
-    return GP_OK;
-}
-
-int gp_conn_out_append(gp_conn *c, const void *p, size_t n)
-{
-    if (out_reserve(c, n)) return GP_ERROR;
-    out_put(c, p, n);
     return GP_OK;
 }
 
@@ -559,152 +549,6 @@ void gp_conn_send_error(gp_conn *c, int status, int close_after)
     gp_conn_end_response(c);
 }
 
-/* ---- request body --------------------------------------------------------- */
-
-static ssize_t body_fail(gp_conn *c, int code, int status)
-{
-    c->keep_alive = false;
-    c->s.broken = code == GP_BODY_CLOSED;
-    c->body_error = status;
-    c->body_done = true;
-    return code;
-}
-
-/* Waits for input. Returns 1 when readable, or a GP_BODY_* code. Gives up
- * before --timeout would kill the worker over this wait. */
-static int wait_readable(gp_conn *c)
-{
-    const gp_config *cfg = c->w->cfg;
-    double s = cfg->body_timeout;
-    if (cfg->timeout > 0 && s > cfg->timeout * 0.75) s = cfg->timeout * 0.75;
-    int n = wait_fd(c, POLLIN, (int)(s * 1000));
-    if (n == 0) return GP_BODY_TIMEOUT;
-    return n < 0 ? GP_BODY_CLOSED : 1;
-}
-
-static ssize_t recv_some(gp_conn *c, char *dst, size_t n)
-{
-    for (;;) {
-        ssize_t r = gp_stream_read(&c->s, dst, n);
-        if (r > 0) return r;
-        if (r != -EAGAIN) return GP_BODY_CLOSED;
-        int wr = wait_readable(c);
-        if (wr < 0) return wr;
-    }
-}
-
-static void send_continue(gp_conn *c)
-{
-    static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    c->continue_sent = true;
-    gp_stream_write(&c->s, msg, sizeof msg - 1);
-}
-
-static ssize_t check_body_limit(gp_conn *c, size_t got)
-{
-    c->body_total += got;
-    unsigned long long lim = c->w->cfg->limit_request_body;
-    if (lim && c->body_total > lim) return body_fail(c, GP_BODY_TOO_LARGE, 413);
-    return (ssize_t)got;
-}
-
-/* recv for the body: waits (block) or answers GP_BODY_AGAIN. */
-static ssize_t body_recv(gp_conn *c, char *dst, size_t n, bool block)
-{
-    if (block) return recv_some(c, dst, n);
-    ssize_t r = gp_stream_read(&c->s, dst, n);
-    if (r > 0) return r;
-    if (r == -EAGAIN) return GP_BODY_AGAIN;
-    c->peer_gone = true;
-    return GP_BODY_CLOSED;
-}
-
-static ssize_t body_read(gp_conn *c, char *dst, size_t n, bool block)
-{
-    if (c->body_held) {
-        ssize_t r = gp_body_read(&c->held, dst, n);
-        return r < 0 ? body_fail(c, GP_BODY_BAD, 500) : r;
-    }
-    if (c->body_done || n == 0) return 0;
-    if (c->body_late) return body_fail(c, GP_BODY_TIMEOUT, 408);
-    if (c->expect_continue && !c->continue_sent && !c->head_sent && c->s.rpos == c->s.len)
-        send_continue(c);
-    if (c->body_kind == GP_HTTP_BODY_LENGTH) {
-        if (n > c->body_left) n = (size_t)c->body_left;
-        size_t avail = c->s.len - c->s.rpos;
-        ssize_t got;
-        if (avail) {
-            got = (ssize_t)(avail < n ? avail : n);
-            memcpy(dst, c->s.buf + c->s.rpos, (size_t)got);
-            c->s.rpos += (size_t)got;
-            /* all taken: the room is free again (an async app's loop reads
-             * into it while the app runs, and stops once it is full) */
-            if (c->s.rpos == c->s.len) c->s.rpos = c->s.len = c->head_len = 0;
-        } else {
-            got = body_recv(c, dst, n, block);
-            if (got == GP_BODY_AGAIN) return got;
-            if (got < 0) return body_fail(c, (int)got, got == GP_BODY_TIMEOUT ? 408 : 400);
-        }
-        c->body_left -= (uint64_t)got;
-        if (c->body_left == 0) c->body_done = true;
-        return check_body_limit(c, (size_t)got);
-    }
-    /* chunked: decode what is buffered, read more raw bytes when that gives nothing */
-    for (;;) {
-        size_t used = 0, outn = n;
-        int r = GP_CHUNKED_MORE;
-        if (c->s.len > c->s.rpos)
-            r = gp_chunked_decode(&c->chunked, c->s.buf + c->s.rpos, c->s.len - c->s.rpos, &used, dst,
-                                  &outn);
-        else outn = 0;
-        c->s.rpos += used;
-        if (r == GP_CHUNKED_ERROR) return body_fail(c, GP_BODY_BAD, 400);
-        if (r == GP_CHUNKED_DONE) c->body_done = true;
-        if (outn || c->body_done) return check_body_limit(c, outn);
-        /* all buffered input consumed: make room and read more */
-        if (c->s.rpos == c->s.len) c->s.rpos = c->s.len = c->head_len = 0;
-        if (c->s.len == c->s.cap) {
-            memmove(c->s.buf, c->s.buf + c->s.rpos, c->s.len - c->s.rpos);
-            c->s.len -= c->s.rpos;
-            c->s.rpos = c->head_len = 0;
-        }
-        ssize_t got = body_recv(c, c->s.buf + c->s.len, c->s.cap - c->s.len, block);
-        if (got == GP_BODY_AGAIN) return got;
-        if (got < 0) return body_fail(c, (int)got, got == GP_BODY_TIMEOUT ? 408 : 400);
-        c->s.len += (size_t)got;
-    }
-}
-
-ssize_t gp_conn_body_read(gp_conn *c, char *dst, size_t n)
-{
-    XRET(c, body_read(c, dst, n, true));
-    return body_read(c, dst, n, true);
-}
-
-ssize_t gp_conn_body_read_nb(gp_conn *c, char *dst, size_t n)
-{
-    XRET(c, body_read(c, dst, n, false));
-    return body_read(c, dst, n, false);
-}
-
-int gp_conn_body_done(gp_conn *c)
-{
-    XRET(c, body_done(c));
-    return c->body_held ? gp_body_left(&c->held) == 0 : c->body_done;
-}
-
-int gp_conn_body_would_block(gp_conn *c)
-{
-    XRET(c, body_would_block(c));
-    return !c->body_held && !c->body_done && c->s.rpos == c->s.len;
-}
-
-int gp_conn_body_error_status(gp_conn *c)
-{
-    XRET(c, body_error_status(c));
-    return c->body_error;
-}
-
 /* ---- apps that run as tasks on another loop (ASGI) ------------------------ */
 
 static inline bool output_pending(const gp_conn *c)
@@ -728,7 +572,7 @@ void gp_conn_async_idle_deadline(gp_conn *c)
 {
     if (c->up) return;
     bool body_wait = c->want_input && !c->body_done && !c->peer_gone;
-    gp_conn_set_deadline(c, c->w->now + (body_wait ? c->w->cfg->body_timeout : 1e9));
+    gp_conn_set_deadline(c, c->env->now + (body_wait ? c->env->cfg->body_timeout : 1e9));
 }
 
 static void async_rewatch(gp_conn *c)
@@ -739,7 +583,7 @@ static void async_rewatch(gp_conn *c)
     bool pending = output_pending(c) && !c->s.broken;
     if (pending) {
         ev |= EPOLLOUT;
-        double d = c->w->now + c->w->cfg->send_timeout;
+        double d = c->env->now + c->env->cfg->send_timeout;
         if (!c->up && c->s.deadline > d) gp_conn_set_deadline(c, d);
     }
     if (gp_stream_watch(&c->s, ev) < 0) c->peer_gone = c->s.broken = true;
@@ -750,4 +594,3 @@ int gp_conn_peer_gone(gp_conn *c)
     XRET(c, peer_gone(c));
     return c->peer_gone || c->s.broken;
 }
-

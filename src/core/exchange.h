@@ -10,7 +10,7 @@
  * the protocol's (the client's address, the listener, proxy headers, the
  * bridge's app_state and app_cache slots) works the same on every exchange.
  *
- * The protocol starts the app with w->ops->start(w->app, x, &req) (as
+ * The protocol starts the app with env->ops->start(env->app, x, &req) (as
  * HTTP/1.1 does), resumes it with ops->resume once output drained after
  * GP_AGAIN / GP_APP_PENDING, and aborts with ops->abort when the peer
  * resets the exchange. It frees the exchange with gp_exchange_free once the
@@ -29,7 +29,7 @@
 #include "core/conn.h"
 #include "core/stream.h"
 
-typedef struct gp_worker gp_worker;
+struct gp_worker_env;
 
 /* The conn.h calls an exchange's protocol implements; each has the
  * meaning and return values of the conn.h call of the same name. */
@@ -65,8 +65,9 @@ typedef struct gp_exchange_ops {
 gp_conn *gp_exchange_new(gp_stream *parent, const gp_exchange_ops *ops, void *state);
 /* The protocol's state given to gp_exchange_new. */
 void *gp_exchange_state(gp_conn *x);
-/* The worker of the exchange (for w->ops, w->app, w->cfg). */
-gp_worker *gp_exchange_worker(gp_conn *x);
+/* What the worker gave the exchange's connection (worker_env.h: its ops,
+ * app, cfg). */
+struct gp_worker_env *gp_exchange_env(gp_conn *x);
 /* The request of x began (req as handed to the app): its access-log record
  * and metrics start, as HTTP/1.1's do. */
 void gp_exchange_begin(gp_conn *x, const gp_http_request *req);

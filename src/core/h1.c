@@ -3,13 +3,13 @@
  * header, handing requests to the app bridge (on the loop, on a request
  * thread with --threads, or as a task for async apps), holding a sync app's
  * body before it runs (gp_body, body.c) so a slow uploader never holds the
- * worker, the response cycle (flush, keep-alive, linger, close), access log
- * lines, timeouts and the graceful stop, and the upgrade to another
- * protocol on the same stream (WebSocket). The exchange's own calls (head,
- * write, body) are conn.c's.
+ * worker, the response cycle (flush, keep-alive, linger, close), timeouts
+ * and the graceful stop, the upgrade to another protocol on the same stream
+ * (WebSocket, HTTP/2), and the set of a worker's connections (h1.h). The
+ * exchange's own calls (head, write, body) are conn.c's; each request's log
+ * line and timing are h1_log.c's.
  *
  * Never blocks the loop; never writes a byte but through the stream. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -19,19 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/accesslog.h"
-#include "core/exchange.h"
+#include "core/conn_h1.h"
+#include "core/h1_log.h"
+#include "core/h1_thread.h"
 #include "core/h2_proto.h"
 #include "core/log.h"
-#include "core/metrics.h"
 #include "core/proto.h"
 #include "core/tls.h"
-#include "core/worker_internal.h"
-
-/* out of line: its 32 KB line buffer would make every caller's frame probe
- * 8 pages of stack, log or not */
-static void end_request_log(gp_conn *c, uint64_t now_us) __attribute__((noinline));
-static void request_end(gp_conn *c, bool complete);
 
 static const gp_proto h1_proto;
 
@@ -55,66 +49,124 @@ static inline void async_idle_deadline(gp_conn *c)
     gp_conn_async_idle_deadline(c);
 }
 
+/* ---- the set of a worker's connections ---------------------------------- */
+
+gp_conns *gp_conns_new(gp_worker_env *env)
+{
+    gp_conns *cs = calloc(1, sizeof *cs);
+    if (cs) cs->env = env;
+    return cs;
+}
+
+void gp_conns_free(gp_conns *cs)
+{
+    if (!cs) return;
+    while (cs->open) gp_conn_close(cs->open);
+    gp_conns_recycle(cs);
+    for (gp_conn *c = cs->free_conns, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    free(cs);
+}
+
+const size_t *gp_conns_counter(const gp_conns *cs)
+{
+    return &cs->count;
+}
+
+gp_stream *gp_conns_first(gp_conns *cs)
+{
+    return cs->open ? &cs->open->s : NULL;
+}
+
+gp_stream *gp_conns_next(gp_stream *s)
+{
+    gp_conn *n = gp_stream_conn(s)->next;
+    return n ? &n->s : NULL;
+}
+
+void gp_conns_recycle(gp_conns *cs)
+{
+    while (cs->dead) {
+        gp_conn *c = cs->dead;
+        cs->dead = c->next;
+        c->next = cs->free_conns;
+        cs->free_conns = c;
+    }
+}
+
+gp_conn *gp_conns_oldest_task(gp_conns *cs, uint64_t *since_ms)
+{
+    gp_conn *oldest = NULL;
+    for (gp_conn *c = cs->open; c; c = c->next)
+        if (c->state == CS_ASYNC && !c->up && !c->dead && (!oldest || c->task_ms < oldest->task_ms))
+            oldest = c;
+    *since_ms = oldest ? oldest->task_ms : 0;
+    return oldest;
+}
+
 /* ---- connection lifetime ---------------------------------------------- */
 
 void gp_conn_tls_ready(gp_stream *s)
 {
     gp_conn *c = gp_stream_conn(s);
     const char *proto = gp_tls_alpn(s->t);
-    if (proto && !strcmp(proto, "h2") && c->w->h2 && c->w->h2->alpn(c) != GP_OK)
+    if (proto && !strcmp(proto, "h2") && c->env->h2 && c->env->h2->alpn(c) != GP_OK)
         gp_conn_close(c);
 }
 
-gp_conn *gp_conn_new(gp_worker *w, int fd, int listener, const struct sockaddr_storage *peer,
-                     socklen_t peer_len)
+gp_stream *gp_conn_new(gp_conns *cs, int fd, const gp_conn_listener *l,
+                       const struct sockaddr_storage *peer, socklen_t peer_len)
 {
-    bool trusted = gp_fwd_trusts(&w->cfg->forwarded_allow, (const struct sockaddr *)peer);
-    bool proxy = w->listeners[listener].proxy;
-    if (proxy && !trusted) { /* a PROXY header is believed from a trusted peer only */
-        if (!w->proxy_warned || w->now > w->proxy_warned + 60) {
-            w->proxy_warned = w->now;
+    gp_worker_env *e = cs->env;
+    bool trusted = gp_fwd_trusts(&e->cfg->forwarded_allow, (const struct sockaddr *)peer);
+    if (l->proxy && !trusted) { /* a PROXY header is believed from a trusted peer only */
+        if (!cs->proxy_warned || e->now > cs->proxy_warned + 60) {
+            cs->proxy_warned = e->now;
             gp_warn("closing connections to a --proxy-protocol listener from peers not in "
                     "--forwarded-allow-ips (once a minute)");
         }
         return NULL;
     }
-    gp_conn *c = w->free_conns;
-    if (c) w->free_conns = c->next;
+    gp_conn *c = cs->free_conns;
+    if (c) cs->free_conns = c->next;
     else if (!(c = malloc(sizeof *c))) return NULL;
     memset(c, 0, sizeof *c);
-    gp_stream_init(&c->s, &w->env, fd); /* the read buffer comes with the first bytes: idle costs no buffer */
+    gp_stream_init(&c->s, &e->stream,
+                   fd); /* the read buffer comes with the first bytes: idle costs no buffer */
     gp_stream_set_proto(&c->s, &h1_proto);
-    gp_tls_ctx *tls = w->listeners[listener].tls;
-    if (tls) {
-        gp_tls *t = gp_tls_new(tls, fd, (const struct sockaddr *)&c->peer);
+    if (l->tls) {
+        gp_tls *t = gp_tls_new(l->tls, fd, (const struct sockaddr *)&c->peer);
         if (!t) {
             free(c);
             return NULL;
         }
         gp_stream_set_transport(&c->s, &gp_transport_tls, t);
     }
-    c->w = w;
-    c->listener = listener;
+    c->env = e;
+    c->cs = cs;
+    c->listener = l;
     c->peer = *peer;
     c->peer_len = peer_len;
-    c->fwd_trusted = trusted && w->cfg->proxy_headers; /* --no-proxy-headers: never */
-    c->proxy_wait = proxy;
+    c->fwd_trusted = trusted && e->cfg->proxy_headers; /* --no-proxy-headers: never */
+    c->proxy_wait = l->proxy;
     c->own_fd = -1;
     gp_body_init(&c->held, NULL);
     c->state = CS_HEAD;
     if (gp_stream_watch(&c->s, EPOLLIN) < 0) {
-        if (tls) gp_tls_free(c->s.t);
+        if (l->tls) gp_tls_free(c->s.t);
         free(c);
         return NULL;
     }
     /* TLS: the handshake must be over within --header-timeout */
-    gp_conn_set_deadline(c, w->now + (tls ? w->cfg->header_timeout : w->cfg->keep_alive));
-    c->next = w->conns;
-    if (w->conns) w->conns->prev = c;
-    w->conns = c;
-    w->num_conns++;
+    gp_conn_set_deadline(c, e->now + (l->tls ? e->cfg->header_timeout : e->cfg->keep_alive));
+    c->next = cs->open;
+    if (cs->open) cs->open->prev = c;
+    cs->open = c;
+    cs->count++;
     if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("opened", fd, peer);
-    return c;
+    return &c->s;
 }
 
 /* Drops a body read ahead of the app, and the copy of its head. */
@@ -128,28 +180,26 @@ static void held_release(gp_conn *c)
     c->body_held = false;
 }
 
-static void to_thread(gp_conn *c, enum gp_thread_job job);
-
 /* Closes now; the memory is recycled after this loop turn, since the batch of
  * events being handled may still name this connection. With request threads,
  * a response the app still owns is first handed to a thread to release. */
 void gp_conn_close(gp_conn *c)
 {
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     if (c->dead) return;
-    if (c->state == CS_APP_WAIT && w->pool) {
+    if (c->state == CS_APP_WAIT && e->pool) {
         /* the app's response state is Python's: a request thread releases
          * it (abort), then the connection closes for real on its way back */
         c->s.broken = true;
-        to_thread(c, GP_JOB_ABORT);
+        gp_h1_to_thread(c, GP_JOB_ABORT);
         return;
     }
-    if ((c->state == CS_APP_WAIT || c->state == CS_ASYNC) && w->ops->abort)
-        w->ops->abort(w->app, c);
-    if (c->state == CS_ASYNC) w->active_async--;
+    if ((c->state == CS_APP_WAIT || c->state == CS_ASYNC) && e->ops->abort)
+        e->ops->abort(e->app, c);
+    if (c->state == CS_ASYNC) c->cs->active_async--;
     c->dead = true;
     /* cut off before its response was complete */
-    if (c->m_start_us || c->alog_pending) request_end(c, false);
+    if (c->m_start_us || c->alog_pending) gp_h1_log_end(c, false);
     if (gp_log_enabled(GP_LOG_DEBUG)) gp_log_conn("closed", c->s.io.fd, &c->peer);
     gp_stream_close(&c->s);
     if (c->own_fd >= 0) close(c->own_fd);
@@ -159,137 +209,18 @@ void gp_conn_close(gp_conn *c)
     c->alog = NULL;
     if (c->up) c->up->free(c);
     c->up = NULL;
-    if (c->app_cache && w->ops->cache_free) w->ops->cache_free(w->app, c->app_cache);
+    if (c->app_cache && e->ops->cache_free) e->ops->cache_free(e->app, c->app_cache);
     c->app_cache = NULL;
+    gp_conns *cs = c->cs;
     if (c->prev) c->prev->next = c->next;
-    else w->conns = c->next;
+    else cs->open = c->next;
     if (c->next) c->next->prev = c->prev;
-    w->num_conns--;
-    c->next = w->dead;
-    w->dead = c;
+    cs->count--;
+    c->next = cs->dead;
+    cs->dead = c;
 }
 
 /* ---- request heads and the response cycle ------------------------------- */
-
-/* Keeps what the access log and --log-slow need, since the head is gone by
- * the end: the format's values, the client a trusted proxy named (as the
- * app's REMOTE_ADDR), and when the head was in. */
-static void remember_for_log(gp_conn *c, const gp_http_request *req, uint64_t now_us)
-{
-    const gp_alog_format *f = c->w->alog_fmt;
-    if (!c->alog && !(c->alog = malloc(gp_alog_rec_size(f)))) return;
-    gp_alog_capture(c->alog, f, req);
-    gp_fwd fw;
-    c->alog->host[0] = 0;
-    if (req->proxy_headers && gp_conn_forwarded(c, req, &fw) && (fw.set & GP_FWD_FOR))
-        snprintf(c->alog->host, sizeof c->alog->host, "%s", fw.client);
-    c->alog_pending = true;
-    c->alog->start_us = now_us;
-}
-
-/* The access log and the metrics time a request from the same clock read
- * at each end; with both off a request pays one test. */
-static void request_begin(gp_conn *c, const gp_http_request *req)
-{
-    gp_worker *w = c->w;
-    uint64_t now = gp_metrics_now_us();
-    if (w->alog_on) remember_for_log(c, req, now);
-    if (w->count_busy && !c->m_start_us) {
-        gp_metrics_begin(w->slot, now);
-        c->m_start_us = now;
-    }
-}
-
-/* complete: the response was written (a line even for a request never
- * dispatched); else it was cut off (a line only if one is pending). */
-static void request_end(gp_conn *c, bool complete)
-{
-    gp_worker *w = c->w;
-    uint64_t now = gp_metrics_now_us();
-    if (complete ? w->alog_on : c->alog_pending) end_request_log(c, now);
-    if (!c->m_start_us) return;
-    if (complete) gp_metrics_end(w->slot, c->m_start_us, now, c->status);
-    else gp_metrics_drop(w->slot, now);
-    c->m_start_us = 0;
-}
-
-/* One access-log line, as --access-log-format and --log-format say, for a
- * response that completed or was cut off; the size is the body bytes that
- * left (clipped to the Content-Length, none for HEAD), "0" for none as
- * gunicorn writes it. A request never dispatched (a bad head) gets "-"s. */
-static __attribute__((noinline)) void write_access_log(gp_conn *c, const gp_alog_rec *r,
-                                                       uint64_t duration_us)
-{
-    char host[64] = "-", clf[40], iso[40], line[GP_ALOG_LINE_MAX];
-    const struct sockaddr *sa = (const struct sockaddr *)&c->peer;
-    if (r && r->host[0]) snprintf(host, sizeof host, "%s", r->host);
-    else if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof host);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof host);
-    bool json = gp_log_json();
-    gp_log_times(clf, json ? iso : NULL);
-    uint64_t unsent = c->s.pend_len + c->s.file_left; /* a cut-off response's known rest */
-    gp_alog_values v = {
-        .host = host,
-        .status = c->status,
-        .bytes = c->resp_bytes > unsent ? c->resp_bytes - unsent : 0,
-        .duration_us = duration_us,
-        .pid = c->w->pid,
-        .clf_time = clf,
-        .iso_time = iso,
-    };
-    size_t n = gp_alog_render(c->w->alog_fmt, r, &v, json, line);
-    gp_worker *w = c->w;
-    ssize_t wr;
-    do wr = write(w->access_fd, line, n);
-    while (wr < 0 && errno == EINTR);
-    if (wr == (ssize_t)n) {
-        w->access_log_failed = false;
-    } else if (!w->access_log_failed) { /* once, not a line per request */
-        w->access_log_failed = true;
-        gp_warn("cannot write the access log: %s; lines are lost until it can be written again",
-                wr < 0 ? strerror(errno) : "short write");
-    }
-}
-
-/* The request's end: its access-log line, and --log-slow's warning. */
-static void end_request_log(gp_conn *c, uint64_t now_us)
-{
-    gp_worker *w = c->w;
-    const gp_alog_rec *r = c->alog_pending ? c->alog : NULL;
-    uint64_t us = r ? now_us - r->start_us : 0;
-    c->alog_pending = false;
-    if (w->access_fd >= 0) write_access_log(c, r, us);
-    /* a WebSocket's session is not a request that was slow */
-    if (r && w->log_slow_us && us >= w->log_slow_us && !c->up) {
-        char what[2 * GP_ALOG_FIELD];
-        size_t m = gp_log_escape(what, GP_ALOG_FIELD, r->data[GP_ALOG_LINE], r->method_len);
-        what[m++] = ' ';
-        gp_log_escape(what + m, GP_ALOG_FIELD, r->data[GP_ALOG_RPATH],
-                      r->len[GP_ALOG_RPATH] == GP_ALOG_ABSENT ? 0 : r->len[GP_ALOG_RPATH]);
-        gp_warn("slow request: %s took %llu.%03llu s (status %d)", what,
-                (unsigned long long)(us / 1000000), (unsigned long long)(us / 1000 % 1000),
-                c->status);
-    }
-}
-
-/* ---- exchanges of other protocols: their log lines and counts (exchange.h) */
-
-void gp_exchange_begin(gp_conn *x, const gp_http_request *req)
-{
-    gp_worker *w = x->w;
-    if (w->alog_on || w->count_busy) request_begin(x, req);
-}
-
-void gp_exchange_end(gp_conn *x, int status, uint64_t bytes)
-{
-    gp_worker *w = x->w;
-    x->status = status;
-    x->resp_bytes = bytes;
-    if (w->alog_on || x->m_start_us) request_end(x, true);
-    gp_slot_request_end(w->slot, bytes, status >= 500);
-}
 
 static void serve_buffered(gp_conn *c);
 
@@ -310,7 +241,7 @@ static void linger_close(gp_conn *c)
     }
     gp_stream_shutdown(&c->s);
     c->state = CS_LINGER;
-    gp_conn_set_deadline(c, c->w->now + GP_LINGER_S);
+    gp_conn_set_deadline(c, c->env->now + GP_LINGER_S);
     c->body_total = 0;
     watch(c, EPOLLIN);
 }
@@ -318,9 +249,9 @@ static void linger_close(gp_conn *c)
 /* The response is fully written: log, then close or get ready for the next. */
 static void response_complete(gp_conn *c)
 {
-    gp_worker *w = c->w;
-    if (w->alog_on || c->m_start_us) request_end(c, true);
-    gp_slot_request_end(w->slot, c->resp_bytes, c->status >= 500);
+    gp_worker_env *e = c->env;
+    if (e->alog_on || c->m_start_us) gp_h1_log_end(c, true);
+    gp_slot_request_end(e->slot, c->resp_bytes, c->status >= 500);
     gp_stream_out_release(&c->s);
     c->app_state = NULL;
     if (c->own_fd >= 0) close(c->own_fd);
@@ -340,9 +271,9 @@ static void response_complete(gp_conn *c)
     c->s.rpos = c->head_len = 0;
     if (!rest) gp_stream_in_release(&c->s);
     c->state = CS_HEAD;
-    double idle = rest ? w->cfg->header_timeout : w->cfg->keep_alive;
-    if (w->stopping && !rest && idle > GP_STOP_IDLE_S) idle = GP_STOP_IDLE_S;
-    gp_conn_set_deadline(c, w->now + idle);
+    double idle = rest ? e->cfg->header_timeout : e->cfg->keep_alive;
+    if (e->stopping && !rest && idle > GP_STOP_IDLE_S) idle = GP_STOP_IDLE_S;
+    gp_conn_set_deadline(c, e->now + idle);
     watch(c, EPOLLIN);
 }
 
@@ -352,8 +283,8 @@ static void after_app(gp_conn *c, gp_app_status st)
     if (c->dead) return;
     if (st == GP_APP_ASYNC) {
         c->state = CS_ASYNC;
-        c->w->active_async++;
-        gp_conn_set_deadline(c, c->w->now + 1e9); /* the app decides how long it takes */
+        c->cs->active_async++;
+        gp_conn_set_deadline(c, c->env->now + 1e9); /* the app decides how long it takes */
         async_idle_deadline(c); /* unless it waits for a body that does not come */
         async_rewatch(c);
         return;
@@ -398,8 +329,8 @@ static void hold_body(gp_conn *c, bool on_event);
  * block the worker on it, and a body not all here yet. */
 static bool must_hold_body(gp_conn *c)
 {
-    gp_worker *w = c->w;
-    if (c->body_done || !w->cfg->body_buffer_size || w->pool || w->ops->runs_as_tasks) return false;
+    gp_worker_env *e = c->env;
+    if (c->body_done || !e->cfg->body_buffer_size || e->pool || e->ops->runs_as_tasks) return false;
     return c->body_kind != GP_HTTP_BODY_LENGTH || c->s.len - c->s.rpos < c->body_left;
 }
 
@@ -407,7 +338,7 @@ static bool must_hold_body(gp_conn *c)
  * be parsed again once the body is in, since the body may reuse its room. */
 static void begin_hold(gp_conn *c)
 {
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     if (!(c->held_head = malloc(c->head_len))) {
         reject(c, 500);
         return;
@@ -416,13 +347,13 @@ static void begin_hold(gp_conn *c)
     c->held_head_len = c->head_len;
     gp_body_init(&c->held, NULL);
     c->state = CS_BODY;
-    gp_conn_set_deadline(c, w->now + w->cfg->body_timeout);
+    gp_conn_set_deadline(c, e->now + e->cfg->body_timeout);
     hold_body(c, false);
 }
 
 static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
 {
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     c->head_len = c->s.rpos = head_len;
     c->version_minor = req->version_minor;
     c->keep_alive = req->keep_alive;
@@ -440,23 +371,23 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
     memset(&c->chunked, 0, sizeof c->chunked);
     c->expect_continue = req->expect_continue;
     c->continue_sent = false;
-    if (w->alog_on || w->count_busy) request_begin(c, req);
-    if (w->cfg->limit_request_body && req->body == GP_HTTP_BODY_LENGTH &&
-        req->content_length > w->cfg->limit_request_body) {
+    if (e->alog_on || e->count_busy) gp_h1_log_begin(c, req);
+    if (e->cfg->limit_request_body && req->body == GP_HTTP_BODY_LENGTH &&
+        req->content_length > e->cfg->limit_request_body) {
         reject(c, 413);
         return;
     }
     /* a file under --static, answered without the app (so outside its concurrency limit) */
-    if (w->statics && w->static_serve(w->statics, c, req)) {
+    if (e->statics && e->static_serve(e->statics, c, req)) {
         c->state = CS_FLUSH;
         after_app(c, GP_APP_DONE);
         return;
     }
-    if (w->cfg->limit_concurrency && w->active_async >= w->cfg->limit_concurrency) {
+    if (e->cfg->limit_concurrency && c->cs->active_async >= e->cfg->limit_concurrency) {
         reject(c, 503);
         return;
     }
-    if (req->upgrade && w->h2 && w->h2->upgrade(c, req, head_len)) return; /* h2c */
+    if (req->upgrade && e->h2 && e->h2->upgrade(c, req, head_len)) return; /* h2c */
     if (must_hold_body(c)) {
         begin_hold(c);
         return;
@@ -467,24 +398,24 @@ static void dispatch(gp_conn *c, gp_http_request *req, size_t head_len)
 /* Hands a request whose head (and, when held, body) is in to the app. */
 static void run_app(gp_conn *c, gp_http_request *req)
 {
-    gp_worker *w = c->w;
-    if (w->pool) {
-        to_thread(c, GP_JOB_START);
+    gp_worker_env *e = c->env;
+    if (e->pool) {
+        gp_h1_to_thread(c, GP_JOB_START);
         return;
     }
     c->state = CS_APP_WAIT; /* the app owns the response from here */
     /* an app run as a task only gets scheduled here: its stalls show in the
      * loop's heartbeat, so the request text would be copied for nothing */
-    bool tracked = !w->ops->runs_as_tasks;
+    bool tracked = !e->ops->runs_as_tasks;
     if (tracked)
-        gp_slot_request_begin(w->slot, w->now_ms, req->method, req->method_len, req->target,
+        gp_slot_request_begin(e->slot, e->now_ms, req->method, req->method_len, req->target,
                               req->target_len);
-    else c->task_ms = w->now_ms;
-    gp_app_status st = w->ops->start(w->app, c, req);
+    else c->task_ms = e->now_ms;
+    gp_app_status st = e->ops->start(e->app, c, req);
     c->state = CS_FLUSH;
     if (tracked) {
-        gp_worker_update_clock(w); /* the app may have run long: deadlines start now */
-        atomic_store_explicit(&w->slot->req_start_ms, 0, memory_order_relaxed);
+        gp_worker_env_clock(e); /* the app may have run long: deadlines start now */
+        atomic_store_explicit(&e->slot->req_start_ms, 0, memory_order_relaxed);
     }
     after_app(c, st);
 }
@@ -500,7 +431,7 @@ static void run_app(gp_conn *c, gp_http_request *req)
  * serve_buffered's own loop goes on with them (no recursion per request). */
 static void hold_body(gp_conn *c, bool on_event)
 {
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     char tmp[GP_IO_BUF_SIZE];
     for (int i = 0; i < HOLD_READS_PER_TURN; i++) {
         ssize_t n = gp_conn_body_read_nb(c, tmp, sizeof tmp);
@@ -514,8 +445,8 @@ static void hold_body(gp_conn *c, bool on_event)
             return;
         }
         if (n > 0) {
-            gp_conn_set_deadline(c, w->now + w->cfg->body_timeout);
-            int r = gp_body_append(&c->held, tmp, (size_t)n, w->cfg->body_buffer_size);
+            gp_conn_set_deadline(c, e->now + e->cfg->body_timeout);
+            int r = gp_body_append(&c->held, tmp, (size_t)n, e->cfg->body_buffer_size);
             if (r < 0) {
                 gp_warn("cannot hold a request body: %s", strerror(-r));
                 reject(c, 500);
@@ -526,10 +457,10 @@ static void hold_body(gp_conn *c, bool on_event)
     }
     if (!c->body_done) return; /* more next turn: the socket is still readable */
     gp_http_request req;
-    req.headers = w->headers;
-    req.num_headers = w->cfg->limit_request_fields;
+    req.headers = c->cs->headers;
+    req.num_headers = e->cfg->limit_request_fields;
     c->body_held = true;
-    if (gp_http_parse_request(c->held_head, c->held_head_len, &req, &w->limits) !=
+    if (gp_http_parse_request(c->held_head, c->held_head_len, &req, &e->limits) !=
         (int)c->held_head_len) {
         reject(c, 500);
         return;
@@ -538,84 +469,7 @@ static void hold_body(gp_conn *c, bool on_event)
     if (on_event && !c->dead && c->state == CS_HEAD) serve_buffered(c);
 }
 
-/* ---- request threads (--threads) -----------------------------------------
- *
- * A request thread runs the app's code and nothing else: start, then resume
- * each time the socket drained, and abort. Its writes never wait for the
- * socket (but see below): a GP_AGAIN makes the app return GP_APP_PENDING, as
- * on the loop, and the connection goes back to the loop in CS_APP_WAIT. The
- * loop flushes what is queued (the output buffer, the app's piece in place,
- * or the file for sendfile) without blocking, and once it is all out hands
- * the connection to a thread again to resume. So a slow reader holds neither
- * a thread nor the loop between pieces, the worker keeps accepting, and the
- * --timeout clock (gp_thread_slot.started_ms) runs only while app code does.
- *
- * Python stays on the threads: each holds the GIL while it runs the app; the
- * loop thread only sends bytes the app's state keeps alive (immutable while
- * the response waits) and never releases them: resume or abort does, on a
- * thread. The thread's last flush after the app returned does not wait
- * either (it has given the GIL up; the blocking hook would need it): what
- * the socket does not take then, the loop sends.
- *
- * Two waits stay on the thread, because the app's call stack is live there:
- * WSGI's write() callable and request body reads. They wait through the
- * blocking hook with the GIL dropped, and a write's wait for the client does
- * not count towards --timeout. */
-
-/* Queues c for a request thread; the loop leaves it alone until it is back. */
-static void to_thread(gp_conn *c, enum gp_thread_job job)
-{
-    c->state = CS_THREAD;
-    c->s.off_loop = true; /* its writes must not touch the loop's timers */
-    c->thread_job = (unsigned char)job;
-    gp_loop_unwatch(&c->w->loop, &c->s.io); /* fails only when it was not watched */
-    gp_pool_submit(c->w->pool, &c->job);
-}
-
-static gp_app_status thread_start(gp_conn *c, gp_http_header *headers, gp_thread_slot *ts)
-{
-    gp_worker *w = c->w;
-    gp_http_request req;
-    req.headers = headers;
-    req.num_headers = w->cfg->limit_request_fields;
-    /* the head is parsed again into this thread's array: the loop's is shared */
-    if (gp_http_parse_request(c->s.buf, c->head_len, &req, &w->limits) != (int)c->head_len) {
-        gp_conn_send_error(c, 500, 1);
-        return GP_APP_DONE;
-    }
-    gp_conn_describe(ts->what, sizeof ts->what, &req);
-    atomic_store_explicit(&ts->started_ms, gp_monotonic_ms(), memory_order_release);
-    gp_app_status st = w->ops->start(w->app, c, &req);
-    /* the head may be gone once the body was read: keep the text for resumes */
-    if (st == GP_APP_PENDING) memcpy(c->what, ts->what, sizeof c->what);
-    return st;
-}
-
-/* On a request thread: runs what c was queued for, then tries the rest of
- * the response once without waiting. gp_conn_job_done takes it from there. */
-void gp_conn_job_run(gp_job *j, gp_http_header *headers, gp_thread_slot *ts)
-{
-    gp_conn *c = (gp_conn *)((char *)j - offsetof(gp_conn, job));
-    gp_worker *w = c->w;
-    gp_app_status st = GP_APP_DONE;
-    c->tslot = ts;
-    switch (c->thread_job) {
-    case GP_JOB_START: st = thread_start(c, headers, ts); break;
-    case GP_JOB_RESUME:
-        memcpy(ts->what, c->what, sizeof ts->what);
-        atomic_store_explicit(&ts->started_ms, gp_monotonic_ms(), memory_order_release);
-        st = w->ops->resume(w->app, c);
-        break;
-    case GP_JOB_ABORT: w->ops->abort(w->app, c); break;
-    }
-    atomic_store_explicit(&ts->started_ms, 0, memory_order_release);
-    if (st == GP_APP_DONE && !c->s.broken) {
-        if (!c->resp_ended) gp_conn_send_error(c, 500, 0);
-        flush(c);
-    }
-    c->tslot = NULL; /* after the last flush: it must not arm the loop's timers */
-    c->thread_st = st;
-}
+/* ---- request threads (--threads): the loop's side (h1_thread.c runs the app) */
 
 /* Back on the loop's thread after a request thread finished with c. */
 void gp_conn_job_done(gp_job *j)
@@ -625,7 +479,7 @@ void gp_conn_job_done(gp_job *j)
     if (c->thread_st == GP_APP_PENDING) {
         c->state = CS_APP_WAIT;
         /* the app may have run long since its last write reset the deadline */
-        gp_conn_set_deadline(c, c->w->now + c->w->cfg->send_timeout);
+        gp_conn_set_deadline(c, c->env->now + c->env->cfg->send_timeout);
         watch(c, EPOLLOUT);
         return;
     }
@@ -651,8 +505,8 @@ static bool read_proxy_header(gp_conn *c)
     if (pr.src.ss_family != AF_UNSPEC) {
         c->peer = pr.src;
         c->peer_len = pr.src_len;
-        c->fwd_trusted = c->w->cfg->proxy_headers &&
-                         gp_fwd_trusts(&c->w->cfg->forwarded_allow, (struct sockaddr *)&c->peer);
+        c->fwd_trusted = c->env->cfg->proxy_headers &&
+                         gp_fwd_trusts(&c->env->cfg->forwarded_allow, (struct sockaddr *)&c->peer);
     }
     c->proxy_wait = false;
     c->s.len -= (size_t)r;
@@ -663,29 +517,29 @@ static bool read_proxy_header(gp_conn *c)
 /* Parses and serves every complete head in the buffer, in order. */
 static void serve_buffered(gp_conn *c)
 {
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     while (!c->dead && c->state == CS_HEAD && c->s.len > 0) {
         if (c->proxy_wait && !read_proxy_header(c)) return;
         if (!c->s.len) return;
-        if (w->h2) { /* an HTTP/2 preface takes the stream (h2_proto.h) */
-            int h2 = w->h2->preface(c);
+        if (e->h2) { /* an HTTP/2 preface takes the stream (h2_proto.h) */
+            int h2 = e->h2->preface(c);
             if (h2 < 0) reject(c, -h2);
             if (h2) return;
         }
         gp_http_request req;
-        req.headers = w->headers;
-        req.num_headers = w->cfg->limit_request_fields;
+        req.headers = c->cs->headers;
+        req.num_headers = e->cfg->limit_request_fields;
         /* resumes where the last read's bytes ended: a head that trickles in
          * is scanned once */
-        int r = gp_http_parse_head(&c->head, c->s.buf, c->s.len, &req, &w->limits);
+        int r = gp_http_parse_head(&c->head, c->s.buf, c->s.len, &req, &e->limits);
         if (r < 0) {
             reject(c, -r);
             return;
         }
         if (r == 0) {
-            if (c->s.len >= w->head_cap) reject(c, 431);
-            else if (c->s.deadline > w->now + w->cfg->header_timeout)
-                gp_conn_set_deadline(c, w->now + w->cfg->header_timeout);
+            if (c->s.len >= e->head_cap) reject(c, 431);
+            else if (c->s.deadline > e->now + e->cfg->header_timeout)
+                gp_conn_set_deadline(c, e->now + e->cfg->header_timeout);
             return;
         }
         dispatch(c, &req, (size_t)r);
@@ -703,13 +557,13 @@ static int ensure_buffer(gp_conn *c)
 
 static void read_head(gp_conn *c)
 {
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     if (ensure_buffer(c) < 0) {
         gp_conn_close(c);
         return;
     }
     if (c->s.len == c->s.cap) {
-        size_t want = c->s.cap * 2 > w->head_cap ? w->head_cap : c->s.cap * 2;
+        size_t want = c->s.cap * 2 > e->head_cap ? e->head_cap : c->s.cap * 2;
         if (want <= c->s.cap) {
             reject(c, 431);
             return;
@@ -731,7 +585,7 @@ static void read_head(gp_conn *c)
         gp_conn_close(c);
         return;
     }
-    if (first) gp_conn_set_deadline(c, w->now + w->cfg->header_timeout);
+    if (first) gp_conn_set_deadline(c, e->now + e->cfg->header_timeout);
     serve_buffered(c);
 }
 
@@ -748,14 +602,14 @@ void gp_conn_async_event(gp_stream *s, uint32_t events)
 {
     gp_conn *c = (gp_conn *)s;
     if (c->dead) return;
-    gp_worker *w = c->w;
+    gp_worker_env *e = c->env;
     if (events & EPOLLOUT) {
         int r = flush(c);
         if (r == GP_AGAIN) return;
         if (r == GP_ERROR) c->peer_gone = true;
         if (c->up && r == GP_OK && c->up->on_drained(c) == GP_AGAIN) return;
         async_rewatch(c);
-        w->ops->resume(w->app, c);
+        e->ops->resume(e->app, c);
         if (c->dead || c->state != CS_ASYNC) goto next;
     }
     if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->peer_gone) {
@@ -778,7 +632,7 @@ void gp_conn_async_event(gp_stream *s, uint32_t events)
         }
         if (c->peer_gone || c->s.len == c->s.cap) async_rewatch(c);
         if (c->up) c->up->on_input(c);
-        else if (c->want_input || c->peer_gone) w->ops->readable(w->app, c);
+        else if (c->want_input || c->peer_gone) e->ops->readable(e->app, c);
     }
 next:
     if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
@@ -804,7 +658,7 @@ void gp_conn_app_done(gp_conn *c)
 {
     XVOID(c, app_done(c));
     if (c->dead || c->state != CS_ASYNC) return;
-    c->w->active_async--;
+    c->cs->active_async--;
     c->want_input = false;
     c->state = CS_FLUSH;
     gp_stream_set_proto(&c->s, &h1_proto); /* an upgraded protocol ends with its exchange */
@@ -829,12 +683,12 @@ static void h1_on_event(gp_stream *s, uint32_t events)
             gp_conn_close(c); /* tells the app through abort */
             return;
         }
-        if (c->w->pool) { /* the app's next pieces come from a request thread */
-            to_thread(c, GP_JOB_RESUME);
+        if (c->env->pool) { /* the app's next pieces come from a request thread */
+            gp_h1_to_thread(c, GP_JOB_RESUME);
             return;
         }
         c->state = CS_FLUSH; /* not CS_APP_WAIT: a close now must not abort twice */
-        st = c->w->ops->resume(c->w->app, c);
+        st = c->env->ops->resume(c->env->app, c);
         after_app(c, st);
         if (!c->dead && c->state == CS_HEAD) serve_buffered(c);
         break;
@@ -868,15 +722,15 @@ void gp_conn_on_timeout(gp_conn *c)
     if (c->state == CS_ASYNC && !output_pending(c)) {
         /* quiet is fine; only an app waiting for body bytes that do not come
          * is told (408 through its receive), and only once */
-        gp_conn_set_deadline(c, c->w->now + 1e9);
+        gp_conn_set_deadline(c, c->env->now + 1e9);
         if (c->want_input && !c->body_done && !c->body_late) {
             c->body_late = true;
-            c->w->ops->readable(c->w->app, c);
+            c->env->ops->readable(c->env->app, c);
         }
         return;
     }
     /* stopping: a request crossing our FIN is read and dropped, not reset */
-    if (c->state == CS_HEAD && c->w->stopping) {
+    if (c->state == CS_HEAD && c->env->stopping) {
         linger_close(c);
         return;
     }
@@ -890,10 +744,10 @@ void gp_conn_on_stop(gp_conn *c)
 {
     /* keep_alive stays: a response whose head already went out without
      * Connection: close must not be followed by a close; the next head
-     * says close (gp_conn_head_end sees w->stopping) */
+     * says close (gp_conn_head_end sees e->stopping) */
     if (c->state == CS_THREAD) return;
-    if (c->state == CS_HEAD && c->s.len == 0 && c->s.deadline > c->w->now + GP_STOP_IDLE_S)
-        gp_conn_set_deadline(c, c->w->now + GP_STOP_IDLE_S);
+    if (c->state == CS_HEAD && c->s.len == 0 && c->s.deadline > c->env->now + GP_STOP_IDLE_S)
+        gp_conn_set_deadline(c, c->env->now + GP_STOP_IDLE_S);
 }
 
 static void h1_on_timeout(gp_stream *s)
@@ -965,13 +819,18 @@ bool gp_conn_closed(gp_conn *c)
     return c->dead;
 }
 
+const gp_worker_env *gp_conn_env(gp_conn *c)
+{
+    return c->env;
+}
+
 const gp_config *gp_conn_config(gp_conn *c)
 {
-    return c->w->cfg;
+    return c->env->cfg;
 }
 
 const gp_app_ops *gp_conn_app_ops(gp_conn *c, void **app)
 {
-    *app = c->w->app;
-    return c->w->ops;
+    *app = c->env->app;
+    return c->env->ops;
 }

@@ -4,7 +4,7 @@
  * Owns the ways in from HTTP/1.1 (the client preface; "Upgrade: h2c"), the
  * exchange table that maps conn.h's calls onto h2x, and the h2x environment
  * of a connection (its gp_conn per stream, pump, blocking wait, date line).
- * HTTP/1.1 (conn.c) reaches it only through w->h2 (gp_h2_entry), set by the
+ * HTTP/1.1 (h1.c) reaches it only through env->h2 (gp_h2_entry), set by the
  * worker, so the two never call each other in a circle. Request threads
  * (--threads) stay HTTP/1.1's: an exchange runs on the loop's thread. */
 #include <arpa/inet.h>
@@ -18,7 +18,7 @@
 #include "core/proto.h"
 #include "core/static.h"
 #include "core/h2_proto.h"
-#include "core/worker_internal.h"
+#include "core/h1.h"
 #include <stdatomic.h>
 #include <sys/epoll.h>
 
@@ -125,7 +125,7 @@ static const gp_exchange_ops H2_EXCHANGE = {
 static gp_conn *env_conn_of(void *owner, gp_h2x *x, const gp_http_request *req)
 {
     h2p *p = owner;
-    gp_conn *c = gp_exchange_new(&p->parent->s, &H2_EXCHANGE, x);
+    gp_conn *c = gp_exchange_new(gp_conn_stream(p->parent), &H2_EXCHANGE, x);
     if (c) gp_exchange_begin(c, req);
     return c;
 }
@@ -140,22 +140,23 @@ static void env_pump(void *owner)
 static void env_wait(void *owner, int ms)
 {
     h2p *p = owner;
-    struct pollfd pfd = {p->parent->s.io.fd, POLLIN | POLLOUT, 0};
-    if (!gp_stream_output_pending(&p->parent->s)) pfd.events = POLLIN;
+    gp_stream *s = gp_conn_stream(p->parent);
+    struct pollfd pfd = {s->io.fd, POLLIN | POLLOUT, 0};
+    if (!gp_stream_output_pending(s)) pfd.events = POLLIN;
     if (poll(&pfd, 1, ms) > 0) gp_h2_conn_event(p->hc, EPOLLIN | EPOLLOUT);
 }
 static const char *env_date(void *owner, size_t *len)
 {
     h2p *p = owner;
-    gp_worker *w = p->parent->w;
-    const char *line = w->date_lines[atomic_load_explicit(&w->date_idx, memory_order_acquire)];
-    *len = w->date_len - 8; /* "Date: " and CRLF off */
+    const gp_worker_env *e = gp_conn_env(p->parent);
+    const char *line = e->date_lines[atomic_load_explicit(&e->date_idx, memory_order_acquire)];
+    *len = e->date_len - 8; /* "Date: " and CRLF off */
     return line + 6;
 }
 static int env_static(void *owner, gp_conn *c, const gp_http_request *req)
 {
     h2p *p = owner;
-    return gp_static_serve(p->parent->w->statics, c, req);
+    return gp_static_serve(gp_conn_env(p->parent)->statics, c, req);
 }
 
 static void env_done(void *owner, gp_h2x *x, int status, uint64_t bytes)
@@ -219,33 +220,35 @@ static const gp_proto H2_PROTO = {"h2", h2_event, h2_timeout, h2_stop, h2_close}
 static int begin(gp_conn *c, const char *settings, size_t settings_len,
                  const gp_http_request *req)
 {
-    gp_worker *w = c->w;
-    const gp_config *cfg = w->cfg;
+    const gp_worker_env *e = gp_conn_env(c);
+    const gp_config *cfg = e->cfg;
     h2p *p = calloc(1, sizeof *p);
     if (!p) return GP_ERROR;
     p->parent = c;
-    p->env = (gp_h2x_env){w->ops,
-                          w->app,
+    p->env = (gp_h2x_env){e->ops,
+                          e->app,
                           p,
                           env_conn_of,
                           env_pump,
                           env_wait,
                           env_date,
                           env_done,
-                          w->statics ? env_static : NULL,
+                          e->statics ? env_static : NULL,
                           cfg->body_buffer_size,
-                          !w->ops->runs_as_tasks,
+                          !e->ops->runs_as_tasks,
                           (int)(cfg->body_timeout * 1000)};
     gp_h2_limits lim = {cfg->limit_request_field_size, cfg->limit_request_fields,
                         cfg->limit_request_head, 100, 0, cfg->limit_request_body, 0, false};
     gp_h2_conn_times t = {cfg->keep_alive, cfg->send_timeout};
     /* the client's address names the connection in h2's log lines */
     char peer[INET6_ADDRSTRLEN] = "unix";
-    if (c->peer.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)&c->peer)->sin_addr, peer, sizeof peer);
-    else if (c->peer.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&c->peer)->sin6_addr, peer, sizeof peer);
-    p->hc = gp_h2_conn_new(&c->s, &gp_h2x_session_ops, &p->env, &lim, &t, peer);
+    socklen_t plen;
+    const struct sockaddr *sa = gp_conn_peer(c, &plen);
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, peer, sizeof peer);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, peer, sizeof peer);
+    p->hc = gp_h2_conn_new(gp_conn_stream(c), &gp_h2x_session_ops, &p->env, &lim, &t, peer);
     if (!p->hc) {
         free(p);
         return GP_ERROR;
@@ -258,7 +261,7 @@ static int begin(gp_conn *c, const char *settings, size_t settings_len,
     gp_conn_upgrade(c, &H2_PROTO, &H2_HOOKS, p);
     gp_conn_upgrade_begin(c);
     /* the preface and what followed it are in the input already */
-    h2_event(&c->s, EPOLLIN);
+    h2_event(gp_conn_stream(c), EPOLLIN);
     return GP_OK;
 }
 
@@ -266,10 +269,9 @@ static int begin(gp_conn *c, const char *settings, size_t settings_len,
 
 static int preface(gp_conn *c)
 {
-    bool only = c->w->cfg->http == GP_HTTP_2;
-    int pre = c->s.buf[c->s.rpos] == 'P'
-                  ? gp_h2_is_preface(c->s.buf + c->s.rpos, c->s.len - c->s.rpos)
-                  : -1;
+    bool only = gp_conn_config(c)->http == GP_HTTP_2;
+    const gp_stream *s = gp_conn_stream(c);
+    int pre = s->buf[s->rpos] == 'P' ? gp_h2_is_preface(s->buf + s->rpos, s->len - s->rpos) : -1;
     if (pre < 0) return only ? -505 : 0; /* --http 2: no HTTP/1.1 */
     if (pre == 0) return 1;              /* wait for the rest of it */
     if (begin(c, NULL, 0, NULL) != GP_OK) gp_conn_close(c);
@@ -294,13 +296,14 @@ static bool upgrade(gp_conn *c, const gp_http_request *req, size_t head_len)
         }
     }
     if (!h2c || !settings) return false;
-    size_t mark = c->s.out_len;
+    gp_stream *s = gp_conn_stream(c);
+    size_t mark = s->out_len;
     static const char SWITCH[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
                                  "Upgrade: h2c\r\n\r\n";
-    if (gp_stream_out_append(&c->s, SWITCH, sizeof SWITCH - 1)) return false;
-    c->s.rpos = head_len; /* the HTTP/1.1 head is not HTTP/2's to read */
+    if (gp_stream_out_append(s, SWITCH, sizeof SWITCH - 1)) return false;
+    s->rpos = head_len; /* the HTTP/1.1 head is not HTTP/2's to read */
     if (begin(c, settings->value, settings->value_len, req) != GP_OK) {
-        c->s.out_len = mark;
+        s->out_len = mark;
         return false;
     }
     return true;

@@ -1,5 +1,5 @@
 /* proto: the table of callbacks through which a stream (stream.h) and the
- * worker reach the protocol spoken on it: HTTP/1.1 (conn.c), WebSocket after
+ * worker reach the protocol spoken on it: HTTP/1.1 (h1.c), WebSocket after
  * an upgrade (ws_conn.c), HTTP/2 (h2.c). An upgrade swaps the table on the
  * same stream (gp_stream_set_proto); so does ALPN "h2" once a TLS handshake
  * is done, or an h2c preface.

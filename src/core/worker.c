@@ -1,8 +1,11 @@
 /* worker: the loop of one worker process; see worker.h.
  *
  * Owns the listeners' registration, accepting, the once-a-second tick (Date
- * header, idle and slow-client deadlines) and the graceful stop. Connection
- * work is in conn.c. */
+ * header, idle and slow-client deadlines), the timers' timerfd and the
+ * graceful stop; its struct is private to this file. Connections get what
+ * they read of the worker once, as a gp_worker_env (worker_env.h); the
+ * worker reaches them only through their streams and the streams' protocol
+ * tables (proto.h), listed by the connection layer (h1.h). */
 #include "core/worker.h"
 
 #include <errno.h>
@@ -19,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/accesslog.h"
+#include "core/h1.h"
 #include "core/h2_proto.h"
 #include "core/idle.h"
 #include "core/log.h"
@@ -26,9 +31,56 @@
 #include "core/reuseport.h"
 #include "core/static.h"
 #include "core/tlsconf.h"
-#include "core/worker_internal.h"
+#include "core/worker_env.h"
 
 #define ACCEPT_BATCH 16
+
+struct gp_worker {
+    gp_loop loop;
+    gp_worker_env env;       /* what every connection is given (worker_env.h) */
+    gp_conns *conns;         /* the connections (h1.h), reached through their streams */
+    const size_t *num_conns; /* gp_conns_counter(conns) */
+    struct gp_listen_io {
+        gp_io io; /* first member */
+        gp_worker *w;
+        gp_conn_listener info; /* address, TLS, PROXY: what its connections keep */
+        bool own;              /* --reuse-port: this worker's socket, its queue is ours alone */
+        int rp_socks_fd, rp_prog_fd; /* own: where it joins the round-robin; -1: hash */
+    } listeners[GP_MAX_BINDS];
+    int num_listeners;
+    bool rp_out; /* our own sockets left the round-robin: we cannot take more */
+    gp_io signal_io, timer_io;
+    gp_timers timers;  /* every deadline: connections' and the worker's own */
+    gp_io deadline_io; /* one-shot timerfd, armed at the earliest timer */
+    uint64_t armed_ms; /* when deadline_io fires; GP_TIMER_NEVER: disarmed */
+    /* accepting */
+    bool accepting; /* the listeners are watched */
+    struct gp_fresh {
+        gp_stream *s;
+        uint64_t until_ms;
+    } * fresh; /* accepted, no byte handled yet: one per free thread */
+    int num_fresh;
+    int fifo_turns;            /* turns left of waiting for one event at a time (pace_batch) */
+    uint64_t accept_resume_ms; /* after EMFILE: not before this */
+    uint64_t emfile_warned_ms;
+    gp_timer accept_timer; /* ends a pause */
+    gp_scoreboard *sb;     /* the other workers' slots, for balancing */
+    size_t share_conns;    /* num_conns as last published */
+    bool share_open;       /* open_to_accept as last published */
+    bool at_conn_limit;    /* holds --worker-connections (logged at debug) */
+    bool share_recheck;    /* read the others' slots again */
+    bool stand_aside;      /* holding clearly more than another open worker */
+    gp_bufpool bufs;       /* read and output buffers for reuse */
+    double stop_deadline;  /* when stopping: cut what is still open */
+    int spare_fd;
+    uint64_t max_requests; /* this worker's --max-requests plus its jitter; 0: none */
+    pid_t master_pid;      /* orphaned when getppid() differs */
+    int wake_fd;           /* the master's eventfd, -1 when none */
+    bool retire_asked;     /* the master was asked for a replacement */
+};
+
+static void worker_stop(gp_worker *w);
+static void worker_retire(gp_worker *w, int reason);
 
 /* ---- request threads (--threads) --------------------------------------------
  * The loop thread parses heads and queues complete requests; each request
@@ -40,7 +92,7 @@
  * so the master's --timeout sees a stuck thread while the others serve. */
 static void publish_oldest_request(gp_worker *w)
 {
-    gp_pool *p = w->pool;
+    gp_pool *p = w->env.pool;
     int oldest = -1;
     uint64_t oldest_ms = 0;
     for (int i = 0; i < p->threads; i++) {
@@ -48,13 +100,14 @@ static void publish_oldest_request(gp_worker *w)
         if (t && (oldest < 0 || t < oldest_ms)) oldest = i, oldest_ms = t;
     }
     if (oldest < 0) {
-        atomic_store_explicit(&w->slot->req_start_ms, 0, memory_order_relaxed);
+        atomic_store_explicit(&w->env.slot->req_start_ms, 0, memory_order_relaxed);
         return;
     }
     const char *what = p->slots[oldest].what;
     const char *sp = strchr(what, ' ');
     size_t ml = sp ? (size_t)(sp - what) : strlen(what);
-    gp_slot_request_begin(w->slot, oldest_ms, what, ml, sp ? sp + 1 : "", sp ? strlen(sp + 1) : 0);
+    gp_slot_request_begin(w->env.slot, oldest_ms, what, ml, sp ? sp + 1 : "",
+                          sp ? strlen(sp + 1) : 0);
 }
 
 static void update_accepting(gp_worker *w);
@@ -63,15 +116,15 @@ static void update_accepting(gp_worker *w);
 static void pool_busy(void *arg, bool full)
 {
     gp_worker *w = arg;
-    if (w->stopping || w->pool->accept_paused == full) return;
-    w->pool->accept_paused = full;
+    if (w->env.stopping || w->env.pool->accept_paused == full) return;
+    w->env.pool->accept_paused = full;
     update_accepting(w);
 }
 
 static void pool_thread_init(void *arg)
 {
     gp_worker *w = arg;
-    w->ops->thread_init(w->app);
+    w->env.ops->thread_init(w->env.app);
 }
 
 static const gp_pool_ops pool_ops = {
@@ -84,8 +137,8 @@ static const gp_pool_ops pool_ops = {
 static int pool_start(gp_worker *w, int threads)
 {
     gp_bufpool_lock_on(&w->bufs);
-    w->pool = gp_pool_start(&w->loop, threads, &pool_ops, w);
-    return w->pool ? 0 : -1;
+    w->env.pool = gp_pool_start(&w->loop, threads, &pool_ops, w);
+    return w->env.pool ? 0 : -1;
 }
 
 static void update_date(gp_worker *w)
@@ -93,10 +146,10 @@ static void update_date(gp_worker *w)
     time_t t = time(NULL);
     struct tm tm;
     gmtime_r(&t, &tm);
-    int next = !atomic_load_explicit(&w->date_idx, memory_order_relaxed);
-    w->date_len = strftime(w->date_lines[next], sizeof w->date_lines[next],
-                           "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-    atomic_store_explicit(&w->date_idx, next, memory_order_release);
+    int next = !atomic_load_explicit(&w->env.date_idx, memory_order_relaxed);
+    w->env.date_len = strftime(w->env.date_lines[next], sizeof w->env.date_lines[next],
+                               "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    atomic_store_explicit(&w->env.date_idx, next, memory_order_release);
 }
 
 /* --reuse-port: what queued on this worker's own socket would be reset by
@@ -105,13 +158,13 @@ static void update_date(gp_worker *w)
  * that goes on accepting. */
 static void drain_own_queue(gp_worker *w, struct gp_listen_io *l)
 {
-    for (int k = 0; k < w->cfg->backlog; k++) {
+    for (int k = 0; k < w->env.cfg->backlog; k++) {
         struct sockaddr_storage peer;
         socklen_t plen = sizeof peer;
         int fd = accept4(l->io.fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0 && (errno == EINTR || errno == ECONNABORTED)) continue;
         if (fd < 0) return;
-        if (!gp_conn_new(w, fd, l->index, &peer, plen)) close(fd);
+        if (!gp_conn_new(w->conns, fd, &l->info, &peer, plen)) close(fd);
     }
 }
 
@@ -137,36 +190,36 @@ static void wake_master(gp_worker *w)
     }
 }
 
-void gp_worker_retire(gp_worker *w, int reason)
+static void worker_retire(gp_worker *w, int reason)
 {
-    if (w->stopping || w->retire_asked) return;
+    if (w->env.stopping || w->retire_asked) return;
     w->retire_asked = true;
-    atomic_store(&w->slot->retire_reason, reason);
+    atomic_store(&w->env.slot->retire_reason, reason);
     gp_debug("worker %d asks for its replacement (%s)", (int)getpid(),
              reason == GP_RETIRE_MAX_REQUESTS ? "--max-requests" : "--max-worker-memory");
     if (reason == GP_RETIRE_MAX_REQUESTS)
         gp_info("worker %d reached --max-requests after %llu requests; it serves on until its "
                 "replacement is ready",
-                (int)getpid(), (unsigned long long)atomic_load(&w->slot->requests));
-    if (w->wake_fd < 0) gp_worker_stop(w); /* no master to start a replacement */
+                (int)getpid(), (unsigned long long)atomic_load(&w->env.slot->requests));
+    if (w->wake_fd < 0) worker_stop(w); /* no master to start a replacement */
     else wake_master(w);
 }
 
-void gp_worker_stop(gp_worker *w)
+static void worker_stop(gp_worker *w)
 {
-    if (w->stopping) return;
-    w->stop_deadline = w->now + w->cfg->graceful_timeout;
+    if (w->env.stopping) return;
+    w->stop_deadline = w->env.now + w->env.cfg->graceful_timeout;
     /* tick faster while stopping, so stragglers are cut on time */
     struct itimerspec fast = {.it_interval = {0, 100000000}, .it_value = {0, 100000000}};
     timerfd_settime(w->timer_io.fd, 0, &fast, NULL);
     stop_accepting(w);
-    w->stopping = true;
+    w->env.stopping = true;
     gp_debug("worker %d stopping: %zu connections open, up to %gs to finish", (int)getpid(),
-             (size_t)w->num_conns, w->cfg->graceful_timeout);
-    if (w->slot) atomic_store(&w->slot->state, GP_WS_STOPPING);
-    for (gp_conn *c = w->conns, *next; c; c = next) {
-        next = c->next;
-        c->s.proto->on_stop(&c->s);
+             (size_t)*w->num_conns, w->env.cfg->graceful_timeout);
+    if (w->env.slot) atomic_store(&w->env.slot->state, GP_WS_STOPPING);
+    for (gp_stream *s = gp_conns_first(w->conns), *next; s; s = next) {
+        next = gp_conns_next(s);
+        s->proto->on_stop(s);
     }
 }
 
@@ -187,23 +240,24 @@ void gp_worker_stop(gp_worker *w)
 #define EMFILE_WARN_EVERY_MS 1000
 #define BALANCE_SLACK 2 /* connections more than another worker before standing aside */
 #define BALANCE_RECHECK_MS 20
-#define BALANCE_BUSY_MS 50     /* a worker in one request this long cannot take more */
+#define BALANCE_BUSY_MS 50 /* a worker in one request this long cannot take more */
 
 /* How many fresh connections this worker may hold now; -1: no limit. */
 static int fresh_room(gp_worker *w)
 {
-    if (w->ops->runs_as_tasks) return -1;
-    if (!w->pool) return 1;
-    int free_threads = w->pool->threads - w->pool->busy; /* busy: written by this thread only */
+    if (w->env.ops->runs_as_tasks) return -1;
+    if (!w->env.pool) return 1;
+    int free_threads =
+        w->env.pool->threads - w->env.pool->busy; /* busy: written by this thread only */
     return free_threads > 0 ? free_threads : 0;
 }
 
 /* Open: able to take connections at all (what the other workers see). */
 static bool open_to_accept(gp_worker *w)
 {
-    if (w->stopping || w->now_ms < w->accept_resume_ms) return false;
-    if (w->num_conns >= w->cfg->worker_connections) return false;
-    return !(w->pool && w->pool->accept_paused);
+    if (w->env.stopping || w->env.now_ms < w->accept_resume_ms) return false;
+    if (*w->num_conns >= w->env.cfg->worker_connections) return false;
+    return !(w->env.pool && w->env.pool->accept_paused);
 }
 
 /* Every thread is taken: take a connection all the same when no other
@@ -214,19 +268,20 @@ static bool open_to_accept(gp_worker *w)
  * spread; the others look again soon, their counts change untold. */
 static bool full_but_alone(gp_worker *w)
 {
-    if (!w->pool || !w->pool->accept_paused || w->stopping || w->now_ms < w->accept_resume_ms ||
-        w->num_conns >= w->cfg->worker_connections || w->num_fresh > 0)
+    if (!w->env.pool || !w->env.pool->accept_paused || w->env.stopping ||
+        w->env.now_ms < w->accept_resume_ms || *w->num_conns >= w->env.cfg->worker_connections ||
+        w->num_fresh > 0)
         return false;
-    if (w->cfg->reuse_port || !w->sb) return true;
+    if (w->env.cfg->reuse_port || !w->sb) return true;
     for (int i = 0; i < w->sb->num_slots; i++) {
         gp_slot *s = &w->sb->slots[i];
-        if (s == w->slot) continue;
+        if (s == w->env.slot) continue;
         if (atomic_load_explicit(&s->accepting, memory_order_relaxed)) return false;
         int st = atomic_load_explicit(&s->state, memory_order_relaxed);
         if ((st == GP_WS_IDLE || st == GP_WS_BUSY) &&
             (size_t)atomic_load_explicit(&s->conns, memory_order_relaxed) + BALANCE_SLACK <
-                w->num_conns) {
-            uint64_t at = w->now_ms + BALANCE_RECHECK_MS;
+                *w->num_conns) {
+            uint64_t at = w->env.now_ms + BALANCE_RECHECK_MS;
             if (!gp_timer_armed(&w->accept_timer) || w->accept_timer.at > at)
                 gp_timer_set(&w->timers, &w->accept_timer, at);
             return false;
@@ -244,11 +299,11 @@ static bool full_but_alone(gp_worker *w)
  * stays where whichever frees first takes the next. */
 static bool no_other_taker(gp_worker *w)
 {
-    if (w->cfg->reuse_port || !w->sb) return true; /* a queue only this worker reads */
+    if (w->env.cfg->reuse_port || !w->sb) return true; /* a queue only this worker reads */
     for (int i = 0; i < w->sb->num_slots; i++) {
         gp_slot *s = &w->sb->slots[i];
         int st = atomic_load_explicit(&s->state, memory_order_relaxed);
-        if (s != w->slot && (st == GP_WS_BOOTING || st == GP_WS_IDLE || st == GP_WS_BUSY))
+        if (s != w->env.slot && (st == GP_WS_BOOTING || st == GP_WS_IDLE || st == GP_WS_BUSY))
             return false;
     }
     return true;
@@ -259,7 +314,7 @@ static bool want_accepting_open(gp_worker *w, bool open)
     if (!open) return full_but_alone(w);
     int room = fresh_room(w);
     if (room < 0 || w->num_fresh < room) return true;
-    return !w->pool && no_other_taker(w);
+    return !w->env.pool && no_other_taker(w);
 }
 
 static bool want_accepting(gp_worker *w)
@@ -274,13 +329,15 @@ static bool want_accepting(gp_worker *w)
  * --reuse-port each queue has one reader, who must never stand aside. */
 static bool over_share(gp_worker *w)
 {
-    if (w->cfg->reuse_port || !w->sb || w->sb->num_slots < 2) return false;
-    size_t mine = w->num_conns;
+    if (w->env.cfg->reuse_port || !w->sb || w->sb->num_slots < 2) return false;
+    size_t mine = *w->num_conns;
     for (int i = 0; i < w->sb->num_slots; i++) {
         gp_slot *s = &w->sb->slots[i];
-        if (s == w->slot || !atomic_load_explicit(&s->accepting, memory_order_relaxed)) continue;
+        if (s == w->env.slot || !atomic_load_explicit(&s->accepting, memory_order_relaxed))
+            continue;
         uint64_t busy_since = atomic_load_explicit(&s->req_start_ms, memory_order_relaxed);
-        if (busy_since && busy_since + BALANCE_BUSY_MS < w->now_ms) continue; /* stuck in the app */
+        if (busy_since && busy_since + BALANCE_BUSY_MS < w->env.now_ms)
+            continue; /* stuck in the app */
         if ((size_t)atomic_load_explicit(&s->conns, memory_order_relaxed) + BALANCE_SLACK < mine)
             return true;
     }
@@ -295,7 +352,7 @@ static void rotation(gp_worker *w, bool in)
     for (int i = 0; i < w->num_listeners; i++) {
         struct gp_listen_io *l = &w->listeners[i];
         if (l->rp_socks_fd < 0) continue;
-        int slot = (int)(w->slot - w->sb->slots);
+        int slot = (int)(w->env.slot - w->sb->slots);
         int rc = in ? gp_reuseport_join(l->rp_socks_fd, l->rp_prog_fd, slot, l->io.fd)
                     : gp_reuseport_leave(l->rp_socks_fd, slot);
         if (rc < 0)
@@ -311,23 +368,24 @@ static void rotation(gp_worker *w, bool in)
 static void update_accepting(gp_worker *w)
 {
     bool open = open_to_accept(w);
-    if (w->num_conns != w->share_conns) {
-        w->share_conns = w->num_conns;
+    if (*w->num_conns != w->share_conns) {
+        w->share_conns = *w->num_conns;
         w->share_recheck = true;
-        atomic_store_explicit(&w->slot->conns, (uint32_t)w->num_conns, memory_order_relaxed);
-        if ((w->num_conns >= w->cfg->worker_connections) != w->at_conn_limit) {
+        atomic_store_explicit(&w->env.slot->conns, (uint32_t)*w->num_conns, memory_order_relaxed);
+        if ((*w->num_conns >= w->env.cfg->worker_connections) != w->at_conn_limit) {
             w->at_conn_limit = !w->at_conn_limit;
             gp_debug("worker %d %s (%zu connections, --worker-connections %zu)", (int)getpid(),
                      w->at_conn_limit ? "is full: stops accepting" : "accepts again",
-                     (size_t)w->num_conns, w->cfg->worker_connections);
+                     (size_t)*w->num_conns, w->env.cfg->worker_connections);
         }
     }
     if (open != w->share_open) {
         w->share_open = open;
-        atomic_store_explicit(&w->slot->accepting, open, memory_order_relaxed);
+        atomic_store_explicit(&w->env.slot->accepting, open, memory_order_relaxed);
     }
-    bool out = w->num_conns >= w->cfg->worker_connections || w->now_ms < w->accept_resume_ms;
-    if (out != w->rp_out && !w->stopping) rotation(w, !out);
+    bool out =
+        *w->num_conns >= w->env.cfg->worker_connections || w->env.now_ms < w->accept_resume_ms;
+    if (out != w->rp_out && !w->env.stopping) rotation(w, !out);
     bool on = want_accepting_open(w, open);
     if (on && w->share_recheck) {
         w->share_recheck = false;
@@ -336,7 +394,7 @@ static void update_accepting(gp_worker *w)
     if (on && w->stand_aside) {
         on = false;
         /* the others' counts change without telling us: look again soon */
-        uint64_t at = w->now_ms + BALANCE_RECHECK_MS;
+        uint64_t at = w->env.now_ms + BALANCE_RECHECK_MS;
         if (!gp_timer_armed(&w->accept_timer) || w->accept_timer.at > at)
             gp_timer_set(&w->timers, &w->accept_timer, at);
     }
@@ -353,22 +411,22 @@ static void update_accepting(gp_worker *w)
 
 static void forget_fresh(gp_worker *w, int i)
 {
-    gp_conn *c = w->fresh[i].c;
-    if (!c->dead && c->s.io.cb != gp_stream_on_io) c->s.io.cb = gp_stream_on_io;
+    gp_stream *s = w->fresh[i].s;
+    if (!s->closed && s->io.cb != gp_stream_on_io) s->io.cb = gp_stream_on_io;
     w->fresh[i] = w->fresh[--w->num_fresh];
 }
 
 /* A fresh connection's first event: no longer fresh, then the usual work. */
 static void on_fresh_event(gp_io *io, uint32_t events)
 {
-    gp_conn *c = (gp_conn *)io;
-    gp_worker *w = c->w;
+    gp_stream *s = (gp_stream *)io;
+    gp_worker *w = (gp_worker *)((char *)s->env - offsetof(gp_worker, env.stream));
     for (int i = 0; i < w->num_fresh; i++)
-        if (w->fresh[i].c == c) {
+        if (w->fresh[i].s == s) {
             forget_fresh(w, i);
             break;
         }
-    c->s.io.cb = gp_stream_on_io;
+    s->io.cb = gp_stream_on_io;
     gp_stream_on_io(io, events);
 }
 
@@ -378,7 +436,7 @@ static void expire_fresh(gp_worker *w)
 {
     uint64_t next = GP_TIMER_NEVER;
     for (int i = 0; i < w->num_fresh;) {
-        if (w->fresh[i].c->dead || w->fresh[i].until_ms <= w->now_ms) {
+        if (w->fresh[i].s->closed || w->fresh[i].until_ms <= w->env.now_ms) {
             forget_fresh(w, i);
             continue;
         }
@@ -417,13 +475,13 @@ static void out_of_fds(gp_worker *w, int lfd, int err)
         }
         w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* retried by the timer */
     }
-    w->accept_resume_ms = w->now_ms + EMFILE_PAUSE_MS;
+    w->accept_resume_ms = w->env.now_ms + EMFILE_PAUSE_MS;
     gp_timer_set(&w->timers, &w->accept_timer, w->accept_resume_ms);
-    if (!w->emfile_warned_ms || w->now_ms - w->emfile_warned_ms >= EMFILE_WARN_EVERY_MS) {
-        w->emfile_warned_ms = w->now_ms;
+    if (!w->emfile_warned_ms || w->env.now_ms - w->emfile_warned_ms >= EMFILE_WARN_EVERY_MS) {
+        w->emfile_warned_ms = w->env.now_ms;
         gp_warn("worker %d: shedding connections: too many open files (%s, %zu connections); "
                 "accepting again in %d ms",
-                (int)getpid(), strerror(err), w->num_conns, EMFILE_PAUSE_MS);
+                (int)getpid(), strerror(err), *w->num_conns, EMFILE_PAUSE_MS);
     }
     update_accepting(w);
 }
@@ -432,7 +490,6 @@ static void on_accept(gp_io *io, uint32_t events)
 {
     struct gp_listen_io *l = (struct gp_listen_io *)io;
     gp_worker *w = l->w;
-    int idx = l->index;
     int room = fresh_room(w);
     for (int i = 0; i < ACCEPT_BATCH && (i == 0 || want_accepting(w)); i++) {
         struct sockaddr_storage peer;
@@ -448,15 +505,15 @@ static void on_accept(gp_io *io, uint32_t events)
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
-        gp_conn *c = gp_conn_new(w, fd, idx, &peer, plen);
-        if (!c) {
+        gp_stream *s = gp_conn_new(w->conns, fd, &l->info, &peer, plen);
+        if (!s) {
             close(fd);
             continue;
         }
         /* past the room (no other taker): not fresh, just served in turn */
         if (room >= 0 && w->num_fresh < (room > 0 ? room : 1)) {
-            c->s.io.cb = on_fresh_event;
-            w->fresh[w->num_fresh++] = (struct gp_fresh){c, w->now_ms + FRESH_GRACE_MS};
+            s->io.cb = on_fresh_event;
+            w->fresh[w->num_fresh++] = (struct gp_fresh){s, w->env.now_ms + FRESH_GRACE_MS};
         }
     }
     expire_fresh(w);
@@ -502,10 +559,10 @@ static void on_signal(gp_io *io, uint32_t events)
         for (ssize_t i = 0; i < n; i++) {
             switch (sigs[i]) {
             case SIGINT:
-                if (int_hook && !w->stopping) int_hook();
-                gp_worker_stop(w);
+                if (int_hook && !w->env.stopping) int_hook();
+                worker_stop(w);
                 break;
-            case SIGTERM: gp_worker_stop(w); break;
+            case SIGTERM: worker_stop(w); break;
             case SIGUSR1:
                 gp_log_reopen();
                 gp_access_log_reopen();
@@ -552,24 +609,23 @@ static void check_memory(gp_worker *w)
     unsigned long long size, resident;
     if (sscanf(buf, "%llu %llu", &size, &resident) != 2) return;
     uint64_t rss_kb = resident * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024);
-    atomic_store_explicit(&w->slot->rss_kb, rss_kb, memory_order_relaxed);
-    if (rss_kb / 1024 > w->cfg->max_worker_memory_mb && !w->retire_asked) { /* warned once */
+    atomic_store_explicit(&w->env.slot->rss_kb, rss_kb, memory_order_relaxed);
+    if (rss_kb / 1024 > w->env.cfg->max_worker_memory_mb && !w->retire_asked) { /* warned once */
         gp_warn("worker %d uses %llu MB, over --max-worker-memory %lu; retiring once its "
                 "replacement is ready",
-                (int)getpid(), (unsigned long long)(rss_kb / 1024), w->cfg->max_worker_memory_mb);
-        gp_worker_retire(w, GP_RETIRE_MEMORY);
+                (int)getpid(), (unsigned long long)(rss_kb / 1024),
+                w->env.cfg->max_worker_memory_mb);
+        worker_retire(w, GP_RETIRE_MEMORY);
     }
 }
 
 /* Once a second, for gallop top: the request whose task has run longest. */
 static void publish_oldest_task(gp_worker *w)
 {
-    gp_conn *oldest = NULL;
-    for (gp_conn *c = w->conns; c; c = c->next)
-        if (c->state == CS_ASYNC && !c->up && !c->dead && (!oldest || c->task_ms < oldest->task_ms))
-            oldest = c;
-    const char *what = oldest ? w->ops->describe(w->app, oldest) : NULL;
-    gp_slot_task_publish(w->slot, what ? oldest->task_ms : 0, what);
+    uint64_t since_ms;
+    gp_conn *oldest = gp_conns_oldest_task(w->conns, &since_ms);
+    const char *what = oldest ? w->env.ops->describe(w->env.app, oldest) : NULL;
+    gp_slot_task_publish(w->env.slot, what ? since_ms : 0, what);
 }
 
 static void on_tick(gp_io *io, uint32_t events)
@@ -579,10 +635,10 @@ static void on_tick(gp_io *io, uint32_t events)
     ssize_t r = read(io->fd, &ticks, sizeof ticks);
     (void)r;
     update_date(w);
-    if (getppid() != w->master_pid) gp_worker_stop(w); /* orphaned: the death signal was missed */
-    if (w->cfg->max_worker_memory_mb && !w->stopping) check_memory(w);
-    if (w->pool) publish_oldest_request(w);
-    if (w->ops->describe && w->cfg->num_metrics_binds) publish_oldest_task(w);
+    if (getppid() != w->master_pid) worker_stop(w); /* orphaned: the death signal was missed */
+    if (w->env.cfg->max_worker_memory_mb && !w->env.stopping) check_memory(w);
+    if (w->env.pool) publish_oldest_request(w);
+    if (w->env.ops->describe && w->env.cfg->num_metrics_binds) publish_oldest_task(w);
 }
 
 static void on_deadline(gp_io *io, uint32_t events)
@@ -593,12 +649,12 @@ static void on_deadline(gp_io *io, uint32_t events)
     (void)r;
     /* the loop's clock is the coarse one, a few ms behind the timerfd's: it
      * fired, so it is at least that late */
-    if (w->armed_ms != GP_TIMER_NEVER && w->now_ms < w->armed_ms) {
-        w->now_ms = w->armed_ms;
-        w->now = (double)w->now_ms / 1000.0;
+    if (w->armed_ms != GP_TIMER_NEVER && w->env.now_ms < w->armed_ms) {
+        w->env.now_ms = w->armed_ms;
+        w->env.now = (double)w->env.now_ms / 1000.0;
     }
     w->armed_ms = GP_TIMER_NEVER; /* one-shot: it fired */
-    gp_timers_run(&w->timers, w->now_ms);
+    gp_timers_run(&w->timers, w->env.now_ms);
 }
 
 /* After a turn: the timerfd must fire no later than the earliest timer. One
@@ -622,22 +678,24 @@ static void quit_now(int sig)
 static int setup(gp_worker *w, const gp_worker_args *a)
 {
     const gp_config *cfg = a->cfg;
-    w->limits.max_request_line = cfg->limit_request_line;
-    w->limits.max_fields = cfg->limit_request_fields;
-    w->limits.max_field_size = cfg->limit_request_field_size;
-    w->limits.max_head = cfg->limit_request_head;
+    w->env.limits.max_request_line = cfg->limit_request_line;
+    w->env.limits.max_fields = cfg->limit_request_fields;
+    w->env.limits.max_field_size = cfg->limit_request_field_size;
+    w->env.limits.max_head = cfg->limit_request_head;
     /* the head budget bounds what one connection may make us buffer */
-    w->head_cap = cfg->limit_request_head;
-    if (w->head_cap < GP_IO_BUF_SIZE) w->head_cap = GP_IO_BUF_SIZE;
-    w->access_fd = gp_access_log_fd();
-    w->alog_fmt = &cfg->access_format;
-    w->log_slow_us = (uint64_t)(cfg->log_slow * 1e6);
-    w->alog_on = w->access_fd >= 0 || w->log_slow_us;
-    w->count_busy = cfg->num_metrics_binds || cfg->workers_max;
-    w->pid = (int)getpid();
+    w->env.head_cap = cfg->limit_request_head;
+    if (w->env.head_cap < GP_IO_BUF_SIZE) w->env.head_cap = GP_IO_BUF_SIZE;
+    w->env.access_fd = gp_access_log_fd();
+    w->env.alog_fmt = &cfg->access_format;
+    w->env.log_slow_us = (uint64_t)(cfg->log_slow * 1e6);
+    w->env.alog_on = w->env.access_fd >= 0 || w->env.log_slow_us;
+    w->env.count_busy = cfg->num_metrics_binds || cfg->workers_max;
+    w->env.pid = (int)getpid();
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    gp_worker_env_init(w);
+    gp_worker_env_init(&w->env, &w->loop, &w->timers, &w->bufs);
     if (gp_bufpool_init(&w->bufs) < 0 || gp_loop_init(&w->loop) < 0) return -1;
+    if (!(w->conns = gp_conns_new(&w->env))) return -1;
+    w->num_conns = gp_conns_counter(w->conns);
     update_date(w);
 
     /* QUIT must work even while the app is running Python: a plain handler. */
@@ -654,8 +712,8 @@ static int setup(gp_worker *w, const gp_worker_args *a)
         return -1;
 
     char serr[512];
-    w->static_serve = gp_static_serve;
-    if (gp_static_open(cfg, &w->statics, serr, sizeof serr) < 0) {
+    w->env.static_serve = gp_static_serve;
+    if (gp_static_open(cfg, &w->env.statics, serr, sizeof serr) < 0) {
         gp_error("%s", serr);
         return -1;
     }
@@ -671,14 +729,15 @@ static int setup(gp_worker *w, const gp_worker_args *a)
 
     gp_tls_ctx *tls[GP_MAX_BINDS];
     char tls_err[1024];
-    gp_tls_set_offer_h2(w->h2 != NULL); /* ALPN "h2" only where HTTP/2 will answer */
-    if (w->h2) w->env.ready = gp_conn_tls_ready;
-    if (gp_tlsconf_contexts(a->cfg, a->listeners, a->num_listeners, tls, tls_err, sizeof tls_err) < 0) {
+    gp_tls_set_offer_h2(w->env.h2 != NULL); /* ALPN "h2" only where HTTP/2 will answer */
+    if (w->env.h2) w->env.stream.ready = gp_conn_tls_ready;
+    if (gp_tlsconf_contexts(a->cfg, a->listeners, a->num_listeners, tls, tls_err, sizeof tls_err) <
+        0) {
         gp_error("worker: TLS: %s", tls_err);
         return -1;
     }
     for (int i = 0; i < a->num_listeners; i++) {
-        w->listeners[i].tls = tls[i];
+        w->listeners[i].info.tls = tls[i];
         w->listeners[i].io.fd = a->listeners[i].fd;
         if (w->listeners[i].io.fd < 0) { /* --reuse-port: a socket of our own */
             char err[256];
@@ -694,12 +753,11 @@ static int setup(gp_worker *w, const gp_worker_args *a)
         w->listeners[i].rp_socks_fd = rr ? a->listeners[i].rp_socks_fd : -1;
         w->listeners[i].rp_prog_fd = rr ? a->listeners[i].rp_prog_fd : -1;
         w->listeners[i].io.cb = on_accept;
-        w->listeners[i].addr = &a->listeners[i].addr;
+        w->listeners[i].info.addr = &a->listeners[i].addr;
         w->listeners[i].w = w;
-        w->listeners[i].index = i;
-        w->listeners[i].proxy = cfg->proxy_protocol;
+        w->listeners[i].info.proxy = cfg->proxy_protocol;
         for (int k = 0; k < cfg->num_proxy_protocol_binds; k++)
-            w->listeners[i].proxy |=
+            w->listeners[i].info.proxy |=
                 !strcmp(cfg->proxy_protocol_binds[k], a->listeners[i].addr.text);
         w->num_listeners++;
     }
@@ -712,8 +770,8 @@ int gp_worker_accept(gp_worker *w)
         if (gp_loop_watch(&w->loop, &w->listeners[i].io, EPOLLIN | EPOLLEXCLUSIVE) < 0) return -1;
     rotation(w, true); /* only now: until the app is ready our turns go to the others */
     w->accepting = w->share_open = true;
-    atomic_store_explicit(&w->slot->accepting, 1, memory_order_relaxed);
-    atomic_store(&w->slot->state, GP_WS_IDLE);
+    atomic_store_explicit(&w->env.slot->accepting, 1, memory_order_relaxed);
+    atomic_store(&w->env.slot->state, GP_WS_IDLE);
     gp_info("worker %d ready", (int)getpid());
     wake_master(w); /* so it retires what this one replaces without waiting for its tick */
     return 0;
@@ -721,36 +779,31 @@ int gp_worker_accept(gp_worker *w)
 
 static void free_dead(gp_worker *w)
 {
-    while (w->dead) {
-        gp_conn *c = w->dead;
-        w->dead = c->next;
-        c->next = w->free_conns;
-        w->free_conns = c;
-    }
+    gp_conns_recycle(w->conns);
 }
 
 gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void *app)
 {
     gp_worker *w = calloc(1, sizeof *w);
     if (!w) return NULL;
-    w->cfg = a->cfg;
-    w->ops = ops;
-    w->app = app;
+    w->env.cfg = a->cfg;
+    w->env.ops = ops;
+    w->env.app = app;
     /* HTTP/2 unless --http 1; request threads stay HTTP/1.1's (exchange.h) */
-    if (a->cfg->http != GP_HTTP_1 && a->cfg->threads <= 1) w->h2 = &gp_h2_entry_points;
-    w->slot = &a->scoreboard->slots[a->slot];
+    if (a->cfg->http != GP_HTTP_1 && a->cfg->threads <= 1) w->env.h2 = &gp_h2_entry_points;
+    w->env.slot = &a->scoreboard->slots[a->slot];
     w->sb = a->scoreboard;
     w->master_pid = a->master_pid;
     w->wake_fd = a->wake_fd;
     atomic_store_explicit(&w->sb->app_async, ops->runs_as_tasks ? 2 : 1, memory_order_relaxed);
-    gp_worker_update_clock(w);
+    gp_worker_env_clock(&w->env);
     if (setup(w, a) < 0) {
         gp_error("worker setup failed: %s", strerror(errno));
         return NULL;
     }
     if (a->cfg->max_requests) {
         unsigned long j = a->cfg->max_requests_jitter;
-        srandom((unsigned)getpid() ^ (unsigned)w->now_ms);
+        srandom((unsigned)getpid() ^ (unsigned)w->env.now_ms);
         w->max_requests = a->cfg->max_requests + (j ? (uint64_t)random() % (j + 1) : 0);
     }
     if (a->cfg->threads > 1 && ops->thread_init && pool_start(w, a->cfg->threads) < 0) {
@@ -759,7 +812,7 @@ gp_worker *gp_worker_create(const gp_worker_args *a, const gp_app_ops *ops, void
     }
     /* tasks overlap on one loop: that loop's waits, not the requests in
      * progress, tell idle from busy; the loop is created by now */
-    if (ops->runs_as_tasks && w->count_busy) gp_idle_track(w->slot);
+    if (ops->runs_as_tasks && w->env.count_busy) gp_idle_track(w->env.slot);
     return w;
 }
 
@@ -773,26 +826,26 @@ int gp_worker_fd(gp_worker *w)
  * it would only delay the kill. */
 static bool only_stuck_left(gp_worker *w)
 {
-    gp_pool *p = w->pool;
-    uint64_t limit_ms = (uint64_t)(w->cfg->timeout * 1000);
+    gp_pool *p = w->env.pool;
+    uint64_t limit_ms = (uint64_t)(w->env.cfg->timeout * 1000);
     if (!p || !limit_ms) return false;
     size_t stuck = 0;
     for (int i = 0; i < p->threads; i++) {
         uint64_t t = atomic_load_explicit(&p->slots[i].started_ms, memory_order_acquire);
-        stuck += t && w->now_ms > t && w->now_ms - t > limit_ms;
+        stuck += t && w->env.now_ms > t && w->env.now_ms - t > limit_ms;
     }
-    return stuck && stuck >= w->num_conns;
+    return stuck && stuck >= *w->num_conns;
 }
 
 int gp_worker_done(gp_worker *w)
 {
-    return w->stopping && (w->num_conns == 0 || only_stuck_left(w));
+    return w->env.stopping && (*w->num_conns == 0 || only_stuck_left(w));
 }
 
 double gp_worker_stop_left(const gp_worker *w)
 {
-    if (!w->stopping) return w->cfg->graceful_timeout;
-    double left = w->stop_deadline - w->now;
+    if (!w->env.stopping) return w->env.cfg->graceful_timeout;
+    double left = w->stop_deadline - w->env.now;
     return left > 0 ? left : 0;
 }
 
@@ -800,10 +853,10 @@ double gp_worker_stop_left(const gp_worker *w)
  * through the app's abort callback. */
 static void cut_stragglers(gp_worker *w)
 {
-    if (!w->stopping || w->now < w->stop_deadline) return;
-    for (gp_conn *c = w->conns, *next; c; c = next) {
-        next = c->next;
-        c->s.proto->on_close(&c->s); /* a request thread's is left for later */
+    if (!w->env.stopping || w->env.now < w->stop_deadline) return;
+    for (gp_stream *s = gp_conns_first(w->conns), *next; s; s = next) {
+        next = gp_conns_next(s);
+        s->proto->on_close(s); /* a request thread's is left for later */
     }
 }
 
@@ -821,7 +874,7 @@ static void cut_stragglers(gp_worker *w)
 
 static inline void pace_batch(gp_worker *w, uint64_t began_ms)
 {
-    if (w->now_ms - began_ms >= FIFO_SLOW_MS) {
+    if (w->env.now_ms - began_ms >= FIFO_SLOW_MS) {
         w->fifo_turns = FIFO_HOLD_TURNS;
         w->loop.batch = 1;
     } else if (w->fifo_turns && !--w->fifo_turns) {
@@ -831,19 +884,19 @@ static inline void pace_batch(gp_worker *w, uint64_t began_ms)
 
 int gp_worker_turn(gp_worker *w, int timeout_ms)
 {
-    const gp_app_ops *ops = w->ops;
-    if (timeout_ms && ops->before_wait) ops->before_wait(w->app);
+    const gp_app_ops *ops = w->env.ops;
+    if (timeout_ms && ops->before_wait) ops->before_wait(w->env.app);
     gp_loop_wait(&w->loop, timeout_ms);
-    if (timeout_ms && ops->after_wait) ops->after_wait(w->app);
-    gp_worker_update_clock(w);
-    uint64_t began_ms = w->now_ms;
+    if (timeout_ms && ops->after_wait) ops->after_wait(w->env.app);
+    gp_worker_env_clock(&w->env);
+    uint64_t began_ms = w->env.now_ms;
     gp_loop_dispatch(&w->loop);
     pace_batch(w, began_ms);
     if (w->num_fresh) expire_fresh(w);
     /* --max-requests: counted by the connections, acted on here */
     if (w->max_requests && !w->retire_asked &&
-        atomic_load_explicit(&w->slot->requests, memory_order_relaxed) >= w->max_requests)
-        gp_worker_retire(w, GP_RETIRE_MAX_REQUESTS);
+        atomic_load_explicit(&w->env.slot->requests, memory_order_relaxed) >= w->max_requests)
+        worker_retire(w, GP_RETIRE_MAX_REQUESTS);
     update_accepting(w);
     free_dead(w);
     cut_stragglers(w);

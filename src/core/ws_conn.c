@@ -15,7 +15,7 @@
 
 #include "core/proto.h"
 #include "core/websocket.h"
-#include "core/worker_internal.h"
+#include "core/h1.h"
 
 #define CTL_QUEUE 512
 

@@ -31,8 +31,9 @@
 #include <unistd.h>
 
 #include "core/conn.h"
-#include "core/worker.h"
-#include "core/worker_internal.h"
+#include "core/conn_h1.h" /* the connection's own test: its struct */
+#include "core/worker_env.h"
+#include "conn_env.h"
 
 #define DATE "Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
 
@@ -71,11 +72,10 @@ struct test_app {
 };
 
 static struct {
-    gp_worker *w;
-    gp_scoreboard *sb;
+    test_conn_env e; /* what a worker would give the connections */
+    gp_worker_env *w; /* e.w */
     gp_config cfg;
     test_app app;
-    gp_addr local;
     int fd;   /* the server end (owned by the connection) */
     int peer; /* the client end */
 } F;
@@ -165,34 +165,10 @@ static int setup(void **state)
     F.cfg.send_timeout = 60;
     F.cfg.body_buffer_size = 0; /* the app reads the body itself; hold tests set it */
 
-    gp_worker *w = calloc(1, sizeof *w);
-    if (!w) return -1;
-    F.w = w;
-    if (gp_loop_init(&w->loop) < 0) return -1;
-    w->cfg = &F.cfg;
-    w->ops = &fake_ops;
-    w->app = &F.app;
-    w->limits.max_request_line = F.cfg.limit_request_line;
-    w->limits.max_fields = F.cfg.limit_request_fields;
-    w->limits.max_field_size = F.cfg.limit_request_field_size;
+    if (test_conn_env_open(&F.e, &F.cfg, &fake_ops, &F.app, DATE) < 0) return -1;
+    gp_worker_env *w = F.w = F.e.w;
     w->head_cap = F.cfg.limit_request_line + 2 +
                   F.cfg.limit_request_fields * (F.cfg.limit_request_field_size + 2) + 2;
-    gp_worker_env_init(w);
-    if (gp_bufpool_init(&w->bufs) < 0) return -1;
-    w->access_fd = -1;
-    w->spare_fd = -1;
-    /* a fixed Date line (both halves of the double buffer) for exact bytes */
-    memcpy(w->date_lines[0], DATE, sizeof DATE - 1);
-    memcpy(w->date_lines[1], DATE, sizeof DATE - 1);
-    w->date_len = sizeof DATE - 1;
-    w->now = gp_now();
-    char err[128];
-    if (gp_addr_parse("127.0.0.1:8000", &F.local, err, sizeof err) < 0) return -1;
-    w->listeners[0].addr = &F.local;
-    w->num_listeners = 1;
-    F.sb = gp_scoreboard_create(1);
-    if (!F.sb) return -1;
-    w->slot = &F.sb->slots[0];
     atomic_store(&w->slot->state, GP_WS_IDLE); /* ready, as gp_worker_accept leaves it */
 
     F.app.start = app_simple;
@@ -204,30 +180,12 @@ static int setup(void **state)
 
 static void free_dead(void)
 {
-    gp_worker *w = F.w;
-    while (w->dead) {
-        gp_conn *c = w->dead;
-        w->dead = c->next;
-        c->next = w->free_conns;
-        w->free_conns = c;
-    }
+    gp_conns_recycle(F.e.cs);
 }
 
 static int teardown(void **state)
 {
-    gp_worker *w = F.w;
-    while (w->conns) gp_conn_close(w->conns);
-    free_dead();
-    while (w->free_conns) {
-        gp_conn *c = w->free_conns;
-        w->free_conns = c->next;
-        free(c);
-    }
-    gp_bufpool_free(&w->bufs);
-    gp_timers_free(&w->timers);
-    gp_loop_close(&w->loop);
-    free(w);
-    gp_scoreboard_destroy(F.sb);
+    test_conn_env_close(&F.e);
     if (F.peer >= 0) close(F.peer);
     return 0;
 }
@@ -246,9 +204,9 @@ static gp_conn *conn_open_peer(const struct sockaddr_storage *peer, socklen_t pe
         peer = &ss;
         peer_len = sizeof(sa_family_t);
     }
-    gp_conn *c = gp_conn_new(F.w, sv[0], 0, peer, peer_len);
+    gp_conn *c = gp_stream_conn(gp_conn_new(F.e.cs, sv[0], &F.e.lis, peer, peer_len));
     assert_non_null(c);
-    assert_int_equal(F.w->num_conns, 1);
+    assert_int_equal(F.e.cs->count, 1);
     return c;
 }
 
@@ -259,17 +217,17 @@ static gp_conn *conn_open(void)
 
 static int conn_alive(void)
 {
-    return F.w->num_conns > 0;
+    return F.e.cs->count > 0;
 }
 
 /* Runs loop turns until nothing is ready (the first wait may block). */
 static void pump_wait(int first_timeout_ms)
 {
     for (int i = 0; i < 1000; i++) {
-        int n = gp_loop_wait(&F.w->loop, i == 0 ? first_timeout_ms : 0);
+        int n = gp_loop_wait(&F.e.loop, i == 0 ? first_timeout_ms : 0);
         if (n <= 0) break;
         F.w->now = gp_now();
-        gp_loop_dispatch(&F.w->loop);
+        gp_loop_dispatch(&F.e.loop);
         free_dead();
     }
 }
@@ -352,7 +310,7 @@ static void test_get_exact_bytes(void **state)
     assert_int_equal(F.app.results[1], GP_OK);
     /* keep-alive: back to reading heads, and a second request works */
     assert_true(conn_alive());
-    assert_int_equal(F.w->conns->state, CS_HEAD);
+    assert_int_equal(F.e.cs->open->state, CS_HEAD);
     roundtrip(GET11, out, sizeof out, &eof);
     assert_non_null(strstr(out, "\r\n\r\nhello"));
     assert_int_equal(F.app.starts, 2);
@@ -427,7 +385,7 @@ static void test_http10_close_delimited(void **state)
     assert_true(eof); /* the server shut down its side: the close ends the body */
     /* lingering until the client closes too */
     assert_true(conn_alive());
-    assert_int_equal(F.w->conns->state, CS_LINGER);
+    assert_int_equal(F.e.cs->open->state, CS_LINGER);
     close(F.peer);
     F.peer = -1;
     pump();
@@ -894,7 +852,7 @@ static void test_idle_timeout_and_stop(void **state)
     /* idle on stop: kept a moment (its next request may be on the wire), the
      * deadline shortened to GP_STOP_IDLE_S */
     c = conn_open();
-    F.w->stopping = true; /* as gp_worker_stop sets before calling on_stop */
+    F.w->stopping = true; /* as the worker's stop sets before calling on_stop */
     gp_conn_on_stop(c);
     assert_true(conn_alive());
     assert_true(c->s.deadline <= F.w->now + GP_STOP_IDLE_S);
@@ -932,7 +890,7 @@ static gp_app_status app_stop_midway(test_app *t, gp_conn *c, const gp_http_requ
     gp_conn_head_end(c);
     gp_conn_write(c, "ok", 2);
     F.w->stopping = true;
-    for (gp_conn *k = F.w->conns; k; k = k->next) gp_conn_on_stop(k);
+    for (gp_conn *k = F.e.cs->open; k; k = k->next) gp_conn_on_stop(k);
     gp_conn_end_response(c);
     return GP_APP_DONE;
 }
@@ -985,7 +943,7 @@ static void test_peer_and_local(void **state)
     assert_int_equal(len, sizeof *sin);
     assert_int_equal(sa->sa_family, AF_INET);
     assert_int_equal(ntohs(((const struct sockaddr_in *)sa)->sin_port), 4321);
-    assert_ptr_equal(gp_conn_local(c), &F.local);
+    assert_ptr_equal(gp_conn_local(c), &F.e.local);
     assert_null(gp_conn_app_state(c));
     int x;
     gp_conn_set_app_state(c, &x);
@@ -1484,8 +1442,8 @@ static void test_large_write_resumes(void **state)
     assert_int_equal(F.app.starts, 1);
     assert_int_equal(F.app.first_rc, 2); /* GP_AGAIN on the first big write */
     assert_int_equal(F.app.resumes, 0);
-    assert_int_equal(F.w->conns->state, CS_APP_WAIT);
-    assert_int_equal(F.w->conns->s.io.events, EPOLLOUT);
+    assert_int_equal(F.e.cs->open->state, CS_APP_WAIT);
+    assert_int_equal(F.e.cs->open->s.io.events, EPOLLOUT);
 
     size_t cap = BIG_LEN + 4096, got = 0;
     char *out = malloc(cap);
@@ -1498,7 +1456,7 @@ static void test_large_write_resumes(void **state)
         pump_wait(10);
         head = memmem(out, got, "\r\n\r\n", 4);
         if (head && (size_t)(head + 4 - out) + BIG_LEN == got && F.app.big_pos == BIG_LEN &&
-            F.w->conns->state == CS_HEAD)
+            F.e.cs->open->state == CS_HEAD)
             break;
     }
     assert_non_null(head);
@@ -1509,8 +1467,8 @@ static void test_large_write_resumes(void **state)
     assert_true(F.app.resumes >= 1);
     assert_int_equal(F.app.aborts, 0);
     assert_true(conn_alive());
-    assert_int_equal(F.w->conns->state, CS_HEAD);
-    assert_int_equal(F.w->conns->s.io.events, EPOLLIN);
+    assert_int_equal(F.e.cs->open->state, CS_HEAD);
+    assert_int_equal(F.e.cs->open->s.io.events, EPOLLIN);
     free(out);
     free(big);
 }
@@ -1538,7 +1496,7 @@ static void test_large_chunked_write_resumes(void **state)
     while (mono() < until) {
         got += peer_read(out + got, cap - got, NULL);
         pump_wait(10);
-        if (got >= 5 && memcmp(out + got - 5, "0\r\n\r\n", 5) == 0 && F.w->conns->state == CS_HEAD)
+        if (got >= 5 && memcmp(out + got - 5, "0\r\n\r\n", 5) == 0 && F.e.cs->open->state == CS_HEAD)
             break;
     }
     /* decode the chunks and compare */
@@ -1581,7 +1539,7 @@ static void test_peer_closes_while_pending_aborts(void **state)
     send_str(GET11);
     pump();
     assert_int_equal(F.app.first_rc, 2);
-    assert_int_equal(F.w->conns->state, CS_APP_WAIT);
+    assert_int_equal(F.e.cs->open->state, CS_APP_WAIT);
     close(F.peer);
     F.peer = -1;
     pump_wait(100);
@@ -1684,7 +1642,7 @@ static gp_app_status app_head_at_boundary(test_app *t, gp_conn *c, const gp_http
 {
     /* "HTTP/1.1 200 OK\r\n" (17) + "X-Pad: " + v + "\r\n" (9 + v) = 16384 - (date_len + 64) */
     static char pad[16384];
-    size_t v = GP_IO_BUF_SIZE - (c->w->date_len + 64) - 17 - 9;
+    size_t v = GP_IO_BUF_SIZE - (c->env->date_len + 64) - 17 - 9;
     memset(pad, 'p', v);
     gp_conn_head_begin(c, "200 OK", 6);
     record(t, gp_conn_head_add(c, "X-Pad", 5, pad, v));
@@ -2163,28 +2121,12 @@ static void test_async_send_timeout_when_stalled(void **state)
     assert_false(conn_alive());
 }
 
-/* The bound of an ASGI app's lifespan shutdown: the whole graceful timeout
- * before the stop, what is left of it once stopping, never below zero. */
-static void test_worker_stop_left(void **state)
-{
-    F.cfg.graceful_timeout = 5;
-    F.w->now = 100;
-    assert_true(gp_worker_stop_left(F.w) == 5.0);
-    F.w->stopping = true;
-    F.w->stop_deadline = 102.5;
-    assert_true(gp_worker_stop_left(F.w) == 2.5);
-    F.w->now = 103;
-    assert_true(gp_worker_stop_left(F.w) == 0.0);
-    F.w->stopping = false;
-}
-
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as the worker does: a closed peer is EPIPE */
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_get_exact_bytes),
-        T(test_worker_stop_left),
         T(test_chunked_response),
         T(test_chunked_sizes),
         T(test_http10_close_delimited),

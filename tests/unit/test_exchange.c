@@ -17,7 +17,8 @@
 #include <string.h>
 
 #include "core/exchange.h"
-#include "core/worker_internal.h"
+#include "core/conn_h1.h" /* a parent connection made by hand */
+#include "core/worker_env.h"
 
 static struct {
     char log[512]; /* "name(args) " per call */
@@ -146,7 +147,7 @@ static void test_calls_go_to_the_table(void **state)
     gp_config cfg;
     memset(&cfg, 0, sizeof cfg);
     gp_app_ops ops = {.cache_free = cache_free};
-    gp_worker *w = calloc(1, sizeof *w);
+    gp_worker_env *w = calloc(1, sizeof *w);
     gp_conn *parent = calloc(1, sizeof *parent);
     assert_non_null(w);
     assert_non_null(parent);
@@ -154,9 +155,9 @@ static void test_calls_go_to_the_table(void **state)
     w->ops = &ops;
     gp_addr local;
     memset(&local, 0, sizeof local);
-    w->listeners[1].addr = &local;
-    parent->w = w;
-    parent->listener = 1;
+    gp_conn_listener lis = {.addr = &local};
+    parent->env = w;
+    parent->listener = &lis;
     struct sockaddr_in *sin = (struct sockaddr_in *)&parent->peer;
     sin->sin_family = AF_INET;
     sin->sin_port = htons(4242);
@@ -166,7 +167,7 @@ static void test_calls_go_to_the_table(void **state)
     gp_conn *x = gp_exchange_new(&parent->s, &xops, &token);
     assert_non_null(x);
     assert_ptr_equal(gp_exchange_state(x), &token);
-    assert_ptr_equal(gp_exchange_worker(x), w);
+    assert_ptr_equal(gp_exchange_env(x), w);
 
     assert_int_equal(gp_conn_head_begin_status(x, 404), GP_OK);
     assert_int_equal(gp_conn_head_add(x, "A", 1, "b", 1), GP_OK);

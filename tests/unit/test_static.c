@@ -19,7 +19,9 @@
 #include <sys/socket.h>
 
 #include "core/static.c"
-#include "core/worker_internal.h"
+#include "core/conn_h1.h" /* through the connection: its state */
+#include "core/worker_env.h"
+#include "conn_env.h"
 
 #define S(x) x, sizeof(x) - 1
 
@@ -277,10 +279,8 @@ static void test_open_mounts(void **state)
 /* ---- through the connection layer ------------------------------------------------ */
 
 static struct {
-    gp_worker *w;
-    gp_scoreboard *sb;
+    test_conn_env e; /* what a worker would give the connections */
     gp_config cfg;
-    gp_addr local;
     int peer;
     int app_starts;
 } H;
@@ -326,28 +326,10 @@ static int conn_setup(void **state)
     H.cfg.statics[0].prefix = "/static";
     H.cfg.statics[0].dir = root;
     H.cfg.num_statics = 1;
-    gp_worker *w = calloc(1, sizeof *w);
-    H.w = w;
-    if (!w || gp_loop_init(&w->loop) < 0) return -1;
-    w->cfg = &H.cfg;
-    w->ops = &app_ops;
-    w->limits.max_request_line = 4094;
-    w->limits.max_fields = 100;
-    w->limits.max_field_size = 8190;
-    w->head_cap = 65536;
-    gp_worker_env_init(w);
-    gp_bufpool_init(&w->bufs);
-    w->access_fd = w->spare_fd = -1;
-    memcpy(w->date_lines[0], "Date: x\r\n", 9);
-    w->date_len = 9;
-    w->now = gp_now();
-    char err[256];
-    if (gp_addr_parse("127.0.0.1:8000", &H.local, err, sizeof err) < 0) return -1;
-    w->listeners[0].addr = &H.local;
-    w->num_listeners = 1;
-    if (!(H.sb = gp_scoreboard_create(1))) return -1;
-    w->slot = &H.sb->slots[0];
+    if (test_conn_env_open(&H.e, &H.cfg, &app_ops, NULL, "Date: x\r\n") < 0) return -1;
+    gp_worker_env *w = H.e.w;
     w->static_serve = gp_static_serve;
+    char err[256];
     if (gp_static_open(&H.cfg, &w->statics, err, sizeof err) < 0) return -1;
     H.peer = -1;
     return 0;
@@ -355,16 +337,8 @@ static int conn_setup(void **state)
 
 static int conn_teardown(void **state)
 {
-    gp_worker *w = H.w;
-    while (w->conns) gp_conn_close(w->conns);
-    for (gp_conn *c = w->dead, *next; c; c = next) next = c->next, free(c);
-    for (gp_conn *c = w->free_conns, *next; c; c = next) next = c->next, free(c);
-    gp_bufpool_free(&w->bufs);
-    gp_static_free(w->statics);
-    gp_timers_free(&w->timers);
-    gp_loop_close(&w->loop);
-    free(w);
-    gp_scoreboard_destroy(H.sb);
+    gp_static_free(H.e.w->statics);
+    test_conn_env_close(&H.e);
     if (H.peer >= 0) close(H.peer);
     return remove_tree(state);
 }
@@ -375,7 +349,7 @@ static gp_conn *connect_pair(void)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     H.peer = sv[1];
     struct sockaddr_storage ss = {.ss_family = AF_UNIX};
-    gp_conn *c = gp_conn_new(H.w, sv[0], 0, &ss, sizeof(sa_family_t));
+    gp_conn *c = gp_stream_conn(gp_conn_new(H.e.cs, sv[0], &H.e.lis, &ss, sizeof(sa_family_t)));
     assert_non_null(c);
     return c;
 }

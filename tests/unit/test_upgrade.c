@@ -19,14 +19,14 @@
 #include <unistd.h>
 
 #include "core/proto.h"
-#include "core/worker_internal.h"
+#include "core/conn_h1.h" /* the connection's state around the upgrade */
+#include "core/worker_env.h"
+#include "conn_env.h"
 #include "core/ws_conn.h"
 
 static struct {
     gp_config cfg;
-    gp_worker *w;
-    gp_scoreboard *sb;
-    gp_addr local;
+    test_conn_env e; /* what a worker would give the connection */
     gp_conn *c;
     int peer;
     char msg[64];
@@ -84,50 +84,18 @@ static int setup(void **state)
     F.cfg.body_timeout = 30;
     F.cfg.send_timeout = 60;
     F.cfg.ws_max_size = 1 << 20;
-    gp_worker *w = calloc(1, sizeof *w);
-    if (!w || gp_loop_init(&w->loop) < 0) return -1;
-    F.w = w;
-    w->cfg = &F.cfg;
-    w->ops = &ops;
-    w->limits.max_request_line = F.cfg.limit_request_line;
-    w->limits.max_fields = F.cfg.limit_request_fields;
-    w->limits.max_field_size = F.cfg.limit_request_field_size;
-    w->head_cap = 65536;
-    gp_worker_env_init(w);
-    if (gp_bufpool_init(&w->bufs) < 0) return -1;
-    gp_timers_init(&w->timers);
-    w->access_fd = w->spare_fd = -1;
-    memcpy(w->date_lines[0], "Date: x\r\n", 9);
-    w->date_len = 9;
-    w->now = gp_now();
-    char err[128];
-    if (gp_addr_parse("127.0.0.1:8000", &F.local, err, sizeof err) < 0) return -1;
-    w->listeners[0].addr = &F.local;
-    w->num_listeners = 1;
-    if (!(F.sb = gp_scoreboard_create(1))) return -1;
-    w->slot = &F.sb->slots[0];
+    if (test_conn_env_open(&F.e, &F.cfg, &ops, NULL, "Date: x\r\n") < 0) return -1;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) return -1;
     F.peer = sv[1];
     struct sockaddr_storage ss = {.ss_family = AF_UNIX};
-    if (!gp_conn_new(w, sv[0], 0, &ss, sizeof(sa_family_t))) return -1;
+    if (!gp_conn_new(F.e.cs, sv[0], &F.e.lis, &ss, sizeof(sa_family_t))) return -1;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    gp_worker *w = F.w;
-    while (w->conns) gp_conn_close(w->conns);
-    while (w->dead) {
-        gp_conn *c = w->dead;
-        w->dead = c->next;
-        free(c);
-    }
-    gp_bufpool_free(&w->bufs);
-    gp_timers_free(&w->timers);
-    gp_loop_close(&w->loop);
-    free(w);
-    gp_scoreboard_destroy(F.sb);
+    test_conn_env_close(&F.e);
     close(F.peer);
     return 0;
 }
@@ -135,9 +103,9 @@ static int teardown(void **state)
 static void pump(void)
 {
     for (int i = 0; i < 100; i++) {
-        int n = gp_loop_wait(&F.w->loop, i == 0 ? 200 : 0);
+        int n = gp_loop_wait(&F.e.loop, i == 0 ? 200 : 0);
         if (n <= 0) break;
-        gp_loop_dispatch(&F.w->loop);
+        gp_loop_dispatch(&F.e.loop);
     }
 }
 
@@ -164,7 +132,7 @@ static void upgrade(void)
 
 static void test_upgrade_swaps_the_table(void **state)
 {
-    gp_conn *c = F.w->conns;
+    gp_conn *c = F.e.cs->open;
     assert_string_equal(c->s.proto->name, "http/1.1");
     upgrade();
     assert_ptr_equal(F.c, c);
@@ -197,11 +165,11 @@ static void test_upgrade_swaps_the_table(void **state)
 /* A graceful stop reaches the WebSocket through its table: close 1001. */
 static void test_stop_goes_through_the_table(void **state)
 {
-    gp_conn *c = F.w->conns;
+    gp_conn *c = F.e.cs->open;
     upgrade();
     char head[512];
     peer_read(head, sizeof head);
-    c->s.proto->on_stop(&c->s); /* what gp_worker_stop does for each connection */
+    c->s.proto->on_stop(&c->s); /* what the worker's stop does for each connection */
     assert_int_equal(F.closed_code, 1001);
     uint8_t out[64];
     size_t n = peer_read((char *)out, sizeof out);
