@@ -40,6 +40,12 @@ static void pump(gp_h2x *x)
     x->env->pump(x->env->owner);
 }
 
+/* What a flush or a blocking write promises: on the wire now. */
+static void flush_now(gp_h2x *x)
+{
+    (x->env->flush ? x->env->flush : x->env->pump)(x->env->owner);
+}
+
 /* The exchange is over for the app: the stream is released (reset when its
  * response did not end), the log told, everything freed. */
 static void finish(gp_h2x *x)
@@ -266,7 +272,7 @@ int gp_h2x_write(gp_h2x *x, const void *data, size_t len)
     if (r != GP_ERROR) x->bytes += len;
     if (r == GP_AGAIN) {
         x->write_again = true;
-        pump(x);
+        flush_now(x);
     }
     /* else the next flush, the end or the app's return sends it: a short
      * reply goes out as HEADERS and one DATA with END_STREAM */
@@ -280,7 +286,7 @@ int gp_h2x_write_all(gp_h2x *x, const void *data, size_t len)
      * thread that writes it, the connection's other streams move meanwhile */
     while (r != GP_ERROR && gp_h2_pending(x->st) && !gp_h2_stream_closed(x->st)) {
         x->env->wait(x->env->owner, 1000);
-        pump(x);
+        flush_now(x);
     }
     if (gp_h2_stream_closed(x->st)) return GP_ERROR;
     x->write_again = false;
@@ -329,7 +335,7 @@ void gp_h2x_adopt_fd(gp_h2x *x, int fd)
 int gp_h2x_flush(gp_h2x *x)
 {
     if (x->closed || gp_h2_flush(x->st)) return GP_ERROR;
-    pump(x);
+    flush_now(x);
     return x->write_again ? GP_AGAIN : GP_OK;
 }
 

@@ -111,6 +111,7 @@ struct gp_worker {
     const gp_app_ops *ops;
     void *app;
     const struct gp_h2_entry *h2; /* HTTP/2's ways in (h2_proto.h); NULL: HTTP/1.1 only */
+    void *h2_soon; /* HTTP/2 connections whose output waits for the app's ready tasks (h2_proto.c) */
     gp_http_limits limits;
     size_t head_cap; /* largest request head we buffer */
     struct gp_listen_io {
