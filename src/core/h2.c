@@ -54,6 +54,7 @@ struct gp_h2_stream {
     uint8_t events;
     bool queued, held, closed, close_told, released, head_request;
     bool begun, submitted, ended, deferred, want_writable, reset_sent;
+    bool expect_continue, continue_sent;
     int reject; /* HTTP status answered by the session itself (431, 400) */
     uint32_t close_code;
     void *data;
@@ -330,6 +331,9 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
         s->fields = n;
         s->fields_cap = cap;
     }
+    if (name_is(name, name_len, "expect") && gp_http_token_eq((const char *)value, value_len,
+                                                              "100-continue"))
+        s->expect_continue = true;
     if (name_is(name, name_len, "content-length")) {
         /* nghttp2 checked it is digits and matches the DATA */
         int64_t v = 0;
@@ -763,6 +767,17 @@ ssize_t gp_h2_body_read(gp_h2_stream *s, char *dst, size_t n)
     if (s->in_off == s->in.len) s->in_off = s->in.len = 0;
     if (s->h && !s->closed) nghttp2_session_consume_stream(s->h->ng, s->id, n);
     return (ssize_t)n;
+}
+
+bool gp_h2_stream_continue(gp_h2_stream *s)
+{
+    if (!s->expect_continue || s->continue_sent || s->begun || !usable(s) || s->in_end ||
+        s->body_total)
+        return false;
+    s->continue_sent = true;
+    nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)"100", 7, 3, NGHTTP2_NV_FLAG_NONE}};
+    /* a non-final head: the stream stays open for the response */
+    return nghttp2_submit_headers(s->h->ng, NGHTTP2_FLAG_NONE, s->id, NULL, nv, 1, NULL) == 0;
 }
 
 size_t gp_h2_body_buffered(const gp_h2_stream *s)

@@ -90,6 +90,7 @@ static int absorb(gp_h2x *x)
         } else if (r == 0) {
             return 1;
         } else if (r == GP_H2_BODY_AGAIN) {
+            gp_h2_stream_continue(x->st);
             pump(x); /* the window reopens by what was taken */
             return 0;
         } else if (r == GP_H2_BODY_TOO_LARGE) {
@@ -400,7 +401,8 @@ ssize_t gp_h2x_body_read_nb(gp_h2x *x, char *dst, size_t n)
         return r < 0 ? GP_BODY_CLOSED : r;
     }
     ssize_t r = gp_h2_body_read(x->st, dst, n);
-    if (r > 0) pump(x); /* WINDOW_UPDATE */
+    /* WINDOW_UPDATE, or the 100 a client waits for before its body */
+    if (r > 0 || (r == GP_H2_BODY_AGAIN && gp_h2_stream_continue(x->st))) pump(x);
     return r >= 0 ? r : body_code(x, r);
 }
 
