@@ -8,6 +8,7 @@
 #include "core/h2.h"
 
 #include <nghttp2/nghttp2.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,7 @@ struct gp_h2_stream {
     size_t out_off;
     size_t trailers_off, trailers_len; /* in resp, after the response fields */
     uint64_t stall_since;              /* ms; 0: not waiting on the peer's window */
+    /* last: a spare stream is reset up to here */
     char head_inline[HEAD_INLINE];
     char resp_inline[RESP_INLINE];
 };
@@ -88,8 +90,10 @@ struct gp_h2 {
     void *host;
     gp_h2_limits lim;
     gp_h2_stream *streams;
+    gp_h2_stream *spare; /* freed streams kept for the next ones (next-linked) */
+    unsigned nspare;
     gp_h2_stream *ev_head, *ev_tail;
-    bool in_events, broken, shutting_down;
+    bool in_events, broken, shutting_down, in_free;
     uint64_t resets, completed, now_ms;
     unsigned logged; /* bits: which kinds of abuse were logged already */
     char peer[64];
@@ -168,8 +172,14 @@ static char *rat(gp_h2_stream *s, uint32_t off)
 
 static gp_h2_stream *stream_new(gp_h2 *h, int32_t id)
 {
-    gp_h2_stream *s = calloc(1, sizeof *s);
-    if (!s) return NULL;
+    gp_h2_stream *s = h->spare;
+    if (s) {
+        h->spare = s->next;
+        h->nspare--;
+        s->next = NULL;
+    } else if (!(s = calloc(1, sizeof *s))) {
+        return NULL;
+    }
     s->h = h;
     s->id = id;
     s->content_length = -1;
@@ -202,12 +212,36 @@ static void stream_unlink(gp_h2_stream *s)
     s->h = NULL;
 }
 
+/* Streams come and go by the hundred on one connection: a few are kept,
+ * with their field table and a modest response buffer, so that a stream
+ * costs no allocation of ours once the connection is warm. */
+#define SPARE_STREAMS 16
+#define SPARE_OUT_CAP 16384
+
 static void stream_free(gp_h2_stream *s)
 {
+    gp_h2 *h = s->h; /* NULL once the session went */
     stream_unlink(s);
     gb_free(&s->head);
     gb_free(&s->in);
     gb_free(&s->resp);
+    if (h && !h->in_free && h->nspare < SPARE_STREAMS) {
+        field *fields = s->fields;
+        size_t fields_cap = s->fields_cap;
+        grow_buf out = {0};
+        if (s->out.heap && s->out.cap <= SPARE_OUT_CAP)
+            out = (grow_buf){s->out.heap, 0, s->out.cap, s->out.heap};
+        else
+            gb_free(&s->out);
+        memset(s, 0, offsetof(gp_h2_stream, head_inline));
+        s->fields = fields;
+        s->fields_cap = fields_cap;
+        s->out = out;
+        s->next = h->spare;
+        h->spare = s;
+        h->nspare++;
+        return;
+    }
     gb_free(&s->out);
     free(s->fields);
     free(s);
@@ -909,6 +943,7 @@ fail:
 void gp_h2_free(gp_h2 *h)
 {
     if (!h) return;
+    h->in_free = true;
     /* every stream learns it is over; those the host still holds outlive us */
     for (gp_h2_stream *s = h->streams; s; s = s->next) {
         if (!s->closed) {
@@ -925,6 +960,13 @@ void gp_h2_free(gp_h2 *h)
             continue;
         }
         stream_free(s);
+    }
+    while (h->spare) {
+        gp_h2_stream *s = h->spare;
+        h->spare = s->next;
+        gb_free(&s->out);
+        free(s->fields);
+        free(s);
     }
     nghttp2_session_del(h->ng);
     free(h);

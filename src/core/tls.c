@@ -49,6 +49,7 @@ struct gp_tls {
     uint32_t wants;
     bool ktls; /* the kernel encrypts our writes: sendfile stays zero-copy */
     bool shut;
+    uint64_t serial; /* unique in the process: names this connection's session to caches */
     bool memo_set[MEMO_COUNT];
     char *memo[MEMO_COUNT]; /* NULL when set: no certificate */
     size_t memo_len[MEMO_COUNT];
@@ -435,6 +436,8 @@ gp_tls *gp_tls_new(gp_tls_ctx *ctx, int fd, const struct sockaddr *peer)
         return NULL;
     }
     SSL_set_accept_state(t->ssl);
+    static uint64_t serials; /* loop thread only */
+    t->serial = ++serials;
     t->fd = fd;
     t->peer = peer;
     t->wants = EPOLLIN; /* the ClientHello */
@@ -657,6 +660,11 @@ const char *gp_tls_alpn(const gp_tls *t)
 const char *gp_tls_version_name(const gp_tls *t)
 {
     return SSL_get_version(t->ssl);
+}
+
+uint64_t gp_tls_serial(const gp_tls *t)
+{
+    return t->serial;
 }
 
 int gp_tls_version(const gp_tls *t)
