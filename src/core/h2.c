@@ -623,8 +623,9 @@ static int submit(gp_h2_stream *s)
     if (s->submitted) return GP_OK;
     if (!s->begun && gp_h2_head_begin(s, 200)) return GP_ERROR;
     nghttp2_nv nv[MAX_RESPONSE_FIELDS + 1];
-    char st[4];
-    snprintf(st, sizeof st, "%03d", s->status);
+    /* head_begin kept it to three digits */
+    char st[4] = {(char)('0' + s->status / 100), (char)('0' + s->status / 10 % 10),
+                  (char)('0' + s->status % 10), 0};
     nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)st, 7, 3, NGHTTP2_NV_FLAG_NONE};
     size_t k = 1;
     for (size_t i = 0; i < s->nfields; i++) {
@@ -673,9 +674,13 @@ bool gp_h2_head_begun(const gp_h2_stream *s)
 /* RFC 9113 8.2.2: connection-specific fields have no place in HTTP/2. */
 static bool connection_specific(const char *n, size_t len)
 {
-    return gp_http_token_eq(n, len, "connection") || gp_http_token_eq(n, len, "keep-alive") ||
-           gp_http_token_eq(n, len, "transfer-encoding") || gp_http_token_eq(n, len, "upgrade") ||
-           gp_http_token_eq(n, len, "proxy-connection");
+    switch (len) {
+    case 7: return gp_http_token_eq(n, len, "upgrade");
+    case 10: return gp_http_token_eq(n, len, "connection") || gp_http_token_eq(n, len, "keep-alive");
+    case 16: return gp_http_token_eq(n, len, "proxy-connection");
+    case 17: return gp_http_token_eq(n, len, "transfer-encoding");
+    default: return false;
+    }
 }
 
 static int add_field(gp_h2_stream *s, const char *name, size_t name_len, const char *value,

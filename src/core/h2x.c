@@ -14,6 +14,7 @@
 
 #include "core/body.h"
 #include "core/log.h"
+#include "core/numfmt.h"
 
 #define FILE_PIECE 16384
 
@@ -235,9 +236,11 @@ int gp_h2x_head_add(gp_h2x *x, const char *name, size_t name_len, const char *va
                     size_t value_len)
 {
     if (!gp_conn_field_ok(name, name_len, value, value_len)) return GP_ERROR;
-    if (gp_http_token_eq(name, name_len, "date")) x->has_date = true;
-    if (gp_http_token_eq(name, name_len, "server")) x->has_server = true;
-    if (gp_http_token_eq(name, name_len, "content-length")) x->has_length = true;
+    switch (name_len) {
+    case 4: x->has_date |= gp_http_token_eq(name, name_len, "date"); break;
+    case 6: x->has_server |= gp_http_token_eq(name, name_len, "server"); break;
+    case 14: x->has_length |= gp_http_token_eq(name, name_len, "content-length"); break;
+    }
     return gp_h2_head_add(x->st, name, name_len, value, value_len);
 }
 
@@ -245,8 +248,8 @@ void gp_h2x_head_set_length(gp_h2x *x, uint64_t length)
 {
     if (x->has_length) return;
     char v[24];
-    int n = snprintf(v, sizeof v, "%llu", (unsigned long long)length);
-    if (gp_h2_head_add(x->st, "content-length", 14, v, (size_t)n) == GP_OK) x->has_length = true;
+    size_t n = gp_put_u64(v, length, 10);
+    if (gp_h2_head_add(x->st, "content-length", 14, v, n) == GP_OK) x->has_length = true;
 }
 
 int gp_h2x_head_end(gp_h2x *x)
