@@ -135,18 +135,17 @@ static gp_conn *env_conn_of(void *owner, gp_h2x *x, const gp_http_request *req)
 static void h2_close(gp_stream *s);
 
 /* The app's ready tasks have run: what they answered leaves, one write a
- * connection. */
+ * connection. Taken one at a time from the list itself, which a close
+ * (of this connection or, through an app it aborts, another) edits. */
 static void run_soon(void *arg)
 {
     gp_worker *w = arg;
-    h2p *p = w->h2_soon;
-    w->h2_soon = NULL;
-    while (p) {
-        h2p *next = p->soon_next;
+    h2p *p;
+    while ((p = w->h2_soon)) {
+        w->h2_soon = p->soon_next;
         p->soon_queued = false;
         p->soon_next = NULL;
         if (gp_h2_conn_pump(p->hc) != GP_OK) h2_close(&p->parent->s);
-        p = next;
     }
 }
 
