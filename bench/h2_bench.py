@@ -25,7 +25,20 @@ import time
 from benchlib import TICK, cpu_ticks, free_port, self_signed, stat_fields, stop_session
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-APPS = os.path.join(os.path.dirname(os.path.dirname(HERE)), "shared", "bench", "apps")
+
+
+def find_apps():
+    """../shared/bench/apps beside the checkout (a worktree sits one level deeper)."""
+    d = os.path.dirname(HERE)
+    while d != os.path.dirname(d):
+        d = os.path.dirname(d)
+        apps = os.path.join(d, "shared", "bench", "apps")
+        if os.path.isdir(apps):
+            return apps
+    raise SystemExit("h2_bench: no shared/bench/apps above " + HERE)
+
+
+APPS = find_apps()
 
 NGINX_CONF = """daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/nginx.err;
 events {{ worker_connections 4096; }}

@@ -73,6 +73,12 @@ typedef struct {
     /* runs_as_tasks: "GET /path" of the request c's app runs now, or NULL
      * (gallop top names the oldest; called once a second, on the loop). */
     const char *(*describe)(void *app, gp_conn *c);
+    /* runs_as_tasks: calls fn(arg) once the tasks ready to run now have run
+     * (asyncio: call_soon), so that the core sends what they answer
+     * together (HTTP/2: the replies of a connection's streams in one write).
+     * The core asks again only after fn ran. 0, or -1 when it cannot (the
+     * core then does the work at once). NULL: the core never waits. */
+    int (*soon)(void *app, void (*fn)(void *arg), void *arg);
 } gp_app_ops;
 
 /* Per-connection slot for something the bridge keeps for the connection's

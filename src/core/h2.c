@@ -8,6 +8,7 @@
 #include "core/h2.h"
 
 #include <nghttp2/nghttp2.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,7 @@ struct gp_h2_stream {
     uint8_t events;
     bool queued, held, closed, close_told, released, head_request;
     bool begun, submitted, ended, deferred, want_writable, reset_sent;
+    bool expect_continue, continue_sent;
     int reject; /* HTTP status answered by the session itself (431, 400) */
     uint32_t close_code;
     void *data;
@@ -77,6 +79,7 @@ struct gp_h2_stream {
     size_t out_off;
     size_t trailers_off, trailers_len; /* in resp, after the response fields */
     uint64_t stall_since;              /* ms; 0: not waiting on the peer's window */
+    /* last: a spare stream is reset up to here */
     char head_inline[HEAD_INLINE];
     char resp_inline[RESP_INLINE];
 };
@@ -87,8 +90,10 @@ struct gp_h2 {
     void *host;
     gp_h2_limits lim;
     gp_h2_stream *streams;
+    gp_h2_stream *spare; /* freed streams kept for the next ones (next-linked) */
+    unsigned nspare;
     gp_h2_stream *ev_head, *ev_tail;
-    bool in_events, broken, shutting_down;
+    bool in_events, broken, shutting_down, in_free;
     uint64_t resets, completed, now_ms;
     unsigned logged; /* bits: which kinds of abuse were logged already */
     char peer[64];
@@ -167,8 +172,14 @@ static char *rat(gp_h2_stream *s, uint32_t off)
 
 static gp_h2_stream *stream_new(gp_h2 *h, int32_t id)
 {
-    gp_h2_stream *s = calloc(1, sizeof *s);
-    if (!s) return NULL;
+    gp_h2_stream *s = h->spare;
+    if (s) {
+        h->spare = s->next;
+        h->nspare--;
+        s->next = NULL;
+    } else if (!(s = calloc(1, sizeof *s))) {
+        return NULL;
+    }
     s->h = h;
     s->id = id;
     s->content_length = -1;
@@ -201,12 +212,36 @@ static void stream_unlink(gp_h2_stream *s)
     s->h = NULL;
 }
 
+/* Streams come and go by the hundred on one connection: a few are kept,
+ * with their field table and a modest response buffer, so that a stream
+ * costs no allocation of ours once the connection is warm. */
+#define SPARE_STREAMS 16
+#define SPARE_OUT_CAP 16384
+
 static void stream_free(gp_h2_stream *s)
 {
+    gp_h2 *h = s->h; /* NULL once the session went */
     stream_unlink(s);
     gb_free(&s->head);
     gb_free(&s->in);
     gb_free(&s->resp);
+    if (h && !h->in_free && h->nspare < SPARE_STREAMS) {
+        field *fields = s->fields;
+        size_t fields_cap = s->fields_cap;
+        grow_buf out = {0};
+        if (s->out.heap && s->out.cap <= SPARE_OUT_CAP)
+            out = (grow_buf){s->out.heap, 0, s->out.cap, s->out.heap};
+        else
+            gb_free(&s->out);
+        memset(s, 0, offsetof(gp_h2_stream, head_inline));
+        s->fields = fields;
+        s->fields_cap = fields_cap;
+        s->out = out;
+        s->next = h->spare;
+        h->spare = s;
+        h->nspare++;
+        return;
+    }
     gb_free(&s->out);
     free(s->fields);
     free(s);
@@ -330,6 +365,9 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
         s->fields = n;
         s->fields_cap = cap;
     }
+    if (name_is(name, name_len, "expect") && gp_http_token_eq((const char *)value, value_len,
+                                                              "100-continue"))
+        s->expect_continue = true;
     if (name_is(name, name_len, "content-length")) {
         /* nghttp2 checked it is digits and matches the DATA */
         int64_t v = 0;
@@ -585,8 +623,9 @@ static int submit(gp_h2_stream *s)
     if (s->submitted) return GP_OK;
     if (!s->begun && gp_h2_head_begin(s, 200)) return GP_ERROR;
     nghttp2_nv nv[MAX_RESPONSE_FIELDS + 1];
-    char st[4];
-    snprintf(st, sizeof st, "%03d", s->status);
+    /* head_begin kept it to three digits */
+    char st[4] = {(char)('0' + s->status / 100), (char)('0' + s->status / 10 % 10),
+                  (char)('0' + s->status % 10), 0};
     nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)st, 7, 3, NGHTTP2_NV_FLAG_NONE};
     size_t k = 1;
     for (size_t i = 0; i < s->nfields; i++) {
@@ -635,9 +674,13 @@ bool gp_h2_head_begun(const gp_h2_stream *s)
 /* RFC 9113 8.2.2: connection-specific fields have no place in HTTP/2. */
 static bool connection_specific(const char *n, size_t len)
 {
-    return gp_http_token_eq(n, len, "connection") || gp_http_token_eq(n, len, "keep-alive") ||
-           gp_http_token_eq(n, len, "transfer-encoding") || gp_http_token_eq(n, len, "upgrade") ||
-           gp_http_token_eq(n, len, "proxy-connection");
+    switch (len) {
+    case 7: return gp_http_token_eq(n, len, "upgrade");
+    case 10: return gp_http_token_eq(n, len, "connection") || gp_http_token_eq(n, len, "keep-alive");
+    case 16: return gp_http_token_eq(n, len, "proxy-connection");
+    case 17: return gp_http_token_eq(n, len, "transfer-encoding");
+    default: return false;
+    }
 }
 
 static int add_field(gp_h2_stream *s, const char *name, size_t name_len, const char *value,
@@ -763,6 +806,17 @@ ssize_t gp_h2_body_read(gp_h2_stream *s, char *dst, size_t n)
     if (s->in_off == s->in.len) s->in_off = s->in.len = 0;
     if (s->h && !s->closed) nghttp2_session_consume_stream(s->h->ng, s->id, n);
     return (ssize_t)n;
+}
+
+bool gp_h2_stream_continue(gp_h2_stream *s)
+{
+    if (!s->expect_continue || s->continue_sent || s->begun || !usable(s) || s->in_end ||
+        s->body_total)
+        return false;
+    s->continue_sent = true;
+    nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)"100", 7, 3, NGHTTP2_NV_FLAG_NONE}};
+    /* a non-final head: the stream stays open for the response */
+    return nghttp2_submit_headers(s->h->ng, NGHTTP2_FLAG_NONE, s->id, NULL, nv, 1, NULL) == 0;
 }
 
 size_t gp_h2_body_buffered(const gp_h2_stream *s)
@@ -894,6 +948,7 @@ fail:
 void gp_h2_free(gp_h2 *h)
 {
     if (!h) return;
+    h->in_free = true;
     /* every stream learns it is over; those the host still holds outlive us */
     for (gp_h2_stream *s = h->streams; s; s = s->next) {
         if (!s->closed) {
@@ -910,6 +965,13 @@ void gp_h2_free(gp_h2 *h)
             continue;
         }
         stream_free(s);
+    }
+    while (h->spare) {
+        gp_h2_stream *s = h->spare;
+        h->spare = s->next;
+        gb_free(&s->out);
+        free(s->fields);
+        free(s);
     }
     nghttp2_session_del(h->ng);
     free(h);

@@ -113,6 +113,12 @@ void gp_h2_stream_request(gp_h2_stream *s, gp_http_request *req, gp_http_header 
 enum { GP_H2_BODY_RESET = -1, GP_H2_BODY_TOO_LARGE = -3, GP_H2_BODY_AGAIN = -5 };
 ssize_t gp_h2_body_read(gp_h2_stream *s, char *dst, size_t n);
 size_t gp_h2_body_buffered(const gp_h2_stream *s);
+/* RFC 9110 10.1.1: the request said "expect: 100-continue", so its client
+ * may hold the body back until it hears 100. Submits that informational
+ * head once, when the app first asks for a body none of which came yet, and
+ * never once the app began its response. True when it did (the caller
+ * writes the session's output). */
+bool gp_h2_stream_continue(gp_h2_stream *s);
 bool gp_h2_body_done(const gp_h2_stream *s);
 /* The request's content-length when it sent one, else -1. */
 int64_t gp_h2_body_length(const gp_h2_stream *s);

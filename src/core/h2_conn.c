@@ -23,6 +23,7 @@ struct gp_h2_conn {
     size_t blocked_left;  /* bytes that were waiting then */
     bool stopping, eof;
     bool freeing; /* the session's last events run: nothing more is written */
+    int in_event; /* inside gp_h2_conn_event (nested by a blocking app call) */
 };
 
 static double now(const gp_h2_conn *hc)
@@ -150,10 +151,18 @@ static int read_all(gp_h2_conn *hc)
     }
 }
 
+bool gp_h2_conn_busy(const gp_h2_conn *hc)
+{
+    return hc->in_event > 0;
+}
+
 int gp_h2_conn_event(gp_h2_conn *hc, uint32_t events)
 {
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        if (read_all(hc) != GP_OK) {
+        hc->in_event++;
+        int r = read_all(hc);
+        hc->in_event--;
+        if (r != GP_OK) {
             /* a broken session may still have a GOAWAY to say */
             if (!hc->eof) gp_h2_conn_pump(hc);
             return GP_ERROR;

@@ -6,7 +6,8 @@
  * its on_event, on_timeout, on_stop and on_close; the streams' requests go
  * to the gp_h2_ops it passes. After any call into a gp_h2_stream from the
  * app side (a write, an end, a body read), the owner calls gp_h2_conn_pump
- * so that the frames go out. Never knows Python, never blocks. */
+ * so that the frames go out, at once or (gp_h2_conn_busy) once the event
+ * that runs those apps is over. Never knows Python, never blocks. */
 #ifndef GP_H2_CONN_H
 #define GP_H2_CONN_H
 
@@ -35,6 +36,10 @@ gp_h2 *gp_h2_conn_session(gp_h2_conn *hc);
 int gp_h2_conn_event(gp_h2_conn *hc, uint32_t events);
 /* Writes what the session has to say now; same return values. */
 int gp_h2_conn_pump(gp_h2_conn *hc);
+/* True while gp_h2_conn_event feeds input (and so runs the streams' apps):
+ * it pumps when that is over, so what the requests of one read answer
+ * leaves in one write. */
+bool gp_h2_conn_busy(const gp_h2_conn *hc);
 /* The stream's deadline passed: idle close, stalled streams, a client that
  * takes no bytes. Same return values. */
 int gp_h2_conn_timeout(gp_h2_conn *hc);

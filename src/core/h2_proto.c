@@ -22,10 +22,13 @@
 #include <stdatomic.h>
 #include <sys/epoll.h>
 
-typedef struct {
+typedef struct h2p {
     gp_h2_conn *hc;
     gp_h2x_env env;
     gp_conn *parent;
+    struct h2p *soon_next; /* on soon_list */
+    bool soon_queued;
+    bool live; /* the stream's protocol now: its output may wait */
 } h2p;
 
 /* ---- the exchange table: conn.h calls on an h2 stream ---- */
@@ -129,17 +132,69 @@ static gp_conn *env_conn_of(void *owner, gp_h2x *x, const gp_http_request *req)
     if (c) gp_exchange_begin(c, req);
     return c;
 }
+static void h2_close(gp_stream *s);
+
+/* The app's ready tasks have run: what they answered leaves, one write a
+ * connection. Taken one at a time from the list itself, which a close
+ * (of this connection or, through an app it aborts, another) edits. */
+/* The worker's HTTP/2 connections whose output waits for the app's ready
+ * tasks: one list a process (a worker has one loop, and only its thread
+ * runs HTTP/2). */
+static h2p *soon_list;
+
+static void run_soon(void *arg)
+{
+    h2p *p;
+    while ((p = soon_list)) {
+        soon_list = p->soon_next;
+        p->soon_queued = false;
+        p->soon_next = NULL;
+        if (gp_h2_conn_pump(p->hc) != GP_OK) h2_close(gp_conn_stream(p->parent));
+    }
+}
+
+static void soon_unlink(h2p *p)
+{
+    if (!p->soon_queued) return;
+    h2p **pp = &soon_list;
+    while (*pp && *pp != p) pp = &(*pp)->soon_next;
+    if (*pp) *pp = p->soon_next;
+    p->soon_queued = false;
+}
+
+/* Output waits where more of it is coming: to the end of the event that
+ * runs the apps (gp_h2_conn_busy), or, for tasks (ASGI), until the tasks
+ * ready now have run; so ten streams answered in one turn cost one write
+ * (one TLS record), not ten. */
 static void env_pump(void *owner)
+{
+    h2p *p = owner;
+    if (gp_h2_conn_busy(p->hc) || p->soon_queued) return;
+    const gp_worker_env *e = gp_conn_env(p->parent);
+    if (p->live && e->ops->soon) {
+        bool ask = !soon_list;
+        p->soon_next = soon_list;
+        soon_list = p;
+        p->soon_queued = true;
+        if (!ask || e->ops->soon(e->app, run_soon, NULL) == 0) return;
+        run_soon(NULL);
+        return;
+    }
+    gp_h2_conn_pump(p->hc);
+}
+static void env_flush(void *owner)
 {
     h2p *p = owner;
     gp_h2_conn_pump(p->hc);
 }
 /* A blocking call of a sync app waits on this connection alone: its
  * session takes frames (window updates, body) while other streams' new
- * requests stay queued until the app returns. */
+ * requests stay queued until the app returns. What waited to be gathered
+ * goes first: the peer may be waiting on it (a window update). */
 static void env_wait(void *owner, int ms)
 {
     h2p *p = owner;
+    gp_h2_conn_pump(p->hc);
     gp_stream *s = gp_conn_stream(p->parent);
     struct pollfd pfd = {s->io.fd, POLLIN | POLLOUT, 0};
     if (!gp_stream_output_pending(s)) pfd.events = POLLIN;
@@ -178,6 +233,8 @@ static void h2_free(gp_conn *c)
 {
     h2p *p = gp_conn_upgrade_state(c);
     if (!p) return;
+    p->live = false; /* what the aborted apps write now has nowhere to wait */
+    soon_unlink(p);
     gp_h2_conn_free(p->hc);
     free(p);
 }
@@ -236,7 +293,8 @@ static int begin(gp_conn *c, const char *settings, size_t settings_len,
                           e->statics ? env_static : NULL,
                           cfg->body_buffer_size,
                           !e->ops->runs_as_tasks,
-                          (int)(cfg->body_timeout * 1000)};
+                          (int)(cfg->body_timeout * 1000),
+                          env_flush};
     gp_h2_limits lim = {cfg->limit_request_field_size, cfg->limit_request_fields,
                         cfg->limit_request_head, 100, 0, cfg->limit_request_body, 0, false};
     gp_h2_conn_times t = {cfg->keep_alive, cfg->send_timeout};
@@ -260,6 +318,7 @@ static int begin(gp_conn *c, const char *settings, size_t settings_len,
     }
     gp_conn_upgrade(c, &H2_PROTO, &H2_HOOKS, p);
     gp_conn_upgrade_begin(c);
+    p->live = true;
     /* the preface and what followed it are in the input already */
     h2_event(gp_conn_stream(c), EPOLLIN);
     return GP_OK;

@@ -14,6 +14,7 @@
 
 #include "core/body.h"
 #include "core/log.h"
+#include "core/numfmt.h"
 
 #define FILE_PIECE 16384
 
@@ -38,6 +39,12 @@ struct gp_h2x {
 static void pump(gp_h2x *x)
 {
     x->env->pump(x->env->owner);
+}
+
+/* What a flush or a blocking write promises: on the wire now. */
+static void flush_now(gp_h2x *x)
+{
+    (x->env->flush ? x->env->flush : x->env->pump)(x->env->owner);
 }
 
 /* The exchange is over for the app: the stream is released (reset when its
@@ -84,6 +91,7 @@ static int absorb(gp_h2x *x)
         } else if (r == 0) {
             return 1;
         } else if (r == GP_H2_BODY_AGAIN) {
+            gp_h2_stream_continue(x->st);
             pump(x); /* the window reopens by what was taken */
             return 0;
         } else if (r == GP_H2_BODY_TOO_LARGE) {
@@ -228,9 +236,11 @@ int gp_h2x_head_add(gp_h2x *x, const char *name, size_t name_len, const char *va
                     size_t value_len)
 {
     if (!gp_conn_field_ok(name, name_len, value, value_len)) return GP_ERROR;
-    if (gp_http_token_eq(name, name_len, "date")) x->has_date = true;
-    if (gp_http_token_eq(name, name_len, "server")) x->has_server = true;
-    if (gp_http_token_eq(name, name_len, "content-length")) x->has_length = true;
+    switch (name_len) {
+    case 4: x->has_date |= gp_http_token_eq(name, name_len, "date"); break;
+    case 6: x->has_server |= gp_http_token_eq(name, name_len, "server"); break;
+    case 14: x->has_length |= gp_http_token_eq(name, name_len, "content-length"); break;
+    }
     return gp_h2_head_add(x->st, name, name_len, value, value_len);
 }
 
@@ -238,8 +248,8 @@ void gp_h2x_head_set_length(gp_h2x *x, uint64_t length)
 {
     if (x->has_length) return;
     char v[24];
-    int n = snprintf(v, sizeof v, "%llu", (unsigned long long)length);
-    if (gp_h2_head_add(x->st, "content-length", 14, v, (size_t)n) == GP_OK) x->has_length = true;
+    size_t n = gp_put_u64(v, length, 10);
+    if (gp_h2_head_add(x->st, "content-length", 14, v, n) == GP_OK) x->has_length = true;
 }
 
 int gp_h2x_head_end(gp_h2x *x)
@@ -266,7 +276,7 @@ int gp_h2x_write(gp_h2x *x, const void *data, size_t len)
     if (r != GP_ERROR) x->bytes += len;
     if (r == GP_AGAIN) {
         x->write_again = true;
-        pump(x);
+        flush_now(x);
     }
     /* else the next flush, the end or the app's return sends it: a short
      * reply goes out as HEADERS and one DATA with END_STREAM */
@@ -280,7 +290,7 @@ int gp_h2x_write_all(gp_h2x *x, const void *data, size_t len)
      * thread that writes it, the connection's other streams move meanwhile */
     while (r != GP_ERROR && gp_h2_pending(x->st) && !gp_h2_stream_closed(x->st)) {
         x->env->wait(x->env->owner, 1000);
-        pump(x);
+        flush_now(x);
     }
     if (gp_h2_stream_closed(x->st)) return GP_ERROR;
     x->write_again = false;
@@ -329,7 +339,7 @@ void gp_h2x_adopt_fd(gp_h2x *x, int fd)
 int gp_h2x_flush(gp_h2x *x)
 {
     if (x->closed || gp_h2_flush(x->st)) return GP_ERROR;
-    pump(x);
+    flush_now(x);
     return x->write_again ? GP_AGAIN : GP_OK;
 }
 
@@ -394,7 +404,8 @@ ssize_t gp_h2x_body_read_nb(gp_h2x *x, char *dst, size_t n)
         return r < 0 ? GP_BODY_CLOSED : r;
     }
     ssize_t r = gp_h2_body_read(x->st, dst, n);
-    if (r > 0) pump(x); /* WINDOW_UPDATE */
+    /* WINDOW_UPDATE, or the 100 a client waits for before its body */
+    if (r > 0 || (r == GP_H2_BODY_AGAIN && gp_h2_stream_continue(x->st))) pump(x);
     return r >= 0 ? r : body_code(x, r);
 }
 

@@ -31,7 +31,8 @@ typedef struct {
     /* The gp_conn the bridge is handed for x (the exchange layer's), whose
      * request req begins. */
     gp_conn *(*conn_of)(void *owner, gp_h2x *x, const gp_http_request *req);
-    /* Writes what the session has to say now (after the app wrote). */
+    /* The session has something to say (the app wrote, ended, read): it
+     * goes out now, or with what the other streams say in the same turn. */
     void (*pump)(void *owner);
     /* A blocking call (write_all, a body read) waits: runs the connection's
      * I/O without starting other streams' requests, at most ms. */
@@ -46,6 +47,9 @@ typedef struct {
     size_t body_mem;  /* --body-buffer-size: held in memory up to this, then a file */
     bool hold_body;   /* the app reads the body without waiting: read it whole first */
     int body_timeout_ms;
+    /* Writes what the session has to say now: a flush, a blocking write.
+     * NULL: pump does. */
+    void (*flush)(void *owner);
 } gp_h2x_env;
 
 /* The session callbacks that make each stream an exchange (host: the env). */

@@ -38,6 +38,10 @@ struct gp_tls_ctx {
     unsigned alpn_len;
 };
 
+/* The certificates as text, made once a connection: every request of it
+ * (a hundred streams of an h2 connection) asks again. */
+enum { MEMO_CLIENT_DN, MEMO_CLIENT_PEM, MEMO_SERVER_PEM, MEMO_COUNT };
+
 struct gp_tls {
     SSL *ssl;
     int fd;
@@ -45,6 +49,10 @@ struct gp_tls {
     uint32_t wants;
     bool ktls; /* the kernel encrypts our writes: sendfile stays zero-copy */
     bool shut;
+    uint64_t serial; /* unique in the process: names this connection's session to caches */
+    bool memo_set[MEMO_COUNT];
+    char *memo[MEMO_COUNT]; /* NULL when set: no certificate */
+    size_t memo_len[MEMO_COUNT];
 };
 
 static bool offer_h2;
@@ -398,6 +406,8 @@ gp_tls *gp_tls_new(gp_tls_ctx *ctx, int fd, const struct sockaddr *peer)
         return NULL;
     }
     SSL_set_accept_state(t->ssl);
+    static uint64_t serials; /* loop thread only */
+    t->serial = ++serials;
     t->fd = fd;
     t->peer = peer;
     t->wants = EPOLLIN; /* the ClientHello */
@@ -409,6 +419,7 @@ void gp_tls_free(void *p)
     gp_tls *t = p;
     if (!t) return;
     SSL_free(t->ssl);
+    for (int i = 0; i < MEMO_COUNT; i++) free(t->memo[i]);
     free(t);
 }
 
@@ -621,6 +632,11 @@ const char *gp_tls_version_name(const gp_tls *t)
     return SSL_get_version(t->ssl);
 }
 
+uint64_t gp_tls_serial(const gp_tls *t)
+{
+    return t->serial;
+}
+
 int gp_tls_version(const gp_tls *t)
 {
     return SSL_version(t->ssl);
@@ -643,44 +659,64 @@ bool gp_tls_ktls_send(const gp_tls *t)
     return t->ktls;
 }
 
-/* bio's contents into buf, NUL-terminated; frees bio. */
-static int bio_out(BIO *bio, bool ok, char *buf, size_t len)
+/* Makes the text of one memo into a memory BIO; NULL with *none when there
+ * is no certificate to describe. */
+static BIO *describe(const gp_tls *t, int which, bool *none)
 {
-    char *data;
-    long n = bio && ok ? BIO_get_mem_data(bio, &data) : -1;
-    int rc = -1;
-    if (n >= 0 && (size_t)n < len) {
-        memcpy(buf, data, (size_t)n);
-        buf[n] = 0;
-        rc = (int)n;
+    X509 *x = which == MEMO_SERVER_PEM ? SSL_get_certificate(t->ssl)
+                                       : SSL_get0_peer_certificate(t->ssl);
+    *none = !x;
+    if (!x) return NULL;
+    BIO *b = BIO_new(BIO_s_mem());
+    bool ok = b && (which == MEMO_CLIENT_DN
+                        ? X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) >= 0
+                        : PEM_write_bio_X509(b, x) == 1);
+    if (!ok) {
+        BIO_free(b);
+        return NULL;
     }
-    BIO_free(bio);
-    ERR_clear_error();
-    return rc;
+    return b;
+}
+
+/* The memo into buf, NUL-terminated: bytes, 0 for no certificate, -1 when
+ * it does not fit (or could not be made). */
+static int memo_out(const gp_tls *t, int which, char *buf, size_t len)
+{
+    gp_tls *m = (gp_tls *)t; /* a cache: what the caller can see never changes */
+    if (!m->memo_set[which]) {
+        bool none;
+        BIO *b = describe(t, which, &none);
+        char *data;
+        long n = b ? BIO_get_mem_data(b, &data) : -1;
+        if (n >= 0 && (m->memo[which] = malloc((size_t)n + 1))) {
+            memcpy(m->memo[which], data, (size_t)n);
+            m->memo[which][n] = 0;
+            m->memo_len[which] = (size_t)n;
+            m->memo_set[which] = true;
+        } else if (none) {
+            m->memo_set[which] = true;
+        }
+        BIO_free(b);
+        ERR_clear_error();
+        if (!m->memo_set[which]) return -1;
+    }
+    if (!m->memo[which]) return 0;
+    if (m->memo_len[which] >= len) return -1;
+    memcpy(buf, m->memo[which], m->memo_len[which] + 1);
+    return (int)m->memo_len[which];
 }
 
 int gp_tls_client_dn(const gp_tls *t, char *buf, size_t len)
 {
-    X509 *x = SSL_get0_peer_certificate(t->ssl);
-    if (!x) return 0;
-    BIO *b = BIO_new(BIO_s_mem());
-    bool ok = b && X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) >= 0;
-    return bio_out(b, ok, buf, len);
-}
-
-static int cert_pem(X509 *x, char *buf, size_t len)
-{
-    if (!x) return 0;
-    BIO *b = BIO_new(BIO_s_mem());
-    return bio_out(b, b && PEM_write_bio_X509(b, x) == 1, buf, len);
+    return memo_out(t, MEMO_CLIENT_DN, buf, len);
 }
 
 int gp_tls_client_pem(const gp_tls *t, char *buf, size_t len)
 {
-    return cert_pem(SSL_get0_peer_certificate(t->ssl), buf, len);
+    return memo_out(t, MEMO_CLIENT_PEM, buf, len);
 }
 
 int gp_tls_server_pem(const gp_tls *t, char *buf, size_t len)
 {
-    return cert_pem(SSL_get_certificate(t->ssl), buf, len);
+    return memo_out(t, MEMO_SERVER_PEM, buf, len);
 }

@@ -94,6 +94,10 @@ void gp_tls_free(void *t);
 const char *gp_tls_alpn(const gp_tls *t);
 /* "TLSv1.3", "TLSv1.2"; and the wire numbers the ASGI tls extension wants. */
 const char *gp_tls_version_name(const gp_tls *t);
+/* A number no other connection of this process had or will have: what
+ * describes the session (certificates, version, cipher) may be cached
+ * under it, where a pointer could name a later connection. */
+uint64_t gp_tls_serial(const gp_tls *t);
 int gp_tls_version(const gp_tls *t);       /* 0x0304 ... */
 int gp_tls_cipher_id(const gp_tls *t);     /* IANA 16-bit id */
 const char *gp_tls_cipher_name(const gp_tls *t);

@@ -62,6 +62,9 @@ typedef struct gp_asgi {
     PyObject *http_template, *ws_template;
     PyObject *client_gone; /* the OSError subclass send() raises once the client left */
     PyObject *s_result, *s_set_exception, *s_blocking;
+    PyObject *call_soon, *run_soon; /* loop.call_soon, and the callback it is given */
+    void (*soon_fn)(void *);        /* what run_soon runs; NULL: nothing asked */
+    void *soon_arg;
 } gp_asgi;
 
 static gp_asgi *the_asgi; /* one per worker process */
@@ -1205,6 +1208,33 @@ static void asgi_abort(void *app, gp_conn *c)
     Py_DECREF(r);
 }
 
+/* The core's work that waited for the tasks ready in this loop turn. */
+static PyObject *run_soon(PyObject *self, PyObject *unused)
+{
+    gp_asgi *a = the_asgi;
+    void (*fn)(void *) = a->soon_fn;
+    a->soon_fn = NULL; /* fn may ask again */
+    if (fn) fn(a->soon_arg);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef run_soon_def = {"_gallop_run_soon", run_soon, METH_NOARGS, NULL};
+
+static int asgi_soon(void *app, void (*fn)(void *), void *arg)
+{
+    gp_asgi *a = app;
+    if (a->soon_fn) return -1; /* one at a time */
+    PyObject *h = PyObject_CallOneArg(a->call_soon, a->run_soon);
+    if (!h) {
+        PyErr_Clear();
+        return -1;
+    }
+    Py_DECREF(h);
+    a->soon_fn = fn;
+    a->soon_arg = arg;
+    return 0;
+}
+
 const gp_app_ops gp_asgi_ops = {
     .runs_as_tasks = true,
     .describe = asgi_describe,
@@ -1235,12 +1265,14 @@ static int init_asgi(gp_asgi *a, PyObject *app, int asgi2, const gp_config *cfg,
     a->create_task = PyObject_GetAttrString(loop, "create_task");
     a->get_task_factory = PyObject_GetAttrString(loop, "get_task_factory");
     a->loop = Py_NewRef(loop);
+    a->call_soon = PyObject_GetAttrString(loop, "call_soon");
+    a->run_soon = PyCFunction_New(&run_soon_def, NULL);
     PyObject *aio = PyImport_ImportModule("asyncio");
     a->task_type = aio ? PyObject_GetAttrString(aio, "Task") : NULL;
     Py_XDECREF(aio);
     a->task_kwnames = Py_BuildValue("(ss)", "loop", "name");
     if (!a->create_future || !a->create_task || !a->get_task_factory || !a->task_type ||
-        !a->task_kwnames)
+        !a->task_kwnames || !a->call_soon || !a->run_soon)
         return -1;
     static const char *const sk[] = {"type",      "asgi",       "http_version", "method",
                                      "scheme",    "path",       "raw_path",     "query_string",
@@ -1340,6 +1372,7 @@ gp_worker *gp_asgi_bridge(const gp_worker_args *args, PyObject *app, int asgi2, 
     asgi_ops = gp_asgi_ops;
     asgi_ops.resume = asgi_resume_status;
     asgi_ops.cache_free = cache_free;
+    asgi_ops.soon = asgi_soon;
     gp_asgi_ws_patch_ops(&asgi_ops);
     a->worker = gp_worker_create(args, &asgi_ops, a);
     *state = a->state;

@@ -10,6 +10,8 @@
 #include "core/log.h"
 #include "core/tls.h"
 
+#define CACHE_SLOTS 16
+
 static const char *const known_methods[] = {"GET",    "POST",    "HEAD", "PUT",
                                             "DELETE", "OPTIONS", "PATCH"};
 #define NUM_METHODS (sizeof known_methods / sizeof known_methods[0])
@@ -22,6 +24,18 @@ static struct {
     char *scratch; /* the decoded path: a request line's worth */
     const gp_addr *server_addr[GP_MAX_BINDS];
     gp_bridge_server server[GP_MAX_BINDS];
+    /* Recent clients' (host, port) and TLS sessions' extension dicts: the
+     * streams of one HTTP/2 connection are requests of one client each.
+     * Keyed by value (the address) or by a serial never reused, so a stale
+     * entry is only memory until replaced. */
+    struct {
+        struct sockaddr_storage sa;
+        PyObject *tuple;
+    } addr[CACHE_SLOTS];
+    struct {
+        uint64_t serial;
+        PyObject *ext;
+    } tls[CACHE_SLOTS];
 } B;
 
 PyObject *gp_bridge_intern(const char *s)
@@ -193,12 +207,32 @@ bool gp_bridge_ip(const struct sockaddr *sa, char *host, int *port)
     return false;
 }
 
+/* The bytes of sa that name it (family, port, address), 0 for neither IP. */
+static size_t addr_size(const struct sockaddr *sa)
+{
+    return sa->sa_family == AF_INET    ? sizeof(struct sockaddr_in)
+           : sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                       : 0;
+}
+
 PyObject *gp_bridge_addr_tuple(const struct sockaddr *sa)
 {
     char host[GP_BRIDGE_HOST];
     int port;
-    if (!gp_bridge_ip(sa, host, &port)) Py_RETURN_NONE;
-    return Py_BuildValue("(si)", host, port);
+    size_t n = addr_size(sa);
+    if (!n) Py_RETURN_NONE;
+    unsigned h = 0;
+    for (size_t i = 0; i < n; i++) h = h * 31 + ((const unsigned char *)sa)[i];
+    unsigned slot = h % CACHE_SLOTS;
+    if (B.addr[slot].tuple && memcmp(&B.addr[slot].sa, sa, n) == 0)
+        return Py_NewRef(B.addr[slot].tuple);
+    gp_bridge_ip(sa, host, &port);
+    PyObject *t = Py_BuildValue("(si)", host, port);
+    if (!t) return NULL;
+    Py_XSETREF(B.addr[slot].tuple, Py_NewRef(t));
+    memset(&B.addr[slot].sa, 0, sizeof B.addr[slot].sa);
+    memcpy(&B.addr[slot].sa, sa, n);
+    return t;
 }
 
 const gp_bridge_server *gp_bridge_server_of(gp_conn *c)
@@ -330,7 +364,33 @@ int gp_bridge_tls_environ(PyObject *env, gp_tls *t)
  * client_cert_name, client_cert_error, tls_version, cipher_suite. A client
  * certificate that fails verification ends the handshake, so the error is
  * always None here. */
+static PyObject *tls_extension_new(gp_tls *t);
+
+/* A fresh copy each request (the app may change it) of what is built once
+ * a connection. */
 PyObject *gp_bridge_tls_extension(gp_tls *t)
+{
+    uint64_t serial = gp_tls_serial(t);
+    unsigned slot = (unsigned)(serial % CACHE_SLOTS);
+    if (B.tls[slot].serial != serial || !B.tls[slot].ext) {
+        PyObject *ext = tls_extension_new(t);
+        if (!ext) return NULL;
+        Py_XSETREF(B.tls[slot].ext, ext);
+        B.tls[slot].serial = serial;
+    }
+    PyObject *d = PyDict_Copy(B.tls[slot].ext);
+    PyObject *chain = d ? PyDict_GetItemString(d, "client_cert_chain") : NULL;
+    PyObject *copy = chain ? PyList_GetSlice(chain, 0, PyList_GET_SIZE(chain)) : NULL;
+    if (!copy || PyDict_SetItemString(d, "client_cert_chain", copy) < 0) {
+        Py_XDECREF(copy);
+        Py_XDECREF(d);
+        return NULL;
+    }
+    Py_DECREF(copy);
+    return d;
+}
+
+static PyObject *tls_extension_new(gp_tls *t)
 {
     static char buf[TLS_PEM_MAX];
     PyObject *d = PyDict_New();

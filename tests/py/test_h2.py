@@ -467,3 +467,77 @@ def test_graceful_timeout_cuts_open_streams(tmp_path):
         assert s.wait(T) == 0
     finally:
         s.stop()
+
+
+# ---- Expect: 100-continue (RFC 9110 10.1.1) ----
+
+def curl_verbose(*args):
+    r = subprocess.run(["curl", "-sS", "-v", "-m", str(T), *args], capture_output=True,
+                       timeout=T + 5)
+    assert r.returncode == 0, r.stderr
+    return r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("app,path,want", [("asgi", "/x", b"2 /x 10"), ("wsgi", "/echo", b"hello body")])
+def test_expect_100_continue_sent_when_the_body_is_read(request, app, path, want):
+    s = request.getfixturevalue(app)
+    # curl waits (up to a second) for the 100 before it sends the body
+    out, err = curl_verbose("--http2-prior-knowledge", "-H", "Expect: 100-continue",
+                            "--data-binary", "hello body", s.url(path))
+    assert b"< HTTP/2 100" in err
+    assert b"< HTTP/2 200" in err
+    assert out == want
+
+
+def test_expect_100_continue_not_sent_when_the_app_answers_unread(asgi):
+    out, err = curl_verbose("--http2-prior-knowledge", "-H", "Expect: 100-continue",
+                            "--data-binary", "hello body", asgi.url("/noread"))
+    assert b"< HTTP/2 200" in err
+    assert b"HTTP/2 100" not in err
+    assert out == b"unread"
+
+
+def test_expect_100_continue_before_the_body_raw(asgi):
+    # the 100 arrives while the client still holds its body back, and only once
+    c = Raw(asgi.port)
+    sid = c.conn.get_next_available_stream_id()
+    c.conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":authority", "t"),
+                              (":path", "/held"), ("content-length", "4"),
+                              ("expect", "100-continue")])
+    c.flush()
+    c.read(lambda ev: any(isinstance(e, h2.events.InformationalResponseReceived) for e in ev))
+    assert not c.of(h2.events.ResponseReceived, sid)
+    c.conn.send_data(sid, b"abcd", end_stream=True)
+    c.flush()
+    c.read(lambda ev: any(isinstance(e, h2.events.StreamEnded) for e in ev))
+    info = c.of(h2.events.InformationalResponseReceived, sid)
+    assert len(info) == 1 and dict(info[0].headers)[":status"] == "100"
+    assert b"".join(e.data for e in c.of(h2.events.DataReceived, sid)) == b"2 /held 4"
+    c.close()
+
+
+# ---- the replies of one turn leave together ----
+
+def worker_writes(s):
+    pid = s.workers()[0]
+    with open(f"/proc/{pid}/io") as f:
+        return int(re.search(r"syscw: (\d+)", f.read()).group(1))
+
+
+@pytest.mark.parametrize("app", ["asgi", "wsgi"])
+def test_streams_answered_in_one_turn_share_a_write(request, app):
+    s = request.getfixturevalue(app)
+    c = Raw(s.port)
+    c.flush()
+    c.read(lambda ev: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in ev))
+    time.sleep(0.2)  # the settings' acks are out
+    before = worker_writes(s)
+    sids = [c.headers("/w%d" % i) for i in range(10)]
+    c.flush()  # ten requests in one packet
+    c.read(lambda ev: len([e for e in ev if isinstance(e, h2.events.StreamEnded)]) == 10)
+    for i, sid in enumerate(sids):
+        body = b"".join(e.data for e in c.of(h2.events.DataReceived, sid))
+        assert body.endswith(b"/w%d" % i) or b"/w%d " % i in body
+    writes = worker_writes(s) - before
+    assert writes <= 3, writes  # one write per stream would be 10
+    c.close()

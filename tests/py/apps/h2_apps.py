@@ -35,6 +35,11 @@ async def asgi(scope, receive, send):
     if scope["type"] != "http":
         return  # no lifespan: --lifespan auto runs without it
     path = scope["path"]
+    if path == "/noread":  # answers without asking for the body
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"unread"})
+        return
     body = b""
     while True:
         m = await receive()
