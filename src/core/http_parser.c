@@ -73,17 +73,7 @@ static inline unsigned char lower(unsigned char c)
 
 HOT bool token_eq(const char *s, size_t n, const char *lit)
 {
-    for (size_t i = 0; i < n; i++) {
-        /* a shorter literal ends here; testing its NUL too keeps a NUL byte
-         * in s from matching it and walking past its end */
-        if (lower((unsigned char)s[i]) != (unsigned char)lit[i] || !lit[i]) return false;
-    }
-    return lit[n] == '\0';
-}
-
-bool gp_http_token_eq(const char *s, size_t n, const char *lit)
-{
-    return token_eq(s, n, lit);
+    return gp_http_token_eq(s, n, lit);
 }
 
 /* End (exclusive) of the bytes of a line starting at `start` that still fit in

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define GP_HTTP_MAX_HEADERS 256 /* hard ceiling of the headers array */
 
@@ -167,7 +168,18 @@ const char *gp_http_reason(int status);
  * decoded length. */
 size_t gp_http_percent_decode(char *dst, const char *src, size_t n);
 
-/* Case-insensitive comparison of a token against a lower-case literal. */
-bool gp_http_token_eq(const char *s, size_t n, const char *lower);
+/* Case-insensitive comparison of a token against a lower-case literal.
+ * Inline and lengths first: a literal's strlen is then a constant, most
+ * calls end there, and the loop never reaches the literal's NUL (so a NUL
+ * byte in s cannot match it and walk past its end). */
+static inline bool gp_http_token_eq(const char *s, size_t n, const char *lower)
+{
+    if (n != strlen(lower)) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != (unsigned char)lower[i]) return false;
+    }
+    return true;
+}
 
 #endif
