@@ -521,7 +521,9 @@ static void serve_buffered(gp_conn *c)
     while (!c->dead && c->state == CS_HEAD && c->s.len > 0) {
         if (c->proxy_wait && !read_proxy_header(c)) return;
         if (!c->s.len) return;
-        if (e->h2) { /* an HTTP/2 preface takes the stream (h2_proto.h) */
+        /* an HTTP/2 preface takes the stream (h2_proto.h); it begins with
+         * 'P', and only --http 2 has anything to say about other bytes */
+        if (e->h2 && (c->s.buf[c->s.rpos] == 'P' || e->cfg->http == GP_HTTP_2)) {
             int h2 = e->h2->preface(c);
             if (h2 < 0) reject(c, -h2);
             if (h2) return;
