@@ -719,7 +719,13 @@ int gp_h2_write(gp_h2_stream *s, const void *data, size_t len)
 {
     if (!usable(s) || s->ended) return GP_ERROR;
     if (!s->head_request && len) {
-        if (s->out_off && s->out_off == s->out.len) s->out_off = s->out.len = 0;
+        /* a reader that keeps pace never drains the buffer to empty, so the
+           sent bytes go before it grows, or it grows by all a stream sends */
+        if (s->out_off && s->out.len + len > s->out.cap) {
+            s->out.len -= s->out_off;
+            memmove(s->out.p, s->out.p + s->out_off, s->out.len);
+            s->out_off = 0;
+        }
         if (gb_append(&s->out, data, len, 0, NULL)) return GP_ERROR;
     }
     if (kick(s)) return GP_ERROR;

@@ -84,3 +84,56 @@ def test_asgi_download_cut_off_by_the_client_keeps_the_worker(server_factory, tm
         assert recv_all(s).endswith(b"\r\n\r\nok")
     assert srv.workers() == workers
     assert "died unexpectedly" not in srv.log(), srv.log()
+
+
+H2_LONG_STREAM = '''
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    if scope["path"] != "/long":
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
+    chunk = b"x" * 65536
+    for _ in range(1536):  # 96 MiB
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+'''
+
+
+def test_h2_long_stream_read_steadily_keeps_the_worker_small(server_factory, tmp_path):
+    """A client that reads a long HTTP/2 download as it comes (the app
+    refills the stream's buffer before it ever drains to empty) grew the
+    stream's buffer by every byte sent: 200 MB of RSS for a 200 MB file.
+    What a stream holds must stay near its high-water mark."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    from conftest import proc_status
+    (tmp_path / "h2long.py").write_text(H2_LONG_STREAM)
+    srv = server_factory("h2long:app", "--interface", "asgi", chdir=str(tmp_path))
+    wpid = srv.wait_workers(1)[0]
+    before = proc_status(wpid)["VmRSS"]
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    c.increment_flow_control_window(1 << 30)
+    c.send_headers(1, [(":method", "GET"), (":path", "/long"), (":scheme", "http"),
+                       (":authority", "t")], end_stream=True)
+    s.sendall(c.data_to_send())
+    got, done, peak = 0, False, before
+    deadline = time.monotonic() + 60
+    while not done and time.monotonic() < deadline:
+        d = s.recv(16384)
+        assert d, "the server closed the connection"
+        for e in c.receive_data(d):
+            if isinstance(e, h2.events.DataReceived):
+                got += len(e.data)
+                c.acknowledge_received_data(e.flow_controlled_length, 1)
+            elif isinstance(e, h2.events.StreamEnded):
+                done = True
+        s.sendall(c.data_to_send())
+        peak = max(peak, proc_status(wpid)["VmRSS"])
+    s.close()
+    assert done and got == 96 << 20, got
+    assert peak - before < 24 << 10, (before, peak)
