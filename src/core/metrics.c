@@ -76,7 +76,10 @@ void gp_metrics_busy_close(gp_slot *s, uint64_t now_us)
  * master (reload, balancing) until it exits. */
 static inline void show_state(gp_slot *s, int from, int to)
 {
-    if (LOAD(s->state) == from) STORE(s->state, to);
+    /* one step, not a load and a store: the loop may mark the slot stopping
+     * meanwhile (worker.c), and a request thread must not write it back */
+    atomic_compare_exchange_strong_explicit(&s->state, &from, to, memory_order_relaxed,
+                                            memory_order_relaxed);
 }
 
 void gp_metrics_begin(gp_slot *s, uint64_t now)
